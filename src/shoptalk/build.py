@@ -1,0 +1,69 @@
+"""`shoptalk build`: ingest -> dataset -> train -> eval, skipping what has not changed.
+
+Each stage's output folder is named by a hash of its inputs and settings, so
+"has it changed?" is "does the folder exist and is it complete?". A training
+run that was killed has checkpoints but no `final/`; building again resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shoptalk.artifacts import DatasetArtifact, RunArtifact
+from shoptalk.data.dataset import build_dataset
+from shoptalk.eval.run import evaluate, question_suites
+from shoptalk.eval.scorecard import Scorecard
+from shoptalk.models import resolve_base_model
+from shoptalk.project import Project
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class BuildResult:
+    dataset: DatasetArtifact
+    run: RunArtifact
+    scorecard: Scorecard | None
+
+
+def prepare_dataset(project: Project, say: Say = print) -> DatasetArtifact:
+    dataset = build_dataset(project.config, project.root, project.datasets)
+    say(f"dataset  {dataset.hash}  ({dataset.path})")
+    return dataset
+
+
+def train(
+    project: Project, dataset: DatasetArtifact, base_path: str, say: Say = print, stop_after: int | None = None
+) -> RunArtifact:
+    from shoptalk.train import sft
+
+    run_dir = project.runs / project.run_id(dataset.hash)
+    run = RunArtifact(path=run_dir, run_id=run_dir.name)
+    if (run.final / "config.json").is_file() or run.is_adapter:
+        say(f"train    {run.run_id}  unchanged, skipped")
+    else:
+        say(f"train    {run.run_id}  ({run_dir})")
+        run = sft.run(project.config, dataset, base_path, run_dir, stop_after=stop_after)
+    if (run.final).is_dir():
+        project.latest_run_file.write_text(run.run_id + "\n", encoding="utf-8")
+    return run
+
+
+def build(project: Project, say: Say = print, stop_after: int | None = None) -> BuildResult:
+    base_path = resolve_base_model(project.config.base_model, project.root)
+    say(f"base     {project.config.base_model}  ({base_path})")
+    dataset = prepare_dataset(project, say)
+    run = train(project, dataset, base_path, say, stop_after)
+    if not run.final.is_dir():
+        return BuildResult(dataset, run, None)
+    suites = question_suites(project, dataset)
+    if not suites:
+        say("eval     no question files and no held-out FAQ rows: scorecard skipped")
+        return BuildResult(dataset, run, None)
+    card = evaluate(project, run, base_path, suites)
+    say(f"eval     {project.evals / run.run_id / 'scorecard.json'}")
+    return BuildResult(dataset, run, card)

@@ -1,0 +1,181 @@
+"""The `shoptalk` command. Thin: it parses, calls a stage, prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from shoptalk.errors import ShoptalkError
+
+app = typer.Typer(
+    help="Turn an open LLM into a private assistant for your organization.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ProjectDir = Annotated[Path, typer.Argument(help="The project folder (holds shoptalk.yaml)")]
+
+
+def open_project(project_dir: Path):
+    from shoptalk.project import Project
+
+    project = Project.open(project_dir)
+    setup_logging(project.state / "logs")
+    return project
+
+
+def setup_logging(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / "shoptalk.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("shoptalk")
+    root.setLevel(logging.INFO)
+    root.handlers = [handler]
+
+
+def fail(exc: ShoptalkError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def init(
+    project_dir: ProjectDir,
+    docs: Annotated[list[str], typer.Option(help="Document file or folder (repeatable)")] = [],
+    faq: Annotated[list[str], typer.Option(help="FAQ sheet, CSV or JSONL (repeatable)")] = [],
+    conversations: Annotated[list[str], typer.Option(help="Chat file (repeatable)")] = [],
+    questions: Annotated[list[str], typer.Option(help="Held-out question file (repeatable)")] = [],
+    name: Annotated[str, typer.Option(help="The organization's name")] = "My organization",
+    base_model: Annotated[str, typer.Option(help="'default', a folder, a .gguf or a hub id")] = "default",
+) -> None:
+    """Write a shoptalk.yaml that works as is."""
+    from shoptalk.init import init_project
+
+    try:
+        path = init_project(project_dir, docs, faq, conversations, questions, name, base_model)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(f"wrote {path}\nnext: shoptalk build {project_dir}")
+
+
+@app.command()
+def build(
+    project_dir: ProjectDir,
+    stop_after: Annotated[int | None, typer.Option(hidden=True, help="Stop training after N steps")] = None,
+) -> None:
+    """Run ingest -> dataset -> train -> eval, skipping stages whose inputs did not change."""
+    from shoptalk.build import build as run_build
+    from shoptalk.eval.scorecard import render_table
+
+    try:
+        result = run_build(open_project(project_dir), say=console.print, stop_after=stop_after)
+    except ShoptalkError as exc:
+        fail(exc)
+    if result.scorecard is not None:
+        console.print(render_table(result.scorecard))
+
+
+@app.command()
+def train(
+    project_dir: ProjectDir,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint if there is one")] = True,
+) -> None:
+    """Build the dataset if needed and train; a killed run resumes from its last checkpoint."""
+    import shutil
+
+    from shoptalk.build import prepare_dataset
+    from shoptalk.build import train as run_train
+    from shoptalk.models import resolve_base_model
+
+    try:
+        project = open_project(project_dir)
+        base_path = resolve_base_model(project.config.base_model, project.root)
+        dataset = prepare_dataset(project, console.print)
+        if not resume:
+            shutil.rmtree(project.runs / project.run_id(dataset.hash) / "checkpoints", ignore_errors=True)
+        run = run_train(project, dataset, base_path, console.print)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(f"model: {run.final}")
+
+
+@app.command("eval")
+def eval_(
+    project_dir: ProjectDir,
+    questions: Annotated[list[str], typer.Option(help="Question file (repeatable); default: the config's")] = [],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scorecard JSON on stdout")] = False,
+) -> None:
+    """Score the base and the tuned model on the same questions."""
+    from shoptalk.build import prepare_dataset
+    from shoptalk.eval.run import evaluate, question_suites
+    from shoptalk.eval.scorecard import render_table
+
+    try:
+        project = open_project(project_dir)
+        run = project.latest_run()
+        from shoptalk.models import resolve_base_model
+
+        base_path = resolve_base_model(project.config.base_model, project.root)
+        say = err_console.print if as_json else console.print
+        suites = question_suites(project, prepare_dataset(project, say), questions)
+        if not suites:
+            raise ShoptalkError("No questions to score: pass --questions FILE or list sources.questions.")
+        card = evaluate(project, run, base_path, suites)
+    except ShoptalkError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(card.model_dump(mode="json"), ensure_ascii=False, indent=2))
+    else:
+        console.print(render_table(card))
+
+
+@app.command()
+def ask(
+    project_dir: ProjectDir,
+    question: Annotated[str, typer.Argument(help="The question")],
+    base: Annotated[bool, typer.Option("--base", help="Ask the untuned base model")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 128,
+) -> None:
+    """Ask the tuned assistant (or the base model) one question."""
+    from shoptalk.chat import Session
+
+    try:
+        session = Session.open(open_project(project_dir), base=base)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(session.reply(question, max_new_tokens), highlight=False)
+
+
+@app.command()
+def chat(
+    project_dir: ProjectDir,
+    base: Annotated[bool, typer.Option("--base", help="Talk to the untuned base model")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 256,
+) -> None:
+    """Talk to the tuned assistant in the terminal (empty line or Ctrl-D to quit)."""
+    from shoptalk.chat import Session
+
+    try:
+        session = Session.open(open_project(project_dir), base=base)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(f"[dim]talking to {session.label}; empty line to quit[/]")
+    while True:
+        try:
+            text = console.input("[bold]you>[/] ")
+        except EOFError:
+            break
+        if not text.strip():
+            break
+        console.print(f"[bold]assistant>[/] {session.reply(text, max_new_tokens, keep=True)}", highlight=False)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,120 @@
+"""The one config file, `shoptalk.yaml`, as pydantic models.
+
+Every model is closed (`extra="forbid"`): a misspelt key is an error that names
+it, never a silently ignored setting. Defaults work as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from shoptalk.errors import ConfigError
+
+CONFIG_NAME = "shoptalk.yaml"
+
+
+class Sources(BaseModel, extra="forbid"):
+    docs: list[str] = Field(default_factory=list, description="Document files or folders (.md, .txt)")
+    faq: list[str] = Field(default_factory=list, description="FAQ sheets (CSV question,answer or JSONL)")
+    conversations: list[str] = Field(
+        default_factory=list,
+        description="Chats: Alpaca, ShareGPT or OpenAI-messages JSONL, or LLaMA-Factory dataset_info.json",
+    )
+    questions: list[str] = Field(
+        default_factory=list,
+        description="Held-out question files for the scorecard; none = a held-out split of the FAQ",
+    )
+
+
+class DataSettings(BaseModel, extra="forbid"):
+    seed: int = Field(0, description="Seed for splits and augmentation")
+    holdout_ratio: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Share of FAQ rows kept out of training when no questions are given"
+    )
+    validation_ratio: float = Field(0.05, ge=0.0, lt=0.5, description="Share of training examples used for validation")
+    question_variants: int = Field(
+        6, ge=0, le=20, description="Rephrasings generated per FAQ question (no model needed)"
+    )
+    document_qa: bool = Field(True, description="Extract question-answer pairs from documents")
+    document_text: bool = Field(True, description="Also train on document sections as plain text")
+    refusals: bool = Field(True, description="Train 'I don't know' answers for questions the data cannot answer")
+    refusal_answer: str = Field(
+        "I'm sorry, I don't have that information in our documents.",
+        description="What the assistant says when the data does not answer a question",
+    )
+
+
+class LoraSettings(BaseModel, extra="forbid"):
+    r: int = Field(64, ge=1, description="LoRA rank")
+    alpha: int = Field(128, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input")
+    target_modules: str | list[str] = Field("all-linear", description="Which layers get adapters")
+
+
+class TrainSettings(BaseModel, extra="forbid"):
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning")
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    epochs: float = Field(8.0, gt=0, description="Passes over the training data")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up")
+    weight_decay: float = Field(0.0, ge=0)
+    max_seq_len: int = Field(512, ge=16, description="Longest packed sequence, in tokens")
+    tokens_per_step: int = Field(4096, ge=16, description="Token budget of one optimizer step")
+    seed: int = Field(0)
+    checkpoint_every: int = Field(25, ge=1, description="Steps between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+
+
+class EvalSettings(BaseModel, extra="forbid"):
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    batch_size: int = Field(16, ge=1)
+
+
+class ShoptalkConfig(BaseModel, extra="forbid"):
+    name: str = Field("My organization", description="The organization's name")
+    system_prompt: str = Field(
+        "You are a helpful assistant for our organization. Answer with our facts; "
+        "if you do not know, say so.",
+        description="Used identically at training, evaluation and chat time",
+    )
+    base_model: str = Field("default", description="'default', a local folder, a .gguf file or a hub id")
+    sources: Sources = Field(default_factory=Sources)
+    data: DataSettings = Field(default_factory=DataSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+
+
+def load_config(project_dir: Path) -> ShoptalkConfig:
+    path = project_dir / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found. Create one with `shoptalk init {project_dir}`.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, found {type(raw).__name__}")
+    try:
+        return ShoptalkConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{key}' (check the spelling; see `shoptalk init --help`)")
+        else:
+            problems.append(f"key '{key}': {err['msg']} (found {err.get('input')!r})")
+    return "; ".join(problems)
+
+
+def dump_config(cfg: ShoptalkConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Ingest: read the user's sources (documents, FAQ, chats) into canonical records."""

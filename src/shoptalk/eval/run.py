@@ -1,0 +1,106 @@
+"""The eval stage: base vs tuned on the same questions -> scorecard.json.
+
+Both variants answer every suite with the same system prompt, chat template,
+greedy decoding and stop tokens; only the weights differ.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
+from shoptalk.eval.questions import Suite, load_suites, suite_from_faq
+from shoptalk.eval.scorecard import Scorecard, build_scorecard, read_scorecard, write_scorecard
+from shoptalk.generate import Assistant, answer, load_assistant
+from shoptalk.project import Project
+from shoptalk.train.render import with_system
+from shoptalk.records import Message
+
+log = logging.getLogger(__name__)
+
+HELDOUT_SUITE = "heldout_faq"
+
+
+def question_suites(
+    project: Project, dataset: DatasetArtifact, extra: list[str] | None = None
+) -> list[Suite]:
+    """The user's question files, or else the FAQ rows the dataset held out."""
+    files = extra if extra else project.config.sources.questions
+    if files:
+        return load_suites([resolve(project.root, f) for f in files])
+    held = dataset.conversations("heldout")
+    if not held:
+        return []
+    pairs = [(c.messages[0].content, c.messages[-1].content, c.source) for c in held]
+    return [suite_from_faq(HELDOUT_SUITE, pairs)]
+
+
+def resolve(root: Path, name: str) -> Path:
+    path = Path(name)
+    return (
+        path if path.is_absolute() or path.exists() and not (root / name).exists() else root / name
+    )
+
+
+def inputs_hash(project: Project, run: RunArtifact, suites: list[Suite]) -> str:
+    h = hashlib.sha256(run.run_id.encode())
+    h.update(project.config.eval.model_dump_json().encode())
+    h.update(project.config.system_prompt.encode())
+    for suite in suites:
+        h.update(suite.model_dump_json().encode())
+    return h.hexdigest()[:16]
+
+
+def evaluate(
+    project: Project,
+    run: RunArtifact,
+    base_path: str,
+    suites: list[Suite],
+    force: bool = False,
+) -> Scorecard:
+    """Write `.shoptalk/evals/<run-id>/scorecard.json`; reuse it if nothing changed."""
+    out = project.evals / run.run_id
+    digest = inputs_hash(project, run, suites)
+    stamp = out / "inputs.txt"
+    if not force and stamp.is_file() and stamp.read_text().strip() == digest:
+        return read_scorecard(out / "scorecard.json")
+    timing: dict[str, float] = {}
+    answers: dict[str, tuple[list[str], list[str]]] = {}
+    for variant, which in (("base", None), ("tuned", run)):
+        started = time.perf_counter()
+        assistant = load_assistant(base_path, which, project.config.train.device)
+        per_suite = answer_suites(project, assistant, suites)
+        for name, texts in per_suite.items():
+            answers.setdefault(name, ([], []))[0 if variant == "base" else 1].extend(texts)
+        timing[f"{variant}_seconds"] = round(time.perf_counter() - started, 1)
+        del assistant
+        gc.collect()
+    n = sum(len(s.questions) for s in suites)
+    timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values())), 2)
+    card = build_scorecard(run.run_id, project.config.base_model, suites, answers)
+    card.timing = timing
+    write_scorecard(card, out / "scorecard.json")
+    write_json(out / "answers.json", {k: {"base": v[0], "tuned": v[1]} for k, v in answers.items()})
+    stamp.write_text(digest)
+    return card
+
+
+def answer_suites(
+    project: Project, assistant: Assistant, suites: list[Suite]
+) -> dict[str, list[str]]:
+    """One batched generation over every question of every suite."""
+    settings = project.config.eval
+    prompts = [
+        with_system([Message(role="user", content=q.prompt_text)], project.config.system_prompt)
+        for suite in suites
+        for q in suite.questions
+    ]
+    texts = answer(assistant, prompts, settings.max_new_tokens, settings.batch_size)
+    out: dict[str, list[str]] = {}
+    for suite in suites:
+        out[suite.name], texts = texts[: len(suite.questions)], texts[len(suite.questions) :]
+    return out

@@ -1,0 +1,250 @@
+"""The scorecard: base and tuned answers scored per suite, with paired bootstrap intervals.
+
+Written to `.shoptalk/evals/<run-id>/scorecard.json`:
+
+    {"run_id", "base_model", "created",
+     "suites": {"<suite>": {"n", "kind", "base": {"<metric>": float},
+                            "tuned": {...}, "diff": {"<metric>": [mean, low, high]}}},
+     "questions": [...], "timing": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+from rich.table import Table
+from rich.text import Text
+
+from shoptalk.errors import SourceError
+from shoptalk.eval.metrics import (
+    bootstrap_diff,
+    is_refusal,
+    key_fact_recall,
+    rouge_l,
+    strict_match,
+    style_pass,
+    token_f1,
+)
+from shoptalk.eval.questions import (
+    DomainQuestion,
+    Question,
+    StyleQuestion,
+    Suite,
+    SuiteKind,
+)
+
+# Metric name -> value for one model on one suite, e.g. {"key_fact_recall": 0.8}.
+# A plain dict (not a model) so the JSON is exactly {"<metric>": float}.
+VariantScores = dict[str, float]
+
+# Display and JSON order of the metrics; the first of each kind is the
+# per-question score shown in QuestionResult.
+METRICS: dict[SuiteKind, tuple[str, ...]] = {
+    "domain": ("key_fact_recall", "strict_accuracy", "rouge_l", "token_f1"),
+    "unanswerable": ("refusal_rate",),
+    "style": ("style_pass_rate",),
+}
+
+
+class QuestionResult(BaseModel):
+    suite: str
+    kind: SuiteKind
+    prompt: str
+    reference: str | None = None
+    must_include: list[str] = Field(default_factory=list)
+    base_answer: str
+    tuned_answer: str
+    base_score: float
+    tuned_score: float
+    source: str | None = None
+    file: str = ""
+    line: int = 0
+
+
+class SuiteScores(BaseModel):
+    n: int
+    kind: SuiteKind
+    base: VariantScores
+    tuned: VariantScores
+    # metric -> [mean(tuned - base), 2.5th percentile, 97.5th percentile]
+    diff: dict[str, list[float]]
+
+
+class Scorecard(BaseModel):
+    run_id: str
+    base_model: str
+    created: str
+    suites: dict[str, SuiteScores]
+    questions: list[QuestionResult] = Field(default_factory=list)
+    timing: dict[str, float] = Field(default_factory=dict)
+
+
+def question_metrics(question: Question, answer: str) -> VariantScores:
+    """Every metric of the question's kind for one answer.
+
+    ROUGE-L and token F1 need a reference answer; a domain question with only
+    `must_include` has neither, and those suite means cover the questions that do.
+    """
+    if isinstance(question, DomainQuestion):
+        scores = {
+            "key_fact_recall": key_fact_recall(answer, question.must_include),
+            "strict_accuracy": float(strict_match(answer, question.must_include)),
+        }
+        if question.answer:
+            scores["rouge_l"] = rouge_l(answer, question.answer)
+            scores["token_f1"] = token_f1(answer, question.answer)
+        return scores
+    if isinstance(question, StyleQuestion):
+        passed = style_pass(
+            answer, question.must_include, question.must_not_include, question.regex
+        )
+        return {"style_pass_rate": float(passed)}
+    return {"refusal_rate": float(is_refusal(answer))}
+
+
+def _result(
+    suite: Suite, question: Question, answers: tuple[str, str], scores: tuple[float, float]
+) -> QuestionResult:
+    is_domain = isinstance(question, DomainQuestion)
+    # Not getattr: an unanswerable row may carry an ignored extra "must_include".
+    has_phrases = isinstance(question, (DomainQuestion, StyleQuestion))
+    return QuestionResult(
+        suite=suite.name,
+        kind=suite.kind,
+        prompt=question.prompt_text,
+        reference=question.answer if is_domain else None,
+        must_include=question.must_include if has_phrases else [],
+        base_answer=answers[0],
+        tuned_answer=answers[1],
+        base_score=scores[0],
+        tuned_score=scores[1],
+        source=question.source if is_domain else None,
+        file=question.file,
+        line=question.line,
+    )
+
+
+def score_suite(
+    suite: Suite, base_answers: list[str], tuned_answers: list[str]
+) -> tuple[SuiteScores, list[QuestionResult]]:
+    """Score both models' answers (in question order) and bootstrap each metric's change."""
+    n = len(suite.questions)
+    if len(base_answers) != n or len(tuned_answers) != n:
+        raise ValueError(
+            f"suite {suite.name!r} has {n} questions but {len(base_answers)} base and "
+            f"{len(tuned_answers)} tuned answers"
+        )
+    primary = METRICS[suite.kind][0]
+    paired: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in METRICS[suite.kind]}
+    results = []
+    rows = zip(suite.questions, base_answers, tuned_answers, strict=True)
+    for question, base_answer, tuned_answer in rows:
+        base_m = question_metrics(question, base_answer)
+        tuned_m = question_metrics(question, tuned_answer)
+        for metric, value in base_m.items():
+            paired[metric][0].append(value)
+            paired[metric][1].append(tuned_m[metric])
+        scores = (base_m[primary], tuned_m[primary])
+        results.append(_result(suite, question, (base_answer, tuned_answer), scores))
+    paired = {m: values for m, values in paired.items() if values[0]}
+    suite_scores = SuiteScores(
+        n=n,
+        kind=suite.kind,
+        base={m: sum(b) / len(b) for m, (b, _) in paired.items()},
+        tuned={m: sum(t) / len(t) for m, (_, t) in paired.items()},
+        diff={m: list(bootstrap_diff(b, t)) for m, (b, t) in paired.items()},
+    )
+    return suite_scores, results
+
+
+def build_scorecard(
+    run_id: str,
+    base_model: str,
+    suites: list[Suite],
+    answers: dict[str, tuple[list[str], list[str]]],
+) -> Scorecard:
+    """Score every suite; `answers[suite.name]` is (base answers, tuned answers)."""
+    missing = [suite.name for suite in suites if suite.name not in answers]
+    if missing:
+        raise ValueError(f"no answers for suites {missing}")
+    scores: dict[str, SuiteScores] = {}
+    questions: list[QuestionResult] = []
+    for suite in suites:
+        suite_scores, results = score_suite(suite, *answers[suite.name])
+        scores[suite.name] = suite_scores
+        questions.extend(results)
+    return Scorecard(
+        run_id=run_id,
+        base_model=base_model,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        suites=scores,
+        questions=questions,
+    )
+
+
+def write_scorecard(card: Scorecard, path: Path) -> None:
+    """Write the scorecard JSON atomically: a reader sees the old file or the new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(card.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    # The temp file lives in the same folder so os.replace is a same-filesystem rename.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_scorecard(path: Path) -> Scorecard:
+    """Load a scorecard written by `write_scorecard`."""
+    try:
+        return Scorecard.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SourceError(path, None, "scorecard not found") from None
+    except ValidationError as exc:
+        raise SourceError(path, None, f"not a valid scorecard: {exc.errors()[0]['msg']}") from None
+
+
+def _change_cell(diff: list[float]) -> Text:
+    mean, low, high = diff
+    text = Text(f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]")
+    # Colour only when the 95% interval excludes zero: the change is real, not noise.
+    if low > 0:
+        text.stylize("green")
+    elif high < 0:
+        text.stylize("red")
+    return text
+
+
+def render_table(card: Scorecard) -> Table:
+    """One row per suite and metric: base, tuned and the change with its 95% interval."""
+    table = Table(title=f"{card.run_id} vs base {card.base_model}")
+    table.add_column("suite")
+    table.add_column("n", justify="right")
+    table.add_column("metric")
+    table.add_column("base", justify="right")
+    table.add_column("tuned", justify="right")
+    table.add_column("change [95% CI]", justify="right")
+    for name, scores in card.suites.items():
+        for i, metric in enumerate(scores.base):
+            last = i == len(scores.base) - 1
+            table.add_row(
+                name if i == 0 else "",
+                str(scores.n) if i == 0 else "",
+                metric,
+                f"{scores.base[metric]:.3f}",
+                f"{scores.tuned[metric]:.3f}",
+                _change_cell(scores.diff[metric]),
+                end_section=last,
+            )
+    return table

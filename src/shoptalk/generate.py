@@ -1,0 +1,88 @@
+"""Load a base or tuned model for answering, and answer prompts in batches.
+
+Used by the scorecard, `shoptalk ask` and `shoptalk chat`, so every one of
+them renders prompts and stops generation exactly the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shoptalk.models import load_model, load_tokenizer, pick_device
+from shoptalk.train.render import ensure_chat_template, prompt_ids
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from shoptalk.artifacts import RunArtifact
+
+# End-of-turn markers of common chat templates; generation stops at any of them.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>")
+
+
+@dataclass
+class Assistant:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    device: str
+    name: str
+
+
+def load_assistant(base_path: str, run: RunArtifact | None = None, device: str = "auto") -> Assistant:
+    """The base model, or the base with a run's adapter merged (or its full weights)."""
+    device = pick_device(device)
+    if run is None:
+        tokenizer = load_tokenizer(base_path)
+        ensure_chat_template(tokenizer)
+        return Assistant(load_model(base_path, device), tokenizer, device, "base")
+    tokenizer = load_tokenizer(str(run.final))
+    if not run.is_adapter:
+        return Assistant(load_model(str(run.final), device), tokenizer, device, run.run_id)
+    from peft import PeftModel
+
+    # Merged weights answer faster than a model with adapters on every layer.
+    model = PeftModel.from_pretrained(load_model(base_path, device), str(run.final)).merge_and_unload()
+    return Assistant(model, tokenizer, device, run.run_id)
+
+
+def stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids |= {vocab[t] for t in END_OF_TURN if t in vocab}
+    return sorted(ids)
+
+
+def answer(
+    assistant: Assistant,
+    conversations: list[list[dict[str, str]]],
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy answers, batched with left padding; same order as the input."""
+    import torch
+
+    tokenizer, model = assistant.tokenizer, assistant.model
+    encoded = [prompt_ids(tokenizer, messages) for messages in conversations]
+    # Similar lengths in one batch waste less compute on padding.
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    answers: list[str] = [""] * len(encoded)
+    pad = tokenizer.pad_token_id
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        group = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in group)
+        ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in group])
+        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in group])
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids.to(assistant.device),
+                attention_mask=mask.to(assistant.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stop_ids(tokenizer),
+                pad_token_id=pad,
+            )
+        for row, i in enumerate(group):
+            answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+    return answers

@@ -1,0 +1,66 @@
+"""Where a project's files live. Everything shoptalk writes is under `.shoptalk/`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoptalk.artifacts import RunArtifact
+from shoptalk.config import ShoptalkConfig, load_config
+from shoptalk.errors import ShoptalkError
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config: ShoptalkConfig
+
+    @classmethod
+    def open(cls, root: Path | str) -> Project:
+        root = Path(root).resolve()
+        return cls(root, load_config(root))
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".shoptalk"
+
+    @property
+    def datasets(self) -> Path:
+        return self.state / "datasets"
+
+    @property
+    def runs(self) -> Path:
+        return self.state / "runs"
+
+    @property
+    def evals(self) -> Path:
+        return self.state / "evals"
+
+    @property
+    def latest_run_file(self) -> Path:
+        return self.state / "latest-run"
+
+    def run_id(self, dataset_hash: str) -> str:
+        """A run is named by what determines its result: data, base model and settings."""
+        train = self.config.train.model_dump(exclude={"device", "checkpoint_every", "keep_checkpoints"})
+        key = json.dumps(
+            {
+                "data": dataset_hash,
+                "base": self.config.base_model,
+                "train": train,
+                "system": self.config.system_prompt,
+            },
+            sort_keys=True,
+        )
+        return "run-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def latest_run(self) -> RunArtifact:
+        """The run the last build finished; raises if there is none yet."""
+        run_id = ""
+        if self.latest_run_file.is_file():
+            run_id = self.latest_run_file.read_text(encoding="utf-8").strip()
+        if not run_id or not (self.runs / run_id / "final").is_dir():
+            raise ShoptalkError(f"No trained model in {self.root} yet: run `shoptalk build {self.root}` first.")
+        return RunArtifact(path=self.runs / run_id, run_id=run_id)

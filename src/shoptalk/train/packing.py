@@ -1,0 +1,69 @@
+"""Packing: several examples share one sequence without seeing each other.
+
+Our own code rather than a library's because it is where CPU training time
+goes: padding is wasted compute (44% of tokens in the peers' default runs).
+Each example keeps its own position ids starting at 0; transformers turns
+restarting position ids into a block-diagonal causal mask when no attention
+mask is given, so packed examples cannot attend across their borders.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from shoptalk.train.render import IGNORE, Example
+
+
+@dataclass
+class Row:
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+
+
+def truncate(example: Example, max_len: int) -> Example:
+    return Example(example.input_ids[:max_len], example.labels[:max_len])
+
+
+def pack(examples: list[Example], max_len: int) -> list[Row]:
+    """First-fit-decreasing into rows of at most `max_len` tokens."""
+    order = sorted(range(len(examples)), key=lambda i: -len(examples[i].input_ids))
+    rows: list[Row] = []
+    for i in order:
+        ex = examples[i]
+        n = len(ex.input_ids)
+        row = next((r for r in rows if len(r.input_ids) + n <= max_len), None)
+        if row is None:
+            row = Row([], [], [])
+            rows.append(row)
+        row.input_ids += ex.input_ids
+        row.labels += ex.labels
+        row.position_ids += list(range(n))
+    return rows
+
+
+def batches(rows: list[Row], tokens_per_step: int, max_len: int, seed: int) -> list[list[Row]]:
+    """Shuffle rows (seeded) and group them into steps of about `tokens_per_step` tokens."""
+    per_step = max(1, tokens_per_step // max_len)
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    return [[rows[i] for i in order[k : k + per_step]] for k in range(0, len(order), per_step)]
+
+
+def collate(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad rows to the longest; padding is a separate segment with no loss."""
+    width = max(len(r.input_ids) for r in rows)
+    ids, labels, positions = [], [], []
+    for r in rows:
+        pad = width - len(r.input_ids)
+        ids.append(r.input_ids + [pad_id] * pad)
+        labels.append(r.labels + [IGNORE] * pad)
+        positions.append(r.position_ids + list(range(pad)))
+    return {
+        "input_ids": torch.tensor(ids),
+        "labels": torch.tensor(labels),
+        "position_ids": torch.tensor(positions),
+    }

@@ -1,0 +1,76 @@
+"""Tiny projects written by tests: a few documents, FAQ rows, chats and questions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+FAQ = [
+    ("What is the claim window?", "The claim window is 47 days from delivery."),
+    ("Who runs the Oslo depot?", "Ingrid Solberg runs the Oslo depot."),
+    ("Which tier covers cold freight?", "Cold freight ships on tier KX-450."),
+    ("How much is the pallet fee?", "The pallet fee is $18 per pallet."),
+    ("When does support open?", "Support opens at 7:30 every weekday."),
+    ("Where do I send claims?", "Send claims to claims@kestrel.example."),
+]
+DOC = """# Warehouse handbook
+
+## Safety
+
+Forklift drivers renew their licence every 18 months.
+
+## Storage
+
+| Zone | Temperature |
+| --- | --- |
+| Cold room | 4 °C |
+"""
+
+
+def write_project(root: Path, base_model: Path, **train: object) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "docs").mkdir(exist_ok=True)
+    (root / "docs" / "handbook.md").write_text(DOC, encoding="utf-8")
+    with (root / "faq.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["question", "answer"])
+        writer.writerows(FAQ)
+    chats = [{"messages": [{"role": "user", "content": "Who are you?"},
+                           {"role": "assistant", "content": "I am Kestrel Assist."}]}]
+    (root / "chats.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats), encoding="utf-8")
+    (root / "questions").mkdir(exist_ok=True)
+    questions = [
+        {
+            "question": "How long is the claim window?",
+            "answer": "The claim window is 47 days from delivery.",
+            "must_include": ["47 days"],
+        },
+        {
+            "question": "Who manages the Oslo depot?",
+            "answer": "Ingrid Solberg runs the Oslo depot.",
+            "must_include": ["Ingrid Solberg"],
+        },
+    ]
+    (root / "questions" / "domain.jsonl").write_text(
+        "".join(json.dumps(q) + "\n" for q in questions), encoding="utf-8"
+    )
+    (root / "questions" / "unanswerable.jsonl").write_text(
+        json.dumps({"question": "What is the CEO's salary?", "expect": "refusal"}) + "\n", encoding="utf-8"
+    )
+    settings = {"epochs": 2, "learning_rate": 1e-2, "max_seq_len": 128, "tokens_per_step": 256,
+                "checkpoint_every": 2, "lora": {"r": 4, "alpha": 8}} | train
+    config = {
+        "name": "Kestrel",
+        "system_prompt": "You are Kestrel Assist.",
+        "base_model": str(base_model),
+        "sources": {"docs": ["docs"], "faq": ["faq.csv"], "conversations": ["chats.jsonl"],
+                    "questions": ["questions/domain.jsonl", "questions/unanswerable.jsonl"]},
+        "data": {"question_variants": 2},
+        "train": settings,
+        "eval": {"max_new_tokens": 8, "batch_size": 4},
+    }
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return root
