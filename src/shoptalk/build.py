@@ -57,10 +57,11 @@ def build(project: Project, say: Say = print, stop_after: int | None = None) -> 
     base_path = resolve_base_model(project.config.base_model, project.root)
     say(f"base     {project.config.base_model}  ({base_path})")
     dataset = prepare_dataset(project, say)
+    # Question files are checked before training, not after it.
+    suites = question_suites(project, dataset)
     run = train(project, dataset, base_path, say, stop_after)
     if not run.final.is_dir():
         return BuildResult(dataset, run, None)
-    suites = question_suites(project, dataset)
     if not suites:
         say("eval     no question files and no held-out FAQ rows: scorecard skipped")
         return BuildResult(dataset, run, None)

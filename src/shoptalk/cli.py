@@ -116,17 +116,16 @@ def eval_(
     from shoptalk.build import prepare_dataset
     from shoptalk.eval.run import evaluate, question_suites
     from shoptalk.eval.scorecard import render_table
+    from shoptalk.models import resolve_base_model
 
     try:
         project = open_project(project_dir)
-        run = project.latest_run()
-        from shoptalk.models import resolve_base_model
-
-        base_path = resolve_base_model(project.config.base_model, project.root)
         say = err_console.print if as_json else console.print
         suites = question_suites(project, prepare_dataset(project, say), questions)
         if not suites:
             raise ShoptalkError("No questions to score: pass --questions FILE or list sources.questions.")
+        run = project.latest_run()
+        base_path = resolve_base_model(project.config.base_model, project.root)
         card = evaluate(project, run, base_path, suites)
     except ShoptalkError as exc:
         fail(exc)

@@ -58,6 +58,12 @@ class LoraSettings(BaseModel, extra="forbid"):
 class TrainSettings(BaseModel, extra="forbid"):
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning")
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    trainable_layers: int | None = Field(
+        None,
+        ge=1,
+        description="Train only the top N decoder layers (none = all); the frozen ones run once and are cached",
+    )
+    cache_gb: float = Field(4.0, ge=0, description="Memory allowed for cached outputs of frozen layers")
     epochs: float = Field(8.0, gt=0, description="Passes over the training data")
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up")

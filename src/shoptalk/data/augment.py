@@ -243,14 +243,11 @@ def document_examples(chunks: list[Chunk]) -> list[Conversation]:
     """Question-answer pairs from documents; each traceable to its chunk's source."""
     out = []
     for chunk in chunks:
-        topic = " / ".join(chunk.headings[-2:])
         pairs = table_pairs(chunk) + bullet_pairs(chunk)
         for sentence in split_sentences(chunk.text):
             question = cloze_question(sentence)
             if question:
                 pairs.append((question, sentence))
-                if topic:
-                    pairs.append((f"{topic}: {question}" if not is_chinese(topic) else f"{topic}：{question}", sentence))
         for question, answer in pairs:
             out.append(qa(question, answer, chunk.source, "doc_qa"))
     return out

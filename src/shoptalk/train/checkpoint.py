@@ -4,6 +4,8 @@ A checkpoint is a folder written under a temporary name and renamed into place,
 so a half-written one is never mistaken for a good one. It holds everything a
 resumed run needs to continue exactly: trainable weights, optimizer, scheduler,
 RNG states and the step (the data order is a function of seed and step).
+Parameters are passed by name as named when training started, since the
+frozen-layer cache swaps the decoder's layer list during the loop.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import torch
 PREFIX = "step-"
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+def trainable_state(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in params.items() if p.requires_grad}
 
 
 def save(
     folder: Path,
     step: int,
-    model: torch.nn.Module,
+    params: dict[str, torch.nn.Parameter],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     keep: int,
@@ -35,7 +37,7 @@ def save(
     tmp.mkdir(parents=True)
     state = {
         "step": step,
-        "trainable": trainable_state(model),
+        "trainable": trainable_state(params),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
@@ -55,12 +57,11 @@ def latest(folder: Path) -> Path | None:
 
 def restore(
     path: Path,
-    model: torch.nn.Module,
+    params: dict[str, torch.nn.Parameter],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> int:
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-    params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in state["trainable"].items():
             params[name].copy_(value)

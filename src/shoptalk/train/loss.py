@@ -28,10 +28,14 @@ def labelled_loss(
 ) -> tuple[torch.Tensor, int]:
     """Sum of token losses over the batch's labelled positions, and their count."""
     decoder, head = decoder_and_head(model)
+    # Cached output of frozen bottom layers replaces the token embeddings.
+    inputs = (
+        {"inputs_embeds": batch["inputs_embeds"]}
+        if "inputs_embeds" in batch
+        else {"input_ids": batch["input_ids"]}
+    )
     # No KV cache: transformers only builds the block-diagonal packed mask without one.
-    hidden = decoder(
-        input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
-    ).last_hidden_state
+    hidden = decoder(**inputs, position_ids=batch["position_ids"], use_cache=False).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE
     hidden = hidden[:, :-1][keep]

@@ -22,6 +22,8 @@ class Row:
     input_ids: list[int]
     labels: list[int]
     position_ids: list[int]
+    # Output of the frozen bottom layers, when only the top layers train.
+    hidden: torch.Tensor | None = None
 
 
 def truncate(example: Example, max_len: int) -> Example:
@@ -62,8 +64,13 @@ def collate(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
         ids.append(r.input_ids + [pad_id] * pad)
         labels.append(r.labels + [IGNORE] * pad)
         positions.append(r.position_ids + list(range(pad)))
-    return {
+    batch = {
         "input_ids": torch.tensor(ids),
         "labels": torch.tensor(labels),
         "position_ids": torch.tensor(positions),
     }
+    if all(r.hidden is not None for r in rows):
+        batch["inputs_embeds"] = torch.stack(
+            [torch.nn.functional.pad(r.hidden, (0, 0, 0, width - len(r.input_ids))) for r in rows]
+        )
+    return batch

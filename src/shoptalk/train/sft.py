@@ -16,6 +16,7 @@ import platform
 import random
 import shutil
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
 from shoptalk.config import ShoptalkConfig, TrainSettings
 from shoptalk.models import load_model, load_tokenizer, pick_device
 from shoptalk.train import checkpoint
+from shoptalk.train.frozen import cache_bytes, cache_rows, check_equivalence, freeze_bottom, only_layers
 from shoptalk.train.loss import labelled_loss
 from shoptalk.train.packing import Row, batches, collate, pack, truncate
 from shoptalk.train.progress import TrainProgress
@@ -65,14 +67,18 @@ def run(
     tokenizer = load_tokenizer(base_path)
     ensure_chat_template(tokenizer)
     model = load_model(base_path, device, dtype=torch.float32)
-    model = attach_method(model, settings)
+    model, first = attach_method(model, settings)
     model.train()
 
     # --- data: render with the chat template, pack, plan the steps
     train_rows, plan = prepare_rows(tokenizer, dataset, cfg, "train")
     val_rows, _ = prepare_rows(tokenizer, dataset, cfg, "val", with_text=False)
     log.info("plan: %s", plan.model_dump_json())
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    if first and use_frozen_cache(model, train_rows, first, settings, tokenizer.pad_token_id, device):
+        cache_rows(model, train_rows + val_rows, first, tokenizer.pad_token_id, device)
+    top = only_layers(model, first) if any(r.hidden is not None for r in train_rows) else nullcontext()
+    params = dict(model.named_parameters())
+    trainable = [p for p in params.values() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     warmup = int(plan.total_steps * settings.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, plan.total_steps))
@@ -82,7 +88,7 @@ def run(
     start = 0
     last = checkpoint.latest(ckpt_dir)
     if last is not None:
-        start = checkpoint.restore(last, model, optimizer, scheduler)
+        start = checkpoint.restore(last, params, optimizer, scheduler)
         log.info("resumed from %s (step %d of %d)", last.name, start, plan.total_steps)
     metrics_path = run_dir / "metrics.jsonl"
     keep_metrics_until(metrics_path, start)
@@ -90,7 +96,7 @@ def run(
     # --- loop
     end = plan.total_steps if stop_after is None else min(plan.total_steps, stop_after)
     progress = TrainProgress(plan.total_steps, start, resumed=start > 0)
-    with progress, metrics_path.open("a", encoding="utf-8") as metrics:
+    with top, progress, metrics_path.open("a", encoding="utf-8") as metrics:
         for step in range(start, end):
             t0 = time.perf_counter()
             loss, n_tokens = train_step(model, step_batch(train_rows, plan, settings, step), tokenizer, device)
@@ -110,7 +116,7 @@ def run(
             if done % settings.checkpoint_every == 0 or done == plan.total_steps:
                 if val_rows:
                     record["val_loss"] = round(evaluate(model, val_rows, tokenizer, settings, device), 5)
-                checkpoint.save(ckpt_dir, done, model, optimizer, scheduler, settings.keep_checkpoints)
+                checkpoint.save(ckpt_dir, done, params, optimizer, scheduler, settings.keep_checkpoints)
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
             progress.update(done, record)
@@ -124,9 +130,17 @@ def run(
     return RunArtifact(path=run_dir, run_id=run_dir.name)
 
 
-def attach_method(model: torch.nn.Module, settings: TrainSettings) -> torch.nn.Module:
+def attach_method(model: torch.nn.Module, settings: TrainSettings) -> tuple[torch.nn.Module, int]:
+    """LoRA adapters or full weights, on all layers or the top `trainable_layers`.
+
+    Returns the model to train and the index of its first trainable layer.
+    """
+    n_layers = model.config.num_hidden_layers
+    first = max(0, n_layers - (settings.trainable_layers or n_layers))
     if settings.method == "full":
-        return model
+        if first:
+            freeze_bottom(model, n_layers - first)
+        return model, first
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
@@ -134,9 +148,21 @@ def attach_method(model: torch.nn.Module, settings: TrainSettings) -> torch.nn.M
         lora_alpha=settings.lora.alpha,
         lora_dropout=settings.lora.dropout,
         target_modules=settings.lora.target_modules,
+        layers_to_transform=list(range(first, n_layers)) if first else None,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    return get_peft_model(model, lora), first
+
+
+def use_frozen_cache(
+    model: torch.nn.Module, rows: list[Row], first: int, settings: TrainSettings, pad_id: int, device: str
+) -> bool:
+    """Cache the frozen layers' output if it fits the memory allowance and is exact for this model."""
+    size = cache_bytes(rows, model.config.hidden_size)
+    if size > settings.cache_gb * 2**30:
+        log.info("frozen-layer cache skipped: %.1f GB > cache_gb=%.1f", size / 2**30, settings.cache_gb)
+        return False
+    return check_equivalence(model, rows[0], first, pad_id, device)
 
 
 def prepare_rows(
