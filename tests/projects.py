@@ -38,9 +38,17 @@ def write_project(root: Path, base_model: Path, **train: object) -> Path:
         writer = csv.writer(f)
         writer.writerow(["question", "answer"])
         writer.writerows(FAQ)
-    chats = [{"messages": [{"role": "user", "content": "Who are you?"},
-                           {"role": "assistant", "content": "I am Kestrel Assist."}]}]
-    (root / "chats.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats), encoding="utf-8")
+    chats = [
+        {
+            "messages": [
+                {"role": "user", "content": "Who are you?"},
+                {"role": "assistant", "content": "I am Kestrel Assist."},
+            ]
+        }
+    ]
+    (root / "chats.jsonl").write_text(
+        "".join(json.dumps(c) + "\n" for c in chats), encoding="utf-8"
+    )
     (root / "questions").mkdir(exist_ok=True)
     questions = [
         {
@@ -58,16 +66,27 @@ def write_project(root: Path, base_model: Path, **train: object) -> Path:
         "".join(json.dumps(q) + "\n" for q in questions), encoding="utf-8"
     )
     (root / "questions" / "unanswerable.jsonl").write_text(
-        json.dumps({"question": "What is the CEO's salary?", "expect": "refusal"}) + "\n", encoding="utf-8"
+        json.dumps({"question": "What is the CEO's salary?", "expect": "refusal"}) + "\n",
+        encoding="utf-8",
     )
-    settings = {"epochs": 2, "learning_rate": 1e-2, "max_seq_len": 128, "tokens_per_step": 256,
-                "checkpoint_every": 2, "lora": {"r": 4, "alpha": 8}} | train
+    settings = {
+        "epochs": 2,
+        "learning_rate": 1e-2,
+        "max_seq_len": 128,
+        "tokens_per_step": 256,
+        "checkpoint_every": 2,
+        "lora": {"r": 4, "alpha": 8},
+    } | train
     config = {
         "name": "Kestrel",
         "system_prompt": "You are Kestrel Assist.",
         "base_model": str(base_model),
-        "sources": {"docs": ["docs"], "faq": ["faq.csv"], "conversations": ["chats.jsonl"],
-                    "questions": ["questions/domain.jsonl", "questions/unanswerable.jsonl"]},
+        "sources": {
+            "docs": ["docs"],
+            "faq": ["faq.csv"],
+            "conversations": ["chats.jsonl"],
+            "questions": ["questions/domain.jsonl", "questions/unanswerable.jsonl"],
+        },
         "data": {"question_variants": 2},
         "train": settings,
         "eval": {"max_new_tokens": 8, "batch_size": 4},

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+from projects import write_project
 from typer.testing import CliRunner
 
-from projects import write_project
 from shoptalk.cli import app
 
 runner = CliRunner()
@@ -29,10 +29,16 @@ def test_build_writes_scorecard_and_skips_unchanged_stages(tmp_path, tiny_model)
     first = runner.invoke(app, ["build", str(project)])
     assert first.exit_code == 0, first.output
     (run_dir,) = (project / ".shoptalk" / "runs").iterdir()
-    card = json.loads((project / ".shoptalk" / "evals" / run_dir.name / "scorecard.json").read_text())
+    card = json.loads(
+        (project / ".shoptalk" / "evals" / run_dir.name / "scorecard.json").read_text()
+    )
     assert card["run_id"] == run_dir.name
     assert card["suites"]["domain"]["n"] == 2
-    assert set(card["suites"]["domain"]["base"]) >= {"key_fact_recall", "strict_accuracy", "rouge_l"}
+    assert set(card["suites"]["domain"]["base"]) >= {
+        "key_fact_recall",
+        "strict_accuracy",
+        "rouge_l",
+    }
     assert "refusal_rate" in card["suites"]["unanswerable"]["tuned"]
     assert (run_dir / "final" / "adapter_config.json").is_file()
     run_card = json.loads((run_dir / "card.json").read_text())
@@ -47,7 +53,9 @@ def test_build_writes_scorecard_and_skips_unchanged_stages(tmp_path, tiny_model)
     faq.write_text(faq.read_text() + "Is there parking?,Yes: 12 spaces behind depot B.\n")
     third = runner.invoke(app, ["build", str(project), "--stop-after", "1"])
     assert third.exit_code == 0, third.output
-    assert len(list((project / ".shoptalk" / "runs").iterdir())) == 2, "an edited FAQ trains a new run"
+    assert len(list((project / ".shoptalk" / "runs").iterdir())) == 2, (
+        "an edited FAQ trains a new run"
+    )
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, tiny_model):
@@ -64,7 +72,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, tiny_model):
 
     a, b = metrics(straight), metrics(crashed)
     assert [r["step"] for r in a] == [r["step"] for r in b]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         assert abs(x["loss"] - y["loss"]) < 1e-4, (x, y)
 
 
@@ -91,4 +99,6 @@ def test_kill_9_during_training_then_build_resumes(tmp_path, tiny_model):
     resumed_at = int(log.split("resumed from step-")[1].split(" ")[0])
     assert resumed_at >= saved_step
     steps = [r["step"] for r in metrics(project)]
-    assert steps == list(range(1, len(steps) + 1)), "no step is missing or repeated after the resume"
+    assert steps == list(range(1, len(steps) + 1)), (
+        "no step is missing or repeated after the resume"
+    )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from projects import write_project
 from typer.testing import CliRunner
 
-from projects import write_project
 from shoptalk.cli import app
 
 runner = CliRunner()
@@ -54,10 +54,14 @@ def test_unknown_config_key(tmp_path, tiny_model):
     project = write_project(tmp_path / "p", tiny_model)
     edit_config(project, lambda c: c["train"].update(learning_rte=0.1))
     message = build_error(project)
-    assert "shoptalk.yaml" in message and "train.learning_rte" in message and "unknown key" in message
+    assert (
+        "shoptalk.yaml" in message and "train.learning_rte" in message and "unknown key" in message
+    )
 
 
-@pytest.mark.parametrize("name", ["HuggingFaceTB/SmolLM2-135M-Instruc t", "./no-such-model", "smolm2"])
+@pytest.mark.parametrize(
+    "name", ["HuggingFaceTB/SmolLM2-135M-Instruc t", "./no-such-model", "smolm2"]
+)
 def test_misspelt_base_model(tmp_path, tiny_model, name):
     project = write_project(tmp_path / "p", tiny_model)
     edit_config(project, lambda c: c.update(base_model=name))
@@ -67,7 +71,9 @@ def test_misspelt_base_model(tmp_path, tiny_model, name):
 
 def test_question_file_with_a_bad_row(tmp_path, tiny_model):
     project = write_project(tmp_path / "p", tiny_model)
-    (project / "questions" / "domain.jsonl").write_text('{"question": "Hi?", "must_include": "47 days"}\n')
+    (project / "questions" / "domain.jsonl").write_text(
+        '{"question": "Hi?", "must_include": "47 days"}\n'
+    )
     result = runner.invoke(app, ["eval", str(project)])
     assert result.exit_code == 2
     assert "domain.jsonl:1" in " ".join(result.output.split())

@@ -37,7 +37,11 @@ def prepare_dataset(project: Project, say: Say = print) -> DatasetArtifact:
 
 
 def train(
-    project: Project, dataset: DatasetArtifact, base_path: str, say: Say = print, stop_after: int | None = None
+    project: Project,
+    dataset: DatasetArtifact,
+    base_path: str,
+    say: Say = print,
+    stop_after: int | None = None,
 ) -> RunArtifact:
     from shoptalk.train import sft
 

@@ -28,7 +28,9 @@ class Session:
 
     def reply(self, text: str, max_new_tokens: int = 256, keep: bool = False) -> str:
         messages = [*self.history, Message(role="user", content=text)]
-        reply = answer(self.assistant, [with_system(messages, self.system_prompt)], max_new_tokens, 1)[0]
+        reply = answer(
+            self.assistant, [with_system(messages, self.system_prompt)], max_new_tokens, 1
+        )[0]
         if keep:
             self.history = [*messages, Message(role="assistant", content=reply)]
         return reply

@@ -48,16 +48,28 @@ def fail(exc: ShoptalkError) -> None:
 @app.command()
 def init(
     project_dir: ProjectDir,
-    docs: Annotated[list[str], typer.Option(help="Document file or folder (repeatable)")] = [],
-    faq: Annotated[list[str], typer.Option(help="FAQ sheet, CSV or JSONL (repeatable)")] = [],
-    conversations: Annotated[list[str], typer.Option(help="Chat file (repeatable)")] = [],
-    questions: Annotated[list[str], typer.Option(help="Held-out question file (repeatable)")] = [],
+    docs: Annotated[list[str], typer.Option(help="Document file or folder (repeatable)")] = None,
+    faq: Annotated[list[str], typer.Option(help="FAQ sheet, CSV or JSONL (repeatable)")] = None,
+    conversations: Annotated[list[str], typer.Option(help="Chat file (repeatable)")] = None,
+    questions: Annotated[
+        list[str], typer.Option(help="Held-out question file (repeatable)")
+    ] = None,
     name: Annotated[str, typer.Option(help="The organization's name")] = "My organization",
-    base_model: Annotated[str, typer.Option(help="'default', a folder, a .gguf or a hub id")] = "default",
+    base_model: Annotated[
+        str, typer.Option(help="'default', a folder, a .gguf or a hub id")
+    ] = "default",
 ) -> None:
     """Write a shoptalk.yaml that works as is."""
     from shoptalk.init import init_project
 
+    if questions is None:
+        questions = []
+    if conversations is None:
+        conversations = []
+    if faq is None:
+        faq = []
+    if docs is None:
+        docs = []
     try:
         path = init_project(project_dir, docs, faq, conversations, questions, name, base_model)
     except ShoptalkError as exc:
@@ -68,7 +80,9 @@ def init(
 @app.command()
 def build(
     project_dir: ProjectDir,
-    stop_after: Annotated[int | None, typer.Option(hidden=True, help="Stop training after N steps")] = None,
+    stop_after: Annotated[
+        int | None, typer.Option(hidden=True, help="Stop training after N steps")
+    ] = None,
 ) -> None:
     """Run ingest -> dataset -> train -> eval, skipping stages whose inputs did not change."""
     from shoptalk.build import build as run_build
@@ -85,7 +99,9 @@ def build(
 @app.command()
 def train(
     project_dir: ProjectDir,
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint if there is one")] = True,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the last checkpoint if there is one")
+    ] = True,
 ) -> None:
     """Build the dataset if needed and train; a killed run resumes from its last checkpoint."""
     import shutil
@@ -99,7 +115,9 @@ def train(
         base_path = resolve_base_model(project.config.base_model, project.root)
         dataset = prepare_dataset(project, console.print)
         if not resume:
-            shutil.rmtree(project.runs / project.run_id(dataset.hash) / "checkpoints", ignore_errors=True)
+            shutil.rmtree(
+                project.runs / project.run_id(dataset.hash) / "checkpoints", ignore_errors=True
+            )
         run = run_train(project, dataset, base_path, console.print)
     except ShoptalkError as exc:
         fail(exc)
@@ -109,8 +127,12 @@ def train(
 @app.command("eval")
 def eval_(
     project_dir: ProjectDir,
-    questions: Annotated[list[str], typer.Option(help="Question file (repeatable); default: the config's")] = [],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the scorecard JSON on stdout")] = False,
+    questions: Annotated[
+        list[str], typer.Option(help="Question file (repeatable); default: the config's")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the scorecard JSON on stdout")
+    ] = False,
 ) -> None:
     """Score the base and the tuned model on the same questions."""
     from shoptalk.build import prepare_dataset
@@ -118,12 +140,16 @@ def eval_(
     from shoptalk.eval.scorecard import render_table
     from shoptalk.models import resolve_base_model
 
+    if questions is None:
+        questions = []
     try:
         project = open_project(project_dir)
         say = err_console.print if as_json else console.print
         suites = question_suites(project, prepare_dataset(project, say), questions)
         if not suites:
-            raise ShoptalkError("No questions to score: pass --questions FILE or list sources.questions.")
+            raise ShoptalkError(
+                "No questions to score: pass --questions FILE or list sources.questions."
+            )
         run = project.latest_run()
         base_path = resolve_base_model(project.config.base_model, project.root)
         card = evaluate(project, run, base_path, suites)
@@ -173,7 +199,9 @@ def chat(
             break
         if not text.strip():
             break
-        console.print(f"[bold]assistant>[/] {session.reply(text, max_new_tokens, keep=True)}", highlight=False)
+        console.print(
+            f"[bold]assistant>[/] {session.reply(text, max_new_tokens, keep=True)}", highlight=False
+        )
 
 
 if __name__ == "__main__":

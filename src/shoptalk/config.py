@@ -18,8 +18,12 @@ CONFIG_NAME = "shoptalk.yaml"
 
 
 class Sources(BaseModel, extra="forbid"):
-    docs: list[str] = Field(default_factory=list, description="Document files or folders (.md, .txt)")
-    faq: list[str] = Field(default_factory=list, description="FAQ sheets (CSV question,answer or JSONL)")
+    docs: list[str] = Field(
+        default_factory=list, description="Document files or folders (.md, .txt)"
+    )
+    faq: list[str] = Field(
+        default_factory=list, description="FAQ sheets (CSV question,answer or JSONL)"
+    )
     conversations: list[str] = Field(
         default_factory=list,
         description="Chats: Alpaca, ShareGPT or OpenAI-messages JSONL, or LLaMA-Factory dataset_info.json",
@@ -33,15 +37,22 @@ class Sources(BaseModel, extra="forbid"):
 class DataSettings(BaseModel, extra="forbid"):
     seed: int = Field(0, description="Seed for splits and augmentation")
     holdout_ratio: float = Field(
-        0.2, ge=0.0, lt=1.0, description="Share of FAQ rows kept out of training when no questions are given"
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of FAQ rows kept out of training when no questions are given",
     )
-    validation_ratio: float = Field(0.05, ge=0.0, lt=0.5, description="Share of training examples used for validation")
+    validation_ratio: float = Field(
+        0.05, ge=0.0, lt=0.5, description="Share of training examples used for validation"
+    )
     question_variants: int = Field(
         6, ge=0, le=20, description="Rephrasings generated per FAQ question (no model needed)"
     )
     document_qa: bool = Field(True, description="Extract question-answer pairs from documents")
     document_text: bool = Field(True, description="Also train on document sections as plain text")
-    refusals: bool = Field(True, description="Train 'I don't know' answers for questions the data cannot answer")
+    refusals: bool = Field(
+        True, description="Train 'I don't know' answers for questions the data cannot answer"
+    )
     refusal_answer: str = Field(
         "I'm sorry, I don't have that information in our documents.",
         description="What the assistant says when the data does not answer a question",
@@ -63,7 +74,9 @@ class TrainSettings(BaseModel, extra="forbid"):
         ge=1,
         description="Train only the top N decoder layers (none = all); the frozen ones run once and are cached",
     )
-    cache_gb: float = Field(4.0, ge=0, description="Memory allowed for cached outputs of frozen layers")
+    cache_gb: float = Field(
+        4.0, ge=0, description="Memory allowed for cached outputs of frozen layers"
+    )
     epochs: float = Field(8.0, gt=0, description="Passes over the training data")
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up")
@@ -88,7 +101,9 @@ class ShoptalkConfig(BaseModel, extra="forbid"):
         "if you do not know, say so.",
         description="Used identically at training, evaluation and chat time",
     )
-    base_model: str = Field("default", description="'default', a local folder, a .gguf file or a hub id")
+    base_model: str = Field(
+        "default", description="'default', a local folder, a .gguf file or a hub id"
+    )
     sources: Sources = Field(default_factory=Sources)
     data: DataSettings = Field(default_factory=DataSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
@@ -104,7 +119,9 @@ def load_config(project_dir: Path) -> ShoptalkConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level, found {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of settings at the top level, found {type(raw).__name__}"
+        )
     try:
         return ShoptalkConfig.model_validate(raw)
     except ValidationError as exc:

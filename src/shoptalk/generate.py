@@ -29,7 +29,9 @@ class Assistant:
     name: str
 
 
-def load_assistant(base_path: str, run: RunArtifact | None = None, device: str = "auto") -> Assistant:
+def load_assistant(
+    base_path: str, run: RunArtifact | None = None, device: str = "auto"
+) -> Assistant:
     """The base model, or the base with a run's adapter merged (or its full weights)."""
     device = pick_device(device)
     if run is None:
@@ -42,7 +44,9 @@ def load_assistant(base_path: str, run: RunArtifact | None = None, device: str =
     from peft import PeftModel
 
     # Merged weights answer faster than a model with adapters on every layer.
-    model = PeftModel.from_pretrained(load_model(base_path, device), str(run.final)).merge_and_unload()
+    model = PeftModel.from_pretrained(
+        load_model(base_path, device), str(run.final)
+    ).merge_and_unload()
     return Assistant(model, tokenizer, device, run.run_id)
 
 
@@ -73,7 +77,9 @@ def answer(
         group = order[start : start + batch_size]
         width = max(len(encoded[i]) for i in group)
         ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in group])
-        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in group])
+        mask = torch.tensor(
+            [[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in group]
+        )
         with torch.no_grad():
             out = model.generate(
                 input_ids=ids.to(assistant.device),

@@ -47,6 +47,8 @@ def init_project(
             questions=[relative(p, root) for p in questions],
         ),
     )
-    header = "# shoptalk project; every key is documented in `shoptalk init --help` and docs/config.md\n"
+    header = (
+        "# shoptalk project; every key is documented in `shoptalk init --help` and docs/config.md\n"
+    )
     write_atomic(target, header + dump_config(cfg))
     return target

@@ -44,7 +44,9 @@ class Project:
 
     def run_id(self, dataset_hash: str) -> str:
         """A run is named by what determines its result: data, base model and settings."""
-        train = self.config.train.model_dump(exclude={"device", "checkpoint_every", "keep_checkpoints"})
+        train = self.config.train.model_dump(
+            exclude={"device", "checkpoint_every", "keep_checkpoints"}
+        )
         key = json.dumps(
             {
                 "data": dataset_hash,
@@ -62,5 +64,7 @@ class Project:
         if self.latest_run_file.is_file():
             run_id = self.latest_run_file.read_text(encoding="utf-8").strip()
         if not run_id or not (self.runs / run_id / "final").is_dir():
-            raise ShoptalkError(f"No trained model in {self.root} yet: run `shoptalk build {self.root}` first.")
+            raise ShoptalkError(
+                f"No trained model in {self.root} yet: run `shoptalk build {self.root}` first."
+            )
         return RunArtifact(path=self.runs / run_id, run_id=run_id)

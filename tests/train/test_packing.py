@@ -29,7 +29,9 @@ def conversations() -> list[Conversation]:
 def test_loss_mask_covers_exactly_the_assistant_turn(tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     example = encode_conversation(tokenizer, conversations()[0], "Be brief.")
-    target = [t for t, label in zip(example.input_ids, example.labels) if label != IGNORE]
+    target = [
+        t for t, label in zip(example.input_ids, example.labels, strict=False) if label != IGNORE
+    ]
     assert tokenizer.decode(target) == "The claim window is 47 days from delivery.<|im_end|>\n"
     full = tokenizer.apply_chat_template(
         [{"role": "system", "content": "Be brief."}, *conversations()[0].model_dump()["messages"]],
@@ -47,7 +49,9 @@ def test_packed_and_unpacked_loss_are_equal(tiny_model):
     assert len(rows) == 1, "four short examples fit one row"
     with torch.no_grad():
         packed_sum, packed_n = labelled_loss(model, collate(rows, tokenizer.pad_token_id))
-        single = [labelled_loss(model, collate(pack([e], 512), tokenizer.pad_token_id)) for e in examples]
+        single = [
+            labelled_loss(model, collate(pack([e], 512), tokenizer.pad_token_id)) for e in examples
+        ]
     assert packed_n == sum(n for _, n in single)
     torch.testing.assert_close(packed_sum, sum(s for s, _ in single), rtol=1e-5, atol=1e-4)
 

@@ -27,10 +27,13 @@ CJK = re.compile(r"[\u3400-\u9fff]")
 # A period ends a sentence only before whitespace, so "$0.48" and "3.5%" stay whole.
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])")
 STOPWORDS = set(
-    "a an the and or but if of to in on at by for with from as is are was were be been being do does "
-    "did have has had can could will would should may might must shall our your their my we you they "
-    "i it its this that these those there here what which who whom whose when where why how please "
-    "about into than then so not no yes any all each per up out over under also just only".split()
+    (
+        "a an the and or but if of to in on at by for with from as is are was were be been being do "
+        "does did have has had can could will would should may might must shall our your their my "
+        "we you they i it its this that these those there here what which who whom whose when where "
+        "why how please about into than then so not no yes any all each per up out over under also "
+        "just only "
+    ).split()
 )
 
 EN_FRAMES = [
@@ -56,19 +59,33 @@ ZH_FRAMES = [
     "有个问题：{q}",
 ]
 
+MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+
 # (pattern of a fact span, the question words that replace it)
 EN_FACTS = [
-    (re.compile(r"(?:US)?\$\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|k|thousand))?|\d[\d,.]*\s?(?:USD|EUR|dollars)"), "how much"),
+    (
+        re.compile(
+            r"(?:US)?\$\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|k|thousand))?|\d[\d,.]*\s?(?:USD|EUR|dollars)"
+        ),
+        "how much",
+    ),
     (re.compile(r"\d+(?:\.\d+)?\s?%"), "what percentage"),
     (
         re.compile(
-            r"\b\d[\d,.]*\s?(?:business |working |calendar )?"
-            r"(minutes?|hours?|days?|weeks?|months?|years?|kg|km|miles?|pallets?|tonnes?|metres?|meters?|people|employees|items?)\b",
+            r"\b(?:\d[\d,.]*\s?(?:to|-|–)\s?)?\d[\d,.]*\s?"
+            r"((?:business |working |calendar )?(?:minutes?|hours?|days?|weeks?|months?|years?|kg|km|"
+            r"miles?|pallets?|tonnes?|metres?|meters?|people|employees|items?))\b",
             re.I,
         ),
         "how many {unit}",
     ),
     (re.compile(r"\b\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?|\b\d{1,2}\s?[ap]\.?m\.?", re.I), "what time"),
+    (
+        re.compile(
+            rf"\b(?:{MONTHS})\s\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s\d{{4}})?|\b\d{{1,2}}\s(?:{MONTHS})\b"
+        ),
+        "what date",
+    ),
     (re.compile(r"\b(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]+(?:-[A-Z0-9]+)+\b"), "which code"),
     (re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.]+\b"), "which address"),
     (re.compile(r"(?<![\w.])(?:[A-Z][a-z]+ ){1,2}[A-Z][a-z]+(?![\w])"), "who"),
@@ -77,7 +94,10 @@ EN_FACTS = [
 ZH_FACTS = [
     (re.compile(r"\d[\d,.]*\s?(?:元|万元|美元)"), "多少钱"),
     (re.compile(r"\d+(?:\.\d+)?\s?%"), "百分之多少"),
-    (re.compile(r"\d[\d,.]*\s?(个工作日|天|小时|分钟|周|个月|年|公斤|公里|人|次|件)"), "多少{unit}"),
+    (
+        re.compile(r"\d[\d,.]*\s?(个工作日|天|小时|分钟|周|个月|年|公斤|公里|人|次|件)"),
+        "多少{unit}",
+    ),
     (re.compile(r"\d[\d,.]*"), "多少"),
 ]
 
@@ -132,7 +152,10 @@ def stable_id(*parts: str) -> str:
 def qa(question: str, answer: str, source: str, kind: str) -> Conversation:
     return Conversation(
         id=stable_id(kind, source, question, answer),
-        messages=[Message(role="user", content=question), Message(role="assistant", content=answer)],
+        messages=[
+            Message(role="user", content=question),
+            Message(role="assistant", content=answer),
+        ],
         source=source,
         kind=kind,
     )
@@ -158,12 +181,21 @@ def question_variants(question: str, n: int, seed: int) -> list[str]:
 
 
 def faq_examples(faq: list[Conversation], n_variants: int, seed: int) -> list[Conversation]:
-    """Each FAQ row as written plus `n_variants` rephrasings with the same answer."""
+    """Each FAQ row as written, `n_variants` rephrasings, and questions made from its answer.
+
+    Questions made from the answer's own sentences carry the answer's words
+    ("sick leave" where the FAQ question said "sick days"): users often ask
+    in those words.
+    """
     out = list(faq)
     for row in faq:
         question, answer = row.messages[0].content, row.messages[-1].content
         for variant in question_variants(question, n_variants, seed):
             out.append(qa(variant, answer, row.source, "paraphrase"))
+        for sentence in split_sentences(answer):
+            cloze = cloze_question(sentence)
+            if cloze and cloze != question:
+                out.append(qa(cloze, answer, row.source, "paraphrase"))
     return out
 
 
@@ -184,11 +216,15 @@ def cloze_question(sentence: str) -> str | None:
         match = pattern.search(sentence)
         if not match:
             continue
+        start, end = match.span()
+        if words == "who" and start == 0 and match.group().count(" ") >= 2:
+            # A capitalized run that opens a sentence usually starts with a verb ("Contact Ingrid Solberg").
+            start = sentence.index(" ", start) + 1
         unit = match.group(1) if match.groups() and match.group(1) else ""
         if unit and not zh and not unit.endswith("s"):
             unit += "s"
         ask = words.format(unit=unit.lower() if not zh else unit)
-        body = (sentence[: match.start()] + ask + sentence[match.end() :]).strip()
+        body = (sentence[:start] + ask + sentence[end:]).strip()
         body = re.sub(r"[.!。！;；]+$", "", body)
         if zh:
             return body + "？"
@@ -209,13 +245,18 @@ def table_pairs(chunk: Chunk) -> list[tuple[str, str]]:
     header, body = rows[0], rows[1:]
     pairs = []
     for row in body:
-        for col, value in zip(header[1:], row[1:]):
+        for col, value in zip(header[1:], row[1:], strict=False):
             if not value or not col:
                 continue
             if is_chinese(col + row[0]):
                 pairs.append((f"{row[0]}的{col}是什么？", f"{row[0]}的{col}是{value}。"))
             else:
-                pairs.append((f"What is the {col.lower()} of {row[0]}?", f"The {col.lower()} of {row[0]} is {value}."))
+                pairs.append(
+                    (
+                        f"What is the {col.lower()} of {row[0]}?",
+                        f"The {col.lower()} of {row[0]} is {value}.",
+                    )
+                )
     return pairs
 
 

@@ -35,7 +35,9 @@ def source_files(root: Path, entries: list[str]) -> list[Path]:
         path = (root / entry) if not Path(entry).is_absolute() else Path(entry)
         if path.is_dir():
             files += sorted(
-                p for p in path.rglob("*") if p.is_file() and not any(x.startswith(".") for x in p.parts)
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(x.startswith(".") for x in p.parts)
             )
         elif path.exists():
             files.append(path)
@@ -93,7 +95,10 @@ def assemble(
     if not cfg.sources.questions and settings.holdout_ratio > 0 and len(faq) >= 5:
         rng.shuffle(faq)
         n_held = max(1, round(len(faq) * settings.holdout_ratio))
-        heldout, faq = sorted(faq[:n_held], key=lambda c: c.source), sorted(faq[n_held:], key=lambda c: c.source)
+        heldout, faq = (
+            sorted(faq[:n_held], key=lambda c: c.source),
+            sorted(faq[n_held:], key=lambda c: c.source),
+        )
     train = augment.faq_examples(faq, settings.question_variants, settings.seed)
     train += sources.conversations
     if settings.document_qa:

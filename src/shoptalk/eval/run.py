@@ -17,8 +17,8 @@ from shoptalk.eval.questions import Suite, load_suites, suite_from_faq
 from shoptalk.eval.scorecard import Scorecard, build_scorecard, read_scorecard, write_scorecard
 from shoptalk.generate import Assistant, answer, load_assistant
 from shoptalk.project import Project
-from shoptalk.train.render import with_system
 from shoptalk.records import Message
+from shoptalk.train.render import with_system
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,9 @@ def only_layers(model: torch.nn.Module, start: int, stop: int | None = None) -> 
 
 
 @torch.no_grad()
-def bottom_output(model: torch.nn.Module, rows: list[Row], first: int, pad_id: int, device: str) -> torch.Tensor:
+def bottom_output(
+    model: torch.nn.Module, rows: list[Row], first: int, pad_id: int, device: str
+) -> torch.Tensor:
     """Hidden states entering layer `first` (first >= 1) for a batch of rows, padded like `collate`."""
     decoder, _ = decoder_and_head(model)
     batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
@@ -64,13 +66,17 @@ def bottom_output(model: torch.nn.Module, rows: list[Row], first: int, pad_id: i
     handle = decoder.layers[first - 1].register_forward_hook(keep)
     try:
         with only_layers(model, 0, first):
-            decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False)
+            decoder(
+                input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+            )
     finally:
         handle.remove()
     return captured[0]
 
 
-def cache_rows(model: torch.nn.Module, rows: list[Row], first: int, pad_id: int, device: str) -> None:
+def cache_rows(
+    model: torch.nn.Module, rows: list[Row], first: int, pad_id: int, device: str
+) -> None:
     """Store each row's bottom output on the row (one row at a time bounds memory)."""
     was_training = model.training
     model.eval()
@@ -83,7 +89,9 @@ def cache_bytes(rows: list[Row], hidden_size: int) -> int:
     return sum(len(r.input_ids) for r in rows) * hidden_size * 4
 
 
-def check_equivalence(model: torch.nn.Module, row: Row, first: int, pad_id: int, device: str) -> bool:
+def check_equivalence(
+    model: torch.nn.Module, row: Row, first: int, pad_id: int, device: str
+) -> bool:
     """Does running the top layers on the cached bottom reproduce the full model's loss?"""
     was_training = model.training
     model.eval()

@@ -35,7 +35,9 @@ def labelled_loss(
         else {"input_ids": batch["input_ids"]}
     )
     # No KV cache: transformers only builds the block-diagonal packed mask without one.
-    hidden = decoder(**inputs, position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+    hidden = decoder(
+        **inputs, position_ids=batch["position_ids"], use_cache=False
+    ).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE
     hidden = hidden[:, :-1][keep]
@@ -43,5 +45,7 @@ def labelled_loss(
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, targets.numel(), CHUNK_TOKENS):
         logits = head(hidden[start : start + CHUNK_TOKENS]).float()
-        total = total + F.cross_entropy(logits, targets[start : start + CHUNK_TOKENS], reduction="sum")
+        total = total + F.cross_entropy(
+            logits, targets[start : start + CHUNK_TOKENS], reduction="sum"
+        )
     return total, int(targets.numel())

@@ -26,7 +26,9 @@ class TrainProgress:
             TextColumn("ETA"),
             TimeRemainingColumn(),
         )
-        self._task = self._progress.add_task("train", total=total, completed=start, loss="-", rate="-")
+        self._task = self._progress.add_task(
+            "train", total=total, completed=start, loss="-", rate="-"
+        )
 
     def __enter__(self) -> TrainProgress:
         self._progress.start()
@@ -39,5 +41,8 @@ class TrainProgress:
 
     def update(self, step: int, record: dict) -> None:
         self._progress.update(
-            self._task, completed=step, loss=f"{record['loss']:.3f}", rate=f"{record['tokens_per_s']:.0f}"
+            self._task,
+            completed=step,
+            loss=f"{record['loss']:.3f}",
+            rate=f"{record['tokens_per_s']:.0f}",
         )

@@ -27,7 +27,13 @@ from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
 from shoptalk.config import ShoptalkConfig, TrainSettings
 from shoptalk.models import load_model, load_tokenizer, pick_device
 from shoptalk.train import checkpoint
-from shoptalk.train.frozen import cache_bytes, cache_rows, check_equivalence, freeze_bottom, only_layers
+from shoptalk.train.frozen import (
+    cache_bytes,
+    cache_rows,
+    check_equivalence,
+    freeze_bottom,
+    only_layers,
+)
 from shoptalk.train.loss import labelled_loss
 from shoptalk.train.packing import Row, batches, collate, pack, truncate
 from shoptalk.train.progress import TrainProgress
@@ -74,14 +80,24 @@ def run(
     train_rows, plan = prepare_rows(tokenizer, dataset, cfg, "train")
     val_rows, _ = prepare_rows(tokenizer, dataset, cfg, "val", with_text=False)
     log.info("plan: %s", plan.model_dump_json())
-    if first and use_frozen_cache(model, train_rows, first, settings, tokenizer.pad_token_id, device):
+    if first and use_frozen_cache(
+        model, train_rows, first, settings, tokenizer.pad_token_id, device
+    ):
         cache_rows(model, train_rows + val_rows, first, tokenizer.pad_token_id, device)
-    top = only_layers(model, first) if any(r.hidden is not None for r in train_rows) else nullcontext()
+    top = (
+        only_layers(model, first)
+        if any(r.hidden is not None for r in train_rows)
+        else nullcontext()
+    )
     params = dict(model.named_parameters())
     trainable = [p for p in params.values() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(
+        trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
     warmup = int(plan.total_steps * settings.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, plan.total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup, plan.total_steps)
+    )
 
     # --- resume
     ckpt_dir = run_dir / "checkpoints"
@@ -99,7 +115,9 @@ def run(
     with top, progress, metrics_path.open("a", encoding="utf-8") as metrics:
         for step in range(start, end):
             t0 = time.perf_counter()
-            loss, n_tokens = train_step(model, step_batch(train_rows, plan, settings, step), tokenizer, device)
+            loss, n_tokens = train_step(
+                model, step_batch(train_rows, plan, settings, step), tokenizer, device
+            )
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -115,8 +133,12 @@ def run(
             done = step + 1
             if done % settings.checkpoint_every == 0 or done == plan.total_steps:
                 if val_rows:
-                    record["val_loss"] = round(evaluate(model, val_rows, tokenizer, settings, device), 5)
-                checkpoint.save(ckpt_dir, done, params, optimizer, scheduler, settings.keep_checkpoints)
+                    record["val_loss"] = round(
+                        evaluate(model, val_rows, tokenizer, settings, device), 5
+                    )
+                checkpoint.save(
+                    ckpt_dir, done, params, optimizer, scheduler, settings.keep_checkpoints
+                )
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
             progress.update(done, record)
@@ -155,12 +177,19 @@ def attach_method(model: torch.nn.Module, settings: TrainSettings) -> tuple[torc
 
 
 def use_frozen_cache(
-    model: torch.nn.Module, rows: list[Row], first: int, settings: TrainSettings, pad_id: int, device: str
+    model: torch.nn.Module,
+    rows: list[Row],
+    first: int,
+    settings: TrainSettings,
+    pad_id: int,
+    device: str,
 ) -> bool:
     """Cache the frozen layers' output if it fits the memory allowance and is exact for this model."""
     size = cache_bytes(rows, model.config.hidden_size)
     if size > settings.cache_gb * 2**30:
-        log.info("frozen-layer cache skipped: %.1f GB > cache_gb=%.1f", size / 2**30, settings.cache_gb)
+        log.info(
+            "frozen-layer cache skipped: %.1f GB > cache_gb=%.1f", size / 2**30, settings.cache_gb
+        )
         return False
     return check_equivalence(model, rows[0], first, pad_id, device)
 
@@ -169,12 +198,16 @@ def prepare_rows(
     tokenizer, dataset: DatasetArtifact, cfg: ShoptalkConfig, split: str, with_text: bool = True
 ) -> tuple[list[Row], StepPlan]:
     settings = cfg.train
-    examples = [encode_conversation(tokenizer, c, cfg.system_prompt) for c in dataset.conversations(split)]
+    examples = [
+        encode_conversation(tokenizer, c, cfg.system_prompt) for c in dataset.conversations(split)
+    ]
     if with_text:
         examples += [encode_text(tokenizer, chunk.text) for chunk in dataset.texts()]
     too_long = sum(len(e.input_ids) > settings.max_seq_len for e in examples)
     if too_long:
-        log.warning("%d examples longer than max_seq_len=%d were truncated", too_long, settings.max_seq_len)
+        log.warning(
+            "%d examples longer than max_seq_len=%d were truncated", too_long, settings.max_seq_len
+        )
     rows = pack([truncate(e, settings.max_seq_len) for e in examples], settings.max_seq_len)
     per_epoch = max(1, len(batches(rows, settings.tokens_per_step, settings.max_seq_len, 0)))
     plan = StepPlan(
@@ -190,10 +223,14 @@ def prepare_rows(
 
 def step_batch(rows: list[Row], plan: StepPlan, settings: TrainSettings, step: int) -> list[Row]:
     epoch, index = divmod(step, plan.steps_per_epoch)
-    return batches(rows, settings.tokens_per_step, settings.max_seq_len, settings.seed + epoch)[index]
+    return batches(rows, settings.tokens_per_step, settings.max_seq_len, settings.seed + epoch)[
+        index
+    ]
 
 
-def train_step(model: torch.nn.Module, rows: list[Row], tokenizer, device: str) -> tuple[float, int]:
+def train_step(
+    model: torch.nn.Module, rows: list[Row], tokenizer, device: str
+) -> tuple[float, int]:
     batch = {k: v.to(device) for k, v in collate(rows, tokenizer.pad_token_id).items()}
     total, count = labelled_loss(model, batch)
     loss = total / max(count, 1)
@@ -202,7 +239,9 @@ def train_step(model: torch.nn.Module, rows: list[Row], tokenizer, device: str) 
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, rows: list[Row], tokenizer, settings: TrainSettings, device: str) -> float:
+def evaluate(
+    model: torch.nn.Module, rows: list[Row], tokenizer, settings: TrainSettings, device: str
+) -> float:
     model.eval()
     total, count = 0.0, 0
     for group in batches(rows, settings.tokens_per_step, settings.max_seq_len, 0):
@@ -239,11 +278,17 @@ def save_final(model: torch.nn.Module, tokenizer, target: Path) -> None:
     tmp.rename(target)
 
 
-def card(cfg: ShoptalkConfig, dataset: DatasetArtifact, base_path: str, plan: StepPlan, metrics: Path) -> dict:
+def card(
+    cfg: ShoptalkConfig, dataset: DatasetArtifact, base_path: str, plan: StepPlan, metrics: Path
+) -> dict:
     import peft
     import transformers
 
-    lines = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [
+        json.loads(line)
+        for line in metrics.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     return {
         "base_model": cfg.base_model,
         "base_path": base_path,
