@@ -1,0 +1,84 @@
+"""The CLI verbs a newcomer uses: init, build without question files, eval --json, ask."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from projects import write_project
+from shoptalk.cli import app
+from shoptalk.config import load_config
+
+runner = CliRunner()
+
+
+def test_init_writes_a_config_that_loads_and_never_overwrites(tmp_path):
+    (tmp_path / "faq.csv").write_text("question,answer\nA?,B.\n")
+    (tmp_path / "docs").mkdir()
+    target = tmp_path / "assistant"
+    result = runner.invoke(
+        app,
+        [
+            "init",
+            str(target),
+            "--faq",
+            str(tmp_path / "faq.csv"),
+            "--docs",
+            str(tmp_path / "docs"),
+            "--name",
+            "ACME",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    config = load_config(target)
+    assert config.sources.faq == ["../faq.csv"] and config.sources.docs == ["../docs"]
+    assert "ACME" in config.system_prompt
+    again = runner.invoke(app, ["init", str(target), "--faq", str(tmp_path / "faq.csv")])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_without_question_files_a_heldout_faq_split_is_scored_and_never_trained(
+    tmp_path, tiny_model
+):
+    project = write_project(tmp_path / "p", tiny_model, epochs=1)
+    config = yaml.safe_load((project / "shoptalk.yaml").read_text())
+    config["sources"]["questions"] = []
+    config["data"]["holdout_ratio"] = 0.34
+    (project / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+
+    result = runner.invoke(app, ["build", str(project)])
+    assert result.exit_code == 0, result.output
+    (dataset,) = (project / ".shoptalk" / "datasets").iterdir()
+    held = [json.loads(line) for line in (dataset / "heldout.jsonl").read_text().splitlines()]
+    trained = (dataset / "train.jsonl").read_text() + (dataset / "val.jsonl").read_text()
+    assert len(held) == 2
+    for row in held:
+        answer = row["messages"][-1]["content"]
+        assert answer not in trained, "a held-out answer leaked into training"
+
+    printed = runner.invoke(app, ["eval", str(project), "--json"])
+    assert printed.exit_code == 0, printed.output
+    card = json.loads(printed.stdout)
+    assert card["suites"]["heldout_faq"]["n"] == 2
+    assert {"run_id", "base_model", "created", "suites"} <= set(card)
+
+
+def test_ask_answers_with_the_tuned_and_the_base_model(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model, epochs=1)
+    assert runner.invoke(app, ["build", str(project)]).exit_code == 0
+    tuned = runner.invoke(
+        app, ["ask", str(project), "What is the claim window?", "--max-new-tokens", "5"]
+    )
+    base = runner.invoke(
+        app, ["ask", str(project), "What is the claim window?", "--base", "--max-new-tokens", "5"]
+    )
+    assert tuned.exit_code == 0 and base.exit_code == 0
+    assert tuned.output.strip() and base.output.strip()
+
+
+def test_ask_before_any_build_says_what_to_do(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model)
+    result = runner.invoke(app, ["ask", str(project), "Hi?"])
+    assert result.exit_code == 2 and "shoptalk build" in result.output
