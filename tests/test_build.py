@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from projects import write_project
 from typer.testing import CliRunner
 
 from shoptalk.cli import app
+
+from projects import write_project
 
 runner = CliRunner()
 

@@ -7,9 +7,10 @@ import json
 import yaml
 from typer.testing import CliRunner
 
-from projects import write_project
 from shoptalk.cli import app
 from shoptalk.config import load_config
+
+from projects import write_project
 
 runner = CliRunner()
 

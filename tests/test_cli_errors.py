@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from projects import write_project
 from typer.testing import CliRunner
 
 from shoptalk.cli import app
+
+from projects import write_project
 
 runner = CliRunner()
 

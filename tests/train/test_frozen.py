@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import torch
-from projects import write_project
 from safetensors.torch import load_file
 
 from shoptalk.build import prepare_dataset
 from shoptalk.build import train as run_train
 from shoptalk.project import Project
+
+from projects import write_project
 
 
 def train_tiny(tmp_path, tiny_model, name: str, **settings) -> tuple[Project, list[dict]]:
