@@ -3,7 +3,8 @@
     chunks = read_document(Path("docs/returns.md"), root=Path("."))
 
 Also home of the small helpers every reader shares: decoding a user's text file
-without mangling it, naming a file relative to the project, and stable ids.
+without mangling it, naming a file relative to the project, stable ids, and the
+section helpers the HTML, PDF and DOCX readers build their chunks with.
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ from shoptalk.records import Chunk
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt")
 
+# A paragraph (or a whole table) of a document and the run it belongs to ("list";
+# None when alone): blocks of one run are on adjacent lines, others a blank line apart.
+Block = tuple[str, str | None]
+
 # C0 control characters that never occur in real text (tab, newlines, form feed and
 # ESC are allowed). A file full of them decoded "successfully" as GB18030 is binary.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)(.*)$")
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+# Word and Excel 97-2003 files, and *encrypted* .docx/.xlsx files, are OLE
+# compound files rather than zip archives; they all start with these bytes.
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 def decode_text(path: Path, what: str = "text document") -> str:
@@ -160,6 +169,11 @@ def _acl(path: Path, root: Path, meta: dict) -> list[str]:
         for key in ("groups", "acl"):
             names += _as_names(meta.get(key))
         return list(dict.fromkeys(names))
+    return folder_acl(path, root)
+
+
+def folder_acl(path: Path, root: Path) -> list[str]:
+    """The document's folder relative to the project root, as its one group (none at the root)."""
     try:
         folder = path.parent.resolve().relative_to(root.resolve())
     except ValueError:
@@ -219,3 +233,39 @@ def _trim_blank(lines: list[str]) -> tuple[int, int]:
     while end > start and not lines[end - 1].strip():
         end -= 1
     return start, end
+
+
+# --- helpers of the HTML, PDF and DOCX readers --------------------------------------
+
+
+def open_heading(stack: list[tuple[int, str]], level: int, title: str) -> list[tuple[int, str]]:
+    """The open headings after a level-`level` one: it closes those at its level or deeper."""
+    return [(lvl, t) for lvl, t in stack if lvl < level] + [(level, title)]
+
+
+def join_blocks(blocks: list[Block]) -> str:
+    """Blocks as Markdown-like text: a list's items adjacent, paragraphs a blank line apart."""
+    parts: list[str] = []
+    previous: str | None = None
+    for text, run in blocks:
+        if parts:
+            parts.append("\n" if run is not None and run == previous else "\n\n")
+        parts.append(text)
+        previous = run
+    return "".join(parts)
+
+
+def make_chunk(source: str, text: str, headings: list[str], acl: list[str]) -> Chunk:
+    return Chunk(id=content_id(source, text), text=text, source=source, headings=headings, acl=acl)
+
+
+def check_office_file(path: Path, expected: str, app: str, suffix: str) -> None:
+    """A clear error for the files most often given instead of a .docx/.xlsx."""
+    with path.open("rb") as file:
+        start = file.read(len(_OLE_MAGIC))
+    if start == _OLE_MAGIC:
+        found = f"an old {app} 97-2003 file or a password-protected one"
+        fix = f"open it in {app} and save it as {suffix} without a password"
+        raise SourceError(path, None, f"expected {expected}, found {found} ({fix})")
+    if not start.startswith(b"PK"):
+        raise SourceError(path, None, f"expected {expected} (a zip archive), found other data")

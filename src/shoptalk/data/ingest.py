@@ -1,6 +1,13 @@
 """The ingest entry point: the source lists of shoptalk.yaml -> canonical records.
 
-    sources = ingest(root, docs=["docs/"], faq=["faq.csv"], conversations=["chats/"])
+    sources = ingest(root, docs=["docs/"], faq=["faq.xlsx"], conversations=["chats/"])
+
+| key           | files                                                            |
+| ------------- | ---------------------------------------------------------------- |
+| docs          | .md .markdown .txt .html .htm .pdf .docx                         |
+| faq           | .csv .tsv .xlsx .jsonl .json (question/answer columns)           |
+| conversations | .jsonl .json (OpenAI, ShareGPT, Alpaca), LLaMA-Factory           |
+|               | dataset_info.json, .csv support-chat exports                     |
 
 Each entry is a file or a folder, relative to the project root or absolute.
 Folders are walked recursively in sorted order, skipping hidden files and
@@ -13,19 +20,47 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from shoptalk.data.chat_export import CHAT_EXPORT_SUFFIXES, read_chat_export
 from shoptalk.data.documents import DOCUMENT_SUFFIXES, read_document, report, source_path
 from shoptalk.data.faq import FAQ_SUFFIXES, read_faq
 from shoptalk.data.formats import CONVERSATION_SUFFIXES, read_conversations, read_llamafactory
+from shoptalk.data.read_docx import DOCX_SUFFIXES, read_docx
+from shoptalk.data.read_html import HTML_SUFFIXES, read_html
+from shoptalk.data.read_pdf import PDF_SUFFIXES, read_pdf
 from shoptalk.errors import SourceError
 from shoptalk.records import Chunk, Conversation, Preference
 
 logger = logging.getLogger(__name__)
 
 LLAMAFACTORY_INFO = "dataset_info.json"
+
+DOCUMENT_READERS: dict[str, Callable[[Path, Path], list[Chunk]]] = {
+    **dict.fromkeys(DOCUMENT_SUFFIXES, read_document),
+    **dict.fromkeys(HTML_SUFFIXES, read_html),
+    **dict.fromkeys(PDF_SUFFIXES, read_pdf),
+    **dict.fromkeys(DOCX_SUFFIXES, read_docx),
+}
+SUFFIXES = {
+    "docs": tuple(DOCUMENT_READERS),
+    "faq": FAQ_SUFFIXES,
+    "conversations": CONVERSATION_SUFFIXES + CHAT_EXPORT_SUFFIXES,
+}
+# Files people put under the wrong key, or formats with a better-supported twin.
+_HINTS = {
+    ".doc": "save it as .docx in Word",
+    ".xls": "save it as .xlsx in Excel, or as CSV",
+    ".rtf": "save it as .docx",
+    ".odt": "save it as .docx",
+    ".pptx": "export the slides as PDF",
+    ".png": "an image: OCR is not supported, give the text as .md, .txt or a PDF with text",
+    ".jpg": "an image: OCR is not supported, give the text as .md, .txt or a PDF with text",
+    ".jpeg": "an image: OCR is not supported, give the text as .md, .txt or a PDF with text",
+}
 
 
 class Ingested(BaseModel, extra="forbid"):
@@ -48,24 +83,26 @@ def ingest(
     appended to it and the good records are kept (skip-and-report).
     """
     result = Ingested()
-    for path in _files(root, docs, "docs", DOCUMENT_SUFFIXES, errors):
+    for path in _files(root, docs, "docs", errors):
         result.chunks += _read_document(path, root, errors)
-    for path in _files(root, faq, "faq", FAQ_SUFFIXES, errors):
+    for path in _files(root, faq, "faq", errors):
         result.faq += read_faq(path, root, errors)
-    for path in _files(root, conversations, "conversations", CONVERSATION_SUFFIXES, errors):
+    for path in _files(root, conversations, "conversations", errors):
         if path.name == LLAMAFACTORY_INFO:
             chats, preferences = read_llamafactory(path, root, errors)
             result.conversations += chats
             result.preferences += preferences
+        elif path.suffix.lower() in CHAT_EXPORT_SUFFIXES:
+            result.conversations += read_chat_export(path, root, errors)
         else:
             result.conversations += read_conversations(path, root, errors)
     return result
 
 
 def _read_document(path: Path, root: Path, errors: list[SourceError] | None) -> list[Chunk]:
-    """`read_document`, its SourceError reported the way the other readers report theirs."""
+    """The reader for the document's suffix, its SourceError reported like the others'."""
     try:
-        return read_document(path, root)
+        return DOCUMENT_READERS[path.suffix.lower()](path, root)
     except SourceError as err:
         report(err, errors)
         return []
@@ -75,10 +112,10 @@ def _files(
     root: Path,
     entries: list[str],
     key: str,
-    suffixes: tuple[str, ...],
     errors: list[SourceError] | None,
 ) -> list[Path]:
     """The files the entries under `sources.<key>` name, each once, in sorted order."""
+    suffixes = SUFFIXES[key]
     found: dict[Path, Path] = {}
     for entry in entries:
         path = Path(entry) if Path(entry).is_absolute() else root / entry
@@ -89,15 +126,26 @@ def _files(
             report(SourceError(path, None, message), errors)
             continue
         elif path.suffix.lower() not in suffixes:
-            expected = f"expected a file ending in {', '.join(suffixes)} under sources.{key}"
-            found = repr(path.suffix or "no suffix")
-            report(SourceError(path, None, f"{expected}, found {found}"), errors)
+            report(SourceError(path, None, _unsupported(path, key)), errors)
             continue
         else:
             files = [path]
         for file in files:
             found.setdefault(file.resolve(), file)
     return sorted(found.values(), key=lambda p: source_path(p, root))
+
+
+def _unsupported(path: Path, key: str) -> str:
+    """Which suffixes `sources.<key>` takes, and where this file belongs if elsewhere."""
+    suffix = path.suffix.lower()
+    message = f"expected a file ending in {', '.join(SUFFIXES[key])} under sources.{key}"
+    message += f", found {path.suffix or 'no suffix'!r}"
+    elsewhere = [other for other, accepted in SUFFIXES.items() if suffix in accepted]
+    if elsewhere and key not in elsewhere:
+        message += f" (list it under sources.{' or sources.'.join(elsewhere)})"
+    elif suffix in _HINTS:
+        message += f" ({_HINTS[suffix]})"
+    return message
 
 
 def _walk(folder: Path, suffixes: tuple[str, ...], llamafactory: bool) -> list[Path]:
