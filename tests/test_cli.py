@@ -83,3 +83,32 @@ def test_ask_before_any_build_says_what_to_do(tmp_path, tiny_model):
     project = write_project(tmp_path / "p", tiny_model)
     result = runner.invoke(app, ["ask", str(project), "Hi?"])
     assert result.exit_code == 2 and "shoptalk build" in result.output
+
+
+def test_data_check_lists_every_problem_and_marks_trained_tokens(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model)
+    with (project / "faq.csv").open("a") as f:
+        f.write("Empty answer here?,\n")
+    (project / "chats.jsonl").write_text('{"messages": "hi"}\nnot json\n')
+    result = runner.invoke(app, ["data", "check", str(project), "--samples", "2"])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "3 problem(s)" in output
+    assert "faq.csv:8" in output and "chats.jsonl:1" in output and "chats.jsonl:2" in output
+    assert "6 FAQ rows" in output, "the good rows are still counted"
+    assert "<|im_start|>assistant" in output
+
+
+def test_skip_mode_keeps_good_rows_and_reports_bad_ones(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model, epochs=1)
+    config = yaml.safe_load((project / "shoptalk.yaml").read_text())
+    config["data"]["on_error"] = "skip"
+    (project / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    with (project / "faq.csv").open("a") as f:
+        f.write("Broken row with no answer?,\n")
+    result = runner.invoke(app, ["build", str(project), "--stop-after", "1"])
+    assert result.exit_code == 0, result.output
+    (dataset,) = (project / ".shoptalk" / "datasets").iterdir()
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert len(manifest["skipped"]) == 1 and "faq.csv:8" in manifest["skipped"][0]
+    assert manifest["counts"]["train"]["faq"] == 6

@@ -17,6 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+data_app = typer.Typer(help="Check and inspect the project's data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -202,6 +204,31 @@ def chat(
         console.print(
             f"[bold]assistant>[/] {session.reply(text, max_new_tokens, keep=True)}", highlight=False
         )
+
+
+@data_app.command("check")
+def data_check(
+    project_dir: ProjectDir,
+    samples: Annotated[int, typer.Option(help="Training examples to show rendered")] = 3,
+) -> None:
+    """List every problem in every source at once; show examples as the model sees them."""
+    from shoptalk.data.check import check_sources
+
+    try:
+        result = check_sources(open_project(project_dir), samples, render=samples > 0)
+    except ShoptalkError as exc:
+        fail(exc)
+    for name, count in result.counts.items():
+        console.print(f"{count:>7}  {name}")
+    for text in result.samples:
+        console.rule()
+        console.print(text)
+    if result.problems:
+        console.rule(f"[red]{len(result.problems)} problem(s)")
+        for problem in result.problems:
+            console.print(f"[red]-[/] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print("[green]no problems found")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from shoptalk.data.clean import CleanSettings
+from shoptalk.data.dedupe import DedupeSettings
+from shoptalk.data.pii import PiiSettings
 from shoptalk.errors import ConfigError
 
 CONFIG_NAME = "shoptalk.yaml"
@@ -35,6 +38,10 @@ class Sources(BaseModel, extra="forbid"):
 
 
 class DataSettings(BaseModel, extra="forbid"):
+    on_error: Literal["stop", "skip"] = Field(
+        "stop",
+        description="On a bad row: stop with its error, or skip it and list it in the dataset report",
+    )
     seed: int = Field(0, description="Seed for splits and augmentation")
     holdout_ratio: float = Field(
         0.2,
@@ -53,6 +60,12 @@ class DataSettings(BaseModel, extra="forbid"):
     refusals: bool = Field(
         True, description="Train 'I don't know' answers for questions the data cannot answer"
     )
+    clean: CleanSettings = Field(default_factory=CleanSettings)
+    redact_pii: bool = Field(
+        True, description="Replace personal data and secrets with typed placeholders"
+    )
+    pii: PiiSettings = Field(default_factory=PiiSettings)
+    dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
     refusal_answer: str = Field(
         "I'm sorry, I don't have that information in our documents.",
         description="What the assistant says when the data does not answer a question",

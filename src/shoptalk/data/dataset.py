@@ -20,13 +20,17 @@ from collections import Counter
 from pathlib import Path
 
 from shoptalk.artifacts import DatasetArtifact, write_json, write_jsonl
-from shoptalk.config import ShoptalkConfig
+from shoptalk.config import DataSettings, ShoptalkConfig
 from shoptalk.data import augment
+from shoptalk.data.clean import clean_chunks, clean_conversations
+from shoptalk.data.dedupe import dedupe, leakage_free_split
 from shoptalk.data.ingest import Ingested, ingest
-from shoptalk.records import Conversation
+from shoptalk.data.pii import redact, redact_conversation
+from shoptalk.errors import SourceError
+from shoptalk.records import Chunk, Conversation
 
 CHINESE_REFUSAL = "抱歉，我们的资料中没有这方面的信息。"
-DATASET_FORMAT = 1
+DATASET_FORMAT = 2
 
 
 def source_files(root: Path, entries: list[str]) -> list[Path]:
@@ -62,7 +66,10 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     target = out_root / digest
     if (target / "manifest.json").is_file():
         return DatasetArtifact(path=target, hash=digest)
-    sources = ingest(root, cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations)
+    errors: list[SourceError] | None = [] if cfg.data.on_error == "skip" else None
+    sources = ingest(root, cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations, errors)
+    sources, report = prepare_sources(sources, cfg.data)
+    report["skipped"] = [str(e) for e in errors or []]
     train, val, heldout = assemble(cfg, sources)
     target.mkdir(parents=True, exist_ok=True)
     write_jsonl(target / "train.jsonl", train)
@@ -79,26 +86,65 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
             "heldout": len(heldout),
             "preferences": len(sources.preferences),
         },
+        **report,
     }
     # The manifest is written last: its presence marks a complete dataset.
     write_json(target / "manifest.json", manifest)
     return DatasetArtifact(path=target, hash=digest)
 
 
+def prepare_sources(sources: Ingested, settings: DataSettings) -> tuple[Ingested, dict]:
+    """Clean, redact and deduplicate the ingested records; report what changed and why.
+
+    The report holds counts, reasons and record ids, never a redacted value.
+    """
+    faq, dropped = clean_conversations(sources.faq, settings.clean)
+    chats, dropped_chats = clean_conversations(sources.conversations, settings.clean)
+    chunks, dropped_chunks = clean_chunks(sources.chunks, settings.clean)
+    pii: Counter[str] = Counter()
+    if settings.redact_pii:
+        faq, chats = redact_all(faq, settings, pii), redact_all(chats, settings, pii)
+        chunks = [redact_chunk(c, settings, pii) for c in chunks]
+    faq, faq_clusters = dedupe(faq, settings.dedupe)
+    chats, chat_clusters = dedupe(chats, settings.dedupe)
+    kept = sources.model_copy(update={"faq": faq, "conversations": chats, "chunks": chunks})
+    report = {
+        "dropped": [d.model_dump() for d in dropped + dropped_chats + dropped_chunks],
+        "pii_redacted": dict(pii),
+        "duplicates": [c.model_dump() for c in faq_clusters + chat_clusters],
+    }
+    return kept, report
+
+
+def redact_all(
+    records: list[Conversation], settings: DataSettings, counts: Counter[str]
+) -> list[Conversation]:
+    out = []
+    for record in records:
+        redacted, found = redact_conversation(record, settings.pii)
+        counts.update(found)
+        out.append(redacted)
+    return out
+
+
+def redact_chunk(chunk: Chunk, settings: DataSettings, counts: Counter[str]) -> Chunk:
+    result = redact(chunk.text, settings.pii)
+    counts.update(result.counts)
+    return chunk.model_copy(update={"text": result.text}) if result.counts else chunk
+
+
 def assemble(
     cfg: ShoptalkConfig, sources: Ingested
 ) -> tuple[list[Conversation], list[Conversation], list[Conversation]]:
     settings = cfg.data
-    rng = random.Random(settings.seed)
     faq = list(sources.faq)
     heldout: list[Conversation] = []
     if not cfg.sources.questions and settings.holdout_ratio > 0 and len(faq) >= 5:
-        rng.shuffle(faq)
-        n_held = max(1, round(len(faq) * settings.holdout_ratio))
-        heldout, faq = (
-            sorted(faq[:n_held], key=lambda c: c.source),
-            sorted(faq[n_held:], key=lambda c: c.source),
-        )
+        # Near-duplicate FAQ rows land on the same side, so no held-out
+        # question is a copy of a trained one.
+        ratios = {"train": 1 - settings.holdout_ratio, "heldout": settings.holdout_ratio}
+        parts = leakage_free_split(faq, ratios, settings.seed, settings.dedupe)
+        faq, heldout = parts["train"], parts["heldout"]
     train = augment.faq_examples(faq, settings.question_variants, settings.seed)
     train += sources.conversations
     if settings.document_qa:
@@ -108,8 +154,11 @@ def assemble(
         answer = settings.refusal_answer
         if chinese and answer == type(settings).model_fields["refusal_answer"].default:
             answer = CHINESE_REFUSAL
+        known = " ".join(c.text for c in sources.chunks) + " ".join(
+            m.content for c in faq for m in c.messages
+        )
         n_refusals = max(4, len(train) // 12)
-        train += augment.refusal_examples(answer, chinese, settings.seed, n_refusals)
+        train += augment.refusal_examples(answer, chinese, settings.seed, n_refusals, known)
     train = list({c.id: c for c in train}.values())
     variants = [c for c in train if c.kind == "paraphrase"]
     n_val = round(len(variants) * settings.validation_ratio)

@@ -1,0 +1,63 @@
+"""`shoptalk data check`: every problem in every source at once, before any training.
+
+It also renders a few training examples exactly as the model will see them,
+with the tokens that carry the loss marked, so a wrong template or mask is
+visible before hours of training rather than after.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from rich.text import Text
+
+from shoptalk.data.ingest import Ingested, ingest
+from shoptalk.errors import SourceError
+from shoptalk.project import Project
+from shoptalk.records import Conversation
+from shoptalk.train.render import IGNORE, encode_conversation, ensure_chat_template
+
+
+@dataclass
+class CheckResult:
+    problems: list[SourceError]
+    counts: dict[str, int]
+    samples: list[Text] = field(default_factory=list)
+
+
+def check_sources(project: Project, n_samples: int = 3, render: bool = True) -> CheckResult:
+    cfg = project.config
+    problems: list[SourceError] = []
+    sources = ingest(
+        project.root, cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations, problems
+    )
+    counts = {
+        "document sections": len(sources.chunks),
+        "FAQ rows": len(sources.faq),
+        "conversations": len(sources.conversations),
+        "preference pairs": len(sources.preferences),
+    }
+    result = CheckResult(problems, counts)
+    if render:
+        result.samples = render_samples(project, sources, n_samples)
+    return result
+
+
+def render_samples(project: Project, sources: Ingested, n: int) -> list[Text]:
+    from shoptalk.models import load_tokenizer, resolve_base_model
+
+    tokenizer = load_tokenizer(resolve_base_model(project.config.base_model, project.root))
+    ensure_chat_template(tokenizer)
+    pool = sources.faq + sources.conversations
+    picked = random.Random(0).sample(pool, min(n, len(pool)))
+    return [marked(tokenizer, c, project.config.system_prompt) for c in picked]
+
+
+def marked(tokenizer, conversation: Conversation, system_prompt: str) -> Text:
+    """The rendered example: context dim, trained tokens bold green."""
+    example = encode_conversation(tokenizer, conversation, system_prompt)
+    text = Text(f"{conversation.source}\n", style="bold")
+    for token, label in zip(example.input_ids, example.labels, strict=True):
+        text.append(tokenizer.decode([token]), style="dim" if label == IGNORE else "bold green")
+    return text

@@ -1,0 +1,173 @@
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from shoptalk.data.pii import (
+    PiiSettings,
+    card_ok,
+    cn_id_ok,
+    find_pii,
+    iban_ok,
+    redact,
+    redact_conversation,
+)
+from shoptalk.records import Conversation, Message
+
+CASES = Path(__file__).with_name("pii_cases.jsonl")
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def load_cases() -> list[dict]:
+    return [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines()]
+
+
+def conversation(*contents: str) -> Conversation:
+    roles = ["user", "assistant"] * len(contents)
+    return Conversation(
+        id="c1",
+        messages=[Message(role=r, content=c) for r, c in zip(roles, contents, strict=False)],
+        source="chats.jsonl:1",
+    )
+
+
+def test_the_labelled_set_is_big_bilingual_and_has_hard_negatives():
+    cases = load_cases()
+    spans = [s for c in cases for s in c["spans"]]
+    assert len(spans) >= 300
+    assert sum(not c["spans"] for c in cases) >= 80
+    assert any(CJK.search(c["text"]) for c in cases if c["spans"])
+    assert any(not CJK.search(c["text"]) for c in cases if c["spans"])
+    assert set(Counter(s["type"] for s in spans)) == set(PiiSettings.model_fields) - {"allow"}
+
+
+def test_span_precision_and_recall_on_the_labelled_set():
+    true_pos = found = labelled = 0
+    for case in load_cases():
+        gold = {(s["start"], s["end"], s["type"]) for s in case["spans"]}
+        got = {(s.start, s.end, s.type) for s in find_pii(case["text"])}
+        true_pos, found, labelled = (
+            true_pos + len(gold & got),
+            found + len(got),
+            labelled + len(gold),
+        )
+    assert true_pos / found >= 0.95
+    assert true_pos / labelled >= 0.95
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order ORD-2024-118834 ships on 2024-05-18 at 14:30.",
+        "订单号 20240518123456，发票号码 INV-2025-0042。",
+        "KX-220 and SKU-44718 cost $1,299.00 (¥3,999).",
+        "Update to v2.14.1 or version 1.2.3.4 today.",
+        "ISBN 978-3-16-148410-0",
+        "Card 4111 1111 1111 1112 failed the check.",  # Luhn fails
+        "证件号 110105194912310021 有误",  # MOD 11-2 fails
+        "Call extension 555-1234.",  # too short for a phone number
+        "Tracking 1Z999AA10123456784, barcode 6901234567892.",
+    ],
+)
+def test_hard_negatives_are_left_alone(text):
+    assert find_pii(text) == []
+
+
+def test_validators_accept_real_test_values():
+    assert card_ok("4111111111111111")
+    assert not card_ok("4111111111111112")
+    assert cn_id_ok("11010519491231002X")
+    assert not cn_id_ok("110105194912310021")
+    assert iban_ok("GB82 WEST 1234 5698 7654 32")
+    assert not iban_ok("GB82 WEST 1234 5698 7654 33")
+
+
+def test_redaction_in_chinese_keeps_the_surrounding_characters():
+    text = "请联系13812345678或发邮件到li.ming@example.cn，谢谢！"
+
+    result = redact(text)
+
+    assert result.text == "请联系<PHONE_1>或发邮件到<EMAIL_1>，谢谢！"
+    assert result.counts == {"phone": 1, "email": 1}
+
+
+def test_placeholders_are_consistent_across_the_messages_of_a_record():
+    conv = conversation(
+        "My e-mail is anna@example.com and my phone +86 138 1234 5678.",
+        "Thanks! I will write to anna@example.com and, if needed, to support@example.org.",
+        "ANNA@example.com is right; call 13812345678 too.",
+    )
+
+    redacted, counts = redact_conversation(conv, PiiSettings())
+
+    assert [m.content for m in redacted.messages] == [
+        "My e-mail is <EMAIL_1> and my phone <PHONE_1>.",
+        "Thanks! I will write to <EMAIL_1> and, if needed, to <EMAIL_2>.",
+        "<EMAIL_1> is right; call <PHONE_1> too.",
+    ]
+    assert counts == {"email": 4, "phone": 2}
+    assert redacted.id == conv.id and redacted.source == conv.source
+
+
+def test_counts_never_carry_the_values():
+    secret = "sk-proj-" + "Ab3" * 16
+    conv = conversation(f"key {secret}", "password: Summer2024!")
+
+    redacted, counts = redact_conversation(conv, None)
+
+    dumped = json.dumps(counts) + redacted.model_dump_json()
+    assert "Ab3Ab3" not in dumped and "Summer2024" not in dumped
+    assert all(isinstance(v, int) for v in counts.values())
+    assert counts == {"secret": 2}
+
+
+def test_each_type_can_be_switched_off():
+    text = "Mail li@example.com from 10.0.0.7"
+
+    assert redact(text, PiiSettings(email=False)).text == "Mail li@example.com from <IP_1>"
+    assert redact(text, PiiSettings(ip=False)).text == "Mail <EMAIL_1> from 10.0.0.7"
+
+
+def test_a_misspelt_setting_is_an_error():
+    with pytest.raises(ValidationError):
+        PiiSettings(emial=False)
+
+
+def test_the_longest_span_wins_an_overlap():
+    text = "DB at postgres://admin:S3cret99@db.example.com:5432/app, QQ 12345678@qq.com"
+
+    spans = [(text[s.start : s.end], s.type) for s in find_pii(text)]
+
+    assert spans == [
+        ("postgres://admin:S3cret99@db.example.com:5432", "url_credentials"),
+        ("12345678@qq.com", "email"),
+    ]
+
+
+def test_passport_numbers_need_a_keyword_nearby():
+    assert [s.type for s in find_pii("护照号码：E12345678")] == ["passport"]
+    assert find_pii("Your parcel E12345678 is on its way") == []
+
+
+def test_secrets_by_prefix_and_by_entropy_next_to_a_keyword():
+    token = "q7Zp2LmX9vR4tW8yB1nC6dF3gH5jK0sA"
+    assert [s.type for s in find_pii(f"API token: {token}")] == ["secret"]
+    assert find_pii(f"Reference {token}") == []  # no keyword: could be any identifier
+    assert [s.type for s in find_pii("AKIAIOSFODNN7EXAMPLE")] == ["secret"]
+
+
+def test_a_private_key_cut_off_before_its_end_line_is_still_redacted():
+    text = "see:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx7Zp2LmX9vR4\nB1nC6dF3gH5jK0sA\nthanks"
+
+    assert redact(text).text == "see:\n<SECRET_1>\nthanks"
+
+
+def test_allowed_values_are_kept_and_others_redacted():
+    settings = PiiSettings(allow=["@acme.example", "1-800-555-0100"])
+    text = "Write to claims@acme.example or call 1-800-555-0100; Anna is anna.berg@gmail.com."
+    result = redact(text, settings)
+    assert "claims@acme.example" in result.text and "1-800-555-0100" in result.text
+    assert "anna.berg@gmail.com" not in result.text and result.counts == {"email": 1}
