@@ -16,6 +16,7 @@ from shoptalk.data.clean import CleanSettings
 from shoptalk.data.dedupe import DedupeSettings
 from shoptalk.data.pii import PiiSettings
 from shoptalk.errors import ConfigError
+from shoptalk.eval.gate import GateSettings
 
 CONFIG_NAME = "shoptalk.yaml"
 
@@ -105,6 +106,7 @@ class TrainSettings(BaseModel, extra="forbid"):
 class EvalSettings(BaseModel, extra="forbid"):
     max_new_tokens: int = Field(64, ge=1, le=4096)
     batch_size: int = Field(16, ge=1)
+    gate: GateSettings = Field(default_factory=GateSettings)
 
 
 class ShoptalkConfig(BaseModel, extra="forbid"):

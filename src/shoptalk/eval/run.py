@@ -14,6 +14,7 @@ from pathlib import Path
 
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
 from shoptalk.eval.questions import Suite, load_suites, suite_from_faq
+from shoptalk.eval.report import write_report
 from shoptalk.eval.scorecard import Scorecard, build_scorecard, read_scorecard, write_scorecard
 from shoptalk.generate import Assistant, answer, load_assistant
 from shoptalk.project import Project
@@ -84,6 +85,7 @@ def evaluate(
     card = build_scorecard(run.run_id, project.config.base_model, suites, answers)
     card.timing = timing
     write_scorecard(card, out / "scorecard.json")
+    write_report(card, out / "report.html")
     write_json(out / "answers.json", {k: {"base": v[0], "tuned": v[1]} for k, v in answers.items()})
     stamp.write_text(digest)
     return card

@@ -1,0 +1,211 @@
+"""The scorecard as one self-contained HTML page: `.shoptalk/evals/<run-id>/report.html`.
+
+No external CSS, JavaScript or fonts: the page opens offline and can be mailed
+as one file. Every text from the scorecard is escaped; answers highlight the
+`must_include` facts they contain, matched the way the metrics match them.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from html import escape
+from pathlib import Path
+
+from shoptalk.artifacts import write_atomic
+from shoptalk.eval.metrics import normalize
+from shoptalk.eval.scorecard import QuestionResult, Scorecard, SuiteScores
+
+# Not a QuestionResult field yet: an LLM-judge stage may add it; shown when present.
+JUDGE_FIELD = "judge_verdict"
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}.meta{color:#555}
+table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #ddd;padding:4px 8px;
+vertical-align:top;text-align:left}td.n{text-align:right;white-space:nowrap}
+#questions th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}
+#questions td{max-width:28rem;white-space:pre-wrap}mark{background:#ffe27a}
+.up{color:#17803d}.down{color:#b42318}.suite{display:flex;gap:2rem;flex-wrap:wrap;align-items:flex-start}
+"""
+
+_JS = """
+const t=document.getElementById('questions'),b=t.tBodies[0];
+t.querySelectorAll('th').forEach((th,i)=>th.addEventListener('click',()=>{
+ const asc=th.dataset.dir!=='asc';t.querySelectorAll('th').forEach(h=>delete h.dataset.dir);
+ th.dataset.dir=asc?'asc':'desc';const num=th.dataset.type==='num';
+ const key=r=>{const c=r.cells[i];return num?parseFloat(c.dataset.v):c.textContent};
+ [...b.rows].sort((x,y)=>{const p=key(x),q=key(y);return (num?p-q:p.localeCompare(q))*(asc?1:-1)})
+  .forEach(r=>b.appendChild(r));}));
+document.getElementById('suite-filter').addEventListener('change',e=>{
+ for(const r of b.rows)r.hidden=e.target.value!==''&&r.dataset.suite!==e.target.value;});
+"""
+
+_BAR_W, _ROW_H, _LABEL_W = 260, 34, 130
+
+
+def _cls(value: float, low: float | None = None, high: float | None = None) -> str:
+    # Colour a change only when it is real: the 95% interval excludes zero.
+    low, high = (value, value) if low is None else (low, high)
+    return "up" if low > 0 else "down" if high < 0 else ""
+
+
+def _chart(scores: SuiteScores) -> str:
+    """Horizontal grouped bars, base (grey) over tuned (blue), the change written beside."""
+    metrics = list(scores.base)
+    height = _ROW_H * len(metrics) + 24
+    width = _LABEL_W + _BAR_W + 230
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" font-size="12"><title>base vs tuned</title>'
+    ]
+    for i, metric in enumerate(metrics):
+        y = i * _ROW_H + 4
+        base, tuned = scores.base[metric], scores.tuned[metric]
+        mean, low, high = scores.diff[metric]
+        parts.append(f'<text x="0" y="{y + 17}">{escape(metric)}</text>')
+        for j, (value, colour) in enumerate(((base, "#9aa4b2"), (tuned, "#2f6fdb"))):
+            w = max(0.0, min(1.0, value)) * _BAR_W
+            yy = y + j * 14
+            parts.append(
+                f'<rect x="{_LABEL_W}" y="{yy}" width="{w:.1f}" height="12" fill="{colour}"/>'
+                f'<text x="{_LABEL_W + w + 4:.1f}" y="{yy + 10}">{value:.2f}</text>'
+            )
+        fill = {"up": "#17803d", "down": "#b42318"}.get(_cls(mean, low, high), "#222")
+        parts.append(
+            f'<text x="{_LABEL_W + _BAR_W + 40}" y="{y + 17}" fill="{fill}">'
+            f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]</text>"
+        )
+    y = _ROW_H * len(metrics) + 18
+    parts.append(
+        f'<rect x="{_LABEL_W}" y="{y - 9}" width="10" height="10" fill="#9aa4b2"/>'
+        f'<text x="{_LABEL_W + 14}" y="{y}">base</text>'
+        f'<rect x="{_LABEL_W + 60}" y="{y - 9}" width="10" height="10" fill="#2f6fdb"/>'
+        f'<text x="{_LABEL_W + 74}" y="{y}">tuned</text>'
+        f'<text x="{_LABEL_W + _BAR_W + 40}" y="{y}">change [95% interval]</text></svg>'
+    )
+    return "".join(parts)
+
+
+def _numbers(scores: SuiteScores) -> str:
+    rows = []
+    for metric in scores.base:
+        mean, low, high = scores.diff[metric]
+        rows.append(
+            f"<tr><td>{escape(metric)}</td><td class=n>{scores.base[metric]:.3f}</td>"
+            f"<td class=n>{scores.tuned[metric]:.3f}</td>"
+            f'<td class="n {_cls(mean, low, high)}">{mean:+.3f} [{low:+.3f}, {high:+.3f}]</td></tr>'
+        )
+    head = "<tr><th>metric</th><th>base</th><th>tuned</th><th>change [95% interval]</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _folded(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """`normalize(text)` built piece by piece, with the raw span each folded char comes from.
+
+    A piece is a character with its combining marks, so NFKC composes "e" + accent
+    the way it does on the whole text. Whitespace folds to nothing, so it has no span.
+    """
+    pieces: list[tuple[int, int]] = []
+    for i, ch in enumerate(text):
+        if pieces and unicodedata.combining(ch):
+            pieces[-1] = (pieces[-1][0], i + 1)
+        else:
+            pieces.append((i, i + 1))
+    folded, origin = [], []
+    for start, end in pieces:
+        piece = normalize(text[start:end])
+        folded.append(piece)
+        origin.extend([(start, end)] * len(piece))
+    return "".join(folded), origin
+
+
+def find_spans(answer: str, keys: list[str]) -> list[tuple[int, int]]:
+    """Raw-text spans of `answer` that normalize to one of `keys`, merged where they overlap."""
+    folded, origin = _folded(answer)
+    spans = []
+    for key in keys:
+        needle = normalize(key)
+        at = folded.find(needle) if needle else -1
+        while at >= 0:
+            spans.append((origin[at][0], origin[at + len(needle) - 1][1]))
+            at = folded.find(needle, at + 1)
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def highlight(answer: str, keys: list[str]) -> str:
+    """Escaped `answer` with each found key wrapped in <mark>."""
+    out, pos = [], 0
+    for start, end in find_spans(answer, keys):
+        out.append(escape(answer[pos:start]) + f"<mark>{escape(answer[start:end])}</mark>")
+        pos = end
+    return "".join(out) + escape(answer[pos:])
+
+
+def _question_row(q: QuestionResult, judged: bool) -> str:
+    change = q.tuned_score - q.base_score
+    cells = [
+        escape(q.suite),
+        escape(q.prompt),
+        escape(q.reference or ""),
+        escape(", ".join(q.must_include)),
+        highlight(q.base_answer, q.must_include),
+        highlight(q.tuned_answer, q.must_include),
+    ]
+    row = "".join(f"<td>{c}</td>" for c in cells)
+    row += f'<td class=n data-v="{q.base_score:.6f}">{q.base_score:.2f}</td>'
+    row += f'<td class=n data-v="{q.tuned_score:.6f}">{q.tuned_score:.2f}</td>'
+    row += f'<td class="n {_cls(change)}" data-v="{change:.6f}">{change:+.2f}</td>'
+    if judged:
+        verdict = getattr(q, JUDGE_FIELD, None)
+        row += f"<td>{escape('' if verdict is None else str(verdict))}</td>"
+    return f'<tr data-suite="{escape(q.suite)}">{row}</tr>'
+
+
+def _questions(card: Scorecard) -> str:
+    judged = any(getattr(q, JUDGE_FIELD, None) is not None for q in card.questions)
+    names = ["suite", "question", "reference", "must_include", "base answer", "tuned answer"]
+    head = "".join(f"<th>{n}</th>" for n in names)
+    head += "".join(f'<th data-type="num">{n}</th>' for n in ("base", "tuned", "change"))
+    head += "<th>judge</th>" if judged else ""
+    # Biggest regressions first, biggest wins last; stable, so ties keep suite order.
+    ordered = sorted(card.questions, key=lambda q: q.tuned_score - q.base_score)
+    body = "".join(_question_row(q, judged) for q in ordered)
+    options = "".join(f'<option value="{escape(s)}">{escape(s)}</option>' for s in card.suites)
+    return (
+        f'<h2>Questions</h2><label>suite <select id="suite-filter"><option value="">all</option>'
+        f"{options}</select></label> <span class=meta>click a column header to sort</span>"
+        f'<table id="questions"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def _header(card: Scorecard) -> str:
+    facts = [("run", card.run_id), ("base model", card.base_model), ("created", card.created)]
+    facts += [(k.replace("_", " "), f"{v:g}") for k, v in card.timing.items()]
+    items = " · ".join(f"{escape(k)}: <b>{escape(v)}</b>" for k, v in facts)
+    return f"<h1>Scorecard: {escape(card.run_id)}</h1><p class=meta>{items}</p>"
+
+
+def render_report(card: Scorecard) -> str:
+    """The whole report page as one HTML string."""
+    sections = [
+        f'<h2>{escape(name)} <span class=meta>({escape(s.kind)}, {s.n} questions)</span></h2>'
+        f'<div class=suite>{_chart(s)}{_numbers(s)}</div>'
+        for name, s in card.suites.items()
+    ]
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>shoptalk scorecard {escape(card.run_id)}</title><style>{_CSS}</style></head>"
+        f"<body>{_header(card)}{''.join(sections)}{_questions(card)}<script>{_JS}</script>"
+        "</body></html>\n"
+    )
+
+
+def write_report(card: Scorecard, path: Path) -> None:
+    """Write the report atomically (temp file + rename) next to scorecard.json."""
+    write_atomic(Path(path), render_report(card))
