@@ -103,3 +103,24 @@ def test_kill_9_during_training_then_build_resumes(tmp_path, tiny_model):
     assert steps == list(range(1, len(steps) + 1)), (
         "no step is missing or repeated after the resume"
     )
+
+
+def test_a_build_that_fails_its_gate_is_not_promoted(tmp_path, tiny_model):
+    import yaml
+
+    project = write_project(tmp_path / "p", tiny_model, epochs=1)
+    config = yaml.safe_load((project / "shoptalk.yaml").read_text())
+    config["eval"]["gate"] = {
+        "rules": [{"suite": "domain", "metric": "key_fact_recall", "min_tuned": 0.99}]
+    }
+    (project / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+
+    result = runner.invoke(app, ["build", str(project)])
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert "gate FAILED" in output and "key_fact_recall" in output and "0.99" in output
+    assert not (project / ".shoptalk" / "promoted-run").exists()
+    ask = runner.invoke(app, ["ask", str(project), "Hi?"])
+    assert ask.exit_code == 2 and "No promoted model" in ask.output
+    gated = runner.invoke(app, ["eval", str(project), "--gate"])
+    assert gated.exit_code == 1

@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shoptalk.artifacts import DatasetArtifact, RunArtifact
+from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_atomic
 from shoptalk.data.dataset import build_dataset
+from shoptalk.eval.gate import GateResult, check_gate
 from shoptalk.eval.run import evaluate, question_suites
 from shoptalk.eval.scorecard import Scorecard
 from shoptalk.models import resolve_base_model
@@ -28,6 +29,7 @@ class BuildResult:
     dataset: DatasetArtifact
     run: RunArtifact
     scorecard: Scorecard | None
+    gate: GateResult | None = None
 
 
 def prepare_dataset(project: Project, say: Say = print) -> DatasetArtifact:
@@ -52,8 +54,8 @@ def train(
     else:
         say(f"train    {run.run_id}  ({run_dir})")
         run = sft.run(project.config, dataset, base_path, run_dir, stop_after=stop_after)
-    if (run.final).is_dir():
-        project.latest_run_file.write_text(run.run_id + "\n", encoding="utf-8")
+    if run.final.is_dir():
+        write_atomic(project.latest_run_file, run.run_id + "\n")
     return run
 
 
@@ -68,7 +70,14 @@ def build(project: Project, say: Say = print, stop_after: int | None = None) -> 
         return BuildResult(dataset, run, None)
     if not suites:
         say("eval     no question files and no held-out FAQ rows: scorecard skipped")
+        project.promote(run)
         return BuildResult(dataset, run, None)
     card = evaluate(project, run, base_path, suites)
-    say(f"eval     {project.evals / run.run_id / 'scorecard.json'}")
-    return BuildResult(dataset, run, card)
+    say(f"eval     {project.evals / run.run_id / 'report.html'}")
+    gate = check_gate(card, project.config.eval.gate)
+    if not gate.passed:
+        say("gate     FAILED, the model is not promoted:\n  " + "\n  ".join(gate.failures))
+        return BuildResult(dataset, run, card, gate)
+    project.promote(run)
+    say(f"gate     passed ({len(project.config.eval.gate.rules)} rules); promoted {run.run_id}")
+    return BuildResult(dataset, run, card, gate)

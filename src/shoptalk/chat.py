@@ -21,7 +21,7 @@ class Session:
     @classmethod
     def open(cls, project: Project, base: bool = False) -> Session:
         base_path = resolve_base_model(project.config.base_model, project.root)
-        run = None if base else project.latest_run()
+        run = None if base else project.promoted_run()
         assistant = load_assistant(base_path, run, project.config.train.device)
         label = f"base model {project.config.base_model}" if base else f"tuned model {run.run_id}"
         return cls(assistant, project.config.system_prompt, label)

@@ -96,6 +96,8 @@ def build(
         fail(exc)
     if result.scorecard is not None:
         console.print(render_table(result.scorecard))
+    if result.gate is not None and not result.gate.passed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -135,6 +137,9 @@ def eval_(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the scorecard JSON on stdout")
     ] = False,
+    gate: Annotated[
+        bool, typer.Option("--gate", help="Exit 1 if the scorecard fails eval.gate")
+    ] = False,
 ) -> None:
     """Score the base and the tuned model on the same questions."""
     from shoptalk.build import prepare_dataset
@@ -161,6 +166,16 @@ def eval_(
         typer.echo(json.dumps(card.model_dump(mode="json"), ensure_ascii=False, indent=2))
     else:
         console.print(render_table(card))
+        console.print(f"report: {project.evals / run.run_id / 'report.html'}")
+    if gate:
+        from shoptalk.eval.gate import check_gate
+
+        result = check_gate(card, project.config.eval.gate)
+        for line in result.failures:
+            err_console.print(f"[red]gate:[/] {line}", highlight=False)
+        if not result.passed:
+            raise typer.Exit(1)
+        err_console.print("gate: passed")
 
 
 @app.command()
@@ -229,6 +244,18 @@ def data_check(
             console.print(f"[red]-[/] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print("[green]no problems found")
+
+
+@data_app.command("report")
+def data_report(project_dir: ProjectDir) -> None:
+    """Write the data report (HTML + JSON): what went in, what was filtered and why, what changed."""
+    from shoptalk.data.report import write_report
+
+    try:
+        json_path, html_path = write_report(open_project(project_dir), say=console.print)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(f"wrote {html_path}\nwrote {json_path}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

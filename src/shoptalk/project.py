@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoptalk.artifacts import RunArtifact
+from shoptalk.artifacts import RunArtifact, write_atomic
 from shoptalk.config import ShoptalkConfig, load_config
 from shoptalk.errors import ShoptalkError
 
@@ -42,6 +42,11 @@ class Project:
     def latest_run_file(self) -> Path:
         return self.state / "latest-run"
 
+    @property
+    def promoted_run_file(self) -> Path:
+        """The run that passed the gate: what `ask`, `chat` and serving use."""
+        return self.state / "promoted-run"
+
     def run_id(self, dataset_hash: str) -> str:
         """A run is named by what determines its result: data, base model and settings."""
         train = self.config.train.model_dump(
@@ -59,12 +64,22 @@ class Project:
         return "run-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
     def latest_run(self) -> RunArtifact:
-        """The run the last build finished; raises if there is none yet."""
-        run_id = ""
-        if self.latest_run_file.is_file():
-            run_id = self.latest_run_file.read_text(encoding="utf-8").strip()
+        """The run trained last; raises if there is none yet."""
+        return self._run_in(self.latest_run_file, "No trained model")
+
+    def promoted_run(self) -> RunArtifact:
+        """The run that passed the gate last; raises if none did."""
+        return self._run_in(
+            self.promoted_run_file, "No promoted model (none trained, or the gate failed)"
+        )
+
+    def _run_in(self, pointer: Path, what: str) -> RunArtifact:
+        run_id = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
         if not run_id or not (self.runs / run_id / "final").is_dir():
             raise ShoptalkError(
-                f"No trained model in {self.root} yet: run `shoptalk build {self.root}` first."
+                f"{what} in {self.root} yet: run `shoptalk build {self.root}` first."
             )
         return RunArtifact(path=self.runs / run_id, run_id=run_id)
+
+    def promote(self, run: RunArtifact) -> None:
+        write_atomic(self.promoted_run_file, run.run_id + "\n")

@@ -171,7 +171,8 @@ def _questions(card: Scorecard) -> str:
     judged = any(getattr(q, JUDGE_FIELD, None) is not None for q in card.questions)
     names = ["suite", "question", "reference", "must_include", "base answer", "tuned answer"]
     head = "".join(f"<th>{n}</th>" for n in names)
-    head += "".join(f'<th data-type="num">{n}</th>' for n in ("base", "tuned", "change"))
+    head += '<th data-type="num">base</th><th data-type="num">tuned</th>'
+    head += '<th data-type="num" data-dir="asc">change</th>'  # the order rows come in
     head += "<th>judge</th>" if judged else ""
     # Biggest regressions first, biggest wins last; stable, so ties keep suite order.
     ordered = sorted(card.questions, key=lambda q: q.tuned_score - q.base_score)
@@ -194,8 +195,8 @@ def _header(card: Scorecard) -> str:
 def render_report(card: Scorecard) -> str:
     """The whole report page as one HTML string."""
     sections = [
-        f'<h2>{escape(name)} <span class=meta>({escape(s.kind)}, {s.n} questions)</span></h2>'
-        f'<div class=suite>{_chart(s)}{_numbers(s)}</div>'
+        f"<h2>{escape(name)} <span class=meta>({escape(s.kind)}, {s.n} questions)</span></h2>"
+        f"<div class=suite>{_chart(s)}{_numbers(s)}</div>"
         for name, s in card.suites.items()
     ]
     return (

@@ -68,7 +68,10 @@ def evaluate(
     digest = inputs_hash(project, run, suites)
     stamp = out / "inputs.txt"
     if not force and stamp.is_file() and stamp.read_text().strip() == digest:
-        return read_scorecard(out / "scorecard.json")
+        card = read_scorecard(out / "scorecard.json")
+        if not (out / "report.html").is_file():
+            write_report(card, out / "report.html")
+        return card
     timing: dict[str, float] = {}
     answers: dict[str, tuple[list[str], list[str]]] = {}
     for variant, which in (("base", None), ("tuned", run)):
