@@ -2,20 +2,28 @@
 
 Generates synthetic FAQ-sized records (question ~12 words, answer ~30 words;
 70% English, 30% Chinese; ~5% carry PII; ~5% planted exact duplicates and ~5%
-near duplicates: one word or one character changed), then times each stage:
-clean -> redact -> dedupe (exact + near) -> leakage-free split. Prints seconds
-per stage, records/s, peak RSS and how many planted duplicates were found.
+near duplicates: one word or one character changed), writes them as a FAQ CSV
+and a FAQ JSONL in a temporary folder, then times each stage:
+ingest (`read_faq` of the CSV) -> clean -> redact -> dedupe (exact + near) ->
+leakage-free split. The JSONL is read too, timed on its own line (not in the
+total). Prints seconds per stage, records/s, peak RSS and how many planted
+duplicates were found.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import random
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 from shoptalk.data.clean import clean_conversations
 from shoptalk.data.dedupe import dedupe, leakage_free_split
+from shoptalk.data.faq import read_faq
 from shoptalk.data.pii import redact_conversation
 from shoptalk.records import Conversation, Message
 
@@ -112,15 +120,45 @@ def corpus(n: int, seed: int) -> tuple[list[Conversation], set[str], set[str]]:
     return convs, exact_ids, near_ids
 
 
+def write_faq_files(convs: list[Conversation], folder: Path) -> tuple[Path, Path]:
+    """`faq.csv` (row i on line i + 2) and `faq.jsonl` (row i on line i + 1)."""
+    pairs = [(c.messages[0].content, c.messages[1].content) for c in convs]
+    csv_path, jsonl_path = folder / "faq.csv", folder / "faq.jsonl"
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["question", "answer"])
+        writer.writerows(pairs)
+    with jsonl_path.open("w", encoding="utf-8") as f:
+        for q, a in pairs:
+            f.write(json.dumps({"question": q, "answer": a}, ensure_ascii=False) + "\n")
+    return csv_path, jsonl_path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    convs, exact_ids, near_ids = corpus(args.records, args.seed)
-    print(f"{len(convs)} records, {len(exact_ids)} planted exact, {len(near_ids)} planted near")
+    generated, exact_ids, near_ids = corpus(args.records, args.seed)
+    print(f"{len(generated)} records, {len(exact_ids)} planted exact, {len(near_ids)} planted near")
     times: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        csv_path, jsonl_path = write_faq_files(generated, folder)
+        mib = (csv_path.stat().st_size / 2**20, jsonl_path.stat().st_size / 2**20)
+        print(f"faq.csv {mib[0]:.1f} MiB, faq.jsonl {mib[1]:.1f} MiB")
+        del generated
+
+        start = time.perf_counter()
+        convs = read_faq(csv_path, folder)
+        times["ingest"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        from_jsonl = read_faq(jsonl_path, folder)
+        jsonl_seconds = time.perf_counter() - start
+        assert len(from_jsonl) == len(convs), (len(from_jsonl), len(convs))
+        del from_jsonl
 
     start = time.perf_counter()
     cleaned, dropped = clean_conversations(convs)
@@ -140,10 +178,16 @@ def main() -> None:
 
     total = sum(times.values())
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    removed = {(rid, c.kind) for c in clusters for rid in c.removed}
+    # Planted ids are generation order: row i of the CSV is on line i + 2.
+    planted = {c.id: f"r{int(c.source.rsplit(':', 1)[1]) - 2}" for c in convs}
+    removed = {(planted[rid], c.kind) for c in clusters for rid in c.removed}
     for stage, seconds in times.items():
         print(f"{stage:<8}{seconds:8.2f} s  {len(convs) / seconds:>10,.0f} records/s")
     print(f"{'total':<8}{total:8.2f} s  {len(convs) / total:>10,.0f} records/s")
+    print(
+        f"(ingest of the same rows as JSONL: {jsonl_seconds:.2f} s, "
+        f"{len(convs) / jsonl_seconds:,.0f} records/s; not in the total)"
+    )
     print(f"peak RSS {peak_mib:,.0f} MiB")
     print(f"dropped by clean: {len(dropped)}; kept after dedupe: {len(kept)}")
     print(

@@ -89,7 +89,7 @@ def write_project(root: Path, base_model: Path, **train: object) -> Path:
         },
         "data": {"question_variants": 2},
         "train": settings,
-        "eval": {"max_new_tokens": 8, "batch_size": 4},
+        "eval": {"max_new_tokens": 8, "batch_size": 4, "retention": False},
     }
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return root

@@ -63,7 +63,7 @@ def small_kestrel(root: Path) -> Path:
     config["sources"]["conversations"] = []
     config["data"] = {"question_variants": 1}
     config["train"] = {"method": "full", "trainable_layers": 2, "epochs": 1, "learning_rate": 1e-4}
-    config["eval"] = {"max_new_tokens": 24, "batch_size": 8}
+    config["eval"] = {"max_new_tokens": 24, "batch_size": 8, "retention": False}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return root
 

@@ -43,7 +43,12 @@ def setup_logging(folder: Path) -> None:
 
 
 def fail(exc: ShoptalkError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    from shoptalk.data.pii import redact
+
+    # An error may quote a source's cell or field: never print personal data.
+    err_console.print(
+        f"[bold red]error:[/] {redact(str(exc)).text}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(2)
 
 
@@ -240,8 +245,10 @@ def data_check(
         console.print(text)
     if result.problems:
         console.rule(f"[red]{len(result.problems)} problem(s)")
+        from shoptalk.data.pii import redact
+
         for problem in result.problems:
-            console.print(f"[red]-[/] {problem}", highlight=False, soft_wrap=True)
+            console.print(f"[red]-[/] {redact(str(problem)).text}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print("[green]no problems found")
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from shoptalk.data.clean import CleanSettings
 from shoptalk.data.dedupe import DedupeSettings
 from shoptalk.data.pii import PiiSettings
+from shoptalk.data.replay import ReplaySettings
 from shoptalk.errors import ConfigError
 from shoptalk.eval.gate import GateSettings
 
@@ -71,6 +72,15 @@ class DataSettings(BaseModel, extra="forbid"):
         "I'm sorry, I don't have that information in our documents.",
         description="What the assistant says when the data does not answer a question",
     )
+    split_by: Literal["ratio", "source"] = Field(
+        "ratio",
+        description="How held-out FAQ rows are chosen (no question files): 'ratio' = rows, "
+        "'source' = whole FAQ files, so nothing from a held-out file is trained on",
+    )
+    replay: ReplaySettings = Field(
+        default_factory=ReplaySettings,
+        description="General-purpose conversations mixed into training to limit forgetting",
+    )
 
 
 class LoraSettings(BaseModel, extra="forbid"):
@@ -106,6 +116,12 @@ class TrainSettings(BaseModel, extra="forbid"):
 class EvalSettings(BaseModel, extra="forbid"):
     max_new_tokens: int = Field(64, ge=1, le=4096)
     batch_size: int = Field(16, ge=1)
+    retention: bool = Field(
+        True,
+        description="Also check general ability was kept: the base's answers to bundled general "
+        "prompts (suite 'retention', metric log_likelihood) and general-knowledge questions "
+        "(suite 'general_qa')",
+    )
     gate: GateSettings = Field(default_factory=GateSettings)
 
 

@@ -1,36 +1,52 @@
 """The dataset stage: sources -> a content-addressed training set on disk.
 
     .shoptalk/datasets/<hash>/
-        train.jsonl     conversations to train on (FAQ, variants, chats, document QA, refusals)
+        train.jsonl     conversations to train on (FAQ, variants, chats, document QA, refusals,
+                        replay)
         val.jsonl       held-back question variants: validation loss on unseen wordings
         text.jsonl      document sections, trained on as plain text
         heldout.jsonl   FAQ rows kept out of training for the scorecard (only without question files)
-        manifest.json   counts, settings and the hash
+        manifest.json   counts, settings, the hash; what was dropped, merged, redacted, skipped
 
 The hash covers the sources' bytes and every setting that changes the output,
 so an unchanged project reuses the folder and any change makes a new one.
+
+With `redact_pii` on (the default) nothing written here holds a value that
+redaction finds: records (replay included) are redacted before they are split,
+and source errors, which may quote a cell, a key or a role name, are redacted
+before they are stored in the manifest (always, whatever `redact_pii` says).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
 from shoptalk.artifacts import DatasetArtifact, write_json, write_jsonl
 from shoptalk.config import DataSettings, ShoptalkConfig
 from shoptalk.data import augment
-from shoptalk.data.clean import clean_chunks, clean_conversations
+from shoptalk.data.clean import Dropped, clean_chunks, clean_conversations, source_file
 from shoptalk.data.dedupe import dedupe, leakage_free_split
 from shoptalk.data.ingest import Ingested, ingest
 from shoptalk.data.pii import redact, redact_conversation
+from shoptalk.data.replay import read_replay, sample_replay
 from shoptalk.errors import SourceError
 from shoptalk.records import Chunk, Conversation
 
+logger = logging.getLogger(__name__)
+
 CHINESE_REFUSAL = "抱歉，我们的资料中没有这方面的信息。"
 DATASET_FORMAT = 2
+# Settings added after the first datasets were built. At their defaults they are
+# left out of the hash, so a project that does not use them keeps its dataset
+# (and its trained run) across an upgrade.
+LATER_SETTINGS = ("split_by", "replay")
+SHEET_LABEL = re.compile(r"\[[^\]]*\]$")
 
 
 def source_files(root: Path, entries: list[str]) -> list[Path]:
@@ -51,13 +67,27 @@ def source_files(root: Path, entries: list[str]) -> list[Path]:
 def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
     h = hashlib.sha256()
     h.update(f"format={DATASET_FORMAT}".encode())
-    h.update(cfg.data.model_dump_json().encode())
+    h.update(settings_key(cfg.data).encode())
     h.update(json.dumps(bool(cfg.sources.questions)).encode())
-    for group in (cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations):
+    groups = [cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations]
+    if cfg.data.replay.ratio > 0:
+        groups.append(cfg.data.replay.files)
+    for group in groups:
         for path in source_files(root, group):
             h.update(str(path.relative_to(root) if path.is_relative_to(root) else path).encode())
             h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()[:16]
+
+
+def settings_key(settings: DataSettings) -> str:
+    """The settings as hashed: those in LATER_SETTINGS only once they differ from the default."""
+    fields = type(settings).model_fields
+    at_default = {
+        name
+        for name in LATER_SETTINGS
+        if getattr(settings, name) == fields[name].get_default(call_default_factory=True)
+    }
+    return settings.model_dump_json(exclude=at_default)
 
 
 def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArtifact:
@@ -66,25 +96,39 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     target = out_root / digest
     if (target / "manifest.json").is_file():
         return DatasetArtifact(path=target, hash=digest)
-    errors: list[SourceError] | None = [] if cfg.data.on_error == "skip" else None
+    settings = cfg.data
+    errors: list[SourceError] | None = [] if settings.on_error == "skip" else None
     sources = ingest(root, cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations, errors)
-    sources, report = prepare_sources(sources, cfg.data)
-    report["skipped"] = [str(e) for e in errors or []]
-    train, val, heldout = assemble(cfg, sources)
+    pool = read_replay(root, settings.replay, errors) if settings.replay.ratio > 0 else []
+    sources, pool, report = prepare_sources(sources, settings, pool)
+    # An error message may quote a cell, a key or a role name: it is stored redacted.
+    report["skipped"] = [redact(str(e), settings.pii).text for e in errors or []]
+    train, val, heldout, split = assemble(cfg, sources)
+    in_train = {c.id for c in train}
+    replay = sample_replay([c for c in pool if c.id not in in_train], len(train), settings.replay)
+    train += replay
     target.mkdir(parents=True, exist_ok=True)
     write_jsonl(target / "train.jsonl", train)
     write_jsonl(target / "val.jsonl", val)
-    write_jsonl(target / "text.jsonl", sources.chunks if cfg.data.document_text else [])
+    write_jsonl(target / "text.jsonl", sources.chunks if settings.document_text else [])
     write_jsonl(target / "heldout.jsonl", heldout)
     manifest = {
         "hash": digest,
-        "settings": cfg.data.model_dump(),
+        "settings": settings.model_dump(),
         "counts": {
             "train": dict(Counter(c.kind for c in train)),
             "val": len(val),
-            "text_chunks": len(sources.chunks) if cfg.data.document_text else 0,
+            "text_chunks": len(sources.chunks) if settings.document_text else 0,
             "heldout": len(heldout),
             "preferences": len(sources.preferences),
+            "replay": len(replay),
+        },
+        "split": split,
+        "replay": {
+            "files": sorted({source_file(c.source) for c in pool}),
+            "available": len(pool),
+            "used": len(replay),
+            "share_of_train": round(len(replay) / len(train), 4) if train else 0.0,
         },
         **report,
     }
@@ -93,27 +137,53 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     return DatasetArtifact(path=target, hash=digest)
 
 
-def prepare_sources(sources: Ingested, settings: DataSettings) -> tuple[Ingested, dict]:
-    """Clean, redact and deduplicate the ingested records; report what changed and why.
+def prepare_sources(
+    sources: Ingested, settings: DataSettings, replay: list[Conversation] | None = None
+) -> tuple[Ingested, list[Conversation], dict]:
+    """Clean, redact and deduplicate the ingested records (and the replay pool);
+    report what changed and why.
 
-    The report holds counts, reasons and record ids, never a redacted value.
+    The report holds counts, reasons, record ids and sources, never a redacted value.
     """
-    faq, dropped = clean_conversations(sources.faq, settings.clean)
-    chats, dropped_chats = clean_conversations(sources.conversations, settings.clean)
-    chunks, dropped_chunks = clean_chunks(sources.chunks, settings.clean)
     pii: Counter[str] = Counter()
+    faq, dropped, faq_clusters = prepare_conversations(sources.faq, settings, pii)
+    chats, dropped_chats, chat_clusters = prepare_conversations(
+        sources.conversations, settings, pii
+    )
+    pool, dropped_replay, replay_clusters = prepare_conversations(replay or [], settings, pii)
+    chunks, dropped_chunks = clean_chunks(sources.chunks, settings.clean)
     if settings.redact_pii:
-        faq, chats = redact_all(faq, settings, pii), redact_all(chats, settings, pii)
         chunks = [redact_chunk(c, settings, pii) for c in chunks]
-    faq, faq_clusters = dedupe(faq, settings.dedupe)
-    chats, chat_clusters = dedupe(chats, settings.dedupe)
     kept = sources.model_copy(update={"faq": faq, "conversations": chats, "chunks": chunks})
     report = {
-        "dropped": [d.model_dump() for d in dropped + dropped_chats + dropped_chunks],
+        "dropped": [
+            d.model_dump() for d in dropped + dropped_chats + dropped_chunks + dropped_replay
+        ],
         "pii_redacted": dict(pii),
-        "duplicates": [c.model_dump() for c in faq_clusters + chat_clusters],
+        "duplicates": faq_clusters + chat_clusters + replay_clusters,
     }
-    return kept, report
+    return kept, pool, report
+
+
+def prepare_conversations(
+    records: list[Conversation], settings: DataSettings, pii: Counter[str]
+) -> tuple[list[Conversation], list[Dropped], list[dict]]:
+    """Cleaned, redacted (counted into `pii`) and deduplicated records, what was dropped,
+    and each duplicate cluster with the sources of its kept and removed records."""
+    records, dropped = clean_conversations(records, settings.clean)
+    if settings.redact_pii:
+        records = redact_all(records, settings, pii)
+    source_of = {c.id: c.source for c in records}
+    kept, clusters = dedupe(records, settings.dedupe)
+    described = [
+        cluster.model_dump()
+        | {
+            "kept_source": source_of[cluster.kept],
+            "removed_sources": [source_of[i] for i in cluster.removed],
+        }
+        for cluster in clusters
+    ]
+    return kept, dropped, described
 
 
 def redact_all(
@@ -135,16 +205,10 @@ def redact_chunk(chunk: Chunk, settings: DataSettings, counts: Counter[str]) -> 
 
 def assemble(
     cfg: ShoptalkConfig, sources: Ingested
-) -> tuple[list[Conversation], list[Conversation], list[Conversation]]:
+) -> tuple[list[Conversation], list[Conversation], list[Conversation], dict]:
+    """(train, val, heldout, how the held-out rows were chosen), replay not yet mixed in."""
     settings = cfg.data
-    faq = list(sources.faq)
-    heldout: list[Conversation] = []
-    if not cfg.sources.questions and settings.holdout_ratio > 0 and len(faq) >= 5:
-        # Near-duplicate FAQ rows land on the same side, so no held-out
-        # question is a copy of a trained one.
-        ratios = {"train": 1 - settings.holdout_ratio, "heldout": settings.holdout_ratio}
-        parts = leakage_free_split(faq, ratios, settings.seed, settings.dedupe)
-        faq, heldout = parts["train"], parts["heldout"]
+    faq, heldout, split = holdout_split(list(sources.faq), cfg)
     train = augment.faq_examples(faq, settings.question_variants, settings.seed)
     train += sources.conversations
     if settings.document_qa:
@@ -165,7 +229,65 @@ def assemble(
     val_ids = {c.id for c in random.Random(settings.seed + 1).sample(variants, n_val)}
     val = [c for c in train if c.id in val_ids]
     train = [c for c in train if c.id not in val_ids]
-    return train, val, heldout
+    return train, val, heldout, split
+
+
+def holdout_split(
+    faq: list[Conversation], cfg: ShoptalkConfig
+) -> tuple[list[Conversation], list[Conversation], dict]:
+    """(FAQ rows to train on, FAQ rows held out for the scorecard, how they were chosen).
+
+    Only without question files. `split_by: source` holds out whole files; else
+    near-duplicate FAQ rows land on the same side, so no held-out question is a
+    copy of a trained one.
+    """
+    settings = cfg.data
+    if cfg.sources.questions or settings.holdout_ratio == 0 or len(faq) < 5:
+        return faq, [], {"by": None}
+    if settings.split_by == "source":
+        files = sorted({faq_file(c.source) for c in faq})
+        if len(files) > 1:
+            held = heldout_files(faq, settings.holdout_ratio, settings.seed)
+            train = [c for c in faq if faq_file(c.source) not in held]
+            heldout = [c for c in faq if faq_file(c.source) in held]
+            logger.info("held out %d of %d FAQ rows: %s", len(heldout), len(faq), sorted(held))
+            return train, heldout, {"by": "source", "heldout_files": sorted(held)}
+        logger.warning(
+            "data.split_by 'source' needs at least two FAQ files, found one (%s): "
+            "holding out %.0f%% of its rows instead",
+            files[0],
+            settings.holdout_ratio * 100,
+        )
+    ratios = {"train": 1 - settings.holdout_ratio, "heldout": settings.holdout_ratio}
+    parts = leakage_free_split(faq, ratios, settings.seed, settings.dedupe)
+    return parts["train"], parts["heldout"], {"by": "ratio"}
+
+
+def faq_file(source: str) -> str:
+    """The file a FAQ row came from: `faq.xlsx[Returns]:7` and `faq.xlsx[Fees]:3` are `faq.xlsx`."""
+    return SHEET_LABEL.sub("", source_file(source))
+
+
+def heldout_files(faq: list[Conversation], ratio: float, seed: int) -> set[str]:
+    """FAQ files whose rows come closest to `ratio` of all rows: files are considered in a
+    seeded order and one is taken when it brings the count closer to the target.
+
+    At least one file is held out (the smallest, when every file overshoots) and
+    at least one is kept for training.
+    """
+    sizes = Counter(faq_file(c.source) for c in faq)
+    order = sorted(sizes)
+    random.Random(seed).shuffle(order)
+    target = ratio * len(faq)
+    held: set[str] = set()
+    count = 0
+    for name in order:
+        if len(held) == len(order) - 1 or count >= target:
+            break
+        if abs(count + sizes[name] - target) < abs(count - target):
+            held.add(name)
+            count += sizes[name]
+    return held or {min(order, key=lambda name: sizes[name])}
 
 
 def is_mostly_chinese(sources: Ingested) -> bool:

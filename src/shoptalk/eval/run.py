@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
+from shoptalk.eval.canary import CanaryCheck
 from shoptalk.eval.questions import Suite, load_suites, suite_from_faq
 from shoptalk.eval.report import write_report
+from shoptalk.eval.retention import RetentionCheck, with_general_qa
 from shoptalk.eval.scorecard import Scorecard, build_scorecard, read_scorecard, write_scorecard
 from shoptalk.generate import Assistant, answer, load_assistant
 from shoptalk.project import Project
@@ -47,8 +49,12 @@ def resolve(root: Path, name: str) -> Path:
     )
 
 
-def inputs_hash(project: Project, run: RunArtifact, suites: list[Suite]) -> str:
+def inputs_hash(
+    project: Project, run: RunArtifact, suites: list[Suite], extra: tuple[str, ...] = ()
+) -> str:
     h = hashlib.sha256(run.run_id.encode())
+    for part in extra:
+        h.update(part.encode())
     h.update(project.config.eval.model_dump_json().encode())
     h.update(project.config.system_prompt.encode())
     for suite in suites:
@@ -65,7 +71,10 @@ def evaluate(
 ) -> Scorecard:
     """Write `.shoptalk/evals/<run-id>/scorecard.json`; reuse it if nothing changed."""
     out = project.evals / run.run_id
-    digest = inputs_hash(project, run, suites)
+    # Retention and canary suites: measured on each model inside the loop below.
+    checks = model_checks(project, run, base_path)
+    suites = with_general_qa(suites, project.config.eval.retention)
+    digest = inputs_hash(project, run, suites, tuple(c.digest() for c in checks))
     stamp = out / "inputs.txt"
     if not force and stamp.is_file() and stamp.read_text().strip() == digest:
         card = read_scorecard(out / "scorecard.json")
@@ -80,18 +89,38 @@ def evaluate(
         per_suite = answer_suites(project, assistant, suites)
         for name, texts in per_suite.items():
             answers.setdefault(name, ([], []))[0 if variant == "base" else 1].extend(texts)
+        for check in checks:
+            check.measure(variant, assistant)
         timing[f"{variant}_seconds"] = round(time.perf_counter() - started, 1)
         del assistant
         gc.collect()
     n = sum(len(s.questions) for s in suites)
-    timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values())), 2)
+    checked = sum(c.seconds for c in checks)
+    timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values()) - checked), 2)
     card = build_scorecard(run.run_id, project.config.base_model, suites, answers)
+    for check in checks:
+        card.suites[check.name] = check.scores()
+        timing[f"{check.name}_seconds"] = round(check.seconds, 1)
+        write_json(out / f"{check.name}.json", check.details())
     card.timing = timing
     write_scorecard(card, out / "scorecard.json")
     write_report(card, out / "report.html")
     write_json(out / "answers.json", {k: {"base": v[0], "tuned": v[1]} for k, v in answers.items()})
     stamp.write_text(digest)
     return card
+
+
+def model_checks(
+    project: Project, run: RunArtifact, base_path: str
+) -> list[RetentionCheck | CanaryCheck]:
+    """The suites measured on the models themselves: retention, and canaries if planted."""
+    checks: list[RetentionCheck | CanaryCheck] = []
+    if project.config.eval.retention:
+        checks.append(RetentionCheck.setup(project, base_path))
+    canaries = CanaryCheck.setup(project, run)
+    if canaries is not None:
+        checks.append(canaries)
+    return checks
 
 
 def answer_suites(

@@ -15,6 +15,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from rich.table import Table
@@ -66,9 +67,15 @@ class QuestionResult(BaseModel):
     line: int = 0
 
 
+# Suites measured on the models rather than on answers to questions, with no
+# per-question rows: general-ability retention (eval/retention.py) and leakage
+# canaries (eval/canary.py).
+CheckKind = Literal["retention", "canary"]
+
+
 class SuiteScores(BaseModel):
     n: int
-    kind: SuiteKind
+    kind: SuiteKind | CheckKind
     base: VariantScores
     tuned: VariantScores
     # metric -> [mean(tuned - base), 2.5th percentile, 97.5th percentile]
