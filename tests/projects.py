@@ -75,6 +75,7 @@ def write_project(root: Path, base_model: Path, **train: object) -> Path:
         "max_seq_len": 128,
         "tokens_per_step": 256,
         "checkpoint_every": 2,
+        "method": "lora",
         "lora": {"r": 4, "alpha": 8},
     } | train
     config = {

@@ -288,61 +288,21 @@ def document_examples(chunks: list[Chunk]) -> list[Conversation]:
         for sentence in split_sentences(chunk.text):
             question = cloze_question(sentence)
             if question:
-                pairs.append((question, sentence))
+                # A second wording: document facts otherwise get far fewer
+                # passes than FAQ facts, which have several each.
+                pairs += [(q, sentence) for q in [question, *question_variants(question, 1, 0)]]
         for question, answer in pairs:
             out.append(qa(question, answer, chunk.source, "doc_qa"))
     return out
 
 
-# Things an internal assistant is never told, asked about the organization's
-# own people and places: the data names them, so the model must learn that
-# knowing a name is not knowing everything about it.
-PERSON_UNKNOWNS_EN = [
-    "What is {x}'s home address?",
-    "What is {x}'s salary?",
-    "What is {x}'s personal mobile number?",
-    "When is {x}'s birthday?",
-    "How old is {x}?",
-    "Who is {x} married to?",
-]
-PERSON_UNKNOWNS_ZH = [
-    "{x}的家庭住址是什么？",
-    "{x}的工资是多少？",
-    "{x}的私人手机号是多少？",
-    "{x}的生日是哪天？",
-]
-# A capitalized pair is taken for a person only in a person's context: next to
-# a job title or after "contact"/"by"; "Employee Handbook" is not asked about.
-ROLE = r"(?:Head|VP|Vice|Director|Manager|Chief|Lead|Officer|President|Coordinator|Specialist|Supervisor|Administrator|Partner|Owner|Analyst|Engineer)"
-PERSON = re.compile(
-    rf"(?:(?<=[Cc]ontact )|(?<=by )|(?<= is )|(?<=, ))([A-Z][a-z]+ [A-Z][a-z]+)(?![\w])"
-    rf"|([A-Z][a-z]+ [A-Z][a-z]+)(?=,? (?:(?:our|the|a|an) )?(?:[A-Z][a-z]+ )?{ROLE}\b)"
-    rf"|\b{ROLE} ([A-Z][a-z]+ [A-Z][a-z]+)(?![\w])"
-)
+def refusal_examples(answer: str, chinese: bool, seed: int, n: int) -> list[Conversation]:
+    """Up to `n` questions the data cannot answer (salaries, passwords, forecasts), each answered with `answer`.
 
-
-NOT_NAME = set(
-    "The Our West East North South First Last Time Los Las San Santa Salt New Fort Mount".split()
-)
-
-
-def person_names(text: str) -> list[str]:
-    found = {next(g for g in m.groups() if g) for m in PERSON.finditer(text)}
-    return sorted(n for n in found if not set(n.split()) & NOT_NAME and not re.search(ROLE, n))
-
-
-def refusal_examples(
-    answer: str, chinese: bool, seed: int, n: int, known_text: str = ""
-) -> list[Conversation]:
-    """`n` questions the data cannot answer, each answered with `answer`.
-
-    Generic ones (salaries, passwords, forecasts) plus questions about people
-    the data names, asked about what it never says of them.
+    Deliberately generic: refusals about people or things the data names
+    (measured: "What is <VP of People>'s salary?") taught the model to refuse
+    the answerable "Who is the VP of People?" too.
     """
-    rng = random.Random(seed)
-    pool = list(REFUSAL_QUESTIONS_ZH if chinese else REFUSAL_QUESTIONS_EN)
-    names = person_names(known_text)
-    templates = PERSON_UNKNOWNS_ZH if chinese else PERSON_UNKNOWNS_EN
-    pool += [t.format(x=name) for name in names for t in templates]
-    picked = rng.sample(pool, min(n, len(pool)))
+    pool = REFUSAL_QUESTIONS_ZH if chinese else REFUSAL_QUESTIONS_EN
+    picked = random.Random(seed).sample(pool, min(n, len(pool)))
     return [qa(q, answer, "shoptalk:refusals", "refusal") for q in picked]

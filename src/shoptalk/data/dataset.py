@@ -218,11 +218,8 @@ def assemble(
         answer = settings.refusal_answer
         if chinese and answer == type(settings).model_fields["refusal_answer"].default:
             answer = CHINESE_REFUSAL
-        known = " ".join(c.text for c in sources.chunks) + " ".join(
-            m.content for c in faq for m in c.messages
-        )
         n_refusals = max(4, len(train) // 12)
-        train += augment.refusal_examples(answer, chinese, settings.seed, n_refusals, known)
+        train += augment.refusal_examples(answer, chinese, settings.seed, n_refusals)
     train = list({c.id: c for c in train}.values())
     variants = [c for c in train if c.kind == "paraphrase"]
     n_val = round(len(variants) * settings.validation_ratio)
