@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from shoptalk.data.formats import detect_format, read_conversations, read_llamafactory
+from shoptalk.data.formats import detect_format, read_conversations
+from shoptalk.data.llamafactory import read_llamafactory
 from shoptalk.errors import SourceError
 
 PEER_DATA = Path(__file__).resolve().parents[3] / "shared" / "peer-data" / "llamafactory"

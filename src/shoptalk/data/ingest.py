@@ -28,7 +28,8 @@ from pydantic import BaseModel, Field
 from shoptalk.data.chat_export import CHAT_EXPORT_SUFFIXES, read_chat_export
 from shoptalk.data.documents import DOCUMENT_SUFFIXES, read_document, report, source_path
 from shoptalk.data.faq import FAQ_SUFFIXES, read_faq
-from shoptalk.data.formats import CONVERSATION_SUFFIXES, read_conversations, read_llamafactory
+from shoptalk.data.formats import CONVERSATION_SUFFIXES, read_conversations
+from shoptalk.data.llamafactory import read_llamafactory
 from shoptalk.data.read_docx import DOCX_SUFFIXES, read_docx
 from shoptalk.data.read_html import HTML_SUFFIXES, read_html
 from shoptalk.data.read_pdf import PDF_SUFFIXES, read_pdf

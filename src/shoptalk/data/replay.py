@@ -26,7 +26,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
-from shoptalk.data.formats import CONVERSATION_SUFFIXES, read_conversations, read_llamafactory
+from shoptalk.data.formats import CONVERSATION_SUFFIXES, read_conversations
+from shoptalk.data.llamafactory import read_llamafactory
 from shoptalk.errors import SourceError
 from shoptalk.records import Conversation
 
