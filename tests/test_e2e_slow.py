@@ -62,7 +62,7 @@ def small_kestrel(root: Path) -> Path:
     ]
     config["sources"]["conversations"] = []
     config["data"] = {"question_variants": 1}
-    config["train"] = {"method": "full", "trainable_layers": 2, "epochs": 1, "learning_rate": 1e-4}
+    config["train"] = {"method": "full", "trainable_layers": 4, "epochs": 3, "learning_rate": 3e-4}
     config["eval"] = {"max_new_tokens": 24, "batch_size": 8, "retention": False}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return root
@@ -81,4 +81,8 @@ def test_build_on_the_default_model_end_to_end(tmp_path, default_model):
         "the tuned model answers in words"
     )
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert metrics[-1]["loss"] < metrics[0]["loss"], "training on the FAQ lowers its loss"
+    first = [m["loss"] for m in metrics if m["epoch"] <= 1]
+    last = [m["loss"] for m in metrics if m["epoch"] > 2]
+    assert sum(last) / len(last) < sum(first) / len(first), (
+        "a third pass over the data has lower loss"
+    )

@@ -160,6 +160,7 @@ def project_on(root, base, **train) -> Project:
     root = write_project(root, base, **train)
     config = yaml.safe_load((root / "shoptalk.yaml").read_text())
     config["eval"]["batch_size"] = 32
+    config["eval"]["retention"] = True
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     return Project.open(root)
 
