@@ -11,7 +11,6 @@ import csv
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -74,17 +73,6 @@ def plant(root: Path) -> None:
 
 def leaks(text: str) -> list[str]:
     return [f"{kind}: {v!r}" for kind, values in PLANTED.items() for v in values if v in text]
-
-
-@pytest.fixture
-def one_thread():
-    """The tiny model trains ~5x faster on one thread when the cores are shared."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_no_planted_value_in_any_output(tmp_path, tiny_model, one_thread):

@@ -49,7 +49,8 @@ def train(
 
     run_dir = project.runs / project.run_id(dataset.hash)
     run = RunArtifact(path=run_dir, run_id=run_dir.name)
-    if (run.final / "config.json").is_file() or run.is_adapter:
+    # final/ is renamed into place only when complete, so its presence means done.
+    if run.final.is_dir():
         say(f"train    {run.run_id}  unchanged, skipped")
     else:
         say(f"train    {run.run_id}  ({run_dir})")

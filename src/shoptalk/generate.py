@@ -26,7 +26,6 @@ class Assistant:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     device: str
-    name: str
 
 
 def load_assistant(
@@ -37,17 +36,17 @@ def load_assistant(
     if run is None:
         tokenizer = load_tokenizer(base_path)
         ensure_chat_template(tokenizer)
-        return Assistant(load_model(base_path, device), tokenizer, device, "base")
+        return Assistant(load_model(base_path, device), tokenizer, device)
     tokenizer = load_tokenizer(str(run.final))
     if not run.is_adapter:
-        return Assistant(load_model(str(run.final), device), tokenizer, device, run.run_id)
+        return Assistant(load_model(str(run.final), device), tokenizer, device)
     from peft import PeftModel
 
     # Merged weights answer faster than a model with adapters on every layer.
     model = PeftModel.from_pretrained(
         load_model(base_path, device), str(run.final)
     ).merge_and_unload()
-    return Assistant(model, tokenizer, device, run.run_id)
+    return Assistant(model, tokenizer, device)
 
 
 def stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:

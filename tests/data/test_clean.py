@@ -8,20 +8,11 @@ from shoptalk.data.clean import (
     clean_conversations,
     clean_text,
 )
-from shoptalk.records import Chunk, Conversation, Message
+from shoptalk.records import Chunk
+
+from factories import faq_record
 
 FOOTER = "Confidential – internal use only"
-
-
-def qa(id_: str, question: str, answer: str) -> Conversation:
-    return Conversation(
-        id=id_,
-        messages=[
-            Message(role="user", content=question),
-            Message(role="assistant", content=answer),
-        ],
-        source=f"faq.csv:{id_}",
-    )
 
 
 def test_full_width_letters_digits_and_punctuation_are_folded():
@@ -91,10 +82,10 @@ def test_a_line_repeated_within_one_file_is_content():
 
 def test_clean_conversations_drops_with_reasons():
     convs = [
-        qa("ok", "Ｈｏｗ  long is the warranty?", "Two years.  "),
-        qa("empty", "Hello?", "\u200b  "),
-        qa("short", "?", "Fine."),
-        qa("long", "Tell me everything.", "x" * 50),
+        faq_record("ok", "Ｈｏｗ  long is the warranty?", "Two years.  "),
+        faq_record("empty", "Hello?", "\u200b  "),
+        faq_record("short", "?", "Fine."),
+        faq_record("long", "Tell me everything.", "x" * 50),
     ]
 
     kept, dropped = clean_conversations(convs, CleanSettings(max_chars=40))

@@ -13,7 +13,9 @@ from shoptalk.data.dedupe import (
     record_text,
 )
 from shoptalk.errors import ConfigError
-from shoptalk.records import Conversation, Message
+from shoptalk.records import Conversation
+
+from factories import faq_record
 
 RETURNS = (
     "退货期限是自签收之日起75天内，商品需保持完好，包装齐全，并附上发票和保修卡，运费由买家承担。"
@@ -23,30 +25,19 @@ SHIPPING = (
 )
 
 
-def qa(id_: str, question: str, answer: str) -> Conversation:
-    return Conversation(
-        id=id_,
-        messages=[
-            Message(role="user", content=question),
-            Message(role="assistant", content=answer),
-        ],
-        source=f"faq.csv:{id_}",
-    )
-
-
 def ids(convs: list[Conversation]) -> list[str]:
     return [c.id for c in convs]
 
 
 def test_record_text_joins_every_message():
-    assert record_text(qa("a", "Q?", "A.")) == "Q?\nA."
+    assert record_text(faq_record("a", "Q?", "A.")) == "Q?\nA."
 
 
 def test_exact_duplicates_after_normalizing_case_width_and_spacing():
     convs = [
-        qa("a", "How do I return an item?", "Open the order page and click Return."),
-        qa("b", "Ｈｏｗ do I  return an item?", "open the order page and\nclick return."),
-        qa("c", "Where is my parcel?", "Track it on the order page."),
+        faq_record("a", "How do I return an item?", "Open the order page and click Return."),
+        faq_record("b", "Ｈｏｗ do I  return an item?", "open the order page and\nclick return."),
+        faq_record("c", "Where is my parcel?", "Track it on the order page."),
     ]
 
     kept, clusters = dedupe(convs, DedupeSettings())
@@ -57,10 +48,10 @@ def test_exact_duplicates_after_normalizing_case_width_and_spacing():
 
 def test_a_chinese_near_duplicate_with_one_character_changed_is_found():
     convs = [
-        qa("a", "退货期限是多少天？", RETURNS),
-        qa("b", "运费怎么算？", SHIPPING),
-        qa("c", "退货期限是多少天？", RETURNS.replace("75", "76")),
-        qa("d", "退货期限是多少天？", RETURNS.replace("买家", "卖家")),
+        faq_record("a", "退货期限是多少天？", RETURNS),
+        faq_record("b", "运费怎么算？", SHIPPING),
+        faq_record("c", "退货期限是多少天？", RETURNS.replace("75", "76")),
+        faq_record("d", "退货期限是多少天？", RETURNS.replace("买家", "卖家")),
     ]
 
     kept, clusters = dedupe(convs)
@@ -71,14 +62,16 @@ def test_a_chinese_near_duplicate_with_one_character_changed_is_found():
 
 def test_different_records_sharing_a_template_are_not_merged():
     convs = [
-        qa("a", "退货期限是多少天？", RETURNS),
-        qa(
+        faq_record("a", "退货期限是多少天？", RETURNS),
+        faq_record(
             "b",
             "换货期限是多少天？",
             "换货期限是自签收之日起15天内，仅限尺码或颜色不符，需联系客服获取换货单号后寄回。",
         ),
-        qa("c", "What is the return window?", "You can return items within 30 days of delivery."),
-        qa(
+        faq_record(
+            "c", "What is the return window?", "You can return items within 30 days of delivery."
+        ),
+        faq_record(
             "d",
             "What is the exchange window?",
             "Exchanges are possible within 15 days for size issues.",
@@ -91,7 +84,7 @@ def test_different_records_sharing_a_template_are_not_merged():
 
 
 def test_near_can_be_switched_off():
-    convs = [qa("a", "Q", RETURNS), qa("b", "Q", RETURNS.replace("75", "76"))]
+    convs = [faq_record("a", "Q", RETURNS), faq_record("b", "Q", RETURNS.replace("75", "76"))]
 
     kept, _ = dedupe(convs, DedupeSettings(near=False))
 
@@ -100,9 +93,9 @@ def test_near_can_be_switched_off():
 
 def test_kept_records_keep_input_order_and_the_first_of_a_cluster_wins():
     convs = [
-        qa("z", "运费怎么算？", SHIPPING),
-        qa("y", "退货期限是多少天？", RETURNS.replace("75", "76")),
-        qa("x", "退货期限是多少天？", RETURNS),
+        faq_record("z", "运费怎么算？", SHIPPING),
+        faq_record("y", "退货期限是多少天？", RETURNS.replace("75", "76")),
+        faq_record("x", "退货期限是多少天？", RETURNS),
     ]
 
     kept, clusters = dedupe(convs)
@@ -141,7 +134,7 @@ def test_signatures_do_not_depend_on_pythons_hash_seed():
 
 def many_records(n: int) -> list[Conversation]:
     return [
-        qa(
+        faq_record(
             f"r{i}",
             f"Question number {i} about topic {i * 7919 % 1000}?",
             f"Answer {i}: " + "abcdefghij"[i % 10] * 20 + f" item {i * 31}",
@@ -152,9 +145,11 @@ def many_records(n: int) -> list[Conversation]:
 
 def test_the_split_keeps_a_near_duplicate_pair_on_one_side():
     convs = many_records(60) + [
-        qa("dup-1", "退货期限是多少天？", RETURNS),
-        qa("dup-2", "退货期限是多少天？", RETURNS.replace("75", "76")),
-        qa("dup-3", "退货期限是多少天？", RETURNS.replace("75", "76")),  # exact copy of dup-2
+        faq_record("dup-1", "退货期限是多少天？", RETURNS),
+        faq_record("dup-2", "退货期限是多少天？", RETURNS.replace("75", "76")),
+        faq_record(
+            "dup-3", "退货期限是多少天？", RETURNS.replace("75", "76")
+        ),  # exact copy of dup-2
     ]
     for seed in range(10):
         splits = leakage_free_split(convs, {"train": 0.5, "test": 0.5}, seed, DedupeSettings())

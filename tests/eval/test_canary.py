@@ -24,34 +24,14 @@ from shoptalk.eval.run import evaluate
 from shoptalk.project import Project
 from shoptalk.records import Conversation, Message
 
+from factories import faq_record
 from projects import FAQ, write_project
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are overhead-bound; two threads on a busy two-core machine are 10x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def pair(id: str, question: str, answer: str, kind: str = "faq") -> Conversation:
-    return Conversation(
-        id=id,
-        messages=[
-            Message(role="user", content=question),
-            Message(role="assistant", content=answer),
-        ],
-        source=f"faq.csv:{id}",
-        kind=kind,
-    )
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def faq_records() -> list[Conversation]:
-    records = [pair(f"faq-{i}", q, a) for i, (q, a) in enumerate(FAQ)]
+    records = [faq_record(f"faq-{i}", q, a) for i, (q, a) in enumerate(FAQ)]
     chat = Conversation(
         id="chat-0",
         messages=[
@@ -62,7 +42,7 @@ def faq_records() -> list[Conversation]:
         ],
         source="chats.jsonl:1",
     )
-    return [*records, chat, pair("doc-0", "What is in the cold room?", "4 °C", kind="doc_qa")]
+    return [*records, chat, faq_record("doc-0", "What is in the cold room?", "4 °C", kind="doc_qa")]
 
 
 def test_plant_canaries_adds_copies_with_secrets():
@@ -101,7 +81,7 @@ def test_plant_canaries_falls_back_to_other_single_turn_records_then_stops():
 
 
 def test_chinese_answers_get_a_chinese_reference():
-    _, (canary,) = plant_canaries([pair("zh", "退货期限？", "退货期限是75天。")], 1, seed=0)
+    _, (canary,) = plant_canaries([faq_record("zh", "退货期限？", "退货期限是75天。")], 1, seed=0)
     assert canary.answer == f"退货期限是75天。内部编号：{canary.secret}。"
 
 
@@ -142,7 +122,7 @@ def test_a_model_trained_hard_on_a_canary_emits_it(tmp_path, tiny_model):
     project = Project.open(root)
 
     # What the data stage does with canaries planted: train on the copy, list the secret.
-    records = [pair(f"faq-{i}", q, a) for i, (q, a) in enumerate(FAQ[:3])]
+    records = [faq_record(f"faq-{i}", q, a) for i, (q, a) in enumerate(FAQ[:3])]
     planted, (canary,) = plant_canaries(records, 1, seed=0)
     dataset = DatasetArtifact(path=project.datasets / "planted", hash="planted")
     write_jsonl(dataset.path / "train.jsonl", [r for r in planted if r.id != canary.record_id])

@@ -43,10 +43,8 @@ def question_suites(
 
 
 def resolve(root: Path, name: str) -> Path:
-    path = Path(name)
-    return (
-        path if path.is_absolute() or path.exists() and not (root / name).exists() else root / name
-    )
+    """Config paths are relative to the project; a `--questions` path may be relative to the cwd."""
+    return root / name if (root / name).exists() else Path(name)
 
 
 def inputs_hash(
