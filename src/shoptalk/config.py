@@ -128,6 +128,49 @@ class EvalSettings(BaseModel, extra="forbid"):
     gate: GateSettings = Field(default_factory=GateSettings)
 
 
+class ServeSettings(BaseModel, extra="forbid"):
+    host: str = Field(
+        "127.0.0.1", description="Address to bind; 0.0.0.0 needs TLS settings or --insecure"
+    )
+    port: int = Field(8000, ge=1, le=65535)
+    engine: Literal["transformers", "upstream"] = Field(
+        "transformers",
+        description="'transformers' runs the models in this process; 'upstream' forwards to an "
+        "OpenAI-compatible server (vLLM, llama.cpp) at upstream_url",
+    )
+    upstream_url: str | None = Field(None, description="e.g. http://127.0.0.1:8001/v1")
+    upstream_key_env: str = Field(
+        "SHOPTALK_UPSTREAM_KEY", description="Environment variable holding the upstream's key"
+    )
+    models: Literal["promoted", "all"] = Field(
+        "promoted", description="Serve only promoted models (and the base), or every trained one"
+    )
+    embedding_model: str = Field(
+        "default", description="'default' (all-MiniLM-L6-v2) or a sentence-transformers model"
+    )
+    database_url: str | None = Field(
+        None, description="None = SQLite in .shoptalk/shoptalk.db; postgresql+psycopg://... to share"
+    )
+    redis_url: str | None = Field(
+        None, description="Rate-limit counters in Redis (shared by replicas); None = in process"
+    )
+    max_batch_size: int = Field(8, ge=1, description="Requests merged into one forward pass")
+    batch_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill up")
+    max_queue: int = Field(64, ge=1, description="Waiting requests before answering 503")
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_tokens_limit: int = Field(2048, ge=1, description="Largest max_tokens a request may ask")
+    default_max_tokens: int = Field(256, ge=1)
+    request_timeout_s: float = Field(300.0, gt=0)
+    adapter_cache_gb: float = Field(4.0, gt=0, description="Memory for adapters loaded on demand")
+    public_metrics: bool = Field(False, description="Serve /metrics without a key")
+    store_prompts: bool = Field(
+        False, description="Keep prompts and completions in the audit log (PII redacted)"
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Closed by default")
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+
+
 class ShoptalkConfig(BaseModel, extra="forbid"):
     name: str = Field("My organization", description="The organization's name")
     system_prompt: str = Field(
@@ -142,6 +185,7 @@ class ShoptalkConfig(BaseModel, extra="forbid"):
     data: DataSettings = Field(default_factory=DataSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
 
 def load_config(project_dir: Path) -> ShoptalkConfig:

@@ -1,0 +1,42 @@
+"""One SQLAlchemy engine per database URL, tables created on first connect."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+# Modules that define tables on `Base`; imported before `create_all`.
+TABLE_MODULES: list[str] = []
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def default_url(state_dir: Path) -> str:
+    """The embedded default: a SQLite file in the project's `.shoptalk/`."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{state_dir / 'shoptalk.db'}"
+
+
+def connect(url: str) -> sessionmaker[Session]:
+    """A session factory for `url`, with every registry table created if missing."""
+    for module in TABLE_MODULES:
+        importlib.import_module(module)
+    engine = create_engine(url, pool_pre_ping=True)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    Base.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the server read while a CLI command writes; a busy timeout makes
+    # concurrent writers wait instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -1,0 +1,1 @@
+"""Private serving: an OpenAI-compatible API with keys, limits, audit and adapters."""
