@@ -112,3 +112,14 @@ def test_skip_mode_keeps_good_rows_and_reports_bad_ones(tmp_path, tiny_model):
     manifest = json.loads((dataset / "manifest.json").read_text())
     assert len(manifest["skipped"]) == 1 and "faq.csv:8" in manifest["skipped"][0]
     assert manifest["counts"]["train"]["faq"] == 6
+
+
+def test_data_check_samples_are_shown_redacted(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model)
+    (project / "faq.csv").write_text(
+        "question,answer\nWho handles refunds?,Write to jane.roe@example.com or call 13812345678.\n"
+    )
+    result = runner.invoke(app, ["data", "check", str(project), "--samples", "2"])
+    output = " ".join(result.output.split())
+    assert "jane.roe@example.com" not in output and "13812345678" not in output
+    assert "<EMAIL_1>" in output.replace(" ", "")

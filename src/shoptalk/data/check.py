@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 
 from shoptalk.data.ingest import Ingested, ingest
+from shoptalk.data.pii import redact_conversation
 from shoptalk.errors import SourceError
 from shoptalk.project import Project
 from shoptalk.records import Conversation
@@ -51,6 +52,9 @@ def render_samples(project: Project, sources: Ingested, n: int) -> list[Text]:
     ensure_chat_template(tokenizer)
     pool = sources.faq + sources.conversations
     picked = random.Random(0).sample(pool, min(n, len(pool)))
+    if project.config.data.redact_pii:
+        # Shown as the model will see them, and a terminal is a log too.
+        picked = [redact_conversation(c, project.config.data.pii)[0] for c in picked]
     return [marked(tokenizer, c, project.config.system_prompt) for c in picked]
 
 
