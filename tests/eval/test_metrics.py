@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from shoptalk.eval.metrics import (
+    bleu,
+    bleu_stats,
+    bleu_tokenizer,
+    bootstrap_corpus_bleu_diff,
     bootstrap_diff,
+    corpus_bleu,
     is_refusal,
     key_fact_recall,
     normalize,
@@ -62,6 +67,38 @@ def test_rouge_l_hand_values():
     assert rouge_l("完全不同", "abc") == 0.0
     assert rouge_l("", "") == 1.0
     assert rouge_l("", "abc") == 0.0
+
+
+def test_bleu_uses_the_zh_tokenizer_for_chinese_references():
+    assert bleu_tokenizer("今天天气不错") == "zh"
+    assert bleu_tokenizer("The KX-220 ships in 3 days.") == "13a"
+    # Per character: 1- to 4-gram precisions 4/6, 3/5, 2/4, 1/3, equal lengths (no penalty).
+    assert bleu("今天天气很好", "今天天气不错") == pytest.approx(
+        (4 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25
+    )
+    assert bleu("退货期限是75天", "退货期限是75天") == pytest.approx(1.0)
+
+
+def test_bleu_english_hand_values():
+    # 13a tokens; precisions 5/6, 3/5, 1/4, and 0/3 4-grams, which sacrebleu's
+    # exponential smoothing turns into 1 / (2 * 3).
+    expected = (5 / 6 * 3 / 5 * 1 / 4 * 1 / 6) ** 0.25
+    assert bleu("the cat sat on the mat", "the cat is on the mat") == pytest.approx(expected)
+    assert bleu("completely different", "the cat is on the mat") == pytest.approx(0.0, abs=0.05)
+
+
+def test_corpus_bleu_sums_ngram_counts_over_answers():
+    stats = [
+        bleu_stats("今天天气很好", "今天天气不错"),
+        bleu_stats("the cat sat on the mat", "the cat is on the mat"),
+    ]
+    assert stats[0] == [6, 6, 4, 3, 2, 1, 6, 5, 4, 3]
+    # Summed: 9/12, 6/10, 3/8, 1/6; unsmoothed, as sacrebleu's corpus BLEU.
+    assert corpus_bleu(stats) == pytest.approx((9 / 12 * 6 / 10 * 3 / 8 * 1 / 6) ** 0.25)
+    same = bleu_stats("今天天气不错", "今天天气不错")
+    mean, low, high = bootstrap_corpus_bleu_diff(stats * 10, [same] * 20)
+    assert mean == pytest.approx(1 - corpus_bleu(stats)) and 0 < low <= mean <= high
+    assert bootstrap_corpus_bleu_diff(stats, stats) == (0.0, 0.0, 0.0)
 
 
 def test_rouge_l_respects_order_unlike_token_f1():

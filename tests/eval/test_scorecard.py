@@ -55,7 +55,14 @@ def test_score_suite_domain_hand_values():
     tuned = ["47 days with a receipt.", "退货期限为 75 天", "kx-220"]
     scores, results = score_suite(domain_suite(), base, tuned)
     assert (scores.n, scores.kind) == (3, "domain")
-    assert list(scores.base) == ["key_fact_recall", "strict_accuracy", "rouge_l", "token_f1"]
+    assert list(scores.base) == [
+        "key_fact_recall",
+        "strict_accuracy",
+        "rouge_l",
+        "token_f1",
+        "bleu",
+        "corpus_bleu",
+    ]
     # recall per question: base 1/2, 0, 1; tuned 1, 1, 1.
     assert scores.base["key_fact_recall"] == pytest.approx(0.5)
     assert scores.tuned["key_fact_recall"] == pytest.approx(1.0)
@@ -66,6 +73,13 @@ def test_score_suite_domain_hand_values():
     # "我不知道" vs "今天天气不错": LCS 不, P 1/4, R 1/6 -> F 1/5.
     assert scores.base["rouge_l"] == pytest.approx((2 / 3 + 1 / 5) / 2)
     assert scores.diff["key_fact_recall"][0] == pytest.approx(0.5)
+    # BLEU, like ROUGE-L, only over the questions with a reference; corpus BLEU
+    # sums the n-gram counts of both: "47 days" (2 unigrams, 1 bigram) is inside
+    # the tuned answer, "退货期限为 75 天" shares nothing with "今天天气不错" but 天.
+    assert scores.tuned["corpus_bleu"] == pytest.approx(0.0)  # no 3-gram matches at all
+    assert scores.tuned["bleu"] > 0
+    mean, low, high = scores.diff["corpus_bleu"]
+    assert low <= mean <= high
     assert all(len(d) == 3 for d in scores.diff.values())
     first = results[0]
     assert (first.suite, first.reference, first.source, first.file, first.line) == (
@@ -149,7 +163,7 @@ def test_write_scorecard_is_atomic(tmp_path, monkeypatch):
 def test_render_table_has_a_row_per_suite_metric_and_colours_real_changes():
     card = make_card()
     table = render_table(card)
-    assert table.row_count == 4 + 1 + 1
+    assert table.row_count == 6 + 1 + 1  # domain metrics with BLEU and corpus BLEU
     console = Console(record=True, width=160, color_system=None)
     console.print(table)
     text = console.export_text()

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -113,6 +114,65 @@ def token_f1(prediction: str, reference: str) -> float:
         return float(pred == ref)
     overlap = sum((Counter(pred) & Counter(ref)).values())
     return _f1(overlap, len(pred), len(ref))
+
+
+def bleu_tokenizer(reference: str) -> str:
+    """sacrebleu's tokenizer for a reference: `zh` when it has Chinese, else the standard `13a`.
+
+    `13a` splits on spaces and punctuation, so a Chinese sentence would be one
+    token; `zh` makes each Chinese character a token (and treats the rest like `13a`).
+    """
+    return "zh" if CJK_CHAR.search(reference) else "13a"
+
+
+@cache
+def _bleu(tokenize: str):
+    from sacrebleu.metrics import BLEU  # late: sacrebleu is only needed when scoring
+
+    return BLEU(tokenize=tokenize, effective_order=True)
+
+
+def bleu(prediction: str, reference: str) -> float:
+    """Sentence BLEU in [0, 1] (sacrebleu, exponential smoothing), tokenized per `bleu_tokenizer`."""
+    return _bleu(bleu_tokenizer(reference)).sentence_score(prediction, [reference]).score / 100
+
+
+# BLEU's sufficient statistics of one answer: hypothesis length, reference
+# length, then matching and total n-grams for n = 1..4. Summed over answers
+# they give corpus BLEU, which is not the mean of sentence BLEUs.
+BLEU_ORDER = 4
+
+
+def bleu_stats(prediction: str, reference: str) -> list[int]:
+    """[hyp_len, ref_len, correct_1..4, total_1..4] of one answer against its reference."""
+    score = _bleu(bleu_tokenizer(reference)).corpus_score([prediction], [[reference]])
+    return [score.sys_len, score.ref_len, *score.counts, *score.totals]
+
+
+def corpus_bleu(stats: Sequence[Sequence[int]]) -> float:
+    """Corpus BLEU in [0, 1] from summed `bleu_stats` (no smoothing, as sacrebleu's corpus BLEU)."""
+    from sacrebleu.metrics import BLEU
+
+    total = np.asarray(stats, dtype=np.int64).sum(axis=0).tolist()
+    sys_len, ref_len = total[0], total[1]
+    correct, counts = total[2 : 2 + BLEU_ORDER], total[2 + BLEU_ORDER :]
+    return BLEU.compute_bleu(correct, counts, sys_len, ref_len).score / 100
+
+
+def bootstrap_corpus_bleu_diff(
+    base: Sequence[Sequence[int]], tuned: Sequence[Sequence[int]], n: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Paired bootstrap of corpus BLEU(tuned) - corpus BLEU(base), like `bootstrap_diff`."""
+    if len(base) != len(tuned) or not base:
+        raise ValueError(f"need paired BLEU statistics, got {len(base)} base, {len(tuned)} tuned")
+    b, t = np.asarray(base, dtype=np.int64), np.asarray(tuned, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    deltas = [
+        corpus_bleu(t[idx]) - corpus_bleu(b[idx])
+        for idx in rng.integers(0, len(b), size=(n, len(b)))
+    ]
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return corpus_bleu(t) - corpus_bleu(b), float(low), float(high)
 
 
 # Refusal detection is a phrase heuristic, not a classifier: an answer counts as

@@ -23,7 +23,11 @@ from rich.text import Text
 
 from shoptalk.errors import SourceError
 from shoptalk.eval.metrics import (
+    bleu,
+    bleu_stats,
+    bootstrap_corpus_bleu_diff,
     bootstrap_diff,
+    corpus_bleu,
     is_refusal,
     key_fact_recall,
     rouge_l,
@@ -46,7 +50,7 @@ VariantScores = dict[str, float]
 # Display and JSON order of the metrics; the first of each kind is the
 # per-question score shown in QuestionResult.
 METRICS: dict[SuiteKind, tuple[str, ...]] = {
-    "domain": ("key_fact_recall", "strict_accuracy", "rouge_l", "token_f1"),
+    "domain": ("key_fact_recall", "strict_accuracy", "rouge_l", "token_f1", "bleu"),
     "unanswerable": ("refusal_rate",),
     "style": ("style_pass_rate",),
 }
@@ -66,6 +70,10 @@ class QuestionResult(BaseModel):
     file: str = ""
     line: int = 0
 
+
+# Corpus BLEU of a domain suite: from n-gram counts summed over its questions,
+# so it has no per-question value; listed after the per-question metrics.
+CORPUS_BLEU = "corpus_bleu"
 
 # Suites measured on the models rather than on answers to questions, with no
 # per-question rows: general-ability retention (eval/retention.py) and leakage
@@ -105,6 +113,7 @@ def question_metrics(question: Question, answer: str) -> VariantScores:
         if question.answer:
             scores["rouge_l"] = rouge_l(answer, question.answer)
             scores["token_f1"] = token_f1(answer, question.answer)
+            scores["bleu"] = bleu(answer, question.answer)
         return scores
     if isinstance(question, StyleQuestion):
         passed = style_pass(
@@ -166,7 +175,25 @@ def score_suite(
         tuned={m: sum(t) / len(t) for m, (_, t) in paired.items()},
         diff={m: list(bootstrap_diff(b, t)) for m, (b, t) in paired.items()},
     )
+    add_corpus_bleu(suite_scores, suite, base_answers, tuned_answers)
     return suite_scores, results
+
+
+def add_corpus_bleu(
+    scores: SuiteScores, suite: Suite, base_answers: list[str], tuned_answers: list[str]
+) -> None:
+    """Corpus BLEU over the suite's questions that have a reference answer."""
+    rows = [
+        (bleu_stats(b, q.answer), bleu_stats(t, q.answer))
+        for q, b, t in zip(suite.questions, base_answers, tuned_answers, strict=True)
+        if isinstance(q, DomainQuestion) and q.answer
+    ]
+    if not rows:
+        return
+    base, tuned = [b for b, _ in rows], [t for _, t in rows]
+    scores.base[CORPUS_BLEU] = corpus_bleu(base)
+    scores.tuned[CORPUS_BLEU] = corpus_bleu(tuned)
+    scores.diff[CORPUS_BLEU] = list(bootstrap_corpus_bleu_diff(base, tuned))
 
 
 def build_scorecard(
