@@ -7,7 +7,7 @@ it, never a silently ignored setting. Defaults work as they are.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -16,6 +16,7 @@ from shoptalk.data.clean import CleanSettings
 from shoptalk.data.dedupe import DedupeSettings
 from shoptalk.data.pii import PiiSettings
 from shoptalk.data.replay import ReplaySettings
+from shoptalk.data.synth import SynthSettings
 from shoptalk.errors import ConfigError
 from shoptalk.eval.gate import GateSettings
 
@@ -36,6 +37,12 @@ class Sources(BaseModel, extra="forbid"):
     questions: list[str] = Field(
         default_factory=list,
         description="Held-out question files for the scorecard; none = a held-out split of the FAQ",
+    )
+    preferences: list[str] = Field(
+        default_factory=list,
+        description="Preference pairs for DPO (.jsonl/.json): prompt/chosen/rejected, OpenAI DPO "
+        "(input, preferred_output, non_preferred_output), LLaMA-Factory ranking files or their "
+        "dataset_info.json",
     )
 
 
@@ -81,6 +88,10 @@ class DataSettings(BaseModel, extra="forbid"):
         default_factory=ReplaySettings,
         description="General-purpose conversations mixed into training to limit forgetting",
     )
+    synth: SynthSettings = Field(
+        default_factory=SynthSettings,
+        description="Document QA written by a teacher model behind an OpenAI-compatible endpoint",
+    )
 
 
 class LoraSettings(BaseModel, extra="forbid"):
@@ -88,13 +99,43 @@ class LoraSettings(BaseModel, extra="forbid"):
     alpha: int = Field(128, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input")
     target_modules: str | list[str] = Field("all-linear", description="Which layers get adapters")
+    use_rslora: bool = Field(
+        False, description="rsLoRA: scale by alpha / sqrt(r), which keeps high ranks learning"
+    )
+    use_dora: bool = Field(
+        False, description="DoRA: also learn each weight's magnitude (slower; can beat LoRA at low r)"
+    )
+
+
+class DpoSettings(BaseModel, extra="forbid"):
+    beta: float = Field(
+        0.1, gt=0, description="How far the model may move from the reference (smaller = further)"
+    )
+    loss: Literal["sigmoid", "ipo"] = Field(
+        "sigmoid", description="'sigmoid' (the DPO paper) or 'ipo' (squared, length-normalized)"
+    )
+    epochs: float = Field(1.0, gt=0, description="Passes over the preference pairs")
+    learning_rate: float = Field(
+        1e-5, gt=0, description="Peak learning rate; DPO wants a much smaller one than SFT"
+    )
 
 
 class TrainSettings(BaseModel, extra="forbid"):
     # Defaults measured on the bundled example with the default model on a
     # 2-core CPU (bench/RESULTS.md): full fine-tuning of the top 16 layers
     # teaches facts that LoRA at the same cost did not.
-    method: Literal["lora", "full"] = Field("full", description="LoRA adapters or full fine-tuning")
+    method: Literal["lora", "qlora", "full"] = Field(
+        "full",
+        description="'lora' adapters, 'qlora' (LoRA on a 4-bit base; needs a CUDA GPU and "
+        "bitsandbytes) or 'full' fine-tuning",
+    )
+    recipe: Literal["sft", "cpt", "dpo"] = Field(
+        "sft",
+        description="'sft': train on conversations and document text, then DPO on top when "
+        "preference pairs exist; 'cpt': continued pretraining on document text alone (loss on "
+        "every token); 'dpo': DPO alone, from the base model",
+    )
+    dpo: DpoSettings = Field(default_factory=DpoSettings)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     trainable_layers: int | None = Field(
         16,
@@ -104,15 +145,44 @@ class TrainSettings(BaseModel, extra="forbid"):
     cache_gb: float = Field(
         4.0, ge=0, description="Memory allowed for cached outputs of frozen layers"
     )
-    epochs: float = Field(3.0, gt=0, description="Passes over the training data")
-    learning_rate: float = Field(3e-4, gt=0, description="Peak learning rate")
+    epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="Passes over the training data; 'auto' = from the dataset size"
+    )
+    learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="Peak learning rate; 'auto' = from the method and model size"
+    )
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up")
     weight_decay: float = Field(0.0, ge=0)
     max_seq_len: int = Field(512, ge=16, description="Longest packed sequence, in tokens")
-    tokens_per_step: int = Field(4096, ge=16, description="Token budget of one optimizer step")
+    tokens_per_step: Annotated[int, Field(ge=16)] | Literal["auto"] = Field(
+        "auto",
+        description="Token budget of one optimizer step (over all processes); 'auto' = from "
+        "the model size, dataset size and memory",
+    )
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="Recompute activations in the backward pass; 'auto' = only when "
+        "the memory estimate exceeds the memory available",
+    )
     seed: int = Field(0)
     checkpoint_every: int = Field(25, ge=1, description="Steps between checkpoints")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep")
+    eval_every: int | None = Field(
+        None, ge=1, description="Steps between validation losses; none = at each checkpoint"
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many evaluations without a better validation loss and "
+        "keep the best weights as final; none = train all epochs",
+    )
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0, description="How much lower a validation loss must be to count as better"
+    )
+    trackers: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list,
+        description="Also log metrics to TensorBoard (run folder/tensorboard) or MLflow "
+        "(MLFLOW_TRACKING_URI, default ./mlruns); needs the 'tensorboard' or 'mlflow' extra",
+    )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
 
 

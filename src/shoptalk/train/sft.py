@@ -25,16 +25,16 @@ from pydantic import BaseModel
 from shoptalk import __version__
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
 from shoptalk.config import ShoptalkConfig, TrainSettings
-from shoptalk.models import load_model, load_tokenizer, pick_device
+from shoptalk.models import load_tokenizer, pick_device
 from shoptalk.train import checkpoint
 from shoptalk.train.frozen import (
     cache_bytes,
     cache_rows,
     check_equivalence,
-    freeze_bottom,
     only_layers,
 )
 from shoptalk.train.loss import labelled_loss
+from shoptalk.train.methods import attach_method, load_for_method
 from shoptalk.train.packing import Row, batches, collate, pack, truncate
 from shoptalk.train.progress import TrainProgress
 from shoptalk.train.render import encode_conversation, encode_text, ensure_chat_template
@@ -72,7 +72,7 @@ def run(
     # --- setup: tokenizer, model, adapters
     tokenizer = load_tokenizer(base_path)
     ensure_chat_template(tokenizer)
-    model = load_model(base_path, device, dtype=torch.float32)
+    model = load_for_method(base_path, settings, device)
     model, first = attach_method(model, settings)
     model.train()
 
@@ -150,30 +150,6 @@ def run(
     write_json(run_dir / "card.json", card(cfg, dataset, base_path, plan, metrics_path))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return RunArtifact(path=run_dir, run_id=run_dir.name)
-
-
-def attach_method(model: torch.nn.Module, settings: TrainSettings) -> tuple[torch.nn.Module, int]:
-    """LoRA adapters or full weights, on all layers or the top `trainable_layers`.
-
-    Returns the model to train and the index of its first trainable layer.
-    """
-    n_layers = model.config.num_hidden_layers
-    first = max(0, n_layers - (settings.trainable_layers or n_layers))
-    if settings.method == "full":
-        if first:
-            freeze_bottom(model, n_layers - first)
-        return model, first
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(
-        r=settings.lora.r,
-        lora_alpha=settings.lora.alpha,
-        lora_dropout=settings.lora.dropout,
-        target_modules=settings.lora.target_modules,
-        layers_to_transform=list(range(first, n_layers)) if first else None,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lora), first
 
 
 def use_frozen_cache(
