@@ -19,6 +19,7 @@ from shoptalk.data.replay import ReplaySettings
 from shoptalk.data.synth import SynthSettings
 from shoptalk.errors import ConfigError
 from shoptalk.eval.gate import GateSettings
+from shoptalk.rag.settings import RagSettings
 
 CONFIG_NAME = "shoptalk.yaml"
 
@@ -256,6 +257,9 @@ class ShoptalkConfig(BaseModel, extra="forbid"):
     train: TrainSettings = Field(default_factory=TrainSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    rag: RagSettings = Field(
+        default_factory=RagSettings, description="Retrieval over sources.docs (`shoptalk index`)"
+    )
 
 
 def load_config(project_dir: Path) -> ShoptalkConfig:

@@ -1,0 +1,43 @@
+"""The `rag:` section of shoptalk.yaml: how documents are chunked, embedded and retrieved."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class RagSettings(BaseModel, extra="forbid"):
+    embedding_model: str = Field(
+        "default",
+        description="'default' (the bundled all-MiniLM-L6-v2, English), a local folder or a "
+        "sentence-transformers model name; for Chinese use a multilingual one such as "
+        "paraphrase-multilingual-MiniLM-L12-v2",
+    )
+    chunk_tokens: int = Field(
+        200, ge=32, description="Largest chunk, in tokens of the embedding model's tokenizer"
+    )
+    overlap_tokens: int = Field(
+        40, ge=0, description="Sentences repeated from the end of one chunk at the next one's start"
+    )
+    batch_size: int = Field(32, ge=1, description="Chunks embedded per batch")
+    top_k: int = Field(5, ge=1, le=50, description="Chunks given to the model per question")
+    min_similarity: float = Field(
+        0.25,
+        ge=-1.0,
+        le=1.0,
+        description="Below this cosine similarity between the question and its closest chunk "
+        "the assistant answers that the documents do not say",
+    )
+    reranker: str | None = Field(
+        None, description="A cross-encoder (folder or name) that reorders the fused candidates"
+    )
+    access: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Document path globs (relative to the project, '*' crosses folders) -> the "
+        "groups allowed to read them, e.g. {'docs/hr/*': ['hr']}; front matter 'groups:' wins; "
+        "a document no glob matches is readable by everyone",
+    )
+    folder_groups: bool = Field(
+        False,
+        description="Also restrict each document to its folder's name as a group "
+        "(docs/hr/a.md -> 'docs/hr') when neither front matter nor 'access' names groups",
+    )
