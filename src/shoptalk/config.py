@@ -75,6 +75,13 @@ class DataSettings(BaseModel, extra="forbid"):
         True, description="Replace personal data and secrets with typed placeholders"
     )
     pii: PiiSettings = Field(default_factory=PiiSettings)
+    canaries: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Leakage test: copies of N training FAQ rows with a fake API key planted in "
+        "the answer; the scorecard checks the tuned model never says one (suite 'canaries')",
+    )
     dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
     refusal_answer: str = Field(
         "I'm sorry, I don't have that information in our documents.",
