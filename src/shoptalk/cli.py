@@ -265,5 +265,117 @@ def data_report(project_dir: ProjectDir) -> None:
     console.print(f"wrote {html_path}\nwrote {json_path}", highlight=False, soft_wrap=True)
 
 
+keys_app = typer.Typer(
+    help="API keys for `shoptalk serve`: one per person or tool.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+KeyId = Annotated[str, typer.Argument(help="The key's id (key_...), from `shoptalk keys list`")]
+
+
+def open_key_store(project_dir: Path):
+    from shoptalk.registry.keys import KeyStore
+    from shoptalk.serve.services import registry
+
+    project = open_project(project_dir)
+    return KeyStore(registry(project.config.serve, project.state))
+
+
+def print_new_key(new) -> None:
+    from shoptalk.serve.admin import keys_table
+
+    # The secret alone on stdout, so `KEY=$(shoptalk keys create ...)` works.
+    err_console.print(keys_table([new.key]))
+    err_console.print("[yellow]The secret below is shown only this once; store it safely.")
+    typer.echo(new.secret)
+
+
+def split_list(text: str | None) -> list[str] | None:
+    return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
+
+
+@keys_app.command("create")
+def keys_create(
+    project_dir: ProjectDir,
+    name: Annotated[str, typer.Option(help="Who or what the key is for")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: chat,embeddings,admin")] = (
+        "chat,embeddings"
+    ),
+    models: Annotated[str | None, typer.Option(help="Comma-separated models; default: all")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute")] = None,
+    quota_tokens_per_day: Annotated[int | None, typer.Option(help="Tokens per UTC day")] = None,
+    quota_tokens_per_month: Annotated[int | None, typer.Option(help="Tokens per month")] = None,
+    expires_in_days: Annotated[float | None, typer.Option(help="Default: never expires")] = None,
+) -> None:
+    """Create a key; its secret is printed once, only its hash is stored."""
+    from shoptalk.registry.keys import KeyLimits
+
+    limits = KeyLimits(
+        scopes=split_list(scopes),
+        models=split_list(models),
+        rpm=rpm,
+        tpm=tpm,
+        tokens_per_day=quota_tokens_per_day,
+        tokens_per_month=quota_tokens_per_month,
+    )
+    try:
+        new = open_key_store(project_dir).create(name, limits, expires_in_days)
+    except ShoptalkError as exc:
+        fail(exc)
+    print_new_key(new)
+
+
+@keys_app.command("list")
+def keys_list(project_dir: ProjectDir) -> None:
+    """Every key with its limits, expiry and last use (never the secrets)."""
+    from shoptalk.serve.admin import keys_table
+
+    try:
+        keys = open_key_store(project_dir).list()
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(keys_table(keys))
+
+
+@keys_app.command("revoke")
+def keys_revoke(project_dir: ProjectDir, key_id: KeyId) -> None:
+    """Revoke a key: every request with it is refused from now on."""
+    try:
+        key = open_key_store(project_dir).revoke(key_id)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(f"revoked {key.id} ({key.name})", highlight=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate(project_dir: ProjectDir, key_id: KeyId) -> None:
+    """A new secret for a key (same id and limits); the old secret stops working."""
+    try:
+        new = open_key_store(project_dir).rotate(key_id)
+    except ShoptalkError as exc:
+        fail(exc)
+    print_new_key(new)
+
+
+@app.command()
+def usage(
+    project_dir: ProjectDir,
+    since: Annotated[
+        str | None, typer.Option(help="A date/time (2026-05-01) or a span back (7d, 24h)")
+    ] = None,
+) -> None:
+    """Requests and tokens per key and per model, from the audit log."""
+    from shoptalk.serve.admin import parse_since, usage_tables
+    from shoptalk.serve.audit import AuditLog
+
+    try:
+        store = open_key_store(project_dir)
+        totals = AuditLog(store.sessions).usage(parse_since(since) if since else None)
+    except ShoptalkError as exc:
+        fail(exc)
+    for table in usage_tables(totals, store.names()):
+        console.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,114 @@
+"""Who is calling: `Depends(require("chat"))` turns a bearer key into a Principal.
+
+Every route but /health depends on `require(...)`. A missing, unknown, revoked
+or expired key is a 401; a key without the route's scope or model is a 403.
+The raw key is never logged nor kept: only its hash is looked up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from shoptalk.registry.keys import SCOPES, KeyInfo
+from shoptalk.serve.errors import ApiError
+
+# auto_error=False: a missing header becomes our 401 in OpenAI's envelope, not
+# FastAPI's 403; the scheme still shows in the OpenAPI docs.
+bearer = HTTPBearer(auto_error=False, description="An API key from `shoptalk keys create`")
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class Principal(BaseModel, frozen=True):
+    """The key behind a request, with what it may do."""
+
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+    models: list[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    tokens_per_day: int | None = None
+    tokens_per_month: int | None = None
+
+    @classmethod
+    def from_key(cls, key: KeyInfo) -> Principal:
+        return cls(
+            key_id=key.id,
+            name=key.name,
+            scopes=frozenset(key.scopes),
+            models=key.models,
+            rpm=key.rpm,
+            tpm=key.tpm,
+            tokens_per_day=key.tokens_per_day,
+            tokens_per_month=key.tokens_per_month,
+        )
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The Principal for the request's bearer key, or a 401."""
+    if credentials is None:
+        raise ApiError(
+            401,
+            "Missing API key: send it as 'Authorization: Bearer sk-st-...'.",
+            code="invalid_api_key",
+            headers=CHALLENGE,
+        )
+    keys = request.app.state.services.keys
+    key = keys.find(credentials.credentials)
+    if key is None:
+        # Never echo the key back: error messages end up in client logs.
+        raise ApiError(
+            401, "Incorrect API key provided.", code="invalid_api_key", headers=CHALLENGE
+        )
+    status = key.status(datetime.now(timezone.utc))
+    if status != "active":
+        raise ApiError(
+            401, f"API key {key.prefix}... is {status}.", code="invalid_api_key", headers=CHALLENGE
+        )
+    keys.touch(key.id)
+    return Principal.from_key(key)
+
+
+def require(scope: str) -> Callable[..., Principal]:
+    """A FastAPI dependency that admits keys holding `scope` (or admin)."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
+
+    # A plain `def`: FastAPI runs it in its thread pool, so the database lookup
+    # does not block the event loop.
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        principal = authenticate(request, credentials)
+        if not principal.allows(scope):
+            raise ApiError(
+                403,
+                f"This API key lacks the '{scope}' scope; ask an admin for a key that has it.",
+                code="insufficient_scope",
+            )
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+def check_model(principal: Principal, model: str) -> None:
+    """A 403 unless the key may use `model`."""
+    if principal.models is not None and model not in principal.models:
+        raise ApiError(
+            403,
+            f"This API key may not use model '{model}'; it may use: "
+            f"{', '.join(principal.models) or 'none'}.",
+            code="model_not_allowed",
+            param="model",
+        )
