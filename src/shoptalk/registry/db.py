@@ -9,7 +9,12 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Modules that define tables on `Base`; imported before `create_all`.
-TABLE_MODULES: list[str] = []
+TABLE_MODULES: list[str] = [
+    "shoptalk.registry.keys",
+    "shoptalk.registry.audit",
+    "shoptalk.registry.models",
+    "shoptalk.registry.jobs",
+]
 
 
 class Base(DeclarativeBase):

@@ -21,7 +21,8 @@ from shoptalk.errors import ShoptalkError
 from shoptalk.registry.db import Base
 
 SECRET_PREFIX = "sk-st-"
-SCOPES = ("chat", "embeddings", "admin")
+# editor: upload files and run fine-tuning jobs (the jobs API and the console).
+SCOPES = ("chat", "embeddings", "editor", "admin")
 # How often a key's last-used time is written: once a minute is precise enough
 # for "is this key still in use?" and spares a database write per request.
 TOUCH_EVERY_S = 60.0

@@ -1,0 +1,1 @@
+"""Fine-tuning jobs: a persistent queue in the registry and a worker that runs it."""

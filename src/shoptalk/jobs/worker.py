@@ -1,0 +1,173 @@
+"""The worker: takes queued jobs from the registry and runs each in a child process.
+
+One job at a time (training uses every core). Between polls it turns the
+running job's metrics into events and its checkpoints into models, and acts on
+cancel and pause requests by stopping the child. After a restart, jobs that
+were running are queued again and continue from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import torch
+from sqlalchemy import func, select
+
+from shoptalk.project import Project
+from shoptalk.registry import jobs as store
+from shoptalk.registry.db import connect, default_url
+from shoptalk.registry.jobs import JobCheckpointRow, JobEventRow, JobRow
+from shoptalk.train import checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, project: Project, poll_s: float = 1.0) -> None:
+        self.project = project
+        self.poll_s = poll_s
+        self.sessions = connect(project.config.serve.database_url or default_url(project.state))
+        self.child: subprocess.Popen | None = None
+        self.job_id: str | None = None
+
+    def recover(self) -> None:
+        """Jobs left running by a previous worker go back to the queue."""
+        with self.sessions() as session:
+            for job in session.scalars(select(JobRow).where(JobRow.status == "running")):
+                store.set_status(session, job.id, "queued", worker_pid=None)
+                store.add_event(session, job.id, "Requeued after a restart; resuming from the last checkpoint")
+            session.commit()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.recover()
+        while not stop.is_set():
+            self.tick()
+            stop.wait(self.poll_s)
+        self.stop_child("paused", "Paused: the server is shutting down")
+
+    def tick(self) -> None:
+        if self.child is None:
+            self.start_next()
+            return
+        with self.sessions() as session:
+            job = session.get(JobRow, self.job_id)
+            self.publish_progress(session, job)
+            session.commit()
+            requested = job.requested
+        if requested in ("cancel", "pause"):
+            status = "cancelled" if requested == "cancel" else "paused"
+            self.stop_child(status, f"Job {status} on request")
+        elif self.child.poll() is not None:
+            self.finish_child()
+
+    def start_next(self) -> None:
+        with self.sessions() as session:
+            job = store.claim_next(session, os.getpid())
+            if job is None:
+                return
+            store.add_event(session, job.id, "Job started")
+            session.commit()
+        log.info("running job %s", job.id)
+        self.job_id = job.id
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "shoptalk.jobs.runner", str(self.project.root), job.id],
+            start_new_session=True,
+        )
+
+    def stop_child(self, status: str, message: str) -> None:
+        if self.child is None:
+            return
+        if self.child.poll() is None:
+            os.killpg(self.child.pid, signal.SIGTERM)
+            try:
+                self.child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.child.pid, signal.SIGKILL)
+                self.child.wait()
+        with self.sessions() as session:
+            job = session.get(JobRow, self.job_id)
+            if job.status == "running":
+                store.set_status(session, job.id, status, requested=None, worker_pid=None)
+                store.add_event(session, job.id, message)
+            session.commit()
+        self.child = None
+        self.job_id = None
+
+    def finish_child(self) -> None:
+        code = self.child.returncode
+        with self.sessions() as session:
+            job = session.get(JobRow, self.job_id)
+            self.publish_progress(session, job)
+            if job.status == "running":
+                # The runner records its own outcome; still running means it died.
+                error = {"code": "server_error", "message": f"training process exited with {code}", "param": None}
+                store.set_status(session, job.id, "failed", error=error)
+                store.add_event(session, job.id, error["message"], level="error")
+            session.commit()
+        self.child = None
+        self.job_id = None
+
+    def publish_progress(self, session, job: JobRow) -> None:
+        """New metric lines become `metrics` events; new checkpoints become models."""
+        run_dir = self.project.state / "jobs" / job.id / "run"
+        metrics = run_dir / "metrics.jsonl"
+        if metrics.is_file():
+            seen = session.scalar(
+                select(func.count()).where(JobEventRow.job_id == job.id, JobEventRow.type == "metrics")
+            )
+            lines = [line for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+            for line in lines[seen:]:
+                record = json.loads(line)
+                store.add_event(
+                    session,
+                    job.id,
+                    f"Step {record['step']}: training loss={record['loss']:.4f}",
+                    data=record,
+                    kind="metrics",
+                )
+        for folder in sorted((run_dir / "checkpoints").glob(f"{checkpoint.PREFIX}*")):
+            snapshot_checkpoint(session, job, folder, lines_by_step(metrics))
+
+
+def lines_by_step(metrics: Path) -> dict[int, dict]:
+    if not metrics.is_file():
+        return {}
+    records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {r["step"]: r for r in records}
+
+
+def snapshot_checkpoint(session, job: JobRow, folder: Path, metrics: dict[int, dict]) -> None:
+    """Keep a checkpoint's trainable weights (small for LoRA) as a model of the job."""
+    step = int(folder.name.removeprefix(checkpoint.PREFIX))
+    exists = session.scalar(
+        select(func.count()).where(JobCheckpointRow.job_id == job.id, JobCheckpointRow.step == step)
+    )
+    if exists or not (folder / "state.pt").is_file():
+        return
+    target = folder.parent.parent.parent / "checkpoints" / f"step-{step}"
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        state = torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
+    except (FileNotFoundError, RuntimeError, EOFError):
+        return  # pruned or being replaced while we read; the next poll sees the newer one
+    torch.save(state["trainable"], target / "trainable.pt.tmp")
+    os.replace(target / "trainable.pt.tmp", target / "trainable.pt")
+    from shoptalk.jobs.runner import model_name
+
+    session.add(
+        JobCheckpointRow(
+            id=store.new_id("ftckpt"),
+            job_id=job.id,
+            step=step,
+            model_name=f"{model_name(job.model, job)}:ckpt-step-{step}",
+            path=str(target),
+            metrics=metrics.get(step, {}),
+        )
+    )

@@ -1,0 +1,139 @@
+"""Uploaded files and fine-tuning jobs: the persistent queue behind the jobs API.
+
+A job's row is the truth about it: the server writes what was asked (queued,
+cancel or pause requested), the worker writes what happened (running, events,
+checkpoints, succeeded/failed). Neither holds state in memory that a restart
+would lose.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from shoptalk.registry.db import Base
+
+# Statuses, in OpenAI's words; `paused` is ours (OpenAI has it for some jobs).
+ACTIVE = ("validating_files", "queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+class FileRow(Base):
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    filename: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str] = mapped_column(String(40))
+    bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class JobRow(Base):
+    __tablename__ = "fine_tuning_jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model: Mapped[str] = mapped_column(String(300))
+    training_file: Mapped[str] = mapped_column(String(40))
+    validation_file: Mapped[str | None] = mapped_column(String(40), default=None)
+    method: Mapped[dict] = mapped_column(JSON)
+    suffix: Mapped[str | None] = mapped_column(String(64), default=None)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    job_metadata: Mapped[dict | None] = mapped_column("metadata", JSON, default=None)
+    status: Mapped[str] = mapped_column(String(20), default="validating_files", index=True)
+    # What the server asked the worker to do with a running job: cancel or pause.
+    requested: Mapped[str | None] = mapped_column(String(20), default=None)
+    error: Mapped[dict | None] = mapped_column(JSON, default=None)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(300), default=None)
+    run_path: Mapped[str | None] = mapped_column(Text, default=None)
+    trained_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    worker_pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class JobEventRow(Base):
+    __tablename__ = "fine_tuning_job_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id"), index=True)
+    level: Mapped[str] = mapped_column(String(10))
+    type: Mapped[str] = mapped_column(String(10))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class JobCheckpointRow(Base):
+    __tablename__ = "fine_tuning_job_checkpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(300), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+def add_event(
+    session: Session,
+    job_id: str,
+    message: str,
+    level: str = "info",
+    data: dict | None = None,
+    kind: str = "message",
+) -> None:
+    session.add(
+        JobEventRow(
+            id=new_id("ftevent"),
+            job_id=job_id,
+            level=level,
+            type=kind,
+            message=message,
+            data=json.loads(json.dumps(data)) if data is not None else None,
+        )
+    )
+
+
+def set_status(session: Session, job_id: str, status: str, **fields) -> None:
+    if status in FINISHED:
+        fields.setdefault("finished_at", now())
+    session.execute(update(JobRow).where(JobRow.id == job_id).values(status=status, **fields))
+
+
+def claim_next(session: Session, pid: int) -> JobRow | None:
+    """Take the oldest queued job for this worker; None if there is none.
+
+    The conditional UPDATE is the lock: of two workers racing for one job, only
+    one sees its row change.
+    """
+    for job in session.scalars(
+        select(JobRow).where(JobRow.status == "queued").order_by(JobRow.created_at)
+    ):
+        taken = session.execute(
+            update(JobRow)
+            .where(JobRow.id == job.id, JobRow.status == "queued")
+            .values(status="running", worker_pid=pid, requested=None)
+        )
+        session.commit()
+        if taken.rowcount == 1:
+            session.refresh(job)
+            return job
+    return None
