@@ -1,0 +1,234 @@
+"""Keys and audit on a real PostgreSQL; limits shared by two replicas through a real Redis.
+
+Each server is started from Debian's packages (postgresql, redis-server) on
+127.0.0.1 on a free port in a temporary folder, and stopped after the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from shoptalk.config import ServeSettings
+from shoptalk.registry.keys import KeyLimits
+from shoptalk.serve import admin
+from shoptalk.serve.audit import AuditEntry
+from shoptalk.serve.auth import Principal
+from shoptalk.serve.errors import ApiError, api_error_handler
+from shoptalk.serve.limits import Calendar, RedisLimiter
+from shoptalk.serve.services import build_services
+
+PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    if not PG_BINS:
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+    bin_dir = PG_BINS[-1].parent
+    # PostgreSQL refuses to run as root: run it as the package's `postgres` user
+    # in a folder that user owns.
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="shoptalk-pg-"))
+    if as_postgres:
+        shutil.chown(folder, "postgres", "postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run(
+        [
+            *as_postgres,
+            bin_dir / "initdb",
+            "-D",
+            data,
+            "-U",
+            "shoptalk",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-h 127.0.0.1 -p {port} -k {folder}"
+    ctl = [*as_postgres, bin_dir / "pg_ctl", "-D", data, "-l", folder / "log"]
+    subprocess.run([*ctl, "-o", options, "-w", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://shoptalk@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*ctl, "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="shoptalk-redis-") as folder:
+        process = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                folder,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_keys_audit_and_admin_api_on_postgresql(postgres_url, tmp_path):
+    services = build_services(ServeSettings(database_url=postgres_url), tmp_path)
+    assert not (tmp_path / "shoptalk.db").exists()
+    new = services.keys.create("alice", KeyLimits(scopes=["chat"], models=["base"], tpm=50))
+    found = services.keys.find(new.secret)
+    assert (found.id, found.models, found.tpm) == (new.key.id, ["base"], 50)
+    services.keys.touch(new.key.id)
+    assert services.keys.get(new.key.id).last_used_at is not None
+    rotated = services.keys.rotate(new.key.id)
+    assert services.keys.find(new.secret) is None
+    services.keys.revoke(new.key.id)
+    assert services.keys.find(rotated.secret).status() == "revoked"
+
+    services.audit.record(
+        AuditEntry(
+            key_id=new.key.id,
+            route="/v1/chat/completions",
+            model="base",
+            prompt_tokens=11,
+            completion_tokens=4,
+            latency_ms=12.5,
+            status=200,
+        )
+    )
+    app = FastAPI()
+    app.state.services = services
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.include_router(admin.router)
+    ops = services.keys.create("ops", KeyLimits(scopes=["admin"])).secret
+    client = TestClient(app, headers={"Authorization": f"Bearer {ops}"})
+    usage = client.get("/v1/admin/usage").json()
+    assert usage["by_key"] == [
+        {
+            "name": new.key.id,
+            "requests": 1,
+            "errors": 0,
+            "prompt_tokens": 11,
+            "completion_tokens": 4,
+        }
+    ]
+    assert {k["name"] for k in client.get("/v1/admin/keys").json()["data"]} >= {"alice", "ops"}
+
+
+def principal(key_id: str, **limits) -> Principal:
+    return Principal(key_id=key_id, name="alice", scopes=frozenset({"chat"}), **limits)
+
+
+async def fire(replicas: list[RedisLimiter], who: Principal, tokens: list[int]) -> list:
+    """Every request at once, spread over the replicas in turn."""
+
+    async def one(i: int, n: int):
+        try:
+            return await replicas[i % len(replicas)].admit(who, n)
+        except ApiError as exc:
+            return exc
+
+    return await asyncio.gather(*(one(i, n) for i, n in enumerate(tokens)))
+
+
+def test_redis_limits_hold_across_two_replicas(redis_url):
+    async def scenario():
+        replicas = [RedisLimiter(redis_url), RedisLimiter(redis_url)]
+        try:
+            rpm = await fire(replicas, principal("key_rpm", rpm=4), [1] * 12)
+            admitted = [r for r in rpm if not isinstance(r, ApiError)]
+            refused = [r for r in rpm if isinstance(r, ApiError)]
+            assert len(admitted) == 4 and len(refused) == 8
+            assert all(
+                e.status == 429 and 55 <= int(e.headers["Retry-After"]) <= 60 for e in refused
+            )
+
+            quota = await fire(replicas, principal("key_day", tokens_per_day=1000), [300] * 8)
+            assert sum(not isinstance(r, ApiError) for r in quota) == 3
+            assert "Daily quota of 1000 tokens reached (900 used" in next(
+                r.message for r in quota if isinstance(r, ApiError)
+            )
+        finally:
+            for replica in replicas:
+                await replica.close()
+
+    asyncio.run(scenario())
+
+
+def test_redis_settle_gives_tokens_back_to_every_replica(redis_url):
+    async def scenario():
+        first, second = RedisLimiter(redis_url), RedisLimiter(redis_url)
+        who = principal("key_tpm", tpm=100, tokens_per_month=10_000)
+        try:
+            held = await first.admit(who, 90)
+            with pytest.raises(ApiError, match="100 tokens per minute") as refusal:
+                await second.admit(who, 20)
+            assert 55 <= int(refusal.value.headers["Retry-After"]) <= 60
+            await held.settle(30)  # 60 of the 90 come back
+            await second.admit(who, 70)
+            with pytest.raises(ApiError, match="needs up to 150 tokens"):
+                await second.admit(who, 150)
+            month = await first.client.get(first.keys("key_tpm", Calendar.at(time.time()))[3])
+            assert int(month) == 30 + 70
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
+
+
+def test_redis_down_fails_closed():
+    async def scenario():
+        limiter = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0")
+        try:
+            with pytest.raises(ApiError) as refusal:
+                await limiter.admit(principal("key_x", rpm=1), 1)
+            assert refusal.value.status == 503
+        finally:
+            await limiter.close()
+
+    asyncio.run(scenario())
