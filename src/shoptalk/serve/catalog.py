@@ -1,0 +1,307 @@
+"""Which models a `model` name can mean, and loading them on first use.
+
+Served names:
+
+- ``base`` (and the base model's own name): the project's base model;
+- each trained run's id (only the promoted run unless ``serve.models: all``);
+- ``shoptalk`` and the project's name (e.g. ``kestrel``): aliases of the promoted run.
+
+An adapter is pinned to the content hash of its files the first time it is
+served; if the files under that name change later, the name is refused rather
+than silently serving different weights. An adapter trained on another base
+model is refused too: the base identity recorded with the run (its card) must
+match the base being served.
+
+Adapters share one base model in a peft ``PeftModel`` and are switched per
+batch; full fine-tuned runs are separate models. Both are kept in an LRU
+bounded by ``serve.adapter_cache_gb``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from shoptalk.serve.errors import ApiError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from shoptalk.config import ServeSettings
+    from shoptalk.project import Project
+
+log = logging.getLogger(__name__)
+
+# Keys of config.json that say where or how a model was saved, not what it is.
+VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype"}
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    kind: Literal["base", "adapter", "full"]
+    path: Path
+    run_dir: Path | None = None
+
+
+@dataclass
+class Loaded:
+    """What one batch runs on: a model with the right adapter active."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    adapter: str | None
+
+
+def base_identity(model_dir: Path) -> str | None:
+    """A hash of what the base model is (its architecture config), not where it lives."""
+    config = model_dir / "config.json"
+    if not config.is_file():
+        return None
+    data = json.loads(config.read_text(encoding="utf-8"))
+    stable = {k: v for k, v in data.items() if k not in VOLATILE_CONFIG_KEYS}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
+
+
+def content_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def file_signature(folder: Path) -> tuple:
+    """Cheap to compute on every request; a change triggers a re-hash."""
+    return tuple(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    )
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9一-鿿]+", "-", name.lower()).strip("-")
+
+
+def project_entries(project: Project, base_path: str, settings: ServeSettings) -> dict:
+    """Every name this project serves, mapped to its model."""
+    base = ModelEntry("base", "base", Path(base_path))
+    entries = {"base": base}
+    if project.config.base_model != "default":
+        entries[Path(project.config.base_model).name] = base
+    promoted = None
+    if project.promoted_run_file.is_file():
+        promoted = project.promoted_run_file.read_text(encoding="utf-8").strip() or None
+    run_dirs = sorted(p.parent for p in project.runs.glob("*/final") if p.is_dir())
+    for run_dir in run_dirs:
+        if settings.models == "promoted" and run_dir.name != promoted:
+            continue
+        final = run_dir / "final"
+        kind = "adapter" if (final / "adapter_config.json").is_file() else "full"
+        entry = ModelEntry(run_dir.name, kind, final, run_dir)
+        entries[run_dir.name] = entry
+        if run_dir.name == promoted:
+            entries["shoptalk"] = entry
+            entries.setdefault(slug(project.config.name) or "shoptalk", entry)
+    return entries
+
+
+class Catalog:
+    """Names to models; loads, verifies and evicts them. Thread-safe."""
+
+    def __init__(
+        self, entries: dict[str, ModelEntry], cache_gb: float = 4.0, device: str = "cpu"
+    ) -> None:
+        self.entries = entries
+        self.base_path = next(e.path for e in entries.values() if e.kind == "base")
+        self.cache_bytes = int(cache_gb * 1024**3)
+        self.device = device
+        self._lock = threading.RLock()
+        self._pins: dict[Path, str] = {}
+        self._signatures: dict[Path, tuple] = {}
+        self._tokenizers: dict[Path, PreTrainedTokenizerBase] = {}
+        self._base: PreTrainedModel | None = None
+        self._lru: OrderedDict[Path, int] = OrderedDict()  # path -> bytes, oldest first
+        self._full: dict[Path, PreTrainedModel] = {}
+        self._adapter_names: dict[Path, str] = {}
+
+    @classmethod
+    def for_project(cls, project: Project, settings: ServeSettings, device: str) -> Catalog:
+        from shoptalk.models import resolve_base_model
+
+        base_path = resolve_base_model(project.config.base_model, project.root)
+        entries = project_entries(project, base_path, settings)
+        return cls(entries, settings.adapter_cache_gb, device)
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def resolve(self, name: str) -> ModelEntry:
+        """The model a request names, verified; raises ApiError for the client."""
+        entry = self.entries.get(name)
+        if entry is None:
+            raise ApiError(
+                404,
+                f"The model {name!r} does not exist. Served models: {', '.join(self.names())}.",
+                code="model_not_found",
+                param="model",
+            )
+        if entry.kind != "base":
+            self.verify(entry)
+        return entry
+
+    def verify(self, entry: ModelEntry) -> str:
+        """The entry's pinned content hash; refuses changed files and foreign bases."""
+        with self._lock:
+            signature = file_signature(entry.path)
+            pinned = self._pins.get(entry.path)
+            if pinned is not None and self._signatures.get(entry.path) == signature:
+                return pinned
+            digest = content_hash(entry.path)
+            if pinned is not None and digest != pinned:
+                raise ApiError(
+                    409,
+                    f"The model {entry.name!r} changed on disk since it was first served "
+                    f"(content hash {pinned[:12]} → {digest[:12]}); refusing to serve different "
+                    "weights under the same name. Train a new run, or restart the server to "
+                    "accept the new files.",
+                    code="model_changed",
+                    param="model",
+                )
+            if pinned is None and entry.kind == "adapter":
+                self._check_base(entry)
+            self._pins[entry.path] = digest
+            self._signatures[entry.path] = signature
+            return digest
+
+    def _check_base(self, entry: ModelEntry) -> None:
+        served = base_identity(self.base_path)
+        recorded = self._recorded_base(entry)
+        if recorded is None or recorded[1] != served:
+            found = "no base model on record" if recorded is None else f"base {recorded[0]}"
+            raise ApiError(
+                409,
+                f"The adapter {entry.name!r} was trained on another base model ({found}); "
+                f"this server serves {self.base_path}. Serve it with its own base model.",
+                code="adapter_base_mismatch",
+                param="model",
+            )
+
+    def _recorded_base(self, entry: ModelEntry) -> tuple[str, str | None] | None:
+        """(where, identity) of the base the adapter was trained on, from its card."""
+        candidates = []
+        card = entry.run_dir / "card.json" if entry.run_dir else None
+        if card is not None and card.is_file():
+            candidates.append(json.loads(card.read_text(encoding="utf-8")).get("base_path"))
+        adapter_config = json.loads((entry.path / "adapter_config.json").read_text("utf-8"))
+        candidates.append(adapter_config.get("base_model_name_or_path"))
+        for where in filter(None, candidates):
+            identity = base_identity(Path(where))
+            if identity is not None:
+                return where, identity
+        return None
+
+    def tokenizer(self, entry: ModelEntry) -> PreTrainedTokenizerBase:
+        from shoptalk.models import load_tokenizer
+        from shoptalk.train.render import ensure_chat_template
+
+        folder = entry.path if (entry.path / "tokenizer_config.json").is_file() else self.base_path
+        with self._lock:
+            if folder not in self._tokenizers:
+                tokenizer = load_tokenizer(str(folder))
+                ensure_chat_template(tokenizer)
+                self._tokenizers[folder] = tokenizer
+            return self._tokenizers[folder]
+
+    def context_length(self, entry: ModelEntry) -> int:
+        folder = entry.path if entry.kind == "full" else self.base_path
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        return int(config.get("max_position_embeddings") or 2048)
+
+    def acquire(self, entry: ModelEntry) -> Loaded:
+        """The model for `entry`, loading it (and evicting others) if needed."""
+        with self._lock:
+            if entry.kind == "full":
+                model = self._load_full(entry)
+                return Loaded(model, self.tokenizer(entry), None)
+            base = self._load_base()
+            if entry.kind == "base":
+                return Loaded(base, self.tokenizer(entry), None)
+            adapter = self.verify(entry)[:16]
+            self._load_adapter(entry, adapter)
+            return Loaded(self._base, self.tokenizer(entry), adapter)
+
+    def _load_base(self) -> PreTrainedModel:
+        from shoptalk.models import load_model
+
+        if self._base is None:
+            log.info("Loading base model %s", self.base_path)
+            self._base = load_model(str(self.base_path), self.device).eval()
+        return self._base
+
+    def _load_full(self, entry: ModelEntry) -> PreTrainedModel:
+        from shoptalk.models import load_model
+
+        if entry.path not in self._full:
+            self.verify(entry)
+            log.info("Loading full fine-tuned model %s", entry.name)
+            model = load_model(str(entry.path), self.device).eval()
+            self._full[entry.path] = model
+            self._remember(
+                entry.path, sum(p.numel() * p.element_size() for p in model.parameters())
+            )
+        self._lru.move_to_end(entry.path)
+        return self._full[entry.path]
+
+    def _load_adapter(self, entry: ModelEntry, adapter: str) -> None:
+        from peft import PeftModel
+
+        if entry.path not in self._lru:
+            log.info("Loading adapter %s (%s)", entry.name, adapter)
+            if isinstance(self._base, PeftModel):
+                self._base.load_adapter(str(entry.path), adapter_name=adapter)
+            else:
+                self._base = PeftModel.from_pretrained(
+                    self._base, str(entry.path), adapter_name=adapter
+                ).eval()
+            size = sum(
+                p.stat().st_size for p in entry.path.iterdir() if p.suffix in WEIGHT_SUFFIXES
+            )
+            self._remember(entry.path, size, adapter)
+        self._lru.move_to_end(entry.path)
+        self._base.set_adapter(adapter)
+
+    def _remember(self, path: Path, size: int, adapter: str | None = None) -> None:
+        """Record a loaded model and evict the least recently used others over the cap."""
+        self._lru[path] = size
+        if adapter is not None:
+            self._adapter_names[path] = adapter
+        while sum(self._lru.values()) > self.cache_bytes and len(self._lru) > 1:
+            oldest = next(iter(self._lru))
+            if oldest == path:
+                break
+            self._evict(oldest)
+
+    def _evict(self, path: Path) -> None:
+        log.info("Evicting %s from the model cache", path)
+        self._lru.pop(path)
+        self._full.pop(path, None)
+        adapter = self._adapter_names.pop(path, None)
+        if adapter is not None:
+            self._base.delete_adapter(adapter)
+
+    def loaded(self) -> list[Path]:
+        """Paths of the adapters and full models in memory, least recently used first."""
+        with self._lock:
+            return list(self._lru)
