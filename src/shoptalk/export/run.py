@@ -1,0 +1,230 @@
+"""The export stage: `shoptalk export DIR --format hf|gguf|ollama`.
+
+    .shoptalk/exports/<run-id>/hf/          merged safetensors, tokenizer, generation config
+    .shoptalk/exports/<run-id>/gguf-f16/    model-f16.gguf (+ Modelfile for ollama)
+
+Every artifact is checked against the tuned model in memory before it is
+handed over (export/parity.py); a failed check raises ExportError naming the
+report. The merged HF folder is written first and reused by GGUF exports once
+its own parity check has passed.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_atomic
+from shoptalk.export import ExportError
+from shoptalk.export.parity import (
+    FIXED_PROMPTS,
+    GREEDY_MATCH_BAR,
+    Messages,
+    Observation,
+    compare,
+    configured_stop_ids,
+    gguf_stop_ids,
+    observe,
+)
+from shoptalk.export.report import write_parity_report
+from shoptalk.generate import stop_ids
+from shoptalk.models import pick_device, resolve_base_model
+from shoptalk.project import Project
+from shoptalk.records import Message
+from shoptalk.registry.models import ExportInfo, add_export, open_registry, register_model, run_info
+from shoptalk.train.render import with_system
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+Say = Callable[[str], None]
+FORMATS = ("hf", "gguf", "ollama")
+# fp32 merges change logits only by rounding; half precision rounds coarser.
+LOGITS_ATOL = {"float32": 1e-3, "float16": 5e-2, "bfloat16": 1e-1}
+
+
+def export_model(
+    project: Project,
+    fmt: str = "hf",
+    quant: str = "f16",
+    model_id: str | None = None,
+    say: Say = print,
+    max_new_tokens: int = 32,
+) -> ExportInfo:
+    """Export the promoted model (or `model_id`), check parity, record it in the registry."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}.")
+    run = pick_run(project, model_id)
+    info = run_info(project, run)
+    base_path = info.base_path or resolve_base_model(project.config.base_model, project.root)
+    prompts = parity_prompts(project, info.dataset_hash)
+    folder = project.state / "exports" / run.run_id
+    device = pick_device(project.config.train.device)
+    db = open_registry(project)
+    register_model(db, info)
+
+    from shoptalk.export.merge import load_tuned, save_merged
+
+    say(f"export   {run.run_id}: running {len(prompts)} prompts through the tuned model")
+    model, tokenizer = load_tuned(base_path, run, device)
+    reference = observe(model, tokenizer, prompts, stop_ids(tokenizer), max_new_tokens)
+    hf_dir = folder / "hf"
+    if fmt == "hf" or not _passed(hf_dir):
+        say(f"merge    {hf_dir}")
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        provenance = {"model": run.run_id, "base_model": info.base_model, "run": str(run.path)}
+        save_merged(model, tokenizer, hf_dir, provenance)
+        del model
+        gc.collect()
+        atol = LOGITS_ATOL.get(dtype, 1e-1)
+        check_hf(reference, hf_dir, prompts, run.run_id, atol, device, max_new_tokens, say)
+    else:
+        del model
+        gc.collect()
+        say(f"merge    {hf_dir}  (parity passed before, reused)")
+    if fmt == "hf":
+        return add_export(db, run.run_id, _export_info("hf", None, hf_dir)).exports[-1]
+
+    from shoptalk.export.gguf import convert
+
+    out = folder / f"gguf-{quant}"
+    out.mkdir(parents=True, exist_ok=True)
+    gguf_file = out / f"model-{quant}.gguf"
+    say(f"gguf     {gguf_file}")
+    convert(hf_dir, gguf_file, quant)
+    check_gguf(reference, gguf_file, prompts, run.run_id, max_new_tokens, say)
+    if fmt == "ollama":
+        write_modelfile(project, tokenizer, gguf_file, hf_dir, reference.stop_ids)
+        say(f"ollama   ollama create {run.run_id} -f {out / 'Modelfile'}")
+    files = [gguf_file] + ([out / "Modelfile"] if fmt == "ollama" else [])
+    return add_export(db, run.run_id, _export_info(fmt, quant, out, files)).exports[-1]
+
+
+def pick_run(project: Project, model_id: str | None) -> RunArtifact:
+    if model_id is None:
+        return project.promoted_run()
+    run = RunArtifact(path=project.runs / model_id, run_id=model_id)
+    if not run.final.is_dir():
+        raise ExportError(
+            f"--model {model_id}: no finished run in {run.path}. See `shoptalk models list`."
+        )
+    return run
+
+
+def parity_prompts(project: Project, dataset_hash: str) -> list[Messages]:
+    """Fixed prompts plus the held-out questions, each with the project's system prompt."""
+    from shoptalk.eval.run import question_suites
+
+    # The run's own dataset: its held-out FAQ rows, if no question files are configured.
+    dataset = DatasetArtifact(path=project.datasets / (dataset_hash or "none"), hash=dataset_hash)
+    questions = [
+        q.prompt_text for suite in question_suites(project, dataset) for q in suite.questions
+    ]
+    system = project.config.system_prompt
+    fixed = [with_system([Message(**m) for m in p], system) for p in FIXED_PROMPTS]
+    return fixed + [with_system([Message(role="user", content=q)], system) for q in questions]
+
+
+def check_hf(
+    reference: Observation,
+    hf_dir: Path,
+    prompts: list[Messages],
+    model_id: str,
+    atol: float,
+    device: str = "cpu",
+    max_new_tokens: int = 32,
+    say: Say = print,
+) -> None:
+    """Load the folder as any transformers user would and compare; raise on failure."""
+    from shoptalk.models import load_model, load_tokenizer
+
+    model, tokenizer = load_model(str(hf_dir), device), load_tokenizer(str(hf_dir))
+    stops = configured_stop_ids(model)
+    exported = observe(model, tokenizer, prompts, stops, max_new_tokens)
+    result = compare(reference, exported, "hf", logits_atol=atol, greedy_bar=1.0)
+    _finish(result, hf_dir, model_id, say)
+
+
+def check_gguf(
+    reference: Observation,
+    gguf_file: Path,
+    prompts: list[Messages],
+    model_id: str,
+    max_new_tokens: int = 32,
+    say: Say = print,
+) -> None:
+    """Load the GGUF back with transformers (dequantized): its own template, tokenizer, stops."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    stops = gguf_stop_ids(model, tokenizer)
+    exported = observe(model, tokenizer, prompts, stops, max_new_tokens)
+    quant = name.removeprefix("model-").removesuffix(".gguf")
+    result = compare(
+        reference, exported, f"gguf {quant}", logits_atol=None, greedy_bar=GREEDY_MATCH_BAR
+    )
+    _finish(result, gguf_file.parent, model_id, say)
+
+
+def _finish(result, folder: Path, model_id: str, say: Say) -> None:
+    report = write_parity_report(result, folder, model_id)
+    if not result.passed:
+        raise ExportError(
+            f"The {result.artifact} export does not behave like the tested model:\n  "
+            + "\n  ".join(result.failures())
+            + f"\nReport: {report}"
+        )
+    say(f"parity   {result.artifact}: passed ({report})")
+
+
+def _passed(folder: Path) -> bool:
+    report = folder / "parity.json"
+    return report.is_file() and json.loads(report.read_text(encoding="utf-8")).get("passed")
+
+
+def write_modelfile(
+    project: Project,
+    tokenizer: PreTrainedTokenizerBase,
+    gguf_file: Path,
+    hf_dir: Path,
+    stops: list[int],
+) -> Path:
+    from shoptalk.export.ollama import modelfile
+
+    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    context = min(int(config.get("max_position_embeddings") or 4096), 8192)
+    text = modelfile(gguf_file.name, tokenizer, project.config.system_prompt, stops, context)
+    path = gguf_file.parent / "Modelfile"
+    write_atomic(path, text)
+    return path
+
+
+def _export_info(
+    fmt: str, quant: str | None, folder: Path, files: list[Path] | None = None
+) -> ExportInfo:
+    files = files or sorted(p for p in folder.iterdir() if p.is_file())
+    return ExportInfo(
+        format=fmt,
+        quant=quant,
+        path=str(folder),
+        files={p.name: sha256(p) for p in files},
+        parity_passed=True,
+        report=str(folder / "parity.txt"),
+    )
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,133 @@
+"""HF export of a tiny LoRA run: round trip, registry entry, and broken exports caught."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shoptalk.artifacts import RunArtifact, write_json
+from shoptalk.export import ExportError
+from shoptalk.export.run import export_model
+from shoptalk.generate import stop_ids
+from shoptalk.project import Project
+from shoptalk.registry.models import get_model, open_registry
+
+from projects import write_project
+
+RUN_ID = "run-tinylora0001"
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture
+def tuned_project(tmp_path: Path, tiny_model: Path, one_thread) -> Project:
+    """A project whose promoted run is a LoRA adapter with random (non-zero) weights."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root = write_project(tmp_path / "proj", tiny_model)
+    project = Project.open(root)
+    run = RunArtifact(path=project.runs / RUN_ID, run_id=RUN_ID)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    # init_lora_weights=False: B is random too, so the adapter changes the outputs.
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(run.final)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(run.final)
+    write_json(
+        run.path / "card.json", {"base_model": str(tiny_model), "base_path": str(tiny_model)}
+    )
+    project.promote(run)
+    return project
+
+
+def tuned_logits(project: Project, tiny_model: Path, ids):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model = PeftModel.from_pretrained(base, project.runs / RUN_ID / "final").eval()
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_hf_export_round_trip(tuned_project: Project, tiny_model: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    info = export_model(tuned_project, "hf", say=quiet)
+
+    folder = Path(info.path)
+    assert info.parity_passed and (folder / "parity.txt").read_text().startswith("Parity check")
+    assert "model.safetensors" in info.files and len(info.files["model.safetensors"]) == 64
+    merged = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.chat_template == AutoTokenizer.from_pretrained(tiny_model).chat_template
+    assert merged.generation_config.eos_token_id == stop_ids(tokenizer)
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    ids = torch.tensor([tokenizer("What is the claim window?")["input_ids"]])
+    with torch.no_grad():
+        got = merged(input_ids=ids).logits
+    torch.testing.assert_close(
+        got, tuned_logits(tuned_project, tiny_model, ids), atol=1e-4, rtol=1e-4
+    )
+    report = json.loads((folder / "parity.json").read_text())
+    assert report["passed"] and report["reference"] == report["exported"]
+    # The project's held-out questions are among the prompts checked.
+    assert any("How long is the claim window?" in p for p in report["prompts"])
+    entry = get_model(open_registry(tuned_project), RUN_ID)
+    assert [(e.format, e.parity_passed) for e in entry.exports] == [("hf", True)]
+
+
+def test_wrong_chat_template_fails_the_export(
+    tuned_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shoptalk.export import merge
+
+    real = merge.save_merged
+
+    def save_with_wrong_template(model, tokenizer, target, provenance):
+        merged = real(model, tokenizer, target, provenance)
+        (target / "chat_template.jinja").write_text(
+            "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}### assistant: {% endif %}"
+        )
+        return merged
+
+    monkeypatch.setattr(merge, "save_merged", save_with_wrong_template)
+    with pytest.raises(ExportError, match="chat template: differs on") as caught:
+        export_model(tuned_project, "hf", say=quiet)
+
+    report = tuned_project.state / "exports" / RUN_ID / "hf" / "parity.txt"
+    assert str(report) in str(caught.value)
+    text = report.read_text()
+    assert "FAILED" in text and "[FAIL] chat template" in text and "### user:" in text
+    assert get_model(open_registry(tuned_project), RUN_ID).exports == []
+
+
+def test_missing_stop_token_fails_the_export(
+    tuned_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shoptalk.export import merge
+
+    real = merge.save_merged
+
+    def save_without_stops(model, tokenizer, target, provenance):
+        merged = real(model, tokenizer, target, provenance)
+        config = json.loads((target / "generation_config.json").read_text())
+        config["eos_token_id"] = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        (target / "generation_config.json").write_text(json.dumps(config))
+        return merged
+
+    monkeypatch.setattr(merge, "save_merged", save_without_stops)
+    with pytest.raises(ExportError, match="stop tokens: reference"):
+        export_model(tuned_project, "hf", say=quiet)
+
+
+def test_unknown_model_id_is_a_clear_error(tuned_project: Project) -> None:
+    with pytest.raises(ExportError, match="--model run-nope: no finished run"):
+        export_model(tuned_project, "hf", model_id="run-nope", say=quiet)
