@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from shoptalk.config import TrainSettings
 from shoptalk.errors import ConfigError
-from shoptalk.train.frozen import freeze_bottom
 
 if TYPE_CHECKING:
     import torch
@@ -108,10 +107,33 @@ def attach_method(model: torch.nn.Module, settings: TrainSettings) -> tuple[torc
     if hasattr(model, "peft_config"):
         return model, first
     if settings.method == "full":
+        from shoptalk.train.frozen import freeze_bottom
+
         if first:
             freeze_bottom(model, n_layers - first)
         return model, first
     from peft import get_peft_model
 
     layers = list(range(first, n_layers)) if first else None
-    return get_peft_model(model, lora_config(settings, layers)), first
+    targets = settings.lora.target_modules
+    if layers and targets == "all-linear":
+        # peft refuses layers_to_transform with a string target; name the layers instead.
+        targets = linear_layer_names(model)
+    lora = settings.lora.model_copy(update={"target_modules": targets})
+    return get_peft_model(
+        model, lora_config(settings.model_copy(update={"lora": lora}), layers)
+    ), first
+
+
+def linear_layer_names(model: torch.nn.Module) -> list[str]:
+    """What peft's "all-linear" means: every linear layer's name except the output layer's."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head
+        }
+    )
