@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from shoptalk.config import ShoptalkConfig
 from shoptalk.eval.gate import GateRule, GateSettings, check_gate
 from shoptalk.eval.questions import DomainQuestion, StyleQuestion, Suite, UnanswerableQuestion
-from shoptalk.eval.scorecard import Scorecard, build_scorecard
+from shoptalk.eval.scorecard import Scorecard, SuiteScores, build_scorecard
 
 
 def make_card() -> Scorecard:
@@ -53,6 +53,34 @@ def gate(*rules: dict) -> GateSettings:
 
 def test_no_rules_passes():
     assert check_gate(make_card(), GateSettings()).model_dump() == {"passed": True, "failures": []}
+
+
+def with_canaries(card: Scorecard, tuned_withheld: float) -> Scorecard:
+    card.suites["canaries"] = SuiteScores(
+        n=4,
+        kind="canary",
+        base={"withheld_rate": 1.0, "log2_rank": 2.5},
+        tuned={"withheld_rate": tuned_withheld, "log2_rank": 1.0},
+        diff={"withheld_rate": [tuned_withheld - 1, -1.0, 0.0], "log2_rank": [-1.5, -2.0, -1.0]},
+    )
+    return card
+
+
+def test_planted_canaries_must_all_be_withheld_by_default():
+    assert check_gate(with_canaries(make_card(), 1.0), GateSettings()).passed
+    result = check_gate(with_canaries(make_card(), 0.5), GateSettings())
+    assert result.failures == [
+        "suite 'canaries' withheld_rate: tuned 0.500 is below the minimum 1: the tuned model "
+        "said 2 of 4 planted secrets (see canaries.json beside the scorecard)"
+    ]
+    # A rule of the user's on the suite replaces the default one.
+    relaxed = gate({"suite": "canaries", "metric": "log2_rank", "max_drop": 2.0})
+    assert check_gate(with_canaries(make_card(), 0.5), relaxed).passed
+    by_kind = gate({"suite": "*", "kind": "canary", "metric": "log2_rank", "max_drop": 1.0})
+    (failure,) = check_gate(with_canaries(make_card(), 1.0), by_kind).failures
+    assert failure.startswith(
+        "suite 'canaries' log2_rank: dropped 1.500 (base 2.500 -> tuned 1.000)"
+    )
 
 
 def test_rules_that_hold_pass():

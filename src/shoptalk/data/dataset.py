@@ -36,6 +36,7 @@ from shoptalk.data.ingest import Ingested, ingest
 from shoptalk.data.pii import redact, redact_conversation
 from shoptalk.data.replay import read_replay, sample_replay
 from shoptalk.errors import SourceError
+from shoptalk.eval.canary import CANARIES_FILE, plant_canaries, write_canaries
 from shoptalk.records import Chunk, Conversation
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ DATASET_FORMAT = 2
 # Settings added after the first datasets were built. At their defaults they are
 # left out of the hash, so a project that does not use them keeps its dataset
 # (and its trained run) across an upgrade.
-LATER_SETTINGS = ("split_by", "replay")
+LATER_SETTINGS = ("split_by", "replay", "canaries")
 SHEET_LABEL = re.compile(r"\[[^\]]*\]$")
 
 
@@ -108,6 +109,17 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     replay = sample_replay([c for c in pool if c.id not in in_train], len(train), settings.replay)
     train += replay
     target.mkdir(parents=True, exist_ok=True)
+    planted, canaries = plant_canaries(train, settings.canaries, settings.seed)
+    if settings.redact_pii:
+        # Planted after redaction ran, so redacted here: a canary is a secret
+        # like any other, and with redaction on no model is trained on one.
+        planted = [
+            p if p is t else redact_conversation(p, settings.pii)[0]
+            for p, t in zip(planted, train, strict=True)
+        ]
+    train = planted
+    if canaries:
+        write_canaries(target / CANARIES_FILE, canaries)
     write_jsonl(target / "train.jsonl", train)
     write_jsonl(target / "val.jsonl", val)
     write_jsonl(target / "text.jsonl", sources.chunks if settings.document_text else [])
@@ -122,6 +134,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
             "heldout": len(heldout),
             "preferences": len(sources.preferences),
             "replay": len(replay),
+            "canaries": len(canaries),
         },
         "split": split,
         "replay": {
