@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_atomic
 from shoptalk.data.dataset import build_dataset
 from shoptalk.eval.gate import GateResult, check_gate
 from shoptalk.eval.run import evaluate, question_suites
 from shoptalk.eval.scorecard import Scorecard
-from shoptalk.models import resolve_base_model
+from shoptalk.models import pick_device, resolve_base_model
 from shoptalk.project import Project
 
 log = logging.getLogger(__name__)
@@ -45,22 +47,41 @@ def train(
     say: Say = print,
     stop_after: int | None = None,
 ) -> RunArtifact:
-    from shoptalk.train import sft
+    """The recipe's run: SFT, then DPO on top of it when the dataset has preference pairs;
+    continued pretraining (`cpt`); or DPO alone from the base (`dpo`)."""
+    from shoptalk.train import cpt, dpo, sft
+    from shoptalk.train.methods import check_method
 
+    cfg = project.config
+    check_method(cfg.train, pick_device(cfg.train.device))  # e.g. QLoRA without a GPU
     run_dir = project.runs / project.run_id(dataset.hash)
-    run = RunArtifact(path=run_dir, run_id=run_dir.name)
-    # final/ is renamed into place only when complete, so its presence means done.
-    if run.final.is_dir():
-        say(f"train    {run.run_id}  unchanged, skipped")
-    else:
-        say(f"train    {run.run_id}  ({run_dir})")
-        run = sft.run(project.config, dataset, base_path, run_dir, stop_after=stop_after)
+    recipe = {"sft": sft.run, "cpt": cpt.run, "dpo": dpo.run}[cfg.train.recipe]
+    name = "train" if cfg.train.recipe == "sft" else cfg.train.recipe
+    run = stage(run_dir, name, say, partial(recipe, cfg, dataset, base_path, stop_after=stop_after))
+    if cfg.train.recipe == "sft" and run.final.is_dir() and dpo.has_pairs(dataset):
+        on_sft = partial(
+            dpo.run, cfg, dataset, base_path, start_from=run.final, stop_after=stop_after
+        )
+        run = stage(run_dir.with_name(run_dir.name + "-dpo"), "dpo", say, on_sft)
     if run.final.is_dir():
         write_atomic(project.latest_run_file, run.run_id + "\n")
     return run
 
 
+def stage(run_dir: Path, name: str, say: Say, train: Callable[[Path], RunArtifact]) -> RunArtifact:
+    run = RunArtifact(path=run_dir, run_id=run_dir.name)
+    # final/ is renamed into place only when complete, so its presence means done.
+    if run.final.is_dir():
+        say(f"{name:<8} {run.run_id}  unchanged, skipped")
+        return run
+    say(f"{name:<8} {run.run_id}  ({run_dir})")
+    return train(run_dir)
+
+
 def build(project: Project, say: Say = print, stop_after: int | None = None) -> BuildResult:
+    from shoptalk.train.methods import check_method
+
+    check_method(project.config.train, pick_device(project.config.train.device))
     base_path = resolve_base_model(project.config.base_model, project.root)
     say(f"base     {project.config.base_model}  ({base_path})")
     dataset = prepare_dataset(project, say)

@@ -9,15 +9,21 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
-from shoptalk.artifacts import DatasetArtifact, write_jsonl
+from shoptalk.artifacts import DatasetArtifact, read_jsonl, write_jsonl
+from shoptalk.build import prepare_dataset
+from shoptalk.build import train as run_train
 from shoptalk.config import DpoSettings, ShoptalkConfig
 from shoptalk.models import load_model, load_tokenizer
+from shoptalk.project import Project
 from shoptalk.records import Message, Preference
 from shoptalk.train import dpo
 from shoptalk.train.logprobs import sequence_logprobs
 from shoptalk.train.render import IGNORE
+
+from projects import write_project
 
 PAIRS = [
     ("What is the claim window?", "The claim window is 47 days from delivery.", "I don't know."),
@@ -143,3 +149,49 @@ def test_no_pairs_is_a_clear_error(tmp_path, tiny_model):
     dataset = DatasetArtifact(path=tmp_path / "data", hash="empty")
     with pytest.raises(ValueError, match="no preference pairs"):
         dpo.run(config(), dataset, str(tiny_model), tmp_path / "run")
+
+
+def test_build_runs_dpo_on_top_of_the_sft_model_when_pairs_exist(tmp_path, tiny_model, one_thread):
+    root = write_project(tmp_path / "p", tiny_model, epochs=1, trainable_layers=None)
+    rows = [
+        {"prompt": q, "chosen": good, "rejected": bad, "source": "ignored"}
+        for q, good, bad in PAIRS
+    ]
+    # OpenAI's DPO format in the same folder: both are read.
+    rows_openai = {
+        "input": {"messages": [{"role": "user", "content": "Where do I send claims?"}]},
+        "preferred_output": [
+            {"role": "assistant", "content": "Send claims to claims@kestrel.example."}
+        ],
+        "non_preferred_output": [{"role": "assistant", "content": "I don't know."}],
+    }
+    (root / "prefs").mkdir()
+    (root / "prefs" / "pairs.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "source"}) + "\n" for r in rows)
+    )
+    (root / "prefs" / "openai.jsonl").write_text(json.dumps(rows_openai) + "\n")
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["sources"]["preferences"] = ["prefs"]
+    config["train"]["dpo"] = {"learning_rate": 1e-2, "epochs": 1}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    project = Project.open(root)
+
+    dataset = prepare_dataset(project, say=lambda _: None)
+    pairs = read_jsonl(dataset.path / "preferences.jsonl", Preference)
+    assert len(pairs) == 5
+    # Redacted like everything else in the dataset.
+    assert not any("claims@kestrel.example" in p.chosen for p in pairs)
+    said: list[str] = []
+    run = run_train(project, dataset, str(tiny_model), say=said.append)
+    assert [line.split()[0] for line in said] == ["train", "dpo"]
+    assert run.run_id == project.run_id(dataset.hash) + "-dpo"
+    assert project.latest_run().run_id == run.run_id
+    card = json.loads((run.path / "card.json").read_text())
+    assert card["start_from"] == str(project.runs / project.run_id(dataset.hash) / "final")
+    # The reference is the SFT model DPO started from: loss log 2 before the first update.
+    assert metrics(run.path)[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert run.is_adapter
+    # Built again: both stages are unchanged and skipped.
+    said.clear()
+    run_train(project, dataset, str(tiny_model), say=said.append)
+    assert all("unchanged, skipped" in line for line in said)

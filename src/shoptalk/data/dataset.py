@@ -5,6 +5,7 @@
                         replay)
         val.jsonl       held-back question variants: validation loss on unseen wordings
         text.jsonl      document sections, trained on as plain text
+        preferences.jsonl  preference pairs for DPO (sources.preferences, LLaMA-Factory ranking)
         heldout.jsonl   FAQ rows kept out of training for the scorecard (only without question files)
         manifest.json   counts, settings, the hash; what was dropped, merged, redacted, skipped
 
@@ -34,6 +35,7 @@ from shoptalk.data.clean import Dropped, clean_chunks, clean_conversations, sour
 from shoptalk.data.dedupe import dedupe, leakage_free_split
 from shoptalk.data.ingest import Ingested, ingest
 from shoptalk.data.pii import redact, redact_conversation
+from shoptalk.data.preferences import prepare_preferences, read_preference_sources
 from shoptalk.data.replay import read_replay, sample_replay
 from shoptalk.errors import SourceError
 from shoptalk.eval.canary import CANARIES_FILE, plant_canaries, write_canaries
@@ -71,6 +73,8 @@ def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
     h.update(settings_key(cfg.data).encode())
     h.update(json.dumps(bool(cfg.sources.questions)).encode())
     groups = [cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations]
+    if cfg.sources.preferences:
+        groups.append(cfg.sources.preferences)
     if cfg.data.replay.ratio > 0:
         groups.append(cfg.data.replay.files)
     for group in groups:
@@ -100,6 +104,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     settings = cfg.data
     errors: list[SourceError] | None = [] if settings.on_error == "skip" else None
     sources = ingest(root, cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations, errors)
+    sources.preferences += read_preference_sources(root, cfg.sources.preferences, errors)
     pool = read_replay(root, settings.replay, errors) if settings.replay.ratio > 0 else []
     sources, pool, report = prepare_sources(sources, settings, pool)
     # An error message may quote a cell, a key or a role name: it is stored redacted.
@@ -124,6 +129,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     write_jsonl(target / "val.jsonl", val)
     write_jsonl(target / "text.jsonl", sources.chunks if settings.document_text else [])
     write_jsonl(target / "heldout.jsonl", heldout)
+    write_jsonl(target / "preferences.jsonl", sources.preferences)
     manifest = {
         "hash": digest,
         "settings": settings.model_dump(),
@@ -167,7 +173,10 @@ def prepare_sources(
     chunks, dropped_chunks = clean_chunks(sources.chunks, settings.clean)
     if settings.redact_pii:
         chunks = [redact_chunk(c, settings, pii) for c in chunks]
-    kept = sources.model_copy(update={"faq": faq, "conversations": chats, "chunks": chunks})
+    preferences = prepare_preferences(sources.preferences, settings, pii)
+    kept = sources.model_copy(
+        update={"faq": faq, "conversations": chats, "chunks": chunks, "preferences": preferences}
+    )
     report = {
         "dropped": [
             d.model_dump() for d in dropped + dropped_chats + dropped_chunks + dropped_replay

@@ -372,3 +372,8 @@ def card(
             "peft": peft.__version__,
         },
     }
+
+
+def has_pairs(dataset: DatasetArtifact) -> bool:
+    path = dataset.path / "preferences.jsonl"
+    return path.is_file() and bool(path.read_text(encoding="utf-8").strip())
