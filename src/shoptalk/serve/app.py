@@ -70,7 +70,10 @@ def create_app(
         await engine.close()
         await services.close()
 
-    app = FastAPI(title="shoptalk", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No open /docs or /openapi.json: every route but /health needs a key.
+    app = FastAPI(
+        title="shoptalk", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.services = services
     app.state.engine = engine
     app.state.embedder = embedder or Embedder(settings.embedding_model)

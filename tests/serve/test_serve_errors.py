@@ -1,0 +1,118 @@
+"""Error cases answer in OpenAI's envelope with OpenAI's status codes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx2 as httpx
+import openai
+import pytest
+from serve_harness import serving
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model: Path, tmp_path_factory, one_thread):
+    with serving(
+        tmp_path_factory.mktemp("state"),
+        model_dir=tiny_model,
+        max_tokens_limit=64,
+        max_body_bytes=20_000,
+    ) as s:
+        yield s
+
+
+def test_unknown_model_is_404_listing_the_served_ones(served):
+    with pytest.raises(openai.NotFoundError) as caught:
+        served.client().chat.completions.create(model="gpt-4", messages=HELLO)
+    assert caught.value.code == "model_not_found"
+    assert "base" in caught.value.message
+
+
+def test_too_long_prompt_is_400_naming_the_counts(served):
+    long = [{"role": "user", "content": "claim window " * 600}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        served.client().chat.completions.create(model="base", messages=long, max_tokens=8)
+    message = caught.value.message
+    assert caught.value.code == "context_length_exceeded"
+    assert "1024" in message and "8 for the completion" in message
+    assert "in the prompt" in message
+
+
+def test_bad_key_is_401_and_never_echoed(served):
+    with pytest.raises(openai.AuthenticationError) as caught:
+        served.client("sk-st-not-a-real-key").chat.completions.create(model="base", messages=HELLO)
+    assert "sk-st-not-a-real-key" not in str(caught.value)
+
+
+def test_max_tokens_over_the_limit_is_400(served):
+    with pytest.raises(openai.BadRequestError) as caught:
+        served.client().chat.completions.create(model="base", messages=HELLO, max_tokens=65)
+    assert caught.value.param == "max_tokens"
+    assert "64" in caught.value.message
+
+
+def test_invalid_field_is_400_naming_it(served):
+    with pytest.raises(openai.BadRequestError) as caught:
+        served.client().chat.completions.create(model="base", messages=HELLO, temperature=5)
+    assert caught.value.param == "temperature"
+
+
+def test_body_over_the_limit_is_413(served):
+    response = httpx.post(
+        served.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {served.keys['alice']}"},
+        json={"model": "base", "messages": [{"role": "user", "content": "x" * 25_000}]},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def walk(routes, prefix: str = ""):
+    """(path, methods) of every route, included routers too."""
+    for route in routes:
+        if hasattr(route, "original_router"):
+            inner = prefix + route.include_context.prefix
+            yield from walk(route.original_router.routes, inner)
+        else:
+            yield prefix + route.path, getattr(route, "methods", None) or set()
+
+
+def test_every_route_but_health_needs_a_key(served):
+    """Walk the app's own route table, so a route added later is covered too."""
+    walked = 0
+    for path, methods in walk(served.app.routes):
+        if path == "/health":
+            continue
+        path = re.sub(r"\{[^}]+\}", "x", path)
+        for method in methods & {"GET", "POST", "DELETE", "PUT", "PATCH"}:
+            walked += 1
+            response = httpx.request(method, served.url + path, json={})
+            assert response.status_code == 401, (method, path, response.status_code)
+            assert response.json()["error"]["type"] == "authentication_error"
+    assert walked >= 10  # chat, completions, embeddings, models, metrics, admin...
+    assert httpx.get(served.url + "/health").json() == {"status": "ok"}
+
+
+def test_metrics_need_an_admin_key_and_count_per_model(served):
+    served.client().chat.completions.create(model="base", messages=HELLO, max_tokens=2)
+    assert httpx.get(served.url + "/metrics").status_code == 401
+    user = httpx.get(served.url + "/metrics", headers={"Authorization": f"Bearer {served.keys['alice']}"})
+    assert user.status_code == 403
+    admin = httpx.get(
+        served.url + "/metrics", headers={"Authorization": f"Bearer {served.keys['admin']}"}
+    )
+    assert admin.status_code == 200
+    assert 'shoptalk_requests_total{adapter="",model="base",route="chat",status="200"}' in admin.text
+    assert "shoptalk_time_to_first_token_seconds_bucket" in admin.text
+    assert "shoptalk_queue_depth" in admin.text
+
+
+def test_cors_is_closed_by_default(served):
+    response = httpx.options(
+        served.url + "/v1/models",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-origin" not in response.headers
