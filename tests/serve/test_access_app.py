@@ -23,8 +23,6 @@ from shoptalk.serve.app import create_app
 from shoptalk.serve.services import build_services
 
 OPEN_ROUTES = {"/health"}
-# FastAPI's own schema route; checked on its own below (a known gap in app.py).
-SCHEMA_ROUTE = "/openapi.json"
 QUESTION = [{"role": "user", "content": "What is the claim window?"}]
 
 
@@ -60,8 +58,6 @@ def test_every_route_needs_a_key_except_health(tmp_path, tiny_model, public_metr
 
     client = TestClient(app)
     for method, path, route in requests:
-        if route == SCHEMA_ROUTE:
-            continue
         for headers in ({}, {"Authorization": "Bearer sk-st-not-a-real-key-0123456789"}):
             answer = client.request(method, path, headers=headers, json={})
             if route in open_routes:
@@ -71,11 +67,10 @@ def test_every_route_needs_a_key_except_health(tmp_path, tiny_model, public_metr
                 assert answer.json()["error"]["code"] == "invalid_api_key"
 
 
-@pytest.mark.xfail(
-    reason="app.py leaves FastAPI's /openapi.json open; fix: FastAPI(..., openapi_url=None)"
-)
-def test_the_api_schema_is_not_served_without_a_key(tmp_path, tiny_model):
-    assert TestClient(app_for(tmp_path, tiny_model)).get(SCHEMA_ROUTE).status_code in (401, 404)
+def test_fastapis_own_schema_and_docs_routes_are_off(tmp_path, tiny_model):
+    client = TestClient(app_for(tmp_path, tiny_model))
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert client.get(path).status_code == 404
 
 
 @pytest.fixture(scope="module")
