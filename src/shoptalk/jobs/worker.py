@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.db import connect, default_url
-from shoptalk.registry.jobs import JobCheckpointRow, JobEventRow, JobRow
+from shoptalk.registry.jobs import BuildRow, JobCheckpointRow, JobEventRow, JobRow
 from shoptalk.train import checkpoint
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,11 @@ class Worker:
     def recover(self) -> None:
         """Jobs left running by a previous worker go back to the queue."""
         with self.sessions() as session:
-            for job in session.scalars(select(JobRow).where(JobRow.status == "running")):
+            running = [
+                *session.scalars(select(JobRow).where(JobRow.status == "running")),
+                *session.scalars(select(BuildRow).where(BuildRow.status == "running")),
+            ]
+            for job in running:
                 store.set_status(session, job.id, "queued", worker_pid=None)
                 store.add_event(session, job.id, "Requeued after a restart; resuming from the last checkpoint")
             session.commit()
@@ -57,7 +61,7 @@ class Worker:
             self.start_next()
             return
         with self.sessions() as session:
-            job = session.get(JobRow, self.job_id)
+            job = session.get(store.table_of(self.job_id), self.job_id)
             self.publish_progress(session, job)
             session.commit()
             requested = job.requested
@@ -76,8 +80,9 @@ class Worker:
             session.commit()
         log.info("running job %s", job.id)
         self.job_id = job.id
+        runner = "shoptalk.jobs.build_runner" if isinstance(job, BuildRow) else "shoptalk.jobs.runner"
         self.child = subprocess.Popen(
-            [sys.executable, "-m", "shoptalk.jobs.runner", str(self.project.root), job.id],
+            [sys.executable, "-m", runner, str(self.project.root), job.id],
             start_new_session=True,
         )
 
@@ -92,7 +97,7 @@ class Worker:
                 os.killpg(self.child.pid, signal.SIGKILL)
                 self.child.wait()
         with self.sessions() as session:
-            job = session.get(JobRow, self.job_id)
+            job = session.get(store.table_of(self.job_id), self.job_id)
             if job.status == "running":
                 store.set_status(session, job.id, status, requested=None, worker_pid=None)
                 store.add_event(session, job.id, message)
@@ -103,7 +108,7 @@ class Worker:
     def finish_child(self) -> None:
         code = self.child.returncode
         with self.sessions() as session:
-            job = session.get(JobRow, self.job_id)
+            job = session.get(store.table_of(self.job_id), self.job_id)
             self.publish_progress(session, job)
             if job.status == "running":
                 # The runner records its own outcome; still running means it died.
@@ -114,9 +119,14 @@ class Worker:
         self.child = None
         self.job_id = None
 
-    def publish_progress(self, session, job: JobRow) -> None:
-        """New metric lines become `metrics` events; new checkpoints become models."""
-        run_dir = self.project.state / "jobs" / job.id / "run"
+    def publish_progress(self, session, job: JobRow | BuildRow) -> None:
+        """New metric lines become `metrics` events; a job's new checkpoints become models."""
+        if isinstance(job, BuildRow):
+            run_dir = Path(job.run_path) if job.run_path else None
+        else:
+            run_dir = self.project.state / "jobs" / job.id / "run"
+        if run_dir is None:
+            return
         metrics = run_dir / "metrics.jsonl"
         if metrics.is_file():
             seen = session.scalar(
@@ -132,8 +142,9 @@ class Worker:
                     data=record,
                     kind="metrics",
                 )
-        for folder in sorted((run_dir / "checkpoints").glob(f"{checkpoint.PREFIX}*")):
-            snapshot_checkpoint(session, job, folder, lines_by_step(metrics))
+        if isinstance(job, JobRow):
+            for folder in sorted((run_dir / "checkpoints").glob(f"{checkpoint.PREFIX}*")):
+                snapshot_checkpoint(session, job, folder, lines_by_step(metrics))
 
 
 def lines_by_step(metrics: Path) -> dict[int, dict]:

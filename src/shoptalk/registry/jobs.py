@@ -67,12 +67,31 @@ class JobRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
+class BuildRow(Base):
+    """A `shoptalk build` of the served project, started from the console."""
+
+    __tablename__ = "builds"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    requested: Mapped[str | None] = mapped_column(String(20), default=None)
+    stage: Mapped[str | None] = mapped_column(String(20), default=None)
+    run_path: Mapped[str | None] = mapped_column(Text, default=None)
+    error: Mapped[dict | None] = mapped_column(JSON, default=None)
+    key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    worker_pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
 class JobEventRow(Base):
+    """Events of fine-tuning jobs and of builds (`job_id` holds either id)."""
+
     __tablename__ = "fine_tuning_job_events"
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id"), index=True)
+    job_id: Mapped[str] = mapped_column(String(40), index=True)
     level: Mapped[str] = mapped_column(String(10))
     type: Mapped[str] = mapped_column(String(10))
     message: Mapped[str] = mapped_column(Text)
@@ -112,24 +131,32 @@ def add_event(
     )
 
 
+def table_of(job_id: str) -> type[JobRow] | type[BuildRow]:
+    return BuildRow if job_id.startswith("build-") else JobRow
+
+
 def set_status(session: Session, job_id: str, status: str, **fields) -> None:
     if status in FINISHED:
         fields.setdefault("finished_at", now())
-    session.execute(update(JobRow).where(JobRow.id == job_id).values(status=status, **fields))
+    table = table_of(job_id)
+    session.execute(update(table).where(table.id == job_id).values(status=status, **fields))
 
 
-def claim_next(session: Session, pid: int) -> JobRow | None:
-    """Take the oldest queued job for this worker; None if there is none.
+def claim_next(session: Session, pid: int) -> JobRow | BuildRow | None:
+    """Take the oldest queued job or build for this worker; None if there is none.
 
     The conditional UPDATE is the lock: of two workers racing for one job, only
     one sees its row change.
     """
-    for job in session.scalars(
-        select(JobRow).where(JobRow.status == "queued").order_by(JobRow.created_at)
-    ):
+    queued = [
+        *session.scalars(select(JobRow).where(JobRow.status == "queued")),
+        *session.scalars(select(BuildRow).where(BuildRow.status == "queued")),
+    ]
+    for job in sorted(queued, key=lambda j: j.created_at):
+        table = type(job)
         taken = session.execute(
-            update(JobRow)
-            .where(JobRow.id == job.id, JobRow.status == "queued")
+            update(table)
+            .where(table.id == job.id, table.status == "queued")
             .values(status="running", worker_pid=pid, requested=None)
         )
         session.commit()

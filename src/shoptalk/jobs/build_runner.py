@@ -1,0 +1,78 @@
+"""A `shoptalk build` of the served project, started from the console, in its own process.
+
+Like a fine-tuning job, stopping it is stopping the process and resuming it
+is building again: unchanged stages are skipped and training continues from
+its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from shoptalk.project import Project
+from shoptalk.registry import jobs as store
+from shoptalk.registry.db import connect, default_url
+from shoptalk.registry.jobs import BuildRow
+
+log = logging.getLogger(__name__)
+
+
+def run_build(project: Project, build_id: str) -> None:
+    from shoptalk import build
+
+    sessions = connect(project.config.serve.database_url or default_url(project.state))
+
+    def say(message: str) -> None:
+        stage = message.split(maxsplit=1)[0] if message.strip() else None
+        with sessions() as session:
+            row = session.get(BuildRow, build_id)
+            row.stage = stage
+            store.add_event(session, build_id, message.strip())
+            session.commit()
+
+    try:
+        dataset = build.prepare_dataset(project, say)
+        with sessions() as session:
+            session.get(BuildRow, build_id).run_path = str(
+                project.runs / project.run_id(dataset.hash)
+            )
+            session.commit()
+        result = build.build(project, say=say)
+    except Exception as exc:
+        from shoptalk.data.pii import redact
+
+        log.exception("build %s failed", build_id)
+        message = redact(f"{type(exc).__name__}: {exc}").text
+        with sessions() as session:
+            store.add_event(session, build_id, message, level="error")
+            store.set_status(
+                session, build_id, "failed", error={"code": "build_failed", "message": message, "param": None}
+            )
+            session.commit()
+        return
+    passed = result.gate is None or result.gate.passed
+    with sessions() as session:
+        store.set_status(session, build_id, "succeeded", stage="done")
+        store.add_event(
+            session,
+            build_id,
+            "Build finished; model promoted" if passed else "Build finished; the gate failed",
+            level="info" if passed else "warn",
+        )
+        session.commit()
+
+
+def main() -> None:
+    project = Project.open(sys.argv[1])
+    (project.state / "logs").mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=project.state / "logs" / "builds.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    run_build(project, sys.argv[2])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The web console and the jobs API, attached to the server of a project.
+
+The console is a static single-page app (built from `console/` in the
+repository, committed under `serve/static/console/`, so running it needs no
+Node). Its files hold no data and are public; everything it shows comes from
+the API with the signed-in user's key. The worker that runs fine-tuning jobs
+and console builds runs beside the server and stops with it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from shoptalk.project import Project
+from shoptalk.serve.jobs_api import JobsService
+from shoptalk.serve.jobs_api import router as jobs_router
+from shoptalk.serve.project_api import ProjectState
+from shoptalk.serve.project_api import router as project_router
+from shoptalk.serve.services import registry
+
+STATIC = Path(__file__).parent / "static" / "console"
+# Routes served without a key: the console's own files (no data in them).
+PUBLIC_PREFIXES = ("/console",)
+
+
+def attach_console(app: FastAPI, project: Project, base_names: list[str]) -> None:
+    """Add the jobs API, the project API and the console's files to `app`."""
+    sessions = registry(project.config.serve, project.state)
+    app.state.jobs = JobsService(sessions, project.state / "files", base_names)
+    app.state.project = ProjectState(project.root, sessions)
+    app.include_router(jobs_router)
+    app.include_router(project_router)
+
+    @app.get("/console", include_in_schema=False)
+    def console_index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/console")
+
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
+
+
+class WorkerThread:
+    """Runs the job worker's poll loop in a thread; each job trains in its own process."""
+
+    def __init__(self, project: Project, poll_s: float = 1.0) -> None:
+        from shoptalk.jobs.worker import Worker
+
+        self.worker = Worker(project, poll_s)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(
+            target=self.worker.run_forever, args=(self.stop_event,), name="jobs", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=60)
+
+
+def openapi_schema() -> dict:
+    """The server's OpenAPI schema, from which the console's client is typed.
+
+    Built on a throwaway project with the upstream engine, so no model loads.
+    """
+    import tempfile
+
+    from shoptalk.config import ServeSettings
+    from shoptalk.serve.app import create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "shoptalk.yaml").write_text("name: schema\n", encoding="utf-8")
+        settings = ServeSettings(engine="upstream", upstream_url="http://127.0.0.1:9/v1")
+        app = create_app(Path(tmp), settings=settings)
+        if not hasattr(app.state, "jobs"):
+            attach_console(app, Project.open(tmp), ["base"])
+        return app.openapi()

@@ -1,0 +1,451 @@
+"""The served project, for the web console: sources, data check and report, builds,
+scorecard, a playground and feedback.
+
+The console has no backend of its own: it calls these routes, the admin routes
+(keys, usage) and the OpenAI routes, with the signed-in user's key. Reading
+needs any valid key with the `editor` scope or a viewer's `chat`; changing
+anything needs `editor` (admin implies both).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shoptalk.artifacts import write_atomic
+from shoptalk.config import CONFIG_NAME
+from shoptalk.data.pii import redact
+from shoptalk.errors import ShoptalkError
+from shoptalk.project import Project
+from shoptalk.registry import jobs as store
+from shoptalk.registry.jobs import BuildRow, JobEventRow
+from shoptalk.serve.auth import Principal, require
+from shoptalk.serve.errors import ApiError
+
+router = APIRouter(prefix="/v1/project", tags=["console"])
+Editor = Annotated[Principal, Depends(require("editor"))]
+Viewer = Annotated[Principal, Depends(require("chat"))]
+SourceKind = Literal["docs", "faq", "conversations"]
+UPLOAD_DIRS = {"docs": "uploads/docs", "faq": "uploads/faq", "conversations": "uploads/chats"}
+FEEDBACK_FILE = "feedback.jsonl"
+
+
+class ProjectState:
+    """The served project and what the console's routes keep between requests."""
+
+    def __init__(self, root: Path, sessions: sessionmaker[Session]) -> None:
+        self.root = root
+        self.sessions = sessions
+        self.lock = threading.Lock()
+        # At most two assistants in memory (base and tuned) for the playground.
+        self.assistants: OrderedDict[str, Any] = OrderedDict()
+
+    def project(self) -> Project:
+        return Project.open(self.root)
+
+
+def state(request: Request) -> ProjectState:
+    return request.app.state.project
+
+
+State = Annotated[ProjectState, Depends(state)]
+
+
+# --- the project and its sources
+
+
+class SourceFile(BaseModel):
+    kind: SourceKind
+    path: str
+    bytes: int
+
+
+class ProjectInfo(BaseModel):
+    name: str
+    system_prompt: str
+    base_model: str
+    sources: list[SourceFile]
+    latest_run: str | None
+    promoted_run: str | None
+
+
+class ProjectUpdate(BaseModel, extra="forbid"):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(None, min_length=1, max_length=4000)
+
+
+@router.get("", response_model=ProjectInfo)
+def get_project(_: Viewer, st: State) -> ProjectInfo:
+    project = st.project()
+    cfg = project.config
+    return ProjectInfo(
+        name=cfg.name,
+        system_prompt=cfg.system_prompt,
+        base_model=cfg.base_model,
+        sources=list_sources(project),
+        latest_run=pointer(project.latest_run_file),
+        promoted_run=pointer(project.promoted_run_file),
+    )
+
+
+@router.patch("", response_model=ProjectInfo)
+def update_project(body: ProjectUpdate, principal: Editor, st: State) -> ProjectInfo:
+    changes = body.model_dump(exclude_none=True)
+    with st.lock:
+        edit_config(st.root, lambda raw: raw.update(changes))
+    return get_project(principal, st)
+
+
+@router.post("/sources", response_model=SourceFile)
+def upload_source(
+    principal: Editor,
+    st: State,
+    file: Annotated[UploadFile, File()],
+    kind: Annotated[SourceKind, Form()],
+) -> SourceFile:
+    """Save an uploaded document, FAQ sheet or chat export and list its folder as a source."""
+    folder = st.root / UPLOAD_DIRS[kind]
+    folder.mkdir(parents=True, exist_ok=True)
+    target = unused_name(folder, Path(file.filename or "upload").name)
+    tmp = target.with_name(f".{target.name}.part")
+    with tmp.open("wb") as out:
+        while chunk := file.file.read(2**20):
+            out.write(chunk)
+    tmp.rename(target)
+    entry = UPLOAD_DIRS[kind]
+    with st.lock:
+        edit_config(st.root, lambda raw: add_source(raw, kind, entry))
+    return SourceFile(kind=kind, path=str(target.relative_to(st.root)), bytes=target.stat().st_size)
+
+
+def unused_name(folder: Path, name: str) -> Path:
+    """`name` in `folder`, numbered if taken: an upload never replaces a file."""
+    target = folder / name
+    stem, suffix, n = target.stem, target.suffix, 1
+    while target.exists():
+        target = folder / f"{stem} ({n}){suffix}"
+        n += 1
+    return target
+
+
+def add_source(raw: dict, kind: str, entry: str) -> None:
+    entries = raw.setdefault("sources", {}).setdefault(kind, [])
+    if entry not in entries:
+        entries.append(entry)
+
+
+def edit_config(root: Path, change) -> None:
+    """Apply `change` to shoptalk.yaml, keeping the previous version as shoptalk.yaml.bak."""
+    path = root / CONFIG_NAME
+    text = path.read_text(encoding="utf-8")
+    raw = yaml.safe_load(text) or {}
+    change(raw)
+    write_atomic(path.with_name(CONFIG_NAME + ".bak"), text)
+    write_atomic(path, yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+
+
+def list_sources(project: Project) -> list[SourceFile]:
+    from shoptalk.data.dataset import source_files
+
+    found = []
+    for kind in ("docs", "faq", "conversations"):
+        for path in source_files(project.root, getattr(project.config.sources, kind)):
+            rel = path.relative_to(project.root) if path.is_relative_to(project.root) else path
+            found.append(SourceFile(kind=kind, path=str(rel), bytes=path.stat().st_size))
+    return found
+
+
+def pointer(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8").strip() or None if path.is_file() else None
+
+
+# --- data check and report
+
+
+class Problem(BaseModel):
+    where: str
+    message: str
+
+
+class CheckResponse(BaseModel):
+    counts: dict[str, int]
+    problems: list[Problem]
+
+
+@router.get("/check", response_model=CheckResponse)
+def check(_: Viewer, st: State) -> CheckResponse:
+    from shoptalk.data.check import check_sources
+
+    result = check_sources(st.project(), render=False)
+    return CheckResponse(
+        counts=result.counts,
+        problems=[
+            Problem(
+                where=f"{p.path}:{p.line}" if p.line else p.path,
+                message=redact(p.detail).text,
+            )
+            for p in result.problems
+        ],
+    )
+
+
+@router.get("/report")
+def data_report(_: Viewer, st: State) -> FileResponse:
+    """The data report (HTML) of the current sources, written if missing."""
+    from shoptalk.data.report import write_report
+
+    try:
+        _, html = write_report(st.project(), say=lambda _m: None)
+    except ShoptalkError as exc:
+        raise ApiError(409, str(exc)) from exc
+    return FileResponse(html, media_type="text/html")
+
+
+# --- builds
+
+
+class BuildInfo(BaseModel):
+    id: str
+    status: str
+    stage: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    error: dict | None
+    events: list[dict] = Field(default_factory=list)
+    metrics: list[dict] = Field(default_factory=list)
+    eta_seconds: float | None = None
+
+
+@router.post("/builds", response_model=BuildInfo)
+def start_build(principal: Editor, st: State) -> BuildInfo:
+    with st.sessions() as session:
+        active = session.scalar(select(BuildRow).where(BuildRow.status.in_(store.ACTIVE)))
+        if active is not None:
+            raise ApiError(409, f"Build {active.id} is already {active.status}", code="build_active")
+        row = BuildRow(id=store.new_id("build"), key_id=principal.key_id)
+        session.add(row)
+        store.add_event(session, row.id, "Build queued")
+        session.commit()
+        return build_info(session, row)
+
+
+@router.get("/builds", response_model=list[BuildInfo])
+def list_builds(_: Viewer, st: State) -> list[BuildInfo]:
+    with st.sessions() as session:
+        rows = session.scalars(select(BuildRow).order_by(BuildRow.created_at.desc()).limit(20))
+        return [build_info(session, r, details=False) for r in rows]
+
+
+@router.get("/builds/{build_id}", response_model=BuildInfo)
+def get_build(build_id: str, _: Viewer, st: State) -> BuildInfo:
+    with st.sessions() as session:
+        return build_info(session, find_build(session, build_id))
+
+
+@router.post("/builds/{build_id}/{action}", response_model=BuildInfo)
+def change_build(
+    build_id: str, action: Literal["cancel", "pause", "resume"], _: Editor, st: State
+) -> BuildInfo:
+    with st.sessions() as session:
+        row = find_build(session, build_id)
+        if action == "resume":
+            if row.status != "paused":
+                raise ApiError(409, f"Build {build_id} is {row.status}, not paused")
+            store.set_status(session, build_id, "queued", requested=None)
+        elif row.status in store.FINISHED:
+            raise ApiError(409, f"Build {build_id} has already {row.status}")
+        elif row.status == "running":
+            row.requested = action
+        else:
+            store.set_status(session, build_id, "cancelled" if action == "cancel" else "paused")
+        store.add_event(session, build_id, f"{action.capitalize()} requested")
+        session.commit()
+        session.refresh(row)
+        return build_info(session, row)
+
+
+def find_build(session: Session, build_id: str) -> BuildRow:
+    row = session.get(BuildRow, build_id)
+    if row is None:
+        raise ApiError(404, f"No such build: {build_id}", code="not_found")
+    return row
+
+
+def build_info(session: Session, row: BuildRow, details: bool = True) -> BuildInfo:
+    info = BuildInfo(
+        id=row.id,
+        status=row.status,
+        stage=row.stage,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        error=row.error,
+    )
+    if not details:
+        return info
+    events = session.scalars(
+        select(JobEventRow)
+        .where(JobEventRow.job_id == row.id, JobEventRow.type == "message")
+        .order_by(JobEventRow.seq)
+    )
+    info.events = [
+        {"time": e.created_at.isoformat(), "level": e.level, "message": e.message} for e in events
+    ]
+    metrics = Path(row.run_path) / "metrics.jsonl" if row.run_path else None
+    if metrics is not None and metrics.is_file():
+        lines = metrics.read_text(encoding="utf-8").splitlines()
+        info.metrics = [json.loads(line) for line in lines if line.strip()]
+        info.eta_seconds = eta(info.metrics, Path(row.run_path))
+    return info
+
+
+def eta(metrics: list[dict], run_dir: Path) -> float | None:
+    """Seconds left in training, from the plan's total steps and the recent step rate."""
+    plan_file = run_dir / "plan.json"
+    if not metrics or not plan_file.is_file():
+        return None
+    total = json.loads(plan_file.read_text(encoding="utf-8")).get("total_steps")
+    recent = metrics[-5:]
+    seconds_per_step = sum(m["tokens"] / max(m["tokens_per_s"], 1e-9) for m in recent) / len(recent)
+    return max(0.0, (total - metrics[-1]["step"]) * seconds_per_step) if total else None
+
+
+# --- scorecard
+
+
+@router.get("/scorecard")
+def scorecard(_: Viewer, st: State) -> dict:
+    """The latest run's scorecard (base vs tuned per suite and per question) and gate."""
+    project = st.project()
+    run_id = pointer(project.latest_run_file)
+    path = project.evals / run_id / "scorecard.json" if run_id else None
+    if path is None or not path.is_file():
+        raise ApiError(404, "No scorecard yet: run a build first.", code="not_found")
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["run_id"] = run_id
+    card["promoted"] = pointer(project.promoted_run_file) == run_id
+    return card
+
+
+@router.get("/scorecard/report")
+def scorecard_report(_: Viewer, st: State) -> FileResponse:
+    project = st.project()
+    run_id = pointer(project.latest_run_file)
+    path = project.evals / run_id / "report.html" if run_id else None
+    if path is None or not path.is_file():
+        raise ApiError(404, "No scorecard yet: run a build first.", code="not_found")
+    return FileResponse(path, media_type="text/html")
+
+
+# --- playground and feedback
+
+
+class PlaygroundRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=4000)
+    rag: bool = False
+    max_tokens: int = Field(128, ge=1, le=1024)
+
+
+class PlaygroundAnswer(BaseModel):
+    model: str
+    answer: str
+    citations: list[dict] = Field(default_factory=list)
+
+
+class PlaygroundResponse(BaseModel):
+    base: PlaygroundAnswer
+    tuned: PlaygroundAnswer | None
+
+
+@router.post("/playground", response_model=PlaygroundResponse)
+def playground(body: PlaygroundRequest, _: Viewer, st: State) -> PlaygroundResponse:
+    """The same question to the base and the promoted (else latest) tuned model."""
+    project = st.project()
+    try:
+        run = project.promoted_run()
+    except ShoptalkError:
+        run = None
+    with st.lock:
+        base = ask(st, project, None, body)
+        tuned = ask(st, project, run, body) if run is not None else None
+    return PlaygroundResponse(base=base, tuned=tuned)
+
+
+def ask(st: ProjectState, project: Project, run, body: PlaygroundRequest) -> PlaygroundAnswer:
+    from shoptalk.generate import answer, load_assistant
+    from shoptalk.models import resolve_base_model
+
+    name = run.run_id if run is not None else "base"
+    if name not in st.assistants:
+        st.assistants[name] = load_assistant(
+            resolve_base_model(project.config.base_model, project.root), run
+        )
+        while len(st.assistants) > 2:
+            st.assistants.popitem(last=False)
+    assistant = st.assistants[name]
+    if body.rag:
+        return rag_answer(project, assistant, name, body)
+    messages = [
+        {"role": "system", "content": project.config.system_prompt},
+        {"role": "user", "content": body.question},
+    ]
+    text = answer(assistant, [messages], max_new_tokens=body.max_tokens)[0]
+    return PlaygroundAnswer(model=name, answer=text)
+
+
+def rag_answer(project: Project, assistant, name: str, body: PlaygroundRequest) -> PlaygroundAnswer:
+    try:
+        from shoptalk.rag.answer import answer_with_citations
+        from shoptalk.rag.index import open_index
+    except ImportError as exc:
+        raise ApiError(501, "Retrieval is not available in this version.") from exc
+    result = answer_with_citations(assistant, open_index(project), body.question)
+    return PlaygroundAnswer(
+        model=name,
+        answer=result.message,
+        citations=[c.model_dump() for c in result.citations],
+    )
+
+
+class FeedbackRequest(BaseModel, extra="forbid"):
+    question: str = Field(min_length=1, max_length=4000)
+    answer: str = Field(max_length=8000)
+    rating: Literal["up", "down"]
+    correction: str | None = Field(None, max_length=8000)
+    model: str | None = None
+
+
+@router.post("/feedback")
+def feedback(body: FeedbackRequest, principal: Viewer, st: State) -> dict:
+    """Store a rating; the next build trains on corrections and upvoted answers.
+
+    Stored redacted, like every prompt shoptalk keeps.
+    """
+    from shoptalk.data.preferences import Feedback
+    from shoptalk.records import Message
+
+    project = st.project()
+    item = Feedback(
+        id=store.new_id("fb"),
+        prompt=[Message(role="user", content=redact(body.question).text)],
+        answer=redact(body.answer).text,
+        rating=body.rating,
+        correction=redact(body.correction).text if body.correction else None,
+        model=body.model,
+        created_at=datetime.now(timezone.utc),
+    )
+    path = project.state / FEEDBACK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with st.lock, path.open("a", encoding="utf-8") as f:
+        f.write(item.model_dump_json() + "\n")
+    return {"id": item.id, "stored": True}
