@@ -205,6 +205,14 @@ def promote_run(project: Project, run: RunArtifact) -> None:
     project.promote(run)
 
 
+def delete_model(project: Project, model_id: str, force: bool = False) -> ModelInfo:
+    """`delete`, and if the promoted model goes, `.shoptalk/promoted-run` goes with it."""
+    info = delete(open_registry(project), model_id, force)
+    if info.promoted:
+        project.promoted_run_file.unlink(missing_ok=True)
+    return info
+
+
 def _exists(db: Registry, model_id: str) -> bool:
     with db() as session:
         return session.get(ModelRow, model_id) is not None

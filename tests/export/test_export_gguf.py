@@ -1,0 +1,126 @@
+"""GGUF and Ollama export of a tiny random Llama that uses the default model's tokenizer.
+
+llama.cpp's converter recognizes tokenizers by a hash of their output, so the
+tests' own byte-level BPE is refused (tested below as a readable error) and
+this tiny model borrows SmolLM2's tokenizer: 2 layers, hidden 64, real vocab.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shoptalk.artifacts import RunArtifact, write_json
+from shoptalk.export import ExportError
+from shoptalk.export.gguf import convert, converter_dir, gguf_warning
+from shoptalk.export.run import export_model
+from shoptalk.project import Project
+from shoptalk.registry.models import get_model, open_registry
+
+from projects import write_project
+
+RUN_ID = "run-tinygguf0001"
+
+pytestmark = pytest.mark.skipif(
+    not (converter_dir() / "convert_hf_to_gguf.py").is_file(),
+    reason="GGUF converter not installed (scripts/setup.sh)",
+)
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def smol_tokenizer_dir() -> Path:
+    from shoptalk.errors import ModelError
+    from shoptalk.models import resolve_base_model
+
+    try:
+        return Path(resolve_base_model("default"))
+    except ModelError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def gguf_project(tmp_path: Path, smol_tokenizer_dir: Path, one_thread) -> Project:
+    """A promoted full-weights run: a random 2-layer Llama with SmolLM2's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(smol_tokenizer_dir)
+    torch.manual_seed(0)
+    # A wide init makes the argmax decisive, so f16 rounding does not flip greedy tokens.
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        initializer_range=0.2,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    root = write_project(tmp_path / "proj", smol_tokenizer_dir)
+    project = Project.open(root)
+    run = RunArtifact(path=project.runs / RUN_ID, run_id=RUN_ID)
+    LlamaForCausalLM(config).save_pretrained(run.final)
+    tokenizer.save_pretrained(run.final)
+    write_json(run.path / "card.json", {"base_model": "default", "base_path": str(run.final)})
+    project.promote(run)
+    return project
+
+
+# Slow only because transformers parses a 49k-token GGUF vocabulary twice (~1 min on 2 cores).
+@pytest.mark.slow
+def test_gguf_and_ollama_export(gguf_project: Project) -> None:
+    from transformers import AutoTokenizer
+
+    info = export_model(gguf_project, "ollama", quant="f16", say=quiet)
+
+    folder = Path(info.path)
+    assert info.format == "ollama" and info.quant == "f16" and info.parity_passed
+    assert set(info.files) == {"model-f16.gguf", "Modelfile"}
+    report = json.loads((folder / "parity.json").read_text())
+    checks = {c["name"]: c["passed"] for c in report["checks"]}
+    assert checks == dict.fromkeys(
+        ["chat template", "token ids", "stop tokens", "logits", "greedy outputs"], True
+    )
+    # The GGUF carries the training template and tokenizer: same text, same ids.
+    gguf_tok = AutoTokenizer.from_pretrained(folder, gguf_file="model-f16.gguf")
+    trained = AutoTokenizer.from_pretrained(gguf_project.runs / RUN_ID / "final")
+    assert gguf_tok.chat_template == trained.chat_template
+    text = "退货期限是多少天？ The claim window is 47 days."
+    assert gguf_tok(text)["input_ids"] == trained(text)["input_ids"]
+    modelfile = (folder / "Modelfile").read_text()
+    assert modelfile.startswith("FROM ./model-f16.gguf\n")
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert 'SYSTEM """You are Kestrel Assist."""' in modelfile
+    # Both the HF folder it was converted from and the GGUF are in the registry.
+    exports = get_model(open_registry(gguf_project), RUN_ID).exports
+    assert [(e.format, e.quant) for e in exports] == [("ollama", "f16")]
+    assert (gguf_project.state / "exports" / RUN_ID / "hf" / "parity.json").is_file()
+
+
+def test_unknown_tokenizer_is_a_readable_converter_error(tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="pre-tokenizer was not recognized.*not possible"):
+        convert(tiny_model, tmp_path / "model-f16.gguf", "f16")
+    assert not (tmp_path / "model-f16.gguf").exists()
+    assert (tmp_path / "convert.log").is_file()
+
+
+def test_unsupported_quant_names_the_choices(tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="expected one of f16, q8_0, f32, bf16"):
+        convert(tiny_model, tmp_path / "m.gguf", "q4_k_m")
+
+
+def test_architecture_warning(tmp_path: Path, tiny_model: Path) -> None:
+    assert gguf_warning(str(tiny_model)) is None
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["FancyNewForCausalLM"]}))
+    warning = gguf_warning(str(tmp_path))
+    assert warning and "FancyNewForCausalLM" in warning and "--format hf works" in warning
