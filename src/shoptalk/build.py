@@ -1,4 +1,4 @@
-"""`shoptalk build`: ingest -> dataset -> train -> eval, skipping what has not changed.
+"""`shoptalk build`: ingest -> dataset -> index -> train -> eval, skipping what has not changed.
 
 Each stage's output folder is named by a hash of its inputs and settings, so
 "has it changed?" is "does the folder exist and is it complete?". A training
@@ -38,6 +38,15 @@ def prepare_dataset(project: Project, say: Say = print) -> DatasetArtifact:
     dataset = build_dataset(project.config, project.root, project.datasets)
     say(f"dataset  {dataset.hash}  ({dataset.path})")
     return dataset
+
+
+def index_documents(project: Project, say: Say = print) -> None:
+    """The retrieval index of `sources.docs`; only changed documents are read and embedded."""
+    if not project.config.sources.docs or not project.config.rag.enabled:
+        return
+    from shoptalk.rag.index import index_project
+
+    say(f"index    {index_project(project).summary()}")
 
 
 def train(
@@ -85,6 +94,7 @@ def build(project: Project, say: Say = print, stop_after: int | None = None) -> 
     base_path = resolve_base_model(project.config.base_model, project.root)
     say(f"base     {project.config.base_model}  ({base_path})")
     dataset = prepare_dataset(project, say)
+    index_documents(project, say)
     # Question files are checked before training, not after it.
     suites = question_suites(project, dataset)
     run = train(project, dataset, base_path, say, stop_after)

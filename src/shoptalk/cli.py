@@ -189,15 +189,57 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question")],
     base: Annotated[bool, typer.Option("--base", help="Ask the untuned base model")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 128,
+    rag: Annotated[
+        bool, typer.Option("--rag", help="Answer from the indexed documents, with citations")
+    ] = False,
 ) -> None:
     """Ask the tuned assistant (or the base model) one question."""
     from shoptalk.chat import Session
 
     try:
-        session = Session.open(open_project(project_dir), base=base)
+        project = open_project(project_dir)
+        session = Session.open(project, base=base)
+        if rag:
+            from shoptalk.rag.answer import answer_with_citations
+            from shoptalk.rag.retrieve import open_index
+
+            result = answer_with_citations(
+                session.assistant,
+                open_index(project),
+                question,
+                None,
+                session.system_prompt,
+                max_new_tokens,
+            )
     except ShoptalkError as exc:
         fail(exc)
-    console.print(session.reply(question, max_new_tokens), highlight=False)
+    if not rag:
+        console.print(session.reply(question, max_new_tokens), highlight=False)
+        return
+    console.print(result.message, highlight=False)
+    for citation in result.citations:
+        mark = f"[{citation.number}]" if citation.number else "support"
+        console.print(
+            f'  {mark} {citation.source}: "{citation.quote}"', highlight=False, markup=False
+        )
+    if result.dropped_citations:
+        console.print(
+            f"  ({result.dropped_citations} citation(s) dropped: not in the cited document)"
+        )
+
+
+@app.command()
+def index(project_dir: ProjectDir) -> None:
+    """Chunk and embed the documents for retrieval; only what changed since the last run."""
+    from shoptalk.rag.index import index_project
+
+    try:
+        report = index_project(open_project(project_dir), progress=True)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(f"index    {report.summary()}  ({report.folder})", highlight=False)
+    for problem in report.skipped:
+        console.print(f"[yellow]skipped:[/] {problem}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,11 +34,26 @@ def default_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-@dataclass
 class Embedder:
-    model: SentenceTransformer
-    name: str
-    batch_size: int = 32
+    """A sentence-transformers model, loaded on first use: an up-to-date index needs none."""
+
+    def __init__(
+        self,
+        name: str,
+        location: str,
+        batch_size: int = 32,
+        model: SentenceTransformer | None = None,
+    ) -> None:
+        self.name = name
+        self.location = location
+        self.batch_size = batch_size
+        self._model = model
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            self._model = _load_model(self.location, self.name)
+        return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:
         import numpy as np
@@ -67,18 +82,23 @@ def load_embedder(
     name: str = "default", root: Path | None = None, batch_size: int = 32
 ) -> Embedder:
     """'default', a folder (relative to `root` if given) or a sentence-transformers name."""
+    location = str(default_model_path()) if name == "default" else name
+    if root is not None and (root / name).is_dir():
+        location = str(root / name)
+    return Embedder(name, location, batch_size)
+
+
+@cache
+def _load_model(location: str, name: str) -> SentenceTransformer:
+    """One copy per process: the build, the server and tests share it."""
     from sentence_transformers import SentenceTransformer
 
     from shoptalk.models import pick_device
 
-    location = str(default_model_path()) if name == "default" else name
-    if root is not None and (root / name).is_dir():
-        location = str(root / name)
     try:
-        model = SentenceTransformer(location, device=pick_device("auto"))
+        return SentenceTransformer(location, device=pick_device("auto"))
     except Exception as err:  # OSError, ValueError, HTTP errors: all mean "cannot load it"
         raise ModelError(
             f"rag.embedding_model: cannot load {name!r} as a sentence-transformers model "
             f"(a folder with modules.json, or a model name this machine can download): {err}"
         ) from err
-    return Embedder(model, name, batch_size)

@@ -52,6 +52,12 @@ class IndexReport:
     skipped: list[str]
     folder: Path
 
+    def summary(self) -> str:
+        return (
+            f"{self.documents} documents, {self.chunks} chunks: {self.embedded} embedded, "
+            f"{self.reused} reused, {self.removed} removed"
+        )
+
 
 def index_folder(project: Project) -> Path:
     return project.state / "index"
@@ -191,7 +197,9 @@ def _embed(
         if key not in known:
             first_row.setdefault(key, i)
     missing = list(first_row.values())
-    vectors = np.zeros((len(chunks), embedder.dimensions), dtype=np.float32)
+    # An up-to-date index takes its width from the stored vectors: no model is loaded.
+    width = old.vectors.shape[1] if old is not None and not missing else embedder.dimensions
+    vectors = np.zeros((len(chunks), width), dtype=np.float32)
     step = embedder.batch_size
     batches = range(0, len(missing), step)
     for start in _tracked(batches, "embedding chunks", progress and len(batches) > 1):

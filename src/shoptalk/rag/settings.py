@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field
 
 
 class RagSettings(BaseModel, extra="forbid"):
+    enabled: bool = Field(True, description="Build the retrieval index in `shoptalk build`")
     embedding_model: str = Field(
         "default",
         description="'default' (the bundled all-MiniLM-L6-v2, English), a local folder or a "

@@ -1,0 +1,214 @@
+"""Question-answer pairs written by a teacher model from document chunks.
+
+The rule-based extractor (`augment.document_examples`) needs no model but only
+turns fact-carrying sentences into cloze questions. A teacher, any model behind
+an OpenAI-compatible endpoint on the organization's own machines (vLLM, llama.cpp,
+a `shoptalk serve`), writes the questions people actually ask.
+
+- cost is capped: at most `max_requests` calls per build, cached answers are free;
+- every answer is cached by (model, prompt), so a rerun never asks again;
+- transient failures (timeouts, 429, 5xx) are retried with backoff, honouring
+  `Retry-After`;
+- every pair keeps its chunk's `source` and names the chunk in its id.
+
+Chunks arrive here already redacted: the teacher never sees personal data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+from pydantic import BaseModel, Field
+
+from shoptalk.artifacts import write_json
+from shoptalk.errors import ShoptalkError
+from shoptalk.records import Chunk, Conversation, Message
+
+log = logging.getLogger(__name__)
+
+PROMPT_EN = (
+    "Here is an excerpt from our internal documents ({source}):\n\n{text}\n\n"
+    "Write {n} questions an employee or customer might ask that this excerpt answers, "
+    "each with a short, complete answer taken from the excerpt. "
+    'Reply with JSON lines only, one per pair: {{"question": "...", "answer": "..."}}'
+)
+PROMPT_ZH = (
+    "以下是我们内部文档的一段（{source}）：\n\n{text}\n\n"
+    "请写出 {n} 个员工或客户可能会问、且这段内容能够回答的问题，每个问题附上取自原文的简短完整答案。"
+    '只用 JSON 行回答，每行一对：{{"question": "...", "answer": "..."}}'
+)
+RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+
+
+class TeacherSettings(BaseModel, extra="forbid"):
+    base_url: str = Field(description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8001/v1")
+    model: str = Field(description="The teacher model's name at that endpoint")
+    api_key_env: str = Field(
+        "SHOPTALK_TEACHER_KEY", description="Environment variable holding the endpoint's key"
+    )
+    questions_per_chunk: int = Field(3, ge=1, le=20)
+    max_requests: int = Field(500, ge=0, description="Cap on uncached calls per build")
+    max_tokens: int = Field(512, ge=16)
+    temperature: float = Field(0.3, ge=0, le=2)
+    timeout_s: float = Field(120, gt=0)
+    retries: int = Field(3, ge=0, description="Retries of a failed call, with backoff")
+
+
+class SynthSettings(BaseModel, extra="forbid"):
+    teacher: TeacherSettings | None = Field(
+        None, description="Generate document QA with a teacher model; none = rule-based only"
+    )
+
+
+class SynthReport(BaseModel):
+    chunks: int = 0
+    requests: int = 0
+    cached: int = 0
+    pairs: int = 0
+    unparsed: int = 0
+    skipped_over_cap: int = 0
+    failed: int = 0
+
+
+class Teacher:
+    """A cached, retrying, budgeted chat-completions client."""
+
+    def __init__(self, settings: TeacherSettings, cache_dir: Path) -> None:
+        self.settings = settings
+        self.cache_dir = cache_dir
+        key = os.environ.get(settings.api_key_env, "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(
+            base_url=settings.base_url.rstrip("/"), headers=headers, timeout=settings.timeout_s
+        )
+        self.requests = 0
+
+    def ask(self, prompt: str) -> tuple[str | None, bool]:
+        """The teacher's reply (or None if over the cap), and whether it came from the cache."""
+        cached = self.cache_dir / f"{self.cache_key(prompt)}.json"
+        if cached.is_file():
+            return json.loads(cached.read_text(encoding="utf-8"))["reply"], True
+        if self.requests >= self.settings.max_requests:
+            return None, False
+        self.requests += 1
+        reply = self.complete(prompt)
+        write_json(cached, {"model": self.settings.model, "reply": reply})
+        return reply, False
+
+    def cache_key(self, prompt: str) -> str:
+        s = self.settings
+        key = json.dumps([s.base_url, s.model, s.temperature, s.max_tokens, prompt])
+        return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+    def complete(self, prompt: str) -> str:
+        body = {
+            "model": self.settings.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": self.settings.max_tokens,
+            "temperature": self.settings.temperature,
+            "seed": 0,
+        }
+        for attempt in range(self.settings.retries + 1):
+            try:
+                response = self.client.post("/chat/completions", json=body)
+            except httpx.TransportError as exc:
+                if attempt == self.settings.retries:
+                    raise TeacherError(f"{self.settings.base_url}: {exc}") from exc
+                time.sleep(2**attempt)
+                continue
+            if response.status_code == 200:
+                return response.json()["choices"][0]["message"]["content"] or ""
+            if response.status_code not in RETRY_STATUS or attempt == self.settings.retries:
+                raise TeacherError(
+                    f"{self.settings.base_url} answered {response.status_code}: "
+                    f"{response.text[:300]}"
+                )
+            time.sleep(retry_after(response, attempt))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class TeacherError(ShoptalkError):
+    pass
+
+
+def retry_after(response: httpx.Response, attempt: int) -> float:
+    try:
+        return min(60.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return float(2**attempt)
+
+
+def teacher_examples(
+    chunks: list[Chunk], settings: TeacherSettings, cache_dir: Path, chinese: bool
+) -> tuple[list[Conversation], SynthReport]:
+    """QA conversations for `chunks`, each traceable to its chunk; and what it cost."""
+    report = SynthReport(chunks=len(chunks))
+    template = PROMPT_ZH if chinese else PROMPT_EN
+    teacher = Teacher(settings, cache_dir)
+    out: list[Conversation] = []
+    try:
+        for chunk in chunks:
+            prompt = template.format(
+                source=chunk.source, text=chunk.text, n=settings.questions_per_chunk
+            )
+            try:
+                reply, was_cached = teacher.ask(prompt)
+            except TeacherError as exc:
+                # One bad call must not lose the pairs already made.
+                log.warning("teacher failed on %s: %s", chunk.source, exc)
+                report.failed += 1
+                continue
+            if reply is None:
+                report.skipped_over_cap += 1
+                continue
+            report.cached += was_cached
+            pairs = parse_pairs(reply)
+            report.unparsed += not pairs
+            for i, (question, answer) in enumerate(pairs[: settings.questions_per_chunk]):
+                out.append(
+                    Conversation(
+                        id=f"synth-{chunk.id}-{i}",
+                        messages=[
+                            Message(role="user", content=question),
+                            Message(role="assistant", content=answer),
+                        ],
+                        source=chunk.source,
+                        kind="doc_qa",
+                    )
+                )
+    finally:
+        teacher.close()
+    report.requests = teacher.requests
+    report.pairs = len(out)
+    if report.skipped_over_cap:
+        log.warning(
+            "teacher: %d chunks skipped, over max_requests=%d",
+            report.skipped_over_cap,
+            settings.max_requests,
+        )
+    return out, report
+
+
+def parse_pairs(reply: str) -> list[tuple[str, str]]:
+    """Question-answer pairs from a reply of JSON objects, tolerant of prose around them."""
+    pairs = []
+    for match in JSON_OBJECT.finditer(reply):
+        try:
+            item = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            continue
+        question, answer = str(item.get("question", "")).strip(), str(item.get("answer", "")).strip()
+        if question and answer:
+            pairs.append((question, answer))
+    return pairs
