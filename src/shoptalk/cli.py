@@ -419,5 +419,113 @@ def usage(
         console.print(table)
 
 
+@app.command()
+def export(
+    project_dir: ProjectDir,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="hf (safetensors folder), gguf, or ollama (GGUF + Modelfile)"
+        ),
+    ] = "hf",
+    quant: Annotated[str, typer.Option(help="GGUF type: f16, q8_0, f32 or bf16")] = "f16",
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model id from `shoptalk models list`; default: the promoted one"),
+    ] = None,
+) -> None:
+    """Export a trained model and check it answers like the model that was evaluated."""
+    from shoptalk.export.run import export_model
+
+    try:
+        info = export_model(open_project(project_dir), fmt, quant, model, say=console.print)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(f"exported {info.path}\nparity report: {info.report}", highlight=False)
+
+
+models_app = typer.Typer(
+    help="Trained models: lineage, scorecards, exports, promotion.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+ModelId = Annotated[
+    str, typer.Argument(help="The model's id (run-...), from `shoptalk models list`")
+]
+
+
+@models_app.command("list")
+def models_list(project_dir: ProjectDir) -> None:
+    """Every registered model; * marks the promoted one."""
+    from rich.table import Table
+
+    from shoptalk.registry.models import list_models, open_registry
+
+    try:
+        models = list_models(open_registry(open_project(project_dir)))
+    except ShoptalkError as exc:
+        fail(exc)
+    table = Table("", "id", "base", "dataset", "created", "scores", "exports")
+    for m in models:
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in list(m.headline.items())[:2])
+        exports = ", ".join(f"{e.format}{'-' + e.quant if e.quant else ''}" for e in m.exports)
+        table.add_row(
+            "*" if m.promoted else "",
+            m.id,
+            m.base_model,
+            m.dataset_hash[:12],
+            m.created,
+            scores,
+            exports,
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(project_dir: ProjectDir, model_id: ModelId) -> None:
+    """A model's lineage, scorecard headline and exports (with sha256), as JSON."""
+    from shoptalk.registry.models import get_model, open_registry
+
+    try:
+        info = get_model(open_registry(open_project(project_dir)), model_id)
+    except ShoptalkError as exc:
+        fail(exc)
+    typer.echo(info.model_dump_json(indent=2))
+
+
+@models_app.command("promote")
+def models_promote(project_dir: ProjectDir, model_id: ModelId) -> None:
+    """Make this model the one `ask`, `chat` and `serve` use."""
+    from shoptalk.artifacts import RunArtifact
+    from shoptalk.registry.models import promote_run
+
+    try:
+        project = open_project(project_dir)
+        run = RunArtifact(path=project.runs / model_id, run_id=model_id)
+        if not run.final.is_dir():
+            raise ShoptalkError(f"{model_id}: no finished run in {run.path}.")
+        promote_run(project, run)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(f"promoted {model_id}", highlight=False)
+
+
+@models_app.command("delete")
+def models_delete(
+    project_dir: ProjectDir,
+    model_id: ModelId,
+    force: Annotated[bool, typer.Option(help="Also delete the promoted model")] = False,
+) -> None:
+    """Remove a model from the registry. Files on disk are left alone."""
+    from shoptalk.registry.models import delete_model
+
+    try:
+        info = delete_model(open_project(project_dir), model_id, force)
+    except ShoptalkError as exc:
+        fail(exc)
+    console.print(
+        f"deleted {info.id} from the registry; files kept in {info.run_path}", highlight=False
+    )
+
+
 if __name__ == "__main__":
     app()
