@@ -30,7 +30,7 @@ from pathlib import Path
 
 from shoptalk.artifacts import DatasetArtifact, write_json, write_jsonl
 from shoptalk.config import DataSettings, ShoptalkConfig
-from shoptalk.data import augment
+from shoptalk.data import augment, synth
 from shoptalk.data.clean import Dropped, clean_chunks, clean_conversations, source_file
 from shoptalk.data.dedupe import dedupe, leakage_free_split
 from shoptalk.data.ingest import Ingested, ingest
@@ -48,7 +48,7 @@ DATASET_FORMAT = 2
 # Settings added after the first datasets were built. At their defaults they are
 # left out of the hash, so a project that does not use them keeps its dataset
 # (and its trained run) across an upgrade.
-LATER_SETTINGS = ("split_by", "replay", "canaries")
+LATER_SETTINGS = ("split_by", "replay", "synth", "canaries")
 SHEET_LABEL = re.compile(r"\[[^\]]*\]$")
 
 
@@ -109,7 +109,10 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     sources, pool, report = prepare_sources(sources, settings, pool)
     # An error message may quote a cell, a key or a role name: it is stored redacted.
     report["skipped"] = [redact(str(e), settings.pii).text for e in errors or []]
-    train, val, heldout, split = assemble(cfg, sources)
+    synthesized, synth_report = synthesize(cfg, sources, out_root.parent / "cache" / "synth")
+    if synth_report:
+        report["synth"] = synth_report
+    train, val, heldout, split = assemble(cfg, sources, synthesized)
     in_train = {c.id for c in train}
     replay = sample_replay([c for c in pool if c.id not in in_train], len(train), settings.replay)
     train += replay
@@ -225,8 +228,21 @@ def redact_chunk(chunk: Chunk, settings: DataSettings, counts: Counter[str]) -> 
     return chunk.model_copy(update={"text": result.text}) if result.counts else chunk
 
 
+def synthesize(
+    cfg: ShoptalkConfig, sources: Ingested, cache_dir: Path
+) -> tuple[list[Conversation], dict]:
+    """Teacher-written document QA (none without a teacher), and its cost report."""
+    teacher = cfg.data.synth.teacher
+    if teacher is None or not sources.chunks:
+        return [], {}
+    pairs, report = synth.teacher_examples(
+        sources.chunks, teacher, cache_dir, is_mostly_chinese(sources)
+    )
+    return pairs, report.model_dump()
+
+
 def assemble(
-    cfg: ShoptalkConfig, sources: Ingested
+    cfg: ShoptalkConfig, sources: Ingested, synthesized: list[Conversation] | None = None
 ) -> tuple[list[Conversation], list[Conversation], list[Conversation], dict]:
     """(train, val, heldout, how the held-out rows were chosen), replay not yet mixed in."""
     settings = cfg.data
@@ -235,6 +251,7 @@ def assemble(
     train += sources.conversations
     if settings.document_qa:
         train += augment.document_examples(sources.chunks)
+    train += synthesized or []
     if settings.refusals:
         chinese = is_mostly_chinese(sources)
         answer = settings.refusal_answer
