@@ -527,5 +527,23 @@ def models_delete(
     )
 
 
+@app.command()
+def serve(
+    project_dir: ProjectDir,
+    host: Annotated[str, typer.Option(help="Address to bind (default: serve.host)")] = None,
+    port: Annotated[int, typer.Option(help="Port (default: serve.port)")] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback address without TLS")
+    ] = False,
+) -> None:
+    """Serve the OpenAI-compatible API (keys from `shoptalk keys create`)."""
+    from shoptalk.serve.server import serve as run_server
+
+    try:
+        open_project(project_dir)
+        run_server(project_dir, host, port, insecure)
+    except ShoptalkError as exc:
+        fail(exc)
+
 if __name__ == "__main__":
     app()
