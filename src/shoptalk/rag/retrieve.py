@@ -119,14 +119,16 @@ def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
 
     settings = project.config.rag
     stored = require_index(index_folder(project), project.root)
-    if stored.settings.get("embedding_model") != settings.embedding_model:
-        raise ShoptalkError(
-            f"The index was built with the embedding model {stored.settings.get('embedding_model')!r}, "
-            f"rag.embedding_model is now {settings.embedding_model!r}: run `shoptalk index {project.root}`."
-        )
     embedder = embedder or load_embedder(
         settings.embedding_model, project.root, settings.batch_size
     )
+    built_with = stored.settings.get("embedding_model")
+    if built_with != embedder.name:
+        raise ShoptalkError(
+            f"The index was built with the embedding model {built_with!r}, but questions would be "
+            f"embedded with {embedder.name!r} (rag.embedding_model): "
+            f"run `shoptalk index {project.root}` to rebuild it."
+        )
     return RagIndex(stored, embedder, settings, load_reranker(settings.reranker, project))
 
 
