@@ -1,0 +1,42 @@
+"""`shoptalk index` and `shoptalk ask --rag` with the bundled embedding model (local, ~90 MB)."""
+
+from __future__ import annotations
+
+import yaml
+from rag_fakes import write_rag_project
+from typer.testing import CliRunner
+
+from shoptalk.cli import app
+
+runner = CliRunner()
+
+
+def test_index_then_ask_with_rag(tmp_path, tiny_model, one_thread):
+    root = write_rag_project(tmp_path / "p", min_similarity=0.2)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config | {"base_model": str(tiny_model)}))
+
+    first = runner.invoke(app, ["index", str(root)])
+    assert first.exit_code == 0, first.output
+    assert "4 documents, 5 chunks: 5 embedded, 0 reused, 0 removed" in first.output
+    (root / "docs" / "legal.md").unlink()
+    second = runner.invoke(app, ["index", str(root)])
+    assert "3 documents, 4 chunks: 0 embedded, 4 reused, 1 removed" in second.output
+
+    asked = runner.invoke(
+        app,
+        ["ask", str(root), "Who runs the Oslo depot?", "--rag", "--base", "--max-new-tokens", "4"],
+    )
+    assert asked.exit_code == 0, asked.output
+    off_topic = runner.invoke(
+        app, ["ask", str(root), "What is the boiling point of tungsten?", "--rag", "--base"]
+    )
+    assert "I could not find this in the documents." in off_topic.output
+
+
+def test_ask_with_rag_before_indexing_says_what_to_run(tmp_path, tiny_model):
+    root = write_rag_project(tmp_path / "p")
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config | {"base_model": str(tiny_model)}))
+    result = runner.invoke(app, ["ask", str(root), "Who runs the depot?", "--rag", "--base"])
+    assert result.exit_code == 2 and "shoptalk index" in result.output
