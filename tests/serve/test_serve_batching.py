@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
-import pytest
 from serve_harness import serving
 
 QUESTIONS = [

@@ -8,12 +8,13 @@ from pathlib import Path
 import openai
 import pytest
 from conftest import build_tiny_model
-from projects import write_project
 from serve_harness import serving
 
 from shoptalk.config import ServeSettings
 from shoptalk.project import Project
 from shoptalk.serve.catalog import Catalog
+
+from projects import write_project
 
 HELLO = [{"role": "user", "content": "What is the claim window?"}]
 
@@ -74,9 +75,11 @@ def test_adapters_switch_per_request_on_one_base(project: Project, tmp_path: Pat
 
 
 def test_an_adapter_for_another_base_is_refused(project: Project, tmp_path: Path, one_thread):
-    with serving(tmp_path, catalog(project, models="all")) as served:
-        with pytest.raises(openai.ConflictError) as caught:
-            answer(served.client(), "run-foreign")
+    with (
+        serving(tmp_path, catalog(project, models="all")) as served,
+        pytest.raises(openai.ConflictError) as caught,
+    ):
+        answer(served.client(), "run-foreign")
     assert caught.value.code == "adapter_base_mismatch"
     assert "other-base" in caught.value.message
 

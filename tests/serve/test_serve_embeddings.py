@@ -22,9 +22,7 @@ def test_embeddings_are_unit_vectors_that_rank_meaning(served):
     texts = ["How long is the claim window?", "What is the deadline for claims?", "退货期限"]
     # Unasked, the openai client requests base64 and decodes it; floats are asked explicitly.
     for options in ({}, {"encoding_format": "float"}):
-        result = served.client().embeddings.create(
-            model="all-MiniLM-L6-v2", input=texts, **options
-        )
+        result = served.client().embeddings.create(model="all-MiniLM-L6-v2", input=texts, **options)
         vectors = np.array([d.embedding for d in result.data])
         assert vectors.shape == (3, 384)
         assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)

@@ -99,13 +99,17 @@ def test_every_route_but_health_needs_a_key(served):
 def test_metrics_need_an_admin_key_and_count_per_model(served):
     served.client().chat.completions.create(model="base", messages=HELLO, max_tokens=2)
     assert httpx.get(served.url + "/metrics").status_code == 401
-    user = httpx.get(served.url + "/metrics", headers={"Authorization": f"Bearer {served.keys['alice']}"})
+    user = httpx.get(
+        served.url + "/metrics", headers={"Authorization": f"Bearer {served.keys['alice']}"}
+    )
     assert user.status_code == 403
     admin = httpx.get(
         served.url + "/metrics", headers={"Authorization": f"Bearer {served.keys['admin']}"}
     )
     assert admin.status_code == 200
-    assert 'shoptalk_requests_total{adapter="",model="base",route="chat",status="200"}' in admin.text
+    assert (
+        'shoptalk_requests_total{adapter="",model="base",route="chat",status="200"}' in admin.text
+    )
     assert "shoptalk_time_to_first_token_seconds_bucket" in admin.text
     assert "shoptalk_queue_depth" in admin.text
 

@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from projects import write_project
 from serve_harness import base_catalog, serving
 from typer.testing import CliRunner
 
@@ -14,6 +13,8 @@ from shoptalk.cli import app
 from shoptalk.config import ServeSettings
 from shoptalk.errors import ConfigError
 from shoptalk.serve.server import check_bind
+
+from projects import write_project
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
