@@ -85,6 +85,24 @@ def test_token_limit_reserves_the_worst_case_and_settle_gives_back_the_rest():
     asyncio.run(scenario())
 
 
+def test_a_settle_after_the_window_moved_on_gives_nothing_back_twice():
+    clock = Clock()
+    limiter = InProcessLimiter(clock=clock)
+    who = principal(tpm=100)
+
+    async def scenario():
+        slow = await limiter.admit(who, 100)
+        clock.now += 61  # a long generation: its tokens already left the window
+        fresh = await limiter.admit(who, 100)
+        await slow.settle(0)  # must not free the fresh request's tokens
+        with pytest.raises(ApiError):
+            await limiter.admit(who, 1)
+        await fresh.settle(40)
+        await limiter.admit(who, 60)
+
+    asyncio.run(scenario())
+
+
 def test_concurrent_token_reservations_never_overshoot():
     limiter = InProcessLimiter(clock=Clock())
     results = asyncio.run(admit_all(limiter, principal(tokens_per_day=1000), [300] * 8))

@@ -133,7 +133,8 @@ def quota_refusal(
 class KeyUsage:
     """One key's counters in process: its last minute's requests, its day and month."""
 
-    recent: deque[list] = field(default_factory=deque)  # [time, tokens] oldest first
+    recent: deque[list] = field(default_factory=deque)  # [start time, tokens], oldest first
+    recent_tokens: int = 0  # the sum over `recent`, kept so a check is O(1)
     day: str = ""
     day_tokens: int = 0
     month: str = ""
@@ -141,7 +142,9 @@ class KeyUsage:
 
     def roll(self, now: float, calendar: Calendar) -> None:
         while self.recent and self.recent[0][0] <= now - WINDOW_S:
-            self.recent.popleft()
+            gone = self.recent.popleft()
+            self.recent_tokens -= gone[1]
+            gone[1] = 0  # a late settle has nothing left to give back to the window
         if self.day != calendar.day:
             self.day, self.day_tokens = calendar.day, 0
         if self.month != calendar.month:
@@ -149,29 +152,28 @@ class KeyUsage:
 
 
 def window_refusal(
-    principal: Principal, recent: list[tuple[float, int]], tokens: int, now: float
+    principal: Principal, usage: KeyUsage, tokens: int, now: float
 ) -> ApiError | None:
     """A 429 if one more request of `tokens` breaks rpm or tpm, with when it would fit."""
-    if principal.rpm is not None and len(recent) + 1 > principal.rpm:
+    if principal.rpm is not None and len(usage.recent) + 1 > principal.rpm:
         return too_many(
             f"Rate limit of {principal.rpm} requests per minute reached.",
-            recent[0][0] + WINDOW_S - now,
+            usage.recent[0][0] + WINDOW_S - now,
         )
     if principal.tpm is None:
         return None
     if tokens > principal.tpm:
         return too_large(principal, tokens)
-    excess = sum(n for _, n in recent) + tokens - principal.tpm
+    excess = usage.recent_tokens + tokens - principal.tpm
     if excess <= 0:
         return None
-    for started, n in recent:  # the request fits once enough old ones leave the window
+    wait = WINDOW_S
+    for started, n in usage.recent:  # it fits once enough old requests leave the window
         excess -= n
         if excess <= 0:
-            return too_many(
-                f"Rate limit of {principal.tpm} tokens per minute reached.",
-                started + WINDOW_S - now,
-            )
-    return too_many(f"Rate limit of {principal.tpm} tokens per minute reached.", WINDOW_S)
+            wait = started + WINDOW_S - now
+            break
+    return too_many(f"Rate limit of {principal.tpm} tokens per minute reached.", wait)
 
 
 class InProcessLimiter:
@@ -193,19 +195,22 @@ class InProcessLimiter:
             calendar = Calendar.at(now)
             usage = self._usage.setdefault(principal.key_id, KeyUsage())
             usage.roll(now, calendar)
-            refusal = window_refusal(
-                principal, [(t, n) for t, n in usage.recent], tokens, now
-            ) or quota_refusal(principal, tokens, usage.day_tokens, usage.month_tokens, calendar)
+            refusal = window_refusal(principal, usage, tokens, now) or quota_refusal(
+                principal, tokens, usage.day_tokens, usage.month_tokens, calendar
+            )
             if refusal is not None:
                 raise refusal
             entry = [now, tokens]
             usage.recent.append(entry)
+            usage.recent_tokens += tokens
             usage.day_tokens += tokens
             usage.month_tokens += tokens
 
         async def release(unused: int) -> None:
             with self._lock:
-                entry[1] -= unused
+                back = min(unused, entry[1])
+                entry[1] -= back
+                usage.recent_tokens -= back
                 if usage.day == calendar.day:
                     usage.day_tokens -= unused
                 if usage.month == calendar.month:
@@ -221,7 +226,7 @@ class InProcessLimiter:
 # another replica's. Time comes from the Redis server (TIME) so replicas with
 # skewed clocks still share one window.
 # KEYS: [1] zset request id -> start time (last 60 s), [2] hash request id ->
-# tokens, [3] the day's token counter, [4] the month's.
+# tokens, [3] their sum, [4] the day's token counter, [5] the month's.
 # ARGV: id, tokens, rpm, tpm, per_day, per_month (0 = no limit), day_left_s, month_left_s.
 # Returns {"ok"} or {reason, retry_after_s, used}.
 ADMIT_LUA = """
@@ -231,55 +236,62 @@ local id, tokens = ARGV[1], tonumber(ARGV[2])
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
 local per_day, per_month = tonumber(ARGV[5]), tonumber(ARGV[6])
 
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 60)) do
-  redis.call('HDEL', KEYS[2], old)
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 60)
+for i = 1, #old, 1000 do  -- in chunks: unpack() has a stack limit
+  local chunk = {unpack(old, i, math.min(i + 999, #old))}
+  local freed = 0
+  for _, n in ipairs(redis.call('HMGET', KEYS[2], unpack(chunk))) do
+    freed = freed + tonumber(n or '0')
+  end
+  redis.call('HDEL', KEYS[2], unpack(chunk))
+  redis.call('DECRBY', KEYS[3], freed)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
-local recent = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 
-if rpm > 0 and #recent / 2 + 1 > rpm then
-  return {'rpm', tostring(tonumber(recent[2]) + 60 - now)}
+if rpm > 0 and redis.call('ZCARD', KEYS[1]) + 1 > rpm then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {'rpm', tostring(tonumber(oldest[2]) + 60 - now)}
 end
 if tpm > 0 then
   if tokens > tpm then return {'too_large', '60'} end
-  local used, starts, amounts = 0, {}, {}
-  for i = 1, #recent, 2 do
-    local n = tonumber(redis.call('HGET', KEYS[2], recent[i]) or '0')
-    starts[#starts + 1], amounts[#amounts + 1] = tonumber(recent[i + 1]), n
-    used = used + n
-  end
-  local excess = used + tokens - tpm
-  if excess > 0 then
-    for i = 1, #amounts do
-      excess = excess - amounts[i]
-      if excess <= 0 then return {'tpm', tostring(starts[i] + 60 - now)} end
+  local excess = tonumber(redis.call('GET', KEYS[3]) or '0') + tokens - tpm
+  if excess > 0 then  -- refused: find when enough old requests leave the window
+    local recent = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+    for i = 1, #recent, 2 do
+      excess = excess - tonumber(redis.call('HGET', KEYS[2], recent[i]) or '0')
+      if excess <= 0 then return {'tpm', tostring(tonumber(recent[i + 1]) + 60 - now)} end
     end
     return {'tpm', '60'}
   end
 end
-local day = tonumber(redis.call('GET', KEYS[3]) or '0')
+local day = tonumber(redis.call('GET', KEYS[4]) or '0')
 if per_day > 0 and day + tokens > per_day then return {'day', ARGV[7], tostring(day)} end
-local month = tonumber(redis.call('GET', KEYS[4]) or '0')
+local month = tonumber(redis.call('GET', KEYS[5]) or '0')
 if per_month > 0 and month + tokens > per_month then return {'month', ARGV[8], tostring(month)} end
 
 redis.call('ZADD', KEYS[1], now, id)
 redis.call('HSET', KEYS[2], id, tokens)
-redis.call('EXPIRE', KEYS[1], 61)
-redis.call('EXPIRE', KEYS[2], 61)
 redis.call('INCRBY', KEYS[3], tokens)
-redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[7])) + 3600)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], 61) end
 redis.call('INCRBY', KEYS[4], tokens)
-redis.call('EXPIRE', KEYS[4], math.ceil(tonumber(ARGV[8])) + 3600)
+redis.call('EXPIRE', KEYS[4], math.ceil(tonumber(ARGV[7])) + 3600)
+redis.call('INCRBY', KEYS[5], tokens)
+redis.call('EXPIRE', KEYS[5], math.ceil(tonumber(ARGV[8])) + 3600)
 return {'ok'}
 """
 
-# Give back unused tokens; a window that has already rolled over is left alone.
+# Give back unused tokens: to the minute window only what the request still
+# holds there (nothing once it has left it), to the day and month if their
+# counters still exist.
 SETTLE_LUA = """
 local unused = tonumber(ARGV[2])
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[2], ARGV[1], -unused)
+local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local back = math.min(unused, held)
+if back > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[1], -back)
+  redis.call('DECRBY', KEYS[3], back)
 end
-for i = 3, 4 do
+for i = 4, 5 do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('DECRBY', KEYS[i], unused) end
 end
 return 1
@@ -304,6 +316,7 @@ class RedisLimiter:
         return [
             f"{base}:recent",
             f"{base}:tokens",
+            f"{base}:recent_tokens",
             f"{base}:day:{calendar.day}",
             f"{base}:month:{calendar.month}",
         ]
