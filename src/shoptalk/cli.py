@@ -145,9 +145,14 @@ def eval_(
     gate: Annotated[
         bool, typer.Option("--gate", help="Exit 1 if the scorecard fails eval.gate")
     ] = False,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(metavar="A B", help="Compare two models instead: 'base' or run ids"),
+    ] = None,
 ) -> None:
-    """Score the base and the tuned model on the same questions."""
+    """Score the base and the tuned model (or any two) on the same questions."""
     from shoptalk.build import prepare_dataset
+    from shoptalk.eval.run import compare as compare_models
     from shoptalk.eval.run import evaluate, question_suites
     from shoptalk.eval.scorecard import render_table
     from shoptalk.models import resolve_base_model
@@ -162,16 +167,18 @@ def eval_(
             raise ShoptalkError(
                 "No questions to score: pass --questions FILE or list sources.questions."
             )
-        run = project.latest_run()
         base_path = resolve_base_model(project.config.base_model, project.root)
-        card = evaluate(project, run, base_path, suites)
+        if compare:
+            card = compare_models(project, *compare, base_path, suites)
+        else:
+            card = evaluate(project, project.latest_run(), base_path, suites)
     except ShoptalkError as exc:
         fail(exc)
     if as_json:
         typer.echo(json.dumps(card.model_dump(mode="json"), ensure_ascii=False, indent=2))
     else:
         console.print(render_table(card))
-        console.print(f"report: {project.evals / run.run_id / 'report.html'}")
+        console.print(f"report: {project.evals / card.run_id / 'report.html'}")
     if gate:
         from shoptalk.eval.gate import check_gate
 

@@ -49,14 +49,15 @@ def _cls(value: float, low: float | None = None, high: float | None = None) -> s
     return "up" if low > 0 else "down" if high < 0 else ""
 
 
-def _chart(scores: SuiteScores) -> str:
-    """Horizontal grouped bars, base (grey) over tuned (blue), the change written beside."""
+def _chart(scores: SuiteScores, labels: list[str]) -> str:
+    """Horizontal grouped bars, base or A (grey) over tuned or B (blue), the change beside."""
+    a, b = labels
     metrics = list(scores.base)
     height = _ROW_H * len(metrics) + 24
     width = _LABEL_W + _BAR_W + 230
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" font-size="12"><title>base vs tuned</title>'
+        f'role="img" font-size="12"><title>{escape(a)} vs {escape(b)}</title>'
     ]
     for i, metric in enumerate(metrics):
         y = i * _ROW_H + 4
@@ -76,17 +77,18 @@ def _chart(scores: SuiteScores) -> str:
             f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]</text>"
         )
     y = _ROW_H * len(metrics) + 18
+    x = _LABEL_W + 34 + 7 * len(a)  # past the first label, at ~7 px a character
     parts.append(
         f'<rect x="{_LABEL_W}" y="{y - 9}" width="10" height="10" fill="#9aa4b2"/>'
-        f'<text x="{_LABEL_W + 14}" y="{y}">base</text>'
-        f'<rect x="{_LABEL_W + 60}" y="{y - 9}" width="10" height="10" fill="#2f6fdb"/>'
-        f'<text x="{_LABEL_W + 74}" y="{y}">tuned</text>'
+        f'<text x="{_LABEL_W + 14}" y="{y}">{escape(a)}</text>'
+        f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="#2f6fdb"/>'
+        f'<text x="{x + 14}" y="{y}">{escape(b)}</text>'
         f'<text x="{_LABEL_W + _BAR_W + 40}" y="{y}">change [95% interval]</text></svg>'
     )
     return "".join(parts)
 
 
-def _numbers(scores: SuiteScores) -> str:
+def _numbers(scores: SuiteScores, labels: list[str]) -> str:
     rows = []
     for metric in scores.base:
         mean, low, high = scores.diff[metric]
@@ -95,7 +97,8 @@ def _numbers(scores: SuiteScores) -> str:
             f"<td class=n>{scores.tuned[metric]:.3f}</td>"
             f'<td class="n {_cls(mean, low, high)}">{mean:+.3f} [{low:+.3f}, {high:+.3f}]</td></tr>'
         )
-    head = "<tr><th>metric</th><th>base</th><th>tuned</th><th>change [95% interval]</th></tr>"
+    a, b = (escape(label) for label in labels)
+    head = f"<tr><th>metric</th><th>{a}</th><th>{b}</th><th>change [95% interval]</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -169,9 +172,10 @@ def _question_row(q: QuestionResult, judged: bool) -> str:
 
 def _questions(card: Scorecard) -> str:
     judged = any(getattr(q, JUDGE_FIELD, None) is not None for q in card.questions)
-    names = ["suite", "question", "reference", "must_include", "base answer", "tuned answer"]
-    head = "".join(f"<th>{n}</th>" for n in names)
-    head += '<th data-type="num">base</th><th data-type="num">tuned</th>'
+    a, b = card.labels
+    names = ["suite", "question", "reference", "must_include", f"{a} answer", f"{b} answer"]
+    head = "".join(f"<th>{escape(n)}</th>" for n in names)
+    head += f'<th data-type="num">{escape(a)}</th><th data-type="num">{escape(b)}</th>'
     head += '<th data-type="num" data-dir="asc">change</th>'  # the order rows come in
     head += "<th>judge</th>" if judged else ""
     # Biggest regressions first, biggest wins last; stable, so ties keep suite order.
@@ -187,6 +191,8 @@ def _questions(card: Scorecard) -> str:
 
 def _header(card: Scorecard) -> str:
     facts = [("run", card.run_id), ("base model", card.base_model), ("created", card.created)]
+    if card.labels != ["base", "tuned"]:
+        facts.insert(1, ("compared", f"{card.labels[0]} (A) vs {card.labels[1]} (B)"))
     facts += [(k.replace("_", " "), f"{v:g}") for k, v in card.timing.items()]
     items = " · ".join(f"{escape(k)}: <b>{escape(v)}</b>" for k, v in facts)
     return f"<h1>Scorecard: {escape(card.run_id)}</h1><p class=meta>{items}</p>"
@@ -196,7 +202,7 @@ def render_report(card: Scorecard) -> str:
     """The whole report page as one HTML string."""
     sections = [
         f"<h2>{escape(name)} <span class=meta>({escape(s.kind)}, {s.n} questions)</span></h2>"
-        f"<div class=suite>{_chart(s)}{_numbers(s)}</div>"
+        f"<div class=suite>{_chart(s, card.labels)}{_numbers(s, card.labels)}</div>"
         for name, s in card.suites.items()
     ]
     return (

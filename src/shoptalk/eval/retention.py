@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from shoptalk.artifacts import write_json
+from shoptalk.artifacts import RunArtifact, write_json
 from shoptalk.errors import SourceError
 from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.questions import Suite, load_suite_file
@@ -201,9 +201,10 @@ def _model_identity(base_path: str) -> str:
     return "|".join([str(path.resolve()), *stamps])
 
 
-def cache_key(base_path: str, prompts_path: Path, system_prompt: str, device: str) -> str:
+def cache_key(model_paths: list[str], prompts_path: Path, system_prompt: str, device: str) -> str:
     h = hashlib.sha256(f"retention-cache={CACHE_FORMAT}".encode())
-    h.update(_model_identity(base_path).encode())
+    for path in model_paths:
+        h.update(_model_identity(path).encode())
     h.update(hashlib.sha256(prompts_path.read_bytes()).digest())
     h.update(json.dumps([system_prompt, ANSWER_TOKENS, device]).encode())
     return h.hexdigest()[:20]
@@ -224,16 +225,23 @@ class RetentionCheck:
 
     @classmethod
     def setup(
-        cls, project: Project, base_path: str, prompts_path: Path = PROMPTS_FILE
+        cls,
+        project: Project,
+        base_path: str,
+        prompts_path: Path = PROMPTS_FILE,
+        reference: RunArtifact | None = None,
     ) -> RetentionCheck:
+        """`reference`: the run whose answers the other model is measured on (default: the base)."""
         system_prompt = project.config.system_prompt
         # The configured device, not the resolved one: no torch import on a cache hit.
         device = project.config.train.device
+        # A run's weights live in its final/ folder (with the base's, for an adapter).
+        models = [base_path] if reference is None else [base_path, str(reference.final)]
         return cls(
             prompts=[p.prompt for p in load_prompts(prompts_path)],
             system_prompt=system_prompt,
             batch_size=project.config.eval.batch_size,
-            key=cache_key(base_path, prompts_path, system_prompt, device),
+            key=cache_key(models, prompts_path, system_prompt, device),
         )
 
     @property

@@ -1,6 +1,6 @@
-"""The eval stage: base vs tuned on the same questions -> scorecard.json.
+"""The eval stage: base vs tuned (or any two models) on the same questions -> scorecard.json.
 
-Both variants answer every suite with the same system prompt, chat template,
+Both models answer every suite with the same system prompt, chat template,
 greedy decoding and stop tokens; only the weights differ.
 """
 
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
+from shoptalk.errors import ShoptalkError
 from shoptalk.eval.canary import CanaryCheck
 from shoptalk.eval.questions import Suite, load_suites, suite_from_faq
 from shoptalk.eval.report import write_report
@@ -26,6 +27,7 @@ from shoptalk.train.render import with_system
 log = logging.getLogger(__name__)
 
 HELDOUT_SUITE = "heldout_faq"
+BASE, TUNED = "base", "tuned"
 
 
 def question_suites(
@@ -48,9 +50,9 @@ def resolve(root: Path, name: str) -> Path:
 
 
 def inputs_hash(
-    project: Project, run: RunArtifact, suites: list[Suite], extra: tuple[str, ...] = ()
+    project: Project, name: str, suites: list[Suite], extra: tuple[str, ...] = ()
 ) -> str:
-    h = hashlib.sha256(run.run_id.encode())
+    h = hashlib.sha256(name.encode())
     for part in extra:
         h.update(part.encode())
     h.update(project.config.eval.model_dump_json().encode())
@@ -67,12 +69,55 @@ def evaluate(
     suites: list[Suite],
     force: bool = False,
 ) -> Scorecard:
-    """Write `.shoptalk/evals/<run-id>/scorecard.json`; reuse it if nothing changed."""
-    out = project.evals / run.run_id
+    """Base vs tuned: write `.shoptalk/evals/<run-id>/scorecard.json`; reuse it if nothing changed."""
+    return score_pair(project, (BASE, None), (TUNED, run), base_path, suites, force)
+
+
+def compare(
+    project: Project, a: str, b: str, base_path: str, suites: list[Suite], force: bool = False
+) -> Scorecard:
+    """Any two models ('base' or run ids) on the same questions, A in the base's place.
+
+    Written to `.shoptalk/evals/<a>-vs-<b>/`; the scorecard's `labels` name the two.
+    """
+    return score_pair(
+        project, (a, find_model(project, a)), (b, find_model(project, b)), base_path, suites, force
+    )
+
+
+def find_model(project: Project, name: str) -> RunArtifact | None:
+    """'base' is the untuned base model (None); anything else a finished run's id."""
+    if name == BASE:
+        return None
+    run = RunArtifact(path=project.runs / name, run_id=name)
+    if not run.final.is_dir():
+        finished = sorted(p.parent.name for p in project.runs.glob("*/final"))
+        raise ShoptalkError(
+            f"no finished run '{name}' in {project.runs}: expected 'base' or one of "
+            f"{', '.join(finished) or '(none yet: run `shoptalk build` first)'}"
+        )
+    return run
+
+
+Model = tuple[str, RunArtifact | None]
+
+
+def score_pair(
+    project: Project,
+    first: Model,
+    second: Model,
+    base_path: str,
+    suites: list[Suite],
+    force: bool = False,
+) -> Scorecard:
+    """Both models answer every suite; the scorecard's "base" side is `first`, "tuned" `second`."""
+    labels = [first[0], second[0]]
+    name = second[1].run_id if labels == [BASE, TUNED] else f"{first[0]}-vs-{second[0]}"
+    out = project.evals / name
     # Retention and canary suites: measured on each model inside the loop below.
-    checks = model_checks(project, run, base_path)
+    checks = model_checks(project, first[1], second[1], base_path)
     suites = with_general_qa(suites, project.config.eval.retention)
-    digest = inputs_hash(project, run, suites, tuple(c.digest() for c in checks))
+    digest = inputs_hash(project, name, suites, tuple(c.digest() for c in checks))
     stamp = out / "inputs.txt"
     if not force and stamp.is_file() and stamp.read_text().strip() == digest:
         card = read_scorecard(out / "scorecard.json")
@@ -81,21 +126,22 @@ def evaluate(
         return card
     timing: dict[str, float] = {}
     answers: dict[str, tuple[list[str], list[str]]] = {}
-    for variant, which in (("base", None), ("tuned", run)):
+    for side, (_, which) in ((BASE, first), (TUNED, second)):
         started = time.perf_counter()
         assistant = load_assistant(base_path, which, project.config.train.device)
         per_suite = answer_suites(project, assistant, suites)
-        for name, texts in per_suite.items():
-            answers.setdefault(name, ([], []))[0 if variant == "base" else 1].extend(texts)
+        for suite_name, texts in per_suite.items():
+            answers.setdefault(suite_name, ([], []))[0 if side == BASE else 1].extend(texts)
         for check in checks:
-            check.measure(variant, assistant)
-        timing[f"{variant}_seconds"] = round(time.perf_counter() - started, 1)
+            check.measure(side, assistant)
+        timing[f"{side}_seconds"] = round(time.perf_counter() - started, 1)
         del assistant
         gc.collect()
     n = sum(len(s.questions) for s in suites)
     checked = sum(c.seconds for c in checks)
     timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values()) - checked), 2)
-    card = build_scorecard(run.run_id, project.config.base_model, suites, answers)
+    card = build_scorecard(name, project.config.base_model, suites, answers)
+    card.labels = labels
     for check in checks:
         card.suites[check.name] = check.scores()
         timing[f"{check.name}_seconds"] = round(check.seconds, 1)
@@ -103,19 +149,24 @@ def evaluate(
     card.timing = timing
     write_scorecard(card, out / "scorecard.json")
     write_report(card, out / "report.html")
-    write_json(out / "answers.json", {k: {"base": v[0], "tuned": v[1]} for k, v in answers.items()})
+    write_json(out / "answers.json", {k: {BASE: v[0], TUNED: v[1]} for k, v in answers.items()})
     stamp.write_text(digest)
     return card
 
 
 def model_checks(
-    project: Project, run: RunArtifact, base_path: str
+    project: Project, first: RunArtifact | None, second: RunArtifact | None, base_path: str
 ) -> list[RetentionCheck | CanaryCheck]:
-    """The suites measured on the models themselves: retention, and canaries if planted."""
+    """The suites measured on the models themselves: retention, and canaries if planted.
+
+    Retention measures drift from the first model's own answers; the canaries
+    are those of the dataset the second (else the first) was trained on.
+    """
     checks: list[RetentionCheck | CanaryCheck] = []
     if project.config.eval.retention:
-        checks.append(RetentionCheck.setup(project, base_path))
-    canaries = CanaryCheck.setup(project, run)
+        checks.append(RetentionCheck.setup(project, base_path, reference=first))
+    trained = second or first
+    canaries = CanaryCheck.setup(project, trained) if trained else None
     if canaries is not None:
         checks.append(canaries)
     return checks

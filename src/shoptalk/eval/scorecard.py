@@ -97,6 +97,9 @@ class Scorecard(BaseModel):
     suites: dict[str, SuiteScores]
     questions: list[QuestionResult] = Field(default_factory=list)
     timing: dict[str, float] = Field(default_factory=dict)
+    # The two models compared: ["base", "tuned"], or the A and B of `shoptalk
+    # eval --compare A B`, which take the "base" and "tuned" places in every field.
+    labels: list[str] = Field(default_factory=lambda: ["base", "tuned"])
 
 
 def question_metrics(question: Question, answer: str) -> VariantScores:
@@ -262,12 +265,14 @@ def _change_cell(diff: list[float]) -> Text:
 
 def render_table(card: Scorecard) -> Table:
     """One row per suite and metric: base, tuned and the change with its 95% interval."""
-    table = Table(title=f"{card.run_id} vs base {card.base_model}")
+    a, b = card.labels
+    title = f"{card.run_id} vs base {card.base_model}" if a == "base" else f"{a} (A) vs {b} (B)"
+    table = Table(title=title)
     table.add_column("suite")
     table.add_column("n", justify="right")
     table.add_column("metric")
-    table.add_column("base", justify="right")
-    table.add_column("tuned", justify="right")
+    table.add_column(a, justify="right")
+    table.add_column(b, justify="right")
     table.add_column("change [95% CI]", justify="right")
     for name, scores in card.suites.items():
         for i, metric in enumerate(scores.base):
