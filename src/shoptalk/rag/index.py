@@ -103,6 +103,8 @@ def build_index(
     old_keys = set(old.embedding_keys) if old else set()
     reused = sum(key in old_keys for key in keys)
     save_index(folder, StoredIndex(chunks, vectors, keys, documents, settings))
+    if cfg.rag.qdrant_url:
+        _sync_qdrant(cfg.rag, root, chunks, vectors)
     removed = len(set(old_chunks) - {c.id for c in chunks})
     # An error may quote a cell: stored and shown redacted, like the dataset stage's.
     skipped = [redact(str(e), cfg.data.pii).text for e in errors or []]
@@ -208,6 +210,17 @@ def _embed(
     for i, key in enumerate(keys):
         vectors[i] = old.vectors[known[key]] if key in known else vectors[first_row[key]]
     return vectors, keys, len(missing)
+
+
+def _sync_qdrant(rag: RagSettings, root: Path, chunks: list[Chunk], vectors: np.ndarray) -> None:
+    from shoptalk.rag import store_qdrant
+
+    client = store_qdrant.connect(rag.qdrant_url, root, rag.qdrant_key_env)
+    try:
+        written = store_qdrant.sync(client, rag.qdrant_collection, chunks, vectors)
+    finally:
+        client.close()  # local mode allows one client per folder: the server opens its own
+    log.info("qdrant %s: %d points written", rag.qdrant_collection, written)
 
 
 def _tracked(items, label: str, show: bool) -> Iterator:

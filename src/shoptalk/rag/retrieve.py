@@ -53,12 +53,19 @@ def can_read(chunk: Chunk, groups: list[str] | None) -> bool:
 
 class RagIndex:
     def __init__(
-        self, stored: StoredIndex, embedder: Embedder, settings: RagSettings, reranker=None
+        self,
+        stored: StoredIndex,
+        embedder: Embedder,
+        settings: RagSettings,
+        reranker=None,
+        qdrant=None,
     ) -> None:
         self.stored = stored
         self.embedder = embedder
         self.settings = settings
         self.reranker = reranker
+        self.qdrant = qdrant  # a QdrantClient when rag.qdrant_url is set
+        self.rows = {chunk.id: row for row, chunk in enumerate(stored.chunks)}
 
     @cached_property
     def bm25(self) -> BM25:
@@ -72,14 +79,16 @@ class RagIndex:
     def search(
         self, question: str, groups: list[str] | None = None, top_k: int | None = None
     ) -> Retrieval:
-        import numpy as np
 
         top_k = top_k or self.settings.top_k
         allowed = self.allowed(groups)
         if not allowed.any():
             return Retrieval([], False)
-        similarity = self.stored.vectors @ self.embedder.encode([question])[0]
-        by_vector = _ranked(np.where(allowed, similarity, -np.inf), allowed)
+        query = self.embedder.encode([question])[0]
+        similarity = self.stored.vectors @ query
+        by_vector = self._by_vector(query, similarity, allowed, groups)
+        if not by_vector:
+            return Retrieval([], False)
         by_words = _ranked(self.bm25.scores(terms(question), allowed), allowed, positive=True)
         fused: dict[int, float] = {}
         for ranking in (by_vector, by_words):
@@ -95,6 +104,23 @@ class RagIndex:
         ]
         found = float(similarity[by_vector[0]]) >= self.settings.min_similarity
         return Retrieval(hits[:top_k], found)
+
+    def _by_vector(
+        self,
+        query: np.ndarray,
+        similarity: np.ndarray,
+        allowed: np.ndarray,
+        groups: list[str] | None,
+    ) -> list[int]:
+        import numpy as np
+
+        if self.qdrant is None:
+            return _ranked(np.where(allowed, similarity, -np.inf), allowed)
+        from shoptalk.rag.store_qdrant import search
+
+        found = search(self.qdrant, self.settings.qdrant_collection, query, groups, CANDIDATES)
+        # Qdrant filtered by groups already; the local check guards against a stale collection.
+        return [self.rows[i] for i, _ in found if i in self.rows and allowed[self.rows[i]]]
 
     def _rerank(self, question: str, rows: list[int]) -> tuple[list[int], list[float]]:
         texts = [searchable_text(self.stored.chunks[r]) for r in rows]
@@ -129,7 +155,12 @@ def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
             f"embedded with {embedder.name!r} (rag.embedding_model): "
             f"run `shoptalk index {project.root}` to rebuild it."
         )
-    return RagIndex(stored, embedder, settings, load_reranker(settings.reranker, project))
+    qdrant = None
+    if settings.qdrant_url:
+        from shoptalk.rag.store_qdrant import connect
+
+        qdrant = connect(settings.qdrant_url, project.root, settings.qdrant_key_env)
+    return RagIndex(stored, embedder, settings, load_reranker(settings.reranker, project), qdrant)
 
 
 def load_reranker(name: str | None, project: Project):

@@ -31,6 +31,15 @@ class RagSettings(BaseModel, extra="forbid"):
     reranker: str | None = Field(
         None, description="A cross-encoder (folder or name) that reorders the fused candidates"
     )
+    qdrant_url: str | None = Field(
+        None,
+        description="Also serve vector search from Qdrant: an http(s) URL of a server, or a "
+        "folder (relative to the project) for Qdrant's local mode; none = the embedded index only",
+    )
+    qdrant_collection: str = Field("shoptalk", description="The Qdrant collection to use")
+    qdrant_key_env: str = Field(
+        "QDRANT_API_KEY", description="Environment variable holding the Qdrant server's key"
+    )
     access: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Document path globs (relative to the project, '*' crosses folders) -> the "
