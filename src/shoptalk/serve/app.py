@@ -2,7 +2,7 @@
 
     key (require) → model allowed (check_model) → prompt checked and counted
     (engine.prepare_*) → tokens reserved (limiter.admit) → generation
-    (engine.stream) → unused tokens returned, audit row, metrics (in `finally`)
+    (engine.start: queued, or 503) → unused tokens returned, audit row, metrics (in `finally`)
 
 Every route needs a key except /health (and /metrics when made public).
 """
@@ -190,6 +190,7 @@ class Call:
     texts: dict[int, str] = field(default_factory=dict)
     finish: dict[int, str] = field(default_factory=dict)
     first_token_at: float | None = None
+    started_work: bool = False
 
     @property
     def app(self) -> FastAPI:
@@ -208,12 +209,14 @@ class Call:
             rows = len(self.prepared.prompts) * self.prepared.n
             budget = self.prepared.prompt_tokens + self.prepared.params.max_tokens * rows
             reservation = await self.app.state.services.limiter.admit(self.principal, budget)
+            deltas = await self.app.state.engine.start(self.prepared)
+            self.started_work = True
             if body.stream:
                 streaming = True  # the stream settles and audits when it ends
                 return StreamingResponse(
-                    self.sse(body, reservation), media_type="text/event-stream"
+                    self.sse(body, reservation, deltas), media_type="text/event-stream"
                 )
-            await self.collect()
+            await self.collect(deltas)
             return self.response(body)
         except ApiError as exc:
             self.status = exc.status
@@ -237,9 +240,9 @@ class Call:
             )
         return Params(max_tokens, body.temperature, body.top_p, body.seed, body.stop_strings())
 
-    async def collect(self) -> None:
+    async def collect(self, deltas: AsyncIterator[Delta]) -> None:
         """Run to the end, or stop early when the client leaves or time runs out."""
-        task = asyncio.create_task(self.consume())
+        task = asyncio.create_task(self.consume(deltas))
         deadline = self.started + self.settings.request_timeout_s
         try:
             while not task.done():
@@ -257,8 +260,8 @@ class Call:
             with contextlib.suppress(BaseException):
                 await task
 
-    async def consume(self) -> None:
-        async with contextlib.aclosing(self.app.state.engine.stream(self.prepared)) as deltas:
+    async def consume(self, deltas: AsyncIterator[Delta]) -> None:
+        async with contextlib.aclosing(deltas):
             async for delta in deltas:
                 self.take(delta)
 
@@ -288,18 +291,17 @@ class Call:
         ]
         return schemas.Completion(model=body.model, choices=choices, usage=usage)
 
-    async def sse(self, body: Any, reservation: Any) -> AsyncIterator[str]:
+    async def sse(
+        self, body: Any, reservation: Any, deltas: AsyncIterator[Delta]
+    ) -> AsyncIterator[str]:
         """OpenAI's chunk stream; ends with `data: [DONE]`. Settles in `finally`."""
         chunks = Chunks(self.route, body.model)
         remaining = self.started + self.settings.request_timeout_s - time.monotonic()
         try:
-            async with asyncio.timeout(remaining):
-                async with contextlib.aclosing(
-                    self.app.state.engine.stream(self.prepared)
-                ) as deltas:
-                    async for delta in deltas:
-                        self.take(delta)
-                        yield chunks.delta(delta)
+            async with asyncio.timeout(remaining), contextlib.aclosing(deltas):
+                async for delta in deltas:
+                    self.take(delta)
+                    yield chunks.delta(delta)
             if body.stream_options and body.stream_options.include_usage:
                 usage = schemas.usage(self.prepared.prompt_tokens, self.prepared.completion_tokens)
                 yield chunks.usage(usage)
@@ -361,7 +363,9 @@ class Call:
         prompt_tokens = prepared.prompt_tokens if prepared else 0
         completion_tokens = prepared.completion_tokens if prepared else 0
         if reservation is not None:
-            await reservation.settle(prompt_tokens + completion_tokens)
+            # A request refused before any work (e.g. a full queue) uses nothing.
+            used = prompt_tokens + completion_tokens if self.started_work else 0
+            await reservation.settle(used)
         seconds = time.monotonic() - self.started
         # Only served names reach metrics and audit: a client's typo could be anything.
         model = prepared.model if prepared else "unknown"

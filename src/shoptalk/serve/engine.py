@@ -14,7 +14,8 @@ tokens (`shoptalk.generate.stop_ids`), and a prompt never gets truncated: one
 that does not fit the context is a 400 naming the counts.
 
 The upstream engine (`upstream.py`) has the same interface: `names`,
-`prepare_chat`, `prepare_text`, `stream`, `close`.
+`prepare_chat`, `prepare_text`, `start` (queue or refuse now, stream later),
+`close`.
 """
 
 from __future__ import annotations
@@ -147,8 +148,8 @@ class TransformersEngine:
         adapter = "" if entry.kind == "base" else self.catalog.verify(entry)[:16]
         return Prepared(model, adapter, sum(len(p) for p in ids), params, ids, n)
 
-    async def stream(self, prepared: Prepared) -> AsyncIterator[Delta]:
-        """Deltas as the worker produces them; closing the iterator cancels the rows."""
+    async def start(self, prepared: Prepared) -> AsyncIterator[Delta]:
+        """Queue the request (503 at once if the queue is full); then iterate its deltas."""
         entry = self.catalog.resolve(prepared.model)
         job = Job(key=entry, rows=[], loop=asyncio.get_running_loop())
         job.rows = [
@@ -157,6 +158,10 @@ class TransformersEngine:
             for i in range(prepared.n)
         ]
         self.batcher.submit(job)
+        return self._deltas(job, prepared)
+
+    async def _deltas(self, job: Job, prepared: Prepared) -> AsyncIterator[Delta]:
+        """Deltas as the worker produces them; closing the iterator cancels the rows."""
         open_rows = len(job.rows)
         try:
             while open_rows:

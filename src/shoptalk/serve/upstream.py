@@ -63,7 +63,8 @@ class UpstreamEngine:
         params.max_tokens = params.max_tokens or self.default_max_tokens
         return prepared(model, {"prompt": prompts}, sum(len(p) for p in prompts), params, n)
 
-    async def stream(self, prepared: Prepared) -> AsyncIterator[Delta]:
+    async def start(self, prepared: Prepared) -> AsyncIterator[Delta]:
+        """Send the request now, so the upstream's refusal is our status; stream later."""
         chat = "messages" in prepared.prompts[0]
         body = prepared.prompts[0] | {
             "model": prepared.model,
@@ -77,15 +78,27 @@ class UpstreamEngine:
             "max_tokens": prepared.params.max_tokens,
         }
         path = "/chat/completions" if chat else "/completions"
+        request = self.client.build_request("POST", self.url + path, json=body)
         try:
-            async with self.client.stream("POST", self.url + path, json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise upstream_error(response)
-                async for delta in deltas(response, prepared, chat):
-                    yield delta
+            response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise unreachable(self.url, exc) from exc
+        if response.status_code >= 400:
+            await response.aread()
+            await response.aclose()
+            raise upstream_error(response)
+        return self._deltas(response, prepared, chat)
+
+    async def _deltas(
+        self, response: httpx.Response, prepared: Prepared, chat: bool
+    ) -> AsyncIterator[Delta]:
+        try:
+            async for delta in deltas(response, prepared, chat):
+                yield delta
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, exc) from exc
+        finally:
+            await response.aclose()
 
     async def _send(self, method: str, path: str) -> httpx.Response:
         try:
