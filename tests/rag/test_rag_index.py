@@ -118,3 +118,15 @@ def test_an_incomplete_index_is_rebuilt(tmp_path):
     assert load_index(index_folder(project)) is None
     report = index_project(project, fake_embedder())
     assert report.chunks == first.chunks and report.embedded == first.chunks
+
+
+def test_a_bad_document_is_skipped_and_reported_on_every_run(tmp_path):
+    root = write_rag_project(tmp_path / "p")
+    config = (root / "shoptalk.yaml").read_text()
+    (root / "shoptalk.yaml").write_text(config + "data:\n  on_error: skip\n")
+    (root / "docs" / "broken.md").write_bytes(b"# Broken\n\x00\x01 binary")
+    project = Project.open(root)
+    first = index_project(project, fake_embedder())
+    second = index_project(project, fake_embedder())
+    assert first.documents == second.documents == 4
+    assert len(first.skipped) == len(second.skipped) == 1 and "broken.md" in second.skipped[0]

@@ -95,7 +95,10 @@ def build_index(
         if entry is not None and entry.hash == digest:
             doc_chunks = [old_chunks[i] for i in entry.chunk_ids]
         else:
+            failed_before = len(errors or [])
             doc_chunks = read_chunks(path, root, cfg, embedder, errors)
+            if len(errors or []) > failed_before:
+                continue  # not recorded, so the next run reads it again and reports it again
         documents[name] = DocumentEntry(digest, [c.id for c in doc_chunks])
         chunks += doc_chunks
     chunks = list({c.id: c for c in chunks}.values())  # a section repeated word for word
@@ -124,6 +127,7 @@ def build_index(
 def index_settings(cfg: ShoptalkConfig, embedder: Embedder) -> dict:
     """Everything besides a document's bytes that decides its chunks: a change re-chunks all."""
     rag = cfg.rag
+    # Through JSON and back, so it compares equal to the copy read from the manifest.
     return json.loads(
         json.dumps(
             {
