@@ -19,6 +19,7 @@ from shoptalk.data.replay import ReplaySettings
 from shoptalk.data.synth import SynthSettings
 from shoptalk.errors import ConfigError
 from shoptalk.eval.gate import GateSettings
+from shoptalk.eval.judge import JudgeSettings
 from shoptalk.rag.settings import RagSettings
 
 CONFIG_NAME = "shoptalk.yaml"
@@ -204,6 +205,11 @@ class EvalSettings(BaseModel, extra="forbid"):
         "(suite 'general_qa')",
     )
     gate: GateSettings = Field(default_factory=GateSettings)
+    judge: JudgeSettings | None = Field(
+        None,
+        description="LLM-as-judge at an OpenAI-compatible endpoint: base vs tuned against the "
+        "reference, both orders (suite 'judge'); none = not judged",
+    )
 
 
 class ServeSettings(BaseModel, extra="forbid"):

@@ -15,7 +15,7 @@ from shoptalk.artifacts import write_atomic
 from shoptalk.eval.metrics import normalize
 from shoptalk.eval.scorecard import QuestionResult, Scorecard, SuiteScores
 
-# Not a QuestionResult field yet: an LLM-judge stage may add it; shown when present.
+# Set by the LLM judge (eval/judge.py) when one is configured; the column is shown then.
 JUDGE_FIELD = "judge_verdict"
 
 _CSS = """

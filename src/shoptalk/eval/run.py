@@ -15,10 +15,20 @@ from pathlib import Path
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
 from shoptalk.errors import ShoptalkError
 from shoptalk.eval.canary import CanaryCheck
+from shoptalk.eval.judge import METRIC as JUDGE_METRIC
+from shoptalk.eval.judge import SUITE as JUDGE_SUITE
+from shoptalk.eval.judge import Judgement, JudgeSettings, describe, run_judge
+from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.questions import Suite, load_suites, suite_from_faq
 from shoptalk.eval.report import write_report
-from shoptalk.eval.retention import RetentionCheck, with_general_qa
-from shoptalk.eval.scorecard import Scorecard, build_scorecard, read_scorecard, write_scorecard
+from shoptalk.eval.retention import QA_SUITE, RetentionCheck, with_general_qa
+from shoptalk.eval.scorecard import (
+    Scorecard,
+    SuiteScores,
+    build_scorecard,
+    read_scorecard,
+    write_scorecard,
+)
 from shoptalk.generate import Assistant, answer, load_assistant
 from shoptalk.project import Project
 from shoptalk.records import Message
@@ -146,12 +156,41 @@ def score_pair(
         card.suites[check.name] = check.scores()
         timing[f"{check.name}_seconds"] = round(check.seconds, 1)
         write_json(out / f"{check.name}.json", check.details())
+    judge = project.config.eval.judge
+    if judge is not None:
+        started = time.perf_counter()
+        add_judge(card, judge, out)
+        timing["judge_seconds"] = round(time.perf_counter() - started, 1)
     card.timing = timing
     write_scorecard(card, out / "scorecard.json")
     write_report(card, out / "report.html")
     write_json(out / "answers.json", {k: {BASE: v[0], TUNED: v[1]} for k, v in answers.items()})
     stamp.write_text(digest)
     return card
+
+
+def add_judge(card: Scorecard, settings: JudgeSettings, out: Path) -> None:
+    """Judge the user's domain questions that have a reference: suite 'judge', row verdicts."""
+    rows = [q for q in card.questions if q.kind == "domain" and q.reference and q.suite != QA_SUITE]
+    rows = rows[: settings.max_questions] if settings.max_questions else rows
+    if not rows:
+        log.warning("eval.judge is set, but no domain question has a reference answer")
+        return
+    items = [(q.prompt, q.reference or "", q.base_answer, q.tuned_answer) for q in rows]
+    details = run_judge(settings, items)
+    base, tuned = [], []
+    for row, judgement in zip(rows, details["judgements"], strict=True):
+        row.judge_verdict = describe(Judgement.model_validate(judgement), card.labels)
+        base.append(float(judgement["outcome"] == "base"))
+        tuned.append(float(judgement["outcome"] == "tuned"))
+    card.suites[JUDGE_SUITE] = SuiteScores(
+        n=len(rows),
+        kind="judge",
+        base={JUDGE_METRIC: sum(base) / len(base)},
+        tuned={JUDGE_METRIC: sum(tuned) / len(tuned)},
+        diff={JUDGE_METRIC: list(bootstrap_diff(base, tuned))},
+    )
+    write_json(out / "judge.json", {"labels": card.labels, **details})
 
 
 def model_checks(

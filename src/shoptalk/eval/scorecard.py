@@ -69,6 +69,7 @@ class QuestionResult(BaseModel):
     source: str | None = None
     file: str = ""
     line: int = 0
+    judge_verdict: str | None = None  # with eval.judge: the verdict and the judge's rationale
 
 
 # Corpus BLEU of a domain suite: from n-gram counts summed over its questions,
@@ -78,7 +79,7 @@ CORPUS_BLEU = "corpus_bleu"
 # Suites measured on the models rather than on answers to questions, with no
 # per-question rows: general-ability retention (eval/retention.py) and leakage
 # canaries (eval/canary.py).
-CheckKind = Literal["retention", "canary"]
+CheckKind = Literal["retention", "canary", "judge"]
 
 
 class SuiteScores(BaseModel):
