@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from shoptalk.train.render import IGNORE
+from shoptalk.train.speed import fast_forward
 
 CHUNK_TOKENS = 1024
 
@@ -34,10 +35,11 @@ def labelled_loss(
         if "inputs_embeds" in batch
         else {"input_ids": batch["input_ids"]}
     )
-    # No KV cache: transformers only builds the block-diagonal packed mask without one.
-    hidden = decoder(
-        **inputs, position_ids=batch["position_ids"], use_cache=False
-    ).last_hidden_state
+    # No KV cache and no attention mask: example borders come from the position ids.
+    with fast_forward(model):
+        hidden = decoder(
+            **inputs, position_ids=batch["position_ids"], use_cache=False
+        ).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE
     hidden = hidden[:, :-1][keep]
