@@ -19,7 +19,7 @@ from shoptalk.eval.scorecard import QuestionResult, Scorecard, SuiteScores
 JUDGE_FIELD = "judge_verdict"
 
 _CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222}
+body{font:14px/1.45 system-ui,"Noto Sans CJK SC","PingFang SC","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}.meta{color:#555}
 table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #ddd;padding:4px 8px;
 vertical-align:top;text-align:left}td.n{text-align:right;white-space:nowrap}
