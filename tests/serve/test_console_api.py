@@ -102,6 +102,13 @@ def test_build_runs_in_the_worker_then_scorecard_playground_and_feedback(console
         "/v1/project/playground", headers=console["viewer"], json={"question": "Who runs the Oslo depot?", "max_tokens": 8}
     ).json()
     assert answers["base"]["model"] == "base" and answers["tuned"]["model"].startswith("run-")
+    grounded = client.post(
+        "/v1/project/playground",
+        headers=console["viewer"],
+        json={"question": "How often do forklift drivers renew their licence?", "rag": True, "max_tokens": 8},
+    )
+    assert grounded.status_code == 200, grounded.text
+    assert all(c["quote"] for c in grounded.json()["tuned"]["citations"])
     stored = client.post(
         "/v1/project/feedback",
         headers=console["viewer"],

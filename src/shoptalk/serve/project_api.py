@@ -404,12 +404,17 @@ def ask(st: ProjectState, project: Project, run, body: PlaygroundRequest) -> Pla
 
 
 def rag_answer(project: Project, assistant, name: str, body: PlaygroundRequest) -> PlaygroundAnswer:
+    from shoptalk.rag.answer import answer_with_citations
+    from shoptalk.rag.retrieve import open_index
+
     try:
-        from shoptalk.rag.answer import answer_with_citations
-        from shoptalk.rag.index import open_index
-    except ImportError as exc:
-        raise ApiError(501, "Retrieval is not available in this version.") from exc
-    result = answer_with_citations(assistant, open_index(project), body.question)
+        index = open_index(project)
+    except ShoptalkError as exc:
+        raise ApiError(409, str(exc), code="no_index") from exc
+    # The console is the project owners' tool: they may read every document.
+    result = answer_with_citations(
+        assistant, index, body.question, None, project.config.system_prompt, body.max_tokens
+    )
     return PlaygroundAnswer(
         model=name,
         answer=result.message,
