@@ -33,9 +33,14 @@ from shoptalk.config import DataSettings, ShoptalkConfig
 from shoptalk.data import augment, synth
 from shoptalk.data.clean import Dropped, clean_chunks, clean_conversations, source_file
 from shoptalk.data.dedupe import dedupe, leakage_free_split
+from shoptalk.data.feedback import feedback_conversations, feedback_path, read_feedback
 from shoptalk.data.ingest import Ingested, ingest
 from shoptalk.data.pii import redact, redact_conversation
-from shoptalk.data.preferences import prepare_preferences, read_preference_sources
+from shoptalk.data.preferences import (
+    preferences_from_feedback,
+    prepare_preferences,
+    read_preference_sources,
+)
 from shoptalk.data.replay import read_replay, sample_replay
 from shoptalk.errors import SourceError
 from shoptalk.eval.canary import CANARIES_FILE, plant_canaries, write_canaries
@@ -81,6 +86,8 @@ def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
         for path in source_files(root, group):
             h.update(str(path.relative_to(root) if path.is_relative_to(root) else path).encode())
             h.update(hashlib.sha256(path.read_bytes()).digest())
+    if feedback_path(root).is_file():
+        h.update(hashlib.sha256(feedback_path(root).read_bytes()).digest())
     return h.hexdigest()[:16]
 
 
@@ -105,6 +112,9 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     errors: list[SourceError] | None = [] if settings.on_error == "skip" else None
     sources = ingest(root, cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations, errors)
     sources.preferences += read_preference_sources(root, cfg.sources.preferences, errors)
+    feedback = read_feedback(feedback_path(root))
+    sources.conversations += feedback_conversations(feedback)
+    sources.preferences += preferences_from_feedback(feedback)
     pool = read_replay(root, settings.replay, errors) if settings.replay.ratio > 0 else []
     sources, pool, report = prepare_sources(sources, settings, pool)
     # An error message may quote a cell, a key or a role name: it is stored redacted.

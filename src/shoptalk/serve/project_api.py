@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shoptalk.artifacts import write_atomic
 from shoptalk.config import CONFIG_NAME
+from shoptalk.data.feedback import feedback_path
 from shoptalk.data.pii import redact
 from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
@@ -38,7 +39,6 @@ Editor = Annotated[Principal, Depends(require("editor"))]
 Viewer = Annotated[Principal, Depends(require("chat"))]
 SourceKind = Literal["docs", "faq", "conversations"]
 UPLOAD_DIRS = {"docs": "uploads/docs", "faq": "uploads/faq", "conversations": "uploads/chats"}
-FEEDBACK_FILE = "feedback.jsonl"
 
 
 class ProjectState:
@@ -449,7 +449,7 @@ def feedback(body: FeedbackRequest, principal: Viewer, st: State) -> dict:
         model=body.model,
         created_at=datetime.now(timezone.utc),
     )
-    path = project.state / FEEDBACK_FILE
+    path = feedback_path(project.root)
     path.parent.mkdir(parents=True, exist_ok=True)
     with st.lock, path.open("a", encoding="utf-8") as f:
         f.write(item.model_dump_json() + "\n")
