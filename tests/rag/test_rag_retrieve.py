@@ -96,3 +96,23 @@ def test_bm25_scores_words_chinese_included_and_honours_allowed():
     assert np.argmax(bm25.scores(terms("退货期限"))) == 2
     assert bm25.scores(terms("退货期限"), np.array([True, True, False]))[2] == 0
     assert terms("KX-340 costs $1,200 (13.5%)") == ["kx-340", "costs", "1,200", "13.5%"]
+
+
+class KeywordReranker:
+    """A stand-in cross-encoder: scores a pair by whether the chunk mentions a word."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+
+    def predict(self, pairs: list[tuple[str, str]]) -> list[float]:
+        return [float(self.word in text) for _, text in pairs]
+
+
+def test_a_reranker_reorders_the_fused_candidates(index):
+    question = "Who reviews claims, and who runs the Oslo depot?"
+    index.reranker = KeywordReranker("Solberg")
+    result = index.search(question, None, top_k=2)
+    assert result.hits[0].chunk.source == "docs/handbook.md#Depots"
+    assert result.hits[0].score == 1.0
+    index.reranker = KeywordReranker("Ruiz")
+    assert index.search(question, None, top_k=2).hits[0].chunk.source == "docs/handbook.md#Claims"

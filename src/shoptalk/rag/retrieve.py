@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 RRF_K = 60
 # Candidates each ranking contributes to the fusion (and to the reranker).
 CANDIDATES = 50
+# Fused candidates a cross-encoder rescores: it reads each (question, chunk) pair in full.
+RERANKED = 20
 
 
 @dataclass
@@ -79,7 +81,7 @@ class RagIndex:
     def search(
         self, question: str, groups: list[str] | None = None, top_k: int | None = None
     ) -> Retrieval:
-
+        """The top k chunks `groups` may read, and whether the best is similar enough to use."""
         top_k = top_k or self.settings.top_k
         allowed = self.allowed(groups)
         if not allowed.any():
@@ -97,7 +99,7 @@ class RagIndex:
         rows = sorted(fused, key=lambda r: -fused[r])
         scores = [fused[r] for r in rows]
         if self.reranker is not None:
-            rows, scores = self._rerank(question, rows)
+            rows, scores = self._rerank(question, rows[:RERANKED])
         hits = [
             Hit(self.stored.chunks[r], s, float(similarity[r]))
             for r, s in zip(rows, scores, strict=True)
