@@ -111,6 +111,12 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue from the last checkpoint if there is one")
     ] = True,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan", help="Only print the plan: auto settings, steps, time and memory estimate"
+        ),
+    ] = False,
 ) -> None:
     """Build the dataset if needed and train; a killed run resumes from its last checkpoint."""
     import shutil
@@ -123,6 +129,11 @@ def train(
         project = open_project(project_dir)
         base_path = resolve_base_model(project.config.base_model, project.root)
         dataset = prepare_dataset(project, console.print)
+        if plan:
+            from shoptalk.train.sft import plan_run
+
+            console.print(plan_run(project.config, dataset, base_path).render(), highlight=False)
+            return
         if not resume:
             shutil.rmtree(
                 project.runs / project.run_id(dataset.hash) / "checkpoints", ignore_errors=True

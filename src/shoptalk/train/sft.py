@@ -1,10 +1,13 @@
 """Supervised fine-tuning (LoRA or full), as one recipe you can read top to bottom.
 
-    setup (device, model, adapters) → data (render, pack, plan steps)
-    → resume → loop (loss at labelled tokens, step, log, checkpoint) → save
+    setup (processes, device, model, adapters) → data (render, pack)
+    → plan ("auto" settings, time and memory estimate) → resume
+    → loop (loss at labelled tokens, step, log, evaluate, checkpoint, stop early?) → save
 
 A killed run continues from its last checkpoint with the same data order: the
-order of step k is a pure function of (seed, k).
+order of step k is a pure function of (seed, k). Under torchrun or `accelerate
+launch` each process trains on its share of every step's rows and only the
+main process writes (train/distributed.py).
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ import platform
 import random
 import shutil
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel
+from rich.console import Console
 
 from shoptalk import __version__
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
 from shoptalk.config import ShoptalkConfig, TrainSettings
 from shoptalk.models import load_tokenizer, pick_device
-from shoptalk.train import checkpoint
+from shoptalk.train import checkpoint, distributed, monitor
+from shoptalk.train.distributed import Processes
 from shoptalk.train.frozen import (
     cache_bytes,
     cache_rows,
@@ -36,19 +42,27 @@ from shoptalk.train.frozen import (
 from shoptalk.train.loss import labelled_loss
 from shoptalk.train.methods import attach_method, load_for_method
 from shoptalk.train.packing import Row, batches, collate, pack, truncate
+from shoptalk.train.plan import DataShape, TrainPlan, detect_hardware, make_plan, model_shape
+from shoptalk.train.plot import plot_losses
 from shoptalk.train.progress import TrainProgress
-from shoptalk.train.render import encode_conversation, encode_text, ensure_chat_template
+from shoptalk.train.render import IGNORE, encode_conversation, encode_text, ensure_chat_template
+from shoptalk.train.trackers import open_trackers
 
 log = logging.getLogger(__name__)
 
 
-class StepPlan(BaseModel):
-    rows: int
-    tokens: int
-    labelled_tokens: int
-    steps_per_epoch: int
-    total_steps: int
-    truncated: int
+@dataclass
+class Job:
+    """Everything the loop needs, set up and planned."""
+
+    tokenizer: object
+    model: torch.nn.Module
+    first: int  # first trainable layer
+    train_rows: list[Row]
+    val_rows: list[Row]
+    use_cache: bool
+    plan: TrainPlan
+    settings: TrainSettings  # with every "auto" resolved
 
 
 def run(
@@ -57,38 +71,30 @@ def run(
     base_path: str,
     run_dir: Path,
     stop_after: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> RunArtifact:
     """Train `base_path` on `dataset` into `run_dir`; resumes if checkpoints exist.
 
     `stop_after` ends the run early after that many steps (tests use it to
-    simulate a crash at a known point).
+    simulate a crash at a known point). `say` receives the plan before training.
     """
-    settings = cfg.train
+    procs, device = distributed.setup(pick_device(cfg.train.device))
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(settings.device)
-    torch.manual_seed(settings.seed)
-    random.seed(settings.seed)
+    torch.manual_seed(cfg.train.seed)
+    random.seed(cfg.train.seed)
 
-    # --- setup: tokenizer, model, adapters
-    tokenizer = load_tokenizer(base_path)
-    ensure_chat_template(tokenizer)
-    model = load_for_method(base_path, settings, device)
-    model, first = attach_method(model, settings)
-    model.train()
-
-    # --- data: render with the chat template, pack, plan the steps
-    train_rows, plan = prepare_rows(tokenizer, dataset, cfg, "train")
-    val_rows, _ = prepare_rows(tokenizer, dataset, cfg, "val", with_text=False)
-    log.info("plan: %s", plan.model_dump_json())
-    if first and use_frozen_cache(
-        model, train_rows, first, settings, tokenizer.pad_token_id, device
-    ):
-        cache_rows(model, train_rows + val_rows, first, tokenizer.pad_token_id, device)
-    top = (
-        only_layers(model, first)
-        if any(r.hidden is not None for r in train_rows)
-        else nullcontext()
-    )
+    # --- setup and data: model with its method, rows packed, "auto" settings planned
+    job = prepare(cfg, dataset, base_path, device, procs)
+    model, settings, plan = job.model, job.settings, job.plan
+    train_rows, val_rows, pad_id = job.train_rows, job.val_rows, job.tokenizer.pad_token_id
+    if procs.is_main:
+        log.info("plan: %s", plan.model_dump_json())
+        (say or Console(highlight=False).print)(plan.render())
+    if job.use_cache:
+        cache_rows(model, train_rows + val_rows, job.first, pad_id, device)
+    top = only_layers(model, job.first) if job.use_cache else nullcontext()
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = dict(model.named_parameters())
     trainable = [p for p in params.values() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -99,7 +105,7 @@ def run(
         optimizer, lambda s: lr_factor(s, warmup, plan.total_steps)
     )
 
-    # --- resume
+    # --- resume: weights, optimizer, scheduler, RNG; early stopping from the logged val losses
     ckpt_dir = run_dir / "checkpoints"
     start = 0
     last = checkpoint.latest(ckpt_dir)
@@ -107,49 +113,139 @@ def run(
         start = checkpoint.restore(last, params, optimizer, scheduler)
         log.info("resumed from %s (step %d of %d)", last.name, start, plan.total_steps)
     metrics_path = run_dir / "metrics.jsonl"
-    keep_metrics_until(metrics_path, start)
+    if procs.is_main:
+        keep_metrics_until(metrics_path, start)
+    distributed.barrier(procs)
+    stopper = monitor.EarlyStopping(
+        settings.early_stopping_patience, settings.early_stopping_min_delta
+    )
+    stopper.replay(metrics_path)
 
     # --- loop
     end = plan.total_steps if stop_after is None else min(plan.total_steps, stop_after)
-    progress = TrainProgress(plan.total_steps, start, resumed=start > 0)
-    with top, progress, metrics_path.open("a", encoding="utf-8") as metrics:
-        for step in range(start, end):
-            t0 = time.perf_counter()
-            loss, n_tokens = train_step(
-                model, step_batch(train_rows, plan, settings, step), tokenizer, device
+    # A run killed right after its stopping evaluation has nothing left to train.
+    stopped_at = start if stopper.should_stop else None
+    eval_every = settings.eval_every or settings.checkpoint_every
+    with ExitStack() as stack:
+        stack.enter_context(top)
+        if procs.is_main:
+            progress = stack.enter_context(
+                TrainProgress(plan.total_steps, start, resumed=start > 0)
             )
+            metrics = stack.enter_context(metrics_path.open("a", encoding="utf-8"))
+            trackers = open_trackers(settings.trackers, run_dir, settings.model_dump(mode="json"))
+            stack.callback(lambda: [t.close() for t in trackers])
+        for step in range(start, end if stopped_at is None else start):
+            t0 = time.perf_counter()
+            rows = step_batch(train_rows, plan, settings, step)
+            loss, n_tokens = shared_step(model, rows, job.tokenizer, device, trainable, procs)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - t0
+            done = step + 1
             record = {
-                "step": step + 1,
-                "epoch": round((step + 1) / plan.steps_per_epoch, 3),
+                "step": done,
+                "epoch": round(done / plan.steps_per_epoch, 3),
                 "loss": round(loss, 5),
                 "lr": scheduler.get_last_lr()[0],
                 "tokens": n_tokens,
                 "tokens_per_s": round(n_tokens / seconds, 1),
+                **monitor.memory_record(device),
             }
-            done = step + 1
-            if done % settings.checkpoint_every == 0 or done == plan.total_steps:
-                if val_rows:
-                    record["val_loss"] = round(
-                        evaluate(model, val_rows, tokenizer, settings, device), 5
+            evaluated = bool(val_rows) and (done % eval_every == 0 or done == plan.total_steps)
+            if evaluated:
+                val_loss = evaluate(model, val_rows, job.tokenizer, settings, device, procs)
+                record["val_loss"] = round(val_loss, 5)
+                if stopper.update(done, record["val_loss"]) and stopper.enabled and procs.is_main:
+                    monitor.save_best(run_dir, done, params)
+                if stopper.should_stop:
+                    stopped_at = done
+                    log.info(
+                        "early stopping at step %d: no better validation loss than %.5f "
+                        "(step %d) in %d evaluations",
+                        done,
+                        stopper.best_loss,
+                        stopper.best_step,
+                        stopper.patience,
                     )
-                checkpoint.save(
-                    ckpt_dir, done, params, optimizer, scheduler, settings.keep_checkpoints
-                )
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-            progress.update(done, record)
-    if end < plan.total_steps:
+            if procs.is_main:
+                if done % settings.checkpoint_every == 0 or done == plan.total_steps or stopped_at:
+                    checkpoint.save(
+                        ckpt_dir, done, params, optimizer, scheduler, settings.keep_checkpoints
+                    )
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+                for tracker in trackers:
+                    tracker.log(record)
+                if evaluated:
+                    plot_losses(metrics_path, run_dir / "loss.png")
+                progress.update(done, record)
+            if stopped_at:
+                break
+    if stopped_at is None and end < plan.total_steps:
+        distributed.teardown(procs)
         return RunArtifact(path=run_dir, run_id=run_dir.name)
 
-    # --- save: the model (adapter or full), its tokenizer, and a card
-    save_final(model, tokenizer, run_dir / "final")
-    write_json(run_dir / "card.json", card(cfg, dataset, base_path, plan, metrics_path))
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    # --- save: the model (adapter or full; the best evaluation's when stopping early), a card
+    best_step = monitor.restore_best(run_dir, params) if stopper.enabled else None
+    if procs.is_main:
+        save_final(model, job.tokenizer, run_dir / "final")
+        summary = stopper.summary(stopped_at) | {"final_weights_step": best_step}
+        write_json(
+            run_dir / "card.json",
+            card(cfg, settings, dataset, base_path, plan, metrics_path, summary),
+        )
+        if metrics_path.is_file():
+            plot_losses(metrics_path, run_dir / "loss.png")
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        (run_dir / monitor.BEST).unlink(missing_ok=True)
+    distributed.barrier(procs)
+    distributed.teardown(procs)
     return RunArtifact(path=run_dir, run_id=run_dir.name)
+
+
+def plan_run(cfg: ShoptalkConfig, dataset: DatasetArtifact, base_path: str) -> TrainPlan:
+    """The plan `run` would follow, without training (`shoptalk train --plan`)."""
+    return prepare(cfg, dataset, base_path, pick_device(cfg.train.device)).plan
+
+
+def prepare(
+    cfg: ShoptalkConfig,
+    dataset: DatasetArtifact,
+    base_path: str,
+    device: str,
+    procs: Processes | None = None,
+) -> Job:
+    """Load the model with its method, pack the data and plan the run (no training)."""
+    procs = procs or Processes()
+    settings = cfg.train
+    tokenizer = load_tokenizer(base_path)
+    ensure_chat_template(tokenizer)
+    model = load_for_method(base_path, settings, device)
+    model, first = attach_method(model, settings)
+    model.train()
+    train_rows = prepare_rows(tokenizer, dataset, cfg, "train")
+    val_rows = prepare_rows(tokenizer, dataset, cfg, "val", with_text=False)
+    use_cache = bool(first) and use_frozen_cache(
+        model, train_rows, first, settings, tokenizer.pad_token_id, device
+    )
+    data = DataShape(
+        rows=len(train_rows),
+        tokens=sum(len(r.input_ids) for r in train_rows),
+        labelled_tokens=sum(sum(t != IGNORE for t in r.labels) for r in train_rows),
+        cache_bytes=cache_bytes(train_rows + val_rows, model.config.hidden_size)
+        if use_cache
+        else 0,
+    )
+    hardware = detect_hardware(device)
+    if not device.startswith("cuda"):
+        # Processes on one machine share its memory.
+        hardware.memory_bytes //= procs.local_world_size
+    plan = make_plan(model_shape(model, first), data, settings, hardware, procs.world_size)
+    return Job(
+        tokenizer, model, first, train_rows, val_rows, use_cache, plan, plan.resolve(settings)
+    )
 
 
 def use_frozen_cache(
@@ -172,7 +268,7 @@ def use_frozen_cache(
 
 def prepare_rows(
     tokenizer, dataset: DatasetArtifact, cfg: ShoptalkConfig, split: str, with_text: bool = True
-) -> tuple[list[Row], StepPlan]:
+) -> list[Row]:
     settings = cfg.train
     examples = [
         encode_conversation(tokenizer, c, cfg.system_prompt) for c in dataset.conversations(split)
@@ -184,24 +280,35 @@ def prepare_rows(
         log.warning(
             "%d examples longer than max_seq_len=%d were truncated", too_long, settings.max_seq_len
         )
-    rows = pack([truncate(e, settings.max_seq_len) for e in examples], settings.max_seq_len)
-    per_epoch = max(1, len(batches(rows, settings.tokens_per_step, settings.max_seq_len, 0)))
-    plan = StepPlan(
-        rows=len(rows),
-        tokens=sum(len(r.input_ids) for r in rows),
-        labelled_tokens=sum(sum(t != -100 for t in r.labels) for r in rows),
-        steps_per_epoch=per_epoch,
-        total_steps=max(1, math.ceil(per_epoch * settings.epochs)),
-        truncated=too_long,
-    )
-    return rows, plan
+    return pack([truncate(e, settings.max_seq_len) for e in examples], settings.max_seq_len)
 
 
-def step_batch(rows: list[Row], plan: StepPlan, settings: TrainSettings, step: int) -> list[Row]:
+def step_batch(rows: list[Row], plan: TrainPlan, settings: TrainSettings, step: int) -> list[Row]:
+    """All processes' rows of step `step` (a pure function of seed and step)."""
     epoch, index = divmod(step, plan.steps_per_epoch)
     return batches(rows, settings.tokens_per_step, settings.max_seq_len, settings.seed + epoch)[
         index
     ]
+
+
+def shared_step(
+    model: torch.nn.Module,
+    rows: list[Row],
+    tokenizer,
+    device: str,
+    trainable: list[torch.nn.Parameter],
+    procs: Processes,
+) -> tuple[float, int]:
+    """This process's share of a step, gradients made global; the step's loss and tokens."""
+    mine = distributed.share(rows, procs)
+    count = distributed.labelled_count(mine)
+    all_count = max(1.0, distributed.total(count, procs, device))
+    loss, n_tokens = train_step(model, mine, tokenizer, device) if mine else (0.0, 0)
+    distributed.sync_gradients(trainable, count / all_count, procs)
+    if not procs.distributed:
+        return loss, n_tokens
+    step_loss = distributed.total(loss * count, procs, device) / all_count
+    return step_loss, int(distributed.total(n_tokens, procs, device))
 
 
 def train_step(
@@ -216,15 +323,24 @@ def train_step(
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, rows: list[Row], tokenizer, settings: TrainSettings, device: str
+    model: torch.nn.Module,
+    rows: list[Row],
+    tokenizer,
+    settings: TrainSettings,
+    device: str,
+    procs: Processes | None = None,
 ) -> float:
+    """Mean loss per labelled token; processes split the batches and add up."""
+    procs = procs or Processes()
     model.eval()
     total, count = 0.0, 0
-    for group in batches(rows, settings.tokens_per_step, settings.max_seq_len, 0):
+    groups = batches(rows, settings.tokens_per_step, settings.max_seq_len, 0)
+    for group in groups[procs.rank :: procs.world_size]:
         batch = {k: v.to(device) for k, v in collate(group, tokenizer.pad_token_id).items()}
         loss_sum, n = labelled_loss(model, batch)
         total, count = total + float(loss_sum), count + n
     model.train()
+    total, count = distributed.total(total, procs, device), distributed.total(count, procs, device)
     return total / max(count, 1)
 
 
@@ -255,7 +371,13 @@ def save_final(model: torch.nn.Module, tokenizer, target: Path) -> None:
 
 
 def card(
-    cfg: ShoptalkConfig, dataset: DatasetArtifact, base_path: str, plan: StepPlan, metrics: Path
+    cfg: ShoptalkConfig,
+    settings: TrainSettings,
+    dataset: DatasetArtifact,
+    base_path: str,
+    plan: TrainPlan,
+    metrics: Path,
+    early_stopping: dict,
 ) -> dict:
     import peft
     import transformers
@@ -265,15 +387,20 @@ def card(
         for line in metrics.read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
+    val_losses = [r["val_loss"] for r in lines if "val_loss" in r]
+    final_val = val_losses[-1] if val_losses else None
+    if early_stopping["final_weights_step"] is not None:
+        final_val = early_stopping["best_val_loss"]
     return {
         "base_model": cfg.base_model,
         "base_path": base_path,
         "dataset_hash": dataset.hash,
-        "train": cfg.train.model_dump(),
+        "train": settings.model_dump(),
         "system_prompt": cfg.system_prompt,
         "plan": plan.model_dump(),
         "final_loss": lines[-1]["loss"] if lines else None,
-        "final_val_loss": next((r["val_loss"] for r in reversed(lines) if "val_loss" in r), None),
+        "final_val_loss": final_val,
+        "early_stopping": early_stopping,
         "versions": {
             "shoptalk": __version__,
             "torch": torch.__version__,

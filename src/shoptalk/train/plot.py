@@ -1,0 +1,38 @@
+"""`loss.png`: training and validation loss against the step, redrawn at each evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def plot_losses(metrics_path: Path, target: Path) -> Path:
+    """Draw `metrics.jsonl` into a PNG at `target` (written atomically)."""
+    # The object API with the Agg canvas: no pyplot global state, no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    records = [
+        json.loads(line)
+        for line in metrics_path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    figure = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot([r["step"] for r in records], [r["loss"] for r in records], label="train loss")
+    val = [r for r in records if "val_loss" in r]
+    if val:
+        axes.plot(
+            [r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss"
+        )
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss (per labelled token)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    tmp = target.with_name(f".{target.name}.tmp")
+    figure.savefig(tmp, format="png")
+    os.replace(tmp, target)
+    return target

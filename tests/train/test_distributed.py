@@ -1,0 +1,83 @@
+"""Data-parallel training: 2 processes on CPU (gloo) follow the same loss curve as 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from shoptalk.build import prepare_dataset
+from shoptalk.cli import app
+from shoptalk.project import Project
+from shoptalk.train.distributed import Processes, labelled_count, share
+from shoptalk.train.packing import Row
+from shoptalk.train.render import IGNORE
+
+from projects import write_project
+
+SETTINGS = {"epochs": 3, "tokens_per_step": 512, "max_seq_len": 128, "checkpoint_every": 3}
+
+
+def row(n_labels: int) -> Row:
+    return Row(list(range(8)), [IGNORE] * (8 - n_labels) + [1] * n_labels, list(range(8)))
+
+
+def test_each_process_takes_its_share_of_a_steps_rows():
+    rows = [row(i) for i in range(5)]
+    shares = [share(rows, Processes(rank=r, world_size=2)) for r in range(2)]
+    assert shares == [rows[0::2], rows[1::2]]
+    assert sorted(id(r) for s in shares for r in s) == sorted(id(r) for r in rows)
+
+
+def test_labelled_count_matches_what_the_loss_counts():
+    # The loss predicts token t+1 from token t: the first position's label is never a target.
+    assert labelled_count([Row([1, 2, 3], [5, 6, 7], [0, 1, 2]), row(3)]) == 2 + 3
+
+
+def metrics(project) -> list[dict]:
+    (run,) = (project / ".shoptalk" / "runs").iterdir()
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_follow_the_loss_curve_of_one(tmp_path, tiny_model):
+    one = write_project(tmp_path / "one", tiny_model, **SETTINGS)
+    two = write_project(tmp_path / "two", tiny_model, **SETTINGS)
+    result = CliRunner().invoke(app, ["train", str(one)])
+    assert result.exit_code == 0, result.output
+    # Build the dataset first, so the two processes only read it.
+    prepare_dataset(Project.open(two), say=lambda _: None)
+
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "shoptalk.cli",
+            "train",
+            str(two),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    single, double = metrics(one), metrics(two)
+    assert len(single) == len(double) > 6, "one line per step, written by rank 0 only"
+    for a, b in zip(single, double, strict=True):
+        assert a["step"] == b["step"] and a["tokens"] == b["tokens"]
+        assert abs(a["loss"] - b["loss"]) < 2e-4, (a, b)
+        assert abs(a.get("val_loss", 0) - b.get("val_loss", 0)) < 2e-4, (a, b)
+    (run,) = (two / ".shoptalk" / "runs").iterdir()
+    assert (run / "final" / "adapter_config.json").is_file()
+    assert json.loads((run / "card.json").read_text())["plan"]["processes"] == 2
+    log = (two / ".shoptalk" / "logs" / "shoptalk.log").read_text()
+    assert "process 1 of 2" in log
