@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import DateTime, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -58,12 +58,14 @@ class ApiKeyRow(Base):
 class KeyLimits(BaseModel, extra="forbid"):
     """What a key may do; None means unlimited (or, for models, every model)."""
 
-    scopes: list[str] = ["chat", "embeddings"]
-    models: list[str] | None = None
-    rpm: int | None = None
-    tpm: int | None = None
-    tokens_per_day: int | None = None
-    tokens_per_month: int | None = None
+    scopes: list[str] = Field(
+        ["chat", "embeddings"], description=f"Some of {', '.join(SCOPES)}; admin implies all"
+    )
+    models: list[str] | None = Field(None, description="Models the key may use; None = all")
+    rpm: int | None = Field(None, description="Requests per minute (sliding window)")
+    tpm: int | None = Field(None, description="Tokens per minute, prompt + max_tokens reserved")
+    tokens_per_day: int | None = Field(None, description="Tokens per UTC day")
+    tokens_per_month: int | None = Field(None, description="Tokens per calendar month (UTC)")
 
 
 class KeyInfo(KeyLimits):
