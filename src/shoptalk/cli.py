@@ -429,11 +429,11 @@ def usage(
     from shoptalk.serve.audit import AuditLog
 
     try:
-        store = open_key_store(project_dir)
-        totals = AuditLog(store.sessions).usage(parse_since(since) if since else None)
+        sessions = open_key_store(project_dir).sessions
+        totals = AuditLog(sessions).usage(parse_since(since) if since else None)
     except ShoptalkError as exc:
         fail(exc)
-    for table in usage_tables(totals, store.names()):
+    for table in usage_tables(totals):
         console.print(table)
 
 
@@ -562,6 +562,7 @@ def serve(
         run_server(project_dir, host, port, insecure)
     except ShoptalkError as exc:
         fail(exc)
+
 
 if __name__ == "__main__":
     app()

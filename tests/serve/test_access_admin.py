@@ -73,10 +73,11 @@ def test_only_admin_keys_reach_the_admin_api(app):
 
 def test_usage_endpoint_totals_the_audit_log(app, client):
     audit = app.state.services.audit
+    alice = app.state.services.keys.create("alice", KeyLimits()).key.id
     for key_id, model, tokens in [
-        ("key_a", "base", 10),
-        ("key_a", "tuned", 5),
-        ("key_b", "base", 1),
+        (alice, "base", 10),
+        (alice, "tuned", 5),
+        ("key_gone", "base", 1),  # a key deleted from the table keeps its usage
     ]:
         audit.record(
             AuditEntry(
@@ -91,7 +92,8 @@ def test_usage_endpoint_totals_the_audit_log(app, client):
         )
     usage = client.get("/v1/admin/usage").json()
     by_key = {row["name"]: row for row in usage["by_key"]}
-    assert by_key["key_a"]["requests"] == 2 and by_key["key_a"]["prompt_tokens"] == 15
+    assert by_key[alice]["requests"] == 2 and by_key[alice]["prompt_tokens"] == 15
+    assert by_key[alice]["label"] == "alice" and by_key["key_gone"]["label"] is None
     by_model = {row["name"]: row for row in usage["by_model"]}
     assert by_model["base"]["requests"] == 2
     tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date().isoformat()

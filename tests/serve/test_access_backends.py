@@ -150,6 +150,7 @@ def test_keys_audit_and_admin_api_on_postgresql(postgres_url, tmp_path):
     assert usage["by_key"] == [
         {
             "name": new.key.id,
+            "label": "alice",
             "requests": 1,
             "errors": 0,
             "prompt_tokens": 11,

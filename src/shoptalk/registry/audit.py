@@ -9,6 +9,7 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, case, func, selec
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shoptalk.registry.db import Base
+from shoptalk.registry.keys import ApiKeyRow
 
 
 class AuditRow(Base):
@@ -31,7 +32,8 @@ class AuditRow(Base):
 class UsageTotal(BaseModel):
     """Totals for one key or one model."""
 
-    name: str
+    name: str  # the key's id or the model's name
+    label: str | None = None  # the key's name, for people
     requests: int
     errors: int
     prompt_tokens: int
@@ -53,32 +55,38 @@ def usage_totals(sessions: sessionmaker[Session], since: datetime | None = None)
     with sessions() as session:
         return Usage(
             since=since,
-            by_key=_totals(session, AuditRow.key_id, since),
-            by_model=_totals(session, AuditRow.model, since),
+            by_key=_totals(session, [AuditRow.key_id, ApiKeyRow.name], since),
+            by_model=_totals(session, [AuditRow.model], since),
         )
 
 
-def _totals(session: Session, column, since: datetime | None) -> list[UsageTotal]:
+def _totals(session: Session, group: list, since: datetime | None) -> list[UsageTotal]:
+    """Totals per value of `group` (an id, and for keys also their name)."""
     query = (
         select(
-            column,
+            *group,
             func.count(),
             func.sum(case((AuditRow.status >= 400, 1), else_=0)),
             func.sum(AuditRow.prompt_tokens),
             func.sum(AuditRow.completion_tokens),
         )
-        .group_by(column)
-        .order_by(column)
+        .outerjoin(ApiKeyRow, ApiKeyRow.id == AuditRow.key_id)
+        .group_by(*group)
+        .order_by(*group)
     )
     if since is not None:
         query = query.where(AuditRow.time >= since)
-    return [
-        UsageTotal(
-            name=name or "-",
-            requests=requests,
-            errors=errors or 0,
-            prompt_tokens=prompt or 0,
-            completion_tokens=completion or 0,
+    totals = []
+    for row in session.execute(query):
+        *names, requests, errors, prompt, completion = row
+        totals.append(
+            UsageTotal(
+                name=names[0] or "-",
+                label=names[1] if len(names) > 1 else None,
+                requests=requests,
+                errors=errors or 0,
+                prompt_tokens=prompt or 0,
+                completion_tokens=completion or 0,
+            )
         )
-        for name, requests, errors, prompt, completion in session.execute(query)
-    ]
+    return totals

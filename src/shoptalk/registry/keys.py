@@ -231,11 +231,6 @@ class KeyStore:
             if row is not None:
                 row.last_used_at = datetime.now(timezone.utc)
 
-    def names(self) -> dict[str, str]:
-        with self.sessions() as session:
-            rows = session.execute(select(ApiKeyRow.id, ApiKeyRow.name))
-            return {key_id: name for key_id, name in rows}
-
     @staticmethod
     def _row(session: Session, key_id: str) -> ApiKeyRow:
         row = session.get(ApiKeyRow, key_id)

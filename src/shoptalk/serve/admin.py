@@ -136,18 +136,15 @@ def keys_table(keys: list[KeyInfo]) -> Table:
     return table
 
 
-def usage_tables(usage: Usage, key_names: dict[str, str]) -> list[Table]:
+def usage_tables(usage: Usage) -> list[Table]:
     tables = []
-    for title, rows, label in (
-        ("key", usage.by_key, lambda key_id: f"{key_id} {key_names.get(key_id, '')}".strip()),
-        ("model", usage.by_model, str),
-    ):
+    for title, rows in (("key", usage.by_key), ("model", usage.by_model)):
         table = Table(title, title=f"Usage per {title}")
         for column in ("requests", "errors", "prompt tokens", "completion tokens", "total"):
             table.add_column(column, justify="right")
         for row in rows:
             table.add_row(
-                label(row.name),
+                f"{row.name} {row.label or ''}".strip(),
                 f"{row.requests:,}",
                 f"{row.errors:,}",
                 f"{row.prompt_tokens:,}",
