@@ -197,13 +197,27 @@ def details_ll(details: dict) -> list[float]:
     return [-row["base_nll"] for row in details["prompts"]]
 
 
-def test_hard_training_on_unrelated_data_drifts(tmp_path, general_model):
+def test_a_model_trained_to_forget_drifts_and_fails_the_gate(tmp_path, general_model):
+    import yaml
+
     from shoptalk.build import build
 
     project = project_on(tmp_path / "p", general_model, learning_rate=5e-2, epochs=20)
-    result = build(project, say=lambda _: None)
+    config = yaml.safe_load((project.root / "shoptalk.yaml").read_text())
+    rule = {"suite": SUITE, "metric": METRIC, "max_drop": 0.1}
+    config["eval"]["gate"] = {"rules": [rule]}
+    (project.root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    project = Project.open(project.root)
+    said: list[str] = []
+    result = build(project, say=said.append)
 
     retention = result.scorecard.suites[SUITE]
     mean, low, high = retention.diff[METRIC]
     # The log-likelihood of the base's own answers fell: the NLL drift is positive.
     assert high < 0 and mean < -0.5, retention.diff
+    # Many epochs at a high learning rate on a tiny set: the gate names the rule and refuses.
+    (failure,) = result.gate.failures
+    assert failure.startswith(f"suite '{SUITE}' {METRIC}: dropped ")
+    assert "more than the allowed 0.1 (95% interval of the change" in failure
+    assert any("gate     FAILED" in line and failure in line for line in said)
+    assert not project.promoted_run_file.exists()
