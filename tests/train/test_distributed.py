@@ -6,18 +6,22 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from shoptalk.build import prepare_dataset
 from shoptalk.cli import app
+from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
-from shoptalk.train.distributed import Processes, labelled_count, share
+from shoptalk.train.distributed import Processes, labelled_count, setup, share
 from shoptalk.train.packing import Row
 from shoptalk.train.render import IGNORE
 
 from projects import write_project
 
+CONFIGS = Path(__file__).parents[2] / "configs" / "accelerate"
 SETTINGS = {"epochs": 3, "tokens_per_step": 512, "max_seq_len": 128, "checkpoint_every": 3}
 
 
@@ -81,3 +85,22 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path, tiny_model):
     assert json.loads((run / "card.json").read_text())["plan"]["processes"] == 2
     log = (two / ".shoptalk" / "logs" / "shoptalk.log").read_text()
     assert "process 1 of 2" in log
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_accelerate_config_loads(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.num_processes >= 2 and config.mixed_precision == "no"
+
+
+def test_a_sharded_launch_stops_with_an_explicit_error(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ShoptalkError, match="not implemented yet.*ddp.yaml"):
+        setup("cpu")
+
+
+def test_without_a_launcher_it_is_one_process(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert setup("cpu") == (Processes(), "cpu")

@@ -21,10 +21,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from shoptalk.errors import ShoptalkError
 from shoptalk.train.packing import Row
 from shoptalk.train.render import IGNORE
 
 log = logging.getLogger(__name__)
+
+# Launch modes that expect the loop to shard the model, which this one does not do (yet).
+SHARDED_LAUNCHES = ("fsdp", "deepspeed")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,16 @@ class Processes:
 
 def setup(device: str) -> tuple[Processes, str]:
     """Join the process group if a launcher started us; returns the processes and this one's device."""
+    sharded = [
+        n for n in SHARDED_LAUNCHES if os.environ.get(f"ACCELERATE_USE_{n.upper()}") == "true"
+    ]
+    if sharded:
+        raise ShoptalkError(
+            f"accelerate launched this run for {sharded[0]}, but shoptalk's training loop trains "
+            "plain data-parallel only: sharded FSDP/ZeRO training is not implemented yet. Launch "
+            "with configs/accelerate/ddp.yaml (or torchrun), or fit one device with LoRA or "
+            "train.trainable_layers."
+        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Processes(), device
