@@ -116,3 +116,18 @@ def test_a_reranker_reorders_the_fused_candidates(index):
     assert result.hits[0].score == 1.0
     index.reranker = KeywordReranker("Ruiz")
     assert index.search(question, None, top_k=2).hits[0].chunk.source == "docs/handbook.md#Claims"
+
+
+def test_chinese_questions_rank_by_words_alone_with_the_english_only_default_model(tmp_path):
+    from rag_fakes import HashingModel
+
+    from shoptalk.rag.embed import Embedder
+
+    project = Project.open(write_rag_project(tmp_path / "p"))
+    default = Embedder("default", "unused", model=HashingModel())
+    index_project(project, default)
+    index = open_index(project, default)
+    chinese = index.search("退货期限是多少天？", None, top_k=10)
+    assert chinese.found and sources(chinese) == ["docs/returns_zh.md#退货期限"]
+    english = index.search("How long is the freight claim window?", None, top_k=10)
+    assert len(english.hits) > 1, "English questions still fuse both rankings"
