@@ -1,0 +1,61 @@
+"""The scorecard tells a real gain from none: memorized facts give an interval above zero."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from eval_models import teach
+
+from shoptalk.artifacts import RunArtifact
+from shoptalk.eval.questions import DomainQuestion, Suite
+from shoptalk.eval.run import evaluate
+from shoptalk.project import Project
+
+from projects import FAQ, write_project
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# The fact of each FAQ answer, as the scorecard looks for it.
+FACTS = ["47 days", "Ingrid Solberg", "KX-450", "$18", "7:30", "claims@kestrel.example"]
+
+
+def project_with_run(
+    tmp_path, tiny_model, pairs: list[tuple[str, str]]
+) -> tuple[Project, RunArtifact]:
+    root = write_project(tmp_path / "p", tiny_model)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["eval"]["max_new_tokens"] = 32
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    project = Project.open(root)
+    run = RunArtifact(path=project.runs / "run-taught", run_id="run-taught")
+    teach(tiny_model, run.final, pairs, project.config.system_prompt, steps=150, lr=1e-2)
+    return project, run
+
+
+def faq_suite() -> Suite:
+    questions = [
+        DomainQuestion(question=q, answer=a, must_include=[fact])
+        for (q, a), fact in zip(FAQ, FACTS, strict=True)
+    ]
+    return Suite(name="faq", kind="domain", questions=questions, path="faq.jsonl")
+
+
+def test_memorized_facts_score_above_the_base_with_an_interval_above_zero(tmp_path, tiny_model):
+    project, run = project_with_run(tmp_path, tiny_model, FAQ)
+    card = evaluate(project, run, str(tiny_model), [faq_suite()])
+    scores = card.suites["faq"]
+    assert scores.base["key_fact_recall"] == 0.0
+    assert scores.tuned["key_fact_recall"] >= 5 / 6
+    mean, low, high = scores.diff["key_fact_recall"]
+    assert 0 < low <= mean <= high, "the gain is real: its 95% interval excludes zero"
+
+
+def test_nothing_learned_gives_an_interval_that_includes_zero(tmp_path, tiny_model):
+    unrelated = [(q, "Sure, happy to help.") for q, _ in FAQ]
+    project, run = project_with_run(tmp_path, tiny_model, unrelated)
+    card = evaluate(project, run, str(tiny_model), [faq_suite()])
+    scores = card.suites["faq"]
+    assert all(q.tuned_answer.startswith("Sure") for q in card.questions), "it did learn that"
+    for metric in ("key_fact_recall", "strict_accuracy"):
+        mean, low, high = scores.diff[metric]
+        assert low <= 0 <= high, metric
