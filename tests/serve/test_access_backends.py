@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from shoptalk.cli import app as cli
 from shoptalk.config import ServeSettings
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve import admin
@@ -160,6 +163,17 @@ def test_keys_audit_and_admin_api_on_postgresql(postgres_url, tmp_path):
     assert {k["name"] for k in client.get("/v1/admin/keys").json()["data"]} >= {"alice", "ops"}
 
 
+def test_the_cli_writes_keys_to_the_configured_postgresql(postgres_url, tmp_path):
+    config = {"serve": {"database_url": postgres_url}}
+    (tmp_path / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    created = CliRunner().invoke(cli, ["keys", "create", str(tmp_path), "--name", "cli"])
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip().splitlines()[-1]
+    services = build_services(ServeSettings(database_url=postgres_url), tmp_path / "unused")
+    assert services.keys.find(secret).name == "cli"
+    assert not (tmp_path / ".shoptalk" / "shoptalk.db").exists()
+
+
 def principal(key_id: str, **limits) -> Principal:
     return Principal(key_id=key_id, name="alice", scopes=frozenset({"chat"}), **limits)
 
@@ -176,9 +190,11 @@ async def fire(replicas: list[RedisLimiter], who: Principal, tokens: list[int]) 
     return await asyncio.gather(*(one(i, n) for i, n in enumerate(tokens)))
 
 
-def test_redis_limits_hold_across_two_replicas(redis_url):
+def test_redis_limits_hold_across_two_replicas(redis_url, tmp_path):
     async def scenario():
-        replicas = [RedisLimiter(redis_url), RedisLimiter(redis_url)]
+        settings = ServeSettings(redis_url=redis_url)
+        replicas = [build_services(settings, tmp_path / name).limiter for name in ("a", "b")]
+        assert all(isinstance(r, RedisLimiter) for r in replicas)
         try:
             rpm = await fire(replicas, principal("key_rpm", rpm=4), [1] * 12)
             admitted = [r for r in rpm if not isinstance(r, ApiError)]

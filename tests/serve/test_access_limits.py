@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -50,6 +51,24 @@ def test_concurrent_requests_over_rpm_exactly_k_pass_the_rest_429():
     assert len(errors) == 7
     assert all(e.status == 429 and e.code == "rate_limit_exceeded" for e in errors)
     assert {e.headers["Retry-After"] for e in errors} == {"60"}
+
+
+def test_threads_with_their_own_event_loops_share_one_limit():
+    limiter = InProcessLimiter(clock=Clock())
+    who = principal(rpm=5)
+    barrier = threading.Barrier(12)
+    results: list = []
+
+    def one() -> None:
+        barrier.wait()
+        results.extend(asyncio.run(admit_all(limiter, who, [1])))
+
+    threads = [threading.Thread(target=one) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) - len(refused(results)) == 5
 
 
 def test_the_minute_window_slides():
