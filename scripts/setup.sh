@@ -42,5 +42,18 @@ fi
 
 if [ "${1:-}" = "--dev" ]; then
   "${PIP[@]}" -r requirements-dev.lock
+  # Tests start real PostgreSQL and Redis servers (and open reports in Chromium)
+  # from Debian's packages; without them those tests skip, saying why.
+  missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v chromium >/dev/null || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+    SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo -n")
+    echo "installing ${missing[*]} (apt-get)"
+    { $SUDO apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
+      { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q "${missing[@]}" >/dev/null 2>&1; }; } ||
+      echo "could not install ${missing[*]}: the tests that need them will be skipped"
+  fi
 fi
 echo "ready: $VENV/bin/shoptalk"
