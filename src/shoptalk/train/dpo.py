@@ -40,6 +40,7 @@ from shoptalk.train import checkpoint
 from shoptalk.train.logprobs import sequence_logprobs
 from shoptalk.train.methods import attach_method, load_for_method
 from shoptalk.train.packing import Row, collate
+from shoptalk.train.plan import auto_tokens_per_step
 from shoptalk.train.progress import TrainProgress
 from shoptalk.train.render import (
     IGNORE,
@@ -101,7 +102,11 @@ def run(
     # --- data: render each pair's two answers after the same prompt, plan the steps
     records = read_jsonl(dataset.path / "preferences.jsonl", Preference)
     pairs, truncated = encode_pairs(tokenizer, records, cfg)
-    plan = plan_steps(pairs, settings.tokens_per_step, dpo.epochs, truncated)
+    budget = settings.tokens_per_step
+    if budget == "auto":
+        size = sum(p.numel() for p in model.parameters())
+        budget = auto_tokens_per_step(size, sum(p.tokens for p in pairs), settings.max_seq_len)
+    plan = plan_steps(pairs, budget, dpo.epochs, truncated)
     log.info("dpo plan: %s", plan.model_dump_json())
     params = dict(model.named_parameters())
     trainable = [p for p in params.values() if p.requires_grad]
@@ -133,17 +138,15 @@ def run(
     with progress, metrics_path.open("a", encoding="utf-8") as metrics:
         for step in range(start, end):
             t0 = time.perf_counter()
-            chosen_ids = step_pairs(plan, settings.seed, step)
-            batch = pair_batch([pairs[i] for i in chosen_ids], tokenizer.pad_token_id, device)
-            policy, _ = sequence_logprobs(model, batch, 2 * len(chosen_ids))
-            loss, stats = dpo_loss(
-                policy.view(-1, 2), reference[chosen_ids], counts[chosen_ids], dpo
-            )
+            pair_ids = step_pairs(plan, settings.seed, step)
+            batch = pair_batch([pairs[i] for i in pair_ids], tokenizer.pad_token_id, device)
+            policy, _ = sequence_logprobs(model, batch, 2 * len(pair_ids))
+            loss, stats = dpo_loss(policy.view(-1, 2), reference[pair_ids], counts[pair_ids], dpo)
             loss.backward()
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            n_tokens = sum(pairs[i].tokens for i in chosen_ids)
+            n_tokens = sum(pairs[i].tokens for i in pair_ids)
             record = {
                 "step": step + 1,
                 "epoch": round((step + 1) / plan.steps_per_epoch, 3),
