@@ -210,6 +210,11 @@ class EvalSettings(BaseModel, extra="forbid"):
         description="LLM-as-judge at an OpenAI-compatible endpoint: base vs tuned against the "
         "reference, both orders (suite 'judge'); none = not judged",
     )
+    rag: bool = Field(
+        False,
+        description="Also score base+RAG and tuned+RAG: every question asked again with the "
+        "documents retrieval finds (suites '<suite>+rag'); needs `shoptalk index` first",
+    )
 
 
 class ServeSettings(BaseModel, extra="forbid"):

@@ -195,7 +195,11 @@ def _header(card: Scorecard) -> str:
         facts.insert(1, ("compared", f"{card.labels[0]} (A) vs {card.labels[1]} (B)"))
     facts += [(k.replace("_", " "), f"{v:g}") for k, v in card.timing.items()]
     items = " · ".join(f"{escape(k)}: <b>{escape(v)}</b>" for k, v in facts)
-    return f"<h1>Scorecard: {escape(card.run_id)}</h1><p class=meta>{items}</p>"
+    not_run = "".join(
+        f"<p class=meta>{escape(variant)}: not run — {escape(why)}</p>"
+        for variant, why in card.not_run.items()
+    )
+    return f"<h1>Scorecard: {escape(card.run_id)}</h1><p class=meta>{items}</p>{not_run}"
 
 
 def render_report(card: Scorecard) -> str:

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 HELDOUT_SUITE = "heldout_faq"
 BASE, TUNED = "base", "tuned"
+# With eval.rag, each suite is asked again with retrieved documents, as '<suite>+rag'.
+RAG_SUFFIX = "+rag"
+RAG_OFF = "eval.rag is off (turn it on once `shoptalk index` has built the retrieval index)"
 
 
 def question_suites(
@@ -127,6 +130,7 @@ def score_pair(
     # Retention and canary suites: measured on each model inside the loop below.
     checks = model_checks(project, first[1], second[1], base_path)
     suites = with_general_qa(suites, project.config.eval.retention)
+    rag_on = project.config.eval.rag
     digest = inputs_hash(project, name, suites, tuple(c.digest() for c in checks))
     stamp = out / "inputs.txt"
     if not force and stamp.is_file() and stamp.read_text().strip() == digest:
@@ -136,10 +140,12 @@ def score_pair(
         return card
     timing: dict[str, float] = {}
     answers: dict[str, tuple[list[str], list[str]]] = {}
+    # The general QA suite measures the model alone: no retrieval for it.
+    rag = rag_prompts(project, [s for s in suites if s.name != QA_SUITE]) if rag_on else {}
     for side, (_, which) in ((BASE, first), (TUNED, second)):
         started = time.perf_counter()
         assistant = load_assistant(base_path, which, project.config.train.device)
-        per_suite = answer_suites(project, assistant, suites)
+        per_suite = answer_suites(project, assistant, suites, rag)
         for suite_name, texts in per_suite.items():
             answers.setdefault(suite_name, ([], []))[0 if side == BASE else 1].extend(texts)
         for check in checks:
@@ -150,8 +156,10 @@ def score_pair(
     n = sum(len(s.questions) for s in suites)
     checked = sum(c.seconds for c in checks)
     timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values()) - checked), 2)
-    card = build_scorecard(name, project.config.base_model, suites, answers)
+    card = build_scorecard(name, project.config.base_model, with_rag_suites(suites, rag), answers)
     card.labels = labels
+    if not rag_on:
+        card.not_run = {f"{label}+RAG": RAG_OFF for label in labels}
     for check in checks:
         card.suites[check.name] = check.scores()
         timing[f"{check.name}_seconds"] = round(check.seconds, 1)
@@ -212,17 +220,72 @@ def model_checks(
 
 
 def answer_suites(
-    project: Project, assistant: Assistant, suites: list[Suite]
+    project: Project,
+    assistant: Assistant,
+    suites: list[Suite],
+    rag: dict[str, list[list[dict] | str]] | None = None,
 ) -> dict[str, list[str]]:
-    """One batched generation over every question of every suite."""
+    """One batched generation over every question of every suite (and its RAG variant).
+
+    `rag[suite]` holds, per question, its retrieval-augmented messages, or the
+    fixed reply when nothing relevant was found (no generation needed).
+    """
     settings = project.config.eval
     prompts = [
         with_system([Message(role="user", content=q.prompt_text)], project.config.system_prompt)
         for suite in suites
         for q in suite.questions
     ]
+    rag = rag or {}
+    prompts += [m for suite in suites for m in rag.get(suite.name, []) if not isinstance(m, str)]
     texts = answer(assistant, prompts, settings.max_new_tokens, settings.batch_size)
     out: dict[str, list[str]] = {}
     for suite in suites:
         out[suite.name], texts = texts[: len(suite.questions)], texts[len(suite.questions) :]
+    for suite in suites:
+        replies = []
+        for item in rag.get(suite.name, []):
+            if isinstance(item, str):
+                replies.append(item)
+            else:
+                replies.append(texts[0])
+                texts = texts[1:]
+        if replies:
+            out[rag_name(suite.name)] = replies
     return out
+
+
+def rag_name(suite: str) -> str:
+    return f"{suite}{RAG_SUFFIX}"
+
+
+def rag_prompts(project: Project, suites: list[Suite]) -> dict[str, list[list[dict] | str]]:
+    """Retrieval for each question of the user's suites: the messages `rag.answer` would send.
+
+    Built once and asked of both models, so base+RAG and tuned+RAG read the same documents.
+    """
+    from shoptalk.rag.answer import not_found_message, rag_messages
+    from shoptalk.rag.retrieve import open_index
+
+    index = open_index(project)
+    out: dict[str, list[list[dict] | str]] = {}
+    for suite in suites:
+        items: list[list[dict] | str] = []
+        for question in suite.questions:
+            found = index.search(question.prompt_text, None, None)
+            if found.found and found.hits:
+                items.append(
+                    rag_messages(question.prompt_text, found, project.config.system_prompt)
+                )
+            else:
+                items.append(not_found_message(question.prompt_text))
+        out[suite.name] = items
+    return out
+
+
+def with_rag_suites(suites: list[Suite], rag: dict[str, list]) -> list[Suite]:
+    """`suites` plus a '<suite>+rag' copy of each suite that retrieval ran for."""
+    return [
+        *suites,
+        *(s.model_copy(update={"name": rag_name(s.name)}) for s in suites if s.name in rag),
+    ]

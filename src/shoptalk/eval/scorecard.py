@@ -101,6 +101,8 @@ class Scorecard(BaseModel):
     # The two models compared: ["base", "tuned"], or the A and B of `shoptalk
     # eval --compare A B`, which take the "base" and "tuned" places in every field.
     labels: list[str] = Field(default_factory=lambda: ["base", "tuned"])
+    # Variants not scored, and why: e.g. {"base+RAG": "eval.rag is off ..."}.
+    not_run: dict[str, str] = Field(default_factory=dict)
 
 
 def question_metrics(question: Question, answer: str) -> VariantScores:
@@ -269,6 +271,9 @@ def render_table(card: Scorecard) -> Table:
     a, b = card.labels
     title = f"{card.run_id} vs base {card.base_model}" if a == "base" else f"{a} (A) vs {b} (B)"
     table = Table(title=title)
+    if card.not_run:
+        reasons = sorted(set(card.not_run.values()))
+        table.caption = f"{', '.join(card.not_run)}: not run ({'; '.join(reasons)})"
     table.add_column("suite")
     table.add_column("n", justify="right")
     table.add_column("metric")
