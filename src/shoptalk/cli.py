@@ -132,7 +132,8 @@ def train(
         if plan:
             from shoptalk.train.sft import plan_run
 
-            console.print(plan_run(project.config, dataset, base_path).render(), highlight=False)
+            plan_text = plan_run(project.config, dataset, base_path).render()
+            console.print(plan_text, highlight=False, soft_wrap=True)
             return
         if not resume:
             shutil.rmtree(
@@ -483,6 +484,7 @@ def models_list(project_dir: ProjectDir) -> None:
     except ShoptalkError as exc:
         fail(exc)
     table = Table("", "id", "base", "dataset", "created", "scores", "exports")
+    table.columns[1].no_wrap = True
     for m in models:
         scores = ", ".join(f"{k} {v:.2f}" for k, v in list(m.headline.items())[:2])
         exports = ", ".join(f"{e.format}{'-' + e.quant if e.quant else ''}" for e in m.exports)
@@ -491,7 +493,7 @@ def models_list(project_dir: ProjectDir) -> None:
             m.id,
             m.base_model,
             m.dataset_hash[:12],
-            m.created,
+            m.created[:16],
             scores,
             exports,
         )

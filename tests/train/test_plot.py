@@ -6,7 +6,7 @@ import json
 
 from matplotlib.image import imread
 
-from shoptalk.train.plot import plot_losses
+from shoptalk.train.plot import LossPlot, plot_losses
 
 
 def write_metrics(path, steps: int) -> None:
@@ -36,3 +36,16 @@ def test_a_run_without_validation_plots_the_training_loss(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
     assert plot_losses(metrics, tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_redrawing_is_throttled_but_the_last_drawing_is_forced(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    write_metrics(metrics, 2)
+    plot = LossPlot(metrics, tmp_path / "loss.png", interval=3600)
+    plot.update()
+    first = (tmp_path / "loss.png").read_bytes()
+    write_metrics(metrics, 8)
+    plot.update()
+    assert (tmp_path / "loss.png").read_bytes() == first, "within the interval: not redrawn"
+    plot.update(force=True)
+    assert (tmp_path / "loss.png").read_bytes() != first

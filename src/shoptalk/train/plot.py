@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 
@@ -36,3 +37,20 @@ def plot_losses(metrics_path: Path, target: Path) -> Path:
     figure.savefig(tmp, format="png")
     os.replace(tmp, target)
     return target
+
+
+class LossPlot:
+    """Redraws the plot at evaluations, but at most every `interval` seconds.
+
+    Drawing takes a few tenths of a second: nothing beside a real model's step,
+    but more than a tiny model's, which may evaluate every few steps.
+    """
+
+    def __init__(self, metrics_path: Path, target: Path, interval: float = 10.0) -> None:
+        self.metrics_path, self.target, self.interval = metrics_path, target, interval
+        self.last = float("-inf")
+
+    def update(self, force: bool = False) -> None:
+        if force or time.monotonic() - self.last >= self.interval:
+            plot_losses(self.metrics_path, self.target)
+            self.last = time.monotonic()

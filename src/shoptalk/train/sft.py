@@ -43,7 +43,7 @@ from shoptalk.train.loss import labelled_loss
 from shoptalk.train.methods import attach_method, load_for_method
 from shoptalk.train.packing import Row, batches, collate, pack, truncate
 from shoptalk.train.plan import DataShape, TrainPlan, detect_hardware, make_plan, model_shape
-from shoptalk.train.plot import plot_losses
+from shoptalk.train.plot import LossPlot
 from shoptalk.train.progress import TrainProgress
 from shoptalk.train.render import IGNORE, encode_conversation, encode_text, ensure_chat_template
 from shoptalk.train.trackers import open_trackers
@@ -89,7 +89,7 @@ def run(
     train_rows, val_rows, pad_id = job.train_rows, job.val_rows, job.tokenizer.pad_token_id
     if procs.is_main:
         log.info("plan: %s", plan.model_dump_json())
-        (say or Console(highlight=False).print)(plan.render())
+        (say or Console(highlight=False, soft_wrap=True).print)(plan.render())
     if job.use_cache:
         cache_rows(model, train_rows + val_rows, job.first, pad_id, device)
     top = only_layers(model, job.first) if job.use_cache else nullcontext()
@@ -126,6 +126,7 @@ def run(
     # A run killed right after its stopping evaluation has nothing left to train.
     stopped_at = start if stopper.should_stop else None
     eval_every = settings.eval_every or settings.checkpoint_every
+    loss_plot = LossPlot(metrics_path, run_dir / "loss.png")
     with ExitStack() as stack:
         stack.enter_context(top)
         if procs.is_main:
@@ -179,7 +180,7 @@ def run(
                 for tracker in trackers:
                     tracker.log(record)
                 if evaluated:
-                    plot_losses(metrics_path, run_dir / "loss.png")
+                    loss_plot.update()
                 progress.update(done, record)
             if stopped_at:
                 break
@@ -188,8 +189,8 @@ def run(
         return RunArtifact(path=run_dir, run_id=run_dir.name)
 
     # --- save: the model (adapter or full; the best evaluation's when stopping early), a card
-    best_step = monitor.restore_best(run_dir, params) if stopper.enabled else None
     if procs.is_main:
+        best_step = monitor.restore_best(run_dir, params) if stopper.enabled else None
         save_final(model, job.tokenizer, run_dir / "final")
         summary = stopper.summary(stopped_at) | {"final_weights_step": best_step}
         write_json(
@@ -197,7 +198,7 @@ def run(
             card(cfg, settings, dataset, base_path, plan, metrics_path, summary),
         )
         if metrics_path.is_file():
-            plot_losses(metrics_path, run_dir / "loss.png")
+            loss_plot.update(force=True)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         (run_dir / monitor.BEST).unlink(missing_ok=True)
     distributed.barrier(procs)
