@@ -81,3 +81,9 @@ def test_several_markers_in_one_bracket():
 def test_find_span_ignores_case_and_whitespace_only():
     assert find_span("OSLO   depot", DEPOT.text) == "Oslo depot"
     assert find_span("Oslo depots are", DEPOT.text) is None
+
+
+def test_markers_after_the_full_stop_cite_the_sentence_before_them():
+    checked = check_citations("Ingrid Solberg runs the Oslo depot. [2]", CHUNKS)
+    assert [(c.number, c.chunk_id) for c in checked.citations] == [(2, "c2")]
+    assert checked.dropped == 0

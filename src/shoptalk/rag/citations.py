@@ -57,12 +57,16 @@ class CheckedCitations(BaseModel):
 def check_citations(answer: str, chunks: list[Chunk]) -> CheckedCitations:
     citations: dict[tuple[str, str], Citation] = {}
     dropped = 0
+    previous = ""
     for start, end in sentence_spans(answer):
         sentence = answer[start:end]
         numbers = [
             int(n) for m in _MARKER.finditer(sentence) for n in re.split(r"[,，]", m.group(1))
         ]
         claim = _MARKER.sub(" ", sentence)
+        if numbers and not terms(claim):
+            claim = previous  # "... 47 days. [1]": the markers cite the sentence before them
+        previous = claim
         for number in dict.fromkeys(numbers):
             quotes = _verified(claim, chunks[number - 1]) if 1 <= number <= len(chunks) else None
             if not quotes:
@@ -70,7 +74,7 @@ def check_citations(answer: str, chunks: list[Chunk]) -> CheckedCitations:
                 continue
             for quote in quotes:
                 cited = _citation(chunks[number - 1], quote, "cited", number)
-                citations.setdefault((cited.chunk_id, quote), cited)
+                citations[(cited.chunk_id, quote)] = cited  # replaces a "supported" one
         if not numbers and (found := best_support(claim, chunks)):
             chunk, quote = found
             supported = _citation(chunk, quote, "supported", None)
