@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from shoptalk.config import ServeSettings
@@ -33,7 +33,9 @@ from shoptalk.serve.embeddings import Embedder
 from shoptalk.serve.engine import Delta, Params, Prepared
 from shoptalk.serve.errors import ApiError, api_error_handler
 from shoptalk.serve.metrics import Metrics
+from shoptalk.serve.middleware import AuditTheRest, BodyLimit, http_error, validation_error
 from shoptalk.serve.services import Services, build_services
+from shoptalk.serve.sse import Chunks, sse_error
 
 Chat = Annotated[Principal, Depends(require("chat"))]
 Embeddings = Annotated[Principal, Depends(require("embeddings"))]
@@ -82,6 +84,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuditTheRest)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -392,53 +395,6 @@ class Call:
             metrics.ttft.labels(model, adapter).observe(self.first_token_at - self.started)
 
 
-class Chunks:
-    """Server-sent chat or text completion chunks sharing one id."""
-
-    def __init__(self, route: str, model: str) -> None:
-        self.route, self.model = route, model
-        self.id = schemas.new_id("chatcmpl" if route == "chat" else "cmpl")
-        self.created = int(time.time())
-        self.started: set[int] = set()
-
-    def delta(self, delta: Delta) -> str:
-        if self.route != "chat":
-            choice = schemas.TextChoice(
-                index=delta.index, text=delta.text, finish_reason=delta.finish_reason
-            )
-            return self.event(schemas.Completion(id=self.id, model=self.model, choices=[choice]))
-        role = None if delta.index in self.started else "assistant"
-        self.started.add(delta.index)
-        choice = schemas.ChunkChoice(
-            index=delta.index,
-            delta=schemas.ChunkDelta(role=role, content=delta.text),
-            finish_reason=delta.finish_reason,
-        )
-        return self.event(self.chunk([choice]))
-
-    def usage(self, usage: schemas.Usage) -> str:
-        if self.route != "chat":
-            return self.event(
-                schemas.Completion(id=self.id, model=self.model, choices=[], usage=usage)
-            )
-        return self.event(self.chunk([], usage))
-
-    def chunk(self, choices: list, usage: schemas.Usage | None = None) -> Any:
-        return schemas.ChatCompletionChunk(
-            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
-        )
-
-    @staticmethod
-    def event(model: Any) -> str:
-        return f"data: {model.model_dump_json(exclude_none=False)}\n\n"
-
-
-def sse_error(exc: ApiError) -> str:
-    import json
-
-    return f"data: {json.dumps(exc.body())}\n\n"
-
-
 def timed_out(limit: float) -> ApiError:
     return ApiError(
         504, f"The request took longer than {limit:g}s (serve.request_timeout_s).", code="timeout"
@@ -451,51 +407,3 @@ def encode_vector(vector: Any, encoding: str) -> list[float] | str:
     if encoding == "base64":
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
     return [float(x) for x in vector]
-
-
-async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422 as OpenAI's 400, naming the field."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if p != "body")
-    error = ApiError(400, f"{where}: {first['msg']}", code="invalid_request", param=where)
-    return JSONResponse(error.body(), status_code=400)
-
-
-async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-    error = ApiError(exc.status_code, str(exc.detail))
-    return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
-
-
-class BodyLimit:
-    """413 for a body over `serve.max_body_bytes`, declared or streamed."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
-        if declared is not None and int(declared) > self.max_bytes:
-            return await self.too_large(send)
-        seen = 0
-
-        async def counted() -> dict:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise ApiError(413, self.message(), code="request_too_large")
-            return message
-
-        return await self.app(scope, counted, send)
-
-    def message(self) -> str:
-        return f"The request body is over {self.max_bytes} bytes (serve.max_body_bytes)."
-
-    async def too_large(self, send: Any) -> None:
-        response = JSONResponse(
-            ApiError(413, self.message(), code="request_too_large").body(), status_code=413
-        )
-        await response({"type": "http"}, None, send)
