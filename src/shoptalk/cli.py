@@ -161,6 +161,11 @@ def eval_(
         tuple[str, str] | None,
         typer.Option(metavar="A B", help="Compare two models instead: 'base' or run ids"),
     ] = None,
+    judge_url: Annotated[
+        str | None,
+        typer.Option(help="Also judge with the model at this OpenAI-compatible URL (eval.judge)"),
+    ] = None,
+    judge_model: Annotated[str, typer.Option(help="The judge's model name")] = "default",
 ) -> None:
     """Score the base and the tuned model (or any two) on the same questions."""
     from shoptalk.build import prepare_dataset
@@ -173,6 +178,10 @@ def eval_(
         questions = []
     try:
         project = open_project(project_dir)
+        if judge_url:
+            from shoptalk.eval.judge import JudgeSettings
+
+            project.config.eval.judge = JudgeSettings(url=judge_url, model=judge_model)
         say = err_console.print if as_json else console.print
         suites = question_suites(project, prepare_dataset(project, say), questions)
         if not suites:

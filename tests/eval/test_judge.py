@@ -140,3 +140,20 @@ def test_the_scorecard_carries_the_judge_suite_and_each_verdict(tmp_path, tiny_m
     assert details["n"] == 2 and details["labels"] == ["base", "tuned"]
     report = (project.evals / "run-same" / "report.html").read_text(encoding="utf-8")
     assert "<th>judge</th>" in report and "A states the reference" in report
+
+
+def test_the_cli_judges_with_a_url_given_on_the_command_line(tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    from shoptalk.cli import app
+
+    root = write_project(tmp_path / "p", tiny_model)
+    shutil.copytree(tiny_model, root / ".shoptalk" / "runs" / "run-same" / "final")
+    with judge("fair") as (settings, seen):
+        args = ["eval", str(root), "--compare", "base", "run-same", "--json"]
+        args += ["--judge-url", settings.url, "--judge-model", "stub-judge"]
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.stdout)
+    assert card["suites"]["judge"]["n"] == 2 and len(seen) == 4
+    assert {body["model"] for body in seen} == {"stub-judge"}
