@@ -35,7 +35,7 @@ class RaftSettings(BaseModel, extra="forbid"):
         0.8, ge=0.0, le=1.0, description="Share of examples whose chunks hold the answer"
     )
     candidates: int = Field(10, ge=2, description="Hits retrieved per question to pick from")
-    seed: int = 0
+    seed: int = Field(0, description="Seed for which examples get the oracle and their order")
 
 
 def raft_examples(
