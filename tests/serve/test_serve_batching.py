@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
+import pytest
 from serve_harness import serving
 
 QUESTIONS = [
@@ -97,3 +98,16 @@ def test_a_client_that_disconnects_stops_its_generation(
         time.sleep(0.3)
         assert engine.forward_calls == settled  # the worker is idle again
         assert settled - before < 300  # far from the 900 tokens asked for
+
+
+def test_a_request_over_the_time_limit_is_504_and_stops(
+    tiny_model: Path, tmp_path: Path, one_thread
+):
+    with serving(tmp_path, model_dir=tiny_model, request_timeout_s=0.5) as served:
+        with pytest.raises(openai.APIStatusError) as caught:
+            ask(served.client(), "Tell me everything.", max_tokens=900)
+        assert caught.value.status_code == 504
+        deadline = time.monotonic() + 10
+        while served.engine.cancelled_rows == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert served.engine.cancelled_rows == 1
