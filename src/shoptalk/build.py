@@ -20,6 +20,7 @@ from shoptalk.eval.run import evaluate, question_suites
 from shoptalk.eval.scorecard import Scorecard
 from shoptalk.models import pick_device, resolve_base_model
 from shoptalk.project import Project
+from shoptalk.registry.models import promote_run, register_run
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ def train(
     cfg = project.config
     check_method(cfg.train, pick_device(cfg.train.device))  # e.g. QLoRA without a GPU
     run_dir = project.runs / project.run_id(dataset.hash)
+    if not (run_dir / "final").is_dir():
+        warn_if_not_gguf_exportable(base_path, say)
     recipe = {"sft": sft.run, "cpt": cpt.run, "dpo": dpo.run}[cfg.train.recipe]
     name = "train" if cfg.train.recipe == "sft" else cfg.train.recipe
     run = stage(run_dir, name, say, partial(recipe, cfg, dataset, base_path, stop_after=stop_after))
@@ -75,6 +78,16 @@ def train(
     if run.final.is_dir():
         write_atomic(project.latest_run_file, run.run_id + "\n")
     return run
+
+
+def warn_if_not_gguf_exportable(base_path: str, say: Say) -> None:
+    """Said before training starts: learning it from `shoptalk export` hours later is too late."""
+    from shoptalk.export.gguf import gguf_warning
+
+    warning = gguf_warning(base_path)
+    if warning:
+        log.warning(warning)
+        say(f"warning  {warning}")
 
 
 def stage(run_dir: Path, name: str, say: Say, train: Callable[[Path], RunArtifact]) -> RunArtifact:
@@ -102,14 +115,15 @@ def build(project: Project, say: Say = print, stop_after: int | None = None) -> 
         return BuildResult(dataset, run, None)
     if not suites:
         say("eval     no question files and no held-out FAQ rows: scorecard skipped")
-        project.promote(run)
+        promote_run(project, run)
         return BuildResult(dataset, run, None)
     card = evaluate(project, run, base_path, suites)
     say(f"eval     {project.evals / run.run_id / 'report.html'}")
+    register_run(project, run)
     gate = check_gate(card, project.config.eval.gate)
     if not gate.passed:
         say("gate     FAILED, the model is not promoted:\n  " + "\n  ".join(gate.failures))
         return BuildResult(dataset, run, card, gate)
-    project.promote(run)
+    promote_run(project, run)
     say(f"gate     passed ({len(project.config.eval.gate.rules)} rules); promoted {run.run_id}")
     return BuildResult(dataset, run, card, gate)

@@ -103,8 +103,7 @@ def test_gguf_and_ollama_export(gguf_project: Project) -> None:
     assert 'SYSTEM """You are Kestrel Assist."""' in modelfile
     # Both the HF folder it was converted from and the GGUF are in the registry.
     exports = get_model(open_registry(gguf_project), RUN_ID).exports
-    assert [(e.format, e.quant) for e in exports] == [("ollama", "f16")]
-    assert (gguf_project.state / "exports" / RUN_ID / "hf" / "parity.json").is_file()
+    assert [(e.format, e.quant) for e in exports] == [("hf", None), ("ollama", "f16")]
 
 
 def test_unknown_tokenizer_is_a_readable_converter_error(tiny_model: Path, tmp_path: Path) -> None:
@@ -119,8 +118,12 @@ def test_unsupported_quant_names_the_choices(tiny_model: Path, tmp_path: Path) -
         convert(tiny_model, tmp_path / "m.gguf", "q4_k_m")
 
 
-def test_architecture_warning(tmp_path: Path, tiny_model: Path) -> None:
-    assert gguf_warning(str(tiny_model)) is None
+def test_architecture_warning_before_training(tmp_path: Path, tiny_model: Path) -> None:
+    from shoptalk.build import warn_if_not_gguf_exportable
+
+    said: list[str] = []
+    warn_if_not_gguf_exportable(str(tiny_model), said.append)
+    assert said == [] and gguf_warning(str(tiny_model)) is None
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["FancyNewForCausalLM"]}))
-    warning = gguf_warning(str(tmp_path))
-    assert warning and "FancyNewForCausalLM" in warning and "--format hf works" in warning
+    warn_if_not_gguf_exportable(str(tmp_path), said.append)
+    assert len(said) == 1 and "FancyNewForCausalLM" in said[0] and "--format hf works" in said[0]

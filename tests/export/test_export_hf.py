@@ -131,3 +131,44 @@ def test_missing_stop_token_fails_the_export(
 def test_unknown_model_id_is_a_clear_error(tuned_project: Project) -> None:
     with pytest.raises(ExportError, match="--model run-nope: no finished run"):
         export_model(tuned_project, "hf", model_id="run-nope", say=quiet)
+
+
+def test_exported_tokenizer_renders_what_training_rendered(tuned_project: Project) -> None:
+    from transformers import AutoTokenizer
+
+    from shoptalk.train.render import prompt_ids
+
+    info = export_model(tuned_project, "hf", say=quiet)
+
+    trained = AutoTokenizer.from_pretrained(tuned_project.runs / RUN_ID / "final")
+    exported = AutoTokenizer.from_pretrained(info.path)
+    messages = [
+        {"role": "system", "content": "You are Kestrel Assist."},
+        {"role": "user", "content": "退货期限是多少天？"},
+    ]
+    ids = exported.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+    assert list(ids) == prompt_ids(trained, messages)
+
+
+def test_cli_export_and_models(tuned_project: Project) -> None:
+    from typer.testing import CliRunner
+
+    from shoptalk.cli import app
+
+    runner = CliRunner()
+    exported = runner.invoke(app, ["export", str(tuned_project.root)])
+    assert exported.exit_code == 0, exported.output
+    assert "parity   hf: passed" in exported.output
+
+    listed = runner.invoke(app, ["models", "list", str(tuned_project.root)])
+    assert RUN_ID in listed.output and "*" in listed.output and "hf" in listed.output
+    shown = json.loads(
+        runner.invoke(app, ["models", "show", str(tuned_project.root), RUN_ID]).output
+    )
+    assert shown["promoted"] and shown["exports"][0]["files"]["model.safetensors"]
+
+    refused = runner.invoke(app, ["models", "delete", str(tuned_project.root), RUN_ID])
+    assert refused.exit_code == 2 and "--force" in refused.output
+    bad = runner.invoke(app, ["export", str(tuned_project.root), "--format", "onnx"])
+    assert bad.exit_code == 2 and "expected one of hf, gguf, ollama" in bad.output

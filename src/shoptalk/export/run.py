@@ -35,7 +35,7 @@ from shoptalk.generate import stop_ids
 from shoptalk.models import pick_device, resolve_base_model
 from shoptalk.project import Project
 from shoptalk.records import Message
-from shoptalk.registry.models import ExportInfo, add_export, open_registry, register_model, run_info
+from shoptalk.registry.models import ExportInfo, add_export, open_registry, register_run
 from shoptalk.train.render import with_system
 
 if TYPE_CHECKING:
@@ -59,13 +59,12 @@ def export_model(
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}.")
     run = pick_run(project, model_id)
-    info = run_info(project, run)
+    info = register_run(project, run)
     base_path = info.base_path or resolve_base_model(project.config.base_model, project.root)
     prompts = parity_prompts(project, info.dataset_hash)
     folder = project.state / "exports" / run.run_id
     device = pick_device(project.config.train.device)
     db = open_registry(project)
-    register_model(db, info)
 
     from shoptalk.export.merge import load_tuned, save_merged
 
@@ -78,16 +77,18 @@ def export_model(
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         provenance = {"model": run.run_id, "base_model": info.base_model, "run": str(run.path)}
         save_merged(model, tokenizer, hf_dir, provenance)
+        # The merged weights are on disk now; free them before loading the export back.
         del model
         gc.collect()
         atol = LOGITS_ATOL.get(dtype, 1e-1)
         check_hf(reference, hf_dir, prompts, run.run_id, atol, device, max_new_tokens, say)
+        hf_export = add_export(db, run.run_id, _export_info("hf", None, hf_dir)).exports[-1]
+        if fmt == "hf":
+            return hf_export
     else:
         del model
         gc.collect()
         say(f"merge    {hf_dir}  (parity passed before, reused)")
-    if fmt == "hf":
-        return add_export(db, run.run_id, _export_info("hf", None, hf_dir)).exports[-1]
 
     from shoptalk.export.gguf import convert
 

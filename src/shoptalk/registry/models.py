@@ -193,7 +193,13 @@ def headline(scorecard_path) -> dict[str, float]:
 
 
 def register_run(project: Project, run: RunArtifact) -> ModelInfo:
-    return register_model(open_registry(project), run_info(project, run))
+    """Register a run; if `.shoptalk/promoted-run` names it, the registry agrees."""
+    db = open_registry(project)
+    info = register_model(db, run_info(project, run))
+    pointer = project.promoted_run_file
+    if pointer.is_file() and pointer.read_text(encoding="utf-8").strip() == run.run_id:
+        info = promote(db, run.run_id)
+    return info
 
 
 def promote_run(project: Project, run: RunArtifact) -> None:
