@@ -153,10 +153,11 @@ def score_pair(
         timing[f"{side}_seconds"] = round(time.perf_counter() - started, 1)
         del assistant
         gc.collect()
-    n = sum(len(s.questions) for s in suites)
+    scored = with_rag_suites(suites, rag)
+    n = sum(len(s.questions) for s in scored)
     checked = sum(c.seconds for c in checks)
     timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values()) - checked), 2)
-    card = build_scorecard(name, project.config.base_model, with_rag_suites(suites, rag), answers)
+    card = build_scorecard(name, project.config.base_model, scored, answers)
     card.labels = labels
     if not rag_on:
         card.not_run = {f"{label}+RAG": RAG_OFF for label in labels}
