@@ -136,9 +136,9 @@ def train(
             console.print(plan_text, highlight=False, soft_wrap=True)
             return
         if not resume:
-            shutil.rmtree(
-                project.runs / project.run_id(dataset.hash) / "checkpoints", ignore_errors=True
-            )
+            run_id = project.run_id(dataset.hash)
+            for stage in (run_id, f"{run_id}-dpo"):  # SFT and the DPO run on top of it
+                shutil.rmtree(project.runs / stage / "checkpoints", ignore_errors=True)
         run = run_train(project, dataset, base_path, console.print)
     except ShoptalkError as exc:
         fail(exc)
