@@ -70,6 +70,10 @@ def export_model(
 
     say(f"export   {run.run_id}: running {len(prompts)} prompts through the tuned model")
     model, tokenizer = load_tuned(base_path, run, device)
+    if fmt == "ollama":
+        from shoptalk.export.ollama import go_template
+
+        go_template(tokenizer)  # a template Ollama cannot use fails now, not after converting
     reference = observe(model, tokenizer, prompts, stop_ids(tokenizer), max_new_tokens)
     hf_dir = folder / "hf"
     if fmt == "hf" or not _passed(hf_dir):
