@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 from shoptalk.eval.questions import DomainQuestion, Suite, UnanswerableQuestion
 from shoptalk.eval.report import find_spans, highlight, render_report, write_report
-from shoptalk.eval.scorecard import QuestionResult, Scorecard, build_scorecard
+from shoptalk.eval.scorecard import Scorecard, build_scorecard
 
 
 def make_card() -> Scorecard:
@@ -142,11 +142,9 @@ def test_question_rows_are_sorted_by_change_with_regressions_first():
 
 
 def test_judge_verdict_column_appears_when_results_carry_one():
-    class Judged(QuestionResult):
-        judge_verdict: str | None = None
-
     card = make_card()
-    card.questions = [Judged(**q.model_dump(), judge_verdict="better") for q in card.questions]
+    assert "<th>judge</th>" not in render_report(card)
+    card.questions = [q.model_copy(update={"judge_verdict": "better"}) for q in card.questions]
     page = parse(render_report(card))
     assert all(len(row) == 10 and row[9][1] == "better" for row in page.rows)
 
