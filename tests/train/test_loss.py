@@ -13,7 +13,7 @@ from shoptalk.train import loss as loss_module
 from shoptalk.train.loss import labelled_loss
 from shoptalk.train.packing import collate, pack
 from shoptalk.train.render import encode_conversation
-from shoptalk.train.speed import fast_forward, segments
+from shoptalk.train.speed import fast_forward, segment_lengths
 
 CHATS = [
     ("What is the claim window?", "The claim window is 47 days from delivery."),
@@ -81,7 +81,7 @@ def lora_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_segments_split_rows_where_positions_restart():
     positions = torch.tensor([[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 0, 1]])
-    assert segments(positions) == [[(0, 3), (3, 5), (5, 6)], [(0, 4), (4, 6)]]
+    assert segment_lengths(positions) == [3, 2, 1, 4, 2]
 
 
 def test_fast_loss_and_gradients_match_transformers(tiny_model, monkeypatch):
