@@ -46,15 +46,7 @@ def metrics(project) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_follow_the_loss_curve_of_one(tmp_path, tiny_model):
-    one = write_project(tmp_path / "one", tiny_model, **SETTINGS)
-    two = write_project(tmp_path / "two", tiny_model, **SETTINGS)
-    result = CliRunner().invoke(app, ["train", str(one)])
-    assert result.exit_code == 0, result.output
-    # Build the dataset first, so the two processes only read it.
-    prepare_dataset(Project.open(two), say=lambda _: None)
-
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
+def torchrun(*args: str) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -65,15 +57,30 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path, tiny_model):
             "2",
             "-m",
             "shoptalk.cli",
-            "train",
-            str(two),
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=600,
-        env=env,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_processes_follow_the_loss_curve_of_one_and_resume(tmp_path, tiny_model):
+    one = write_project(tmp_path / "one", tiny_model, **SETTINGS)
+    two = write_project(tmp_path / "two", tiny_model, **SETTINGS)
+    result = CliRunner().invoke(app, ["train", str(one)])
+    assert result.exit_code == 0, result.output
+    # Build the dataset first, so the two processes only read it.
+    prepare_dataset(Project.open(two), say=lambda _: None)
+
+    # Two processes stop after step 4 (last checkpoint: step 3), then resume and finish.
+    torchrun("build", str(two), "--stop-after", "4")
+    torchrun("train", str(two))
+    log = (two / ".shoptalk" / "logs" / "shoptalk.log").read_text()
+    assert "process 1 of 2" in log and "resumed from step-0000003" in log
+
     single, double = metrics(one), metrics(two)
     assert len(single) == len(double) > 6, "one line per step, written by rank 0 only"
     for a, b in zip(single, double, strict=True):
@@ -83,8 +90,6 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path, tiny_model):
     (run,) = (two / ".shoptalk" / "runs").iterdir()
     assert (run / "final" / "adapter_config.json").is_file()
     assert json.loads((run / "card.json").read_text())["plan"]["processes"] == 2
-    log = (two / ".shoptalk" / "logs" / "shoptalk.log").read_text()
-    assert "process 1 of 2" in log
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)

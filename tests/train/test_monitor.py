@@ -66,11 +66,14 @@ def test_a_run_stops_early_and_keeps_the_best_weights(tmp_path, tiny_model, one_
     assert [r["step"] for r in records] == [1, 2], "stopped at the second evaluation"
     assert all("val_loss" in r and r["rss_mb"] > 0 and r["peak_rss_mb"] > 0 for r in records)
     card = json.loads((run.path / "card.json").read_text())
-    assert card["early_stopping"].items() >= {
-        "stopped_at_step": 2,
-        "best_step": 1,
-        "final_weights_step": 1,
-    }.items()
+    assert (
+        card["early_stopping"].items()
+        >= {
+            "stopped_at_step": 2,
+            "best_step": 1,
+            "final_weights_step": 1,
+        }.items()
+    )
     assert card["final_val_loss"] == records[0]["val_loss"]
     assert (run.path / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert not (run.path / monitor.BEST).exists() and not (run.path / "checkpoints").exists()
@@ -83,6 +86,28 @@ def test_a_run_stops_early_and_keeps_the_best_weights(tmp_path, tiny_model, one_
     val_loss = sft.evaluate(model, val_rows, tokenizer, settings, "cpu")
     assert val_loss == pytest.approx(records[0]["val_loss"], abs=1e-4)
     assert abs(val_loss - records[1]["val_loss"]) > 1e-3
+
+
+def test_early_stopping_continues_correctly_after_a_resume(tmp_path, tiny_model, one_thread):
+    # Crash after step 1; the resumed run must remember step 1 was the best and stop at 2.
+    root = write_project(
+        tmp_path / "p",
+        tiny_model,
+        epochs=10,
+        eval_every=1,
+        checkpoint_every=1,
+        early_stopping_patience=1,
+        early_stopping_min_delta=100.0,
+    )
+    project = Project.open(root)
+    dataset = prepare_dataset(project, say=lambda _: None)
+    crashed = run_train(project, dataset, str(tiny_model), say=lambda _: None, stop_after=1)
+    assert not crashed.final.exists()
+    run = run_train(project, dataset, str(tiny_model), say=lambda _: None)
+    records = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    card = json.loads((run.path / "card.json").read_text())
+    assert card["early_stopping"]["final_weights_step"] == 1
 
 
 def test_validation_runs_every_eval_every_steps_not_only_at_checkpoints(

@@ -336,8 +336,8 @@ def available_memory(device: str) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def matmul_rate(device: str, size: int = 1024, trials: int = 10) -> float:
-    """The device's fp32 matmul FLOP/s: the best of a few short trials (~0.1 s in all).
+def matmul_rate(device: str, size: int = 512, trials: int = 10) -> float:
+    """The device's fp32 matmul FLOP/s: the best of a few short trials (~0.02 s in all).
 
     The best, not the mean: on a busy machine the mean measures the other
     programs, while the best is what this one reaches when it gets the cores.
