@@ -149,3 +149,17 @@ def test_estimates_match_a_real_run(tmp_path):
     step_seconds = records[1]["tokens"] / records[1]["tokens_per_s"]
     estimated_step = plan["estimated_seconds"] / plan["total_steps"]
     assert step_seconds / 5 < estimated_step < step_seconds * 5, (estimated_step, step_seconds)
+
+
+def test_train_plan_prints_the_plan_and_does_not_train(tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    from shoptalk.cli import app
+
+    root = write_project(tmp_path / "p", tiny_model, tokens_per_step="auto", epochs="auto")
+    result = CliRunner().invoke(app, ["train", str(root), "--plan"])
+    assert result.exit_code == 0, result.output
+    assert "plan     lora on cpu x1" in result.output
+    assert "(auto: tokens_per_step, epochs)" in result.output
+    assert "gradient checkpointing: off" in result.output
+    assert not (root / ".shoptalk" / "runs").exists()
