@@ -258,6 +258,11 @@ class ServeSettings(BaseModel, extra="forbid"):
     cors_origins: list[str] = Field(default_factory=list, description="Closed by default")
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
+    worker: bool = Field(
+        True,
+        description="Run queued fine-tuning jobs and console builds in this server "
+        "(turn off on all but one replica)",
+    )
 
 
 class ShoptalkConfig(BaseModel, extra="forbid"):

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import openai
 import pytest
-import uvicorn
-from fastapi import FastAPI
+import yaml
 
-from shoptalk.jobs.worker import Worker
 from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
-from shoptalk.serve.errors import ApiError, api_error_handler
-from shoptalk.serve.jobs_api import JobsService, router
-from shoptalk.serve.services import build_services, registry
+from shoptalk.serve.app import create_app
+from shoptalk.serve.console import WorkerThread
+from shoptalk.serve.server import BackgroundServer
 
 from projects import write_project
 
@@ -26,50 +23,29 @@ CHATS = [
 ]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path, tiny_model):
+    """`shoptalk serve` of a tiny project on 127.0.0.1, its job worker started on demand."""
     root = write_project(tmp_path / "p", tiny_model, epochs=2, checkpoint_every=2)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["serve"] = {"worker": False}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     project = Project.open(root)
-    settings = project.config.serve
-    app = FastAPI()
-    app.state.services = build_services(settings, project.state)
-    app.state.jobs = JobsService(registry(settings, project.state), project.state / "files", ["tiny"])
-    app.add_exception_handler(ApiError, api_error_handler)
-    app.include_router(router)
-    editor = app.state.services.keys.create("ml team", KeyLimits(scopes=["editor"]))
-    chat_only = app.state.services.keys.create("reader", KeyLimits(scopes=["chat"]))
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if uv.started:
-            break
-        time.sleep(0.05)
-    stop = threading.Event()
-    worker = Worker(project, poll_s=0.2)
-    worker_thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
-    yield {
-        "url": f"http://127.0.0.1:{port}/v1",
-        "editor": editor.secret,
-        "chat_only": chat_only.secret,
-        "project": project,
-        "start_worker": worker_thread.start,
-        "worker": worker,
-    }
-    stop.set()
-    if worker_thread.is_alive():
-        worker_thread.join(timeout=60)
-    uv.should_exit = True
-    thread.join(timeout=10)
+    app = create_app(root)
+    keys = app.state.services.keys
+    editor = keys.create("ml team", KeyLimits(scopes=["editor", "chat"]))
+    chat_only = keys.create("reader", KeyLimits(scopes=["chat"]))
+    worker = WorkerThread(project, poll_s=0.2)
+    with BackgroundServer(app) as url:
+        yield {
+            "url": f"{url}/v1",
+            "editor": editor.secret,
+            "chat_only": chat_only.secret,
+            "project": project,
+            "start_worker": worker.start,
+        }
+    if worker.thread.is_alive():
+        worker.stop()
 
 
 def client(server, key="editor") -> openai.OpenAI:
@@ -97,7 +73,7 @@ def test_file_upload_job_events_and_checkpoints(server, tmp_path):
     file = upload(api, tmp_path, CHATS)
     assert file.id.startswith("file-") and file.bytes > 0 and file.purpose == "fine-tune"
     job = api.fine_tuning.jobs.create(
-        model="tiny",
+        model="base",
         training_file=file.id,
         suffix="support",
         seed=3,
@@ -107,7 +83,7 @@ def test_file_upload_job_events_and_checkpoints(server, tmp_path):
     server["start_worker"]()
     done = wait_for(api, job.id, ("succeeded", "failed"))
     assert done.status == "succeeded", done.error
-    assert done.fine_tuned_model == f"ft:tiny:support:{job.id}"
+    assert done.fine_tuned_model == f"ft:base:support:{job.id}"
     assert done.trained_tokens > 0
     events = api.fine_tuning.jobs.list_events(job.id, limit=100).data
     messages = [e.message for e in events]
@@ -118,13 +94,19 @@ def test_file_upload_job_events_and_checkpoints(server, tmp_path):
     assert checkpoints, "checkpoints are listed"
     assert all(c.fine_tuned_model_checkpoint.startswith(done.fine_tuned_model) for c in checkpoints)
     assert [j.id for j in api.fine_tuning.jobs.list().data] == [job.id]
+    # The resulting model, and a checkpoint, answer through the same server.
+    for model in (done.fine_tuned_model, checkpoints[-1].fine_tuned_model_checkpoint):
+        reply = api.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "What is code 3?"}], max_tokens=5
+        )
+        assert reply.model == model and reply.usage.completion_tokens > 0
 
 
 def test_bad_training_file_fails_naming_the_line(server, tmp_path):
     api = client(server)
     good = json.dumps(CHATS[0])
     file = upload(api, tmp_path, f"{good}\n{good}\n{{\"messages\": \"oops\"}}\n", "bad.jsonl")
-    job = api.fine_tuning.jobs.create(model="tiny", training_file=file.id)
+    job = api.fine_tuning.jobs.create(model="base", training_file=file.id)
     assert job.status == "failed"
     assert job.error.param == "training_file"
     assert "bad.jsonl, line 3" in job.error.message
@@ -143,10 +125,36 @@ def test_unknown_model_and_missing_scope_are_refused(server, tmp_path):
 def test_cancel_queued_job_and_resume_paused_job(server, tmp_path):
     api = client(server)
     file = upload(api, tmp_path, CHATS)
-    first = api.fine_tuning.jobs.create(model="tiny", training_file=file.id)
+    first = api.fine_tuning.jobs.create(model="base", training_file=file.id)
     assert api.fine_tuning.jobs.cancel(first.id).status == "cancelled"
     with pytest.raises(openai.ConflictError):
         api.fine_tuning.jobs.cancel(first.id)
-    second = api.fine_tuning.jobs.create(model="tiny", training_file=file.id)
+    second = api.fine_tuning.jobs.create(model="base", training_file=file.id)
     assert api.fine_tuning.jobs.pause(second.id).status == "paused"
     assert api.fine_tuning.jobs.resume(second.id).status == "queued"
+
+
+def test_a_server_restart_requeues_a_running_job_which_resumes_from_its_checkpoint(server, tmp_path):
+    api = client(server)
+    file = upload(api, tmp_path, CHATS)
+    job = api.fine_tuning.jobs.create(
+        model="base",
+        training_file=file.id,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 6}}},
+    )
+    first = WorkerThread(server["project"], poll_s=0.2)
+    first.start()
+    for _ in range(600):
+        if api.fine_tuning.jobs.checkpoints.list(job.id).data:
+            break
+        time.sleep(0.2)
+    first.stop()  # what a server shutdown does
+    assert api.fine_tuning.jobs.retrieve(job.id).status == "queued"
+    server["start_worker"]()  # the server is back
+    done = wait_for(api, job.id, ("succeeded", "failed"), seconds=600)
+    assert done.status == "succeeded", done.error
+    messages = [e.message for e in api.fine_tuning.jobs.list_events(job.id, limit=1000).data]
+    assert any("Interrupted by a server shutdown" in m for m in messages)
+    run = server["project"].state / "jobs" / job.id / "run"
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, len(steps) + 1)), "no step lost or repeated"

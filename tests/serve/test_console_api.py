@@ -13,7 +13,6 @@ from shoptalk.config import ServeSettings
 from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
-from shoptalk.serve.console import WorkerThread, attach_console
 
 from projects import write_project
 
@@ -24,8 +23,6 @@ def console(tmp_path, tiny_model):
     project = Project.open(root)
     settings = ServeSettings(engine="upstream", upstream_url="http://127.0.0.1:9/v1")
     app = create_app(root, settings=settings)
-    if not hasattr(app.state, "project"):
-        attach_console(app, project, ["base"])
     keys = app.state.services.keys
     editor = keys.create("editor", KeyLimits(scopes=["editor", "chat"])).secret
     viewer = keys.create("viewer", KeyLimits(scopes=["chat"])).secret
@@ -83,16 +80,12 @@ def test_build_runs_in_the_worker_then_scorecard_playground_and_feedback(console
     started = client.post("/v1/project/builds", headers=console["editor"]).json()
     assert started["status"] == "queued"
     assert client.post("/v1/project/builds", headers=console["editor"]).status_code == 409
-    worker = WorkerThread(project, poll_s=0.2)
-    worker.start()
-    try:
-        for _ in range(600):
-            build = client.get(f"/v1/project/builds/{started['id']}", headers=console["viewer"]).json()
-            if build["status"] not in ("queued", "running"):
-                break
-            time.sleep(0.5)
-    finally:
-        worker.stop()
+    # The server's own worker runs the build.
+    for _ in range(600):
+        build = client.get(f"/v1/project/builds/{started['id']}", headers=console["viewer"]).json()
+        if build["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.5)
     assert build["status"] == "succeeded", build
     assert build["metrics"] and "loss" in build["metrics"][0]
     assert any(e["message"].startswith("eval") for e in build["events"])
@@ -117,3 +110,20 @@ def test_build_runs_in_the_worker_then_scorecard_playground_and_feedback(console
     assert stored.json()["stored"]
     line = json.loads((project.state / "feedback.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert line["correction"] == "Ingrid Solberg." and "ann@example.com" not in json.dumps(line)
+
+
+def test_every_route_of_a_project_server_needs_a_key_except_the_public_ones(console):
+    from test_access_app import every_request
+
+    app = console["client"].app
+    requests = every_request(app)
+    walked = {route for _, _, route in requests}
+    assert {"/v1/files", "/v1/fine_tuning/jobs", "/v1/project/builds", "/v1/project/playground"} <= walked
+    public = {"/health", "/", "/console", "/console/static"}
+    client = console["client"]
+    for method, path, route in requests:
+        answer = client.request(method, path, json={})
+        if route in public:
+            assert answer.status_code in (200, 404), (method, path)
+        else:
+            assert answer.status_code == 401, (method, path, answer.status_code)

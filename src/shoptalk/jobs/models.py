@@ -16,14 +16,29 @@ from shoptalk.project import Project
 from shoptalk.registry.jobs import JobCheckpointRow, JobRow
 
 
-def job_models(session: Session) -> dict[str, Path]:
-    """Every servable job model: finished jobs' final adapters and their checkpoints."""
-    found: dict[str, Path] = {}
-    for job in session.scalars(select(JobRow).where(JobRow.fine_tuned_model.is_not(None))):
-        found[job.fine_tuned_model] = Path(job.run_path) / "final"
-    for ckpt in session.scalars(select(JobCheckpointRow)):
-        found[ckpt.model_name] = Path(ckpt.path) / "adapter"
-    return found
+def job_entries(project: Project, wanted: str = "") -> dict:
+    """Catalog entries for finished jobs' adapters and their checkpoints.
+
+    A checkpoint is listed once its adapter folder exists; naming it (`wanted`)
+    writes that folder.
+    """
+    from shoptalk.serve.catalog import ModelEntry
+    from shoptalk.serve.services import registry
+
+    entries = {}
+    with registry(project.config.serve, project.state)() as session:
+        for job in session.scalars(select(JobRow).where(JobRow.fine_tuned_model.is_not(None))):
+            run_dir = Path(job.run_path)
+            entries[job.fine_tuned_model] = ModelEntry(
+                job.fine_tuned_model, "adapter", run_dir / "final", run_dir
+            )
+        for ckpt in session.scalars(select(JobCheckpointRow)):
+            folder = Path(ckpt.path) / "adapter"
+            if ckpt.model_name == wanted and not folder.is_dir():
+                folder = materialize_checkpoint(project, session, wanted)
+            if folder.is_dir():
+                entries[ckpt.model_name] = ModelEntry(ckpt.model_name, "adapter", folder)
+    return entries
 
 
 def materialize_checkpoint(project: Project, session: Session, name: str) -> Path:

@@ -54,7 +54,8 @@ class Worker:
         while not stop.is_set():
             self.tick()
             stop.wait(self.poll_s)
-        self.stop_child("paused", "Paused: the server is shutting down")
+        # Back to the queue, not paused: the next start resumes it from its checkpoint.
+        self.stop_child("queued", "Interrupted by a server shutdown; it resumes when the server is back")
 
     def tick(self) -> None:
         if self.child is None:

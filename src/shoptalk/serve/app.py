@@ -65,10 +65,20 @@ def create_app(
     system_prompt = project.config.system_prompt if project else ""
     engine = engine or build_engine(settings, project, catalog, system_prompt)
 
+    worker = None
+    if project is not None and settings.worker:
+        from shoptalk.serve.console import WorkerThread
+
+        worker = WorkerThread(project)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if worker is not None:
+            worker.start()
         yield
         # Uvicorn has already let in-flight requests finish; now stop the worker.
+        if worker is not None:
+            await asyncio.to_thread(worker.stop)
         await engine.close()
         await services.close()
 
@@ -96,6 +106,11 @@ def create_app(
 
     app.include_router(admin_router)
     add_routes(app, settings)
+    if project is not None:
+        from shoptalk.serve.console import attach_console
+
+        base = Path(project.config.base_model).name
+        attach_console(app, project, ["base"] + ([base] if base != "default" else []))
     return app
 
 

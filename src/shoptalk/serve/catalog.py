@@ -25,6 +25,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -121,9 +122,15 @@ class Catalog:
     """Names to models; loads, verifies and evicts them. Thread-safe."""
 
     def __init__(
-        self, entries: dict[str, ModelEntry], cache_gb: float = 4.0, device: str = "cpu"
+        self,
+        entries: dict[str, ModelEntry],
+        cache_gb: float = 4.0,
+        device: str = "cpu",
+        discover: Callable[[str], dict[str, ModelEntry]] | None = None,
     ) -> None:
         self.entries = entries
+        # Finds models made after the server started (a build, a fine-tuning job).
+        self.discover = discover
         self.base_path = next(e.path for e in entries.values() if e.kind == "base")
         self.cache_bytes = int(cache_gb * 1024**3)
         self.device = device
@@ -141,8 +148,14 @@ class Catalog:
         from shoptalk.models import resolve_base_model
 
         base_path = resolve_base_model(project.config.base_model, project.root)
-        entries = project_entries(project, base_path, settings)
-        return cls(entries, settings.adapter_cache_gb, device)
+
+        def discover(wanted: str) -> dict[str, ModelEntry]:
+            from shoptalk.jobs.models import job_entries
+
+            entries = project_entries(project, base_path, settings)
+            return entries | job_entries(project, wanted)
+
+        return cls(discover(""), settings.adapter_cache_gb, device, discover)
 
     def names(self) -> list[str]:
         return sorted(self.entries)
@@ -150,6 +163,10 @@ class Catalog:
     def resolve(self, name: str) -> ModelEntry:
         """The model a request names, verified; raises ApiError for the client."""
         entry = self.entries.get(name)
+        if entry is None and self.discover is not None:
+            with self._lock:
+                self.entries = self.discover(name)
+            entry = self.entries.get(name)
         if entry is None:
             raise ApiError(
                 404,
