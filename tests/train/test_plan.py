@@ -163,3 +163,23 @@ def test_train_plan_prints_the_plan_and_does_not_train(tmp_path, tiny_model):
     assert "(auto: tokens_per_step, epochs)" in result.output
     assert "gradient checkpointing: off" in result.output
     assert not (root / ".shoptalk" / "runs").exists()
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_model, one_thread):
+    from shoptalk.build import prepare_dataset
+    from shoptalk.build import train as run_train
+    from shoptalk.project import Project
+
+    losses = {}
+    for on in (False, True):
+        root = write_project(tmp_path / str(on), tiny_model, epochs=1, gradient_checkpointing=on)
+        project = Project.open(root)
+        dataset = prepare_dataset(project, say=lambda _: None)
+        run = run_train(project, dataset, str(tiny_model), say=lambda _: None)
+        card = json.loads((run.path / "card.json").read_text())
+        assert card["plan"]["gradient_checkpointing"] is on
+        lines = (run.path / "metrics.jsonl").read_text().splitlines()
+        losses[on] = [json.loads(line)["loss"] for line in lines]
+    assert len(losses[True]) > 2
+    for a, b in zip(losses[False], losses[True], strict=True):
+        assert abs(a - b) < 1e-4

@@ -46,6 +46,7 @@ from shoptalk.train.plan import DataShape, TrainPlan, detect_hardware, make_plan
 from shoptalk.train.plot import LossPlot
 from shoptalk.train.progress import TrainProgress
 from shoptalk.train.render import IGNORE, encode_conversation, encode_text, ensure_chat_template
+from shoptalk.train.speed import fast_forward
 from shoptalk.train.trackers import open_trackers
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,13 @@ def run(
         cache_rows(model, train_rows + val_rows, job.first, pad_id, device)
     top = only_layers(model, job.first) if job.use_cache else nullcontext()
     if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # The forward pass runs inside loss.py's fast_forward; the backward pass's
+        # recomputation must run the same modules, or it saves different tensors.
+        recompute = {
+            "use_reentrant": False,
+            "context_fn": lambda: (nullcontext(), fast_forward(model)),
+        }
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=recompute)
     params = dict(model.named_parameters())
     trainable = [p for p in params.values() if p.requires_grad]
     optimizer = torch.optim.AdamW(
