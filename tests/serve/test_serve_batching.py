@@ -111,3 +111,34 @@ def test_a_request_over_the_time_limit_is_504_and_stops(
         while served.engine.cancelled_rows == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert served.engine.cancelled_rows == 1
+
+
+def test_requests_join_a_running_batch_and_answer_as_if_alone(
+    tiny_model: Path, tmp_path: Path, one_thread
+):
+    def sample(client, question: str) -> str:
+        answer = client.chat.completions.create(
+            model="base",
+            messages=[{"role": "user", "content": question}],
+            max_tokens=10,
+            seed=3,
+        )
+        return answer.choices[0].message.content
+
+    with serving(tmp_path, model_dir=tiny_model, batch_wait_ms=0) as served:
+        client = served.client()
+        alone = [sample(client, q) for q in QUESTIONS]
+        joined_before = served.engine.joined_rows
+        long = client.chat.completions.create(
+            model="base",
+            messages=[{"role": "user", "content": "Tell me everything."}],
+            max_tokens=900,
+            stream=True,
+        )
+        next(iter(long))  # the long answer is being generated
+        with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+            joined = list(pool.map(lambda q: sample(client, q), QUESTIONS))
+        long.close()
+        # Joined rows sit beside a longer, left-padded cache; their answers must not change.
+        assert joined == alone
+        assert served.engine.joined_rows - joined_before >= len(QUESTIONS)

@@ -3,7 +3,8 @@
 Concurrent requests for the same model (or adapter) are merged into one batch:
 the worker takes the oldest waiting request, waits up to `batch_wait_ms` for
 more requests for that model, and runs up to `max_batch_size` rows together.
-A batch runs to the end; requests arriving meanwhile form the next one.
+While a batch runs, requests for the same model join it between steps (`join`)
+as rows finish and make room.
 
 The queue is bounded: more than `max_queue` waiting requests is a 503 at once,
 because a client waiting minutes for an overloaded server is worse off than
@@ -78,6 +79,23 @@ class Batcher:
                 )
             self._waiting.append(job)
             self._cond.notify()
+
+    def join(self, key: Hashable, room: int) -> list[Job]:
+        """Waiting jobs for `key` that fit in `room` rows, to join a running batch.
+
+        Only jobs ahead of every job for another model: joining never lets a
+        request overtake an older one that is waiting for a different model.
+        """
+        with self._cond:
+            jobs = []
+            for job in self._waiting:
+                if job.key != key:
+                    break
+                if not job.cancelled and len(job.rows) <= room:
+                    jobs.append(job)
+                    room -= len(job.rows)
+            self._waiting = [j for j in self._waiting if j not in jobs]
+            return jobs
 
     def close(self, timeout: float | None = None) -> None:
         """Finish every waiting and running request, then stop the worker."""

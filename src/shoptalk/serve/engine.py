@@ -96,6 +96,7 @@ class TransformersEngine:
         self.default_max_tokens = default_max_tokens
         self.forward_calls = 0
         self.cancelled_rows = 0
+        self.joined_rows = 0
         self.batcher = Batcher(self._run_batch, max_batch_size, batch_wait_ms, max_queue)
 
     async def names(self) -> list[str]:
@@ -188,50 +189,94 @@ class TransformersEngine:
         loaded = self.catalog.acquire(key)
         rows = [row for job in jobs for row in job.rows]
         with torch.inference_mode(), active_adapter(loaded):
-            self._decode(loaded, rows)
+            self._decode(loaded, key, rows)
 
-    def _decode(self, loaded: Loaded, rows: list[Row]) -> None:
-        import torch
+    def _decode(self, loaded: Loaded, key: Hashable, rows: list[Row]) -> None:
+        """Prefill, then one token per step for every live row until all are done.
 
+        Between steps, requests for the same model that arrived meanwhile join
+        the running batch (their prompts prefilled, their caches padded to the
+        same length), so a long answer does not hold the next requests back.
+        """
         from shoptalk.generate import stop_ids
 
-        tokenizer, model = loaded.tokenizer, loaded.model
-        device = next(model.parameters()).device
-        eos = set(stop_ids(tokenizer))
+        eos = set(stop_ids(loaded.tokenizer))
+        joined: list[Job] = []
+        try:
+            running = self._prefill(loaded, rows, eos)
+            while running is not None:
+                running = self._step(loaded, running, eos)
+                room = self.batcher.max_batch_size - (len(running.rows) if running else 0)
+                if room > 0 and (running is None or running.can_grow()):
+                    jobs = self.batcher.join(key, room)
+                    joining = [row for job in jobs for row in job.rows]
+                    if joining:
+                        joined += jobs
+                        self.joined_rows += len(joining)
+                        running = merge(running, self._prefill(loaded, joining, eos))
+        except Exception as exc:
+            # The batcher tells the jobs it started; these joined later.
+            for job in joined:
+                job.send(exc)
+            raise
+
+    def _prefill(self, loaded: Loaded, rows: list[Row], eos: set[int]) -> Running | None:
+        import torch
+
+        device = next(loaded.model.parameters()).device
         width = max(len(r.prompt) for r in rows)
-        pad = tokenizer.pad_token_id or 0
+        pad = loaded.tokenizer.pad_token_id or 0
         ids = torch.tensor([[pad] * (width - len(r.prompt)) + r.prompt for r in rows])
         mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows])
         # Left padding shifts real tokens right; positions must count real tokens only.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
-        cache = None
-        live = list(rows)
-        while live:
-            out = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            self.forward_calls += 1
-            cache = out.past_key_values
-            tokens = [sample(out.logits[i, -1], row) for i, row in enumerate(live)]
-            keep = [
-                i for i, row in enumerate(live) if not self._advance(row, tokens[i], eos, tokenizer)
-            ]
-            if not keep:
-                return
-            if len(keep) < len(live):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask = mask[index]
-                positions = positions[index]
-                live = [live[i] for i in keep]
-            ids = torch.tensor([[tokens[i]] for i in keep], device=device)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            positions = positions[:, -1:] + 1
+        out = loaded.model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            use_cache=True,
+        )
+        self.forward_calls += 1
+        running = Running(
+            rows, out.past_key_values, mask.to(device), ids[:, -1:], positions[:, -1:].to(device)
+        )
+        return self._take_tokens(loaded, running, out.logits[:, -1], eos)
+
+    def _step(self, loaded: Loaded, running: Running, eos: set[int]) -> Running | None:
+        import torch
+
+        running.mask = torch.cat([running.mask, torch.ones_like(running.mask[:, :1])], dim=1)
+        out = loaded.model(
+            input_ids=running.ids,
+            attention_mask=running.mask,
+            position_ids=running.positions,
+            past_key_values=running.cache,
+            use_cache=True,
+        )
+        self.forward_calls += 1
+        running.cache = out.past_key_values
+        return self._take_tokens(loaded, running, out.logits[:, -1], eos)
+
+    def _take_tokens(
+        self, loaded: Loaded, running: Running, logits: torch.Tensor, eos: set[int]
+    ) -> Running | None:
+        """Sample each row's next token, stream it, and drop the rows that finished."""
+        import torch
+
+        tokens = [sample(logits[i], row) for i, row in enumerate(running.rows)]
+        keep = [
+            i
+            for i, row in enumerate(running.rows)
+            if not self._advance(row, tokens[i], eos, loaded.tokenizer)
+        ]
+        if not keep:
+            return None
+        device = running.mask.device
+        running.positions = running.positions + 1
+        if len(keep) < len(running.rows):
+            running.select(torch.tensor(keep, device=device))
+        running.ids = torch.tensor([[tokens[i]] for i in keep], device=device)
+        return running
 
     def _advance(self, row: Row, token: int, eos: set[int], tokenizer: Any) -> bool:
         """Take one token into `row`; send its new text; True when the row is done."""
@@ -262,6 +307,58 @@ class TransformersEngine:
         delta = Delta(row.index, new, finish) if new or finish else None
         row.job.send(Event(delta, tokens=1))
         return finish is not None
+
+
+@dataclass
+class Running:
+    """Rows decoding together: the KV cache, the mask over it, and each row's next input."""
+
+    rows: list[Row]
+    cache: Any
+    mask: torch.Tensor
+    ids: torch.Tensor
+    positions: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> None:
+        self.cache.batch_select_indices(index)
+        self.mask, self.ids = self.mask[index], self.ids[index]
+        self.positions = self.positions[index]
+        self.rows = [self.rows[i] for i in index.tolist()]
+
+    def can_grow(self) -> bool:
+        """Only plain full-attention caches can be padded and joined (not sliding windows)."""
+        layers = getattr(self.cache, "layers", None)
+        return bool(layers) and all(type(layer).__name__ == "DynamicLayer" for layer in layers)
+
+
+def merge(running: Running | None, joining: Running | None) -> Running | None:
+    """One batch from two: the shorter cache is left-padded, masked out, to the longer."""
+    import torch
+
+    if running is None or joining is None:
+        return running or joining
+    length = max(running.mask.shape[1], joining.mask.shape[1])
+    for mine, theirs in zip(running.cache.layers, joining.cache.layers, strict=True):
+        mine.keys = torch.cat([pad_left(mine.keys, length, -2), pad_left(theirs.keys, length, -2)])
+        mine.values = torch.cat(
+            [pad_left(mine.values, length, -2), pad_left(theirs.values, length, -2)]
+        )
+    running.mask = torch.cat([pad_left(running.mask, length, 1), pad_left(joining.mask, length, 1)])
+    running.ids = torch.cat([running.ids, joining.ids])
+    running.positions = torch.cat([running.positions, joining.positions])
+    running.rows = running.rows + joining.rows
+    return running
+
+
+def pad_left(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    import torch
+
+    missing = length - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
 @dataclass
