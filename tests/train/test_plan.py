@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -114,7 +115,7 @@ def test_the_plan_shows_method_steps_and_estimates():
 
 
 def test_estimates_match_a_real_run(tmp_path):
-    """One epoch (3 steps) of full fine-tuning of a ~21M-parameter random model, in a fresh process."""
+    """One epoch of full fine-tuning of a ~21M-parameter random model, in a fresh process."""
     model = build_tiny_model(tmp_path / "model", layers=4, hidden=768)
     root = write_project(
         tmp_path / "p",
@@ -144,11 +145,17 @@ def test_estimates_match_a_real_run(tmp_path):
     estimated = sum(plan["memory"].values())
     measured = max(r["peak_rss_mb"] for r in records) * 2**20
     assert measured / 2 < estimated < measured * 2, (plan["memory"], measured)
-    # Time per step; the second step, as the first pays for warming up. The machine is
-    # shared with other work, so the range is wide but bounded.
+    # Time per step (the second: the first pays for warming up). The estimate is for the
+    # machine's own speed; programs competing for its cores slow the run by about the
+    # load average per core, which the lower bound allows for.
     step_seconds = records[1]["tokens"] / records[1]["tokens_per_s"]
     estimated_step = plan["estimated_seconds"] / plan["total_steps"]
-    assert step_seconds / 5 < estimated_step < step_seconds * 5, (estimated_step, step_seconds)
+    contention = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    assert step_seconds / (5 * contention) < estimated_step < step_seconds * 5, (
+        estimated_step,
+        step_seconds,
+        contention,
+    )
 
 
 def test_train_plan_prints_the_plan_and_does_not_train(tmp_path, tiny_model):
