@@ -96,7 +96,7 @@ async function projectView(): Promise<HTMLElement> {
   const sources = h(
     "table",
     {},
-    h("tr", {}, h("th", {}, t("kind")), h("th", {}, "File"), h("th", {}, "Bytes")),
+    h("tr", {}, h("th", {}, t("kind")), h("th", {}, t("file")), h("th", {}, t("bytes"))),
     ...data.sources.map((s) => h("tr", {}, h("td", {}, t(s.kind as Key)), h("td", {}, s.path), h("td", { class: "num" }, String(s.bytes)))),
   );
   return h(
