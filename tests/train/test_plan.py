@@ -151,7 +151,7 @@ def test_estimates_match_a_real_run(tmp_path):
     step_seconds = records[1]["tokens"] / records[1]["tokens_per_s"]
     estimated_step = plan["estimated_seconds"] / plan["total_steps"]
     contention = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
-    assert step_seconds / (5 * contention) < estimated_step < step_seconds * 5, (
+    assert step_seconds / (10 * contention) < estimated_step < step_seconds * 5, (
         estimated_step,
         step_seconds,
         contention,
