@@ -93,6 +93,7 @@ class TrainPlan(BaseModel):
     epochs: float
     auto: list[str]
     gradient_checkpointing: bool
+    checkpointing_auto: bool
     flops_per_token: float
     estimated_seconds: float
     memory: MemoryEstimate
@@ -113,6 +114,13 @@ class TrainPlan(BaseModel):
         gb = 2**30
         m = self.memory
         auto = f"  (auto: {', '.join(self.auto)})" if self.auto else ""
+        checkpointing = "on" if self.gradient_checkpointing else "off"
+        if self.checkpointing_auto:
+            checkpointing += (
+                " (the estimate exceeds the memory available)"
+                if self.gradient_checkpointing
+                else " (not needed)"
+            )
         return "\n".join(
             [
                 f"plan     {self.method} on {self.device} x{self.processes}: "
@@ -128,12 +136,7 @@ class TrainPlan(BaseModel):
                 f"optimizer {m.optimizer / gb:.2f}, activations {m.activations / gb:.2f}, "
                 f"logits {m.logits / gb:.2f}, cache {m.cache / gb:.2f}, runtime "
                 f"{m.runtime / gb:.2f})",
-                "         gradient checkpointing: "
-                + (
-                    "on (the estimate exceeds the memory available)"
-                    if self.gradient_checkpointing
-                    else "off (not needed)"
-                ),
+                f"         gradient checkpointing: {checkpointing}",
             ]
         )
 
@@ -294,6 +297,7 @@ def make_plan(
         epochs=epochs,
         auto=auto,
         gradient_checkpointing=checkpointing,
+        checkpointing_auto=settings.gradient_checkpointing == "auto",
         flops_per_token=per_token,
         estimated_seconds=seconds + cache_seconds,
         memory=memory(checkpointing, tokens_per_step),
