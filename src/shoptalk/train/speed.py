@@ -20,7 +20,8 @@ the model afterwards, so saving, generation and evaluation see stock modules.
 `reuse_freed_memory` keeps glibc from handing large freed blocks back to the
 kernel: a training step allocates the same large tensors every time, and
 getting them back from the kernel costs a page fault per 4 KiB (about 8% of
-a LoRA step's CPU time on the default model, measured with getrusage).
+a LoRA step's CPU time on the default model, measured with getrusage). It is
+best effort: in some processes glibc still maps large blocks afresh.
 """
 
 from __future__ import annotations
