@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shoptalk.artifacts import write_json
 from shoptalk.errors import MissingExtraError, ShoptalkError
 from shoptalk.export import ExportError
 from shoptalk.models import cache_dir
@@ -83,8 +84,7 @@ def supported_architectures() -> set[str]:
             names.append(line[4:].strip())
     if not names:
         raise ExportError(f"Could not list the GGUF converter's architectures in {folder}.")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(sorted(names)), encoding="utf-8")
+    write_json(cache, sorted(names))
     return set(names)
 
 
