@@ -1,7 +1,8 @@
 """LoRA training throughput: shoptalk against TRL's SFTTrainer + PEFT, same data, model, LoRA.
 
-    .venv/bin/python bench/train_throughput.py            # 200 examples, 1 epoch each (~20 min idle)
+    .venv/bin/python bench/train_throughput.py            # 200 examples, 1 epoch per variant
     .venv/bin/python bench/train_throughput.py --quick    # 16 examples: a smoke run
+    .venv/bin/python bench/train_throughput.py --parallel  # all variants at once (a busy machine)
 
 Every variant trains the default model (SmolLM2-135M-Instruct, fp32, CPU) with
 LoRA r=8, alpha=16, dropout 0 on all linear layers, cutoff 512 tokens, for one
@@ -19,6 +20,8 @@ so compare the ratios of one invocation, never absolute figures across runs.
 "Loss at equal tokens": each variant sees every example once (same real
 tokens), then the same function (`shoptalk.train.loss.labelled_loss`) scores
 the trained weights on the same examples, loss on the answer tokens only.
+Learning rates are each tool's default (TRL 2e-5; shoptalk's plan picks its
+own), so a loss difference is the recipe's, not only the code path's.
 """
 
 from __future__ import annotations
@@ -187,7 +190,7 @@ def run_trl(chats: list, base_path: str, work: Path, variant: str) -> dict:
         max_length=CUTOFF,
         bf16=False,  # TRL defaults to bf16, ~100x slower on a CPU without bf16 units
         gradient_checkpointing=not best,
-        group_by_length=variant == "trl-best-grouped",
+        train_sampling_strategy="group_by_length" if variant == "trl-best-grouped" else "random",
         packing=variant == "trl-best-packed",
         save_strategy="no",
         report_to=[],
