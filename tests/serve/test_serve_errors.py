@@ -8,7 +8,13 @@ from pathlib import Path
 import httpx2 as httpx
 import openai
 import pytest
+import yaml
 from serve_harness import serving
+
+from shoptalk.serve.app import create_app
+from shoptalk.serve.server import BackgroundServer
+
+from projects import write_project
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -80,20 +86,40 @@ def walk(routes, prefix: str = ""):
             yield prefix + route.path, getattr(route, "methods", None) or set()
 
 
-def test_every_route_but_health_needs_a_key(served):
+def assert_every_route_needs_a_key(app, url: str, public: tuple[str, ...] = ()) -> int:
     """Walk the app's own route table, so a route added later is covered too."""
     walked = 0
-    for path, methods in walk(served.app.routes):
-        if path == "/health":
+    for path, methods in walk(app.routes):
+        # "/" only redirects to the console, whose files hold no data.
+        if path in ("/health", "/") or (public and path.startswith(public)):
             continue
         path = re.sub(r"\{[^}]+\}", "x", path)
         for method in methods & {"GET", "POST", "DELETE", "PUT", "PATCH"}:
             walked += 1
-            response = httpx.request(method, served.url + path, json={})
+            response = httpx.request(method, url + path, json={})
             assert response.status_code == 401, (method, path, response.status_code)
             assert response.json()["error"]["type"] == "authentication_error"
+    assert httpx.get(url + "/health").json() == {"status": "ok"}
+    return walked
+
+
+def test_every_route_but_health_needs_a_key(served):
+    walked = assert_every_route_needs_a_key(served.app, served.url)
     assert walked >= 10  # chat, completions, embeddings, models, metrics, admin...
-    assert httpx.get(served.url + "/health").json() == {"status": "ok"}
+
+
+def test_every_route_of_a_project_server_needs_a_key(tiny_model: Path, tmp_path: Path):
+    """The full server of a project: the console's jobs and project APIs included."""
+    from shoptalk.serve.console import PUBLIC_PREFIXES
+
+    root = write_project(tmp_path / "p", tiny_model)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text(encoding="utf-8"))
+    config["serve"] = {"worker": False}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    app = create_app(root)
+    with BackgroundServer(app) as url:
+        walked = assert_every_route_needs_a_key(app, url, PUBLIC_PREFIXES)
+    assert walked >= 25
 
 
 def test_metrics_need_an_admin_key_and_count_per_model(served):
