@@ -50,7 +50,13 @@ class Project:
     def run_id(self, dataset_hash: str) -> str:
         """A run is named by what determines its result: data, base model and settings."""
         train = self.config.train.model_dump(
-            exclude={"device", "checkpoint_every", "keep_checkpoints"}
+            exclude={
+                "device",
+                "checkpoint_every",
+                "keep_checkpoints",
+                "trackers",
+                "gradient_checkpointing",
+            }
         )
         key = json.dumps(
             {

@@ -80,9 +80,27 @@ def job_config(base: ShoptalkConfig, job: JobRow) -> ShoptalkConfig:
         train.epochs = float(hp.n_epochs)
     if isinstance(hp.batch_size, int):
         train.tokens_per_step = hp.batch_size * train.max_seq_len
-    if isinstance(hp.learning_rate_multiplier, int | float):
-        train.learning_rate = train.learning_rate * float(hp.learning_rate_multiplier)
     return base.model_copy(update={"train": train})
+
+
+def scaled_learning_rate(cfg: ShoptalkConfig, job: JobRow, base_path: str) -> ShoptalkConfig:
+    """Apply `learning_rate_multiplier` to the project's (or the automatic) learning rate."""
+    multiplier = hyperparameters(job.method).learning_rate_multiplier
+    if not isinstance(multiplier, int | float):
+        return cfg
+    rate = cfg.train.learning_rate
+    if rate == "auto":
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from shoptalk.train.plan import auto_learning_rate
+
+        # Counted on the meta device: no weights are loaded for a parameter count.
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base_path))
+        rate = auto_learning_rate(cfg.train.method, sum(p.numel() for p in model.parameters()))
+    train = cfg.train.model_copy(update={"learning_rate": rate * float(multiplier)})
+    return cfg.model_copy(update={"train": train})
 
 
 def read_job_file(row: FileRow, param: str) -> list:
@@ -165,6 +183,7 @@ def run_job(project: Project, job_id: str) -> None:
             from shoptalk.train import sft
 
             base_path = resolve_base_model(cfg.base_model, project.root)
+            cfg = scaled_learning_rate(cfg, job, base_path)
             store.add_event(session, job_id, "Fine-tuning started")
             session.commit()
             run = sft.run(cfg, dataset, base_path, folder / "run")
