@@ -74,7 +74,7 @@ def train(
         on_sft = partial(
             dpo.run, cfg, dataset, base_path, start_from=run.final, stop_after=stop_after
         )
-        run = stage(run_dir.with_name(run_dir.name + "-dpo"), "dpo", say, on_sft)
+        run = stage(project.runs / project.dpo_run_id(run_dir.name), "dpo", say, on_sft)
     if run.final.is_dir():
         write_atomic(project.latest_run_file, run.run_id + "\n")
     return run

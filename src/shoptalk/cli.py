@@ -137,7 +137,7 @@ def train(
             return
         if not resume:
             run_id = project.run_id(dataset.hash)
-            for stage in (run_id, f"{run_id}-dpo"):  # SFT and the DPO run on top of it
+            for stage in (run_id, project.dpo_run_id(run_id)):  # SFT and the DPO run on it
                 shutil.rmtree(project.runs / stage / "checkpoints", ignore_errors=True)
         run = run_train(project, dataset, base_path, console.print)
     except ShoptalkError as exc:

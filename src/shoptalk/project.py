@@ -49,15 +49,13 @@ class Project:
 
     def run_id(self, dataset_hash: str) -> str:
         """A run is named by what determines its result: data, base model and settings."""
-        train = self.config.train.model_dump(
-            exclude={
-                "device",
-                "checkpoint_every",
-                "keep_checkpoints",
-                "trackers",
-                "gradient_checkpointing",
-            }
-        )
+        exclude = {"device", "checkpoint_every", "keep_checkpoints", "trackers"}
+        # Exact recomputation: on or off, the same result.
+        exclude.add("gradient_checkpointing")
+        if self.config.train.recipe == "sft":
+            # DPO after SFT is its own run (dpo_run_id): its settings leave SFT's alone.
+            exclude.add("dpo")
+        train = self.config.train.model_dump(exclude=exclude)
         key = json.dumps(
             {
                 "data": dataset_hash,
@@ -68,6 +66,11 @@ class Project:
             sort_keys=True,
         )
         return "run-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def dpo_run_id(self, sft_run_id: str) -> str:
+        """The DPO stage on top of an SFT run, named by that run and the DPO settings."""
+        key = json.dumps(self.config.train.dpo.model_dump(), sort_keys=True)
+        return f"{sft_run_id}-dpo-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
 
     def latest_run(self) -> RunArtifact:
         """The run trained last; raises if there is none yet."""

@@ -184,7 +184,7 @@ def test_build_runs_dpo_on_top_of_the_sft_model_when_pairs_exist(tmp_path, tiny_
     said: list[str] = []
     run = run_train(project, dataset, str(tiny_model), say=said.append)
     assert [line.split()[0] for line in said] == ["train", "dpo"]
-    assert run.run_id == project.run_id(dataset.hash) + "-dpo"
+    assert run.run_id == project.dpo_run_id(project.run_id(dataset.hash))
     assert project.latest_run().run_id == run.run_id
     card = json.loads((run.path / "card.json").read_text())
     assert card["start_from"] == str(project.runs / project.run_id(dataset.hash) / "final")
@@ -195,3 +195,9 @@ def test_build_runs_dpo_on_top_of_the_sft_model_when_pairs_exist(tmp_path, tiny_
     said.clear()
     run_train(project, dataset, str(tiny_model), say=said.append)
     assert all("unchanged, skipped" in line for line in said)
+    # A DPO setting changes the DPO run only: SFT is not trained again.
+    config["train"]["dpo"]["beta"] = 0.5
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    project = Project.open(root)
+    assert project.run_id(dataset.hash) == run.run_id.split("-dpo-")[0]
+    assert project.dpo_run_id(project.run_id(dataset.hash)) != run.run_id
