@@ -100,6 +100,20 @@ def stage(run_dir: Path, name: str, say: Say, train: Callable[[Path], RunArtifac
     return train(run_dir)
 
 
+def with_raft(project: Project, dataset: DatasetArtifact, say: Say) -> DatasetArtifact:
+    """The dataset plus retrieval-aware examples when `rag.raft` is set, else as it is."""
+    rag = project.config.rag
+    if rag.raft is None or not rag.enabled:
+        return dataset
+    from shoptalk.rag.raft import raft_view
+    from shoptalk.rag.retrieve import open_index
+
+    view = raft_view(dataset, open_index(project), project.config.system_prompt, rag)
+    say(f"raft     {len(view.conversations('train')) - len(dataset.conversations('train'))} "
+        f"examples with retrieved chunks  ({view.path})")
+    return view
+
+
 def build(project: Project, say: Say = print, stop_after: int | None = None) -> BuildResult:
     from shoptalk.train.methods import check_method
 
@@ -110,7 +124,7 @@ def build(project: Project, say: Say = print, stop_after: int | None = None) -> 
     index_documents(project, say)
     # Question files are checked before training, not after it.
     suites = question_suites(project, dataset)
-    run = train(project, dataset, base_path, say, stop_after)
+    run = train(project, with_raft(project, dataset, say), base_path, say, stop_after)
     if not run.final.is_dir():
         return BuildResult(dataset, run, None)
     if not suites:

@@ -1,6 +1,7 @@
 """Retrieval-aware training data (RAFT): questions paired with retrieved chunks.
 
     examples = raft_examples(qa_conversations, index, cfg.system_prompt, RaftSettings())
+    dataset = raft_view(dataset, index, cfg.system_prompt, cfg.rag)   # in `shoptalk build`
 
 The base model barely uses retrieved text, so the tuned one is taught to with
 conversations in exactly the prompt `answer_with_citations` builds:
@@ -18,24 +19,17 @@ caller, so it must not learn text that some groups may not read.
 
 from __future__ import annotations
 
+import hashlib
 import random
+import shutil
 
-from pydantic import BaseModel, Field
-
+from shoptalk.artifacts import DatasetArtifact, write_jsonl
 from shoptalk.data.documents import content_id
 from shoptalk.rag.answer import not_found_message, rag_messages
 from shoptalk.rag.citations import support
 from shoptalk.rag.retrieve import RagIndex, Retrieval
+from shoptalk.rag.settings import RaftSettings, RagSettings
 from shoptalk.records import Conversation, Message
-
-
-class RaftSettings(BaseModel, extra="forbid"):
-    chunks: int = Field(3, ge=1, le=10, description="Chunks in each training prompt")
-    oracle_ratio: float = Field(
-        0.8, ge=0.0, le=1.0, description="Share of examples whose chunks hold the answer"
-    )
-    candidates: int = Field(10, ge=2, description="Hits retrieved per question to pick from")
-    seed: int = Field(0, description="Seed for which examples get the oracle and their order")
 
 
 def raft_examples(
@@ -96,3 +90,33 @@ def _conversation(
         source=original.source,
         kind=kind,
     )
+
+
+# Kinds of training conversations whose answers may be in the documents.
+GROUNDED_KINDS = ("faq", "paraphrase", "doc_qa")
+
+
+def raft_view(
+    dataset: DatasetArtifact, index: RagIndex, system_prompt: str, rag: RagSettings
+) -> DatasetArtifact:
+    """`<dataset>/raft-<settings>/`: the dataset plus RAFT examples made from its QA rows.
+
+    A view, like continued pretraining's: the dataset stays as built, and the
+    view is named by the retrieval settings that shaped its examples.
+    """
+    key = hashlib.sha256(rag.model_dump_json().encode()).hexdigest()[:8]
+    view = dataset.path / f"raft-{key}"
+    if not (view / "train.jsonl").is_file():
+        train = dataset.conversations("train")
+        grounded = [c for c in train if c.kind in GROUNDED_KINDS]
+        examples = raft_examples(grounded, index, system_prompt, rag.raft or RaftSettings())
+        tmp = dataset.path / f".raft-{key}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name in ("val.jsonl", "text.jsonl", "heldout.jsonl", "preferences.jsonl"):
+            if (dataset.path / name).is_file():
+                shutil.copyfile(dataset.path / name, tmp / name)
+        write_jsonl(tmp / "train.jsonl", train + examples)
+        shutil.rmtree(view, ignore_errors=True)
+        tmp.rename(view)
+    return DatasetArtifact(path=view, hash=f"{dataset.hash}-raft-{key}")

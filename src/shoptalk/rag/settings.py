@@ -5,6 +5,15 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
+class RaftSettings(BaseModel, extra="forbid"):
+    chunks: int = Field(3, ge=1, le=10, description="Chunks in each training prompt")
+    oracle_ratio: float = Field(
+        0.8, ge=0.0, le=1.0, description="Share of examples whose chunks hold the answer"
+    )
+    candidates: int = Field(10, ge=2, description="Hits retrieved per question to pick from")
+    seed: int = Field(0, description="Seed for which examples get the oracle and their order")
+
+
 class RagSettings(BaseModel, extra="forbid"):
     enabled: bool = Field(True, description="Build the retrieval index in `shoptalk build`")
     embedding_model: str = Field(
@@ -45,6 +54,11 @@ class RagSettings(BaseModel, extra="forbid"):
         description="Document path globs (relative to the project, '*' crosses folders) -> the "
         "groups allowed to read them, e.g. {'docs/hr/*': ['hr']}; front matter 'groups:' wins; "
         "a document no glob matches is readable by everyone",
+    )
+    raft: RaftSettings | None = Field(
+        None,
+        description="Also train on questions paired with retrieved chunks (RAFT), so the tuned "
+        "model learns to answer from them, cite them and refuse without them; none = off",
     )
     folder_groups: bool = Field(
         False,
