@@ -367,10 +367,14 @@ def split_list(text: str | None) -> list[str] | None:
 def keys_create(
     project_dir: ProjectDir,
     name: Annotated[str, typer.Option(help="Who or what the key is for")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: chat,embeddings,admin")] = (
+    scopes: Annotated[str, typer.Option(help="Comma-separated: chat,embeddings,editor,admin")] = (
         "chat,embeddings"
     ),
     models: Annotated[str | None, typer.Option(help="Comma-separated models; default: all")] = None,
+    groups: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated document groups retrieval may read; default: none"),
+    ] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute")] = None,
     quota_tokens_per_day: Annotated[int | None, typer.Option(help="Tokens per UTC day")] = None,
@@ -383,6 +387,7 @@ def keys_create(
     limits = KeyLimits(
         scopes=split_list(scopes),
         models=split_list(models),
+        groups=split_list(groups) or [],
         rpm=rpm,
         tpm=tpm,
         tokens_per_day=quota_tokens_per_day,

@@ -45,6 +45,7 @@ class ApiKeyRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     scopes: Mapped[str] = mapped_column(String(100))
     models: Mapped[str | None] = mapped_column(Text, default=None)
+    groups: Mapped[str] = mapped_column(Text, default="")
     rpm: Mapped[int | None] = mapped_column(Integer, default=None)
     tpm: Mapped[int | None] = mapped_column(Integer, default=None)
     tokens_per_day: Mapped[int | None] = mapped_column(Integer, default=None)
@@ -62,6 +63,10 @@ class KeyLimits(BaseModel, extra="forbid"):
         ["chat", "embeddings"], description=f"Some of {', '.join(SCOPES)}; admin implies all"
     )
     models: list[str] | None = Field(None, description="Models the key may use; None = all")
+    groups: list[str] = Field(
+        default_factory=list,
+        description="Document access groups for retrieval; [] = only documents open to everyone",
+    )
     rpm: int | None = Field(None, description="Requests per minute (sliding window)")
     tpm: int | None = Field(None, description="Tokens per minute, prompt + max_tokens reserved")
     tokens_per_day: int | None = Field(None, description="Tokens per UTC day")
@@ -120,6 +125,7 @@ def _info(row: ApiKeyRow) -> KeyInfo:
         prefix=row.prefix,
         scopes=row.scopes.split(","),
         models=row.models.split("\n") if row.models is not None else None,
+        groups=[g for g in (row.groups or "").split("\n") if g],
         rpm=row.rpm,
         tpm=row.tpm,
         tokens_per_day=row.tokens_per_day,
@@ -168,6 +174,7 @@ class KeyStore:
             secret_hash=hash_secret(secret),
             scopes=",".join(dict.fromkeys(limits.scopes)),
             models="\n".join(limits.models) if limits.models is not None else None,
+            groups="\n".join(limits.groups),
             rpm=limits.rpm,
             tpm=limits.tpm,
             tokens_per_day=limits.tokens_per_day,

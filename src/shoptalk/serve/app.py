@@ -26,12 +26,14 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from shoptalk.config import ServeSettings
+from shoptalk.rag.answer import finish_answer, not_found_message
 from shoptalk.serve import schemas
 from shoptalk.serve.audit import AuditEntry
 from shoptalk.serve.auth import Principal, check_model, require
 from shoptalk.serve.embeddings import Embedder
 from shoptalk.serve.engine import Delta, Params, Prepared
 from shoptalk.serve.errors import ApiError, api_error_handler
+from shoptalk.serve.grounding import ground
 from shoptalk.serve.metrics import Metrics
 from shoptalk.serve.middleware import AuditTheRest, BodyLimit, http_error, validation_error
 from shoptalk.serve.services import Services, build_services
@@ -170,6 +172,14 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
             for m in body.messages
         ]
         call.prompt_text = "\n".join(m["content"] for m in messages)
+        if body.rag:
+            system_prompt = getattr(request.app.state.engine, "system_prompt", "")
+            grounded, call.retrieval, question = await ground(
+                request.app, principal, messages, system_prompt
+            )
+            if grounded is None:
+                return await call.not_found(body, question)
+            messages = grounded
         return await call.run(
             body, lambda engine, params: engine.prepare_chat(body.model, messages, params, body.n)
         )
@@ -209,6 +219,7 @@ class Call:
     finish: dict[int, str] = field(default_factory=dict)
     first_token_at: float | None = None
     started_work: bool = False
+    retrieval: Any = None  # with `rag: true`: the chunks the answer must cite
 
     @property
     def app(self) -> FastAPI:
@@ -302,7 +313,12 @@ class Call:
                 )
                 for i in indexes
             ]
-            return schemas.ChatCompletion(model=body.model, choices=choices, usage=usage)
+            answer = schemas.ChatCompletion(model=body.model, choices=choices, usage=usage)
+            if self.retrieval is not None and indexes:
+                checked = finish_answer(self.texts[indexes[0]], self.retrieval)
+                answer.citations = [c.model_dump() for c in checked.citations]
+                answer.dropped_citations = checked.dropped_citations
+            return answer
         choices = [
             schemas.TextChoice(index=i, text=self.texts[i], finish_reason=self.finish.get(i))
             for i in indexes
@@ -320,6 +336,12 @@ class Call:
                 async for delta in deltas:
                     self.take(delta)
                     yield chunks.delta(delta)
+            if self.retrieval is not None and self.texts:
+                checked = finish_answer(self.texts[min(self.texts)], self.retrieval)
+                final = chunks.chunk([])
+                final.citations = [c.model_dump() for c in checked.citations]
+                final.dropped_citations = checked.dropped_citations
+                yield chunks.event(final)
             if body.stream_options and body.stream_options.include_usage:
                 usage = schemas.usage(self.prepared.prompt_tokens, self.prepared.completion_tokens)
                 yield chunks.usage(usage)
@@ -374,6 +396,27 @@ class Call:
         finally:
             self.prepared = Prepared(embedder.name, "", tokens, Params(None), [])
             await self.done(None)
+
+    async def not_found(self, body: Any, question: str) -> Any:
+        """Nothing the key may read is relevant: say so without asking the model."""
+        check_model(self.principal, body.model)
+        text = not_found_message(question)
+        await self.done(None)
+        if body.stream:
+            chunks = Chunks(self.route, body.model)
+            delta = Delta(index=0, text=text, finish_reason="stop")
+            events = [chunks.delta(delta), "data: [DONE]\n\n"]
+            return StreamingResponse(iter(events), media_type="text/event-stream")
+        choice = schemas.ChatChoice(
+            index=0, message=schemas.AssistantMessage(content=text), finish_reason="stop"
+        )
+        return schemas.ChatCompletion(
+            model=body.model,
+            choices=[choice],
+            usage=schemas.usage(0, 0),
+            citations=[],
+            dropped_citations=0,
+        )
 
     async def done(self, reservation: Any) -> None:
         """Return unused tokens, write the audit row, count the metrics."""

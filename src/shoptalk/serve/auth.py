@@ -31,6 +31,7 @@ class Principal(BaseModel, frozen=True):
     name: str
     scopes: frozenset[str]
     models: list[str] | None = None
+    groups: list[str] = []
     rpm: int | None = None
     tpm: int | None = None
     tokens_per_day: int | None = None
@@ -43,6 +44,7 @@ class Principal(BaseModel, frozen=True):
             name=key.name,
             scopes=frozenset(key.scopes),
             models=key.models,
+            groups=key.groups,
             rpm=key.rpm,
             tpm=key.tpm,
             tokens_per_day=key.tokens_per_day,

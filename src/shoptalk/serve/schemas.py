@@ -59,6 +59,11 @@ class SamplingFields(BaseModel):
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    rag: bool = Field(
+        False,
+        description="shoptalk extension: answer from the project's documents, with checked "
+        "citations in the response (openai package: extra_body={'rag': True})",
+    )
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -121,6 +126,9 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+    # shoptalk extension, with `rag: true`: where the first choice's facts come from.
+    citations: list[dict] | None = None
+    dropped_citations: int | None = None
 
 
 class ChunkDelta(BaseModel):
@@ -142,6 +150,8 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
+    citations: list[dict] | None = None
+    dropped_citations: int | None = None
 
 
 class TextChoice(BaseModel):

@@ -1,0 +1,64 @@
+"""`rag: true` on the chat API: grounded in what the caller's key may read, citations beside
+the message, and no model call when nothing relevant may be read."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from openai import OpenAI
+
+from shoptalk.build import index_documents
+from shoptalk.project import Project
+from shoptalk.registry.keys import KeyLimits
+from shoptalk.serve.app import create_app
+from shoptalk.serve.server import BackgroundServer
+
+from projects import write_project
+
+QUESTION = [{"role": "user", "content": "How often do forklift drivers renew their licence?"}]
+
+
+@pytest.fixture
+def served(tmp_path, tiny_model):
+    root = write_project(tmp_path / "p", tiny_model)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["rag"] = {"access": {"docs/*": ["ops"]}}
+    config["serve"] = {"worker": False}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    index_documents(Project.open(root), say=lambda _m: None)
+    app = create_app(root)
+    keys = app.state.services.keys
+    secrets = {
+        "ops": keys.create("ops", KeyLimits(scopes=["chat"], groups=["ops"])).secret,
+        "sales": keys.create("sales", KeyLimits(scopes=["chat"], groups=["sales"])).secret,
+    }
+    with BackgroundServer(app) as url:
+        yield {name: OpenAI(base_url=url + "/v1", api_key=s, max_retries=0) for name, s in secrets.items()}
+
+
+def test_a_key_that_may_read_the_document_gets_a_grounded_answer(served):
+    plain = served["ops"].chat.completions.create(model="base", messages=QUESTION, max_tokens=4)
+    grounded = served["ops"].chat.completions.create(
+        model="base", messages=QUESTION, max_tokens=4, extra_body={"rag": True}
+    )
+    extra = grounded.model_extra
+    assert isinstance(extra["citations"], list) and extra["dropped_citations"] >= 0
+    assert all(c["quote"] and c["source"].startswith("docs/handbook.md") for c in extra["citations"])
+    # The retrieved handbook section went into the prompt.
+    assert grounded.usage.prompt_tokens > plain.usage.prompt_tokens + 20
+
+
+def test_a_key_that_may_not_read_it_is_told_nothing_was_found(served):
+    answer = served["sales"].chat.completions.create(
+        model="base", messages=QUESTION, max_tokens=4, extra_body={"rag": True}
+    )
+    assert "could not find" in answer.choices[0].message.content
+    assert answer.usage.completion_tokens == 0 and answer.model_extra["citations"] == []
+
+
+def test_streaming_ends_with_the_citations(served):
+    stream = served["ops"].chat.completions.create(
+        model="base", messages=QUESTION, max_tokens=4, stream=True, extra_body={"rag": True}
+    )
+    chunks = list(stream)
+    assert "citations" in chunks[-1].model_extra and chunks[-1].choices == []
