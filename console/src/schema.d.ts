@@ -637,6 +637,12 @@ export interface components {
              * @default 1
              */
             n: number;
+            /**
+             * Rag
+             * @description shoptalk extension: answer from the project's documents, with checked citations in the response (openai package: extra_body={'rag': True})
+             * @default false
+             */
+            rag: boolean;
             /** Seed */
             seed?: number | null;
             /** Stop */
@@ -905,28 +911,49 @@ export interface components {
              * @description None = never expires
              */
             expires_in_days?: number | null;
-            /** Models */
+            /**
+             * Groups
+             * @description Document access groups for retrieval; [] = only documents open to everyone
+             */
+            groups?: string[];
+            /**
+             * Models
+             * @description Models the key may use; None = all
+             */
             models?: string[] | null;
             /**
              * Name
              * @description Who or what the key is for
              */
             name: string;
-            /** Rpm */
+            /**
+             * Rpm
+             * @description Requests per minute (sliding window)
+             */
             rpm?: number | null;
             /**
              * Scopes
+             * @description Some of chat, embeddings, editor, admin; admin implies all
              * @default [
              *       "chat",
              *       "embeddings"
              *     ]
              */
             scopes: string[];
-            /** Tokens Per Day */
+            /**
+             * Tokens Per Day
+             * @description Tokens per UTC day
+             */
             tokens_per_day?: number | null;
-            /** Tokens Per Month */
+            /**
+             * Tokens Per Month
+             * @description Tokens per calendar month (UTC)
+             */
             tokens_per_month?: number | null;
-            /** Tpm */
+            /**
+             * Tpm
+             * @description Tokens per minute, prompt + max_tokens reserved
+             */
             tpm?: number | null;
         };
         /**
@@ -941,11 +968,19 @@ export interface components {
             created_at: string;
             /** Expires At */
             expires_at: string | null;
+            /**
+             * Groups
+             * @description Document access groups for retrieval; [] = only documents open to everyone
+             */
+            groups?: string[];
             /** Id */
             id: string;
             /** Last Used At */
             last_used_at: string | null;
-            /** Models */
+            /**
+             * Models
+             * @description Models the key may use; None = all
+             */
             models?: string[] | null;
             /** Name */
             name: string;
@@ -953,21 +988,34 @@ export interface components {
             prefix: string;
             /** Revoked At */
             revoked_at: string | null;
-            /** Rpm */
+            /**
+             * Rpm
+             * @description Requests per minute (sliding window)
+             */
             rpm?: number | null;
             /**
              * Scopes
+             * @description Some of chat, embeddings, editor, admin; admin implies all
              * @default [
              *       "chat",
              *       "embeddings"
              *     ]
              */
             scopes: string[];
-            /** Tokens Per Day */
+            /**
+             * Tokens Per Day
+             * @description Tokens per UTC day
+             */
             tokens_per_day?: number | null;
-            /** Tokens Per Month */
+            /**
+             * Tokens Per Month
+             * @description Tokens per calendar month (UTC)
+             */
             tokens_per_month?: number | null;
-            /** Tpm */
+            /**
+             * Tpm
+             * @description Tokens per minute, prompt + max_tokens reserved
+             */
             tpm?: number | null;
         };
         /** KeyList */
@@ -1126,6 +1174,8 @@ export interface components {
             completion_tokens: number;
             /** Errors */
             errors: number;
+            /** Label */
+            label?: string | null;
             /** Name */
             name: string;
             /** Prompt Tokens */
