@@ -204,8 +204,22 @@ async function buildView(): Promise<HTMLElement> {
     if (error) box.prepend(notice(errorMessage(error), "error"));
     await refresh();
   };
+  const planBox = h("div");
+  const estimate = async () => {
+    planBox.replaceChildren(h("p", { class: "help" }, "…"));
+    const { data, error } = await api.GET("/v1/project/plan");
+    planBox.replaceChildren(error || !data ? notice(errorMessage(error), "error") : h("pre", { class: "plan" }, data.text));
+  };
   await refresh();
-  return h("section", { class: "card" }, h("h2", {}, t("build")), canEdit && h("button", { onclick: start }, t("startBuild")), box);
+  return h(
+    "section",
+    { class: "card" },
+    h("h2", {}, t("build")),
+    h("button", { class: "link", onclick: estimate }, t("estimate")),
+    canEdit && h("button", { onclick: start }, t("startBuild")),
+    planBox,
+    box,
+  );
 }
 
 function buildPanel(build: Schemas["BuildInfo"]): HTMLElement {

@@ -474,6 +474,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/project/plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Training Plan
+         * @description What a build would train, with its estimated time and peak memory on this machine.
+         */
+        get: operations["training_plan_v1_project_plan_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/project/playground": {
         parameters: {
             query?: never;
@@ -1084,6 +1104,21 @@ export interface components {
              * @constant
              */
             object: "list";
+        };
+        /** PlanResponse */
+        PlanResponse: {
+            /** Estimated Seconds */
+            estimated_seconds: number;
+            /** Memory Available Bytes */
+            memory_available_bytes: number;
+            /** Method */
+            method: string;
+            /** Peak Memory Bytes */
+            peak_memory_bytes: number;
+            /** Text */
+            text: string;
+            /** Total Steps */
+            total_steps: number;
         };
         /** PlaygroundAnswer */
         PlaygroundAnswer: {
@@ -2177,6 +2212,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    training_plan_v1_project_plan_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanResponse"];
                 };
             };
         };

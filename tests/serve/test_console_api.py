@@ -88,6 +88,7 @@ def test_build_runs_in_the_worker_then_scorecard_playground_and_feedback(console
         time.sleep(0.5)
     assert build["status"] == "succeeded", build
     assert build["metrics"] and "loss" in build["metrics"][0]
+    assert build["eta_seconds"] == 0, "time left comes from the run's plan"
     assert any(e["message"].startswith("eval") for e in build["events"])
     card = client.get("/v1/project/scorecard", headers=console["viewer"]).json()
     assert "domain" in card["suites"] and card["questions"]
@@ -127,3 +128,10 @@ def test_every_route_of_a_project_server_needs_a_key_except_the_public_ones(cons
             assert answer.status_code in (200, 404), (method, path)
         else:
             assert answer.status_code == 401, (method, path, answer.status_code)
+
+
+def test_the_plan_estimates_time_and_memory_before_a_build(console):
+    plan = console["client"].get("/v1/project/plan", headers=console["viewer"]).json()
+    assert plan["total_steps"] > 0 and plan["estimated_seconds"] > 0
+    assert 0 < plan["peak_memory_bytes"] < plan["memory_available_bytes"]
+    assert "peak memory" in plan["text"]

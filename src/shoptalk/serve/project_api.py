@@ -212,6 +212,40 @@ def data_report(_: Viewer, st: State) -> FileResponse:
     return FileResponse(html, media_type="text/html")
 
 
+# --- the training plan: time and memory before a build starts
+
+
+class PlanResponse(BaseModel):
+    text: str
+    method: str
+    total_steps: int
+    estimated_seconds: float
+    peak_memory_bytes: int
+    memory_available_bytes: int
+
+
+@router.get("/plan", response_model=PlanResponse)
+def training_plan(_: Viewer, st: State) -> PlanResponse:
+    """What a build would train, with its estimated time and peak memory on this machine."""
+    from shoptalk.build import prepare_dataset
+    from shoptalk.models import resolve_base_model
+    from shoptalk.train.sft import plan_run
+
+    project = st.project()
+    with st.lock:
+        dataset = prepare_dataset(project, say=lambda _message: None)
+        base_path = resolve_base_model(project.config.base_model, project.root)
+        plan = plan_run(project.config, dataset, base_path)
+    return PlanResponse(
+        text=plan.render(),
+        method=plan.method,
+        total_steps=plan.total_steps,
+        estimated_seconds=plan.estimated_seconds,
+        peak_memory_bytes=plan.memory.total,
+        memory_available_bytes=plan.memory_available,
+    )
+
+
 # --- builds
 
 

@@ -90,6 +90,8 @@ def run(
     train_rows, val_rows, pad_id = job.train_rows, job.val_rows, job.tokenizer.pad_token_id
     if procs.is_main:
         log.info("plan: %s", plan.model_dump_json())
+        # Read by the console for its time-left estimate.
+        write_json(run_dir / "plan.json", plan.model_dump())
         (say or Console(highlight=False, soft_wrap=True).print)(plan.render())
     if job.use_cache:
         cache_rows(model, train_rows + val_rows, job.first, pad_id, device)
