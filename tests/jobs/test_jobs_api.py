@@ -158,3 +158,31 @@ def test_a_server_restart_requeues_a_running_job_which_resumes_from_its_checkpoi
     run = server["project"].state / "jobs" / job.id / "run"
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, len(steps) + 1)), "no step lost or repeated"
+
+
+def test_a_dpo_job_on_openai_preference_data(server, tmp_path):
+    api = client(server)
+    pairs = [
+        {
+            "input": {"messages": [{"role": "user", "content": f"Is parcel {i} late?"}]},
+            "preferred_output": [{"role": "assistant", "content": f"Yes, parcel {i} is two days late."}],
+            "non_preferred_output": [{"role": "assistant", "content": "I do not know."}],
+        }
+        for i in range(6)
+    ]
+    file = upload(api, tmp_path, pairs, "prefs.jsonl")
+    job = api.fine_tuning.jobs.create(
+        model="base",
+        training_file=file.id,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 1}}},
+    )
+    assert job.status == "queued" and job.method.type == "dpo"
+    server["start_worker"]()
+    done = wait_for(api, job.id, ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error
+    metrics = [e.data for e in api.fine_tuning.jobs.list_events(job.id, limit=100).data if e.type == "metrics"]
+    assert metrics and all("loss" in m for m in metrics)
+    reply = api.chat.completions.create(
+        model=done.fine_tuned_model, messages=[{"role": "user", "content": "Is parcel 2 late?"}], max_tokens=4
+    )
+    assert reply.usage.completion_tokens > 0

@@ -23,6 +23,7 @@ from shoptalk.data.dataset import prepare_sources
 from shoptalk.data.formats import read_conversations
 from shoptalk.data.ingest import Ingested
 from shoptalk.data.pii import redact
+from shoptalk.data.preferences import read_preferences
 from shoptalk.errors import SourceError
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
@@ -80,14 +81,23 @@ def job_config(base: ShoptalkConfig, job: JobRow) -> ShoptalkConfig:
         train.epochs = float(hp.n_epochs)
     if isinstance(hp.batch_size, int):
         train.tokens_per_step = hp.batch_size * train.max_seq_len
+    if method_type(job.method) == "dpo":
+        dpo = train.dpo.model_copy()
+        if isinstance(hp.beta, int | float):
+            dpo.beta = float(hp.beta)
+        if isinstance(hp.n_epochs, int):
+            dpo.epochs = float(hp.n_epochs)
+        if isinstance(hp.learning_rate_multiplier, int | float):
+            dpo.learning_rate *= float(hp.learning_rate_multiplier)
+        train.dpo = dpo
     return base.model_copy(update={"train": train})
 
 
 def scaled_learning_rate(cfg: ShoptalkConfig, job: JobRow, base_path: str) -> ShoptalkConfig:
     """Apply `learning_rate_multiplier` to the project's (or the automatic) learning rate."""
     multiplier = hyperparameters(job.method).learning_rate_multiplier
-    if not isinstance(multiplier, int | float):
-        return cfg
+    if not isinstance(multiplier, int | float) or method_type(job.method) == "dpo":
+        return cfg  # DPO's own rate was scaled in job_config
     rate = cfg.train.learning_rate
     if rate == "auto":
         import torch
@@ -103,10 +113,13 @@ def scaled_learning_rate(cfg: ShoptalkConfig, job: JobRow, base_path: str) -> Sh
     return cfg.model_copy(update={"train": train})
 
 
-def read_job_file(row: FileRow, param: str) -> list:
-    """The file's conversations; a bad row fails the job naming the file and line."""
+def read_job_file(row: FileRow, param: str, kind: str = "supervised") -> list:
+    """The file's conversations (or preference pairs for DPO); a bad row fails the job
+    naming the file and line."""
     path = Path(row.path)
     try:
+        if kind == "dpo":
+            return read_preferences(path, path.parent)
         return read_conversations(path, path.parent)
     except SourceError as err:
         where = f"{row.filename}, line {err.line}" if err.line else row.filename
@@ -122,29 +135,43 @@ def validate(session, job: JobRow) -> JobFiles:
         row = session.get(FileRow, file_id)
         if row is None:
             raise JobError("file_not_found", f"No file with id {file_id}", param)
-        records = read_job_file(row, param)
+        records = read_job_file(row, param, method_type(job.method))
         if param == "training_file" and not records:
             raise JobError("invalid_file", f"{row.filename}: no training examples", param)
         setattr(files, "training" if param == "training_file" else "validation", records)
     return files
 
 
-def write_dataset(cfg: ShoptalkConfig, files: JobFiles, folder: Path) -> DatasetArtifact:
-    """Clean, redact and deduplicate the job's examples into a dataset folder."""
-    kept, _, report = prepare_sources(Ingested(conversations=files.training), cfg.data)
-    val, _, _ = prepare_sources(Ingested(conversations=files.validation), cfg.data)
-    digest = hashlib.sha256(
-        "".join(c.model_dump_json() for c in kept.conversations + val.conversations).encode()
-    ).hexdigest()[:16]
+def write_dataset(
+    cfg: ShoptalkConfig, files: JobFiles, folder: Path, kind: str = "supervised"
+) -> DatasetArtifact:
+    """Clean, redact and deduplicate the job's examples (or pairs) into a dataset folder."""
+    if kind == "dpo":
+        kept, _, report = prepare_sources(Ingested(preferences=files.training), cfg.data)
+        val = Ingested()
+    else:
+        kept, _, report = prepare_sources(Ingested(conversations=files.training), cfg.data)
+        val, _, _ = prepare_sources(Ingested(conversations=files.validation), cfg.data)
+    records = kept.conversations + kept.preferences + val.conversations
+    digest = hashlib.sha256("".join(r.model_dump_json() for r in records).encode()).hexdigest()[:16]
     target = folder / digest
     if not (target / "manifest.json").is_file():
         target.mkdir(parents=True, exist_ok=True)
         write_jsonl(target / "train.jsonl", kept.conversations)
         write_jsonl(target / "val.jsonl", val.conversations)
         write_jsonl(target / "text.jsonl", [])
+        write_jsonl(target / "preferences.jsonl", kept.preferences)
         write_json(
             target / "manifest.json",
-            {"hash": digest, "counts": {"train": len(kept.conversations), "val": len(val.conversations)}, **report},
+            {
+                "hash": digest,
+                "counts": {
+                    "train": len(kept.conversations),
+                    "val": len(val.conversations),
+                    "preferences": len(kept.preferences),
+                },
+                **report,
+            },
         )
     return DatasetArtifact(path=target, hash=digest)
 
@@ -164,7 +191,8 @@ def run_job(project: Project, job_id: str) -> None:
             # --- validate
             files = validate(session, job)
             # --- dataset
-            dataset = write_dataset(cfg, files, folder / "datasets")
+            kind = method_type(job.method)
+            dataset = write_dataset(cfg, files, folder / "datasets", kind)
             store.add_event(
                 session,
                 job_id,
@@ -172,21 +200,16 @@ def run_job(project: Project, job_id: str) -> None:
                 f"validation examples ({dataset.hash})",
             )
             session.commit()
-            if method_type(job.method) != "supervised":
-                raise JobError(
-                    "unsupported_method",
-                    f"method.type '{method_type(job.method)}' is not supported by this server",
-                    "method",
-                )
             # --- train (continues from the last checkpoint if there is one)
             from shoptalk.models import resolve_base_model
-            from shoptalk.train import sft
+            from shoptalk.train import dpo, sft
 
             base_path = resolve_base_model(cfg.base_model, project.root)
             cfg = scaled_learning_rate(cfg, job, base_path)
             store.add_event(session, job_id, "Fine-tuning started")
             session.commit()
-            run = sft.run(cfg, dataset, base_path, folder / "run")
+            recipe = dpo.run if kind == "dpo" else sft.run
+            run = recipe(cfg, dataset, base_path, folder / "run")
         except JobError as err:
             store.add_event(session, job_id, err.message, level="error")
             store.set_status(session, job_id, "failed", error=err.as_dict())
