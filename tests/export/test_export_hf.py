@@ -172,3 +172,44 @@ def test_cli_export_and_models(tuned_project: Project) -> None:
     assert refused.exit_code == 2 and "--force" in refused.output
     bad = runner.invoke(app, ["export", str(tuned_project.root), "--format", "onnx"])
     assert bad.exit_code == 2 and "expected one of hf, gguf, ollama" in bad.output
+
+
+def test_training_eval_serving_and_export_render_the_same_prompt(tuned_project: Project) -> None:
+    """One question, rendered by the four stages that meet it, gives one sequence of ids."""
+    import asyncio
+
+    from transformers import AutoTokenizer
+
+    from shoptalk.records import Conversation, Message
+    from shoptalk.serve.app import create_app
+    from shoptalk.serve.engine import Params
+    from shoptalk.train.render import IGNORE, encode_conversation, prompt_ids
+
+    system = tuned_project.config.system_prompt
+    question, reply = "退货期限是多少天？", "47 天。"
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    trained = AutoTokenizer.from_pretrained(tuned_project.runs / RUN_ID / "final")
+    # Training: the ids before the first trained (answer) token.
+    example = encode_conversation(
+        trained,
+        Conversation(
+            id="q",
+            messages=[Message(role="user", content=question), Message(role="assistant", content=reply)],
+            source="test",
+        ),
+        system,
+    )
+    training = example.input_ids[: example.labels.index(next(x for x in example.labels if x != IGNORE))]
+    # Evaluation (and ask/chat): generate.answer renders with prompt_ids.
+    evaluation = prompt_ids(trained, messages)
+    # Serving: the engine's rendering of the same chat for the promoted model.
+    engine = create_app(tuned_project.root).state.engine
+    prepared = asyncio.run(
+        engine.prepare_chat("shoptalk", [{"role": "user", "content": question}], Params(4), 1)
+    )
+    serving = list(prepared.prompts[0])
+    # Export: the exported folder's own chat template.
+    exported = AutoTokenizer.from_pretrained(export_model(tuned_project, "hf", say=quiet).path)
+    ids = exported.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    export = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    assert training == evaluation == serving == export
