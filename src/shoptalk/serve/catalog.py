@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ class Catalog:
         self.entries = entries
         # Finds models made after the server started (a build, a fine-tuning job).
         self.discover = discover
+        self._missed: dict[str, float] = {}  # unknown name -> when it was last looked for
         self.base_path = next(e.path for e in entries.values() if e.kind == "base")
         self.cache_bytes = int(cache_gb * 1024**3)
         self.device = device
@@ -163,9 +165,15 @@ class Catalog:
     def resolve(self, name: str) -> ModelEntry:
         """The model a request names, verified; raises ApiError for the client."""
         entry = self.entries.get(name)
-        if entry is None and self.discover is not None:
+        # A name is looked for at most once a second: a client retrying an unknown
+        # name must not make every request scan the disk.
+        now = time.monotonic()
+        if entry is None and self.discover is not None and now > self._missed.get(name, 0) + 1:
             with self._lock:
                 self.entries = self.discover(name)
+                if len(self._missed) > 1000:
+                    self._missed.clear()
+                self._missed[name] = now
             entry = self.entries.get(name)
         if entry is None:
             raise ApiError(
