@@ -324,9 +324,6 @@ def shared_step(
 def train_step(
     model: torch.nn.Module, rows: list[Row], tokenizer, device: str
 ) -> tuple[float, int]:
-    from shoptalk.train.speed import reuse_freed_memory
-
-    reuse_freed_memory()  # once per process: steps reallocate the same large tensors
     batch = {k: v.to(device) for k, v in collate(rows, tokenizer.pad_token_id).items()}
     total, count = labelled_loss(model, batch)
     loss = total / max(count, 1)

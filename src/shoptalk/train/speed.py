@@ -17,22 +17,14 @@ is computed, only how:
 `fast_forward` switches both on for the length of a forward pass and restores
 the model afterwards, so saving, generation and evaluation see stock modules.
 
-`reuse_freed_memory` keeps glibc from handing large freed blocks back to the
-kernel: a training step allocates the same large tensors every time, and
-getting them back from the kernel costs a page fault per 4 KiB (about 8% of
-a LoRA step's CPU time on the default model, measured with getrusage). It is
-best effort: in some processes glibc still maps large blocks afresh.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
-import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache, partial
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +32,6 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 ATTENTION = "shoptalk_packed"
-# glibc's mallopt parameters (malloc.h).
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 # Implementations whose masks we replace; flash attention on a GPU already
 # reads segment borders from position ids, so it is left alone.
 REPLACEABLE = {"sdpa", "eager"}
@@ -158,14 +148,3 @@ def fast_forward(model: torch.nn.Module) -> Iterator[None]:
             del module.forward
         if swap_attention:
             config._attn_implementation = previous
-
-
-@cache
-def reuse_freed_memory() -> bool:
-    """Serve large allocations from the heap and never trim it (glibc only; once per process)."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    done = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
-    log.info("freed memory kept for reuse: %s", done)
-    return done
