@@ -21,15 +21,12 @@ the model afterwards, so saving, generation and evaluation see stock modules.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
 import torch
 import torch.nn.functional as F
-
-log = logging.getLogger(__name__)
 
 ATTENTION = "shoptalk_packed"
 # Implementations whose masks we replace; flash attention on a GPU already
