@@ -142,3 +142,14 @@ def test_tensorboard_gets_the_metrics(tmp_path):
 def test_a_missing_tracker_names_the_package_to_install(tmp_path):
     with pytest.raises(MissingExtraError, match=r"pip install 'shoptalk\[mlflow\]'"):
         open_trackers(["mlflow"], tmp_path, {})
+
+
+def test_peak_memory_is_the_runs_own_not_its_parents():
+    """Linux carries ru_maxrss across exec; a run started by a big parent must not report it."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(800 * 2**20)  # this process (the "parent") grows by 800 MB
+    code = "from shoptalk.train.monitor import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert child < 800 and len(ballast) == 800 * 2**20

@@ -25,16 +25,29 @@ def memory_record(device: str) -> dict[str, float]:
     """Current and peak resident memory of this process (and CUDA's peak), in MB."""
     import psutil
 
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
     record = {
         "rss_mb": round(psutil.Process(os.getpid()).memory_info().rss / 2**20, 1),
-        "peak_rss_mb": round(peak_mb, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     if device.startswith("cuda"):
         record["cuda_max_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return record
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB.
+
+    On Linux, VmHWM: Linux carries ru_maxrss across exec, so a run started by a
+    big parent (a test runner, a server) would report the parent's size.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 class EarlyStopping:
