@@ -149,7 +149,7 @@ def test_peak_memory_is_the_runs_own_not_its_parents():
     import subprocess
     import sys
 
-    ballast = bytearray(800 * 2**20)  # this process (the "parent") grows by 800 MB
+    ballast = b"\x01" * (800 * 2**20)  # this process (the "parent") grows by 800 MB
     code = "from shoptalk.train.monitor import peak_rss_mb; print(peak_rss_mb())"
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert child < 800 and len(ballast) == 800 * 2**20
