@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from shoptalk.jobs import log_to
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.db import connect, default_url
@@ -65,12 +66,7 @@ def run_build(project: Project, build_id: str) -> None:
 
 def main() -> None:
     project = Project.open(sys.argv[1])
-    (project.state / "logs").mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=project.state / "logs" / "builds.log",
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_to(project.state / "logs" / "builds.log")
     run_build(project, sys.argv[2])
 
 

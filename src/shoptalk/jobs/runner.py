@@ -25,6 +25,7 @@ from shoptalk.data.ingest import Ingested
 from shoptalk.data.pii import redact
 from shoptalk.data.preferences import read_preferences
 from shoptalk.errors import SourceError
+from shoptalk.jobs import log_to
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.db import connect, default_url
@@ -244,12 +245,7 @@ def trained_tokens(metrics: Path) -> int:
 
 def main() -> None:
     project = Project.open(sys.argv[1])
-    (project.state / "logs").mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=project.state / "logs" / "jobs.log",
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_to(project.state / "logs" / "jobs.log")
     run_job(project, sys.argv[2])
 
 

@@ -128,31 +128,28 @@ class Worker:
             run_dir = self.project.state / "jobs" / job.id / "run"
         if run_dir is None:
             return
-        metrics = run_dir / "metrics.jsonl"
-        if metrics.is_file():
-            seen = session.scalar(
-                select(func.count()).where(JobEventRow.job_id == job.id, JobEventRow.type == "metrics")
+        records = read_metrics(run_dir / "metrics.jsonl")
+        seen = session.scalar(
+            select(func.count()).where(JobEventRow.job_id == job.id, JobEventRow.type == "metrics")
+        )
+        for record in records[seen:]:
+            store.add_event(
+                session,
+                job.id,
+                f"Step {record['step']}: training loss={record['loss']:.4f}",
+                data=record,
+                kind="metrics",
             )
-            lines = [line for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
-            for line in lines[seen:]:
-                record = json.loads(line)
-                store.add_event(
-                    session,
-                    job.id,
-                    f"Step {record['step']}: training loss={record['loss']:.4f}",
-                    data=record,
-                    kind="metrics",
-                )
         if isinstance(job, JobRow):
+            by_step = {r["step"]: r for r in records}
             for folder in sorted((run_dir / "checkpoints").glob(f"{checkpoint.PREFIX}*")):
-                snapshot_checkpoint(session, job, folder, lines_by_step(metrics))
+                snapshot_checkpoint(session, job, folder, by_step)
 
 
-def lines_by_step(metrics: Path) -> dict[int, dict]:
-    if not metrics.is_file():
-        return {}
-    records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {r["step"]: r for r in records}
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def snapshot_checkpoint(session, job: JobRow, folder: Path, metrics: dict[int, dict]) -> None:
