@@ -93,6 +93,8 @@ DEV: list[Case] = [
     ),
     ("Route 66 runs through Arizona and New Mexico.", []),
     ("Open Windows Update and restart the laptop.", []),
+    ("华夏银行北京分行的营业时间是几点？", [("华夏银行北京分行", "org")]),
+    ("我住在北京市海淀区中关村大街27号。", [("北京市海淀区中关村大街27号", "address")]),
 ]
 
 HELDOUT: list[Case] = [
@@ -148,6 +150,13 @@ HELDOUT: list[Case] = [
     ),
     ("Windows 11 and Office 365 are installed on every laptop.", []),
     ("Laura Schmidt asked whether the Berlin office is open.", [("Laura Schmidt", "person")]),
+    ("请把合同交给法务部的钱伟民审核。", [("钱伟民", "person")]),
+    (
+        "收件人：谢婷婷，地址：西安市雁塔区科技路48号创业广场C座1506室",
+        [("谢婷婷", "person"), ("西安市雁塔区科技路48号创业广场C座1506室", "address")],
+    ),
+    ("Please forward this to Olivia Martinez in accounting.", [("Olivia Martinez", "person")]),
+    ("Ship to 88 Queen Street West, Apt 5B, Toronto.", [("88 Queen Street West, Apt 5B", "address")]),
 ]
 
 
