@@ -65,7 +65,7 @@ def source_files(root: Path, entries: list[str]) -> list[Path]:
             files += sorted(
                 p
                 for p in path.rglob("*")
-                if p.is_file() and not any(x.startswith(".") for x in p.parts)
+                if p.is_file() and not any(x.startswith(".") for x in p.relative_to(path).parts)
             )
         elif path.exists():
             files.append(path)
