@@ -59,9 +59,11 @@ def test_hf_export_round_trip(tuned_project: Project, tiny_model: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    info = export_model(tuned_project, "hf", say=quiet)
+    said: list[str] = []
+    info = export_model(tuned_project, "hf", say=said.append)
 
     folder = Path(info.path)
+    assert any(line.endswith("(shard by shard)") for line in said), said
     assert info.parity_passed and (folder / "parity.txt").read_text().startswith("Parity check")
     assert "model.safetensors" in info.files and len(info.files["model.safetensors"]) == 64
     merged = AutoModelForCausalLM.from_pretrained(folder).eval()
@@ -83,22 +85,40 @@ def test_hf_export_round_trip(tuned_project: Project, tiny_model: Path) -> None:
     assert [(e.format, e.parity_passed) for e in entry.exports] == [("hf", True)]
 
 
+def test_dora_adapter_is_merged_by_peft_in_memory(tuned_project: Project, tiny_model: Path) -> None:
+    """The streamed merge does not implement DoRA: peft merges it, and parity still holds."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    final = tuned_project.runs / RUN_ID / "final"
+    (final / "adapter_model.safetensors").unlink()
+    dora = LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj"], use_dora=True, init_lora_weights=False
+    )
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), dora).save_pretrained(final)
+    said: list[str] = []
+
+    info = export_model(tuned_project, "hf", say=said.append)
+
+    assert any("(in memory: the adapter is DoRA)" in line for line in said), said
+    assert info.parity_passed
+
+
 def test_wrong_chat_template_fails_the_export(
     tuned_project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shoptalk.export import merge
+    from shoptalk.export import stream_merge
 
-    real = merge.save_merged
+    real = stream_merge.stream_merge
 
-    def save_with_wrong_template(model, tokenizer, target, provenance):
-        merged = real(model, tokenizer, target, provenance)
+    def merge_with_wrong_template(weights, adapter, target, *args):
+        real(weights, adapter, target, *args)
         (target / "chat_template.jinja").write_text(
             "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
             "{% if add_generation_prompt %}### assistant: {% endif %}"
         )
-        return merged
 
-    monkeypatch.setattr(merge, "save_merged", save_with_wrong_template)
+    monkeypatch.setattr(stream_merge, "stream_merge", merge_with_wrong_template)
     with pytest.raises(ExportError, match="chat template: differs on") as caught:
         export_model(tuned_project, "hf", say=quiet)
 
@@ -112,18 +132,17 @@ def test_wrong_chat_template_fails_the_export(
 def test_missing_stop_token_fails_the_export(
     tuned_project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shoptalk.export import merge
+    from shoptalk.export import stream_merge
 
-    real = merge.save_merged
+    real = stream_merge.stream_merge
 
-    def save_without_stops(model, tokenizer, target, provenance):
-        merged = real(model, tokenizer, target, provenance)
+    def merge_without_stops(weights, adapter, target, dtype, tokenizer, provenance):
+        real(weights, adapter, target, dtype, tokenizer, provenance)
         config = json.loads((target / "generation_config.json").read_text())
         config["eos_token_id"] = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         (target / "generation_config.json").write_text(json.dumps(config))
-        return merged
 
-    monkeypatch.setattr(merge, "save_merged", save_without_stops)
+    monkeypatch.setattr(stream_merge, "stream_merge", merge_without_stops)
     with pytest.raises(ExportError, match="stop tokens: reference"):
         export_model(tuned_project, "hf", say=quiet)
 
@@ -194,12 +213,17 @@ def test_training_eval_serving_and_export_render_the_same_prompt(tuned_project: 
         trained,
         Conversation(
             id="q",
-            messages=[Message(role="user", content=question), Message(role="assistant", content=reply)],
+            messages=[
+                Message(role="user", content=question),
+                Message(role="assistant", content=reply),
+            ],
             source="test",
         ),
         system,
     )
-    training = example.input_ids[: example.labels.index(next(x for x in example.labels if x != IGNORE))]
+    training = example.input_ids[
+        : example.labels.index(next(x for x in example.labels if x != IGNORE))
+    ]
     # Evaluation (and ask/chat): generate.answer renders with prompt_ids.
     evaluation = prompt_ids(trained, messages)
     # Serving: the engine's rendering of the same chat for the promoted model.

@@ -4,11 +4,15 @@ The folder carries the tokenizer with the chat template used in training and a
 generation config whose eos tokens are the stop tokens used in evaluation, so
 whoever loads it renders prompts and stops exactly as the scorecard did.
 
-Memory: the reference model for the parity check *is* the model that gets
-merged. peft's `merge_and_unload` adds each LoRA delta into its base weight in
-place, layer by layer, so the peak is one copy of the base plus the adapter,
-never two full models; `save_pretrained` then writes it in shards of
-`MAX_SHARD` so no single file must fit in memory twice.
+Two ways to write the weights:
+
+- shard by shard (`export/stream_merge.py`), the usual one: each safetensors
+  shard of the base is read, the LoRA deltas of its weights are added, and it
+  is written out before the next is read; the model is never whole in memory.
+- in memory (`save_merged` here): peft's `merge_and_unload` on the loaded
+  model, for what the streamed merge does not implement (DoRA, a quantized or
+  non-safetensors base, ...). It adds each delta into its base weight in
+  place, so the peak is one copy of the base plus the adapter.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from shoptalk.models import load_model, load_tokenizer
 from shoptalk.train.render import ensure_chat_template
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 MAX_SHARD = "2GB"
 
@@ -50,22 +54,42 @@ def save_merged(
 ) -> PreTrainedModel:
     """Merge (in place) and write `target` atomically; returns the merged model."""
     from peft import PeftModel
-    from transformers import GenerationConfig
 
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
-    model.generation_config = GenerationConfig(
+    model.generation_config = generation_config(tokenizer)
+    tmp = fresh_tmp(target)
+    model.save_pretrained(tmp, max_shard_size=MAX_SHARD)
+    finish_folder(tmp, target, tokenizer, provenance)
+    return model
+
+
+def generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
+    """Greedy, stopping at the stop tokens the scorecard stopped at."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=stop_ids(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         do_sample=False,
     )
+
+
+def fresh_tmp(target: Path) -> Path:
+    """An empty sibling folder to write into; renamed to `target` when complete."""
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, max_shard_size=MAX_SHARD)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def finish_folder(
+    tmp: Path, target: Path, tokenizer: PreTrainedTokenizerBase, provenance: dict
+) -> None:
+    """Add the tokenizer (with its chat template) and provenance, then swap `tmp` in."""
     tokenizer.save_pretrained(tmp)
     write_json(tmp / "shoptalk-export.json", provenance)
     # The old export is ours (under .shoptalk/exports), never a user's file.
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
-    return model

@@ -53,11 +53,16 @@ def export_model(
     quant: str = "f16",
     model_id: str | None = None,
     say: Say = print,
-    max_new_tokens: int = 32,
+    max_new_tokens: int | None = None,
 ) -> ExportInfo:
-    """Export the promoted model (or `model_id`), check parity, record it in the registry."""
+    """Export the promoted model (or `model_id`), check parity, record it in the registry.
+
+    Answers are compared as long as the scorecard generated them
+    (`eval.max_new_tokens`) unless `max_new_tokens` says otherwise.
+    """
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}.")
+    max_new_tokens = max_new_tokens or project.config.eval.max_new_tokens
     run = pick_run(project, model_id)
     info = register_run(project, run)
     base_path = info.base_path or resolve_base_model(project.config.base_model, project.root)
@@ -67,6 +72,7 @@ def export_model(
     db = open_registry(project)
 
     from shoptalk.export.merge import load_tuned, save_merged
+    from shoptalk.export.stream_merge import stream_merge, streaming_blocker
 
     say(f"export   {run.run_id}: running {len(prompts)} prompts through the tuned model")
     model, tokenizer = load_tuned(base_path, run, device)
@@ -77,14 +83,23 @@ def export_model(
     reference = observe(model, tokenizer, prompts, stop_ids(tokenizer), max_new_tokens)
     hf_dir = folder / "hf"
     if fmt == "hf" or not _passed(hf_dir):
-        say(f"merge    {hf_dir}")
-        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        dtype = next(model.parameters()).dtype
         provenance = {"model": run.run_id, "base_model": info.base_model, "run": str(run.path)}
-        save_merged(model, tokenizer, hf_dir, provenance)
-        # The merged weights are on disk now; free them before loading the export back.
-        del model
+        weights, adapter = (base_path, run.final) if run.is_adapter else (str(run.final), None)
+        blocker = streaming_blocker(weights, adapter)
+        if blocker is None:
+            # The reference answers are recorded: free the model, merge from the files.
+            del model
+            gc.collect()
+            say(f"merge    {hf_dir}  (shard by shard)")
+            stream_merge(weights, adapter, hf_dir, dtype, tokenizer, provenance)
+        else:
+            say(f"merge    {hf_dir}  (in memory: {blocker})")
+            save_merged(model, tokenizer, hf_dir, provenance)
+            # The merged weights are on disk now; free them before loading the export back.
+            del model
         gc.collect()
-        atol = LOGITS_ATOL.get(dtype, 1e-1)
+        atol = LOGITS_ATOL.get(str(dtype).removeprefix("torch."), 1e-1)
         check_hf(reference, hf_dir, prompts, run.run_id, atol, device, max_new_tokens, say)
         hf_export = add_export(db, run.run_id, _export_info("hf", None, hf_dir)).exports[-1]
         if fmt == "hf":
