@@ -305,7 +305,8 @@ def data_check(
     from shoptalk.data.check import check_sources
 
     try:
-        result = check_sources(open_project(project_dir), samples, render=samples > 0)
+        project = open_project(project_dir)
+        result = check_sources(project, samples, render=samples > 0)
     except ShoptalkError as exc:
         fail(exc)
     for name, count in result.counts.items():
@@ -318,7 +319,8 @@ def data_check(
         from shoptalk.data.pii import redact
 
         for problem in result.problems:
-            console.print(f"[red]-[/] {redact(str(problem)).text}", highlight=False, soft_wrap=True)
+            shown = redact(str(problem), project.config.data.pii).text  # with the project's NER
+            console.print(f"[red]-[/] {shown}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print("[green]no problems found")
 

@@ -65,7 +65,10 @@ DEV: list[Case] = [
     ("苹果公司发布了新款手机。", [("苹果公司", "org")]),
     ("这款洗衣机的型号是XQB80，保修三年。", []),
     ("Hi, this is Sarah Johnson, I ordered a blender last week.", [("Sarah Johnson", "person")]),
-    ("Please ship it to 742 Evergreen Terrace, Springfield.", [("742 Evergreen Terrace", "address")]),
+    (
+        "Please ship it to 742 Evergreen Terrace, Springfield.",
+        [("742 Evergreen Terrace", "address")],
+    ),
     ("Our offices are in London, Paris and Singapore.", []),
     ("I work for Northwind Traders and need an invoice.", [("Northwind Traders", "org")]),
     ("Mr. Smith asked about the refund yesterday.", []),
@@ -156,7 +159,10 @@ HELDOUT: list[Case] = [
         [("谢婷婷", "person"), ("西安市雁塔区科技路48号创业广场C座1506室", "address")],
     ),
     ("Please forward this to Olivia Martinez in accounting.", [("Olivia Martinez", "person")]),
-    ("Ship to 88 Queen Street West, Apt 5B, Toronto.", [("88 Queen Street West, Apt 5B", "address")]),
+    (
+        "Ship to 88 Queen Street West, Apt 5B, Toronto.",
+        [("88 Queen Street West, Apt 5B", "address")],
+    ),
 ]
 
 

@@ -16,6 +16,9 @@ next to a keyword ("passport", "护照", "token", "密钥"...).
 All patterns use ASCII classes (`re.ASCII`): in Python `\\w` and `\\d` also match
 Chinese characters and full-width digits, which would glue "手机13812345678"
 into one word and hide the number.
+
+People's names, organizations and street addresses are found by NER, opt-in
+(`ner`), in `pii_ner`; those spans only fill gaps between the validated ones.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from pydantic import BaseModel, Field
 from shoptalk.records import Conversation
 
 PiiType = Literal[
-    "email", "phone", "cn_id", "bank_card", "iban", "ip", "passport", "url_credentials", "secret"
-]
+    "email", "phone", "cn_id", "bank_card", "iban", "ip", "passport", "url_credentials", "secret",
+    "person", "org", "address",
+]  # fmt: skip
 # On an overlap the longer span wins; on equal length, the type listed first.
 PRIORITY: tuple[PiiType, ...] = (
     "secret",
@@ -47,6 +51,7 @@ PRIORITY: tuple[PiiType, ...] = (
     "ip",
     "phone",
 )
+NER_TYPES: tuple[PiiType, ...] = ("person", "org", "address")
 
 
 class PiiSettings(BaseModel, extra="forbid"):
@@ -59,6 +64,27 @@ class PiiSettings(BaseModel, extra="forbid"):
     passport: bool = True
     url_credentials: bool = True
     secret: bool = True
+    ner: Literal["off", "auto", "jieba", "presidio"] = Field(
+        "off",
+        description="Also find names and street addresses by NER. Text with Chinese "
+        "characters goes through jieba; other text: 'auto' = through Presidio when the 'ner' "
+        "extra and its spaCy pipeline are installed (else a warning), 'presidio' = the same "
+        "but an error when they are missing, 'jieba' = left to the other detectors",
+    )
+    ner_model: str = Field(
+        "en_core_web_sm",
+        description="spaCy pipeline Presidio uses: an installed package name or a folder",
+    )
+    person: bool = Field(True, description="With ner: people's full names")
+    org: bool = Field(
+        False,
+        description="With ner: organization names. Off by default: they are not personal "
+        "data, and an organization's own FAQ names itself and its partners everywhere",
+    )
+    address: bool = Field(
+        True,
+        description="With ner: street addresses (a city, or a road without a number, is not one)",
+    )
     allow: list[str] = Field(
         default_factory=list,
         description="Values never redacted, e.g. the organization's public contacts: "
@@ -336,9 +362,22 @@ def find_pii(text: str, settings: PiiSettings | None = None) -> list[Span]:
     for s, e, kind in candidates:
         if all(e <= t.start or s >= t.end for t in taken):
             taken.append(Span(start=s, end=e, type=kind))
+    if settings.ner != "off":
+        taken += [
+            Span(start=s, end=e, type=kind)
+            for s, e, kind in ner_spans(text, settings)
+            if all(e <= t.start or s >= t.end for t in taken)
+        ]
     allowed = [a.casefold() for a in settings.allow]
     taken = [t for t in taken if not any(a in text[t.start : t.end].casefold() for a in allowed)]
     return sorted(taken, key=lambda span: span.start)
+
+
+def ner_spans(text: str, settings: PiiSettings) -> list[tuple[int, int, str]]:
+    from shoptalk.data import pii_ner  # late: jieba and Presidio load only when asked for
+
+    kinds = [kind for kind in NER_TYPES if getattr(settings, kind)]
+    return pii_ner.find_entities(text, settings.ner, kinds, settings.ner_model) if kinds else []
 
 
 def canonical(kind: str, value: str) -> str:
@@ -348,8 +387,8 @@ def canonical(kind: str, value: str) -> str:
     elif kind == "phone":
         value = re.sub(r"\D", "", value)
         value = value[2:] if len(value) == 13 and value.startswith("86") else value
-    elif kind == "email":
-        value = value.casefold()
+    elif kind in ("email", *NER_TYPES):
+        value = " ".join(value.split()).casefold()
     return f"{kind}:{value}"
 
 
