@@ -7,6 +7,9 @@ import type { components, paths } from "./schema";
 export type Schemas = components["schemas"];
 
 const KEY = "shoptalk.key";
+const PROJECT = "shoptalk.project";
+// The server reads the project a call is about from this header; none = the served project.
+const PROJECT_HEADER = "X-Shoptalk-Project";
 
 export function getKey(): string | null {
   return sessionStorage.getItem(KEY);
@@ -17,10 +20,29 @@ export function setKey(value: string | null): void {
   else sessionStorage.setItem(KEY, value);
 }
 
+// The project the console works on: a slug from GET /v1/projects, or null for the served one.
+export function getProject(): string | null {
+  return sessionStorage.getItem(PROJECT);
+}
+
+export function setProject(slug: string | null): void {
+  if (slug === null) sessionStorage.removeItem(PROJECT);
+  else sessionStorage.setItem(PROJECT, slug);
+}
+
+// The key and the selected project, for every call (typed or not).
+function headers(): Record<string, string> {
+  const out: Record<string, string> = {};
+  const key = getKey();
+  const project = getProject();
+  if (key) out.Authorization = `Bearer ${key}`;
+  if (project) out[PROJECT_HEADER] = project;
+  return out;
+}
+
 const auth: Middleware = {
   onRequest({ request }) {
-    const key = getKey();
-    if (key) request.headers.set("Authorization", `Bearer ${key}`);
+    for (const [name, value] of Object.entries(headers())) request.headers.set(name, value);
     return request;
   },
 };
@@ -36,12 +58,12 @@ export function errorMessage(error: unknown): string {
 
 // Files served behind a key (HTML reports) are fetched and opened as blobs.
 export async function openAuthorized(path: string): Promise<void> {
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${getKey()}` } });
+  const response = await fetch(path, { headers: headers() });
   if (!response.ok) throw new Error((await response.json()).error?.message ?? response.statusText);
   const url = URL.createObjectURL(await response.blob());
   window.open(url, "_blank");
 }
 
 export async function upload(path: string, form: FormData): Promise<Response> {
-  return fetch(path, { method: "POST", body: form, headers: { Authorization: `Bearer ${getKey()}` } });
+  return fetch(path, { method: "POST", body: form, headers: headers() });
 }

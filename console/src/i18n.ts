@@ -82,6 +82,15 @@ const en = {
   never: "never",
   error: "Error",
   readOnly: "Read only: your key cannot change anything here",
+  workingOn: "Project",
+  served: "served",
+  newProject: "New project",
+  newProjectHelp: "An empty project on this server; upload its sources next, then build it.",
+  slug: "Short name for the API (optional: from the name)",
+  baseModel: "Base model",
+  promptDefault: "Optional: a prompt that names the organization is written for you",
+  create: "Create",
+  chatApiServes: "This project's models answer here, in the playground. The chat API (/v1/chat/completions) serves the models of",
 };
 
 const zh: typeof en = {
@@ -164,6 +173,15 @@ const zh: typeof en = {
   never: "从未",
   error: "错误",
   readOnly: "只读：你的密钥不能修改这里的内容",
+  workingOn: "项目",
+  served: "服务中",
+  newProject: "新建项目",
+  newProjectHelp: "在此服务器上新建一个空项目；接着上传数据来源，然后构建。",
+  slug: "API 中使用的短名称（可选：由名称生成）",
+  baseModel: "基础模型",
+  promptDefault: "可选：留空则自动生成一条包含组织名称的提示词",
+  create: "创建",
+  chatApiServes: "此项目的模型只在这里（试用）回答。聊天 API（/v1/chat/completions）提供的是以下项目的模型：",
 };
 
 export type Key = keyof typeof en;

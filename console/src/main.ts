@@ -1,37 +1,12 @@
-// The shoptalk console: one page, five tabs, every call through the typed API client.
+// The shoptalk console: one page, five tabs about the chosen project, every call
+// through the typed API client.
 
 import { api, errorMessage, getKey, openAuthorized, setKey, upload, type Schemas } from "./api";
+import { field, h, notice } from "./dom";
 import { currentLang, setLang, t, type Key } from "./i18n";
+import { currentProject, loadProjects, newProjectForm, projectSwitcher, servedProject, type Projects } from "./projects";
 
-type Child = Node | string | null | undefined | false;
 type Tab = "project" | "build" | "scorecard" | "playground" | "keys";
-
-// --- tiny DOM helpers (text always goes in as text, never as HTML)
-
-function h(tag: string, attrs: Record<string, unknown> = {}, ...children: Child[]): HTMLElement {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name.startsWith("on") && typeof value === "function") {
-      el.addEventListener(name.slice(2), value as EventListener);
-    } else if (value === true) {
-      el.setAttribute(name, "");
-    } else if (value !== false && value != null) {
-      el.setAttribute(name, String(value));
-    }
-  }
-  for (const child of children) {
-    if (child) el.append(child);
-  }
-  return el;
-}
-
-function field(label: Key, input: HTMLElement): HTMLElement {
-  return h("label", { class: "field" }, h("span", {}, t(label)), input);
-}
-
-function notice(text: string, kind: "ok" | "error" = "ok"): HTMLElement {
-  return h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
-}
 
 function pct(value: number | undefined): string {
   return value === undefined ? "–" : value.toFixed(3);
@@ -43,14 +18,16 @@ let tab: Tab = "project";
 let canEdit = true;
 let isAdmin = false;
 let buildTimer: number | undefined;
+let projects: Projects | null = null;
+let creating = false;
 const main = h("main");
 
 // --- sign in
 
 async function signIn(key: string): Promise<boolean> {
   setKey(key);
-  const { error } = await api.GET("/v1/project");
-  if (error) {
+  projects = await loadProjects();
+  if (!projects) {
     setKey(null);
     return false;
   }
@@ -333,10 +310,14 @@ function playgroundView(): HTMLElement {
     if (error || !data) return out.replaceChildren(notice(errorMessage(error), "error"));
     out.replaceChildren(answerCard(t("base"), question.value, data.base), data.tuned ? answerCard(t("tuned"), question.value, data.tuned) : notice(t("notTrained")));
   };
+  // The OpenAI chat API serves the served project's models only.
+  const served = projects && servedProject(projects);
+  const elsewhere = projects && !currentProject(projects).served;
   return h(
     "section",
     { class: "card" },
     h("h2", {}, t("playground")),
+    elsewhere && served && h("p", { class: "help" }, `${t("chatApiServes")} ${served.name}`),
     field("question", question),
     h("label", { class: "inline" }, rag, " ", t("useRag")),
     h("button", { onclick: askIt }, t("ask")),
@@ -473,16 +454,27 @@ async function render(): Promise<void> {
     document.body.replaceChildren(header, main);
     return;
   }
+  projects = (await loadProjects()) ?? projects;
+  if (projects) {
+    const switched = () => { creating = false; render(); };
+    const create = () => { creating = true; render(); };
+    header.insertBefore(projectSwitcher(projects, canEdit, switched, create), langButton);
+  }
   const nav = h(
     "nav",
     {},
     ...(Object.keys(views) as Tab[]).map((name) =>
-      h("button", { class: name === tab ? "active" : "", "aria-current": name === tab ? "page" : false, onclick: () => { tab = name; render(); } }, t(name)),
+      h("button", { class: name === tab ? "active" : "", "aria-current": name === tab ? "page" : false, onclick: () => { creating = false; tab = name; render(); } }, t(name)),
     ),
     h("button", { class: "link", onclick: () => { setKey(null); render(); } }, t("signOut")),
   );
   header.append(nav);
   document.body.replaceChildren(header, main);
+  if (creating && projects) {
+    const done = () => { creating = false; tab = "project"; render(); };
+    main.replaceChildren(newProjectForm(projects, done, done));
+    return;
+  }
   try {
     main.replaceChildren(await views[tab]());
   } catch (error) {

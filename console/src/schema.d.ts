@@ -393,7 +393,10 @@ export interface paths {
         /** List Builds */
         get: operations["list_builds_v1_project_builds_get"];
         put?: never;
-        /** Start Build */
+        /**
+         * Start Build
+         * @description Queue a build of the project; the worker runs builds and jobs one at a time.
+         */
         post: operations["start_build_v1_project_builds_post"];
         delete?: never;
         options?: never;
@@ -585,6 +588,30 @@ export interface paths {
          * @description Save an uploaded document, FAQ sheet or chat export and list its folder as a source.
          */
         post: operations["upload_source_v1_project_sources_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Projects
+         * @description The served project first, then those made in the console, by slug.
+         */
+        get: operations["list_projects_v1_projects_get"];
+        put?: never;
+        /**
+         * Create Project
+         * @description Make an empty project in the workspace; sources are uploaded to it afterwards.
+         */
+        post: operations["create_project_v1_projects_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1089,6 +1116,23 @@ export interface components {
             /** Secret */
             secret: string;
         };
+        /** NewProject */
+        NewProject: {
+            /**
+             * Base Model
+             * @description One of GET /v1/projects' base_models
+             */
+            base_model: string;
+            /** Name */
+            name: string;
+            /**
+             * Slug
+             * @description Lowercase letters, digits, - and _ (at most 63); none = from the name
+             */
+            slug?: string | null;
+            /** System Prompt */
+            system_prompt?: string | null;
+        };
         /** Page */
         Page: {
             /** Data */
@@ -1172,6 +1216,42 @@ export interface components {
             sources: components["schemas"]["SourceFile"][];
             /** System Prompt */
             system_prompt: string;
+        };
+        /** ProjectList */
+        ProjectList: {
+            /**
+             * Base Models
+             * @description What a new project's base_model may be
+             */
+            base_models: string[];
+            /** Data */
+            data: components["schemas"]["ProjectSummary"][];
+        };
+        /** ProjectSummary */
+        ProjectSummary: {
+            /** Base Model */
+            base_model: string;
+            /**
+             * Error
+             * @description Why its shoptalk.yaml does not load, if it does not
+             */
+            error?: string | null;
+            /** Latest Run */
+            latest_run: string | null;
+            /** Name */
+            name: string;
+            /** Promoted Run */
+            promoted_run: string | null;
+            /**
+             * Served
+             * @description The project `shoptalk serve` serves; the chat API uses its models
+             */
+            served: boolean;
+            /**
+             * Slug
+             * @description Send it as the X-Shoptalk-Project header to work on it
+             */
+            slug: string;
         };
         /** ProjectUpdate */
         ProjectUpdate: {
@@ -2008,7 +2088,10 @@ export interface operations {
     get_project_v1_project_get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2023,12 +2106,24 @@ export interface operations {
                     "application/json": components["schemas"]["ProjectInfo"];
                 };
             };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
         };
     };
     update_project_v1_project_patch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2061,7 +2156,10 @@ export interface operations {
     list_builds_v1_project_builds_get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2076,12 +2174,24 @@ export interface operations {
                     "application/json": components["schemas"]["BuildInfo"][];
                 };
             };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
         };
     };
     start_build_v1_project_builds_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2096,12 +2206,24 @@ export interface operations {
                     "application/json": components["schemas"]["BuildInfo"];
                 };
             };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
         };
     };
     get_build_v1_project_builds__build_id__get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path: {
                 build_id: string;
             };
@@ -2132,7 +2254,10 @@ export interface operations {
     change_build_v1_project_builds__build_id___action__post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path: {
                 build_id: string;
                 action: "cancel" | "pause" | "resume";
@@ -2164,7 +2289,10 @@ export interface operations {
     check_v1_project_check_get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2179,12 +2307,24 @@ export interface operations {
                     "application/json": components["schemas"]["CheckResponse"];
                 };
             };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
         };
     };
     feedback_v1_project_feedback_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2219,7 +2359,10 @@ export interface operations {
     training_plan_v1_project_plan_get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2234,12 +2377,24 @@ export interface operations {
                     "application/json": components["schemas"]["PlanResponse"];
                 };
             };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
         };
     };
     playground_v1_project_playground_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2272,7 +2427,10 @@ export interface operations {
     data_report_v1_project_report_get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2287,12 +2445,24 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
         };
     };
     scorecard_v1_project_scorecard_get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2309,12 +2479,24 @@ export interface operations {
                     };
                 };
             };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
         };
     };
     scorecard_report_v1_project_scorecard_report_get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2329,12 +2511,24 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
         };
     };
     upload_source_v1_project_sources_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2351,6 +2545,59 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SourceFile"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_projects_v1_projects_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectList"];
+                };
+            };
+        };
+    };
+    create_project_v1_projects_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewProject"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectSummary"];
                 };
             };
             /** @description Validation Error */

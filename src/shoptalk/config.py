@@ -193,6 +193,13 @@ class TrainSettings(BaseModel, extra="forbid"):
         "(MLFLOW_TRACKING_URI, default ./mlruns); needs the 'tensorboard' or 'mlflow' extra",
     )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    sharding: Literal["auto", "none", "fsdp", "fsdp-grad-op"] = Field(
+        "auto",
+        description="With several processes, split the model across them (FSDP2): 'fsdp' shards "
+        "weights, gradients and optimizer state (~ZeRO-3), 'fsdp-grad-op' gradients and "
+        "optimizer state (~ZeRO-2), 'none' trains data-parallel; 'auto' = what the accelerate "
+        "config says, else 'none'",
+    )
 
 
 class EvalSettings(BaseModel, extra="forbid"):
@@ -262,6 +269,11 @@ class ServeSettings(BaseModel, extra="forbid"):
         True,
         description="Run queued fine-tuning jobs and console builds in this server "
         "(turn off on all but one replica)",
+    )
+    workspace: str | None = Field(
+        None,
+        description="Folder of the projects made in the web console, relative to this project; "
+        "none = .shoptalk/projects",
     )
 
 

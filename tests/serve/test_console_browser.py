@@ -1,5 +1,9 @@
 """The console in a real headless Chromium (the system's, from apt): it signs in with a key,
-talks to the API, and speaks Chinese."""
+talks to the API, speaks Chinese, and makes a project and uploads to it.
+
+`--dump-dom` prints the page after its scripts ran; a probe script added to a
+test-only copy of the console page clicks through it and notes each step on <body>.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from shoptalk.config import ServeSettings
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
+from shoptalk.serve.console import STATIC
 from shoptalk.serve.server import BackgroundServer
 
 CHROMIUM = next(
@@ -20,14 +25,61 @@ CHROMIUM = next(
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt install chromium)")
 
 
-def rendered(url: str) -> str:
+def chromium(url: str, *flags: str) -> str:
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000", "--dump-dom", url],
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000", *flags, url],
         capture_output=True,
         text=True,
         timeout=120,
     )
     return done.stdout
+
+
+def rendered(url: str) -> str:
+    return chromium(url, "--dump-dom")
+
+
+# Make a project with the form, switch to the served project and back with the
+# switcher, and drop an FAQ sheet on the new project's upload zone.
+PROBE = r"""
+const wait = async (find, what) => {
+  for (let i = 0; i < 200; i++) {
+    const found = find();
+    if (found) return found;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error("never appeared: " + what);
+};
+const step = (name) => (document.body.dataset.steps = (document.body.dataset.steps || "") + name + " ");
+const showing = (name) => () => document.querySelector("main input")?.value === name && document.querySelector(".dropzone");
+const switchTo = async (slug, name) => {
+  const select = document.querySelector("select.project-switch");
+  select.value = slug;
+  select.dispatchEvent(new Event("change"));
+  return wait(showing(name), name);
+};
+(async () => {
+  try {
+    (await wait(() => document.querySelector("button.new-project"), "the New project button")).click();
+    const form = await wait(() => document.querySelector("form.new-project"), "the form");
+    form.querySelector("input[name=name]").value = "Bakery Nord";
+    form.requestSubmit();
+    await wait(showing("Bakery Nord"), "the new project");
+    step("created");
+    await switchTo("served", "Kestrel 物流");
+    const zone = await switchTo("bakery-nord", "Bakery Nord");
+    step("switched");
+    zone.parentElement.querySelector("select").value = "faq";
+    const files = new DataTransfer();
+    files.items.add(new File(["question,answer\nWhen do you open?,At 6:15.\n"], "bakery.csv", { type: "text/csv" }));
+    zone.dispatchEvent(new DragEvent("drop", { dataTransfer: files, bubbles: true, cancelable: true }));
+    await wait(() => document.querySelector(".uploads li"), "the upload's result");
+    step("uploaded");
+  } catch (error) {
+    document.body.dataset.probeError = String(error);
+  }
+})();
+"""
 
 
 @pytest.fixture
@@ -41,14 +93,21 @@ def console_url(tmp_path):
         "viewer": keys.create("viewer", KeyLimits(scopes=["chat"])).secret,
     }
 
-    # Test-only page: a browser signs in by putting a key in session storage.
+    # Test-only pages: a browser signs in by putting a key (and a project) in session
+    # storage, then opens the console or the console with the probe.
     @app.get("/test-sign-in/{who}/{lang}", include_in_schema=False)
-    def sign_in(who: str, lang: str) -> HTMLResponse:
+    def sign_in(who: str, lang: str, project: str = "", then: str = "/console") -> HTMLResponse:
         key = secrets.get(who, "sk-st-wrong")
+        chosen = f"sessionStorage.setItem('shoptalk.project', '{project}');" if project else ""
         return HTMLResponse(
-            f"<script>sessionStorage.setItem('shoptalk.key', '{key}');"
-            f"localStorage.setItem('shoptalk.lang', '{lang}'); location.href = '/console';</script>"
+            f"<script>sessionStorage.setItem('shoptalk.key', '{key}');{chosen}"
+            f"localStorage.setItem('shoptalk.lang', '{lang}'); location.href = '{then}';</script>"
         )
+
+    @app.get("/test-probe", include_in_schema=False)
+    def probed_console() -> HTMLResponse:
+        page = (STATIC / "index.html").read_text(encoding="utf-8")
+        return HTMLResponse(page.replace("</body>", f"<script>{PROBE}</script></body>"))
 
     with BackgroundServer(app) as url:
         yield url
@@ -67,3 +126,17 @@ def test_a_viewer_reads_only_and_a_bad_key_is_sent_back_to_sign_in(console_url):
     assert "Read only" in viewer and "Drop documents" not in viewer
     refused = rendered(f"{console_url}/test-sign-in/nobody/en")
     assert "API key (admin or editor" in refused and "Sign in" in refused
+
+
+def test_an_editor_makes_a_project_switches_to_it_and_uploads_there(console_url, tmp_path):
+    dom = rendered(f"{console_url}/test-sign-in/editor/en?then=/test-probe")
+    assert "data-probe-error" not in dom, dom[-2000:]
+    assert 'data-steps="created switched uploaded "' in dom
+    assert "Uploaded: uploads/faq/bakery.csv" in dom
+    made = tmp_path / ".shoptalk" / "projects" / "bakery-nord"
+    assert (made / "uploads" / "faq" / "bakery.csv").read_text() == "question,answer\nWhen do you open?,At 6:15.\n"
+    assert not (tmp_path / "uploads").exists(), "nothing landed in the served project"
+
+    shot = tmp_path / "console-new-project.png"
+    chromium(f"{console_url}/test-sign-in/editor/en?project=bakery-nord", f"--screenshot={shot}", "--window-size=1280,900")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

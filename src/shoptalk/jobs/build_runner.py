@@ -1,8 +1,11 @@
-"""A `shoptalk build` of the served project, started from the console, in its own process.
+"""A `shoptalk build` started from the console, in its own process.
 
-Like a fine-tuning job, stopping it is stopping the process and resuming it
-is building again: unchanged stages are skipped and training continues from
-its last checkpoint.
+    python -m shoptalk.jobs.build_runner SERVED_PROJECT BUILD_ID
+
+The build's row lives in the served project's registry and names the project to
+build: the served one or one made in the console. Like a fine-tuning job,
+stopping it is stopping the process and resuming it is building again:
+unchanged stages are skipped and training continues from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from shoptalk.registry.jobs import BuildRow
 log = logging.getLogger(__name__)
 
 
-def run_build(project: Project, build_id: str) -> None:
+def run_build(served: Project, build_id: str) -> None:
     from shoptalk import build
 
-    sessions = connect(project.config.serve.database_url or default_url(project.state))
+    sessions = connect(served.config.serve.database_url or default_url(served.state))
+    with sessions() as session:
+        root = session.get(BuildRow, build_id).project_root
 
     def say(message: str) -> None:
         stage = message.split(maxsplit=1)[0] if message.strip() else None
@@ -33,6 +38,7 @@ def run_build(project: Project, build_id: str) -> None:
             session.commit()
 
     try:
+        project = Project.open(root) if root else served
         dataset = build.prepare_dataset(project, say)
         with sessions() as session:
             session.get(BuildRow, build_id).run_path = str(

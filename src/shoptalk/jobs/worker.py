@@ -34,6 +34,7 @@ class Worker:
         self.project = project
         self.poll_s = poll_s
         self.sessions = connect(project.config.serve.database_url or default_url(project.state))
+        store.add_missing_columns(self.sessions)
         self.child: subprocess.Popen | None = None
         self.job_id: str | None = None
 
@@ -81,6 +82,7 @@ class Worker:
             session.commit()
         log.info("running job %s", job.id)
         self.job_id = job.id
+        # Both runners get the served project (its registry); a build's row names what it builds.
         runner = "shoptalk.jobs.build_runner" if isinstance(job, BuildRow) else "shoptalk.jobs.runner"
         self.child = subprocess.Popen(
             [sys.executable, "-m", runner, str(self.project.root), job.id],

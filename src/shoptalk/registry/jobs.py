@@ -12,8 +12,22 @@ import json
 import secrets
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shoptalk.registry.db import Base
 
@@ -68,11 +82,14 @@ class JobRow(Base):
 
 
 class BuildRow(Base):
-    """A `shoptalk build` of the served project, started from the console."""
+    """A `shoptalk build` started from the console, of the served project or of one made there."""
 
     __tablename__ = "builds"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # The built project's folder; None on rows written before the console made
+    # projects, which were all builds of the served project.
+    project_root: Mapped[str | None] = mapped_column(Text, default=None)
     status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
     requested: Mapped[str | None] = mapped_column(String(20), default=None)
     stage: Mapped[str | None] = mapped_column(String(20), default=None)
@@ -109,6 +126,33 @@ class JobCheckpointRow(Base):
     path: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+def add_missing_columns(sessions: sessionmaker[Session]) -> None:
+    """Bring a registry made by an older shoptalk up to date.
+
+    `create_all` creates missing tables but never adds columns to existing ones;
+    the one column added since is nullable, so adding it is the whole migration.
+    """
+    engine = sessions.kw["bind"]
+    if "project_root" in {c["name"] for c in inspect(engine).get_columns("builds")}:
+        return
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE builds ADD COLUMN project_root TEXT"))
+    except DBAPIError:
+        # Another process (a replica, the worker) added it first.
+        if "project_root" not in {c["name"] for c in inspect(engine).get_columns("builds")}:
+            raise
+
+
+def builds_of(root: str, served: bool) -> ColumnElement[bool]:
+    """A filter for the builds of the project at `root`.
+
+    Rows without a root predate projects made in the console: the served project's.
+    """
+    mine = BuildRow.project_root == root
+    return or_(mine, BuildRow.project_root.is_(None)) if served else mine
 
 
 def add_event(

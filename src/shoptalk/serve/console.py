@@ -1,6 +1,7 @@
 """The web console and the jobs API, attached to the server of a project.
 
-The console is a static single-page app (built from `console/` in the
+The console works on the served project and on the projects it makes (see
+`projects_api`). It is a static single-page app (built from `console/` in the
 repository, committed under `serve/static/console/`, so running it needs no
 Node). Its files hold no data and are public; everything it shows comes from
 the API with the signed-in user's key. The worker that runs fine-tuning jobs
@@ -17,10 +18,12 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from shoptalk.project import Project
+from shoptalk.registry.jobs import add_missing_columns
 from shoptalk.serve.jobs_api import JobsService
 from shoptalk.serve.jobs_api import router as jobs_router
-from shoptalk.serve.project_api import ProjectState
 from shoptalk.serve.project_api import router as project_router
+from shoptalk.serve.projects_api import Workspace
+from shoptalk.serve.projects_api import router as projects_router
 from shoptalk.serve.services import registry
 
 STATIC = Path(__file__).parent / "static" / "console"
@@ -29,11 +32,13 @@ PUBLIC_PREFIXES = ("/console",)
 
 
 def attach_console(app: FastAPI, project: Project, base_names: list[str]) -> None:
-    """Add the jobs API, the project API and the console's files to `app`."""
+    """Add the jobs API, the projects and project APIs and the console's files to `app`."""
     sessions = registry(project.config.serve, project.state)
+    add_missing_columns(sessions)
     app.state.jobs = JobsService(sessions, project.state / "files", base_names)
-    app.state.project = ProjectState(project.root, sessions)
+    app.state.workspace = Workspace.of(project, app.state.services.settings.workspace, sessions)
     app.include_router(jobs_router)
+    app.include_router(projects_router)
     app.include_router(project_router)
 
     @app.get("/console", include_in_schema=False)

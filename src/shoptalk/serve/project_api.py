@@ -1,10 +1,12 @@
-"""The served project, for the web console: sources, data check and report, builds,
+"""A project, for the web console: sources, data check and report, builds,
 scorecard, a playground and feedback.
 
-The console has no backend of its own: it calls these routes, the admin routes
-(keys, usage) and the OpenAI routes, with the signed-in user's key. Reading
-needs any valid key with the `editor` scope or a viewer's `chat`; changing
-anything needs `editor` (admin implies both).
+The project is the served one, or the one made in the console that the
+`X-Shoptalk-Project` header names (see `projects_api`). The console has no
+backend of its own: it calls these routes, the admin routes (keys, usage) and
+the OpenAI routes, with the signed-in user's key. Reading needs any valid key
+with the `editor` scope or a viewer's `chat`; changing anything needs `editor`
+(admin implies both).
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shoptalk.artifacts import write_atomic
@@ -41,22 +44,38 @@ SourceKind = Literal["docs", "faq", "conversations"]
 UPLOAD_DIRS = {"docs": "uploads/docs", "faq": "uploads/faq", "conversations": "uploads/chats"}
 
 
+@dataclass
 class ProjectState:
-    """The served project and what the console's routes keep between requests."""
+    """One request's project, and what the console's routes keep between requests.
 
-    def __init__(self, root: Path, sessions: sessionmaker[Session]) -> None:
-        self.root = root
-        self.sessions = sessions
-        self.lock = threading.Lock()
-        # At most two assistants in memory (base and tuned) for the playground.
-        self.assistants: OrderedDict[str, Any] = OrderedDict()
+    The registry, the lock and the playground's models are the server's, shared
+    by every project.
+    """
+
+    root: Path
+    served: bool
+    sessions: sessionmaker[Session]
+    lock: threading.Lock
+    # At most two assistants in memory (base and tuned) for the playground,
+    # keyed by (base model, run folder or "").
+    assistants: OrderedDict[tuple[str, str], Any]
 
     def project(self) -> Project:
         return Project.open(self.root)
 
 
-def state(request: Request) -> ProjectState:
-    return request.app.state.project
+def state(
+    request: Request,
+    project: Annotated[
+        str | None,
+        Header(
+            alias="X-Shoptalk-Project",
+            description="Slug of a project made in the console (GET /v1/projects); "
+            "none = the served project",
+        ),
+    ] = None,
+) -> ProjectState:
+    return request.app.state.workspace.state_for(project)
 
 
 State = Annotated[ProjectState, Depends(state)]
@@ -263,11 +282,16 @@ class BuildInfo(BaseModel):
 
 @router.post("/builds", response_model=BuildInfo)
 def start_build(principal: Editor, st: State) -> BuildInfo:
+    """Queue a build of the project; the worker runs builds and jobs one at a time."""
     with st.sessions() as session:
-        active = session.scalar(select(BuildRow).where(BuildRow.status.in_(store.ACTIVE)))
+        active = session.scalar(
+            select(BuildRow).where(BuildRow.status.in_(store.ACTIVE), builds_of(st))
+        )
         if active is not None:
-            raise ApiError(409, f"Build {active.id} is already {active.status}", code="build_active")
-        row = BuildRow(id=store.new_id("build"), key_id=principal.key_id)
+            raise ApiError(
+                409, f"Build {active.id} is already {active.status}", code="build_active"
+            )
+        row = BuildRow(id=store.new_id("build"), key_id=principal.key_id, project_root=str(st.root))
         session.add(row)
         store.add_event(session, row.id, "Build queued")
         session.commit()
@@ -277,14 +301,16 @@ def start_build(principal: Editor, st: State) -> BuildInfo:
 @router.get("/builds", response_model=list[BuildInfo])
 def list_builds(_: Viewer, st: State) -> list[BuildInfo]:
     with st.sessions() as session:
-        rows = session.scalars(select(BuildRow).order_by(BuildRow.created_at.desc()).limit(20))
+        rows = session.scalars(
+            select(BuildRow).where(builds_of(st)).order_by(BuildRow.created_at.desc()).limit(20)
+        )
         return [build_info(session, r, details=False) for r in rows]
 
 
 @router.get("/builds/{build_id}", response_model=BuildInfo)
 def get_build(build_id: str, _: Viewer, st: State) -> BuildInfo:
     with st.sessions() as session:
-        return build_info(session, find_build(session, build_id))
+        return build_info(session, find_build(session, st, build_id))
 
 
 @router.post("/builds/{build_id}/{action}", response_model=BuildInfo)
@@ -292,7 +318,7 @@ def change_build(
     build_id: str, action: Literal["cancel", "pause", "resume"], _: Editor, st: State
 ) -> BuildInfo:
     with st.sessions() as session:
-        row = find_build(session, build_id)
+        row = find_build(session, st, build_id)
         if action == "resume":
             if row.status != "paused":
                 raise ApiError(409, f"Build {build_id} is {row.status}, not paused")
@@ -309,10 +335,15 @@ def change_build(
         return build_info(session, row)
 
 
-def find_build(session: Session, build_id: str) -> BuildRow:
-    row = session.get(BuildRow, build_id)
+def builds_of(st: ProjectState) -> ColumnElement[bool]:
+    return store.builds_of(str(st.root), st.served)
+
+
+def find_build(session: Session, st: ProjectState, build_id: str) -> BuildRow:
+    """The project's build; another project's is as unknown as a made-up id."""
+    row = session.scalar(select(BuildRow).where(BuildRow.id == build_id, builds_of(st)))
     if row is None:
-        raise ApiError(404, f"No such build: {build_id}", code="not_found")
+        raise ApiError(404, f"No such build in this project: {build_id}", code="not_found")
     return row
 
 
@@ -420,13 +451,15 @@ def ask(st: ProjectState, project: Project, run, body: PlaygroundRequest) -> Pla
     from shoptalk.models import resolve_base_model
 
     name = run.run_id if run is not None else "base"
-    if name not in st.assistants:
-        st.assistants[name] = load_assistant(
-            resolve_base_model(project.config.base_model, project.root), run
-        )
+    base_path = resolve_base_model(project.config.base_model, project.root)
+    # Projects on one base model share its base assistant.
+    key = (base_path, str(run.path) if run is not None else "")
+    if key not in st.assistants:
+        st.assistants[key] = load_assistant(base_path, run)
         while len(st.assistants) > 2:
             st.assistants.popitem(last=False)
-    assistant = st.assistants[name]
+    st.assistants.move_to_end(key)
+    assistant = st.assistants[key]
     if body.rag:
         return rag_answer(project, assistant, name, body)
     messages = [
