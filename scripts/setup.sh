@@ -48,6 +48,14 @@ if [ "${1:-}" = "--dev" ]; then
   command -v redis-server >/dev/null || missing+=(redis-server)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v chromium >/dev/null || missing+=(chromium)
+  # pgvector for Debian's PostgreSQL where Debian packages it (trixie on; bookworm does
+  # not, and there the tests use the PostgreSQL + pgvector the pgserver wheel bundles).
+  for pg in /usr/lib/postgresql/*/bin/initdb; do
+    [ -e "$pg" ] || continue
+    v=$(basename "$(dirname "$(dirname "$pg")")")
+    [ -f "/usr/share/postgresql/$v/extension/vector.control" ] ||
+      ! apt-cache show "postgresql-$v-pgvector" >/dev/null 2>&1 || missing+=("postgresql-$v-pgvector")
+  done
   if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo -n")
     echo "installing ${missing[*]} (apt-get)"

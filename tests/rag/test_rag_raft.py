@@ -81,3 +81,20 @@ def test_examples_are_deterministic_for_a_seed(index):
     assert first == again
     kinds = {e.kind for e in first}
     assert kinds == {"doc_qa", "refusal"}
+
+
+def test_max_examples_takes_one_example_per_answer_up_to_the_cap(index):
+    paraphrased = QA + [
+        faq_record(
+            f"p{i}", f"Remind me of the claim deadline, take {i}?", QA[0].messages[1].content
+        )
+        for i in range(5)
+    ]
+    settings = RaftSettings(oracle_ratio=1.0, max_examples=5)
+    examples = raft_examples(paraphrased, index, "", settings)
+    answers = [e.messages[-1].content.rsplit(" [", 1)[0] for e in examples]
+    assert sorted(answers) == sorted({q.messages[1].content for q in QA[:2]}), (
+        "one example per answer a public document holds, the cap not reached"
+    )
+    capped = raft_examples(paraphrased, index, "", settings.model_copy(update={"max_examples": 1}))
+    assert len(capped) == 1

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
 from shoptalk.errors import ShoptalkError
@@ -22,6 +23,8 @@ from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.questions import Suite, load_suites, suite_from_faq
 from shoptalk.eval.report import write_report
 from shoptalk.eval.retention import QA_SUITE, RetentionCheck, with_general_qa
+from shoptalk.eval.retrieval import SUITE as RETRIEVAL_SUITE
+from shoptalk.eval.retrieval import retrieval_scores
 from shoptalk.eval.scorecard import (
     Scorecard,
     SuiteScores,
@@ -33,6 +36,9 @@ from shoptalk.generate import Assistant, answer, load_assistant
 from shoptalk.project import Project
 from shoptalk.records import Message
 from shoptalk.train.render import with_system
+
+if TYPE_CHECKING:
+    from shoptalk.rag.retrieve import RagIndex
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +147,14 @@ def score_pair(
     timing: dict[str, float] = {}
     answers: dict[str, tuple[list[str], list[str]]] = {}
     # The general QA suite measures the model alone: no retrieval for it.
-    rag = rag_prompts(project, [s for s in suites if s.name != QA_SUITE]) if rag_on else {}
+    rag: dict[str, list[list[dict] | str]] = {}
+    retrieval = None
+    if rag_on:
+        from shoptalk.rag.retrieve import open_index
+
+        index = open_index(project)
+        rag = rag_prompts(project, index, [s for s in suites if s.name != QA_SUITE])
+        retrieval = retrieval_scores(index, suites)
     for side, (_, which) in ((BASE, first), (TUNED, second)):
         started = time.perf_counter()
         assistant = load_assistant(base_path, which, project.config.train.device)
@@ -161,6 +174,8 @@ def score_pair(
     card.labels = labels
     if not rag_on:
         card.not_run = {f"{label}+RAG": RAG_OFF for label in labels}
+    if retrieval is not None:
+        card.suites[RETRIEVAL_SUITE] = retrieval
     for check in checks:
         card.suites[check.name] = check.scores()
         timing[f"{check.name}_seconds"] = round(check.seconds, 1)
@@ -260,15 +275,15 @@ def rag_name(suite: str) -> str:
     return f"{suite}{RAG_SUFFIX}"
 
 
-def rag_prompts(project: Project, suites: list[Suite]) -> dict[str, list[list[dict] | str]]:
+def rag_prompts(
+    project: Project, index: RagIndex, suites: list[Suite]
+) -> dict[str, list[list[dict] | str]]:
     """Retrieval for each question of the user's suites: the messages `rag.answer` would send.
 
     Built once and asked of both models, so base+RAG and tuned+RAG read the same documents.
     """
     from shoptalk.rag.answer import not_found_message, rag_messages
-    from shoptalk.rag.retrieve import open_index
 
-    index = open_index(project)
     out: dict[str, list[list[dict] | str]] = {}
     for suite in suites:
         items: list[list[dict] | str] = []

@@ -78,8 +78,8 @@ CORPUS_BLEU = "corpus_bleu"
 
 # Suites measured on the models rather than on answers to questions, with no
 # per-question rows: general-ability retention (eval/retention.py) and leakage
-# canaries (eval/canary.py).
-CheckKind = Literal["retention", "canary", "judge"]
+# canaries (eval/canary.py); and retrieval quality (eval/retrieval.py).
+CheckKind = Literal["retention", "canary", "judge", "retrieval"]
 
 
 class SuiteScores(BaseModel):

@@ -32,6 +32,7 @@ from shoptalk.rag.chunk import chunk_section, searchable_text
 from shoptalk.rag.embed import Embedder, load_embedder
 from shoptalk.rag.settings import RagSettings
 from shoptalk.rag.store import DocumentEntry, StoredIndex, load_index, save_index
+from shoptalk.rag.vector_store import open_vector_store
 from shoptalk.records import Chunk
 
 if TYPE_CHECKING:
@@ -106,8 +107,7 @@ def build_index(
     old_keys = set(old.embedding_keys) if old else set()
     reused = sum(key in old_keys for key in keys)
     save_index(folder, StoredIndex(chunks, vectors, keys, documents, settings))
-    if cfg.rag.qdrant_url:
-        _sync_qdrant(cfg.rag, root, chunks, vectors)
+    _sync_vector_store(cfg.rag, root, chunks, vectors, keys)
     removed = len(set(old_chunks) - {c.id for c in chunks})
     # An error may quote a cell: stored and shown redacted, like the dataset stage's.
     skipped = [redact(str(e), cfg.data.pii).text for e in errors or []]
@@ -216,15 +216,18 @@ def _embed(
     return vectors, keys, len(missing)
 
 
-def _sync_qdrant(rag: RagSettings, root: Path, chunks: list[Chunk], vectors: np.ndarray) -> None:
-    from shoptalk.rag import store_qdrant
-
-    client = store_qdrant.connect(rag.qdrant_url, root, rag.qdrant_key_env)
+def _sync_vector_store(
+    rag: RagSettings, root: Path, chunks: list[Chunk], vectors: np.ndarray, keys: list[str]
+) -> None:
+    """Bring Qdrant or pgvector, when `rag` names one, to hold exactly `chunks`."""
+    store = open_vector_store(rag, root)
+    if store is None:
+        return
     try:
-        written = store_qdrant.sync(client, rag.qdrant_collection, chunks, vectors)
+        written = store.sync(chunks, vectors, keys)
     finally:
-        client.close()  # local mode allows one client per folder: the server opens its own
-    log.info("qdrant %s: %d points written", rag.qdrant_collection, written)
+        store.close()
+    log.info("%s: %d rows written", type(store).__name__, written)
 
 
 def _tracked(items, label: str, show: bool) -> Iterator:

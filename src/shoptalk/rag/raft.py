@@ -45,8 +45,13 @@ def raft_examples(
     """
     rng = random.Random(settings.seed)
     readable = None if groups is None else list(groups)
-    examples = []
+    if settings.max_examples is not None:
+        conversations = _one_per_answer(conversations)
+        rng.shuffle(conversations)
+    examples: list[Conversation] = []
     for conversation in conversations:
+        if settings.max_examples is not None and len(examples) == settings.max_examples:
+            break
         pair = _question_answer(conversation)
         if pair is None:
             continue
@@ -78,6 +83,14 @@ def _question_answer(conversation: Conversation) -> tuple[str, str] | None:
     if len(turns) != 2 or [m.role for m in turns] != ["user", "assistant"]:
         return None
     return turns[0].content, turns[1].content
+
+
+def _one_per_answer(conversations: list[Conversation]) -> list[Conversation]:
+    """The first conversation of each final answer: the FAQ and its paraphrases share one."""
+    first: dict[str, Conversation] = {}
+    for conversation in conversations:
+        first.setdefault(conversation.messages[-1].content, conversation)
+    return list(first.values())
 
 
 def _conversation(

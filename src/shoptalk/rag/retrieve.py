@@ -21,6 +21,7 @@ from shoptalk.rag.chunk import searchable_text
 from shoptalk.rag.embed import Embedder, load_embedder
 from shoptalk.rag.settings import RagSettings
 from shoptalk.rag.store import StoredIndex, require_index
+from shoptalk.rag.vector_store import VectorStore, open_vector_store
 from shoptalk.records import Chunk
 
 if TYPE_CHECKING:
@@ -60,13 +61,13 @@ class RagIndex:
         embedder: Embedder,
         settings: RagSettings,
         reranker=None,
-        qdrant=None,
+        vector_store: VectorStore | None = None,
     ) -> None:
         self.stored = stored
         self.embedder = embedder
         self.settings = settings
         self.reranker = reranker
-        self.qdrant = qdrant  # a QdrantClient when rag.qdrant_url is set
+        self.vector_store = vector_store  # Qdrant or pgvector, when rag names one
         self.rows = {chunk.id: row for row, chunk in enumerate(stored.chunks)}
 
     @cached_property
@@ -118,12 +119,10 @@ class RagIndex:
     ) -> list[int]:
         import numpy as np
 
-        if self.qdrant is None:
+        if self.vector_store is None:
             return _ranked(np.where(allowed, similarity, -np.inf), allowed)
-        from shoptalk.rag.store_qdrant import search
-
-        found = search(self.qdrant, self.settings.qdrant_collection, query, groups, CANDIDATES)
-        # Qdrant filtered by groups already; the local check guards against a stale collection.
+        found = self.vector_store.search(query, groups, CANDIDATES)
+        # The server filtered by groups already; the local check guards against a stale mirror.
         return [self.rows[i] for i, _ in found if i in self.rows and allowed[self.rows[i]]]
 
     def _rerank(self, question: str, rows: list[int]) -> tuple[list[int], list[float]]:
@@ -159,12 +158,8 @@ def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
             f"embedded with {embedder.name!r} (rag.embedding_model): "
             f"run `shoptalk index {project.root}` to rebuild it."
         )
-    qdrant = None
-    if settings.qdrant_url:
-        from shoptalk.rag.store_qdrant import connect
-
-        qdrant = connect(settings.qdrant_url, project.root, settings.qdrant_key_env)
-    return RagIndex(stored, embedder, settings, load_reranker(settings.reranker, project), qdrant)
+    reranker = load_reranker(settings.reranker, project)
+    return RagIndex(stored, embedder, settings, reranker, open_vector_store(settings, project.root))
 
 
 def load_reranker(name: str | None, project: Project):

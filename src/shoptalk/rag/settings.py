@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class RaftSettings(BaseModel, extra="forbid"):
@@ -12,6 +12,13 @@ class RaftSettings(BaseModel, extra="forbid"):
     )
     candidates: int = Field(10, ge=2, description="Hits retrieved per question to pick from")
     seed: int = Field(0, description="Seed for which examples get the oracle and their order")
+    max_examples: int | None = Field(
+        None,
+        ge=1,
+        description="At most this many examples, one per distinct answer, picked at random "
+        "(each is ~5x a FAQ row's tokens: this bounds the extra training time); none = one "
+        "per grounded training conversation",
+    )
 
 
 class RagSettings(BaseModel, extra="forbid"):
@@ -49,6 +56,17 @@ class RagSettings(BaseModel, extra="forbid"):
     qdrant_key_env: str = Field(
         "QDRANT_API_KEY", description="Environment variable holding the Qdrant server's key"
     )
+    pgvector_url: str | None = Field(
+        None,
+        description="Or serve vector search from PostgreSQL with the pgvector extension: a "
+        "postgresql:// URL without the password (libpq reads PGPASSWORD or ~/.pgpass); "
+        "none = the embedded index only",
+    )
+    pgvector_table: str = Field(
+        "shoptalk_chunks",
+        pattern=r"^[a-z_][a-z0-9_]{0,50}$",
+        description="The table that holds the vectors (created if missing)",
+    )
     access: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Document path globs (relative to the project, '*' crosses folders) -> the "
@@ -65,3 +83,15 @@ class RagSettings(BaseModel, extra="forbid"):
         description="Also restrict each document to its folder's name as a group "
         "(docs/hr/a.md -> 'docs/hr') when neither front matter nor 'access' names groups",
     )
+
+    @model_validator(mode="after")
+    def _one_vector_server(self) -> RagSettings:
+        if self.qdrant_url and self.pgvector_url:
+            raise ValueError(
+                "set qdrant_url or pgvector_url, not both: one server mirrors the index"
+            )
+        if self.pgvector_url and not self.pgvector_url.startswith(("postgresql", "postgres://")):
+            raise ValueError(
+                f"pgvector_url: expected a postgresql:// URL, got {self.pgvector_url.split(':')[0]}:..."
+            )
+        return self
