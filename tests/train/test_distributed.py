@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from shoptalk.build import prepare_dataset
 from shoptalk.cli import app
-from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.train.distributed import Processes, labelled_count, setup, share
 from shoptalk.train.packing import Row
@@ -98,12 +97,6 @@ def test_every_shipped_accelerate_config_loads(path):
 
     config = load_config_from_file(str(path))
     assert config.num_processes >= 2 and config.mixed_precision == "no"
-
-
-def test_a_sharded_launch_stops_with_an_explicit_error(monkeypatch):
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(ShoptalkError, match="not implemented yet.*ddp.yaml"):
-        setup("cpu")
 
 
 def test_without_a_launcher_it_is_one_process(monkeypatch):

@@ -6,6 +6,10 @@ resumed run needs to continue exactly: trainable weights, optimizer, scheduler,
 RNG states and the step (the data order is a function of seed and step).
 Parameters are passed by name as named when training started, since the
 frozen-layer cache swaps the decoder's layer list during the loop.
+
+Weights and optimizer state come from a `Trainable` (all of them in this
+process) or a `sharding.ShardedTrainable` (gathered from every process): both
+are full tensors on disk, so any number of processes can resume a checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from shoptalk.errors import ShoptalkError
+
 PREFIX = "step-"
 
 
@@ -23,27 +29,59 @@ def trainable_state(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Te
     return {n: p.detach().cpu().clone() for n, p in params.items() if p.requires_grad}
 
 
+class Trainable:
+    """The weights that train and their optimizer, all held by this process."""
+
+    sharded = False
+
+    def __init__(
+        self, params: dict[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer
+    ) -> None:
+        self.params = params
+        self.optimizer = optimizer
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return trainable_state(self.params)
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, value in weights.items():
+                self.params[name].copy_(value)
+
+    def optimizer_state(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+
+
 def save(
     folder: Path,
     step: int,
-    params: dict[str, torch.nn.Parameter],
-    optimizer: torch.optim.Optimizer,
+    trainable: Trainable,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     keep: int,
+    write: bool = True,
 ) -> Path:
+    """Write the checkpoint of `step` (only where `write`; gathering sharded weights needs every process)."""
     target = folder / f"{PREFIX}{step:07d}"
-    tmp = folder / f".{target.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    if not (write or trainable.sharded):
+        return target
     state = {
         "step": step,
-        "trainable": trainable_state(params),
-        "optimizer": optimizer.state_dict(),
+        "sharded": trainable.sharded,
+        "trainable": trainable.weights(),
+        "optimizer": trainable.optimizer_state(),
         "scheduler": scheduler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
     }
+    if not write:
+        return target
     if torch.cuda.is_available():
         state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+    tmp = folder / f".{target.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     torch.save(state, tmp / "state.pt")
     tmp.rename(target)
     prune(folder, keep)
@@ -56,16 +94,20 @@ def latest(folder: Path) -> Path | None:
 
 
 def restore(
-    path: Path,
-    params: dict[str, torch.nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    path: Path, trainable: Trainable, scheduler: torch.optim.lr_scheduler.LRScheduler
 ) -> int:
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-    with torch.no_grad():
-        for name, value in state["trainable"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
+    # Optimizer state is keyed by parameter index unsharded, by parameter name sharded.
+    if state.get("sharded", False) != trainable.sharded:
+        kind = {True: "a sharded (FSDP)", False: "an unsharded"}
+        raise ShoptalkError(
+            f"{path}: written by {kind[not trainable.sharded]} run, and this run is "
+            f"{kind[trainable.sharded]} one; "
+            "resume with the same train.sharding (or accelerate config) it started with, or "
+            "delete the run's checkpoints folder to start over"
+        )
+    trainable.load_weights(state["trainable"])
+    trainable.load_optimizer_state(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(state["rng"]["python"])

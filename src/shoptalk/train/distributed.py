@@ -10,6 +10,8 @@ DistributedDataParallel: the loss calls the decoder body and the output layer
 directly (train/loss.py), which bypasses DDP's forward hooks, and the exact
 average needs each process's labelled-token count as its weight (ranks hold
 different numbers of labelled tokens), which DDP's plain mean does not give.
+Models too big for one device are sharded instead (train/sharding.py, FSDP2);
+the rows, weights and counts are dealt the same way.
 """
 
 from __future__ import annotations
@@ -21,14 +23,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from shoptalk.errors import ShoptalkError
 from shoptalk.train.packing import Row
 from shoptalk.train.render import IGNORE
 
 log = logging.getLogger(__name__)
-
-# Launch modes that expect the loop to shard the model, which this one does not do (yet).
-SHARDED_LAUNCHES = ("fsdp", "deepspeed")
 
 
 @dataclass(frozen=True)
@@ -50,16 +48,6 @@ class Processes:
 
 def setup(device: str) -> tuple[Processes, str]:
     """Join the process group if a launcher started us; returns the processes and this one's device."""
-    sharded = [
-        n for n in SHARDED_LAUNCHES if os.environ.get(f"ACCELERATE_USE_{n.upper()}") == "true"
-    ]
-    if sharded:
-        raise ShoptalkError(
-            f"accelerate launched this run for {sharded[0]}, but shoptalk's training loop trains "
-            "plain data-parallel only: sharded FSDP/ZeRO training is not implemented yet. Launch "
-            "with configs/accelerate/ddp.yaml (or torchrun), or fit one device with LoRA or "
-            "train.trainable_layers."
-        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Processes(), device
@@ -97,19 +85,18 @@ def total(value: float, procs: Processes, device: str) -> float:
     return float(tensor[0])
 
 
-def sync_gradients(params: list[torch.nn.Parameter], weight: float, procs: Processes) -> None:
-    """Make every process's gradients the global token-weighted mean.
+def sync_gradients(params: list[torch.nn.Parameter], procs: Processes) -> None:
+    """Add up the processes' gradients: the gradient of the step's mean loss.
 
-    Each process backpropagated the mean loss over its own labelled tokens; scaled
-    by its share of all labelled tokens (`weight`) and summed, that is the gradient
-    of the mean over the whole step, exactly as one process would compute it.
+    Each process backpropagated the sum of its token losses divided by the
+    labelled tokens of all processes; summed, that is the gradient of the mean
+    over the whole step, exactly as one process would compute it.
     """
     if not procs.distributed:
         return
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-        p.grad.mul_(weight)
         dist.all_reduce(p.grad)
 
 

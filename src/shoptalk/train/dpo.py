@@ -109,10 +109,12 @@ def run(
     plan = plan_steps(pairs, budget, dpo.epochs, truncated)
     log.info("dpo plan: %s", plan.model_dump_json())
     params = dict(model.named_parameters())
-    trainable = [p for p in params.values() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        trainable, lr=dpo.learning_rate, weight_decay=settings.weight_decay
+        [p for p in params.values() if p.requires_grad],
+        lr=dpo.learning_rate,
+        weight_decay=settings.weight_decay,
     )
+    trainable = checkpoint.Trainable(params, optimizer)
     warmup = int(plan.total_steps * settings.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, warmup, plan.total_steps)
@@ -126,7 +128,7 @@ def run(
     start = 0
     last = checkpoint.latest(ckpt_dir)
     if last is not None:
-        start = checkpoint.restore(last, params, optimizer, scheduler)
+        start = checkpoint.restore(last, trainable, scheduler)
         log.info("resumed from %s (step %d of %d)", last.name, start, plan.total_steps)
     metrics_path = run_dir / "metrics.jsonl"
     keep_metrics_until(metrics_path, start)
@@ -158,9 +160,7 @@ def run(
             }
             done = step + 1
             if done % settings.checkpoint_every == 0 or done == plan.total_steps:
-                checkpoint.save(
-                    ckpt_dir, done, params, optimizer, scheduler, settings.keep_checkpoints
-                )
+                checkpoint.save(ckpt_dir, done, trainable, scheduler, settings.keep_checkpoints)
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
             progress.update(done, record)

@@ -51,3 +51,19 @@ def labelled_loss(
             logits, targets[start : start + CHUNK_TOKENS], reduction="sum"
         )
     return total, int(targets.numel())
+
+
+class LabelledLoss(torch.nn.Module):
+    """`labelled_loss` of `model` as a module: what training calls, and FSDP's root when sharded.
+
+    FSDP gathers a unit's weights in its forward hooks; the model's own forward
+    never runs here, so the loss itself is the forward that the root's hooks
+    wrap (train/sharding.py).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        return labelled_loss(self.model, batch)

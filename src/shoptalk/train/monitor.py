@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from shoptalk.train.checkpoint import Trainable
+
 log = logging.getLogger(__name__)
 
 BEST = "best.pt"
@@ -95,25 +97,27 @@ class EarlyStopping:
         }
 
 
-def save_best(run_dir: Path, step: int, params: dict[str, torch.nn.Parameter]) -> None:
-    """Keep the trainable weights of the best evaluation (temp file + rename)."""
-    state = {
-        "step": step,
-        "trainable": {n: p.detach().cpu().clone() for n, p in params.items() if p.requires_grad},
-    }
+def save_best(run_dir: Path, step: int, trainable: Trainable, write: bool = True) -> None:
+    """Keep the trainable weights of the best evaluation (temp file + rename).
+
+    Only where `write`, but sharded weights are gathered by every process.
+    """
+    if not (write or trainable.sharded):
+        return
+    state = {"step": step, "trainable": trainable.weights()}
+    if not write:
+        return
     tmp = run_dir / f".{BEST}.tmp"
     torch.save(state, tmp)
     os.replace(tmp, run_dir / BEST)
 
 
-def restore_best(run_dir: Path, params: dict[str, torch.nn.Parameter]) -> int | None:
+def restore_best(run_dir: Path, trainable: Trainable) -> int | None:
     """Load the best weights back into the model; returns their step (None if there are none)."""
     path = run_dir / BEST
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    with torch.no_grad():
-        for name, value in state["trainable"].items():
-            params[name].copy_(value)
+    trainable.load_weights(state["trainable"])
     log.info("final weights are the best evaluation's, from step %d", state["step"])
     return int(state["step"])

@@ -83,6 +83,7 @@ class TrainPlan(BaseModel):
     method: str
     device: str
     processes: int
+    sharding: str = "none"
     total_params: int
     trainable_params: int
     tokens_per_epoch: int
@@ -115,6 +116,7 @@ class TrainPlan(BaseModel):
         m = self.memory
         auto = f"  (auto: {', '.join(self.auto)})" if self.auto else ""
         checkpointing = "on" if self.gradient_checkpointing else "off"
+        sharded = f" ({self.sharding})" if self.sharding != "none" else ""
         if self.checkpointing_auto:
             checkpointing += (
                 " (the estimate exceeds the memory available)"
@@ -123,7 +125,7 @@ class TrainPlan(BaseModel):
             )
         return "\n".join(
             [
-                f"plan     {self.method} on {self.device} x{self.processes}: "
+                f"plan     {self.method} on {self.device} x{self.processes}{sharded}: "
                 f"{self.trainable_params / 1e6:,.1f}M of {self.total_params / 1e6:,.1f}M "
                 "parameters train",
                 f"         {self.tokens_per_epoch:,} tokens/epoch, {self.tokens_per_step:,} "
@@ -205,9 +207,18 @@ def flops_per_token(model: ModelShape, data: DataShape) -> float:
 
 
 def estimate_memory(
-    model: ModelShape, data: DataShape, tokens_per_step: int, checkpointing: bool
+    model: ModelShape,
+    data: DataShape,
+    tokens_per_step: int,
+    checkpointing: bool,
+    sharding: str = "none",
+    processes: int = 1,
 ) -> MemoryEstimate:
-    """Peak bytes of one process training fp32 with AdamW."""
+    """Peak bytes of one process training fp32 with AdamW.
+
+    Sharded, a process keeps 1/N of the gradients and optimizer state, and with
+    'fsdp' 1/N of the weights plus the two layers gathered around the one running.
+    """
     grad_layers = model.n_layers - model.first_trainable
     # fp32 tensors saved for backward per token in a Llama-style layer: norms, q/k/v,
     # attention output, residuals (~10 x hidden) and the MLP's gate/up/act/product (4 x inter).
@@ -223,10 +234,14 @@ def estimate_memory(
     vocab = model.head_params // max(1, model.hidden)
     # Each labelled position's logits and their log-softmax stay alive until backward.
     logits = int(labelled * vocab * 4 * 2)
+    shards = processes if sharding != "none" else 1
+    weights = model.total_params * 4
+    if sharding == "fsdp":
+        weights = weights // shards + 2 * model.layer_params * 4
     return MemoryEstimate(
-        weights=model.total_params * 4,
-        gradients=model.trainable_params * 4,
-        optimizer=model.trainable_params * 8,
+        weights=weights,
+        gradients=model.trainable_params * 4 // shards,
+        optimizer=model.trainable_params * 8 // shards,
         activations=int(activations),
         logits=logits,
         cache=data.cache_bytes,
@@ -240,6 +255,7 @@ def make_plan(
     settings: TrainSettings,
     hardware: Hardware,
     processes: int = 1,
+    sharding: str = "none",
 ) -> TrainPlan:
     """Resolve the "auto" settings and estimate the run they give."""
     auto = [
@@ -260,7 +276,7 @@ def make_plan(
 
     def memory(checkpointing: bool, budget: int) -> MemoryEstimate:
         per_process = max(settings.max_seq_len, budget // processes)
-        return estimate_memory(model, data, per_process, checkpointing)
+        return estimate_memory(model, data, per_process, checkpointing, sharding, processes)
 
     checkpointing = settings.gradient_checkpointing
     if checkpointing == "auto":
@@ -287,6 +303,7 @@ def make_plan(
         method=method,
         device=hardware.device,
         processes=processes,
+        sharding=sharding,
         total_params=model.total_params,
         trainable_params=model.trainable_params,
         tokens_per_epoch=data.tokens,

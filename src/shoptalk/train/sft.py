@@ -7,7 +7,8 @@
 A killed run continues from its last checkpoint with the same data order: the
 order of step k is a pure function of (seed, k). Under torchrun or `accelerate
 launch` each process trains on its share of every step's rows and only the
-main process writes (train/distributed.py).
+main process writes (train/distributed.py); with `train.sharding` (or an FSDP
+accelerate config) the model is also sharded across them (train/sharding.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import platform
 import random
 import shutil
@@ -31,7 +33,7 @@ from shoptalk import __version__
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
 from shoptalk.config import ShoptalkConfig, TrainSettings
 from shoptalk.models import load_tokenizer, pick_device
-from shoptalk.train import checkpoint, distributed, monitor
+from shoptalk.train import checkpoint, distributed, monitor, sharding
 from shoptalk.train.distributed import Processes
 from shoptalk.train.frozen import (
     cache_bytes,
@@ -39,7 +41,7 @@ from shoptalk.train.frozen import (
     check_equivalence,
     only_layers,
 )
-from shoptalk.train.loss import labelled_loss
+from shoptalk.train.loss import LabelledLoss
 from shoptalk.train.methods import attach_method, load_for_method
 from shoptalk.train.packing import Row, batches, collate, pack, truncate
 from shoptalk.train.plan import DataShape, TrainPlan, detect_hardware, make_plan, model_shape
@@ -80,14 +82,16 @@ def run(
     simulate a crash at a known point). `say` receives the plan before training.
     """
     procs, device = distributed.setup(pick_device(cfg.train.device))
+    mode = sharding.choose(cfg.train, procs, os.environ)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)
     random.seed(cfg.train.seed)
 
-    # --- setup and data: model with its method, rows packed, "auto" settings planned
-    job = prepare(cfg, dataset, base_path, device, procs)
+    # --- setup and data: model with its method, rows packed, "auto" settings planned, sharded?
+    job = prepare(cfg, dataset, base_path, device, procs, mode)
     model, settings, plan = job.model, job.settings, job.plan
     train_rows, val_rows, pad_id = job.train_rows, job.val_rows, job.tokenizer.pad_token_id
+    loss_fn = LabelledLoss(model) if mode == "none" else sharding.shard(model, mode, procs, device)
     if procs.is_main:
         log.info("plan: %s", plan.model_dump_json())
         # Read by the console for its time-left estimate.
@@ -105,9 +109,14 @@ def run(
         }
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=recompute)
     params = dict(model.named_parameters())
-    trainable = [p for p in params.values() if p.requires_grad]
+    train_params = [p for p in params.values() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay
+        train_params, lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    trainable = (
+        sharding.ShardedTrainable(model, optimizer)
+        if mode != "none"
+        else checkpoint.Trainable(params, optimizer)
     )
     warmup = int(plan.total_steps * settings.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -119,7 +128,7 @@ def run(
     start = 0
     last = checkpoint.latest(ckpt_dir)
     if last is not None:
-        start = checkpoint.restore(last, params, optimizer, scheduler)
+        start = checkpoint.restore(last, trainable, scheduler)
         log.info("resumed from %s (step %d of %d)", last.name, start, plan.total_steps)
     metrics_path = run_dir / "metrics.jsonl"
     if procs.is_main:
@@ -148,7 +157,7 @@ def run(
         for step in range(start, end if stopped_at is None else start):
             t0 = time.perf_counter()
             rows = step_batch(train_rows, plan, settings, step)
-            loss, n_tokens = shared_step(model, rows, job.tokenizer, device, trainable, procs)
+            loss, n_tokens = shared_step(loss_fn, rows, job.tokenizer, device, train_params, procs)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -165,10 +174,10 @@ def run(
             }
             evaluated = bool(val_rows) and (done % eval_every == 0 or done == plan.total_steps)
             if evaluated:
-                val_loss = evaluate(model, val_rows, job.tokenizer, settings, device, procs)
+                val_loss = evaluate(loss_fn, val_rows, job.tokenizer, settings, device, procs)
                 record["val_loss"] = round(val_loss, 5)
-                if stopper.update(done, record["val_loss"]) and stopper.enabled and procs.is_main:
-                    monitor.save_best(run_dir, done, params)
+                if stopper.update(done, record["val_loss"]) and stopper.enabled:
+                    monitor.save_best(run_dir, done, trainable, write=procs.is_main)
                 if stopper.should_stop:
                     stopped_at = done
                     log.info(
@@ -179,11 +188,11 @@ def run(
                         stopper.best_step,
                         stopper.patience,
                     )
+            if done % settings.checkpoint_every == 0 or done == plan.total_steps or stopped_at:
+                checkpoint.save(
+                    ckpt_dir, done, trainable, scheduler, settings.keep_checkpoints, procs.is_main
+                )
             if procs.is_main:
-                if done % settings.checkpoint_every == 0 or done == plan.total_steps or stopped_at:
-                    checkpoint.save(
-                        ckpt_dir, done, params, optimizer, scheduler, settings.keep_checkpoints
-                    )
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
                 for tracker in trackers:
@@ -198,9 +207,11 @@ def run(
         return RunArtifact(path=run_dir, run_id=run_dir.name)
 
     # --- save: the model (adapter or full; the best evaluation's when stopping early), a card
+    best_step = monitor.restore_best(run_dir, trainable) if stopper.enabled else None
+    # Sharded weights are gathered by all processes, to the main one.
+    full_weights = trainable.model_state() if trainable.sharded else None
     if procs.is_main:
-        best_step = monitor.restore_best(run_dir, params) if stopper.enabled else None
-        save_final(model, job.tokenizer, run_dir / "final")
+        save_final(model, job.tokenizer, run_dir / "final", full_weights)
         summary = stopper.summary(stopped_at) | {"final_weights_step": best_step}
         write_json(
             run_dir / "card.json",
@@ -226,19 +237,26 @@ def prepare(
     base_path: str,
     device: str,
     procs: Processes | None = None,
+    mode: sharding.Sharding = "none",
 ) -> Job:
-    """Load the model with its method, pack the data and plan the run (no training)."""
+    """Load the model with its method, pack the data and plan the run (no training).
+
+    A model to shard is loaded on the CPU: sharding moves each process's slice to `device`.
+    """
     procs = procs or Processes()
-    settings = cfg.train
+    settings = cfg.train.model_copy(update={"sharding": mode})
     tokenizer = load_tokenizer(base_path)
     ensure_chat_template(tokenizer)
-    model = load_for_method(base_path, settings, device)
+    model = load_for_method(base_path, settings, "cpu" if mode != "none" else device)
     model, first = attach_method(model, settings)
     model.train()
     train_rows = prepare_rows(tokenizer, dataset, cfg, "train")
     val_rows = prepare_rows(tokenizer, dataset, cfg, "val", with_text=False)
-    use_cache = bool(first) and use_frozen_cache(
-        model, train_rows, first, settings, tokenizer.pad_token_id, device
+    # Sharded, the frozen bottom layers run every step (their weights are spread out).
+    use_cache = (
+        bool(first)
+        and mode == "none"
+        and use_frozen_cache(model, train_rows, first, settings, tokenizer.pad_token_id, device)
     )
     data = DataShape(
         rows=len(train_rows),
@@ -252,7 +270,7 @@ def prepare(
     if not device.startswith("cuda"):
         # Processes on one machine share its memory.
         hardware.memory_bytes //= procs.local_world_size
-    plan = make_plan(model_shape(model, first), data, settings, hardware, procs.world_size)
+    plan = make_plan(model_shape(model, first), data, settings, hardware, procs.world_size, mode)
     return Job(
         tokenizer, model, first, train_rows, val_rows, use_cache, plan, plan.resolve(settings)
     )
@@ -302,19 +320,28 @@ def step_batch(rows: list[Row], plan: TrainPlan, settings: TrainSettings, step: 
 
 
 def shared_step(
-    model: torch.nn.Module,
+    loss_fn: LabelledLoss,
     rows: list[Row],
     tokenizer,
     device: str,
-    trainable: list[torch.nn.Parameter],
+    params: list[torch.nn.Parameter],
     procs: Processes,
 ) -> tuple[float, int]:
     """This process's share of a step, gradients made global; the step's loss and tokens."""
     mine = distributed.share(rows, procs)
     count = distributed.labelled_count(mine)
     all_count = max(1.0, distributed.total(count, procs, device))
-    loss, n_tokens = train_step(model, mine, tokenizer, device) if mine else (0.0, 0)
-    distributed.sync_gradients(trainable, count / all_count, procs)
+    sharded = sharding.is_sharded(loss_fn)
+    if mine:
+        loss, n_tokens = train_step(loss_fn, mine, tokenizer, device, all_count)
+    else:
+        loss, n_tokens = 0.0, 0
+        if sharded:
+            # FSDP gathers each layer's weights collectively, so every process runs forward
+            # and backward: this one on a borrowed row whose gradient counts for nothing.
+            train_step(loss_fn, rows[:1], tokenizer, device, math.inf)
+    if not sharded:
+        distributed.sync_gradients(params, procs)
     if not procs.distributed:
         return loss, n_tokens
     step_loss = distributed.total(loss * count, procs, device) / all_count
@@ -322,13 +349,16 @@ def shared_step(
 
 
 def train_step(
-    model: torch.nn.Module, rows: list[Row], tokenizer, device: str
+    loss_fn: LabelledLoss, rows: list[Row], tokenizer, device: str, divisor: float
 ) -> tuple[float, int]:
+    """Backpropagate the rows' summed token losses / `divisor` (all processes' labelled tokens).
+
+    Returns the rows' mean loss and their tokens.
+    """
     batch = {k: v.to(device) for k, v in collate(rows, tokenizer.pad_token_id).items()}
-    total, count = labelled_loss(model, batch)
-    loss = total / max(count, 1)
-    loss.backward()
-    return float(loss.detach()), int(sum(len(r.input_ids) for r in rows))
+    total, count = loss_fn(batch)
+    (total / divisor).backward()
+    return float(total.detach() / max(count, 1)), int(sum(len(r.input_ids) for r in rows))
 
 
 @torch.no_grad()
@@ -340,16 +370,24 @@ def evaluate(
     device: str,
     procs: Processes | None = None,
 ) -> float:
-    """Mean loss per labelled token; processes split the batches and add up."""
+    """Mean loss per labelled token of `model` (or its LabelledLoss); processes split the batches."""
     procs = procs or Processes()
-    model.eval()
+    loss_fn = model if isinstance(model, LabelledLoss) else LabelledLoss(model)
+    loss_fn.eval()
     total, count = 0.0, 0
     groups = batches(rows, settings.tokens_per_step, settings.max_seq_len, 0)
-    for group in groups[procs.rank :: procs.world_size]:
+    mine = groups[procs.rank :: procs.world_size]
+    # Sharded, every process runs as many forwards (weights are gathered collectively);
+    # the extra ones repeat a batch and count for nothing.
+    extra = 0
+    if sharding.is_sharded(loss_fn):
+        extra = math.ceil(len(groups) / procs.world_size) - len(mine)
+    for i, group in enumerate(mine + groups[:extra]):
         batch = {k: v.to(device) for k, v in collate(group, tokenizer.pad_token_id).items()}
-        loss_sum, n = labelled_loss(model, batch)
-        total, count = total + float(loss_sum), count + n
-    model.train()
+        loss_sum, n = loss_fn(batch)
+        if i < len(mine):
+            total, count = total + float(loss_sum), count + n
+    loss_fn.train()
     total, count = distributed.total(total, procs, device), distributed.total(count, procs, device)
     return total / max(count, 1)
 
@@ -371,10 +409,16 @@ def keep_metrics_until(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
-def save_final(model: torch.nn.Module, tokenizer, target: Path) -> None:
+def save_final(
+    model: torch.nn.Module,
+    tokenizer,
+    target: Path,
+    full_weights: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Save the model (its weights, or `full_weights` gathered from a sharded one) and tokenizer."""
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=full_weights)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)

@@ -87,18 +87,17 @@ def no_mask(*_args: object, **_kwargs: object) -> None:
     return None
 
 
-def fused_lora_forward(
-    layer: torch.nn.Module,
-    lora_a: torch.Tensor,
-    lora_b: torch.Tensor,
-    scaling: float,
-    x: torch.Tensor,
-) -> torch.Tensor:
-    """base(x) + scaling * B(A(x)), the sum done by the matmul that makes B's output."""
+def fused_lora_forward(layer: torch.nn.Module, adapter: str, x: torch.Tensor) -> torch.Tensor:
+    """base(x) + scaling * B(A(x)), the sum done by the matmul that makes B's output.
+
+    Weights are looked up at each call: under FSDP the layer's parameters are
+    swapped for gathered ones just before its forward (train/sharding.py).
+    """
     base = layer.base_layer
+    lora_a, lora_b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
     flat = x.reshape(-1, x.shape[-1])
     out = F.linear(flat, base.weight, base.bias)
-    out = torch.addmm(out, flat @ lora_a.t(), lora_b.t(), alpha=scaling)
+    out = torch.addmm(out, flat @ lora_a.t(), lora_b.t(), alpha=layer.scaling[adapter])
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
@@ -115,10 +114,9 @@ def plain_lora_layers(model: torch.nn.Module) -> Iterator[tuple[torch.nn.Module,
         name = adapters[0]
         if not isinstance(module.lora_dropout[name], torch.nn.Identity):
             continue
-        weight_a, weight_b = module.lora_A[name].weight, module.lora_B[name].weight
-        if weight_a.dtype != module.base_layer.weight.dtype:
+        if module.lora_A[name].weight.dtype != module.base_layer.weight.dtype:
             continue
-        yield module, partial(fused_lora_forward, module, weight_a, weight_b, module.scaling[name])
+        yield module, partial(fused_lora_forward, module, name)
 
 
 @contextmanager
