@@ -270,6 +270,11 @@ class ServeSettings(BaseModel, extra="forbid"):
         description="Run queued fine-tuning jobs and console builds in this server "
         "(turn off on all but one replica)",
     )
+    workspace: str | None = Field(
+        None,
+        description="Folder of the projects made in the web console, relative to this project; "
+        "none = .shoptalk/projects",
+    )
 
 
 class ShoptalkConfig(BaseModel, extra="forbid"):
