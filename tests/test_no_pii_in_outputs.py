@@ -11,6 +11,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -122,3 +123,54 @@ def test_a_stopping_error_is_printed_without_the_value(tmp_path, tiny_model):
     assert result.exit_code == 2, result.output
     assert "chats.jsonl:1" in result.output and "found 'customer <PHONE_1>'" in result.output
     assert not leaks(result.output), result.output
+
+
+# NER (data.pii.ner): names and addresses are guesses, not validated values, but once
+# found they must be as invisible as a phone number.
+NER_PLANTED = ["林志强", "湖滨南路256号", "Sarah Johnson", "55 Water Street"]
+
+
+def test_no_planted_name_or_address_in_any_output_with_ner(tmp_path, tiny_model):
+    spacy = pytest.importorskip("spacy")
+    pytest.importorskip("presidio_analyzer")
+    nlp = spacy.blank("en")  # a real pipeline that knows one name: no model to download
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": "Sarah Johnson"}])
+    nlp.to_disk(tmp_path / "en_ner")
+    root = write_project(tmp_path / "p", tiny_model)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text(encoding="utf-8"))
+    config["data"] |= {
+        "on_error": "skip",
+        "pii": {"ner": "auto", "ner_model": str(tmp_path / "en_ner")},
+    }
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    with (root / "faq.csv").open("a", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(
+            [
+                ("谁负责厦门门店？", "林志强负责，地址是厦门市思明区湖滨南路256号。"),
+                ("Who signs the contracts?", "Sarah Johnson signs them at 55 Water Street."),
+            ]
+        )
+    bad_roles = [  # malformed: error messages would quote the role
+        {"messages": [{"role": "客户林志强", "content": "你好"}]},
+        {"messages": [{"role": "customer Sarah Johnson", "content": "Hello"}]},
+    ]
+    with (root / "chats.jsonl").open("a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in bad_roles))
+
+    check = runner.invoke(app, ["data", "check", "--samples", "3", str(root)])
+    report = runner.invoke(app, ["data", "report", str(root)])
+
+    assert check.exit_code == 1 and "problem" in check.output, check.output
+    assert "'customer <PERSON_1>'" in check.output, "the malformed role is quoted, redacted"
+    assert report.exit_code == 0, report.output
+    texts = {"check": check.output, "report": report.output}
+    texts |= {
+        str(p.relative_to(root)): p.read_bytes().decode("utf-8", errors="replace")
+        for p in (root / ".shoptalk").rglob("*")
+        if p.is_file()
+    }
+    leaked = sorted(f"{where}: {v!r}" for where, t in texts.items() for v in NER_PLANTED if v in t)
+    assert not leaked, "planted values leaked:\n" + "\n".join(leaked)
+    (manifest,) = (root / ".shoptalk" / "datasets").glob("*/manifest.json")
+    found = json.loads(manifest.read_text(encoding="utf-8"))["pii_redacted"]
+    assert found.get("person", 0) >= 2 and found.get("address", 0) >= 2, found

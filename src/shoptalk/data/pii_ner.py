@@ -50,7 +50,7 @@ class Token(NamedTuple):
 
 # Words jieba tags `nr` that are rarely anyone's name in business text.
 NOT_NAMES = set(
-    "先生 女士 小姐 老师 经理 师傅 同学 阿姨 大爷 老板 总监 主任 客服 高达 金山 长城 支付宝".split()
+    "先生 女士 小姐 老师 经理 师傅 同学 阿姨 大爷 老板 总监 主任 客服 高达 金山 长城 支付宝 银行卡".split()
 )
 # Common single-character surnames: jieba often splits a name it does not know into
 # the surname and a given name it tags as a name ("林/nr 志强/nrfg").
@@ -87,6 +87,7 @@ EN_ADDRESS = re.compile(
     r"(?:\s+(?:North|South|East|West)\b)?"
     r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Room|#)\.?\s*#?\d+[A-Za-z]?\b)?"
 )
+STREET_TYPE_LAST = re.compile(rf"\b(?:{STREET_TYPES})\.?$")
 EN_TITLE_BEFORE = re.compile(r"(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s*$")
 
 
@@ -278,9 +279,20 @@ def presidio_entities(text: str, kinds: set[str], model: str) -> list[tuple[int,
     for result in analyzer(model).analyze(text=text, language="en", entities=entities):
         kind = PRESIDIO_KINDS[result.entity_type]
         start, end = result.start, result.end
+        value = text[start:end]
+        # "Oxford Road" tagged ORG is a road: the rule above decides about addresses.
+        if not plausible_name(value) or STREET_TYPE_LAST.search(value):
+            continue
         # "Mr. Smith": a surname with a title names no one by itself (as 王先生).
         one_word = " " not in text[start:end].strip()
         if kind == "person" and one_word and EN_TITLE_BEFORE.search(text, max(0, start - 6), start):
             continue
         spans.append((start, end, kind))
     return spans
+
+
+def plausible_name(value: str) -> bool:
+    """A small spaCy model also tags codes, acronyms and lowercase words as names
+    ("SKU-04472", "IBAN", "config"): a name starts with a capital and has no digits."""
+    one_acronym = value.isupper() and " " not in value
+    return value[:1].isupper() and not any(c.isdigit() for c in value) and not one_acronym
