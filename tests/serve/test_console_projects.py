@@ -11,12 +11,12 @@ import time
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from shoptalk.config import ServeSettings
 from shoptalk.project import Project
 from shoptalk.registry.db import connect
-from shoptalk.registry.jobs import BuildRow, add_missing_columns
+from shoptalk.registry.jobs import BuildRow, add_missing_columns, builds_of
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
 
@@ -189,3 +189,6 @@ def test_a_registry_from_before_projects_gets_the_column(tmp_path):
     add_missing_columns(sessions)  # once is enough; again is harmless
     with sessions() as session:
         assert session.get(BuildRow, "build-old").project_root is None
+        served = session.scalars(select(BuildRow.id).where(builds_of("/srv/a", served=True)))
+        made = session.scalars(select(BuildRow.id).where(builds_of("/srv/a/b", served=False)))
+        assert list(served) == ["build-old"] and list(made) == [], "older builds were the served project's"

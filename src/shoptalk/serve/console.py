@@ -37,6 +37,8 @@ def attach_console(app: FastAPI, project: Project, base_names: list[str]) -> Non
     add_missing_columns(sessions)
     app.state.jobs = JobsService(sessions, project.state / "files", base_names)
     app.state.workspace = Workspace.of(project, app.state.services.settings.workspace, sessions)
+    # The chat API's retrieval (`rag: true`, grounding.py) reads the served project's.
+    app.state.project = app.state.workspace.state_for(None)
     app.include_router(jobs_router)
     app.include_router(projects_router)
     app.include_router(project_router)
