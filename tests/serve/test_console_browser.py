@@ -124,6 +124,7 @@ def test_an_editor_sees_the_project_in_chinese(console_url):
 def test_a_viewer_reads_only_and_a_bad_key_is_sent_back_to_sign_in(console_url):
     viewer = rendered(f"{console_url}/test-sign-in/viewer/en")
     assert "Read only" in viewer and "Drop documents" not in viewer
+    assert "project-switch" in viewer and "New project" not in viewer, "viewers switch, never make"
     refused = rendered(f"{console_url}/test-sign-in/nobody/en")
     assert "API key (admin or editor" in refused and "Sign in" in refused
 
