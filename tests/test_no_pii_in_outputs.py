@@ -174,3 +174,19 @@ def test_no_planted_name_or_address_in_any_output_with_ner(tmp_path, tiny_model)
     (manifest,) = (root / ".shoptalk" / "datasets").glob("*/manifest.json")
     found = json.loads(manifest.read_text(encoding="utf-8"))["pii_redacted"]
     assert found.get("person", 0) >= 2 and found.get("address", 0) >= 2, found
+
+
+def test_a_stopping_error_is_printed_without_a_name_with_ner(tmp_path, tiny_model):
+    root = write_project(tmp_path / "p", tiny_model)  # on_error: stop, the default
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text(encoding="utf-8"))
+    config["data"]["pii"] = {"ner": "jieba"}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    bad = {"messages": [{"role": "客户林志强", "content": "你好"}]}
+    (root / "chats.jsonl").write_text(json.dumps(bad, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    result = runner.invoke(app, ["build", str(root)])
+
+    assert result.exit_code == 2, result.output
+    assert "chats.jsonl:1" in result.output and "'客户<PERSON_1>'" in result.output
+    written = [p.read_text(errors="replace") for p in root.joinpath(".shoptalk").rglob("*.log")]
+    assert not [t for t in [result.output, *written] if "林志强" in t]

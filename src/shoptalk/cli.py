@@ -42,12 +42,14 @@ def setup_logging(folder: Path) -> None:
     root.handlers = [handler]
 
 
-def fail(exc: ShoptalkError) -> None:
+def fail(exc: ShoptalkError, project=None) -> None:
     from shoptalk.data.pii import redact
 
-    # An error may quote a source's cell or field: never print personal data.
+    # An error may quote a source's cell or field: never print personal data (with
+    # the project's own detectors, names included, once its config has been read).
+    settings = project.config.data.pii if project is not None else None
     err_console.print(
-        f"[bold red]error:[/] {redact(str(exc)).text}", highlight=False, soft_wrap=True
+        f"[bold red]error:[/] {redact(str(exc), settings).text}", highlight=False, soft_wrap=True
     )
     raise typer.Exit(2)
 
@@ -95,10 +97,12 @@ def build(
     from shoptalk.build import build as run_build
     from shoptalk.eval.scorecard import render_table
 
+    project = None
     try:
-        result = run_build(open_project(project_dir), say=console.print, stop_after=stop_after)
+        project = open_project(project_dir)
+        result = run_build(project, say=console.print, stop_after=stop_after)
     except ShoptalkError as exc:
-        fail(exc)
+        fail(exc, project)
     if result.scorecard is not None:
         console.print(render_table(result.scorecard))
     if result.gate is not None and not result.gate.passed:
@@ -304,11 +308,12 @@ def data_check(
     """List every problem in every source at once; show examples as the model sees them."""
     from shoptalk.data.check import check_sources
 
+    project = None
     try:
         project = open_project(project_dir)
         result = check_sources(project, samples, render=samples > 0)
     except ShoptalkError as exc:
-        fail(exc)
+        fail(exc, project)
     for name, count in result.counts.items():
         console.print(f"{count:>7}  {name}")
     for text in result.samples:
@@ -330,10 +335,12 @@ def data_report(project_dir: ProjectDir) -> None:
     """Write the data report (HTML + JSON): what went in, what was filtered and why, what changed."""
     from shoptalk.data.report import write_report
 
+    project = None
     try:
-        json_path, html_path = write_report(open_project(project_dir), say=console.print)
+        project = open_project(project_dir)
+        json_path, html_path = write_report(project, say=console.print)
     except ShoptalkError as exc:
-        fail(exc)
+        fail(exc, project)
     console.print(f"wrote {html_path}\nwrote {json_path}", highlight=False, soft_wrap=True)
 
 
