@@ -10,7 +10,9 @@ Spans found here never override a validated one: they only fill the gaps.
   "names" are dropped (a surname with 先生/女士 names no one by itself), and so
   are a few words jieba often takes for names.
 - Other text goes through Presidio with a spaCy pipeline (the `ner` extra);
-  spaCy's own PERSON and ORG labels. Place names (GPE/LOC) are not kept.
+  spaCy's own PERSON and ORG labels. Place names (GPE/LOC) are not kept. A text
+  with any Chinese character is left to jieba, so an English name inside a
+  Chinese sentence is not found.
 - Addresses are found by rule in both languages, because a place name alone is
   not personal data but a house number is: a road/street with a number (路/街/
   大道 + 号; "742 Evergreen Terrace"), with the divisions written right before it
@@ -69,7 +71,7 @@ ORG_SUFFIXES = tuple(
 # Word classes that can be part of a name-like run (nouns, names, places, abbreviations).
 NAME_LIKE = {"n", "nr", "nrt", "nrfg", "ns", "nt", "nz", "j", "eng", "vn", "an"}
 # Words that end a run going left even though they are nouns.
-ADDRESS_STOP = set("地址 住址 收货地址 地点 办公地点 房子 家 我家 旧址 总部 工厂 仓库".split())
+RUN_STOP = set("地址 住址 收货地址 地点 办公地点 房子 家 我家 旧址 总部 工厂 仓库".split())
 ROAD_NUMBER = re.compile(
     r"(?:路|街|大街|大道|巷|弄|胡同|道)(?:[一二三四五六七八九十]+段)?\d+号(?!楼)"
 )
@@ -205,7 +207,7 @@ def extend_left(tokens: list[Token], i: int, max_chars: int) -> int:
     first, length = i, len(tokens[i].word)
     while first > 0:
         prev = tokens[first - 1]
-        if prev.flag not in NAME_LIKE or prev.word in ADDRESS_STOP or not CJK.search(prev.word):
+        if prev.flag not in NAME_LIKE or prev.word in RUN_STOP or not CJK.search(prev.word):
             break
         if length + len(prev.word) > max_chars:
             break
@@ -217,8 +219,8 @@ def chinese_addresses(text: str, tokens: list[Token]) -> list[tuple[int, int, st
     spans = []
     for pattern in (ROAD_NUMBER, COMPOUND_NUMBER):
         for m in pattern.finditer(text):
-            i = next(k for k, t in enumerate(tokens) if t.start <= m.start() < t.end)
-            start = tokens[extend_left(tokens, i, max_chars=24)].start
+            i = next((k for k, t in enumerate(tokens) if t.start <= m.start() < t.end), None)
+            start = m.start() if i is None else tokens[extend_left(tokens, i, max_chars=24)].start
             tail = UNIT_TAIL.match(text, m.end())
             spans.append((start, tail.end() if tail else m.end(), "address"))
     return spans
@@ -280,11 +282,11 @@ def presidio_entities(text: str, kinds: set[str], model: str) -> list[tuple[int,
         kind = PRESIDIO_KINDS[result.entity_type]
         start, end = result.start, result.end
         value = text[start:end]
-        # "Oxford Road" tagged ORG is a road: the rule above decides about addresses.
+        # "Oxford Road" tagged ORG is a road: EN_ADDRESS decides what is an address.
         if not plausible_name(value) or STREET_TYPE_LAST.search(value):
             continue
         # "Mr. Smith": a surname with a title names no one by itself (as 王先生).
-        one_word = " " not in text[start:end].strip()
+        one_word = " " not in value.strip()
         if kind == "person" and one_word and EN_TITLE_BEFORE.search(text, max(0, start - 6), start):
             continue
         spans.append((start, end, kind))
