@@ -206,3 +206,15 @@ def test_chinese_and_address_scores_on_the_labelled_set_stay_at_the_recorded_lev
             labelled + len(gold),
         )
     assert true_pos / found >= 0.85 and true_pos / labelled >= 0.85
+
+
+def test_untouched_ner_settings_leave_the_dataset_hash_as_it_was():
+    # The settings as dumped before NER existed: a project that does not turn NER on
+    # must not rebuild its dataset (and retrain) after an upgrade.
+    before = '{"email":true,"phone":true,"cn_id":true,"bank_card":true,"iban":true,"ip":true,'
+    before += '"passport":true,"url_credentials":true,"secret":true,"allow":[]}'
+
+    assert PiiSettings().model_dump_json() == before
+    on = PiiSettings(ner="jieba", org=True)
+    assert PiiSettings.model_validate(on.model_dump()) == on
+    assert on.model_dump_json() != before

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from shoptalk.records import Conversation
 
@@ -90,6 +90,20 @@ class PiiSettings(BaseModel, extra="forbid"):
         description="Values never redacted, e.g. the organization's public contacts: "
         "'@acme.example' keeps every address at that domain, '1-800-555-0100' that number",
     )
+
+    @model_serializer(mode="wrap")
+    def _without_ner_defaults(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # Datasets are addressed by a hash of their settings: with NER untouched they
+        # must hash as before these fields existed, or every project would retrain.
+        fields = type(self).model_fields
+        return {
+            k: v
+            for k, v in handler(self).items()
+            if k not in NER_SETTINGS or v != fields[k].get_default()
+        }
+
+
+NER_SETTINGS = ("ner", "ner_model", "person", "org", "address")
 
 
 class Span(BaseModel, frozen=True):
