@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from shoptalk.build import prepare_dataset
 from shoptalk.cli import app
 from shoptalk.config import TrainSettings
-from shoptalk.errors import ConfigError
+from shoptalk.errors import ConfigError, ShoptalkError
 from shoptalk.project import Project
+from shoptalk.train import checkpoint
 from shoptalk.train.distributed import Processes
 from shoptalk.train.sharding import choose, from_launcher
 
@@ -64,6 +65,19 @@ def test_the_setting_wins_over_the_launcher_and_one_process_shards_nothing():
     assert choose(TrainSettings(sharding="fsdp"), Processes(), {}) == "none"
     with pytest.raises(ConfigError, match="qlora.*cannot be sharded"):
         choose(TrainSettings(sharding="fsdp", method="qlora"), TWO, {})
+
+
+def test_a_sharded_checkpoint_is_not_resumed_unsharded(tmp_path):
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(layer.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    trainable = checkpoint.Trainable(dict(layer.named_parameters()), optimizer)
+    saved = checkpoint.save(tmp_path, 3, trainable, scheduler, keep=1)
+    assert checkpoint.restore(saved, trainable, scheduler) == 3
+    state = torch.load(saved / "state.pt", weights_only=False)
+    torch.save(state | {"sharded": True}, saved / "state.pt")
+    with pytest.raises(ShoptalkError, match="written by a sharded .FSDP. run.*same train.sharding"):
+        checkpoint.restore(saved, trainable, scheduler)
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -35,6 +35,9 @@ from shoptalk.errors import ConfigError
 from shoptalk.train.checkpoint import Trainable
 from shoptalk.train.distributed import Processes
 from shoptalk.train.loss import LabelledLoss, decoder_and_head
+
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,8 @@ def is_sharded(module: torch.nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
-def _options(**kwargs: bool):
+def _options(**kwargs: bool) -> StateDictOptions:
+    """Full tensors, not shards: what checkpoints and the final model hold."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     return StateDictOptions(full_state_dict=True, **kwargs)
