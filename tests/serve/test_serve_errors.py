@@ -146,3 +146,20 @@ def test_cors_is_closed_by_default(served):
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
     )
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_when_opened_allows_the_consoles_project_header(tiny_model: Path, tmp_path: Path):
+    """A console served from another origin edits projects (PATCH) and names them in a header."""
+    with serving(tmp_path, model_dir=tiny_model, cors_origins=["https://console.example"]) as s:
+        response = httpx.options(
+            s.url + "/v1/project",
+            headers={
+                "Origin": "https://console.example",
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": "authorization, x-shoptalk-project",
+            },
+        )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://console.example"
+    assert "PATCH" in response.headers["access-control-allow-methods"]
+    assert "x-shoptalk-project" in response.headers["access-control-allow-headers"].lower()

@@ -101,8 +101,9 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            # The console names the project it works on in X-Shoptalk-Project.
+            allow_headers=["Authorization", "Content-Type", "X-Shoptalk-Project"],
         )
     from shoptalk.serve.admin import router as admin_router
 
