@@ -52,6 +52,7 @@ class Observation:
     last_logits: torch.Tensor  # [prompts, vocab]: the first generated position
     outputs: list[list[int]]  # greedy continuation, cut after the first stop token
     decoded: list[str]
+    margins: list[list[float]]  # top-1 minus top-2 logit at each generated token
 
 
 @dataclass
@@ -68,6 +69,8 @@ class ParityResult:
     prompts: list[str] = field(default_factory=list)
     reference: list[str] = field(default_factory=list)
     exported: list[str] = field(default_factory=list)
+    # Per prompt whose answer differs: (first differing token, reference's top-2 margin there).
+    divergences: dict[int, tuple[int, float | None]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -93,6 +96,7 @@ def observe(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     logits: list[torch.Tensor] = []
     outputs: list[list[int]] = []
+    margins: list[list[float]] = []
     model.eval()
     device = next(model.parameters()).device
     for start in range(0, len(ids), batch_size):
@@ -112,9 +116,13 @@ def observe(
                 return_dict_in_generate=True,
             )
         logits.append(out.logits[0].float().cpu())
-        outputs += [cut_at_stop(row[width:].tolist(), stops) for row in out.sequences]
+        cut = [cut_at_stop(row[width:].tolist(), stops) for row in out.sequences]
+        top2 = torch.stack([step.float().topk(2, dim=-1).values for step in out.logits], dim=1)
+        gaps = (top2[..., 0] - top2[..., 1]).cpu().tolist()
+        margins += [gap[: len(c)] for gap, c in zip(gaps, cut, strict=True)]
+        outputs += cut
     decoded = [tokenizer.decode(o, skip_special_tokens=True).strip() for o in outputs]
-    return Observation(texts, ids, sorted(stops), torch.cat(logits), outputs, decoded)
+    return Observation(texts, ids, sorted(stops), torch.cat(logits), outputs, decoded, margins)
 
 
 def cut_at_stop(ids: list[int], stops: list[int]) -> list[int]:
@@ -145,20 +153,38 @@ def compare(
     ]
     same = sum(a == b for a, b in zip(reference.outputs, exported.outputs, strict=True))
     rate = same / n if n else 1.0
-    checks.append(
-        Check(
-            "greedy outputs",
-            rate >= greedy_bar,
-            f"{same}/{n} identical ({rate:.0%}; required {greedy_bar:.0%})",
+    divergences = {
+        i: first_difference(reference, exported, i)
+        for i in range(n)
+        if reference.outputs[i] != exported.outputs[i]
+    }
+    detail = f"{same}/{n} identical ({rate:.0%}; required {greedy_bar:.0%})"
+    gaps = [m for _, m in divergences.values() if m is not None]
+    if gaps:
+        # A flip where the reference itself nearly tied is rounding; a wide margin is a bug.
+        detail += (
+            f"; the reference's top-2 logit margin where they first differ: max {max(gaps):.3g}"
         )
-    )
+    checks.append(Check("greedy outputs", rate >= greedy_bar, detail))
     return ParityResult(
         artifact,
         checks,
         prompts=list(reference.texts),
         reference=reference.decoded,
         exported=exported.decoded,
+        divergences=divergences,
     )
+
+
+def first_difference(
+    reference: Observation, exported: Observation, i: int
+) -> tuple[int, float | None]:
+    """Prompt i's first differing token and the reference's top-2 logit margin there."""
+    ours, theirs = reference.outputs[i], exported.outputs[i]
+    pairs = enumerate(zip(ours, theirs, strict=False))
+    k = next((j for j, (x, y) in pairs if x != y), min(len(ours), len(theirs)))
+    margins = reference.margins[i]
+    return k, (margins[k] if k < len(margins) else None)
 
 
 def _same_items(name: str, a: list, b: list, what: str) -> Check:

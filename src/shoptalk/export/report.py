@@ -38,13 +38,17 @@ def render_text(result: ParityResult, model_id: str) -> str:
     ]
     lines += ["", f"Answers that differ: {len(differing)} of {len(result.prompts)}"]
     for i in differing[:SHOWN_ROWS]:
-        lines += [
-            "",
-            f"--- prompt {i + 1}",
-            result.prompts[i].rstrip(),
-            f"reference> {result.reference[i]}",
-            f"export>    {result.exported[i]}",
-        ]
+        lines += ["", f"--- prompt {i + 1}{where(result, i)}", result.prompts[i].rstrip()]
+        lines += [f"reference> {result.reference[i]}", f"export>    {result.exported[i]}"]
     if len(differing) > SHOWN_ROWS:
         lines.append(f"... and {len(differing) - SHOWN_ROWS} more (see parity.json)")
     return "\n".join(lines) + "\n"
+
+
+def where(result: ParityResult, i: int) -> str:
+    """Where prompt i's answers part, and how close the reference's own choice was there."""
+    if i not in result.divergences:
+        return ""
+    k, margin = result.divergences[i]
+    gap = f", the reference's top-2 logit margin there {margin:.3g}" if margin is not None else ""
+    return f" (first different token: {k + 1}{gap})"
