@@ -202,7 +202,9 @@ def _embed(
     for i, key in enumerate(keys):
         if key not in known:
             first_row.setdefault(key, i)
-    missing = list(first_row.values())
+    # Like-length texts batched together pad least: sentence-transformers sorts only
+    # within one call, and a document's short last chunks would pad to a full one.
+    missing = sorted(first_row.values(), key=lambda i: len(texts[i]), reverse=True)
     # An up-to-date index takes its width from the stored vectors: no model is loaded.
     width = old.vectors.shape[1] if old is not None and not missing else embedder.dimensions
     vectors = np.zeros((len(chunks), width), dtype=np.float32)
