@@ -1,25 +1,24 @@
 """Keys and audit on a real PostgreSQL; limits shared by two replicas through a real Redis.
 
-Each server is started from Debian's packages (postgresql, redis-server) on
-127.0.0.1 on a free port in a temporary folder, and stopped after the tests.
+Each server (PostgreSQL from tests/postgres_server.py, Debian's redis-server) runs on
+127.0.0.1 on a free port in a temporary folder and is stopped after the tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from postgres_server import find_postgres, free_port, running_postgres
 from typer.testing import CliRunner
 
 from shoptalk.cli import app as cli
@@ -31,14 +30,6 @@ from shoptalk.serve.auth import Principal
 from shoptalk.serve.errors import ApiError, api_error_handler
 from shoptalk.serve.limits import Calendar, RedisLimiter
 from shoptalk.serve.services import build_services
-
-PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, seconds: float = 20.0) -> None:
@@ -53,39 +44,11 @@ def wait_for_port(port: int, seconds: float = 20.0) -> None:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    if not PG_BINS:
+    bin_dir = find_postgres()
+    if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
-    bin_dir = PG_BINS[-1].parent
-    # PostgreSQL refuses to run as root: run it as the package's `postgres` user
-    # in a folder that user owns.
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    folder = Path(tempfile.mkdtemp(prefix="shoptalk-pg-"))
-    if as_postgres:
-        shutil.chown(folder, "postgres", "postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run(
-        [
-            *as_postgres,
-            bin_dir / "initdb",
-            "-D",
-            data,
-            "-U",
-            "shoptalk",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-h 127.0.0.1 -p {port} -k {folder}"
-    ctl = [*as_postgres, bin_dir / "pg_ctl", "-D", data, "-l", folder / "log"]
-    subprocess.run([*ctl, "-o", options, "-w", "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://shoptalk@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*ctl, "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+    with running_postgres(bin_dir) as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @pytest.fixture(scope="module")
