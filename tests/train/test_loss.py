@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from shoptalk.records import Conversation, Message
 from shoptalk.train import loss as loss_module
-from shoptalk.train.loss import labelled_loss
+from shoptalk.train.loss import is_plain_linear, labelled_loss
 from shoptalk.train.packing import collate, pack
 from shoptalk.train.render import encode_conversation
 from shoptalk.train.speed import fast_forward, segment_lengths
@@ -123,3 +123,34 @@ def test_lora_with_dropout_keeps_peft_forward(tiny_model, dropout):
     lora_layers = [m for m in model.modules() if isinstance(m, LoraLinear)]
     with fast_forward(model):
         assert not any("forward" in vars(m) for m in lora_layers)
+
+
+def test_head_gradient_matches_when_the_output_layer_trains(tiny_model, monkeypatch):
+    """Full fine-tuning trains the (tied) output layer: its gradient comes from the fused loss too."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    batch = packed_batch(tokenizer)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).train()
+
+    reference_loss(model, batch).backward()
+    expected = lora_grads(model)
+    monkeypatch.setattr(loss_module, "CHUNK_TOKENS", 5)
+    total, _ = labelled_loss(model, batch)
+    (total * 0.5).backward()  # the fused gradient follows the scale of what is backpropagated
+    got = lora_grads(model)
+
+    assert is_plain_linear(model.get_output_embeddings())
+    head = model.get_output_embeddings().weight
+    assert head.requires_grad and any(p is head for p in model.parameters())
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name] * 0.5, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_no_gradient_work_without_autograd(tiny_model):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    batch = packed_batch(tokenizer)
+    model = lora_model(tiny_model)
+    with torch.no_grad():
+        total, _ = labelled_loss(model, batch)
+    assert not total.requires_grad
+    torch.testing.assert_close(total, reference_loss(model, batch).detach(), rtol=1e-5, atol=1e-4)

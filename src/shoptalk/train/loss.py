@@ -5,6 +5,9 @@ The output layer of a small model is a large share of its FLOPs (SmolLM2's
 Running it only at labelled positions skips the prompt and padding tokens, and
 chunking bounds the logits held at once. This is why we call the decoder and
 the head ourselves instead of `model(..., labels=...)`.
+
+When training, `HeadCrossEntropy` also makes the loss's gradient while each
+chunk's logits exist, so no logits outlive their chunk.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def labelled_loss(
     keep = targets != IGNORE
     hidden = hidden[:, :-1][keep]
     targets = targets[keep]
+    if torch.is_grad_enabled() and is_plain_linear(head):
+        return HeadCrossEntropy.apply(hidden, head.weight, targets), int(targets.numel())
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, targets.numel(), CHUNK_TOKENS):
         logits = head(hidden[start : start + CHUNK_TOKENS]).float()
@@ -51,6 +56,70 @@ def labelled_loss(
             logits, targets[start : start + CHUNK_TOKENS], reduction="sum"
         )
     return total, int(targets.numel())
+
+
+def is_plain_linear(head: torch.nn.Module) -> bool:
+    """An output layer that is exactly `hidden @ weight.T` (no bias, no adapter, no hooks)."""
+    return (
+        type(head) is torch.nn.Linear
+        and head.bias is None
+        and not head._forward_hooks
+        and not head._forward_pre_hooks
+    )
+
+
+class HeadCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of `hidden @ weight.T` against `targets`, its gradient made in forward.
+
+    The loss ends the graph, so the gradient of each chunk's logits, softmax
+    minus one-hot, is known as soon as the logits are. Making it there, in
+    place, replaces log-softmax's backward and the zero-filled full-vocabulary
+    gradient buffer of the stock path, and frees each chunk's logits at once
+    (on SmolLM2 that is a 49k-wide tensor per labelled token). Liger-Kernel
+    does this on GPUs with Triton kernels; no library does it on a CPU.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> torch.Tensor:
+        want_hidden, want_weight = ctx.needs_input_grad[:2]
+        grad_hidden = torch.empty_like(hidden) if want_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, targets.numel(), CHUNK_TOKENS):
+            part = hidden[start : start + CHUNK_TOKENS]
+            picked = targets[start : start + CHUNK_TOKENS]
+            logits = F.linear(part, weight).float()
+            log_probs = torch.log_softmax(logits, dim=-1)
+            del logits
+            rows = torch.arange(picked.numel(), device=picked.device)
+            total = total - log_probs[rows, picked].sum()
+            grad = log_probs.exp_()
+            grad[rows, picked] -= 1
+            if grad_hidden is not None:
+                grad_hidden[start : start + CHUNK_TOKENS] = (grad.to(weight.dtype) @ weight).to(
+                    hidden.dtype
+                )
+            if grad_weight is not None:
+                grad_weight.addmm_(grad.t(), part.float())
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_total: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return (
+            None if grad_hidden is None else grad_hidden * grad_total.to(grad_hidden.dtype),
+            None if grad_weight is None else (grad_weight * grad_total).to(ctx.weight_dtype),
+            None,
+        )
 
 
 class LabelledLoss(torch.nn.Module):

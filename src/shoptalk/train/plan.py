@@ -24,7 +24,7 @@ import torch
 from pydantic import BaseModel
 
 from shoptalk.config import TrainSettings
-from shoptalk.train.loss import decoder_and_head
+from shoptalk.train.loss import CHUNK_TOKENS, decoder_and_head
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +232,9 @@ def estimate_memory(
         activations = tokens_per_step * grad_layers * per_token_layer
     labelled = tokens_per_step * data.labelled_tokens / max(1, data.tokens)
     vocab = model.head_params // max(1, model.hidden)
-    # Each labelled position's logits and their log-softmax stay alive until backward.
-    logits = int(labelled * vocab * 4 * 2)
+    # The loss makes its gradient chunk by chunk (train/loss.py): one chunk's logits and
+    # log-probabilities exist at a time, and a hidden-state gradient per labelled position.
+    logits = int(min(labelled, CHUNK_TOKENS) * vocab * 4 * 2 + labelled * model.hidden * 4)
     shards = processes if sharding != "none" else 1
     weights = model.total_params * 4
     if sharding == "fsdp":
