@@ -1,8 +1,10 @@
 """Round trip on the real default model: export to HF and GGUF f16, reload both,
 greedy answers to the example's held-out questions identical to the model in memory.
 
-The "run" is the untrained SmolLM2 base with a small random LoRA adapter, so the
-merge changes real weights; training itself is tested elsewhere.
+The "run" is what the default method (full fine-tuning of the top layers) leaves:
+SmolLM2 with its top 16 layers moved off the base weights, saved by training's own
+`save_final` (float16, the numbers an f16 GGUF holds). Training itself, and LoRA
+merging, are tested elsewhere.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from shoptalk.export.gguf import converter_dir
 from shoptalk.export.run import export_model
 from shoptalk.project import Project
 from shoptalk.registry.models import get_model, open_registry
+from shoptalk.train.sft import save_final
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kestrel"
-RUN_ID = "run-smollm2lora01"
+RUN_ID = "run-smollm2full01"
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,7 +39,6 @@ pytestmark = [
 @pytest.fixture
 def example_project(tmp_path: Path) -> Project:
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from shoptalk.models import resolve_base_model
@@ -51,15 +53,12 @@ def example_project(tmp_path: Path) -> Project:
     project = Project.open(root)
     run = RunArtifact(path=project.runs / RUN_ID, run_id=RUN_ID)
     torch.manual_seed(0)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"]),
-    )
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=2e-3)
-    model.save_pretrained(run.final)
-    AutoTokenizer.from_pretrained(base).save_pretrained(run.final)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    with torch.no_grad():
+        for layer in model.model.layers[-16:]:
+            for param in layer.parameters():
+                param.add_(torch.randn_like(param) * 2e-3)
+    save_final(model, AutoTokenizer.from_pretrained(base), run.final)
     write_json(run.path / "card.json", {"base_model": "default", "base_path": base})
     project.promote(run)
     return project
@@ -81,8 +80,8 @@ def test_default_model_hf_and_gguf_round_trip(example_project: Project) -> None:
         report = json.loads((Path(export.path) / "parity.json").read_text())
         assert report["passed"], (Path(export.path) / "parity.txt").read_text()
         assert len(report["prompts"]) == 25  # 5 fixed prompts + 20 held-out questions
-    hf = json.loads((Path(exports["hf"].path) / "parity.json").read_text())
-    assert hf["exported"] == hf["reference"]
-    # f16 rounding flipped one near-tie token in 1 of 25 answers on the last run
-    # (bench/RESULTS.md); the GGUF bar is the parity check's 95%, asserted above.
+    # Identical answers from both: the f16 GGUF holds exactly the tested weights.
+    for export in exports.values():
+        report = json.loads((Path(export.path) / "parity.json").read_text())
+        assert report["exported"] == report["reference"], export.format
     assert Path(exports["gguf"].path, "model-f16.gguf").stat().st_size > 200e6

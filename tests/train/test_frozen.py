@@ -37,6 +37,7 @@ def test_only_the_top_layers_change(tmp_path, tiny_model):
     before = load_file(tiny_model / "model.safetensors")
     (run,) = project.runs.iterdir()
     after = load_file(run / "final" / "model.safetensors")
-    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    # Final weights are saved in float16 (train/sft.py `as_float16`).
+    changed = {name for name in before if not torch.equal(before[name].half(), after[name])}
     assert changed, "the top layer learned something"
     assert all(name.startswith("model.layers.1.") for name in changed), sorted(changed)

@@ -415,13 +415,42 @@ def save_final(
     target: Path,
     full_weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Save the model (its weights, or `full_weights` gathered from a sharded one) and tokenizer."""
+    """Save the model (its weights, or `full_weights` gathered from a sharded one) and tokenizer.
+
+    Full weights are saved in 16 bits (an adapter as it trained): see `as_float16`.
+    """
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=full_weights)
+    is_adapter = hasattr(model, "peft_config")
+    state = full_weights if is_adapter else as_float16(full_weights or model.state_dict())
+    model.save_pretrained(tmp, state_dict=state)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+
+
+def as_float16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fp32 weights rounded to float16, the type of an f16 GGUF or Ollama export.
+
+    The scorecard then tests exactly the numbers an f16 export holds, so the
+    export's parity check can ask for identical answers (export/parity.py);
+    kept in fp32, a rounding step at export flipped near-tied greedy tokens in
+    4 of 160 answers. A tensor outside float16's range stays fp32; bf16 (GPU
+    training) is already 16 bits. Tied tensors stay one tensor.
+    """
+    rounded: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        if t.dtype != torch.float32 or not t.numel():
+            return t
+        if t.abs().max() > torch.finfo(torch.float16).max:
+            return t
+        key = (t.data_ptr(), tuple(t.shape))
+        if key not in rounded:
+            rounded[key] = t.detach().to(torch.float16)
+        return rounded[key]
+
+    return {name: cast(t) for name, t in state.items()}
 
 
 def card(
