@@ -146,7 +146,7 @@ def test_head_gradient_matches_when_the_output_layer_trains(tiny_model, monkeypa
         torch.testing.assert_close(got[name], expected[name] * 0.5, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_no_gradient_work_without_autograd(tiny_model):
+def test_loss_without_autograd_matches_transformers(tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     batch = packed_batch(tokenizer)
     model = lora_model(tiny_model)
