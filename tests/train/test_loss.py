@@ -13,6 +13,7 @@ from shoptalk.train import loss as loss_module
 from shoptalk.train.loss import is_plain_linear, labelled_loss
 from shoptalk.train.packing import collate, pack
 from shoptalk.train.render import encode_conversation
+from shoptalk.train.speed import LoraLinear as FusedLoraLinear
 from shoptalk.train.speed import fast_forward, segment_lengths
 
 CHATS = [
@@ -154,3 +155,31 @@ def test_loss_without_autograd_matches_transformers(tiny_model):
         total, _ = labelled_loss(model, batch)
     assert not total.requires_grad
     torch.testing.assert_close(total, reference_loss(model, batch).detach(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_fused_lora_linear_matches_autograd(with_bias):
+    """Output and every gradient (input, frozen or trained weight, bias, A, B) as autograd's."""
+    torch.manual_seed(0)
+    x = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True) if with_bias else None
+    lora_a = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    lora_b = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    inputs = (x, weight, bias, lora_a, lora_b)
+    grad = torch.randn(7, 6, dtype=torch.float64)
+
+    def gradients(f) -> list[torch.Tensor]:
+        out = f()
+        wanted = [t for t in inputs if t is not None]
+        return [out.detach(), *torch.autograd.grad(out, wanted, grad)]
+
+    stock = gradients(
+        lambda: torch.nn.functional.linear(x, weight, bias) + 1.5 * (x @ lora_a.t()) @ lora_b.t()
+    )
+    fused = gradients(lambda: FusedLoraLinear.apply(x, weight, bias, lora_a, lora_b, 1.5))
+    for a, b in zip(stock, fused, strict=True):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(
+        lambda *t: FusedLoraLinear.apply(*t, 1.5), inputs, check_undefined_grad=False
+    )

@@ -2,9 +2,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from shoptalk.records import Conversation, Message
-from shoptalk.train.loss import labelled_loss
-from shoptalk.train.packing import batches, collate, pack
-from shoptalk.train.render import IGNORE, encode_conversation
+from shoptalk.train.loss import labelled_loss, model_batch
+from shoptalk.train.packing import batches, collate, end_to_end, pack
+from shoptalk.train.render import IGNORE, encode_conversation, encode_text
 
 QUESTIONS = [
     ("What is the claim window?", "The claim window is 47 days from delivery."),
@@ -54,6 +54,33 @@ def test_packed_and_unpacked_loss_are_equal(tiny_model):
         ]
     assert packed_n == sum(n for _, n in single)
     torch.testing.assert_close(packed_sum, sum(s for s, _ in single), rtol=1e-5, atol=1e-4)
+
+
+def test_rows_end_to_end_give_the_padded_loss_without_padding(tiny_model):
+    """Text examples are labelled from their first token: packed, no example predicts the next."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    texts = [
+        "The claim window is 47 days.",
+        "Ingrid Solberg runs the Oslo depot.",
+        "退货期限是75天。",
+    ]
+    examples = [encode_text(tokenizer, t) for t in texts]
+    examples += [encode_conversation(tokenizer, c, "") for c in conversations()]
+    rows = pack(examples, max_len=40)
+    assert len(rows) > 1 and len({len(r.input_ids) for r in rows}) > 1
+    flat = end_to_end(rows)
+    assert flat["input_ids"].shape == (1, sum(len(r.input_ids) for r in rows))
+    assert model_batch(model, rows, tokenizer.pad_token_id).keys() == flat.keys()
+    with torch.no_grad():
+        flat_sum, flat_n = labelled_loss(model, flat)
+        padded_sum, padded_n = labelled_loss(model, collate(rows, tokenizer.pad_token_id))
+        single = [
+            labelled_loss(model, collate(pack([e], 40), tokenizer.pad_token_id)) for e in examples
+        ]
+    assert flat_n == padded_n == sum(n for _, n in single)
+    torch.testing.assert_close(flat_sum, padded_sum, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(flat_sum, sum(s for s, _ in single), rtol=1e-5, atol=1e-4)
 
 
 def test_batches_are_seeded_and_cover_every_row(tiny_model):

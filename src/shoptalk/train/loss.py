@@ -15,8 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from shoptalk.train.packing import Row, collate, end_to_end
 from shoptalk.train.render import IGNORE
-from shoptalk.train.speed import fast_forward
+from shoptalk.train.speed import borders_from_positions, fast_forward
 
 CHUNK_TOKENS = 1024
 
@@ -25,6 +26,12 @@ def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     """The transformer body and output layer of a (possibly PEFT-wrapped) causal LM."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return getattr(base, base.base_model_prefix), base.get_output_embeddings()
+
+
+def model_batch(model: torch.nn.Module, rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows as `labelled_loss` takes them: end to end if attention needs no mask, else padded."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return end_to_end(rows) if borders_from_positions(base.config) else collate(rows, pad_id)
 
 
 def labelled_loss(
@@ -44,7 +51,9 @@ def labelled_loss(
             **inputs, position_ids=batch["position_ids"], use_cache=False
         ).last_hidden_state
     targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE
+    # The first token of a packed example follows another example's last one;
+    # like the first token of an unpacked row, it is no one's target.
+    keep = (targets != IGNORE) & (batch["position_ids"][:, 1:] != 0)
     hidden = hidden[:, :-1][keep]
     targets = targets[keep]
     if torch.is_grad_enabled() and is_plain_linear(head):
@@ -90,17 +99,27 @@ class HeadCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden) if want_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
         total = hidden.new_zeros((), dtype=torch.float32)
+        # One logits buffer for all chunks, every step in place: a fresh 200 MB
+        # tensor per chunk and per log-softmax cost their page faults each time.
+        size = (min(CHUNK_TOKENS, targets.numel()), weight.shape[0])
+        buffer = torch.empty(size, dtype=torch.float32, device=hidden.device)
+        fp32 = hidden.dtype == weight.dtype == torch.float32
         for start in range(0, targets.numel(), CHUNK_TOKENS):
             part = hidden[start : start + CHUNK_TOKENS]
             picked = targets[start : start + CHUNK_TOKENS]
-            logits = F.linear(part, weight).float()
-            log_probs = torch.log_softmax(logits, dim=-1)
-            del logits
+            log_probs = buffer[: picked.numel()]
+            if fp32:
+                torch.mm(part, weight.t(), out=log_probs)
+            else:
+                log_probs.copy_(F.linear(part, weight))
+            torch.log_softmax(log_probs, dim=-1, out=log_probs)
             rows = torch.arange(picked.numel(), device=picked.device)
             total = total - log_probs[rows, picked].sum()
             grad = log_probs.exp_()
             grad[rows, picked] -= 1
-            if grad_hidden is not None:
+            if grad_hidden is not None and fp32:
+                torch.mm(grad, weight, out=grad_hidden[start : start + CHUNK_TOKENS])
+            elif grad_hidden is not None:
                 grad_hidden[start : start + CHUNK_TOKENS] = (grad.to(weight.dtype) @ weight).to(
                     hidden.dtype
                 )

@@ -41,9 +41,9 @@ from shoptalk.train.frozen import (
     check_equivalence,
     only_layers,
 )
-from shoptalk.train.loss import LabelledLoss
+from shoptalk.train.loss import LabelledLoss, model_batch
 from shoptalk.train.methods import attach_method, load_for_method
-from shoptalk.train.packing import Row, batches, collate, pack, truncate
+from shoptalk.train.packing import Row, batches, pack, truncate
 from shoptalk.train.plan import DataShape, TrainPlan, detect_hardware, make_plan, model_shape
 from shoptalk.train.plot import LossPlot
 from shoptalk.train.progress import TrainProgress
@@ -355,8 +355,8 @@ def train_step(
 
     Returns the rows' mean loss and their tokens.
     """
-    batch = {k: v.to(device) for k, v in collate(rows, tokenizer.pad_token_id).items()}
-    total, count = loss_fn(batch)
+    batch = model_batch(loss_fn.model, rows, tokenizer.pad_token_id)
+    total, count = loss_fn({k: v.to(device) for k, v in batch.items()})
     (total / divisor).backward()
     return float(total.detach() / max(count, 1)), int(sum(len(r.input_ids) for r in rows))
 
@@ -383,8 +383,8 @@ def evaluate(
     if sharding.is_sharded(loss_fn):
         extra = math.ceil(len(groups) / procs.world_size) - len(mine)
     for i, group in enumerate(mine + groups[:extra]):
-        batch = {k: v.to(device) for k, v in collate(group, tokenizer.pad_token_id).items()}
-        loss_sum, n = loss_fn(batch)
+        batch = model_batch(loss_fn.model, group, tokenizer.pad_token_id)
+        loss_sum, n = loss_fn({k: v.to(device) for k, v in batch.items()})
         if i < len(mine):
             total, count = total + float(loss_sum), count + n
     loss_fn.train()
