@@ -183,25 +183,3 @@ def test_fused_lora_linear_matches_autograd(with_bias):
     assert torch.autograd.gradcheck(
         lambda *t: FusedLoraLinear.apply(*t, 1.5), inputs, check_undefined_grad=False
     )
-
-
-def test_rms_norm_matches_llama_and_autograd(tiny_model):
-    from transformers.models.llama.modeling_llama import LlamaRMSNorm
-
-    from shoptalk.train.speed import RmsNorm, llama_rms_norms
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    layers = model.config.num_hidden_layers
-    assert len(list(llama_rms_norms(model))) == 2 * layers + 1, "every norm of the body found"
-
-    torch.manual_seed(0)
-    norm = LlamaRMSNorm(6, eps=1e-5)
-    torch.nn.init.normal_(norm.weight)
-    x = torch.randn(3, 4, 6)
-    assert torch.equal(RmsNorm.apply(x, norm.weight, 1e-5), norm(x)), (
-        "the same forward, bit for bit"
-    )
-
-    wide = (torch.randn(5, 6, dtype=torch.float64, requires_grad=True),)
-    weight = torch.randn(6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t, w: RmsNorm.apply(t, w, 1e-5), (*wide, weight))

@@ -181,63 +181,9 @@ def plain_lora_layers(model: torch.nn.Module) -> Iterator[tuple[torch.nn.Module,
         yield module, partial(fused_lora_forward, module, name)
 
 
-class RmsNorm(torch.autograd.Function):
-    """Llama's RMSNorm, `weight * x / rms(x)`, with a backward in five passes over x.
-
-    The forward is transformers' own, op for op (equal outputs); autograd's
-    backward of it runs a dozen element-wise passes (pow, mean, rsqrt, three
-    products, their sums), 3-4% of a LoRA step on SmolLM2.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, weight: torch.Tensor, eps: float
-    ) -> torch.Tensor:
-        # float32 at least, like transformers (float64 stays float64, for gradcheck).
-        wide = x.to(torch.promote_types(x.dtype, torch.float32))
-        inverse = torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + eps)
-        ctx.save_for_backward(x, weight, inverse)
-        return weight * (wide * inverse).to(x.dtype)
-
-    @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        x, weight, inverse = ctx.saved_tensors
-        wide = x.to(inverse.dtype)
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[1]:
-            grad_w = (grad * (wide * inverse).to(x.dtype)).flatten(0, -2).sum(0).to(weight.dtype)
-        if ctx.needs_input_grad[0]:
-            # d/dx of x * r with r = (mean(x^2) + eps)^-1/2:  r * (g - x * r^2 * mean(g * x))
-            scaled = (grad * weight).to(inverse.dtype)
-            mean = (scaled * wide).mean(-1, keepdim=True)
-            grad_x = scaled.sub_(wide * (inverse.pow(2) * mean)).mul_(inverse).to(x.dtype)
-        return grad_x, grad_w, None
-
-
-def rms_norm_forward(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return RmsNorm.apply(x, module.weight, module.variance_epsilon)
-
-
-def llama_rms_norms(model: torch.nn.Module) -> Iterator[tuple[torch.nn.Module, partial]]:
-    """Each norm whose forward is Llama's RMSNorm code (transformers copies it to Qwen2, Mistral, ...)."""
-    from transformers.models.llama.modeling_llama import LlamaRMSNorm
-
-    llama = LlamaRMSNorm.forward.__code__
-    for module in model.modules():
-        code = getattr(type(module).forward, "__code__", None)
-        if code is not None and (code.co_code, code.co_names, code.co_consts) == (
-            llama.co_code,
-            llama.co_names,
-            llama.co_consts,
-        ):
-            yield module, partial(rms_norm_forward, module)
-
-
 @contextmanager
 def fast_forward(model: torch.nn.Module) -> Iterator[None]:
-    """While inside, LoRA layers and RMS norms run fused and packed rows attend per example."""
+    """While inside, LoRA layers run fused and packed rows attend per example."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
@@ -249,7 +195,7 @@ def fast_forward(model: torch.nn.Module) -> Iterator[None]:
         AttentionInterface.register(ATTENTION, packed_attention)
         AttentionMaskInterface.register(ATTENTION, no_mask)
         config._attn_implementation = ATTENTION
-    fused = list(plain_lora_layers(model)) + list(llama_rms_norms(model))
+    fused = list(plain_lora_layers(model))
     for module, forward in fused:
         module.forward = forward
     try:
