@@ -15,8 +15,9 @@ alpaca_en_demo, read with shoptalk's own LLaMA-Factory reader. The variants:
 
 Each variant runs in its own subprocess so the peak RSS (a high-water mark) of
 one cannot hide another's. The matmul rate is measured before and after the
-variants and the higher one sets the bound. The CPU is shared with other work on this machine,
-so compare the ratios of one invocation, never absolute figures across runs.
+variants and the higher one sets the bound. The CPU is shared with other work
+on this machine, so compare the ratios of one invocation, never absolute
+figures across runs.
 
 "Loss at equal tokens": each variant sees every example once (same real
 tokens), then the same function (`shoptalk.train.loss.labelled_loss`) scores

@@ -47,7 +47,7 @@ from shoptalk.eval.questions import Suite, load_suite_file
 from shoptalk.eval.scorecard import SuiteScores
 from shoptalk.models import cache_dir
 from shoptalk.records import Conversation, Message
-from shoptalk.train.render import IGNORE, Example, encode_conversation, with_system
+from shoptalk.train.render import Example, encode_conversation, with_system
 
 if TYPE_CHECKING:
     import torch
@@ -115,14 +115,13 @@ def row_losses(
     import torch
     import torch.nn.functional as F
 
-    from shoptalk.train.loss import CHUNK_TOKENS, decoder_and_head
+    from shoptalk.train.loss import CHUNK_TOKENS, decoder_and_head, next_token_targets
 
     decoder, head = decoder_and_head(model)
     hidden = decoder(
         input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
     ).last_hidden_state
-    targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE
+    targets, keep = next_token_targets(batch)
     row_of = torch.arange(targets.shape[0], device=targets.device)[:, None].expand_as(targets)
     row_of, hidden, targets = row_of[keep], hidden[:, :-1][keep], targets[keep]
     row_of = row_of.cpu()

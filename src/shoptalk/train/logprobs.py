@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from shoptalk.train.loss import CHUNK_TOKENS, decoder_and_head
-from shoptalk.train.render import IGNORE
+from shoptalk.train.loss import CHUNK_TOKENS, decoder_and_head, next_token_targets
 
 
 def sequence_logprobs(
@@ -27,8 +26,7 @@ def sequence_logprobs(
     hidden = decoder(
         input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
     ).last_hidden_state
-    targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE
+    targets, keep = next_token_targets(batch)
     hidden = hidden[:, :-1][keep]
     owner = batch["sequence_ids"][:, 1:][keep]
     targets = targets[keep]

@@ -50,10 +50,7 @@ def labelled_loss(
         hidden = decoder(
             **inputs, position_ids=batch["position_ids"], use_cache=False
         ).last_hidden_state
-    targets = batch["labels"][:, 1:]
-    # The first token of a packed example follows another example's last one;
-    # like the first token of an unpacked row, it is no one's target.
-    keep = (targets != IGNORE) & (batch["position_ids"][:, 1:] != 0)
+    targets, keep = next_token_targets(batch)
     hidden = hidden[:, :-1][keep]
     targets = targets[keep]
     if torch.is_grad_enabled() and is_plain_linear(head):
@@ -65,6 +62,16 @@ def labelled_loss(
             logits, targets[start : start + CHUNK_TOKENS], reduction="sum"
         )
     return total, int(targets.numel())
+
+
+def next_token_targets(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token each position predicts, and which of them count (labelled ones only).
+
+    The first token of a packed example follows another example's last one;
+    like the first token of an unpacked row, it is no one's target.
+    """
+    targets = batch["labels"][:, 1:]
+    return targets, (targets != IGNORE) & (batch["position_ids"][:, 1:] != 0)
 
 
 def is_plain_linear(head: torch.nn.Module) -> bool:
@@ -117,12 +124,12 @@ class HeadCrossEntropy(torch.autograd.Function):
             total = total - log_probs[rows, picked].sum()
             grad = log_probs.exp_()
             grad[rows, picked] -= 1
-            if grad_hidden is not None and fp32:
-                torch.mm(grad, weight, out=grad_hidden[start : start + CHUNK_TOKENS])
-            elif grad_hidden is not None:
-                grad_hidden[start : start + CHUNK_TOKENS] = (grad.to(weight.dtype) @ weight).to(
-                    hidden.dtype
-                )
+            if grad_hidden is not None:
+                into = grad_hidden[start : start + CHUNK_TOKENS]
+                if fp32:
+                    torch.mm(grad, weight, out=into)
+                else:
+                    into.copy_(grad.to(weight.dtype) @ weight)
             if grad_weight is not None:
                 grad_weight.addmm_(grad.t(), part.float())
         ctx.save_for_backward(grad_hidden, grad_weight)

@@ -434,8 +434,9 @@ def as_float16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
     The scorecard then tests exactly the numbers an f16 export holds, so an
     f16 GGUF answers as the tested model did (160/160 on the example, where
-    rounding at export had flipped near-tied greedy tokens in 4 of 160). A tensor outside float16's range stays fp32; bf16 (GPU
-    training) is already 16 bits. Tied tensors stay one tensor.
+    rounding at export had flipped near-tied greedy tokens in 4 of 160). A
+    tensor outside float16's range stays fp32; bf16 (GPU training) is already
+    16 bits. Tied tensors stay one tensor.
     """
     rounded: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
 

@@ -138,7 +138,6 @@ class LoraLinear(torch.autograd.Function):
         out = F.linear(x, weight, bias).addmm_(low, lora_b.t(), alpha=scaling)
         ctx.save_for_backward(x, low, weight, lora_a, lora_b)
         ctx.scaling = scaling
-        ctx.has_bias = bias is not None
         return out
 
     @staticmethod
@@ -154,7 +153,7 @@ class LoraLinear(torch.autograd.Function):
             grad_x = (grad @ weight).addmm_(grad_low, lora_a)
         if want_w:
             grad_w = grad.t() @ x
-        if want_bias and ctx.has_bias:
+        if want_bias:
             grad_bias = grad.sum(0)
         if want_a:
             grad_a = grad_low.t() @ x
