@@ -27,7 +27,7 @@ import yaml
 from shoptalk.artifacts import RunArtifact
 from shoptalk.eval.questions import Suite, load_suites
 from shoptalk.eval.run import evaluate
-from shoptalk.models import resolve_base_model
+from shoptalk.modeling.load import resolve_base_model
 from shoptalk.project import Project
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from shoptalk.artifacts import RunArtifact
-from shoptalk.generate import load_assistant
-from shoptalk.models import resolve_base_model
+from shoptalk.modeling.generate import load_assistant
+from shoptalk.modeling.load import resolve_base_model
 from shoptalk.project import Project
 from shoptalk.rag.answer import answer_with_citations
 from shoptalk.rag.index import index_project

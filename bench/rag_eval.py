@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shoptalk.modeling.embed import load_embedder
 from shoptalk.project import Project
 from shoptalk.rag.bm25 import terms
-from shoptalk.rag.embed import load_embedder
 from shoptalk.rag.index import index_project
 from shoptalk.rag.retrieve import RagIndex, _ranked, open_index
 

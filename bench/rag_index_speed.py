@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from shoptalk.modeling.embed import load_embedder
 from shoptalk.project import Project
-from shoptalk.rag.embed import load_embedder
 from shoptalk.rag.index import index_project
 
 WORDS = (

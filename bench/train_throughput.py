@@ -62,8 +62,8 @@ def conversations(n: int) -> list:
 
 
 def encoded(tokenizer, chats: list) -> list:
+    from shoptalk.modeling.chat_format import encode_conversation
     from shoptalk.train.packing import truncate
-    from shoptalk.train.render import encode_conversation
 
     return [truncate(encode_conversation(tokenizer, c, ""), CUTOFF) for c in chats]
 
@@ -175,7 +175,7 @@ def run_trl(chats: list, base_path: str, work: Path, variant: str) -> dict:
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from shoptalk.models import load_model, load_tokenizer
+    from shoptalk.modeling.load import load_model, load_tokenizer
 
     rows = [
         {
@@ -242,7 +242,7 @@ def run_trl(chats: list, base_path: str, work: Path, variant: str) -> dict:
 def adapted_model(base_path: str, adapter: Path) -> torch.nn.Module:
     from peft import PeftModel
 
-    from shoptalk.models import load_model
+    from shoptalk.modeling.load import load_model
 
     return PeftModel.from_pretrained(load_model(base_path, "cpu", torch.float32), adapter)
 
@@ -272,7 +272,7 @@ def peak_rss_mib() -> float:
 
 
 def run_variant(variant: str, n_examples: int) -> dict:
-    from shoptalk.models import load_tokenizer, resolve_base_model
+    from shoptalk.modeling.load import load_tokenizer, resolve_base_model
 
     torch.manual_seed(0)
     base_path = resolve_base_model("default")
@@ -341,7 +341,7 @@ def main() -> None:
         print(json.dumps(run_variant(args.variant, n_examples)))
         return
 
-    from shoptalk.models import load_tokenizer, resolve_base_model
+    from shoptalk.modeling.load import load_tokenizer, resolve_base_model
 
     base_path = resolve_base_model("default")
     examples = encoded(load_tokenizer(base_path), conversations(n_examples))

@@ -22,7 +22,7 @@ def build_tiny_model(folder: Path, layers: int = 2, hidden: int = 64, seed: int 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from shoptalk.train.render import DEFAULT_CHAT_TEMPLATE
+    from shoptalk.modeling.chat_format import DEFAULT_CHAT_TEMPLATE
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from shoptalk.cli import app
-from shoptalk.models import default_gguf_path, resolve_base_model
+from shoptalk.modeling.load import default_gguf_path, resolve_base_model
 
 pytestmark = pytest.mark.slow
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "kestrel"
@@ -36,7 +36,7 @@ def test_default_model_is_converted_once_and_knows_paris(default_model):
     assert time.perf_counter() - started < 2, "the second resolve must reuse the cached folder"
     assert (folder / "config.json").stat().st_mtime_ns == stamp
 
-    from shoptalk.generate import answer, load_assistant
+    from shoptalk.modeling.generate import answer, load_assistant
 
     assistant = load_assistant(default_model, None, "cpu")
     (reply,) = answer(

@@ -18,7 +18,7 @@ from shoptalk.data.dataset import build_dataset
 from shoptalk.eval.gate import GateResult, check_gate
 from shoptalk.eval.run import evaluate, question_suites
 from shoptalk.eval.scorecard import Scorecard
-from shoptalk.models import pick_device, resolve_base_model
+from shoptalk.modeling.load import pick_device, resolve_base_model
 from shoptalk.project import Project
 from shoptalk.registry.models import promote_run, register_run
 
@@ -109,8 +109,10 @@ def with_raft(project: Project, dataset: DatasetArtifact, say: Say) -> DatasetAr
     from shoptalk.rag.retrieve import open_index
 
     view = raft_view(dataset, open_index(project), project.config.system_prompt, rag)
-    say(f"raft     {len(view.conversations('train')) - len(dataset.conversations('train'))} "
-        f"examples with retrieved chunks  ({view.path})")
+    say(
+        f"raft     {len(view.conversations('train')) - len(dataset.conversations('train'))} "
+        f"examples with retrieved chunks  ({view.path})"
+    )
     return view
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shoptalk.generate import Assistant, answer, load_assistant
-from shoptalk.models import resolve_base_model
+from shoptalk.modeling.chat_format import with_system
+from shoptalk.modeling.generate import Assistant, answer, load_assistant
+from shoptalk.modeling.load import resolve_base_model
 from shoptalk.project import Project
 from shoptalk.records import Message
-from shoptalk.train.render import with_system
 
 
 @dataclass

@@ -127,7 +127,7 @@ def train(
 
     from shoptalk.build import prepare_dataset
     from shoptalk.build import train as run_train
-    from shoptalk.models import resolve_base_model
+    from shoptalk.modeling.load import resolve_base_model
 
     try:
         project = open_project(project_dir)
@@ -176,7 +176,7 @@ def eval_(
     from shoptalk.eval.run import compare as compare_models
     from shoptalk.eval.run import evaluate, question_suites
     from shoptalk.eval.scorecard import render_table
-    from shoptalk.models import resolve_base_model
+    from shoptalk.modeling.load import resolve_base_model
 
     if questions is None:
         questions = []

@@ -112,7 +112,8 @@ class LoraSettings(BaseModel, extra="forbid"):
         False, description="rsLoRA: scale by alpha / sqrt(r), which keeps high ranks learning"
     )
     use_dora: bool = Field(
-        False, description="DoRA: also learn each weight's magnitude (slower; can beat LoRA at low r)"
+        False,
+        description="DoRA: also learn each weight's magnitude (slower; can beat LoRA at low r)",
     )
 
 
@@ -169,7 +170,8 @@ class TrainSettings(BaseModel, extra="forbid"):
         "the model size, dataset size and memory",
     )
     gradient_checkpointing: bool | Literal["auto"] = Field(
-        "auto", description="Recompute activations in the backward pass; 'auto' = only when "
+        "auto",
+        description="Recompute activations in the backward pass; 'auto' = only when "
         "the memory estimate exceeds the memory available",
     )
     seed: int = Field(0)
@@ -245,7 +247,8 @@ class ServeSettings(BaseModel, extra="forbid"):
         "default", description="'default' (all-MiniLM-L6-v2) or a sentence-transformers model"
     )
     database_url: str | None = Field(
-        None, description="None = SQLite in .shoptalk/shoptalk.db; postgresql+psycopg://... to share"
+        None,
+        description="None = SQLite in .shoptalk/shoptalk.db; postgresql+psycopg://... to share",
     )
     redis_url: str | None = Field(
         None, description="Rate-limit counters in Redis (shared by replicas); None = in process"

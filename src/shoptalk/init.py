@@ -8,7 +8,7 @@ from pathlib import Path
 from shoptalk.artifacts import write_atomic
 from shoptalk.config import CONFIG_NAME, ShoptalkConfig, Sources, dump_config
 from shoptalk.errors import ConfigError
-from shoptalk.models import resolve_base_model
+from shoptalk.modeling.load import resolve_base_model
 
 
 def relative(path: str, root: Path) -> str:

@@ -38,7 +38,9 @@ def test_feedback_becomes_training_and_preference_data(tmp_path, tiny_model):
     assert dataset_hash(project.config, root) != before, "new feedback makes a new dataset"
     dataset = build_dataset(project.config, root, project.datasets)
     answers = {
-        c.messages[-1].content for c in dataset.conversations("train") if c.source.startswith("feedback:")
+        c.messages[-1].content
+        for c in dataset.conversations("train")
+        if c.source.startswith("feedback:")
     }
     assert answers == {"It is on Kaigaten 3.", "Support closes at 17:00."}
     pairs = read_jsonl(dataset.path / "preferences.jsonl", Preference)

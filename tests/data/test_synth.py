@@ -14,7 +14,11 @@ from shoptalk.serve.server import BackgroundServer
 from shoptalk.serve.services import build_services
 
 CHUNKS = [
-    Chunk(id=f"c{i}", text=f"Depot {i} opens at {7 + i}:00 on weekdays.", source=f"docs/depots.md#Depot {i}")
+    Chunk(
+        id=f"c{i}",
+        text=f"Depot {i} opens at {7 + i}:00 on weekdays.",
+        source=f"docs/depots.md#Depot {i}",
+    )
     for i in range(3)
 ]
 

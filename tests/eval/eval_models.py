@@ -16,11 +16,11 @@ def teach(
     """`base` trained on `pairs` (one full batch, AdamW), saved to `out` as a model folder."""
     import torch
 
-    from shoptalk.models import load_model, load_tokenizer
+    from shoptalk.modeling.chat_format import encode_conversation
+    from shoptalk.modeling.load import load_model, load_tokenizer
     from shoptalk.records import Conversation, Message
     from shoptalk.train.loss import labelled_loss
     from shoptalk.train.packing import Row, collate
-    from shoptalk.train.render import encode_conversation
 
     tokenizer, model = load_tokenizer(str(base)), load_model(str(base), "cpu")
     examples = [

@@ -63,11 +63,11 @@ def test_general_qa_is_a_bilingual_domain_suite():
 def test_row_losses_add_up_to_labelled_loss(tiny_model):
     import torch
 
-    from shoptalk.generate import load_assistant
+    from shoptalk.modeling.chat_format import encode_conversation
+    from shoptalk.modeling.generate import load_assistant
     from shoptalk.records import Conversation, Message
     from shoptalk.train.loss import labelled_loss
     from shoptalk.train.packing import Row, collate
-    from shoptalk.train.render import encode_conversation
 
     assistant = load_assistant(str(tiny_model), None, "cpu")
     pairs = [("Why is the sky blue?", "Light scatters."), ("怎么煮鸡蛋？", "水开后煮八分钟。")]
@@ -108,11 +108,11 @@ def general_model(tmp_path_factory, tiny_model):
     """
     import torch
 
-    from shoptalk.models import load_model, load_tokenizer
+    from shoptalk.modeling.chat_format import encode_conversation
+    from shoptalk.modeling.load import load_model, load_tokenizer
     from shoptalk.records import Conversation, Message
     from shoptalk.train.loss import labelled_loss
     from shoptalk.train.packing import Row, collate
-    from shoptalk.train.render import encode_conversation
 
     tokenizer, model = load_tokenizer(str(tiny_model)), load_model(str(tiny_model), "cpu")
     examples = [
@@ -187,7 +187,7 @@ def test_no_drift_when_the_tuned_model_is_the_base(tmp_path, general_model, cach
     def no_generation(*args, **kwargs):
         raise AssertionError("the base answers should come from the cache")
 
-    monkeypatch.setattr("shoptalk.generate.answer", no_generation)
+    monkeypatch.setattr("shoptalk.modeling.generate.answer", no_generation)
     check = RetentionCheck.setup(project, str(general_model))
     check.measure("base", None)
     assert [-x for x in check.nll["base"]] == pytest.approx(details_ll(details), abs=1e-4)

@@ -36,7 +36,7 @@ def quiet(_: str) -> None:
 @pytest.fixture(scope="module")
 def smol_tokenizer_dir() -> Path:
     from shoptalk.errors import ModelError
-    from shoptalk.models import resolve_base_model
+    from shoptalk.modeling.load import resolve_base_model
 
     try:
         return Path(resolve_base_model("default"))

@@ -10,7 +10,7 @@ import pytest
 from shoptalk.artifacts import RunArtifact, write_json
 from shoptalk.export import ExportError
 from shoptalk.export.run import export_model
-from shoptalk.generate import stop_ids
+from shoptalk.modeling.chat_format import stop_ids
 from shoptalk.project import Project
 from shoptalk.registry.models import get_model, open_registry
 
@@ -155,7 +155,7 @@ def test_unknown_model_id_is_a_clear_error(tuned_project: Project) -> None:
 def test_exported_tokenizer_renders_what_training_rendered(tuned_project: Project) -> None:
     from transformers import AutoTokenizer
 
-    from shoptalk.train.render import prompt_ids
+    from shoptalk.modeling.chat_format import prompt_ids
 
     info = export_model(tuned_project, "hf", say=quiet)
 
@@ -199,10 +199,10 @@ def test_training_eval_serving_and_export_render_the_same_prompt(tuned_project: 
 
     from transformers import AutoTokenizer
 
+    from shoptalk.modeling.chat_format import IGNORE, encode_conversation, prompt_ids
     from shoptalk.records import Conversation, Message
     from shoptalk.serve.app import create_app
     from shoptalk.serve.engine import Params
-    from shoptalk.train.render import IGNORE, encode_conversation, prompt_ids
 
     system = tuned_project.config.system_prompt
     question, reply = "退货期限是多少天？", "47 天。"

@@ -52,8 +52,8 @@ def test_a_longer_answer_differs_after_the_shorter_ends() -> None:
 def test_observed_margins_are_the_top2_gaps_of_each_generated_token(tiny_model: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from shoptalk.generate import stop_ids
-    from shoptalk.models import load_tokenizer
+    from shoptalk.modeling.chat_format import stop_ids
+    from shoptalk.modeling.load import load_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     tokenizer = load_tokenizer(str(tiny_model))

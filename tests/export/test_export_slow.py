@@ -41,7 +41,7 @@ def example_project(tmp_path: Path) -> Project:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from shoptalk.models import resolve_base_model
+    from shoptalk.modeling.load import resolve_base_model
 
     base = resolve_base_model("default")
     root = tmp_path / "kestrel"

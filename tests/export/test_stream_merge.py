@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shoptalk.export.stream_merge import stream_merge, streaming_blocker, weight_files
-from shoptalk.models import load_tokenizer
+from shoptalk.modeling.load import load_tokenizer
 
 PROVENANCE = {"model": "run-test"}
 

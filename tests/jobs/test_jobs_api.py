@@ -18,7 +18,12 @@ from shoptalk.serve.server import BackgroundServer
 from projects import write_project
 
 CHATS = [
-    {"messages": [{"role": "user", "content": f"What is code {i}?"}, {"role": "assistant", "content": f"Code {i} means parcel {i * 7} is late."}]}
+    {
+        "messages": [
+            {"role": "user", "content": f"What is code {i}?"},
+            {"role": "assistant", "content": f"Code {i} means parcel {i * 7} is late."},
+        ]
+    }
     for i in range(12)
 ]
 
@@ -105,7 +110,7 @@ def test_file_upload_job_events_and_checkpoints(server, tmp_path):
 def test_bad_training_file_fails_naming_the_line(server, tmp_path):
     api = client(server)
     good = json.dumps(CHATS[0])
-    file = upload(api, tmp_path, f"{good}\n{good}\n{{\"messages\": \"oops\"}}\n", "bad.jsonl")
+    file = upload(api, tmp_path, f'{good}\n{good}\n{{"messages": "oops"}}\n', "bad.jsonl")
     job = api.fine_tuning.jobs.create(model="base", training_file=file.id)
     assert job.status == "failed"
     assert job.error.param == "training_file"
@@ -134,7 +139,9 @@ def test_cancel_queued_job_and_resume_paused_job(server, tmp_path):
     assert api.fine_tuning.jobs.resume(second.id).status == "queued"
 
 
-def test_a_server_restart_requeues_a_running_job_which_resumes_from_its_checkpoint(server, tmp_path):
+def test_a_server_restart_requeues_a_running_job_which_resumes_from_its_checkpoint(
+    server, tmp_path
+):
     api = client(server)
     file = upload(api, tmp_path, CHATS)
     job = api.fine_tuning.jobs.create(
@@ -165,7 +172,9 @@ def test_a_dpo_job_on_openai_preference_data(server, tmp_path):
     pairs = [
         {
             "input": {"messages": [{"role": "user", "content": f"Is parcel {i} late?"}]},
-            "preferred_output": [{"role": "assistant", "content": f"Yes, parcel {i} is two days late."}],
+            "preferred_output": [
+                {"role": "assistant", "content": f"Yes, parcel {i} is two days late."}
+            ],
             "non_preferred_output": [{"role": "assistant", "content": "I do not know."}],
         }
         for i in range(6)
@@ -180,9 +189,15 @@ def test_a_dpo_job_on_openai_preference_data(server, tmp_path):
     server["start_worker"]()
     done = wait_for(api, job.id, ("succeeded", "failed"))
     assert done.status == "succeeded", done.error
-    metrics = [e.data for e in api.fine_tuning.jobs.list_events(job.id, limit=100).data if e.type == "metrics"]
+    metrics = [
+        e.data
+        for e in api.fine_tuning.jobs.list_events(job.id, limit=100).data
+        if e.type == "metrics"
+    ]
     assert metrics and all("loss" in m for m in metrics)
     reply = api.chat.completions.create(
-        model=done.fine_tuned_model, messages=[{"role": "user", "content": "Is parcel 2 late?"}], max_tokens=4
+        model=done.fine_tuned_model,
+        messages=[{"role": "user", "content": "Is parcel 2 late?"}],
+        max_tokens=4,
     )
     assert reply.usage.completion_tokens > 0

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from shoptalk.modeling.embed import Embedder
 from shoptalk.rag.bm25 import terms
-from shoptalk.rag.embed import Embedder
 
 _TOKEN = re.compile(r"[\u3400-\u9fff]|[A-Za-z0-9]+|[^\sA-Za-z0-9]")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from rag_fakes import fake_embedder, write_rag_project
 
-from shoptalk.generate import load_assistant
+from shoptalk.modeling.generate import load_assistant
 from shoptalk.project import Project
 from shoptalk.rag.answer import (
     NOT_FOUND,

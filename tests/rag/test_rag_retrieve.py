@@ -121,7 +121,7 @@ def test_a_reranker_reorders_the_fused_candidates(index):
 def test_chinese_questions_rank_by_words_alone_with_the_english_only_default_model(tmp_path):
     from rag_fakes import HashingModel
 
-    from shoptalk.rag.embed import Embedder
+    from shoptalk.modeling.embed import Embedder
 
     project = Project.open(write_rag_project(tmp_path / "p"))
     default = Embedder("default", "unused", model=HashingModel())

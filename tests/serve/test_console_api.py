@@ -48,8 +48,12 @@ def test_console_files_are_public_and_the_api_is_not(console):
 def test_upload_never_replaces_a_file_and_lists_the_source(console):
     client, root = console["client"], console["root"]
     files = {"file": ("guide.md", b"# Guide\n\nReturns take 9 days.\n", "text/markdown")}
-    first = client.post("/v1/project/sources", headers=console["editor"], files=files, data={"kind": "docs"})
-    second = client.post("/v1/project/sources", headers=console["editor"], files=files, data={"kind": "docs"})
+    first = client.post(
+        "/v1/project/sources", headers=console["editor"], files=files, data={"kind": "docs"}
+    )
+    second = client.post(
+        "/v1/project/sources", headers=console["editor"], files=files, data={"kind": "docs"}
+    )
     assert first.status_code == 200, first.text
     assert first.json()["path"] == "uploads/docs/guide.md"
     assert second.json()["path"] == "uploads/docs/guide (1).md"
@@ -62,10 +66,15 @@ def test_upload_never_replaces_a_file_and_lists_the_source(console):
 def test_viewers_cannot_change_anything(console):
     client = console["client"]
     files = {"file": ("x.md", b"# x\n", "text/markdown")}
-    refused = client.post("/v1/project/sources", headers=console["viewer"], files=files, data={"kind": "docs"})
+    refused = client.post(
+        "/v1/project/sources", headers=console["viewer"], files=files, data={"kind": "docs"}
+    )
     assert refused.status_code == 403
     assert client.post("/v1/project/builds", headers=console["viewer"]).status_code == 403
-    assert client.patch("/v1/project", headers=console["viewer"], json={"name": "X"}).status_code == 403
+    assert (
+        client.patch("/v1/project", headers=console["viewer"], json={"name": "X"}).status_code
+        == 403
+    )
 
 
 def test_data_check_names_file_and_line(console):
@@ -93,23 +102,36 @@ def test_build_runs_in_the_worker_then_scorecard_playground_and_feedback(console
     card = client.get("/v1/project/scorecard", headers=console["viewer"]).json()
     assert "domain" in card["suites"] and card["questions"]
     answers = client.post(
-        "/v1/project/playground", headers=console["viewer"], json={"question": "Who runs the Oslo depot?", "max_tokens": 8}
+        "/v1/project/playground",
+        headers=console["viewer"],
+        json={"question": "Who runs the Oslo depot?", "max_tokens": 8},
     ).json()
     assert answers["base"]["model"] == "base" and answers["tuned"]["model"].startswith("run-")
     grounded = client.post(
         "/v1/project/playground",
         headers=console["viewer"],
-        json={"question": "How often do forklift drivers renew their licence?", "rag": True, "max_tokens": 8},
+        json={
+            "question": "How often do forklift drivers renew their licence?",
+            "rag": True,
+            "max_tokens": 8,
+        },
     )
     assert grounded.status_code == 200, grounded.text
     assert all(c["quote"] for c in grounded.json()["tuned"]["citations"])
     stored = client.post(
         "/v1/project/feedback",
         headers=console["viewer"],
-        json={"question": "Who runs Oslo? mail me at ann@example.com", "answer": "x", "rating": "down", "correction": "Ingrid Solberg."},
+        json={
+            "question": "Who runs Oslo? mail me at ann@example.com",
+            "answer": "x",
+            "rating": "down",
+            "correction": "Ingrid Solberg.",
+        },
     )
     assert stored.json()["stored"]
-    line = json.loads((project.state / "feedback.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    line = json.loads(
+        (project.state / "feedback.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    )
     assert line["correction"] == "Ingrid Solberg." and "ann@example.com" not in json.dumps(line)
 
 
@@ -119,7 +141,12 @@ def test_every_route_of_a_project_server_needs_a_key_except_the_public_ones(cons
     app = console["client"].app
     requests = every_request(app)
     walked = {route for _, _, route in requests}
-    assert {"/v1/files", "/v1/fine_tuning/jobs", "/v1/project/builds", "/v1/project/playground"} <= walked
+    assert {
+        "/v1/files",
+        "/v1/fine_tuning/jobs",
+        "/v1/project/builds",
+        "/v1/project/playground",
+    } <= walked
     public = {"/health", "/", "/console", "/console/static"}
     client = console["client"]
     for method, path, route in requests:

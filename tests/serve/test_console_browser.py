@@ -22,12 +22,22 @@ from shoptalk.serve.server import BackgroundServer
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
 )
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH (apt install chromium)"
+)
 
 
 def chromium(url: str, *flags: str) -> str:
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000", *flags, url],
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=15000",
+            *flags,
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -135,9 +145,15 @@ def test_an_editor_makes_a_project_switches_to_it_and_uploads_there(console_url,
     assert 'data-steps="created switched uploaded "' in dom
     assert "Uploaded: uploads/faq/bakery.csv" in dom
     made = tmp_path / ".shoptalk" / "projects" / "bakery-nord"
-    assert (made / "uploads" / "faq" / "bakery.csv").read_text() == "question,answer\nWhen do you open?,At 6:15.\n"
+    assert (
+        made / "uploads" / "faq" / "bakery.csv"
+    ).read_text() == "question,answer\nWhen do you open?,At 6:15.\n"
     assert not (tmp_path / "uploads").exists(), "nothing landed in the served project"
 
     shot = tmp_path / "console-new-project.png"
-    chromium(f"{console_url}/test-sign-in/editor/en?project=bakery-nord", f"--screenshot={shot}", "--window-size=1280,900")
+    chromium(
+        f"{console_url}/test-sign-in/editor/en?project=bakery-nord",
+        f"--screenshot={shot}",
+        "--window-size=1280,900",
+    )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

@@ -125,7 +125,10 @@ def test_sources_uploaded_to_one_project_stay_in_it(console):
     client = console["client"]
     files = {"file": ("faq.csv", faq_csv(BAKERY_FAQ), "text/csv")}
     up = client.post(
-        "/v1/project/sources", headers=in_project(console, "bakery"), files=files, data={"kind": "faq"}
+        "/v1/project/sources",
+        headers=in_project(console, "bakery"),
+        files=files,
+        data={"kind": "faq"},
     )
     assert up.status_code == 200, up.text
     bakery = client.get("/v1/project", headers=in_project(console, "bakery", "viewer")).json()
@@ -137,7 +140,9 @@ def test_sources_uploaded_to_one_project_stay_in_it(console):
     assert check["counts"]["FAQ rows"] == len(BAKERY_FAQ)
     # Renaming one project leaves the other alone.
     client.patch("/v1/project", headers=in_project(console, "bakery"), json={"name": "Bakery Syd"})
-    names = [p["name"] for p in client.get("/v1/projects", headers=console["viewer"]).json()["data"]]
+    names = [
+        p["name"] for p in client.get("/v1/projects", headers=console["viewer"]).json()["data"]
+    ]
     assert names == ["Kestrel", "Bakery Syd"]
 
 
@@ -157,7 +162,10 @@ def test_a_build_of_a_made_project_runs_its_data_and_scores_it(console):
 
     started = client.post("/v1/project/builds", headers=bakery).json()
     assert client.get("/v1/project/builds", headers=console["viewer"]).json() == []
-    assert client.get(f"/v1/project/builds/{started['id']}", headers=console["viewer"]).status_code == 404
+    assert (
+        client.get(f"/v1/project/builds/{started['id']}", headers=console["viewer"]).status_code
+        == 404
+    )
     for _ in range(600):
         build = client.get(f"/v1/project/builds/{started['id']}", headers=bakery).json()
         if build["status"] not in ("queued", "running"):
@@ -191,4 +199,6 @@ def test_a_registry_from_before_projects_gets_the_column(tmp_path):
         assert session.get(BuildRow, "build-old").project_root is None
         served = session.scalars(select(BuildRow.id).where(builds_of("/srv/a", served=True)))
         made = session.scalars(select(BuildRow.id).where(builds_of("/srv/a/b", served=False)))
-        assert list(served) == ["build-old"] and list(made) == [], "older builds were the served project's"
+        assert list(served) == ["build-old"] and list(made) == [], (
+            "older builds were the served project's"
+        )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from serve_harness import serving
 
-from shoptalk.train.render import prompt_ids
+from shoptalk.modeling.chat_format import prompt_ids
 
 HELLO = [{"role": "user", "content": "What is the claim window? 退货期限是多少天？"}]
 

@@ -33,7 +33,10 @@ def served(tmp_path, tiny_model):
         "sales": keys.create("sales", KeyLimits(scopes=["chat"], groups=["sales"])).secret,
     }
     with BackgroundServer(app) as url:
-        yield {name: OpenAI(base_url=url + "/v1", api_key=s, max_retries=0) for name, s in secrets.items()}
+        yield {
+            name: OpenAI(base_url=url + "/v1", api_key=s, max_retries=0)
+            for name, s in secrets.items()
+        }
 
 
 def test_a_key_that_may_read_the_document_gets_a_grounded_answer(served):
@@ -43,7 +46,9 @@ def test_a_key_that_may_read_the_document_gets_a_grounded_answer(served):
     )
     extra = grounded.model_extra
     assert isinstance(extra["citations"], list) and extra["dropped_citations"] >= 0
-    assert all(c["quote"] and c["source"].startswith("docs/handbook.md") for c in extra["citations"])
+    assert all(
+        c["quote"] and c["source"].startswith("docs/handbook.md") for c in extra["citations"]
+    )
     # The retrieved handbook section went into the prompt.
     assert grounded.usage.prompt_tokens > plain.usage.prompt_tokens + 20
 

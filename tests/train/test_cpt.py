@@ -9,7 +9,7 @@ import pytest
 from shoptalk.build import prepare_dataset
 from shoptalk.build import train as run_train
 from shoptalk.errors import ConfigError
-from shoptalk.models import load_tokenizer
+from shoptalk.modeling.load import load_tokenizer
 from shoptalk.project import Project
 from shoptalk.train import cpt, sft
 

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from shoptalk.build import prepare_dataset
 from shoptalk.cli import app
+from shoptalk.modeling.chat_format import IGNORE
 from shoptalk.project import Project
 from shoptalk.train.distributed import Processes, labelled_count, setup, share
 from shoptalk.train.packing import Row
-from shoptalk.train.render import IGNORE
 
 from projects import write_project
 

@@ -16,12 +16,12 @@ from shoptalk.artifacts import DatasetArtifact, read_jsonl, write_jsonl
 from shoptalk.build import prepare_dataset
 from shoptalk.build import train as run_train
 from shoptalk.config import DpoSettings, ShoptalkConfig
-from shoptalk.models import load_model, load_tokenizer
+from shoptalk.modeling.chat_format import IGNORE
+from shoptalk.modeling.load import load_model, load_tokenizer
 from shoptalk.project import Project
 from shoptalk.records import Message, Preference
 from shoptalk.train import dpo
 from shoptalk.train.logprobs import sequence_logprobs
-from shoptalk.train.render import IGNORE
 
 from projects import write_project
 

@@ -8,11 +8,11 @@ from peft import LoraConfig, get_peft_model
 from peft.tuners.lora.layer import Linear as LoraLinear
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from shoptalk.modeling.chat_format import encode_conversation
 from shoptalk.records import Conversation, Message
 from shoptalk.train import loss as loss_module
 from shoptalk.train.loss import is_plain_linear, labelled_loss
 from shoptalk.train.packing import collate, pack
-from shoptalk.train.render import encode_conversation
 from shoptalk.train.speed import LoraLinear as FusedLoraLinear
 from shoptalk.train.speed import fast_forward, segment_lengths
 

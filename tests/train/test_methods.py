@@ -11,7 +11,7 @@ import torch
 from shoptalk.build import train as run_train
 from shoptalk.config import TrainSettings
 from shoptalk.errors import ConfigError
-from shoptalk.models import load_model
+from shoptalk.modeling.load import load_model
 from shoptalk.project import Project
 from shoptalk.train.methods import attach_method, check_method, quantization_config
 

@@ -12,7 +12,7 @@ from peft import PeftModel
 from shoptalk.build import prepare_dataset
 from shoptalk.build import train as run_train
 from shoptalk.errors import MissingExtraError
-from shoptalk.models import load_model, load_tokenizer
+from shoptalk.modeling.load import load_model, load_tokenizer
 from shoptalk.project import Project
 from shoptalk.train import monitor, sft
 from shoptalk.train.trackers import open_trackers
@@ -151,5 +151,9 @@ def test_peak_memory_is_the_runs_own_not_its_parents():
 
     ballast = b"\x01" * (800 * 2**20)  # this process (the "parent") grows by 800 MB
     code = "from shoptalk.train.monitor import peak_rss_mb; print(peak_rss_mb())"
-    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    child = float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert child < 800 and len(ballast) == 800 * 2**20

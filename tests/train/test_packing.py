@@ -1,10 +1,10 @@
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from shoptalk.modeling.chat_format import IGNORE, encode_conversation, encode_text
 from shoptalk.records import Conversation, Message
 from shoptalk.train.loss import labelled_loss, model_batch
 from shoptalk.train.packing import batches, collate, end_to_end, pack
-from shoptalk.train.render import IGNORE, encode_conversation, encode_text
 
 QUESTIONS = [
     ("What is the claim window?", "The claim window is 47 days from delivery."),

@@ -101,7 +101,7 @@ import sys
 import torch
 
 from shoptalk.config import TrainSettings
-from shoptalk.models import load_model, load_tokenizer
+from shoptalk.modeling.load import load_model, load_tokenizer
 from shoptalk.train import distributed, sft, sharding
 from shoptalk.train.loss import LabelledLoss
 from shoptalk.train.methods import attach_method

@@ -15,9 +15,9 @@ from rich.text import Text
 from shoptalk.data.ingest import Ingested, ingest
 from shoptalk.data.pii import redact_conversation
 from shoptalk.errors import SourceError
+from shoptalk.modeling.chat_format import IGNORE, encode_conversation, ensure_chat_template
 from shoptalk.project import Project
 from shoptalk.records import Conversation
-from shoptalk.train.render import IGNORE, encode_conversation, ensure_chat_template
 
 
 @dataclass
@@ -46,7 +46,7 @@ def check_sources(project: Project, n_samples: int = 3, render: bool = True) -> 
 
 
 def render_samples(project: Project, sources: Ingested, n: int) -> list[Text]:
-    from shoptalk.models import load_tokenizer, resolve_base_model
+    from shoptalk.modeling.load import load_tokenizer, resolve_base_model
 
     tokenizer = load_tokenizer(resolve_base_model(project.config.base_model, project.root))
     ensure_chat_template(tokenizer)

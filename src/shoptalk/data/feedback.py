@@ -36,7 +36,9 @@ def read_feedback(path: Path) -> list[Feedback]:
         try:
             items.append(Feedback.model_validate_json(line))
         except ValidationError as exc:
-            raise SourceError(path, number, f"not a feedback record: {exc.errors()[0]['msg']}") from exc
+            raise SourceError(
+                path, number, f"not a feedback record: {exc.errors()[0]['msg']}"
+            ) from exc
     return items
 
 
@@ -50,6 +52,8 @@ def feedback_conversations(items: list[Feedback]) -> list[Conversation]:
         messages = [*item.prompt, Message(role="assistant", content=target.strip())]
         source = f"feedback:{item.id}"
         out.append(
-            Conversation(id=messages_id(source, messages), messages=messages, source=source, kind="chat")
+            Conversation(
+                id=messages_id(source, messages), messages=messages, source=source, kind="chat"
+            )
         )
     return out

@@ -258,7 +258,7 @@ def previous_dataset(datasets: Path, current: DatasetArtifact) -> DatasetArtifac
 
 def base_tokenizer(project: Project) -> tuple[Any, str]:
     """The base model's tokenizer, or None and why lengths are approximate."""
-    from shoptalk.models import load_tokenizer, resolve_base_model
+    from shoptalk.modeling.load import load_tokenizer, resolve_base_model
 
     try:
         return load_tokenizer(resolve_base_model(project.config.base_model, project.root)), ""

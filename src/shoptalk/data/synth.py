@@ -208,7 +208,10 @@ def parse_pairs(reply: str) -> list[tuple[str, str]]:
             item = json.loads(match.group(0))
         except json.JSONDecodeError:
             continue
-        question, answer = str(item.get("question", "")).strip(), str(item.get("answer", "")).strip()
+        question, answer = (
+            str(item.get("question", "")).strip(),
+            str(item.get("answer", "")).strip(),
+        )
         if question and answer:
             pairs.append((question, answer))
     return pairs

@@ -46,11 +46,11 @@ from shoptalk.artifacts import RunArtifact, write_json
 from shoptalk.errors import SourceError
 from shoptalk.eval.metrics import CJK_CHAR, bootstrap_diff
 from shoptalk.eval.scorecard import SuiteScores
+from shoptalk.modeling.chat_format import encode_conversation, with_system
 from shoptalk.records import Conversation, Message
-from shoptalk.train.render import encode_conversation, with_system
 
 if TYPE_CHECKING:
-    from shoptalk.generate import Assistant
+    from shoptalk.modeling.generate import Assistant
     from shoptalk.project import Project
 
 SUITE = "canaries"
@@ -198,7 +198,7 @@ def canary_exposure(
     Returns the counts and means, and a `per_canary` list (emitted, rank,
     exposure, the secret's log-likelihood and the references' mean).
     """
-    from shoptalk.generate import answer
+    from shoptalk.modeling.generate import answer
 
     if not canaries:
         return {"n": 0, "exposure_count": 0, "exposure_rate": 0.0, "per_canary": []}

@@ -45,14 +45,14 @@ from shoptalk.errors import SourceError
 from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.questions import Suite, load_suite_file
 from shoptalk.eval.scorecard import SuiteScores
-from shoptalk.models import cache_dir
+from shoptalk.modeling.chat_format import Example, encode_conversation, with_system
+from shoptalk.modeling.load import cache_dir
 from shoptalk.records import Conversation, Message
-from shoptalk.train.render import Example, encode_conversation, with_system
 
 if TYPE_CHECKING:
     import torch
 
-    from shoptalk.generate import Assistant
+    from shoptalk.modeling.generate import Assistant
     from shoptalk.project import Project
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ class RetentionCheck:
         if variant == "base" and self._read_cache():
             log.info("retention: base answers and scores from %s", self.cache_file)
         elif variant == "base":
-            from shoptalk.generate import answer
+            from shoptalk.modeling.generate import answer
 
             conversations = [
                 with_system([Message(role="user", content=p)], self.system_prompt)

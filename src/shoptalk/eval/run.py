@@ -32,10 +32,10 @@ from shoptalk.eval.scorecard import (
     read_scorecard,
     write_scorecard,
 )
-from shoptalk.generate import Assistant, answer, load_assistant
+from shoptalk.modeling.chat_format import with_system
+from shoptalk.modeling.generate import Assistant, answer, load_assistant
 from shoptalk.project import Project
 from shoptalk.records import Message
-from shoptalk.train.render import with_system
 
 if TYPE_CHECKING:
     from shoptalk.rag.retrieve import RagIndex

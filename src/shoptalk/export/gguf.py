@@ -21,7 +21,7 @@ from pathlib import Path
 from shoptalk.artifacts import write_json
 from shoptalk.errors import MissingExtraError, ShoptalkError
 from shoptalk.export import ExportError
-from shoptalk.models import cache_dir
+from shoptalk.modeling.load import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shoptalk.artifacts import RunArtifact, write_json
-from shoptalk.generate import stop_ids
-from shoptalk.models import load_model, load_tokenizer
-from shoptalk.train.render import ensure_chat_template
+from shoptalk.modeling.chat_format import ensure_chat_template, stop_ids
+from shoptalk.modeling.load import load_model, load_tokenizer
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase

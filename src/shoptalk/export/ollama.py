@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shoptalk.export import ExportError
-from shoptalk.train.render import render_prompt
+from shoptalk.modeling.chat_format import render_prompt
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

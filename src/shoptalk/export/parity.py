@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from shoptalk.generate import stop_ids
-from shoptalk.train.render import encode, render_prompt
+from shoptalk.modeling.chat_format import encode, render_prompt, stop_ids
 
 if TYPE_CHECKING:
     import torch

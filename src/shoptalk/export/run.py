@@ -31,12 +31,11 @@ from shoptalk.export.parity import (
     observe,
 )
 from shoptalk.export.report import write_parity_report
-from shoptalk.generate import stop_ids
-from shoptalk.models import pick_device, resolve_base_model
+from shoptalk.modeling.chat_format import stop_ids, with_system
+from shoptalk.modeling.load import pick_device, resolve_base_model
 from shoptalk.project import Project
 from shoptalk.records import Message
 from shoptalk.registry.models import ExportInfo, add_export, open_registry, register_run
-from shoptalk.train.render import with_system
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -160,7 +159,7 @@ def check_hf(
     say: Say = print,
 ) -> None:
     """Load the folder as any transformers user would and compare; raise on failure."""
-    from shoptalk.models import load_model, load_tokenizer
+    from shoptalk.modeling.load import load_model, load_tokenizer
 
     model, tokenizer = load_model(str(hf_dir), device), load_tokenizer(str(hf_dir))
     stops = configured_stop_ids(model)

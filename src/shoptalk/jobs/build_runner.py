@@ -54,7 +54,10 @@ def run_build(served: Project, build_id: str) -> None:
         with sessions() as session:
             store.add_event(session, build_id, message, level="error")
             store.set_status(
-                session, build_id, "failed", error={"code": "build_failed", "message": message, "param": None}
+                session,
+                build_id,
+                "failed",
+                error={"code": "build_failed", "message": message, "param": None},
             )
             session.commit()
         return

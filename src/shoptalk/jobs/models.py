@@ -50,7 +50,7 @@ def materialize_checkpoint(project: Project, session: Session, name: str) -> Pat
     import torch
 
     from shoptalk.jobs.runner import job_config
-    from shoptalk.models import load_model, resolve_base_model
+    from shoptalk.modeling.load import load_model, resolve_base_model
     from shoptalk.train.methods import attach_method
 
     job = session.get(JobRow, ckpt.job_id)

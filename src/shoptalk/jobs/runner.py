@@ -130,7 +130,10 @@ def read_job_file(row: FileRow, param: str, kind: str = "supervised") -> list:
 
 def validate(session, job: JobRow) -> JobFiles:
     files = JobFiles()
-    for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
+    for param, file_id in (
+        ("training_file", job.training_file),
+        ("validation_file", job.validation_file),
+    ):
         if file_id is None:
             continue
         row = session.get(FileRow, file_id)
@@ -202,7 +205,7 @@ def run_job(project: Project, job_id: str) -> None:
             )
             session.commit()
             # --- train (continues from the last checkpoint if there is one)
-            from shoptalk.models import resolve_base_model
+            from shoptalk.modeling.load import resolve_base_model
             from shoptalk.train import dpo, sft
 
             base_path = resolve_base_model(cfg.base_model, project.root)
@@ -221,7 +224,10 @@ def run_job(project: Project, job_id: str) -> None:
             message = f"{type(exc).__name__}: {redact(str(exc)).text}"
             store.add_event(session, job_id, message, level="error")
             store.set_status(
-                session, job_id, "failed", error={"code": "server_error", "message": message, "param": None}
+                session,
+                job_id,
+                "failed",
+                error={"code": "server_error", "message": message, "param": None},
             )
             session.commit()
             return

@@ -47,7 +47,9 @@ class Worker:
             ]
             for job in running:
                 store.set_status(session, job.id, "queued", worker_pid=None)
-                store.add_event(session, job.id, "Requeued after a restart; resuming from the last checkpoint")
+                store.add_event(
+                    session, job.id, "Requeued after a restart; resuming from the last checkpoint"
+                )
             session.commit()
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -56,7 +58,9 @@ class Worker:
             self.tick()
             stop.wait(self.poll_s)
         # Back to the queue, not paused: the next start resumes it from its checkpoint.
-        self.stop_child("queued", "Interrupted by a server shutdown; it resumes when the server is back")
+        self.stop_child(
+            "queued", "Interrupted by a server shutdown; it resumes when the server is back"
+        )
 
     def tick(self) -> None:
         if self.child is None:
@@ -83,7 +87,9 @@ class Worker:
         log.info("running job %s", job.id)
         self.job_id = job.id
         # Both runners get the served project (its registry); a build's row names what it builds.
-        runner = "shoptalk.jobs.build_runner" if isinstance(job, BuildRow) else "shoptalk.jobs.runner"
+        runner = (
+            "shoptalk.jobs.build_runner" if isinstance(job, BuildRow) else "shoptalk.jobs.runner"
+        )
         self.child = subprocess.Popen(
             [sys.executable, "-m", runner, str(self.project.root), job.id],
             start_new_session=True,
@@ -115,7 +121,11 @@ class Worker:
             self.publish_progress(session, job)
             if job.status == "running":
                 # The runner records its own outcome; still running means it died.
-                error = {"code": "server_error", "message": f"training process exited with {code}", "param": None}
+                error = {
+                    "code": "server_error",
+                    "message": f"training process exited with {code}",
+                    "param": None,
+                }
                 store.set_status(session, job.id, "failed", error=error)
                 store.add_event(session, job.id, error["message"], level="error")
             session.commit()
@@ -151,7 +161,9 @@ class Worker:
 def read_metrics(path: Path) -> list[dict]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def snapshot_checkpoint(session, job: JobRow, folder: Path, metrics: dict[int, dict]) -> None:

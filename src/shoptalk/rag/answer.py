@@ -18,7 +18,7 @@ import re
 
 from pydantic import BaseModel, Field
 
-from shoptalk.generate import Assistant, answer
+from shoptalk.modeling.generate import Assistant, answer
 from shoptalk.rag.bm25 import language
 from shoptalk.rag.citations import Citation, check_citations
 from shoptalk.rag.retrieve import RagIndex, Retrieval

@@ -28,8 +28,8 @@ from shoptalk.data.documents import folder_acl, report, source_path
 from shoptalk.data.ingest import DOCUMENT_READERS
 from shoptalk.data.pii import redact
 from shoptalk.errors import SourceError
+from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.chunk import chunk_section, searchable_text
-from shoptalk.rag.embed import Embedder, load_embedder
 from shoptalk.rag.settings import RagSettings
 from shoptalk.rag.store import DocumentEntry, StoredIndex, load_index, save_index
 from shoptalk.rag.vector_store import open_vector_store

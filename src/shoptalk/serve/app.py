@@ -122,7 +122,7 @@ def build_engine(settings: ServeSettings, project: Any, catalog: Any, system_pro
         from shoptalk.serve.upstream import UpstreamEngine
 
         return UpstreamEngine.from_settings(settings)
-    from shoptalk.models import pick_device
+    from shoptalk.modeling.load import pick_device
     from shoptalk.serve.catalog import Catalog
     from shoptalk.serve.engine import TransformersEngine
 

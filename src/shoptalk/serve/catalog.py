@@ -147,7 +147,7 @@ class Catalog:
 
     @classmethod
     def for_project(cls, project: Project, settings: ServeSettings, device: str) -> Catalog:
-        from shoptalk.models import resolve_base_model
+        from shoptalk.modeling.load import resolve_base_model
 
         base_path = resolve_base_model(project.config.base_model, project.root)
 
@@ -238,8 +238,8 @@ class Catalog:
         return None
 
     def tokenizer(self, entry: ModelEntry) -> PreTrainedTokenizerBase:
-        from shoptalk.models import load_tokenizer
-        from shoptalk.train.render import ensure_chat_template
+        from shoptalk.modeling.chat_format import ensure_chat_template
+        from shoptalk.modeling.load import load_tokenizer
 
         folder = entry.path if (entry.path / "tokenizer_config.json").is_file() else self.base_path
         with self._lock:
@@ -268,7 +268,7 @@ class Catalog:
             return Loaded(self._base, self.tokenizer(entry), adapter)
 
     def _load_base(self) -> PreTrainedModel:
-        from shoptalk.models import load_model
+        from shoptalk.modeling.load import load_model
 
         if self._base is None:
             log.info("Loading base model %s", self.base_path)
@@ -276,7 +276,7 @@ class Catalog:
         return self._base
 
     def _load_full(self, entry: ModelEntry) -> PreTrainedModel:
-        from shoptalk.models import load_model
+        from shoptalk.modeling.load import load_model
 
         if entry.path not in self._full:
             self.verify(entry)

@@ -10,8 +10,8 @@ parameters instead would split the batches that concurrent users actually
 send, which almost always differ in something.
 
 Prompts are rendered exactly as at training and evaluation time
-(`shoptalk.train.render.prompt_ids`), generation stops at the same end-of-turn
-tokens (`shoptalk.generate.stop_ids`), and a prompt never gets truncated: one
+(`shoptalk.modeling.chat_format.prompt_ids`), generation stops at the same end-of-turn
+tokens (`shoptalk.modeling.chat_format.stop_ids`), and a prompt never gets truncated: one
 that does not fit the context is a 400 naming the counts.
 
 The upstream engine (`upstream.py`) has the same interface: `names`,
@@ -110,7 +110,7 @@ class TransformersEngine:
     async def prepare_chat(
         self, model: str, messages: list[dict[str, str]], params: Params, n: int
     ) -> Prepared:
-        from shoptalk.train.render import prompt_ids
+        from shoptalk.modeling.chat_format import prompt_ids
 
         entry = self.catalog.resolve(model)
         tokenizer = self.catalog.tokenizer(entry)
@@ -124,7 +124,7 @@ class TransformersEngine:
     async def prepare_text(
         self, model: str, prompts: list[str], params: Params, n: int
     ) -> Prepared:
-        from shoptalk.train.render import encode
+        from shoptalk.modeling.chat_format import encode
 
         entry = self.catalog.resolve(model)
         tokenizer = self.catalog.tokenizer(entry)
@@ -199,7 +199,7 @@ class TransformersEngine:
         the running batch (their prompts prefilled, their caches padded to the
         same length), so a long answer does not hold the next requests back.
         """
-        from shoptalk.generate import stop_ids
+        from shoptalk.modeling.chat_format import stop_ids
 
         eos = set(stop_ids(loaded.tokenizer))
         joined: list[Job] = []

@@ -1,6 +1,6 @@
 """Errors in OpenAI's envelope, so clients' error handling works unchanged.
 
-    {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
+{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
 """
 
 from __future__ import annotations

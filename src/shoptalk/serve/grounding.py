@@ -30,14 +30,18 @@ def project_index(app: FastAPI) -> RagIndex:
         if index is None:
             project_state = getattr(app.state, "project", None)
             if project_state is None:
-                raise ApiError(400, "This server has no project documents to retrieve from.", param="rag")
+                raise ApiError(
+                    400, "This server has no project documents to retrieve from.", param="rag"
+                )
             from shoptalk.errors import ShoptalkError
             from shoptalk.rag.retrieve import open_index
 
             try:
                 index = open_index(project_state.project())
             except ShoptalkError as exc:
-                raise ApiError(409, f"Retrieval is not ready: {exc}", code="no_index", param="rag") from exc
+                raise ApiError(
+                    409, f"Retrieval is not ready: {exc}", code="no_index", param="rag"
+                ) from exc
             app.state.rag_index = index
         return index
 

@@ -179,7 +179,9 @@ class JobCreate(BaseModel, extra="ignore"):
         method = dict(self.method or {"type": "supervised"})
         kind = method.get("type", "supervised")
         if kind not in ("supervised", "dpo"):
-            raise ApiError(400, f"method.type must be 'supervised' or 'dpo', not {kind!r}", param="method.type")
+            raise ApiError(
+                400, f"method.type must be 'supervised' or 'dpo', not {kind!r}", param="method.type"
+            )
         if self.hyperparameters and not (method.get(kind) or {}).get("hyperparameters"):
             method[kind] = {"hyperparameters": self.hyperparameters}
         return method
@@ -240,7 +242,9 @@ def get_file(file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(servi
 
 
 @router.get("/v1/files/{file_id}/content")
-def file_content(file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> FileResponse:
+def file_content(
+    file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]
+) -> FileResponse:
     with jobs.sessions() as session:
         row = find(session, FileRow, file_id, "file_id")
     return FileResponse(row.path, filename=row.filename)
@@ -373,11 +377,15 @@ def change(jobs: JobsService, job_id: str, action: str) -> JobObject:
         row = find(session, JobRow, job_id, "fine_tuning_job_id")
         if action == "resume":
             if row.status != "paused":
-                raise ApiError(409, f"Job {job_id} is {row.status}, not paused", param="fine_tuning_job_id")
+                raise ApiError(
+                    409, f"Job {job_id} is {row.status}, not paused", param="fine_tuning_job_id"
+                )
             store.set_status(session, job_id, "queued", requested=None)
             store.add_event(session, job_id, "Resume requested; job queued")
         elif row.status in store.FINISHED:
-            raise ApiError(409, f"Job {job_id} has already {row.status}", param="fine_tuning_job_id")
+            raise ApiError(
+                409, f"Job {job_id} has already {row.status}", param="fine_tuning_job_id"
+            )
         elif row.status == "running":
             row.requested = action
             store.add_event(session, job_id, f"{action.capitalize()} requested")

@@ -247,7 +247,7 @@ class PlanResponse(BaseModel):
 def training_plan(_: Viewer, st: State) -> PlanResponse:
     """What a build would train, with its estimated time and peak memory on this machine."""
     from shoptalk.build import prepare_dataset
-    from shoptalk.models import resolve_base_model
+    from shoptalk.modeling.load import resolve_base_model
     from shoptalk.train.sft import plan_run
 
     project = st.project()
@@ -447,8 +447,8 @@ def playground(body: PlaygroundRequest, _: Viewer, st: State) -> PlaygroundRespo
 
 
 def ask(st: ProjectState, project: Project, run, body: PlaygroundRequest) -> PlaygroundAnswer:
-    from shoptalk.generate import answer, load_assistant
-    from shoptalk.models import resolve_base_model
+    from shoptalk.modeling.generate import answer, load_assistant
+    from shoptalk.modeling.load import resolve_base_model
 
     name = run.run_id if run is not None else "base"
     base_path = resolve_base_model(project.config.base_model, project.root)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shoptalk.config import CONFIG_NAME
 from shoptalk.errors import ModelError, ShoptalkError
-from shoptalk.models import DEFAULT_MODEL, default_gguf_path
+from shoptalk.modeling.load import DEFAULT_MODEL, default_gguf_path
 from shoptalk.project import Project
 from shoptalk.serve.auth import Principal, require
 from shoptalk.serve.errors import ApiError

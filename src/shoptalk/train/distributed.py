@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from shoptalk.modeling.chat_format import IGNORE
 from shoptalk.train.packing import Row
-from shoptalk.train.render import IGNORE
 
 log = logging.getLogger(__name__)
 

@@ -34,15 +34,7 @@ from pydantic import BaseModel
 
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, read_jsonl, write_json
 from shoptalk.config import DpoSettings, ShoptalkConfig
-from shoptalk.models import load_tokenizer, pick_device
-from shoptalk.records import Preference
-from shoptalk.train import checkpoint
-from shoptalk.train.logprobs import sequence_logprobs
-from shoptalk.train.methods import attach_method, load_for_method
-from shoptalk.train.packing import Row, collate
-from shoptalk.train.plan import auto_tokens_per_step
-from shoptalk.train.progress import TrainProgress
-from shoptalk.train.render import (
+from shoptalk.modeling.chat_format import (
     IGNORE,
     Example,
     encode,
@@ -50,6 +42,14 @@ from shoptalk.train.render import (
     render_prompt,
     with_system,
 )
+from shoptalk.modeling.load import load_tokenizer, pick_device
+from shoptalk.records import Preference
+from shoptalk.train import checkpoint
+from shoptalk.train.logprobs import sequence_logprobs
+from shoptalk.train.methods import attach_method, load_for_method
+from shoptalk.train.packing import Row, collate
+from shoptalk.train.plan import auto_tokens_per_step
+from shoptalk.train.progress import TrainProgress
 from shoptalk.train.sft import keep_metrics_until, lr_factor, save_final
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from shoptalk.modeling.chat_format import IGNORE
 from shoptalk.train.packing import Row, collate, end_to_end
-from shoptalk.train.render import IGNORE
 from shoptalk.train.speed import borders_from_positions, fast_forward
 
 CHUNK_TOKENS = 1024

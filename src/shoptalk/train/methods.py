@@ -49,7 +49,7 @@ def quantization_config(device: str) -> BitsAndBytesConfig:
     import torch
     from transformers import BitsAndBytesConfig
 
-    from shoptalk.models import pick_dtype
+    from shoptalk.modeling.load import pick_dtype
 
     compute = torch.bfloat16 if pick_dtype(device) == torch.bfloat16 else torch.float16
     return BitsAndBytesConfig(
@@ -64,7 +64,7 @@ def load_for_method(path: str, settings: TrainSettings, device: str) -> PreTrain
     """The base model as the method trains it: fp32 (never bf16 on a CPU) or 4-bit for QLoRA."""
     import torch
 
-    from shoptalk.models import load_model
+    from shoptalk.modeling.load import load_model
 
     check_method(settings, device)
     if settings.method != "qlora":

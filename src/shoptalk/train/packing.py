@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shoptalk.train.render import IGNORE, Example
+from shoptalk.modeling.chat_format import IGNORE, Example
 
 
 @dataclass

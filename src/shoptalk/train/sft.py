@@ -32,7 +32,13 @@ from rich.console import Console
 from shoptalk import __version__
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
 from shoptalk.config import ShoptalkConfig, TrainSettings
-from shoptalk.models import load_tokenizer, pick_device
+from shoptalk.modeling.chat_format import (
+    IGNORE,
+    encode_conversation,
+    encode_text,
+    ensure_chat_template,
+)
+from shoptalk.modeling.load import load_tokenizer, pick_device
 from shoptalk.train import checkpoint, distributed, monitor, sharding
 from shoptalk.train.distributed import Processes
 from shoptalk.train.frozen import (
@@ -47,7 +53,6 @@ from shoptalk.train.packing import Row, batches, pack, truncate
 from shoptalk.train.plan import DataShape, TrainPlan, detect_hardware, make_plan, model_shape
 from shoptalk.train.plot import LossPlot
 from shoptalk.train.progress import TrainProgress
-from shoptalk.train.render import IGNORE, encode_conversation, encode_text, ensure_chat_template
 from shoptalk.train.speed import fast_forward
 from shoptalk.train.trackers import open_trackers
 

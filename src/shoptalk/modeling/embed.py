@@ -93,7 +93,7 @@ def _load_model(location: str, name: str) -> SentenceTransformer:
     """One copy per process: the build, the server and tests share it."""
     from sentence_transformers import SentenceTransformer
 
-    from shoptalk.models import pick_device
+    from shoptalk.modeling.load import pick_device
 
     try:
         return SentenceTransformer(location, device=pick_device("auto"))

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 IGNORE = -100
 
+# End-of-turn markers of common chat templates; generation stops at any of them.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>")
+
 # For base models that ship no chat template. ChatML is what most open
 # instruct models use; it is written into the saved tokenizer so evaluation,
 # serving and export render exactly what training rendered.
@@ -38,6 +41,13 @@ class Example:
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
     if not tokenizer.chat_template:
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+
+
+def stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids |= {vocab[t] for t in END_OF_TURN if t in vocab}
+    return sorted(ids)
 
 
 def with_system(messages: list[Message], system_prompt: str) -> list[dict[str, str]]:

@@ -1,7 +1,8 @@
 """Load a base or tuned model for answering, and answer prompts in batches.
 
 Used by the scorecard, `shoptalk ask` and `shoptalk chat`, so every one of
-them renders prompts and stops generation exactly the same way.
+them renders prompts and stops generation exactly the same way (the rules
+themselves live in `chat_format`).
 """
 
 from __future__ import annotations
@@ -9,16 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shoptalk.models import load_model, load_tokenizer, pick_device
-from shoptalk.train.render import ensure_chat_template, prompt_ids
+from shoptalk.modeling.chat_format import ensure_chat_template, prompt_ids, stop_ids
+from shoptalk.modeling.load import load_model, load_tokenizer, pick_device
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from shoptalk.artifacts import RunArtifact
-
-# End-of-turn markers of common chat templates; generation stops at any of them.
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>")
 
 
 @dataclass
@@ -47,13 +45,6 @@ def load_assistant(
         load_model(base_path, device), str(run.final)
     ).merge_and_unload()
     return Assistant(model, tokenizer, device)
-
-
-def stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    vocab = tokenizer.get_vocab()
-    ids |= {vocab[t] for t in END_OF_TURN if t in vocab}
-    return sorted(ids)
 
 
 def answer(
