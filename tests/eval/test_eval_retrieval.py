@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from shoptalk.config import RagSettings
 from shoptalk.eval.questions import DomainQuestion, Suite, UnanswerableQuestion
 from shoptalk.eval.retrieval import retrieval_scores
 from shoptalk.rag.retrieve import RagIndex
-from shoptalk.rag.settings import RagSettings
 from shoptalk.rag.store import StoredIndex
 from shoptalk.records import Chunk
 

@@ -11,20 +11,10 @@ import re
 import unicodedata
 from collections import Counter
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from shoptalk.config import CleanSettings
 from shoptalk.records import Chunk, Conversation
-
-
-class CleanSettings(BaseModel, extra="forbid"):
-    nfkc: bool = Field(
-        True, description="Unicode NFKC: full-width ＡＢＣ１２３ and punctuation become ABC123"
-    )
-    min_chars: int = Field(2, ge=0, description="Drop user/assistant messages and chunks shorter")
-    max_chars: int = Field(20000, ge=1, description="Drop conversations longer than this")
-    boilerplate_min_docs: int = Field(
-        3, ge=2, description="A line in at least this many source files is boilerplate"
-    )
 
 
 class Dropped(BaseModel):

@@ -27,20 +27,11 @@ from itertools import combinations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from shoptalk.config import DedupeSettings
 from shoptalk.errors import ConfigError
 from shoptalk.records import Conversation
-
-
-class DedupeSettings(BaseModel, extra="forbid"):
-    near: bool = Field(True, description="Also remove near duplicates, not only exact ones")
-    threshold: float = Field(
-        0.8, gt=0, le=1, description="Jaccard similarity of n-gram sets that makes a near duplicate"
-    )
-    ngram: int = Field(5, ge=1, description="Characters per n-gram")
-    num_perm: int = Field(64, ge=8, description="MinHash permutations")
-    seed: int = Field(0, description="Seed of the MinHash permutations")
 
 
 class Cluster(BaseModel):

@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel
 
+from shoptalk.config import PiiSettings
 from shoptalk.records import Conversation
 
 PiiType = Literal[
@@ -52,58 +53,6 @@ PRIORITY: tuple[PiiType, ...] = (
     "phone",
 )
 NER_TYPES: tuple[PiiType, ...] = ("person", "org", "address")
-
-
-class PiiSettings(BaseModel, extra="forbid"):
-    email: bool = True
-    phone: bool = True
-    cn_id: bool = True
-    bank_card: bool = True
-    iban: bool = True
-    ip: bool = True
-    passport: bool = True
-    url_credentials: bool = True
-    secret: bool = True
-    ner: Literal["off", "auto", "jieba", "presidio"] = Field(
-        "off",
-        description="Also find names and street addresses by NER. Text with Chinese "
-        "characters goes through jieba; other text: 'auto' = through Presidio when the 'ner' "
-        "extra and its spaCy pipeline are installed (else a warning), 'presidio' = the same "
-        "but an error when they are missing, 'jieba' = left to the other detectors",
-    )
-    ner_model: str = Field(
-        "en_core_web_sm",
-        description="spaCy pipeline Presidio uses: an installed package name or a folder",
-    )
-    person: bool = Field(True, description="With ner: people's full names")
-    org: bool = Field(
-        False,
-        description="With ner: organization names. Off by default: they are not personal "
-        "data, and an organization's own FAQ names itself and its partners everywhere",
-    )
-    address: bool = Field(
-        True,
-        description="With ner: street addresses (a city, or a road without a number, is not one)",
-    )
-    allow: list[str] = Field(
-        default_factory=list,
-        description="Values never redacted, e.g. the organization's public contacts: "
-        "'@acme.example' keeps every address at that domain, '1-800-555-0100' that number",
-    )
-
-    @model_serializer(mode="wrap")
-    def _without_ner_defaults(self, handler: SerializerFunctionWrapHandler) -> dict:
-        # Datasets are addressed by a hash of their settings: with NER untouched they
-        # must hash as before these fields existed, or every project would retrain.
-        fields = type(self).model_fields
-        return {
-            k: v
-            for k, v in handler(self).items()
-            if k not in NER_SETTINGS or v != fields[k].get_default()
-        }
-
-
-NER_SETTINGS = ("ner", "ner_model", "person", "org", "address")
 
 
 class Span(BaseModel, frozen=True):

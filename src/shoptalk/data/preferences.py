@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from shoptalk.config import PiiSettings
 from shoptalk.data.documents import content_id, report, source_path
 from shoptalk.data.formats import (
     ALPACA,
@@ -42,7 +43,7 @@ from shoptalk.data.formats import (
     sharegpt_prompt,
 )
 from shoptalk.data.llamafactory import read_llamafactory
-from shoptalk.data.pii import PiiSettings, redact
+from shoptalk.data.pii import redact
 from shoptalk.errors import SourceError
 from shoptalk.records import Message, Preference
 

@@ -24,8 +24,7 @@ import logging
 import random
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
-
+from shoptalk.config import ReplaySettings
 from shoptalk.data.formats import CONVERSATION_SUFFIXES, read_conversations
 from shoptalk.data.llamafactory import read_llamafactory
 from shoptalk.errors import SourceError
@@ -34,27 +33,6 @@ from shoptalk.records import Conversation
 logger = logging.getLogger(__name__)
 
 LLAMAFACTORY_INFO = "dataset_info.json"
-
-
-class ReplaySettings(BaseModel, extra="forbid"):
-    files: list[str] = Field(
-        default_factory=list,
-        description="General-purpose chat files (Alpaca, ShareGPT, OpenAI-messages JSON/JSONL, "
-        "LLaMA-Factory dataset_info.json), relative to the project or absolute",
-    )
-    ratio: float = Field(
-        0.0,
-        ge=0.0,
-        lt=1.0,
-        description="Share of the final training set (train.jsonl) drawn from the replay files; 0 = off",
-    )
-    seed: int = Field(0, description="Seed of the replay sample")
-
-    @model_validator(mode="after")
-    def _ratio_needs_files(self) -> ReplaySettings:
-        if self.ratio > 0 and not self.files:
-            raise ValueError(f"ratio {self.ratio} needs at least one file under data.replay.files")
-        return self
 
 
 def replay_paths(root: Path, settings: ReplaySettings) -> list[Path]:

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from shoptalk.artifacts import DatasetArtifact, write_atomic, write_json
+from shoptalk.config import PiiSettings
 from shoptalk.data.augment import CJK
 from shoptalk.data.clean import source_file
 from shoptalk.data.dedupe import record_text
-from shoptalk.data.pii import PiiSettings, redact
+from shoptalk.data.pii import redact
 from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 

@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 
 import httpx2 as httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from shoptalk.artifacts import write_json
+from shoptalk.config import TeacherSettings
 from shoptalk.errors import ShoptalkError
 from shoptalk.records import Chunk, Conversation, Message
 
@@ -46,26 +47,6 @@ PROMPT_ZH = (
 )
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 JSON_OBJECT = re.compile(r"\{[^{}]*\}")
-
-
-class TeacherSettings(BaseModel, extra="forbid"):
-    base_url: str = Field(description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8001/v1")
-    model: str = Field(description="The teacher model's name at that endpoint")
-    api_key_env: str = Field(
-        "SHOPTALK_TEACHER_KEY", description="Environment variable holding the endpoint's key"
-    )
-    questions_per_chunk: int = Field(3, ge=1, le=20)
-    max_requests: int = Field(500, ge=0, description="Cap on uncached calls per build")
-    max_tokens: int = Field(512, ge=16)
-    temperature: float = Field(0.3, ge=0, le=2)
-    timeout_s: float = Field(120, gt=0)
-    retries: int = Field(3, ge=0, description="Retries of a failed call, with backoff")
-
-
-class SynthSettings(BaseModel, extra="forbid"):
-    teacher: TeacherSettings | None = Field(
-        None, description="Generate document QA with a teacher model; none = rule-based only"
-    )
 
 
 class SynthReport(BaseModel):

@@ -18,44 +18,14 @@ that checks nothing must not look like a gate that passed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from pydantic import BaseModel, Field
 
-from pydantic import BaseModel, Field, model_validator
-
-if TYPE_CHECKING:  # annotation only: keeps `shoptalk.config` (which imports this) light
-    from shoptalk.eval.scorecard import Scorecard, SuiteScores
+from shoptalk.config import GateRule, GateSettings
+from shoptalk.eval.scorecard import Scorecard, SuiteScores
 
 # Float means such as 2/3 are compared with this slack, so "at least 0.8"
 # holds for a measured 4/5 whatever the rounding.
 _EPS = 1e-9
-
-
-class GateRule(BaseModel, extra="forbid"):
-    suite: str = Field(description="Suite name, or '*' for every suite (of `kind`, if given)")
-    kind: Literal["domain", "unanswerable", "style", "retention", "canary"] | None = Field(
-        None, description="Only suites of this kind; with a named suite, its expected kind"
-    )
-    metric: str = Field(description="Metric name, e.g. key_fact_recall, refusal_rate, rouge_l")
-    min_tuned: float | None = Field(None, description="The tuned model's score must be at least")
-    min_gain: float | None = Field(None, description="tuned - base must be at least")
-    max_drop: float | None = Field(
-        None, ge=0, description="base - tuned may be at most (for retention suites)"
-    )
-
-    @model_validator(mode="after")
-    def _has_a_threshold(self) -> GateRule:
-        if self.min_tuned is None and self.min_gain is None and self.max_drop is None:
-            raise ValueError(
-                f"gate rule for suite {self.suite!r}, metric {self.metric!r} sets no threshold: "
-                "give min_tuned, min_gain or max_drop"
-            )
-        return self
-
-
-class GateSettings(BaseModel, extra="forbid"):
-    rules: list[GateRule] = Field(
-        default_factory=list, description="Thresholds the scorecard must meet; none = always pass"
-    )
 
 
 class GateResult(BaseModel):
@@ -63,8 +33,7 @@ class GateResult(BaseModel):
     failures: list[str] = Field(default_factory=list)
 
 
-# Suite and metric of the leakage canaries (eval/canary.py, not imported: this
-# module stays light for `shoptalk.config`).
+# Suite and metric of the leakage canaries, as eval/canary.py scores them.
 CANARY_SUITE, CANARY_METRIC = "canaries", "withheld_rate"
 
 

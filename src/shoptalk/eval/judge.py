@@ -28,8 +28,9 @@ import re
 import time
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from shoptalk.config import JudgeSettings
 from shoptalk.errors import ShoptalkError
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,6 @@ METRIC = "preferred"
 
 Verdict = Literal["A", "B", "tie"]
 Outcome = Literal["base", "tuned", "tie"]
-
-
-class JudgeSettings(BaseModel, extra="forbid"):
-    url: str = Field(description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8001/v1")
-    model: str = Field(description="The judge model's name at that endpoint")
-    api_key_env: str | None = Field(
-        None, description="Environment variable holding the endpoint's key (none = no key)"
-    )
-    timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one verdict")
-    max_questions: int | None = Field(
-        None, ge=1, description="Judge at most this many questions (none = all with a reference)"
-    )
 
 
 INSTRUCTIONS = """You compare two answers to a question against a reference answer.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from rich.progress import Progress
 
-from shoptalk.config import ShoptalkConfig
+from shoptalk.config import RagSettings, ShoptalkConfig
 from shoptalk.data.dataset import source_files
 from shoptalk.data.documents import folder_acl, report, source_path
 from shoptalk.data.ingest import DOCUMENT_READERS
@@ -30,7 +30,6 @@ from shoptalk.data.pii import redact
 from shoptalk.errors import SourceError
 from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.chunk import chunk_section, searchable_text
-from shoptalk.rag.settings import RagSettings
 from shoptalk.rag.store import DocumentEntry, StoredIndex, load_index, save_index
 from shoptalk.rag.vector_store import open_vector_store
 from shoptalk.records import Chunk

@@ -24,11 +24,11 @@ import random
 import shutil
 
 from shoptalk.artifacts import DatasetArtifact, write_jsonl
+from shoptalk.config import RaftSettings, RagSettings
 from shoptalk.data.documents import content_id
 from shoptalk.rag.answer import not_found_message, rag_messages
 from shoptalk.rag.citations import support
 from shoptalk.rag.retrieve import RagIndex, Retrieval
-from shoptalk.rag.settings import RaftSettings, RagSettings
 from shoptalk.records import Conversation, Message
 
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from shoptalk.config import RagSettings
 from shoptalk.errors import ShoptalkError
 from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.bm25 import BM25, language, terms
 from shoptalk.rag.chunk import searchable_text
-from shoptalk.rag.settings import RagSettings
 from shoptalk.rag.store import StoredIndex, require_index
 from shoptalk.rag.vector_store import VectorStore, open_vector_store
 from shoptalk.records import Chunk

@@ -23,7 +23,7 @@ from shoptalk.records import Chunk
 if TYPE_CHECKING:
     import numpy as np
 
-    from shoptalk.rag.settings import RagSettings
+    from shoptalk.config import RagSettings
 
 
 class VectorStore(Protocol):

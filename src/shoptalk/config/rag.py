@@ -1,4 +1,4 @@
-"""The `rag:` section of shoptalk.yaml: how documents are chunked, embedded and retrieved."""
+"""The `rag:` section: how documents are chunked, embedded and retrieved, and RAFT training."""
 
 from __future__ import annotations
 

@@ -1,0 +1,76 @@
+"""The `serve:` section: the API server, its engine, limits, database and console."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ServeSettings(BaseModel, extra="forbid"):
+    host: str = Field(
+        "127.0.0.1", description="Address to bind; 0.0.0.0 needs TLS settings or --insecure"
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on")
+    engine: Literal["transformers", "upstream"] = Field(
+        "transformers",
+        description="'transformers' runs the models in this process; 'upstream' forwards to an "
+        "OpenAI-compatible server (vLLM, llama.cpp) at upstream_url",
+    )
+    upstream_url: str | None = Field(
+        None,
+        description="With engine 'upstream': the server's base URL, e.g. http://127.0.0.1:8001/v1",
+    )
+    upstream_key_env: str = Field(
+        "SHOPTALK_UPSTREAM_KEY", description="Environment variable holding the upstream's key"
+    )
+    models: Literal["promoted", "all"] = Field(
+        "promoted", description="Serve only promoted models (and the base), or every trained one"
+    )
+    embedding_model: str = Field(
+        "default", description="'default' (all-MiniLM-L6-v2) or a sentence-transformers model"
+    )
+    database_url: str | None = Field(
+        None,
+        description="None = SQLite in .shoptalk/shoptalk.db; postgresql+psycopg://... to share",
+    )
+    redis_url: str | None = Field(
+        None, description="Rate-limit counters in Redis (shared by replicas); None = in process"
+    )
+    max_batch_size: int = Field(8, ge=1, description="Requests merged into one forward pass")
+    batch_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill up")
+    max_queue: int = Field(64, ge=1, description="Waiting requests before answering 503")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest request body, in bytes; a bigger one gets 413"
+    )
+    max_tokens_limit: int = Field(2048, ge=1, description="Largest max_tokens a request may ask")
+    default_max_tokens: int = Field(
+        256, ge=1, description="Tokens generated when a request gives no max_tokens"
+    )
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="Seconds a request may take before it fails with 504"
+    )
+    adapter_cache_gb: float = Field(4.0, gt=0, description="Memory for adapters loaded on demand")
+    public_metrics: bool = Field(False, description="Serve /metrics without a key")
+    store_prompts: bool = Field(
+        False, description="Keep prompts and completions in the audit log (PII redacted)"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS), e.g. https://intranet.example; "
+        "none = closed",
+    )
+    tls_certfile: str | None = Field(
+        None, description="PEM certificate file for HTTPS (with tls_keyfile); none = plain HTTP"
+    )
+    tls_keyfile: str | None = Field(None, description="PEM private key file of tls_certfile")
+    worker: bool = Field(
+        True,
+        description="Run queued fine-tuning jobs and console builds in this server "
+        "(turn off on all but one replica)",
+    )
+    workspace: str | None = Field(
+        None,
+        description="Folder of the projects made in the web console, relative to this project; "
+        "none = .shoptalk/projects",
+    )
