@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from shoptalk.build import prepare_dataset
@@ -45,8 +46,8 @@ def metrics(project) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def torchrun(*args: str) -> None:
-    done = subprocess.run(
+def launch(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -63,6 +64,10 @@ def torchrun(*args: str) -> None:
         timeout=600,
         env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
+
+
+def torchrun(*args: str) -> None:
+    done = launch(*args)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -89,6 +94,19 @@ def test_two_processes_follow_the_loss_curve_of_one_and_resume(tmp_path, tiny_mo
     (run,) = (two / ".shoptalk" / "runs").iterdir()
     assert (run / "final" / "adapter_config.json").is_file()
     assert json.loads((run / "card.json").read_text())["plan"]["processes"] == 2
+
+
+def test_a_two_process_dpo_launch_is_refused_and_writes_no_run(tmp_path, tiny_model):
+    root = write_project(tmp_path / "p", tiny_model, recipe="dpo")
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    for sft_only in ("epochs", "learning_rate"):  # DPO reads train.dpo's
+        del config["train"][sft_only]
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    done = launch("train", str(root))
+    said = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "DPO runs in one process" in said and "WORLD_SIZE=2" in said, said[-3000:]
+    assert not (root / ".shoptalk" / "runs").exists()
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)

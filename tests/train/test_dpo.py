@@ -16,6 +16,7 @@ from shoptalk.artifacts import DatasetArtifact, read_jsonl, write_jsonl
 from shoptalk.build import prepare_dataset
 from shoptalk.build import train as run_train
 from shoptalk.config import DpoSettings, ShoptalkConfig
+from shoptalk.errors import ConfigError
 from shoptalk.modeling.chat_format import IGNORE
 from shoptalk.modeling.load import load_model, load_tokenizer
 from shoptalk.project import Project
@@ -149,6 +150,16 @@ def test_no_pairs_is_a_clear_error(tmp_path, tiny_model):
     dataset = DatasetArtifact(path=tmp_path / "data", hash="empty")
     with pytest.raises(ValueError, match="no preference pairs"):
         dpo.run(config(), dataset, str(tiny_model), tmp_path / "run")
+
+
+def test_two_processes_are_refused_before_anything_is_written(tmp_path, tiny_model, monkeypatch):
+    # Under torchrun both processes would train in one run folder, each resuming from the
+    # other's checkpoints (tests/train/test_distributed.py launches it for real).
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    dataset = preference_dataset(tmp_path / "data")
+    with pytest.raises(ConfigError, match=r"DPO runs in one process.*WORLD_SIZE=2"):
+        dpo.run(config(), dataset, str(tiny_model), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_build_runs_dpo_on_top_of_the_sft_model_when_pairs_exist(tmp_path, tiny_model, one_thread):

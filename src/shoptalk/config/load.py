@@ -55,8 +55,9 @@ def describe_validation_error(exc: ValidationError) -> str:
                 f"`python -m shoptalk.config.docs`)"
             )
         elif isinstance(err.get("input"), dict):
-            # A whole section failed a check across its keys: the message names them.
-            problems.append(f"key '{key}': {err['msg']}")
+            # A section failed a check across its keys: our message names them, and
+            # pydantic's "Value error, " prefix and the whole section add nothing.
+            problems.append(f"key '{key}': {err['msg'].removeprefix('Value error, ')}")
         else:
             problems.append(f"key '{key}': {err['msg']} (found {err.get('input')!r})")
     return "; ".join(problems)

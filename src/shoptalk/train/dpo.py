@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, read_jsonl, write_json
-from shoptalk.config import DpoSettings, ShoptalkConfig
+from shoptalk.config import DpoSettings, ShoptalkConfig, refuse_dpo_processes, world_size
 from shoptalk.modeling.chat_format import (
     IGNORE,
     Example,
@@ -85,8 +86,11 @@ def run(
     """DPO-train `base_path` (or the SFT model in `start_from`) on the dataset's preference pairs.
 
     `start_from` is an SFT run's `final/`: a LoRA adapter keeps training, a full
-    model replaces `base_path`. Resumes if checkpoints exist in `run_dir`.
+    model replaces `base_path`. Resumes if checkpoints exist in `run_dir`. Runs in one
+    process: under torchrun every process would train in `run_dir` and resume from
+    the others' checkpoints, so a multi-process launch raises before anything is written.
     """
+    refuse_dpo_processes(world_size(os.environ))
     settings, dpo = cfg.train, cfg.train.dpo
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(settings.device)

@@ -1,0 +1,128 @@
+"""Settings dumps name datasets and runs: moving or describing a setting must not change them.
+
+The literal hashes were recorded before the settings moved into `shoptalk.config`.
+A test failing here means every existing project would rebuild its dataset and
+retrain its run: keep the dump (field names, order, serializers) as it was, or,
+when a change is meant, say so in the CHANGELOG and update the literals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from shoptalk.config import ShoptalkConfig, load_config
+from shoptalk.data.dataset import dataset_hash, settings_key
+from shoptalk.project import Project
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Every section away from its defaults, including the keys a serializer hides at default.
+EVERYTHING = {
+    "name": "Sink",
+    "sources": {"preferences": ["prefs.jsonl"], "questions": ["q.jsonl"]},
+    "data": {
+        "split_by": "source",
+        "canaries": 2,
+        "pii": {"ner": "jieba", "org": True, "allow": ["@a.example"], "email": False},
+        "replay": {"files": ["general.jsonl"], "ratio": 0.2, "seed": 3},
+        "synth": {
+            "teacher": {"base_url": "http://127.0.0.1:1/v1", "model": "t", "max_requests": 9}
+        },
+        "clean": {"min_chars": 3},
+        "dedupe": {"threshold": 0.7},
+    },
+    "train": {
+        "method": "lora",
+        "lora": {"r": 8, "use_dora": True},
+        "epochs": 2,
+        "learning_rate": 1e-4,
+        "dpo": {"beta": 0.2, "loss": "ipo"},
+        "trackers": ["tensorboard"],
+        "sharding": "fsdp",
+        "early_stopping_patience": 2,
+        "eval_every": 5,
+    },
+    "eval": {
+        "gate": {"rules": [{"suite": "faq", "metric": "key_fact_recall", "min_tuned": 0.8}]},
+        "judge": {"url": "http://127.0.0.1:2/v1", "model": "j"},
+        "rag": True,
+    },
+    "rag": {"raft": {"chunks": 4}, "access": {"docs/hr/*": ["hr"]}, "top_k": 3},
+}
+RECORDED = {
+    "kestrel": {
+        "dataset_settings": "0132d9da1c735ae4",
+        "dataset_hash": "c0a6049cc4c61cb7",
+        "run_id": "run-e87922916d87",
+        "dpo_run_id": "run-e87922916d87-dpo-c14d97",
+        "eval": "bbe7238284d5f7c1",
+        "rag": "ba4756bf8c419175",
+        "pii": "7354763fcc621605",
+        "manifest_settings": "d5ff5b0b80c39b16",
+    },
+    "chaxiang": {
+        "dataset_settings": "361ca4fb66082528",
+        "dataset_hash": "622393172f8d0515",
+        "run_id": "run-709cb1530fd1",
+        "dpo_run_id": "run-709cb1530fd1-dpo-c14d97",
+        "eval": "d7d00df381d3e61e",
+        "rag": "ba4756bf8c419175",
+        "pii": "54188a03df6694e4",
+        "manifest_settings": "4c6477b29a5e7b84",
+    },
+    "default": {
+        "dataset_settings": "838e2216bd2fd9fd",
+        "dataset_hash": "cb2ee82cc89a3a74",
+        "run_id": "run-62b59ef6e0d0",
+        "dpo_run_id": "run-62b59ef6e0d0-dpo-c14d97",
+        "eval": "d7d00df381d3e61e",
+        "rag": "ba4756bf8c419175",
+        "pii": "54188a03df6694e4",
+        "manifest_settings": "7654f76d302abe53",
+    },
+    "everything": {
+        "dataset_settings": "a198cf1296098518",
+        "dataset_hash": "d494e42586ad3435",
+        "run_id": "run-122e62353774",
+        "dpo_run_id": "run-122e62353774-dpo-ebe34b",
+        "eval": "7608ea8935429c33",
+        "rag": "dd56897f5d913ea9",
+        "pii": "117e5a1413bd6223",
+        "manifest_settings": "de1ca69fc69ad9d1",
+    },
+}
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def hashed(cfg: ShoptalkConfig, root: Path) -> dict[str, str]:
+    """Every hash a settings dump goes into, or its input's digest."""
+    project = Project(root, cfg)
+    run_id = project.run_id("0123456789abcdef")
+    return {
+        "dataset_settings": sha(settings_key(cfg.data)),
+        "dataset_hash": dataset_hash(cfg, root),
+        "run_id": run_id,
+        "dpo_run_id": project.dpo_run_id(run_id),
+        "eval": sha(cfg.eval.model_dump_json()),  # eval/run.py inputs_hash
+        "rag": sha(cfg.rag.model_dump_json()),  # rag/raft.py raft_view
+        "pii": sha(json.dumps(cfg.data.pii.model_dump(mode="json"), sort_keys=True)),  # index
+        "manifest_settings": sha(json.dumps(cfg.data.model_dump(), sort_keys=True)),
+    }
+
+
+@pytest.mark.parametrize("example", ["kestrel", "chaxiang"])
+def test_the_examples_keep_their_dataset_and_run(example):
+    root = EXAMPLES / example
+    assert hashed(load_config(root, env={}), root) == RECORDED[example]
+
+
+@pytest.mark.parametrize("name", ["default", "everything"])
+def test_a_config_keeps_its_hashes(name, tmp_path):
+    cfg = ShoptalkConfig.model_validate({} if name == "default" else EVERYTHING)
+    assert hashed(cfg, tmp_path) == RECORDED[name]
