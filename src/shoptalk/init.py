@@ -48,7 +48,8 @@ def init_project(
         ),
     )
     header = (
-        "# shoptalk project; every key is documented in `shoptalk init --help` and docs/config.md\n"
+        "# shoptalk project. Every key, with its type, default and meaning: docs/config.md in\n"
+        "# shoptalk's documentation, or run `python -m shoptalk.config.docs`.\n"
     )
     write_atomic(target, header + dump_config(cfg))
     return target
