@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from shoptalk.data.questions import key_facts
 from shoptalk.errors import SourceError
-from shoptalk.eval.questions import (
-    DomainQuestion,
-    StyleQuestion,
-    UnanswerableQuestion,
-    key_facts,
-    load_suites,
-    suite_from_faq,
-)
+from shoptalk.eval.questions import load_suites, suite_from_faq
+from shoptalk.records import DomainQuestion, StyleQuestion, UnanswerableQuestion
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

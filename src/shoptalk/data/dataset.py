@@ -43,8 +43,9 @@ from shoptalk.data.preferences import (
 )
 from shoptalk.data.replay import read_replay, sample_replay
 from shoptalk.errors import SourceError
-from shoptalk.eval.canary import CANARIES_FILE, plant_canaries, write_canaries
+from shoptalk.data.canaries import CANARIES_FILE, plant_canaries, write_canaries
 from shoptalk.records import Chunk, Conversation
+from shoptalk.text import is_chinese
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +338,8 @@ def heldout_files(faq: list[Conversation], ratio: float, seed: int) -> set[str]:
 
 
 def is_mostly_chinese(sources: Ingested) -> bool:
+    """Whether the project is Chinese, judged on its first FAQ questions and document sections."""
     sample = " ".join(c.messages[0].content for c in sources.faq[:50]) + " ".join(
         c.text[:200] for c in sources.chunks[:20]
     )
-    return augment.is_chinese(sample)
+    return is_chinese(sample)
