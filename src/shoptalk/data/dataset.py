@@ -31,19 +31,15 @@ from pathlib import Path
 from shoptalk.artifacts import DatasetArtifact, write_json, write_jsonl
 from shoptalk.config import DataSettings, ShoptalkConfig
 from shoptalk.data import augment, synth
+from shoptalk.data.canaries import CANARIES_FILE, plant_canaries, write_canaries
 from shoptalk.data.clean import Dropped, clean_chunks, clean_conversations, source_file
 from shoptalk.data.dedupe import dedupe, leakage_free_split
 from shoptalk.data.feedback import feedback_conversations, feedback_path, read_feedback
-from shoptalk.data.ingest import Ingested, ingest
 from shoptalk.data.pii import redact, redact_conversation
-from shoptalk.data.preferences import (
-    preferences_from_feedback,
-    prepare_preferences,
-    read_preference_sources,
-)
+from shoptalk.data.preferences import preferences_from_feedback, prepare_preferences
 from shoptalk.data.replay import read_replay, sample_replay
+from shoptalk.data.sources import Ingested, read_sources
 from shoptalk.errors import SourceError
-from shoptalk.data.canaries import CANARIES_FILE, plant_canaries, write_canaries
 from shoptalk.records import Chunk, Conversation
 from shoptalk.text import is_chinese
 
@@ -111,8 +107,9 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
         return DatasetArtifact(path=target, hash=digest)
     settings = cfg.data
     errors: list[SourceError] | None = [] if settings.on_error == "skip" else None
-    sources = ingest(root, cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations, errors)
-    sources.preferences += read_preference_sources(root, cfg.sources.preferences, errors)
+    # Question files are read too, though not trained on: a broken one stops (or is
+    # listed by) the build here, before hours of training, not at the eval stage.
+    sources = read_sources(root, cfg.sources, errors)
     feedback = read_feedback(feedback_path(root))
     sources.conversations += feedback_conversations(feedback)
     sources.preferences += preferences_from_feedback(feedback)

@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING
 from rich.progress import Progress
 
 from shoptalk.config import ShoptalkConfig
-from shoptalk.data.dataset import source_files
-from shoptalk.data.documents import folder_acl, report, source_path
-from shoptalk.data.ingest import DOCUMENT_READERS
+from shoptalk.data.documents import folder_acl, source_path
 from shoptalk.data.pii import redact
+from shoptalk.data.sources import listed_files, read_document_file
 from shoptalk.errors import SourceError
 from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.chunk import chunk_section, searchable_text
@@ -86,9 +85,8 @@ def build_index(
     errors: list[SourceError] | None = [] if cfg.data.on_error == "skip" else None
     chunks: list[Chunk] = []
     documents: dict[str, DocumentEntry] = {}
-    files = [
-        p for p in source_files(root, cfg.sources.docs) if p.suffix.lower() in DOCUMENT_READERS
-    ]
+    # The files `sources.docs` names, listed as read_sources() lists them for the dataset.
+    files = listed_files(root, cfg.sources.docs, "docs", errors)
     for path in _tracked(files, "reading documents", progress):
         name = source_path(path, root)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -150,11 +148,7 @@ def read_chunks(
     errors: list[SourceError] | None,
 ) -> list[Chunk]:
     """One document as redacted, access-controlled, token-sized chunks."""
-    try:
-        sections = DOCUMENT_READERS[path.suffix.lower()](path, root)
-    except SourceError as err:
-        report(err, errors)
-        return []
+    sections = read_document_file(path, root, errors)
     acl = None
     chunks = []
     for section in sections:
