@@ -260,13 +260,8 @@ def base_tokenizer(project: Project) -> tuple[Any, str]:
         return None, f"Approximate: the base model's tokenizer could not be loaded ({exc})"
 
 
-def write_report(
-    project: Project, say: Callable[[str], None] = lambda _: None
-) -> tuple[Path, Path]:
-    """Build (or reuse) the dataset and write report.json and report.html beside it."""
-    from shoptalk.build import prepare_dataset
-
-    dataset = prepare_dataset(project, say=say)
+def write_report(project: Project, dataset: DatasetArtifact) -> tuple[Path, Path]:
+    """Write report.json and report.html beside the project's `dataset`."""
     tokenizer, note = base_tokenizer(project)
     report = build_report(project, dataset, previous_dataset(project.datasets, dataset), tokenizer)
     if note:

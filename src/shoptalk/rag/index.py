@@ -29,9 +29,9 @@ from shoptalk.data.sources import listed_files, read_document_file
 from shoptalk.errors import SourceError
 from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.chunk import chunk_section, searchable_text
+from shoptalk.rag.connect import open_vector_store
 from shoptalk.rag.settings import RagSettings
 from shoptalk.rag.store import DocumentEntry, StoredIndex, load_index, save_index
-from shoptalk.rag.vector_store import open_vector_store
 from shoptalk.records import Chunk
 
 if TYPE_CHECKING:
