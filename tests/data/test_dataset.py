@@ -219,3 +219,12 @@ def test_duplicate_clusters_record_their_sources(root):
     assert clusters["near"]["removed_sources"] == [f"faq.csv:{len(FAQ) + 4}"]
     shown = build_report(project, dataset, None)["duplicates"]
     assert all(r["source"] for d in shown for r in d["removed"]), "removed rows keep their source"
+
+
+def test_only_sources_with_kept_chinese_punctuation_get_a_new_hash():
+    from shoptalk.data.dataset import holds_cjk_punctuation
+
+    assert holds_cjk_punctuation("可以，谢谢".encode())
+    assert holds_cjk_punctuation("可以，谢谢".encode("gb18030"))
+    assert not holds_cjk_punctuation(b"question,answer\nDo you ship?,Yes.\n")
+    assert not holds_cjk_punctuation("退货期限是七天。".encode())

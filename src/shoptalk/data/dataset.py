@@ -32,7 +32,13 @@ from shoptalk.artifacts import DatasetArtifact, write_json, write_jsonl
 from shoptalk.config import DataSettings, ShoptalkConfig
 from shoptalk.data import augment, synth
 from shoptalk.data.canaries import CANARIES_FILE, plant_canaries, write_canaries
-from shoptalk.data.clean import Dropped, clean_chunks, clean_conversations, source_file
+from shoptalk.data.clean import (
+    CJK_PUNCTUATION,
+    Dropped,
+    clean_chunks,
+    clean_conversations,
+    source_file,
+)
 from shoptalk.data.dedupe import dedupe, leakage_free_split
 from shoptalk.data.feedback import feedback_conversations, feedback_path, read_feedback
 from shoptalk.data.pii import redact, redact_conversation
@@ -79,13 +85,30 @@ def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
         groups.append(cfg.sources.preferences)
     if cfg.data.replay.ratio > 0:
         groups.append(cfg.data.replay.files)
+    kept_punctuation = False
     for group in groups:
         for path in source_files(root, group):
+            data = path.read_bytes()
             h.update(str(path.relative_to(root) if path.is_relative_to(root) else path).encode())
-            h.update(hashlib.sha256(path.read_bytes()).digest())
+            h.update(hashlib.sha256(data).digest())
+            kept_punctuation |= cfg.data.clean.nfkc and holds_cjk_punctuation(data)
+    if kept_punctuation:
+        # Since full-width punctuation stays in Chinese text (it became ASCII before),
+        # a dataset of such sources is not the one built before: a new hash. Other
+        # projects keep theirs.
+        h.update(b"cjk-punctuation-kept")
     if feedback_path(root).is_file():
         h.update(hashlib.sha256(feedback_path(root).read_bytes()).digest())
     return h.hexdigest()[:16]
+
+
+def holds_cjk_punctuation(data: bytes) -> bool:
+    """Whether a source file's bytes (UTF-8 or GB18030 text) hold punctuation `clean` keeps."""
+    return any(
+        mark.encode(encoding) in data
+        for mark in CJK_PUNCTUATION
+        for encoding in ("utf-8", "gb18030")
+    )
 
 
 def settings_key(settings: DataSettings) -> str:
