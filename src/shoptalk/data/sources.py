@@ -12,7 +12,8 @@
 | questions     | .jsonl question files (domain, unanswerable, style)     | Question     |
 
 The index stage reads documents one file at a time (to skip unchanged ones)
-through the same listing and readers: `listed_files` and `read_document_file`.
+through the same listing and readers: `listed_files`, `read_document_file` and
+`declared_groups` (who may read a document: see `documents.document_groups`).
 
 Each entry is a file or a folder, relative to the project root or absolute.
 Folders are walked recursively in sorted order, skipping hidden files and
@@ -32,14 +33,20 @@ from pydantic import BaseModel, Field
 
 from shoptalk.config import Sources
 from shoptalk.data.chat_export import CHAT_EXPORT_SUFFIXES, read_chat_export
-from shoptalk.data.documents import DOCUMENT_SUFFIXES, read_document, report, source_path
+from shoptalk.data.documents import (
+    DOCUMENT_SUFFIXES,
+    markdown_groups,
+    read_document,
+    report,
+    source_path,
+)
 from shoptalk.data.faq import FAQ_SUFFIXES, read_faq
 from shoptalk.data.formats import CONVERSATION_SUFFIXES, read_conversations
 from shoptalk.data.llamafactory import read_llamafactory
 from shoptalk.data.preferences import read_preference_sources
 from shoptalk.data.questions import read_questions
 from shoptalk.data.read_docx import DOCX_SUFFIXES, read_docx
-from shoptalk.data.read_html import HTML_SUFFIXES, read_html
+from shoptalk.data.read_html import HTML_SUFFIXES, html_groups, read_html
 from shoptalk.data.read_pdf import PDF_SUFFIXES, read_pdf
 from shoptalk.errors import SourceError
 from shoptalk.records import Chunk, Conversation, Preference, Question
@@ -113,6 +120,17 @@ def read_document_file(path: Path, root: Path, errors: list[SourceError] | None)
     except SourceError as err:
         report(err, errors)
         return []
+
+
+def declared_groups(path: Path) -> list[str] | None:
+    """The groups a document names itself (front matter, `<meta name="groups">`); None when
+    it names none or its format cannot (PDF, DOCX, plain text)."""
+    suffix = path.suffix.lower()
+    if suffix in (".md", ".markdown"):
+        return markdown_groups(path)
+    if suffix in HTML_SUFFIXES:
+        return html_groups(path)
+    return None
 
 
 def _resolve(root: Path, entry: str) -> Path:

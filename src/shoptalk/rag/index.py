@@ -11,7 +11,6 @@ embeds only that section's chunks.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import logging
@@ -23,9 +22,9 @@ from typing import TYPE_CHECKING
 from rich.progress import Progress
 
 from shoptalk.config import ShoptalkConfig
-from shoptalk.data.documents import folder_acl, source_path
+from shoptalk.data.documents import document_groups, folder_acl, source_path
 from shoptalk.data.pii import redact
-from shoptalk.data.sources import listed_files, read_document_file
+from shoptalk.data.sources import declared_groups, listed_files, read_document_file
 from shoptalk.errors import SourceError
 from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.chunk import chunk_section, searchable_text
@@ -149,10 +148,11 @@ def read_chunks(
 ) -> list[Chunk]:
     """One document as redacted, access-controlled, token-sized chunks."""
     sections = read_document_file(path, root, errors)
-    acl = None
+    if not sections:
+        return []
+    acl = access_groups(path, root, cfg.rag)
     chunks = []
     for section in sections:
-        acl = acl if acl is not None else access_groups(path, root, section.acl, cfg.rag)
         section = section.model_copy(update={"acl": acl})
         if cfg.data.redact_pii:
             # Retrieved text reaches API callers: it holds no more personal data than training.
@@ -163,23 +163,15 @@ def read_chunks(
     return chunks
 
 
-def access_groups(path: Path, root: Path, reader_acl: list[str], rag: RagSettings) -> list[str]:
-    """Front matter groups, else the groups of every `rag.access` glob that matches, else none.
-
-    The readers give a document without front matter its folder as its group; that
-    applies only with `rag.folder_groups`, since it would hide every document in
-    `docs/` from callers without a group named "docs".
-    """
-    from_folder = reader_acl == folder_acl(path, root)
-    if reader_acl and not from_folder:
-        return reader_acl
-    name = source_path(path, root)
-    groups = [
-        g for pattern, names in rag.access.items() if fnmatch.fnmatch(name, pattern) for g in names
-    ]
-    if not groups and rag.folder_groups:
-        groups = reader_acl
-    return list(dict.fromkeys(groups))
+def access_groups(path: Path, root: Path, rag: RagSettings) -> list[str]:
+    """Who may retrieve the document's chunks: the rule of docs/permissions.md."""
+    return document_groups(
+        declared_groups(path),
+        source_path(path, root),
+        folder_acl(path, root),
+        rag.access,
+        rag.folder_groups,
+    )
 
 
 def _embed(
