@@ -192,7 +192,8 @@ def front_matter_groups(path: Path, meta: dict, lines: list[str]) -> list[str] |
         return next((i + 1 for i, raw in enumerate(lines) if raw.startswith(f"{key}:")), 1)
 
     for key in meta:
-        if str(key).lower() in _NOT_GROUP_KEYS | {"groups", "acl"} - {key}:
+        lowered = str(key).lower()
+        if lowered in _NOT_GROUP_KEYS or (lowered in ("groups", "acl") and key != lowered):
             raise SourceError(
                 path,
                 line_of(str(key)),
