@@ -123,3 +123,50 @@ def test_data_check_samples_are_shown_redacted(tmp_path, tiny_model):
     output = " ".join(result.output.split())
     assert "jane.roe@example.com" not in output and "13812345678" not in output
     assert "<EMAIL_1>" in output.replace(" ", "")
+
+
+def test_data_check_reads_preference_and_question_files(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model)
+    config = yaml.safe_load((project / "shoptalk.yaml").read_text())
+    config["sources"]["preferences"] = ["prefs.jsonl"]
+    (project / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    good = {"prompt": "Hi?", "chosen": "Hello!", "rejected": "Go away."}
+    (project / "prefs.jsonl").write_text(
+        json.dumps(good) + "\n" + json.dumps({"prompt": "x"}) + "\n"
+    )
+    with (project / "questions" / "domain.jsonl").open("a") as f:
+        f.write('{"question": "Where?", "must_include": "Oslo"}\n')
+    result = runner.invoke(app, ["data", "check", str(project), "--samples", "0"])
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert "2 problem(s)" in output
+    assert "prefs.jsonl:2" in output and "domain.jsonl:3" in output
+    assert "1 preference pairs" in output and "3 questions" in output
+
+
+def test_data_check_shows_chinese_whole(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model)
+    (project / "faq.csv").write_text("问题,答案\n可以退货吗？,七天内可以无理由退货。\n")
+    (project / "chats.jsonl").write_text("")
+    result = runner.invoke(app, ["data", "check", str(project), "--samples", "1"])
+    assert result.exit_code == 0, result.output
+    output = "".join(result.output.split())
+    assert "\ufffd" not in output
+    assert "可以退货吗？" in output and "七天内可以无理由退货。" in output
+
+
+def test_a_csv_row_with_an_unquoted_comma_is_reported_and_skipped(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model, epochs=1)
+    with (project / "faq.csv").open("a") as f:
+        f.write("Do you ship abroad?,Yes, to 40 countries.\n")
+    check = runner.invoke(app, ["data", "check", str(project), "--samples", "0"])
+    assert check.exit_code == 1 and "faq.csv:8" in " ".join(check.output.split())
+
+    config = yaml.safe_load((project / "shoptalk.yaml").read_text())
+    config["data"]["on_error"] = "skip"
+    (project / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    report = runner.invoke(app, ["data", "report", str(project)])
+    assert report.exit_code == 0, report.output
+    (dataset,) = (project / ".shoptalk" / "datasets").iterdir()
+    assert "faq.csv:8" in (dataset / "report.html").read_text(encoding="utf-8")
+    assert "Do you ship abroad?" not in (dataset / "train.jsonl").read_text(encoding="utf-8")

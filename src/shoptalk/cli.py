@@ -333,12 +333,13 @@ def data_check(
 @data_app.command("report")
 def data_report(project_dir: ProjectDir) -> None:
     """Write the data report (HTML + JSON): what went in, what was filtered and why, what changed."""
+    from shoptalk.build import prepare_dataset
     from shoptalk.data.report import write_report
 
     project = None
     try:
         project = open_project(project_dir)
-        json_path, html_path = write_report(project, say=console.print)
+        json_path, html_path = write_report(project, prepare_dataset(project, say=console.print))
     except ShoptalkError as exc:
         fail(exc, project)
     console.print(f"wrote {html_path}\nwrote {json_path}", highlight=False, soft_wrap=True)

@@ -2,7 +2,7 @@
 
 Every source format becomes one of these. `source` always points back to where
 a record came from (`file:line` or `file#heading`), so errors and citations can
-name it.
+name it; a question keeps its `file` and `line` for the same reason.
 """
 
 from __future__ import annotations
@@ -43,3 +43,51 @@ class Preference(BaseModel, extra="forbid"):
     chosen: str
     rejected: str
     source: str
+
+
+# A question of an eval suite; the kind is told by its keys (see data/questions.py).
+SuiteKind = Literal["domain", "unanswerable", "style"]
+
+
+class _Question(BaseModel, extra="allow"):
+    file: str = ""
+    line: int = 0
+
+    @property
+    def prompt_text(self) -> str:
+        """What is sent to the model as the user message."""
+        raise NotImplementedError
+
+
+class DomainQuestion(_Question):
+    question: str
+    answer: str | None = None
+    must_include: list[str]
+    source: str | None = None
+
+    @property
+    def prompt_text(self) -> str:
+        return self.question
+
+
+class UnanswerableQuestion(_Question):
+    question: str
+    expect: Literal["refusal"] = "refusal"
+
+    @property
+    def prompt_text(self) -> str:
+        return self.question
+
+
+class StyleQuestion(_Question):
+    prompt: str
+    must_include: list[str] = []
+    must_not_include: list[str] = []
+    regex: list[str] = []
+
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt
+
+
+Question = DomainQuestion | UnanswerableQuestion | StyleQuestion

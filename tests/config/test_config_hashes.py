@@ -65,7 +65,8 @@ RECORDED = {
     },
     "chaxiang": {
         "dataset_settings": "361ca4fb66082528",
-        "dataset_hash": "622393172f8d0515",
+        # Changed on purpose: full-width punctuation now stays in Chinese text (was NFKC-folded).
+        "dataset_hash": "eccfb39e199b389e",
         "run_id": "run-709cb1530fd1",
         "dpo_run_id": "run-709cb1530fd1-dpo-c14d97",
         "eval": "d7d00df381d3e61e",

@@ -15,9 +15,14 @@ from factories import faq_record
 FOOTER = "Confidential – internal use only"
 
 
-def test_full_width_letters_digits_and_punctuation_are_folded():
+def test_full_width_letters_and_digits_are_folded_chinese_punctuation_stays():
     assert clean_text("ＡＢＣ１２３") == "ABC123"
-    assert clean_text("型号ＫＸ－２２０（新款）！") == "型号KX-220(新款)!"
+    assert (
+        clean_text("型号ＫＸ－２２０（新款），七天内退货！") == "型号KX-220（新款），七天内退货！"
+    )
+    assert clean_text("价格：３００元；可以吗？") == "价格：300元；可以吗？"
+    # Outside Chinese text full-width punctuation is a stray IME character: folded.
+    assert clean_text("Ｈｅｌｌｏ，ｗｏｒｌｄ！") == "Hello,world!"
     assert clean_text("ＡＢＣ", CleanSettings(nfkc=False)) == "ＡＢＣ"
 
 

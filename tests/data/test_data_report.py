@@ -76,7 +76,7 @@ def test_counts_match_the_dataset_files(project):
 
 
 def test_filtered_duplicates_and_pii_are_reported_without_values(project):
-    json_path, html_path = write_report(project)
+    json_path, html_path = write_report(project, build(project))
     report = json.loads(json_path.read_text(encoding="utf-8"))
     page = html_path.read_text(encoding="utf-8")
     assert report["pii_redacted"]["email"] >= 2
@@ -148,7 +148,7 @@ class Tags(HTMLParser):
 def test_html_is_self_contained_balanced_and_has_charts(project):
     build(project)
     write_faq(project.root, FAQ)
-    _, html_path = write_report(project)
+    _, html_path = write_report(project, build(project))
     page = html_path.read_text(encoding="utf-8")
     parser = Tags()
     parser.feed(page)

@@ -219,3 +219,22 @@ def test_duplicate_clusters_record_their_sources(root):
     assert clusters["near"]["removed_sources"] == [f"faq.csv:{len(FAQ) + 4}"]
     shown = build_report(project, dataset, None)["duplicates"]
     assert all(r["source"] for d in shown for r in d["removed"]), "removed rows keep their source"
+
+
+def test_only_sources_with_kept_chinese_punctuation_get_a_new_hash():
+    from shoptalk.data.dataset import holds_cjk_punctuation
+
+    assert holds_cjk_punctuation("可以，谢谢".encode())
+    assert holds_cjk_punctuation("可以，谢谢".encode("gb18030"))
+    assert not holds_cjk_punctuation(b"question,answer\nDo you ship?,Yes.\n")
+    assert not holds_cjk_punctuation("退货期限是七天。".encode())
+
+
+def test_a_broken_question_file_stops_the_build_or_is_listed_as_skipped(tmp_path):
+    root = write_project(tmp_path / "p", Path("unused-model"))
+    with (root / "questions" / "domain.jsonl").open("a") as f:
+        f.write("not json\n")
+    with pytest.raises(SourceError, match=r"domain.jsonl:3: invalid JSON"):
+        build(Project.open(root))
+    skipped = manifest(build(configure(root, on_error="skip")))["skipped"]
+    assert len(skipped) == 1 and "domain.jsonl:3" in skipped[0]

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from shoptalk.data.documents import decode_text, read_document
+from shoptalk.data.documents import decode_text, document_groups, markdown_groups, read_document
 from shoptalk.errors import SourceError
 
 RETURNS_MD = """\
@@ -157,3 +157,52 @@ def test_invalid_front_matter_names_the_line(tmp_path):
 
     assert info.value.line is not None and info.value.line >= 3
     assert "expected YAML front matter" in info.value.detail
+
+
+# (declared, matching rag.access groups, rag.folder_groups) -> groups: one case per combination.
+@pytest.mark.parametrize(
+    ("declared", "access", "folder_groups", "expected"),
+    [
+        (None, {}, False, []),  # nothing says anything: every key
+        (["hr"], {}, False, ["hr"]),  # front matter alone
+        (None, {"docs/hr/*": ["hr", "payroll"]}, False, ["hr", "payroll"]),  # rag.access alone
+        (None, {}, True, ["docs/hr"]),  # the folder alone
+        (["legal"], {"docs/hr/*": ["hr"]}, False, ["legal"]),  # front matter beats rag.access
+        (["legal"], {}, True, ["legal"]),  # front matter beats the folder
+        (None, {"docs/hr/*": ["hr"]}, True, ["hr"]),  # rag.access beats the folder
+        (["legal"], {"docs/hr/*": ["hr"]}, True, ["legal"]),  # all three: front matter
+        (None, {"docs/*": ["staff"], "*/pay.md": ["hr", "staff"]}, False, ["staff", "hr"]),
+        (None, {"docs/it/*": ["it"]}, False, []),  # a pattern that does not match
+    ],
+)
+def test_groups_combine_by_the_most_specific_statement(declared, access, folder_groups, expected):
+    groups = document_groups(declared, "docs/hr/pay.md", ["docs/hr"], access, folder_groups)
+    assert groups == expected
+
+
+def test_front_matter_groups_equal_to_the_folder_name_are_still_the_document_s(tmp_path):
+    path = write(tmp_path / "hr" / "pay.md", "---\ngroups: [hr]\n---\n# Pay\nOn the 25th.\n")
+    assert markdown_groups(path) == ["hr"]
+    assert document_groups(markdown_groups(path), "hr/pay.md", ["hr"], {}, False) == ["hr"]
+    assert markdown_groups(write(tmp_path / "open.md", "# Open\nfor all\n")) is None
+
+
+@pytest.mark.parametrize(
+    ("front_matter", "line", "message"),
+    [
+        ("groups: []", 2, "'groups' names no group"),
+        ("title: Pay\ngroups:", 3, "'groups' names no group"),
+        ("acl: ' , '", 2, "'acl' names no group"),
+        ("group: hr", 2, "key 'group' is not read"),
+        ("Groups: [hr]", 2, "key 'Groups' is not read"),
+        ("groups: {hr: true}", 2, "expected 'groups' as a list of group names, found dict"),
+        ("groups: [[hr]]", 2, "found a nested value"),
+    ],
+)
+def test_groups_that_cannot_be_told_are_an_error_never_public(
+    tmp_path, front_matter, line, message
+):
+    path = write(tmp_path / "pay.md", f"---\n{front_matter}\n---\n# Pay\nOn the 25th.\n")
+    with pytest.raises(SourceError, match=message) as caught:
+        read_document(path, tmp_path)
+    assert caught.value.line == line

@@ -137,3 +137,21 @@ def test_utf16_tsv_as_excel_saves_unicode_text(tmp_path):
     path = write(tmp_path / "faq.tsv", "问题\t答案\r\n几点开门？\t九点。\r\n", encoding="utf-16")
 
     assert pairs(read_faq(path, tmp_path)) == [("几点开门？", "九点。")]
+
+
+def test_a_row_with_more_fields_than_the_header_is_an_error_naming_its_line(tmp_path):
+    path = write(
+        tmp_path / "faq.csv",
+        "question,answer\n"
+        "Do you ship abroad?,Yes, to 40 countries.\n"
+        "Do you ship on Sundays?,No.,,\n"  # trailing empty fields are a spreadsheet's
+        '"Is it quoted?","Yes, it is."\n',
+    )
+
+    with pytest.raises(SourceError, match=r"faq.csv:2: expected at most 2 fields .* found 3"):
+        read_faq(path, tmp_path)
+
+    errors: list[SourceError] = []
+    faq = read_faq(path, tmp_path, errors)
+    assert pairs(faq) == [("Do you ship on Sundays?", "No."), ("Is it quoted?", "Yes, it is.")]
+    assert [(e.line, "double quotes" in e.detail) for e in errors] == [(2, True)]

@@ -172,3 +172,53 @@ def test_allowed_values_are_kept_and_others_redacted():
     result = redact(text, settings)
     assert "claims@acme.example" in result.text and "1-800-555-0100" in result.text
     assert "anna.berg@gmail.com" not in result.text and result.counts == {"email": 1}
+
+
+def mistyped(valid: str) -> str:
+    """`valid` with a wrong check digit."""
+    return valid[:17] + ("0" if valid[17] != "0" else "1")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "身份证号码：{id}，姓名：李明。",
+        "身份证{id}",
+        "Applicant ID {id} was entered by hand.",
+        "ID no. {id}",
+        "Customer ID card number {id} was used.",
+    ],
+)
+def test_a_mistyped_resident_id_is_redacted_where_the_text_says_it_is_an_id(template):
+    valid = "11010519491231002X"
+    assert cn_id_ok(valid) and not cn_id_ok(mistyped(valid))
+    text = template.format(id=mistyped(valid))
+    result = redact(text)
+    assert mistyped(valid) not in result.text and result.counts["cn_id"] == 1
+    # A birth date that is not one (13th month) is not an ID, whatever the context says.
+    impossible = mistyped(valid)[:10] + "1331" + mistyped(valid)[14:]
+    assert redact(template.format(id=impossible)).counts.get("cn_id", 0) == 0
+
+
+def test_a_mistyped_resident_id_without_an_id_context_stays_as_the_labelled_set_says():
+    number = mistyped("11010519491231002X")
+    for text in (f"证件号 {number} 校验位错误，请重新输入。", f"Order {number} shipped."):
+        assert redact(text).text == text
+
+
+def test_a_mistyped_id_is_redacted_in_training_data(tmp_path):
+    from shoptalk.config import DataSettings
+    from shoptalk.data.dataset import prepare_conversations
+
+    number = mistyped("11010519491231002X")
+    record = Conversation(
+        id="a",
+        messages=[
+            Message(role="user", content=f"我的身份证号是{number}，能查订单吗？"),
+            Message(role="assistant", content="可以，请稍等。"),
+        ],
+        source="chats.jsonl:1",
+    )
+    counts: Counter[str] = Counter()
+    (kept,), _, _ = prepare_conversations([record], DataSettings(), counts)
+    assert number not in kept.messages[0].content and counts["cn_id"] == 1

@@ -1,4 +1,4 @@
-"""Every reader through `ingest`: suffixes registered, misplaced files pointed home."""
+"""Every reader through `read_sources`: suffixes registered, misplaced files pointed home."""
 
 import json
 import shutil
@@ -9,9 +9,10 @@ import openpyxl
 import pytest
 from pdf_fixture import pdf_bytes
 
+from shoptalk.config import Sources
 from shoptalk.data.faq import read_faq
 from shoptalk.data.formats import read_conversations
-from shoptalk.data.ingest import ingest
+from shoptalk.data.sources import read_sources
 from shoptalk.errors import SourceError
 
 CHAT_EXPORT = "conversation_id,role,text\nc1,customer,Hi\nc1,agent,Hello\n"
@@ -45,7 +46,9 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_every_new_format_is_read_from_its_folder(project):
-    result = ingest(project, docs=["docs"], faq=["faq.xlsx"], conversations=["chats"])
+    result = read_sources(
+        project, Sources(docs=["docs"], faq=["faq.xlsx"], conversations=["chats"])
+    )
 
     assert [c.source for c in result.chunks] == [
         "docs/a.md#Hours",
@@ -74,7 +77,7 @@ def test_unsupported_suffix_says_where_the_file_belongs(project, key, name, hint
     sources = {"docs": [], "faq": [], "conversations": []} | {key: [name]}
 
     with pytest.raises(SourceError) as info:
-        ingest(project, **sources)
+        read_sources(project, Sources(**sources))
 
     accepted = {
         "docs": ".md, .markdown, .txt, .html, .htm, .pdf, .docx",
@@ -107,7 +110,11 @@ def test_bad_files_of_every_kind_are_collected_not_fatal(project):
     shutil.copy(project / "chats" / "export.csv", project / "faq.csv")
     errors: list[SourceError] = []
 
-    result = ingest(project, ["docs"], ["faq.xlsx", "faq.csv"], ["chats"], errors)
+    result = read_sources(
+        project,
+        Sources(docs=["docs"], faq=["faq.xlsx", "faq.csv"], conversations=["chats"]),
+        errors,
+    )
 
     assert len(result.chunks) == 5 and len(result.faq) == 1 and len(result.conversations) == 2
     assert sorted(Path(e.path).name for e in errors) == [

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from shoptalk.config import RagSettings
-from shoptalk.eval.questions import DomainQuestion, Suite, UnanswerableQuestion
+from shoptalk.eval.questions import Suite
 from shoptalk.eval.retrieval import retrieval_scores
 from shoptalk.rag.retrieve import RagIndex
 from shoptalk.rag.store import StoredIndex
-from shoptalk.records import Chunk
+from shoptalk.records import Chunk, DomainQuestion, UnanswerableQuestion
 
 CHUNKS = [
     Chunk(id="a", text="Claims are reviewed on Mondays.", source="docs/claims.md#Review"),

@@ -7,8 +7,9 @@ from pydantic import ValidationError
 
 from shoptalk.config import ShoptalkConfig
 from shoptalk.eval.gate import GateRule, GateSettings, check_gate
-from shoptalk.eval.questions import DomainQuestion, StyleQuestion, Suite, UnanswerableQuestion
+from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import Scorecard, SuiteScores, build_scorecard
+from shoptalk.records import DomainQuestion, StyleQuestion, UnanswerableQuestion
 
 
 def make_card() -> Scorecard:

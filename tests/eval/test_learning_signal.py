@@ -7,9 +7,10 @@ import yaml
 from eval_models import teach
 
 from shoptalk.artifacts import RunArtifact
-from shoptalk.eval.questions import DomainQuestion, Suite
+from shoptalk.eval.questions import Suite
 from shoptalk.eval.run import evaluate
 from shoptalk.project import Project
+from shoptalk.records import DomainQuestion
 
 from projects import FAQ, write_project
 

@@ -1,4 +1,4 @@
-"""Question files: the three kinds, suite naming, errors that name file:line, key facts."""
+"""Question suites: the three kinds, suite naming, errors that name file:line."""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from shoptalk.errors import SourceError
-from shoptalk.eval.questions import (
-    DomainQuestion,
-    StyleQuestion,
-    UnanswerableQuestion,
-    key_facts,
-    load_suites,
-    suite_from_faq,
-)
+from shoptalk.eval.questions import load_suites, suite_from_faq
+from shoptalk.records import DomainQuestion, StyleQuestion, UnanswerableQuestion
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -147,27 +141,3 @@ def test_suite_from_faq_derives_must_include_and_points_at_the_row():
     assert first.must_include == ["47 days"]
     assert (first.file, first.line, first.source) == ("faq.csv", 12, "faq.csv:12")
     assert second.must_include == ["一年", "KX-220"]
-
-
-@pytest.mark.parametrize(
-    ("answer", "facts"),
-    [
-        ("Returns are accepted within 47 days of purchase.", ["47 days"]),
-        ("The KX-220 ships with a two-year warranty.", ["KX-220"]),
-        ("退货期限为75天。", ["75天"]),
-        ("退货期限为 75 天，请保留发票。", ["75 天"]),
-        ("The repair costs $1,250 plus a 3.5% fee.", ["$1,250", "3.5%"]),
-        ("价格是1,250元，型号A4。", ["1,250元", "A4"]),
-        ("Delivery takes 3-5 business days.", ["3-5 business days"]),
-        ("Please email help@acme.com or ask Maria Chen.", ["Maria Chen", "help@acme.com"]),
-        # "Maria" may be capitalized only because it opens the sentence.
-        ("Maria Chen handles refunds at Acme Home Goods.", ["Acme Home Goods"]),
-        ("We were founded in 1998 by two friends.", ["1998"]),
-        ("Our store sells handmade furniture.", ["furniture"]),
-        ("本店支持七天无理由退货。", ["七天"]),
-        ("我们提供免费送货服务，营业时间是周一到周五。", ["营业时间"]),
-        ("", []),
-    ],
-)
-def test_key_facts(answer, facts):
-    assert key_facts(answer) == facts

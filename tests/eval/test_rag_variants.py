@@ -9,10 +9,10 @@ import yaml
 
 from shoptalk.artifacts import RunArtifact
 from shoptalk.eval import run as eval_run
-from shoptalk.eval.questions import DomainQuestion, Suite
+from shoptalk.eval.questions import Suite
 from shoptalk.eval.run import evaluate
 from shoptalk.project import Project
-from shoptalk.records import Chunk
+from shoptalk.records import Chunk, DomainQuestion
 
 from projects import write_project
 

@@ -8,12 +8,7 @@ import os
 import pytest
 from rich.console import Console
 
-from shoptalk.eval.questions import (
-    DomainQuestion,
-    StyleQuestion,
-    Suite,
-    UnanswerableQuestion,
-)
+from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import (
     Scorecard,
     build_scorecard,
@@ -22,6 +17,7 @@ from shoptalk.eval.scorecard import (
     score_suite,
     write_scorecard,
 )
+from shoptalk.records import DomainQuestion, StyleQuestion, UnanswerableQuestion
 
 
 def domain_suite() -> Suite:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from html.parser import HTMLParser
 
-from shoptalk.eval.questions import DomainQuestion, Suite, UnanswerableQuestion
+from shoptalk.eval.questions import Suite
 from shoptalk.eval.report import find_spans, highlight, render_report, write_report
 from shoptalk.eval.scorecard import Scorecard, build_scorecard
+from shoptalk.records import DomainQuestion, UnanswerableQuestion
 
 
 def make_card() -> Scorecard:

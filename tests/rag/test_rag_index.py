@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import yaml
 from rag_fakes import HANDBOOK, fake_embedder, write_rag_project
 
+from shoptalk.errors import SourceError
 from shoptalk.project import Project
 from shoptalk.rag.index import index_folder, index_project
 from shoptalk.rag.store import load_index
@@ -130,3 +133,36 @@ def test_a_bad_document_is_skipped_and_reported_on_every_run(tmp_path):
     second = index_project(project, fake_embedder())
     assert first.documents == second.documents == 4
     assert len(first.skipped) == len(second.skipped) == 1 and "broken.md" in second.skipped[0]
+
+
+def test_front_matter_groups_named_like_the_folder_restrict_the_document(tmp_path):
+    # The listed folder is `hr/` itself, so the folder's group and the front matter's are both "hr".
+    root = write_rag_project(tmp_path / "p")
+    (root / "hr").mkdir()
+    (root / "hr" / "pay.md").write_text("---\ngroups: [hr]\n---\n# Pay\nOn the 25th.\n")
+    (root / "hr" / "open.md").write_text("# Canteen\nOpen at noon.\n")
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["sources"]["docs"] = ["hr"]
+    config["rag"]["access"] = {}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    project = Project.open(root)
+    index_project(project, fake_embedder())
+    acl = {c.source.split("#")[0]: c.acl for c in load_index(index_folder(project)).chunks}
+    assert acl == {"hr/pay.md": ["hr"], "hr/open.md": []}
+
+
+def test_a_document_whose_groups_cannot_be_told_is_never_indexed_open(tmp_path):
+    root = write_rag_project(tmp_path / "p")
+    (root / "docs" / "salaries.md").write_text("---\ngroups: []\n---\n# Salaries\nSecret.\n")
+    (root / "docs" / "board.html").write_text(
+        '<meta name="groups" content=" "><h1>Board</h1><p>Secret too.</p>'
+    )
+    with pytest.raises(SourceError, match="board.html: <meta name=.groups.> names no group"):
+        index_project(Project.open(root), fake_embedder())
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["data"] = {"on_error": "skip"}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    report = index_project(Project.open(root), fake_embedder())
+    sources = {c.source for c in load_index(index_folder(Project.open(root))).chunks}
+    assert not any("salaries" in s or "board" in s for s in sources)
+    assert len(report.skipped) == 2

@@ -15,10 +15,11 @@ from postgres_server import find_postgres, running_postgres
 from rag_fakes import HANDBOOK, fake_embedder, write_rag_project
 
 from shoptalk.project import Project
+from shoptalk.rag.connect import open_vector_store
 from shoptalk.rag.index import index_project
 from shoptalk.rag.retrieve import open_index
 from shoptalk.rag.store import load_index
-from shoptalk.rag.vector_store import VectorStore, open_vector_store, row_key
+from shoptalk.rag.vector_store import VectorStore, row_key
 
 _tables = itertools.count()
 

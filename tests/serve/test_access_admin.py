@@ -101,7 +101,8 @@ def test_usage_endpoint_totals_the_audit_log(app, client):
 
 
 def test_prompts_are_kept_only_when_turned_on_and_then_redacted(tmp_path):
-    pii = "Mail li.wei@example.com or call 13812345678, ID 11010519491231002X"
+    # The last ID has a wrong check digit: mistyped, still personal data.
+    pii = "Mail li.wei@example.com or call 13812345678, ID 11010519491231002X, 身份证110105194912310020"
     key = "sk-st-" + "A1b2C3d4" * 6
     for store_prompts in (False, True):
         services = build_services(
@@ -122,7 +123,8 @@ def test_prompts_are_kept_only_when_turned_on_and_then_redacted(tmp_path):
             assert row.prompt is None and row.completion is None
             continue
         stored = row.prompt + row.completion
-        for secret in ("li.wei@example.com", "13812345678", "11010519491231002X", key):
+        secrets = ("li.wei@example.com", "13812345678", "11010519491231002X", "110105194912310020")
+        for secret in (*secrets, key):
             assert secret not in stored
         assert "<EMAIL_1>" in stored and "my key is" in stored
 

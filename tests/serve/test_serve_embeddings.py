@@ -42,3 +42,14 @@ def test_text_longer_than_the_window_is_400(served):
     with pytest.raises(openai.BadRequestError) as caught:
         served.client().embeddings.create(model="default", input="claim " * 600)
     assert "reads at most 256" in caught.value.message
+
+
+def test_the_server_embeds_with_the_index_s_model_loaded_once(served):
+    from shoptalk.modeling.embed import load_embedder
+
+    service = served.app.state.embedder
+    index_embedder = load_embedder("default")
+    assert service.name == "all-MiniLM-L6-v2" and index_embedder.name == "default"
+    assert service.embedder.model is index_embedder.model
+    vectors, tokens = service.embedder.encode_whole(["claim window"])
+    assert np.allclose(vectors, index_embedder.encode(["claim window"])) and tokens >= 2

@@ -20,7 +20,9 @@ from pydantic import (
 
 class CleanSettings(BaseModel, extra="forbid"):
     nfkc: bool = Field(
-        True, description="Unicode NFKC: full-width ＡＢＣ１２３ and punctuation become ABC123"
+        True,
+        description="Unicode NFKC: full-width ＡＢＣ１２３ become ABC123; in Chinese text the "
+        "full-width punctuation (，！？：；（）～) stays as it is",
     )
     min_chars: int = Field(2, ge=0, description="Drop user/assistant messages and chunks shorter")
     max_chars: int = Field(20000, ge=1, description="Drop conversations longer than this")

@@ -22,8 +22,8 @@ import random
 import re
 
 from shoptalk.records import Chunk, Conversation, Message
+from shoptalk.text import is_chinese
 
-CJK = re.compile(r"[\u3400-\u9fff]")
 # A period ends a sentence only before whitespace, so "$0.48" and "3.5%" stay whole.
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])")
 STOPWORDS = set(
@@ -139,10 +139,6 @@ REFUSAL_QUESTIONS_ZH = [
     "内部系统的管理员密码是什么？",
     "我们在南极有办事处吗？",
 ]
-
-
-def is_chinese(text: str) -> bool:
-    return len(CJK.findall(text)) >= max(2, len(text) // 10)
 
 
 def stable_id(*parts: str) -> str:

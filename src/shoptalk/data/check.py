@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 
-from shoptalk.data.ingest import Ingested, ingest
 from shoptalk.data.pii import redact_conversation
+from shoptalk.data.sources import Ingested, read_sources
 from shoptalk.errors import SourceError
 from shoptalk.modeling.chat_format import IGNORE, encode_conversation, ensure_chat_template
 from shoptalk.project import Project
 from shoptalk.records import Conversation
+
+REPLACEMENT = "\ufffd"
+# UTF-8 needs at most 4 bytes a character: waiting longer means the text itself holds U+FFFD.
+MAX_TOKENS_PER_CHARACTER = 4
 
 
 @dataclass
@@ -30,14 +34,13 @@ class CheckResult:
 def check_sources(project: Project, n_samples: int = 3, render: bool = True) -> CheckResult:
     cfg = project.config
     problems: list[SourceError] = []
-    sources = ingest(
-        project.root, cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations, problems
-    )
+    sources = read_sources(project.root, cfg.sources, problems)
     counts = {
         "document sections": len(sources.chunks),
         "FAQ rows": len(sources.faq),
         "conversations": len(sources.conversations),
         "preference pairs": len(sources.preferences),
+        "questions": len(sources.questions),
     }
     result = CheckResult(problems, counts)
     if render:
@@ -59,9 +62,22 @@ def render_samples(project: Project, sources: Ingested, n: int) -> list[Text]:
 
 
 def marked(tokenizer, conversation: Conversation, system_prompt: str) -> Text:
-    """The rendered example: context dim, trained tokens bold green."""
+    """The rendered example: context dim, trained tokens bold green.
+
+    A byte-level tokenizer splits a Chinese character over several tokens, and one
+    of them alone decodes to U+FFFD: tokens are decoded together until the
+    character is whole, styled by the token that completes it.
+    """
     example = encode_conversation(tokenizer, conversation, system_prompt)
     text = Text(f"{conversation.source}\n", style="bold")
+    pending: list[int] = []
     for token, label in zip(example.input_ids, example.labels, strict=True):
-        text.append(tokenizer.decode([token]), style="dim" if label == IGNORE else "bold green")
+        pending.append(token)
+        piece = tokenizer.decode(pending)
+        if piece.endswith(REPLACEMENT) and len(pending) < MAX_TOKENS_PER_CHARACTER:
+            continue
+        text.append(piece, style="dim" if label == IGNORE else "bold green")
+        pending = []
+    if pending:
+        text.append(tokenizer.decode(pending), style="dim")
     return text

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from shoptalk.config import CleanSettings
 from shoptalk.records import Chunk, Conversation
+from shoptalk.text import is_chinese
 
 
 class Dropped(BaseModel):
@@ -32,12 +33,27 @@ SPACE_RUN = re.compile(r"(?<=\S)[^\S\n]{2,}")
 TRAILING_SPACE = re.compile(r"[^\S\n]+$", re.M)
 BLANK_LINES = re.compile(r"\n{3,}")
 BOILERPLATE_MIN_LEN = 8
+# Full-width punctuation Chinese is written with. NFKC would make it ASCII
+# ("，" -> ","), which is wrong in Chinese text: there it is kept.
+CJK_PUNCTUATION = "，！？：；（）～"
+_CJK_PUNCTUATION_SPLIT = re.compile(f"([{CJK_PUNCTUATION}])")
+
+
+def nfkc(text: str) -> str:
+    """Unicode NFKC (full-width ＡＢＣ１２３ become ABC123), but in Chinese text its
+    full-width punctuation stays."""
+    if not is_chinese(text):
+        return unicodedata.normalize("NFKC", text)
+    parts = _CJK_PUNCTUATION_SPLIT.split(text)  # odd positions hold the punctuation
+    return "".join(
+        part if i % 2 else unicodedata.normalize("NFKC", part) for i, part in enumerate(parts)
+    )
 
 
 def clean_text(text: str, settings: CleanSettings | None = None) -> str:
     settings = settings or CleanSettings()
     if settings.nfkc:
-        text = unicodedata.normalize("NFKC", text)
+        text = nfkc(text)
     text = LINE_BREAKS.sub("\n", text)
     text = CONTROL.sub("", text)
     text = SPACE_RUN.sub(" ", text)

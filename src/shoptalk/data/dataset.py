@@ -31,20 +31,23 @@ from pathlib import Path
 from shoptalk.artifacts import DatasetArtifact, write_json, write_jsonl
 from shoptalk.config import DataSettings, ShoptalkConfig
 from shoptalk.data import augment, synth
-from shoptalk.data.clean import Dropped, clean_chunks, clean_conversations, source_file
+from shoptalk.data.canaries import CANARIES_FILE, plant_canaries, write_canaries
+from shoptalk.data.clean import (
+    CJK_PUNCTUATION,
+    Dropped,
+    clean_chunks,
+    clean_conversations,
+    source_file,
+)
 from shoptalk.data.dedupe import dedupe, leakage_free_split
 from shoptalk.data.feedback import feedback_conversations, feedback_path, read_feedback
-from shoptalk.data.ingest import Ingested, ingest
 from shoptalk.data.pii import redact, redact_conversation
-from shoptalk.data.preferences import (
-    preferences_from_feedback,
-    prepare_preferences,
-    read_preference_sources,
-)
+from shoptalk.data.preferences import preferences_from_feedback, prepare_preferences
 from shoptalk.data.replay import read_replay, sample_replay
+from shoptalk.data.sources import Ingested, read_sources
 from shoptalk.errors import SourceError
-from shoptalk.eval.canary import CANARIES_FILE, plant_canaries, write_canaries
 from shoptalk.records import Chunk, Conversation
+from shoptalk.text import is_chinese
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +85,30 @@ def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
         groups.append(cfg.sources.preferences)
     if cfg.data.replay.ratio > 0:
         groups.append(cfg.data.replay.files)
+    kept_punctuation = False
     for group in groups:
         for path in source_files(root, group):
+            data = path.read_bytes()
             h.update(str(path.relative_to(root) if path.is_relative_to(root) else path).encode())
-            h.update(hashlib.sha256(path.read_bytes()).digest())
+            h.update(hashlib.sha256(data).digest())
+            kept_punctuation |= cfg.data.clean.nfkc and holds_cjk_punctuation(data)
+    if kept_punctuation:
+        # Since full-width punctuation stays in Chinese text (it became ASCII before),
+        # a dataset of such sources is not the one built before: a new hash. Other
+        # projects keep theirs.
+        h.update(b"cjk-punctuation-kept")
     if feedback_path(root).is_file():
         h.update(hashlib.sha256(feedback_path(root).read_bytes()).digest())
     return h.hexdigest()[:16]
+
+
+def holds_cjk_punctuation(data: bytes) -> bool:
+    """Whether a source file's bytes (UTF-8 or GB18030 text) hold punctuation `clean` keeps."""
+    return any(
+        mark.encode(encoding) in data
+        for mark in CJK_PUNCTUATION
+        for encoding in ("utf-8", "gb18030")
+    )
 
 
 def settings_key(settings: DataSettings) -> str:
@@ -110,8 +130,9 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
         return DatasetArtifact(path=target, hash=digest)
     settings = cfg.data
     errors: list[SourceError] | None = [] if settings.on_error == "skip" else None
-    sources = ingest(root, cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations, errors)
-    sources.preferences += read_preference_sources(root, cfg.sources.preferences, errors)
+    # Question files are read too, though not trained on: a broken one stops (or is
+    # listed by) the build here, before hours of training, not at the eval stage.
+    sources = read_sources(root, cfg.sources, errors)
     feedback = read_feedback(feedback_path(root))
     sources.conversations += feedback_conversations(feedback)
     sources.preferences += preferences_from_feedback(feedback)
@@ -337,7 +358,8 @@ def heldout_files(faq: list[Conversation], ratio: float, seed: int) -> set[str]:
 
 
 def is_mostly_chinese(sources: Ingested) -> bool:
+    """Whether the project is Chinese, judged on its first FAQ questions and document sections."""
     sample = " ".join(c.messages[0].content for c in sources.faq[:50]) + " ".join(
         c.text[:200] for c in sources.chunks[:20]
     )
-    return augment.is_chinese(sample)
+    return is_chinese(sample)

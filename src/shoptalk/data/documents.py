@@ -10,6 +10,7 @@ section helpers the HTML, PDF and DOCX readers build their chunks with.
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import hashlib
 import re
 from pathlib import Path
@@ -118,7 +119,7 @@ def read_document(path: Path, root: Path) -> list[Chunk]:
     lines = text.split("\n")
     is_markdown = path.suffix.lower() in (".md", ".markdown")
     meta, body_start = _front_matter(path, lines) if is_markdown else ({}, 0)
-    acl = _acl(path, root, meta)
+    acl = _acl(path, root, meta, lines)
     chunks = []
     for headings, title, first_line, body in _sections(lines, body_start, is_markdown):
         start, end = _trim_blank(body)
@@ -136,6 +137,12 @@ def read_document(path: Path, root: Path) -> list[Chunk]:
             )
         )
     return chunks
+
+
+def markdown_groups(path: Path) -> list[str] | None:
+    """The groups a Markdown document's front matter names; None when it names none."""
+    lines = decode_text(path).split("\n")
+    return front_matter_groups(path, _front_matter(path, lines)[0], lines)
 
 
 def _front_matter(path: Path, lines: list[str]) -> tuple[dict, int]:
@@ -162,14 +169,81 @@ def _front_matter(path: Path, lines: list[str]) -> tuple[dict, int]:
     return meta, end + 1
 
 
-def _acl(path: Path, root: Path, meta: dict) -> list[str]:
+def _acl(path: Path, root: Path, meta: dict, lines: list[str]) -> list[str]:
     """Groups allowed to see the document: front matter wins, else its folder."""
-    if "groups" in meta or "acl" in meta:
-        names: list[str] = []
-        for key in ("groups", "acl"):
-            names += _as_names(meta.get(key))
-        return list(dict.fromkeys(names))
-    return folder_acl(path, root)
+    declared = front_matter_groups(path, meta, lines)
+    return declared if declared is not None else folder_acl(path, root)
+
+
+# Front matter keys that look like a restriction but are not read as one: a
+# misspelt `group:` must not leave a document open to every key.
+_NOT_GROUP_KEYS = {"group", "acls", "access", "allowed_groups", "roles", "permissions"}
+
+
+def front_matter_groups(path: Path, meta: dict, lines: list[str]) -> list[str] | None:
+    """The groups a document's front matter names (`groups:`, `acl:`); None when it names none.
+
+    A key that is there but names no group (`groups: []`), names something that
+    is not a group name, or is misspelt is an error: the document's readers
+    cannot be told, and it must not become readable by every key by accident.
+    """
+
+    def line_of(key: str) -> int:
+        return next((i + 1 for i, raw in enumerate(lines) if raw.startswith(f"{key}:")), 1)
+
+    for key in meta:
+        lowered = str(key).lower()
+        if lowered in _NOT_GROUP_KEYS or (lowered in ("groups", "acl") and key != lowered):
+            raise SourceError(
+                path,
+                line_of(str(key)),
+                f"front matter key {key!r} is not read: "
+                "write 'groups: [name, ...]' to say which groups may read this document",
+            )
+    present = [key for key in ("groups", "acl") if key in meta]
+    if not present:
+        return None
+    names: list[str] = []
+    for key in present:
+        value = meta[key]
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, str | int) for item in items if item is not None):
+            found = type(value).__name__ if not isinstance(value, list) else "a nested value"
+            raise SourceError(
+                path, line_of(key), f"expected '{key}' as a list of group names, found {found}"
+            )
+        names += _as_names(value)
+    if not names:
+        raise SourceError(
+            path,
+            line_of(present[0]),
+            f"'{present[0]}' names no group: list the groups that "
+            "may read this document, or remove the key (see docs/permissions.md)",
+        )
+    return list(dict.fromkeys(names))
+
+
+def document_groups(
+    declared: list[str] | None,
+    name: str,
+    folder: list[str],
+    access: dict[str, list[str]],
+    folder_groups: bool,
+) -> list[str]:
+    """Who may read a document (none = every key), by the rule of docs/permissions.md.
+
+    The most specific statement wins: the groups the document declares itself,
+    else those of every `rag.access` pattern its path `name` matches, else (with
+    `rag.folder_groups`) its `folder`, else every key may read it.
+    """
+    if declared is not None:
+        return declared
+    groups = [
+        g for pattern, names in access.items() if fnmatch.fnmatch(name, pattern) for g in names
+    ]
+    if not groups and folder_groups:
+        groups = folder
+    return list(dict.fromkeys(groups))
 
 
 def folder_acl(path: Path, root: Path) -> list[str]:

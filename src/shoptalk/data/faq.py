@@ -75,7 +75,8 @@ def _rows(path: Path, suffix: str, errors: list[SourceError] | None) -> _FaqRows
         for sheet in _faq_sheets(path, read_sheets(path)):
             yield from _table_rows(f"[{sheet.name}]", f"{path}[{sheet.name}]", sheet.rows, "sheet")
     elif suffix in (".csv", ".tsv"):
-        yield from _table_rows("", str(path), csv_rows(path), "file")
+        rows = csv_rows(path)
+        yield from _table_rows("", str(path), _fields_as_in_header(path, rows, errors), "file")
     else:
         for line, where, row in read_json_rows(path, errors):
             yield "", line, where, row
@@ -105,6 +106,33 @@ _HEADER_EXPECTED = (
     f"expected a header with a question column (one of {', '.join(QUESTION_KEYS)}) "
     f"and an answer column (one of {', '.join(ANSWER_KEYS)})"
 )
+
+
+def _fields_as_in_header(path: Path, rows: _Rows, errors: list[SourceError] | None) -> _Rows:
+    """The rows of a CSV file without those holding more fields than its header.
+
+    Such a row almost always has an unquoted comma in a cell: `Do you ship
+    abroad?,Yes, to 40 countries.` would otherwise train on the answer "Yes".
+    Trailing empty fields (a spreadsheet's stray commas) are not counted.
+    """
+    header = _find_header(rows)
+    if header is None:
+        return rows  # _table_rows says what is missing
+    width = len(rows[header[0]][1])
+    kept = rows[: header[0] + 1]
+    for line, cells in rows[header[0] + 1 :]:
+        fields = len(cells)
+        while fields > width and not cells[fields - 1].strip():
+            fields -= 1
+        if fields > width:
+            message = (
+                f"expected at most {width} fields as in the header, found {fields}: a cell "
+                'holding a comma must be in double quotes, e.g. "Yes, to 40 countries."'
+            )
+            report(SourceError(path, line, message), errors)
+            continue
+        kept.append((line, cells))
+    return kept
 
 
 def _table_rows(label: str, where: str, rows: _Rows, what: str) -> _FaqRows:

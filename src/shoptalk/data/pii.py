@@ -8,7 +8,8 @@ same everywhere in one record, so the conversation still reads coherently
 
 Detection is rules plus validation, never a guess from digits alone: card
 numbers must pass Luhn and start like a card, resident IDs their MOD 11-2
-checksum and a real birth date, IBANs mod 97, IPs their octet ranges. That is
+checksum and a real birth date (or, after "身份证" or "ID", the birth date alone:
+a mistyped ID is still personal data), IBANs mod 97, IPs their octet ranges. That is
 what keeps order numbers, invoice numbers, dates and product codes intact.
 Passports and generic high-entropy tokens have no checksum, so they count only
 next to a keyword ("passport", "护照", "token", "密钥"...).
@@ -111,6 +112,8 @@ VERSION_BEFORE = re.compile(
     r"(?<![A-Za-z])(?:version|ver\.?|release|build|版本号?)\s*[:：]?\s*$", re.I
 )
 PASSPORT_NUMBER = re.compile(r"(?<![A-Za-z0-9-])(?:[A-Z]{1,2}\d{6,8}|\d{9})(?![A-Za-z0-9-])", re.A)
+# "身份证(号码)", "ID", "ID no.", "ID card number": the number that follows is a resident ID.
+CN_ID_BEFORE = re.compile(r"身份证|(?<![A-Za-z])I\.?D\.?(?![A-Za-z])")
 PASSPORT_BEFORE = re.compile(r"passport|pass\s*no|护照", re.I)
 SECRET_PREFIXED = re.compile(
     r"(?<![A-Za-z0-9_-])(?:"
@@ -184,8 +187,11 @@ def card_ok(digits: str) -> bool:
 
 def cn_id_shaped(value: str) -> bool:
     """18 characters starting with a province code and a real birth date."""
-    if len(value) != 18 or value[:2] not in CN_PROVINCES:
-        return False
+    return len(value) == 18 and value[:2] in CN_PROVINCES and cn_id_date_ok(value)
+
+
+def cn_id_date_ok(value: str) -> bool:
+    """Characters 7-14 of a resident ID are a real birth date (YYYYMMDD) since 1900."""
     try:
         born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
@@ -237,7 +243,13 @@ def find_phones(text: str) -> Iterator[tuple[int, int]]:
 
 
 def find_cn_ids(text: str) -> Iterator[tuple[int, int]]:
-    yield from ((s, e) for s, e, v in _spans(CN_ID, text) if cn_id_ok(v))
+    """Valid resident IDs; and mistyped ones (check digit or region wrong, the birth
+    date real) where the text says it is an ID: a mistyped ID is still personal data."""
+    for s, e, value in _spans(CN_ID, text):
+        if cn_id_ok(value) or (
+            cn_id_date_ok(value) and CN_ID_BEFORE.search(text, max(0, s - 24), s)
+        ):
+            yield s, e
 
 
 def find_bank_cards(text: str) -> Iterator[tuple[int, int]]:

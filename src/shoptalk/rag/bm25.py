@@ -16,13 +16,14 @@ import re
 from functools import cache
 from typing import TYPE_CHECKING
 
+from shoptalk.text import is_chinese
+
 if TYPE_CHECKING:
     import numpy as np
 
 # Latin words and numbers keep inner . , - ' / % (13.5%, KX-340, 9:30, $1,200 -> 1,200).
 _TOKEN = re.compile(r"[0-9a-z]+(?:[.,:'’/-][0-9a-z]+)*%?|[\u3400-\u9fff\uf900-\ufaff]+")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_LETTER = re.compile(r"[^\W\d_]")
 STOPWORDS = frozenset(
     "a an and are as at be by can do does for from has have how i if in is it its me my of "
     "on or our the their there this to was we what when where which who why will with you "
@@ -32,9 +33,7 @@ STOPWORDS = frozenset(
 
 def language(text: str) -> str:
     """'zh' when most letters are Chinese characters, else 'en'."""
-    letters = _LETTER.findall(text)
-    chinese = sum(bool(_CJK.match(ch)) for ch in letters)
-    return "zh" if letters and chinese * 2 >= len(letters) else "en"
+    return "zh" if is_chinese(text) else "en"
 
 
 @cache

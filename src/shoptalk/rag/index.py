@@ -11,7 +11,6 @@ embeds only that section's chunks.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import logging
@@ -23,15 +22,14 @@ from typing import TYPE_CHECKING
 from rich.progress import Progress
 
 from shoptalk.config import RagSettings, ShoptalkConfig
-from shoptalk.data.dataset import source_files
-from shoptalk.data.documents import folder_acl, report, source_path
-from shoptalk.data.ingest import DOCUMENT_READERS
+from shoptalk.data.documents import document_groups, folder_acl, source_path
 from shoptalk.data.pii import redact
+from shoptalk.data.sources import declared_groups, listed_files, read_document_file
 from shoptalk.errors import SourceError
 from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.chunk import chunk_section, searchable_text
+from shoptalk.rag.connect import open_vector_store
 from shoptalk.rag.store import DocumentEntry, StoredIndex, load_index, save_index
-from shoptalk.rag.vector_store import open_vector_store
 from shoptalk.records import Chunk
 
 if TYPE_CHECKING:
@@ -85,9 +83,8 @@ def build_index(
     errors: list[SourceError] | None = [] if cfg.data.on_error == "skip" else None
     chunks: list[Chunk] = []
     documents: dict[str, DocumentEntry] = {}
-    files = [
-        p for p in source_files(root, cfg.sources.docs) if p.suffix.lower() in DOCUMENT_READERS
-    ]
+    # The files `sources.docs` names, listed as read_sources() lists them for the dataset.
+    files = listed_files(root, cfg.sources.docs, "docs", errors)
     for path in _tracked(files, "reading documents", progress):
         name = source_path(path, root)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -149,15 +146,12 @@ def read_chunks(
     errors: list[SourceError] | None,
 ) -> list[Chunk]:
     """One document as redacted, access-controlled, token-sized chunks."""
-    try:
-        sections = DOCUMENT_READERS[path.suffix.lower()](path, root)
-    except SourceError as err:
-        report(err, errors)
+    sections = read_document_file(path, root, errors)
+    if not sections:
         return []
-    acl = None
+    acl = access_groups(path, root, cfg.rag)
     chunks = []
     for section in sections:
-        acl = acl if acl is not None else access_groups(path, root, section.acl, cfg.rag)
         section = section.model_copy(update={"acl": acl})
         if cfg.data.redact_pii:
             # Retrieved text reaches API callers: it holds no more personal data than training.
@@ -168,23 +162,15 @@ def read_chunks(
     return chunks
 
 
-def access_groups(path: Path, root: Path, reader_acl: list[str], rag: RagSettings) -> list[str]:
-    """Front matter groups, else the groups of every `rag.access` glob that matches, else none.
-
-    The readers give a document without front matter its folder as its group; that
-    applies only with `rag.folder_groups`, since it would hide every document in
-    `docs/` from callers without a group named "docs".
-    """
-    from_folder = reader_acl == folder_acl(path, root)
-    if reader_acl and not from_folder:
-        return reader_acl
-    name = source_path(path, root)
-    groups = [
-        g for pattern, names in rag.access.items() if fnmatch.fnmatch(name, pattern) for g in names
-    ]
-    if not groups and rag.folder_groups:
-        groups = reader_acl
-    return list(dict.fromkeys(groups))
+def access_groups(path: Path, root: Path, rag: RagSettings) -> list[str]:
+    """Who may retrieve the document's chunks: the rule of docs/permissions.md."""
+    return document_groups(
+        declared_groups(path),
+        source_path(path, root),
+        folder_acl(path, root),
+        rag.access,
+        rag.folder_groups,
+    )
 
 
 def _embed(

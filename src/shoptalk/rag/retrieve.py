@@ -20,8 +20,9 @@ from shoptalk.errors import ShoptalkError
 from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.bm25 import BM25, language, terms
 from shoptalk.rag.chunk import searchable_text
+from shoptalk.rag.connect import open_vector_store
 from shoptalk.rag.store import StoredIndex, require_index
-from shoptalk.rag.vector_store import VectorStore, open_vector_store
+from shoptalk.rag.vector_store import VectorStore
 from shoptalk.records import Chunk
 
 if TYPE_CHECKING:

@@ -10,11 +10,13 @@ may read". After every `shoptalk index` it holds exactly one row per current
 chunk: a row is named by its chunk, its embedding and its groups (`row_key`),
 so a chunk whose embedding model or groups changed gets a new row and the old
 one is deleted like the row of a deleted document. Nothing else is touched.
+
+This module is the contract both stores implement; `connect.open_vector_store`
+picks one.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from shoptalk.data.documents import content_id
@@ -22,8 +24,6 @@ from shoptalk.records import Chunk
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from shoptalk.config import RagSettings
 
 
 class VectorStore(Protocol):
@@ -47,16 +47,3 @@ class VectorStore(Protocol):
 def row_key(chunk: Chunk, embedding_key: str) -> str:
     """Changes when the chunk's text, its embedding or its groups change."""
     return content_id(chunk.id, embedding_key, *sorted(chunk.acl))
-
-
-def open_vector_store(rag: RagSettings, root: Path) -> VectorStore | None:
-    """The server `rag` names, connected; None when the embedded index searches alone."""
-    if rag.qdrant_url:
-        from shoptalk.rag.store_qdrant import QdrantStore
-
-        return QdrantStore.connect(rag.qdrant_url, root, rag.qdrant_collection, rag.qdrant_key_env)
-    if rag.pgvector_url:
-        from shoptalk.rag.store_pgvector import PgvectorStore
-
-        return PgvectorStore.connect(rag.pgvector_url, rag.pgvector_table)
-    return None

@@ -30,7 +30,7 @@ from shoptalk.rag.answer import finish_answer, not_found_message
 from shoptalk.serve import schemas
 from shoptalk.serve.audit import AuditEntry
 from shoptalk.serve.auth import Principal, check_model, require
-from shoptalk.serve.embeddings import Embedder
+from shoptalk.serve.embeddings import EmbeddingService
 from shoptalk.serve.engine import Delta, Params, Prepared
 from shoptalk.serve.errors import ApiError, api_error_handler
 from shoptalk.serve.grounding import ground
@@ -52,7 +52,7 @@ def create_app(
     services: Services | None = None,
     catalog: Any = None,
     engine: Any = None,
-    embedder: Embedder | None = None,
+    embedder: EmbeddingService | None = None,
 ) -> FastAPI:
     """The API for a project (or for explicit settings, services and catalog in tests)."""
     from shoptalk.project import Project
@@ -90,7 +90,7 @@ def create_app(
     )
     app.state.services = services
     app.state.engine = engine
-    app.state.embedder = embedder or Embedder(settings.embedding_model)
+    app.state.embedder = embedder or EmbeddingService(settings.embedding_model)
     app.state.metrics = Metrics(lambda: engine.queue_depth)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -363,7 +363,7 @@ class Call:
             await self.done(reservation)
 
     async def embed(self, body: schemas.EmbeddingRequest) -> schemas.EmbeddingList:
-        embedder: Embedder = self.app.state.embedder
+        embedder: EmbeddingService = self.app.state.embedder
         tokens = 0
         try:
             check_model(self.principal, body.model)

@@ -222,10 +222,13 @@ def check(_: Viewer, st: State) -> CheckResponse:
 @router.get("/report")
 def data_report(_: Viewer, st: State) -> FileResponse:
     """The data report (HTML) of the current sources, written if missing."""
+    from shoptalk.data.dataset import build_dataset
     from shoptalk.data.report import write_report
 
     try:
-        _, html = write_report(st.project(), say=lambda _m: None)
+        project = st.project()
+        dataset = build_dataset(project.config, project.root, project.datasets)
+        _, html = write_report(project, dataset)
     except ShoptalkError as exc:
         raise ApiError(409, str(exc)) from exc
     return FileResponse(html, media_type="text/html")

@@ -1,13 +1,19 @@
-"""The ingest entry point: the source lists of shoptalk.yaml -> canonical records.
+"""`read_sources()`: every `sources.*` key of shoptalk.yaml -> canonical records.
 
-    sources = ingest(root, docs=["docs/"], faq=["faq.xlsx"], conversations=["chats/"])
+    records = read_sources(root, cfg.sources)   # data check, the dataset stage
 
-| key           | files                                                            |
-| ------------- | ---------------------------------------------------------------- |
-| docs          | .md .markdown .txt .html .htm .pdf .docx                         |
-| faq           | .csv .tsv .xlsx .jsonl .json (question/answer columns)           |
-| conversations | .jsonl .json (OpenAI, ShareGPT, Alpaca), LLaMA-Factory           |
-|               | dataset_info.json, .csv support-chat exports                     |
+| key           | files                                                   | records      |
+| ------------- | ------------------------------------------------------- | ------------ |
+| docs          | .md .markdown .txt .html .htm .pdf .docx                | Chunk        |
+| faq           | .csv .tsv .xlsx .jsonl .json (question/answer columns)  | Conversation |
+| conversations | .jsonl .json (OpenAI, ShareGPT, Alpaca), LLaMA-Factory  | Conversation |
+|               | dataset_info.json, .csv support-chat exports            | (Preference) |
+| preferences   | .jsonl .json preference pairs, LLaMA-Factory ranking    | Preference   |
+| questions     | .jsonl question files (domain, unanswerable, style)     | Question     |
+
+The index stage reads documents one file at a time (to skip unchanged ones)
+through the same listing and readers: `listed_files`, `read_document_file` and
+`declared_groups` (who may read a document: see `documents.document_groups`).
 
 Each entry is a file or a folder, relative to the project root or absolute.
 Folders are walked recursively in sorted order, skipping hidden files and
@@ -25,16 +31,25 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from shoptalk.config import Sources
 from shoptalk.data.chat_export import CHAT_EXPORT_SUFFIXES, read_chat_export
-from shoptalk.data.documents import DOCUMENT_SUFFIXES, read_document, report, source_path
+from shoptalk.data.documents import (
+    DOCUMENT_SUFFIXES,
+    markdown_groups,
+    read_document,
+    report,
+    source_path,
+)
 from shoptalk.data.faq import FAQ_SUFFIXES, read_faq
 from shoptalk.data.formats import CONVERSATION_SUFFIXES, read_conversations
 from shoptalk.data.llamafactory import read_llamafactory
+from shoptalk.data.preferences import read_preference_sources
+from shoptalk.data.questions import read_questions
 from shoptalk.data.read_docx import DOCX_SUFFIXES, read_docx
-from shoptalk.data.read_html import HTML_SUFFIXES, read_html
+from shoptalk.data.read_html import HTML_SUFFIXES, html_groups, read_html
 from shoptalk.data.read_pdf import PDF_SUFFIXES, read_pdf
 from shoptalk.errors import SourceError
-from shoptalk.records import Chunk, Conversation, Preference
+from shoptalk.records import Chunk, Conversation, Preference, Question
 
 logger = logging.getLogger(__name__)
 
@@ -69,26 +84,21 @@ class Ingested(BaseModel, extra="forbid"):
     faq: list[Conversation] = Field(default_factory=list)
     conversations: list[Conversation] = Field(default_factory=list)
     preferences: list[Preference] = Field(default_factory=list)
+    questions: list[Question] = Field(default_factory=list)
 
 
-def ingest(
-    root: Path,
-    docs: list[str],
-    faq: list[str],
-    conversations: list[str],
-    errors: list[SourceError] | None = None,
-) -> Ingested:
-    """Read every source listed under `sources.docs/faq/conversations`.
+def read_sources(root: Path, sources: Sources, errors: list[SourceError] | None = None) -> Ingested:
+    """Read every file listed under every `sources.*` key.
 
     With `errors=None` the first problem raises; with a list, every problem is
     appended to it and the good records are kept (skip-and-report).
     """
     result = Ingested()
-    for path in _files(root, docs, "docs", errors):
-        result.chunks += _read_document(path, root, errors)
-    for path in _files(root, faq, "faq", errors):
+    for path in listed_files(root, sources.docs, "docs", errors):
+        result.chunks += read_document_file(path, root, errors)
+    for path in listed_files(root, sources.faq, "faq", errors):
         result.faq += read_faq(path, root, errors)
-    for path in _files(root, conversations, "conversations", errors):
+    for path in listed_files(root, sources.conversations, "conversations", errors):
         if path.name == LLAMAFACTORY_INFO:
             chats, preferences = read_llamafactory(path, root, errors)
             result.conversations += chats
@@ -97,10 +107,13 @@ def ingest(
             result.conversations += read_chat_export(path, root, errors)
         else:
             result.conversations += read_conversations(path, root, errors)
+    result.preferences += read_preference_sources(root, sources.preferences, errors)
+    for entry in sources.questions:  # files only, as the eval stage reads them
+        result.questions += read_questions(_resolve(root, entry), errors)
     return result
 
 
-def _read_document(path: Path, root: Path, errors: list[SourceError] | None) -> list[Chunk]:
+def read_document_file(path: Path, root: Path, errors: list[SourceError] | None) -> list[Chunk]:
     """The reader for the document's suffix, its SourceError reported like the others'."""
     try:
         return DOCUMENT_READERS[path.suffix.lower()](path, root)
@@ -109,7 +122,22 @@ def _read_document(path: Path, root: Path, errors: list[SourceError] | None) -> 
         return []
 
 
-def _files(
+def declared_groups(path: Path) -> list[str] | None:
+    """The groups a document names itself (front matter, `<meta name="groups">`); None when
+    it names none or its format cannot (PDF, DOCX, plain text)."""
+    suffix = path.suffix.lower()
+    if suffix in (".md", ".markdown"):
+        return markdown_groups(path)
+    if suffix in HTML_SUFFIXES:
+        return html_groups(path)
+    return None
+
+
+def _resolve(root: Path, entry: str) -> Path:
+    return Path(entry) if Path(entry).is_absolute() else root / entry
+
+
+def listed_files(
     root: Path,
     entries: list[str],
     key: str,
@@ -119,7 +147,7 @@ def _files(
     suffixes = SUFFIXES[key]
     found: dict[Path, Path] = {}
     for entry in entries:
-        path = Path(entry) if Path(entry).is_absolute() else root / entry
+        path = _resolve(root, entry)
         if path.is_dir():
             files = _walk(path, suffixes, llamafactory=key == "conversations")
         elif not path.exists():

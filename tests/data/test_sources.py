@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from shoptalk.data.ingest import Ingested, ingest
+from shoptalk.config import Sources
+from shoptalk.data.sources import Ingested, read_sources
 from shoptalk.errors import SourceError
 
 PEER_DATA = Path(__file__).resolve().parents[3] / "shared" / "peer-data" / "llamafactory"
@@ -32,8 +33,10 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_ingest_reads_every_kind_of_source_in_sorted_order(project):
-    result = ingest(project, docs=["docs"], faq=["faq.csv"], conversations=["chats/"])
+def test_read_sources_reads_every_kind_of_source_in_sorted_order(project):
+    result = read_sources(
+        project, Sources(docs=["docs"], faq=["faq.csv"], conversations=["chats/"])
+    )
 
     assert isinstance(result, Ingested)
     assert [c.source for c in result.chunks] == [
@@ -49,7 +52,7 @@ def test_ingest_reads_every_kind_of_source_in_sorted_order(project):
 
 
 def test_hidden_folders_and_shoptalk_output_are_never_read(project):
-    result = ingest(project, docs=["."], faq=[], conversations=[])
+    result = read_sources(project, Sources(docs=["."], faq=[], conversations=[]))
 
     sources = [c.source for c in result.chunks]
     assert not any(".drafts" in s or ".shoptalk" in s for s in sources)
@@ -57,8 +60,12 @@ def test_hidden_folders_and_shoptalk_output_are_never_read(project):
 
 
 def test_same_sources_give_the_same_records(project):
-    first = ingest(project, ["docs/b.md", "docs"], ["faq.csv"], ["chats"])
-    second = ingest(project, ["docs", "docs/b.md"], ["faq.csv"], ["chats"])
+    first = read_sources(
+        project, Sources(docs=["docs/b.md", "docs"], faq=["faq.csv"], conversations=["chats"])
+    )
+    second = read_sources(
+        project, Sources(docs=["docs", "docs/b.md"], faq=["faq.csv"], conversations=["chats"])
+    )
 
     assert first == second
     assert len(first.chunks) == 3  # docs/b.md listed twice is read once
@@ -66,7 +73,7 @@ def test_same_sources_give_the_same_records(project):
 
 def test_missing_source_names_the_yaml_key(project):
     with pytest.raises(SourceError) as info:
-        ingest(project, docs=[], faq=["faq/missing.csv"], conversations=[])
+        read_sources(project, Sources(docs=[], faq=["faq/missing.csv"], conversations=[]))
 
     assert info.value.path == str(project / "faq" / "missing.csv")
     assert info.value.detail == (
@@ -76,7 +83,7 @@ def test_missing_source_names_the_yaml_key(project):
 
 def test_unsupported_suffix_lists_the_supported_ones(project):
     with pytest.raises(SourceError) as info:
-        ingest(project, docs=["docs/logo.svg"], faq=[], conversations=[])
+        read_sources(project, Sources(docs=["docs/logo.svg"], faq=[], conversations=[]))
 
     assert ".md, .markdown, .txt" in info.value.detail
     assert "'.svg'" in info.value.detail
@@ -87,7 +94,9 @@ def test_skip_and_report_across_files(project):
     (project / "docs" / "scan.md").write_bytes(b"\x00\x01binary")
     errors: list[SourceError] = []
 
-    result = ingest(project, ["docs", "gone"], ["faq.csv"], ["chats"], errors)
+    result = read_sources(
+        project, Sources(docs=["docs", "gone"], faq=["faq.csv"], conversations=["chats"]), errors
+    )
 
     assert len(result.chunks) == 3 and len(result.faq) == 1 and len(result.conversations) == 1
     assert sorted((Path(e.path).name, e.line) for e in errors) == [
@@ -102,8 +111,10 @@ def test_llamafactory_folder_is_read_through_its_dataset_info(tmp_path):
         pytest.skip(f"peer data not found at {PEER_DATA}")
     shutil.copytree(PEER_DATA, tmp_path / "lf")
 
-    by_folder = ingest(tmp_path, [], [], ["lf"])
-    by_file = ingest(tmp_path, [], [], ["lf/dataset_info.json"])
+    by_folder = read_sources(tmp_path, Sources(docs=[], faq=[], conversations=["lf"]))
+    by_file = read_sources(
+        tmp_path, Sources(docs=[], faq=[], conversations=["lf/dataset_info.json"])
+    )
 
     assert len(by_folder.conversations) == 999 + 1000 + 91 + 300
     assert len(by_folder.preferences) == 300
