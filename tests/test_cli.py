@@ -123,3 +123,42 @@ def test_data_check_samples_are_shown_redacted(tmp_path, tiny_model):
     output = " ".join(result.output.split())
     assert "jane.roe@example.com" not in output and "13812345678" not in output
     assert "<EMAIL_1>" in output.replace(" ", "")
+
+
+def test_eval_with_other_questions_keeps_the_builds_scorecard(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model, epochs=1)
+    assert runner.invoke(app, ["build", str(project)]).exit_code == 0
+    (run_evals,) = (project / ".shoptalk" / "evals").iterdir()
+    built = {name: (run_evals / name).read_bytes() for name in ("scorecard.json", "answers.json")}
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"question": "Pallet fee?", "must_include": ["$18"]}) + "\n")
+    domain = project / "questions" / "domain.jsonl"
+
+    # Several files after one flag, the project folder last: as the docs show it.
+    both = runner.invoke(app, ["eval", "--questions", str(extra), str(domain), str(project)])
+    assert both.exit_code == 0, both.output
+    one = runner.invoke(app, ["eval", str(project), "--questions", str(extra)])
+    assert one.exit_code == 0, one.output
+
+    for name, data in built.items():
+        assert (run_evals / name).read_bytes() == data, f"the build's {name} was replaced"
+    folders = sorted(run_evals.glob("questions-*"))
+    assert len(folders) == 2
+    suites = [set(json.loads((f / "scorecard.json").read_text())["suites"]) for f in folders]
+    assert sorted(suites, key=len) == [{"extra"}, {"extra", "domain"}]
+    for result in (both, one):
+        printed = "".join(result.output.split())
+        assert any(f"{f}/report.html" in printed for f in folders)
+
+
+def test_repeatable_options_take_several_values_after_one_flag():
+    from typer.main import get_command
+
+    from shoptalk.cli import spread_values
+
+    command = get_command(app).commands["eval"]
+    spread = spread_values(command, ["P", "--questions", "a", "b", "--json", "--compare", "x", "y"])
+    assert spread == ["P", "--questions", "a", "--questions", "b", "--json", "--compare", "x", "y"]
+    assert spread_values(command, ["--questions", "a", "b", "P"]) == [
+        "--questions", "a", "--questions", "b", "P"
+    ]  # fmt: skip

@@ -9,8 +9,56 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from shoptalk.errors import ShoptalkError
+
+
+def spread_values(command: TyperCommand, args: list[str]) -> list[str]:
+    """`--questions A B C` as `--questions A --questions B --questions C`.
+
+    Values of a repeatable option run until the next option. When they run to
+    the end, the last ones go back to the command's arguments not given yet
+    (`eval --questions A B DIR` keeps DIR as the project folder).
+    """
+    # Typer bundles its own click: tell options from arguments by their type name.
+    options = {n: p for p in command.params if p.param_type_name == "option" for n in p.opts}
+    wanted = sum(1 for p in command.params if p.param_type_name == "argument")
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            return out + args[i:]
+        option = options.get(token)
+        if option is None:
+            wanted -= not token.startswith("-")
+            out.append(token)
+            i += 1
+        elif option.multiple:
+            end = i + 1
+            while end < len(args) and not args[end].startswith("-"):
+                end += 1
+            if end == len(args) and wanted > 0:
+                end = max(i + 2, end - wanted)
+            for value in args[i + 1 : end]:
+                out += [token, value]
+            if end == i + 1:  # no value: let click say so
+                out.append(token)
+            i = end
+        else:
+            taken = 0 if option.is_flag or option.count else option.nargs
+            out += args[i : i + 1 + taken]
+            i += 1 + taken
+    return out
+
+
+class ManyValuesCommand(TyperCommand):
+    """A command whose repeatable options take several values after one flag, as documented."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spread_values(self, args))
+
 
 app = typer.Typer(
     help="Turn an open LLM into a private assistant for your organization.",
@@ -54,7 +102,7 @@ def fail(exc: ShoptalkError, project=None) -> None:
     raise typer.Exit(2)
 
 
-@app.command()
+@app.command(cls=ManyValuesCommand)
 def init(
     project_dir: ProjectDir,
     docs: Annotated[list[str], typer.Option(help="Document file or folder (repeatable)")] = None,
@@ -149,11 +197,14 @@ def train(
     console.print(f"model: {run.final}")
 
 
-@app.command("eval")
+@app.command("eval", cls=ManyValuesCommand)
 def eval_(
     project_dir: ProjectDir,
     questions: Annotated[
-        list[str], typer.Option(help="Question file (repeatable); default: the config's")
+        list[str],
+        typer.Option(
+            help="Question files (several after one flag, or repeated); default: the config's"
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the scorecard JSON on stdout")
@@ -174,7 +225,7 @@ def eval_(
     """Score the base and the tuned model (or any two) on the same questions."""
     from shoptalk.build import prepare_dataset
     from shoptalk.eval.run import compare as compare_models
-    from shoptalk.eval.run import evaluate, question_suites
+    from shoptalk.eval.run import eval_folder, evaluate, question_suites
     from shoptalk.eval.scorecard import render_table
     from shoptalk.modeling.load import resolve_base_model
 
@@ -193,17 +244,20 @@ def eval_(
                 "No questions to score: pass --questions FILE or list sources.questions."
             )
         base_path = resolve_base_model(project.config.base_model, project.root)
+        # Other questions than the project's: their own folder, the build's scorecard stays.
+        own = bool(questions)
         if compare:
-            card = compare_models(project, *compare, base_path, suites)
+            card = compare_models(project, *compare, base_path, suites, own_folder=own)
         else:
-            card = evaluate(project, project.latest_run(), base_path, suites)
+            card = evaluate(project, project.latest_run(), base_path, suites, own_folder=own)
     except ShoptalkError as exc:
         fail(exc)
     if as_json:
         typer.echo(json.dumps(card.model_dump(mode="json"), ensure_ascii=False, indent=2))
     else:
         console.print(render_table(card))
-        console.print(f"report: {project.evals / card.run_id / 'report.html'}")
+        report = eval_folder(project, card.run_id, suites, own) / "report.html"
+        console.print(f"report: {report}", highlight=False, soft_wrap=True)
     if gate:
         from shoptalk.eval.gate import check_gate
 
