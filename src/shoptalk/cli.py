@@ -524,7 +524,9 @@ def export(
             "--format", help="hf (safetensors folder), gguf, or ollama (GGUF + Modelfile)"
         ),
     ] = "hf",
-    quant: Annotated[str, typer.Option(help="GGUF type: f16, q8_0, f32 or bf16")] = "f16",
+    quant: Annotated[
+        str, typer.Option(help="GGUF type: f16, q8_0 (embeddings and output at f16), f32 or bf16")
+    ] = "f16",
     model: Annotated[
         str | None,
         typer.Option(help="Model id from `shoptalk models list`; default: the promoted one"),
