@@ -12,6 +12,7 @@ from rich.console import Console
 from typer.core import TyperCommand
 
 from shoptalk.errors import ShoptalkError
+from shoptalk.modeling.load import check_base_model
 
 
 def spread_values(command: TyperCommand, args: list[str]) -> list[str]:
@@ -148,6 +149,7 @@ def build(
     project = None
     try:
         project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
         result = run_build(project, say=console.print, stop_after=stop_after)
     except ShoptalkError as exc:
         fail(exc, project)
@@ -179,6 +181,7 @@ def train(
 
     try:
         project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
         base_path = resolve_base_model(project.config.base_model, project.root)
         dataset = prepare_dataset(project, console.print)
         if plan:
@@ -233,6 +236,7 @@ def eval_(
         questions = []
     try:
         project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
         if judge_url:
             from shoptalk.eval.judge import JudgeSettings
 
@@ -284,6 +288,7 @@ def ask(
 
     try:
         project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
         session = Session.open(project, base=base)
         if rag:
             from shoptalk.rag.answer import answer_with_citations
@@ -338,7 +343,9 @@ def chat(
     from shoptalk.chat import Session
 
     try:
-        session = Session.open(open_project(project_dir), base=base)
+        project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
+        session = Session.open(project, base=base)
     except ShoptalkError as exc:
         fail(exc)
     console.print(f"[dim]talking to {session.label}; empty line to quit[/]")
@@ -536,7 +543,9 @@ def export(
     from shoptalk.export.run import export_model
 
     try:
-        info = export_model(open_project(project_dir), fmt, quant, model, say=console.print)
+        project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
+        info = export_model(project, fmt, quant, model, say=console.print)
     except ShoptalkError as exc:
         fail(exc)
     console.print(f"exported {info.path}\nparity report: {info.report}", highlight=False)
