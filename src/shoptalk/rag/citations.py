@@ -195,6 +195,26 @@ def support(claim: str, chunk: Chunk, context: Context | None = None) -> str | N
     return None if best is None or context.mixes(claim, best) else best
 
 
+def lexical_support(claim: str, chunk: Chunk) -> str | None:
+    """The sentence of `chunk` holding most of `claim`'s words and every digit-bearing one.
+
+    The looser test RAFT picks its oracle passages with: tightening it would
+    change which examples every RAFT dataset holds, and so every RAFT run.
+    """
+    wanted = set(terms(claim))
+    if not wanted:
+        return None
+    numbers = {t for t in wanted if _NUMBER.search(t)}
+    best, best_coverage = None, 0.0
+    for start, end in sentence_spans(chunk.text):
+        sentence = chunk.text[start:end]
+        have = set(terms(sentence))
+        coverage = len(wanted & have) / len(wanted)
+        if numbers <= have and coverage >= MIN_COVERAGE and coverage > best_coverage:
+            best, best_coverage = sentence, coverage
+    return best
+
+
 def best_support(
     claim: str, chunks: list[Chunk], context: Context | None = None
 ) -> tuple[Chunk, str] | None:
