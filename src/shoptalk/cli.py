@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -66,6 +70,28 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"shoptalk {version('shoptalk')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 data_app = typer.Typer(help="Check and inspect the project's data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
@@ -349,16 +375,40 @@ def chat(
     except ShoptalkError as exc:
         fail(exc)
     console.print(f"[dim]talking to {session.label}; empty line to quit[/]")
+    lines = typed_lines(sys.stdin)
     while True:
-        try:
-            text = console.input("[bold]you>[/] ")
-        except EOFError:
+        console.print("[bold]you>[/] ", end="")
+        text, typed_ahead = next(lines)
+        if text is None or not text.strip():
             break
-        if not text.strip():
-            break
+        # The terminal echoed a line typed during the last answer there, not here: show it
+        # again, so the transcript says what is answered (and piped lines were never shown).
+        if typed_ahead or not sys.stdin.isatty():
+            console.print(text, highlight=False, markup=False)
         console.print(
             f"[bold]assistant>[/] {session.reply(text, max_new_tokens, keep=True)}", highlight=False
         )
+
+
+def typed_lines(stream: TextIO) -> Iterator[tuple[str | None, bool]]:
+    """Each line of `stream` (None at its end), and whether it was there before it was asked for.
+
+    A thread reads from the start, so every line typed while an answer is
+    being generated is kept, in order, and answered in its turn.
+    """
+    waiting: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            waiting.put(line.rstrip("\r\n"))
+        waiting.put(None)
+
+    threading.Thread(target=read, name="chat-stdin", daemon=True).start()
+    while True:
+        try:
+            yield waiting.get_nowait(), True
+        except queue.Empty:
+            yield waiting.get(), False
 
 
 @data_app.command("check")
@@ -471,7 +521,10 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(project_dir: ProjectDir) -> None:
+def keys_list(
+    project_dir: ProjectDir,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON")] = False,
+) -> None:
     """Every key with its limits, expiry and last use (never the secrets)."""
     from shoptalk.serve.admin import keys_table
 
@@ -479,7 +532,10 @@ def keys_list(project_dir: ProjectDir) -> None:
         keys = open_key_store(project_dir).list()
     except ShoptalkError as exc:
         fail(exc)
-    console.print(keys_table(keys))
+    if as_json:
+        typer.echo(json.dumps([k.model_dump(mode="json") for k in keys], indent=2))
+    else:
+        console.print(keys_table(keys))
 
 
 @keys_app.command("revoke")
