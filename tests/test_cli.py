@@ -249,3 +249,20 @@ def test_chat_keeps_lines_typed_while_an_answer_is_generated(tmp_path, tiny_mode
         "you> third question",
         "assistant> answer to third question",
     ]
+
+
+def test_init_takes_several_files_after_one_flag(tmp_path):
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_text("question,answer\nA?,B.\n")
+    for name in ("docs1", "docs2"):
+        (tmp_path / name).mkdir()
+    target = tmp_path / "assistant"
+    args = ["--faq", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    args += ["--docs", str(tmp_path / "docs1"), str(tmp_path / "docs2"), "--name", "ACME"]
+
+    result = runner.invoke(app, ["init", str(target), *args])
+
+    assert result.exit_code == 0, result.output
+    config = load_config(target)
+    assert config.sources.faq == ["../a.csv", "../b.csv"]
+    assert config.sources.docs == ["../docs1", "../docs2"]
