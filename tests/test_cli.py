@@ -170,3 +170,146 @@ def test_a_csv_row_with_an_unquoted_comma_is_reported_and_skipped(tmp_path, tiny
     (dataset,) = (project / ".shoptalk" / "datasets").iterdir()
     assert "faq.csv:8" in (dataset / "report.html").read_text(encoding="utf-8")
     assert "Do you ship abroad?" not in (dataset / "train.jsonl").read_text(encoding="utf-8")
+
+
+def test_eval_with_other_questions_keeps_the_builds_scorecard(tmp_path, tiny_model):
+    project = write_project(tmp_path / "p", tiny_model, epochs=1)
+    assert runner.invoke(app, ["build", str(project)]).exit_code == 0
+    (run_evals,) = (project / ".shoptalk" / "evals").iterdir()
+    built = {name: (run_evals / name).read_bytes() for name in ("scorecard.json", "answers.json")}
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"question": "Pallet fee?", "must_include": ["$18"]}) + "\n")
+    domain = project / "questions" / "domain.jsonl"
+
+    # Several files after one flag, the project folder last: as the docs show it.
+    both = runner.invoke(app, ["eval", "--questions", str(extra), str(domain), str(project)])
+    assert both.exit_code == 0, both.output
+    one = runner.invoke(app, ["eval", str(project), "--questions", str(extra)])
+    assert one.exit_code == 0, one.output
+
+    for name, data in built.items():
+        assert (run_evals / name).read_bytes() == data, f"the build's {name} was replaced"
+    folders = sorted(run_evals.glob("questions-*"))
+    assert len(folders) == 2
+    suites = [set(json.loads((f / "scorecard.json").read_text())["suites"]) for f in folders]
+    assert sorted(suites, key=len) == [{"extra"}, {"extra", "domain"}]
+    for result in (both, one):
+        printed = "".join(result.output.split())
+        assert any(f"{f}/report.html" in printed for f in folders)
+
+
+def test_repeatable_options_take_several_values_after_one_flag():
+    from typer.main import get_command
+
+    from shoptalk.cli import spread_values
+
+    command = get_command(app).commands["eval"]
+    spread = spread_values(command, ["P", "--questions", "a", "b", "--json", "--compare", "x", "y"])
+    assert spread == ["P", "--questions", "a", "--questions", "b", "--json", "--compare", "x", "y"]
+    assert spread_values(command, ["--questions", "a", "b", "P"]) == [
+        "--questions", "a", "--questions", "b", "P"
+    ]  # fmt: skip
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"shoptalk {version('shoptalk')}"
+
+
+def test_keys_list_fits_80_columns_and_never_cuts_the_id(tmp_path):
+    (tmp_path / "shoptalk.yaml").write_text("name: Kestrel\n", encoding="utf-8")
+    create = [
+        ["--name", "customer-support-team-eu-west", "--scopes", "chat,embeddings,editor"],
+        ["--name", "bob", "--scopes", "chat", "--models", "base,sales-bot-2026,support-bot"],
+        [
+            "--name",
+            "carol",
+            "--rpm",
+            "1200",
+            "--tpm",
+            "250000",
+            "--quota-tokens-per-day",
+            "5000000",
+        ],
+    ]
+    for args in create:
+        made = runner.invoke(app, ["keys", "create", str(tmp_path), *args])
+        assert made.exit_code == 0, made.output
+
+    listed = runner.invoke(app, ["keys", "list", str(tmp_path)], env={"COLUMNS": "80"})
+    as_json = runner.invoke(app, ["keys", "list", str(tmp_path), "--json"])
+
+    assert listed.exit_code == 0 and as_json.exit_code == 0
+    keys = json.loads(as_json.stdout)
+    assert [k["name"] for k in keys] == ["customer-support-team-eu-west", "bob", "carol"]
+    assert {"id", "scopes", "models", "rpm", "expires_at", "last_used_at"} <= set(keys[0])
+    assert not {"secret", "hash", "key_hash"} & set(keys[0]), "never the secret"
+    lines = listed.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for key in keys:
+        assert any(key["id"] in line for line in lines), f"{key['id']} cut at 80 columns"
+    assert "1.2k rpm" in listed.stdout and "5M/day" in listed.stdout
+
+
+def test_chat_keeps_lines_typed_while_an_answer_is_generated(tmp_path, tiny_model, monkeypatch):
+    import os
+    import time
+
+    from shoptalk import cli
+    from shoptalk.chat import Session
+
+    project = write_project(tmp_path / "p", tiny_model)
+    read_end, write_end = os.pipe()
+    keyboard = os.fdopen(write_end, "w")
+    keyboard.write("first question\n")
+    keyboard.flush()
+    asked: list[str] = []
+
+    class SlowAssistant:
+        label = "a slow assistant"
+
+        def reply(self, text: str, max_new_tokens: int, keep: bool = False) -> str:
+            asked.append(text)
+            if len(asked) == 1:  # the user types on while the first answer is generated
+                keyboard.write("second question\nthird question\n\n")
+                keyboard.close()
+                time.sleep(0.3)
+            return f"answer to {text}"
+
+    monkeypatch.setattr(Session, "open", classmethod(lambda cls, project, base: SlowAssistant()))
+    # The keyboard is a live pipe: CliRunner's own stdin holds only what exists up front.
+    typed_lines = cli.typed_lines
+    with os.fdopen(read_end, "r") as keys:
+        monkeypatch.setattr(cli, "typed_lines", lambda _: typed_lines(keys))
+        result = runner.invoke(app, ["chat", str(project)])
+
+    assert result.exit_code == 0, result.output
+    assert asked == ["first question", "second question", "third question"]
+    said = [line for line in result.stdout.splitlines() if line.startswith(("you>", "assistant>"))]
+    assert said[:6] == [
+        "you> first question",
+        "assistant> answer to first question",
+        "you> second question",
+        "assistant> answer to second question",
+        "you> third question",
+        "assistant> answer to third question",
+    ]
+
+
+def test_init_takes_several_files_after_one_flag(tmp_path):
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_text("question,answer\nA?,B.\n")
+    for name in ("docs1", "docs2"):
+        (tmp_path / name).mkdir()
+    target = tmp_path / "assistant"
+    args = ["--faq", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    args += ["--docs", str(tmp_path / "docs1"), str(tmp_path / "docs2"), "--name", "ACME"]
+
+    result = runner.invoke(app, ["init", str(target), *args])
+
+    assert result.exit_code == 0, result.output
+    config = load_config(target)
+    assert config.sources.faq == ["../a.csv", "../b.csv"]
+    assert config.sources.docs == ["../docs1", "../docs2"]

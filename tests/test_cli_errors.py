@@ -78,3 +78,76 @@ def test_question_file_with_a_bad_row(tmp_path, tiny_model):
     result = runner.invoke(app, ["eval", str(project)])
     assert result.exit_code == 2
     assert "domain.jsonl:1" in " ".join(result.output.split())
+
+
+MISSPELT = "HuggingFaceTB/SmolLM2-135M-Instrcut"
+MODEL_COMMANDS = [["build"], ["train"], ["eval"], ["export"], ["chat"], ["ask", "{p}", "Hi?"]]
+
+
+def model_error(project, args: list[str], limit: float = 10.0) -> str:
+    import time
+
+    argv = [a.format(p=project) for a in args] if "{p}" in args[1:] else [*args, str(project)]
+    started = time.perf_counter()
+    result = runner.invoke(app, argv, input="Hi\n")
+    assert time.perf_counter() - started < limit, "no retries, no download"
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    assert message.count("error:") == 1
+    return message.split("error:", 1)[1]
+
+
+@pytest.mark.parametrize("args", MODEL_COMMANDS, ids=lambda a: a[0])
+def test_a_misspelt_hub_id_offline_fails_first_naming_base_model(
+    tmp_path, tiny_model, monkeypatch, args
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    project = write_project(tmp_path / "p", tiny_model)
+    edit_config(project, lambda c: c.update(base_model=MISSPELT))
+
+    message = model_error(project, args)
+
+    assert f"base_model: '{MISSPELT}'" in message and "HF_HUB_OFFLINE is set" in message
+    assert not (project / ".shoptalk" / "datasets").exists(), "no stage ran before the check"
+
+
+def test_an_unreachable_hub_is_said_in_one_paragraph(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once
+    project = write_project(tmp_path / "p", tiny_model)
+    edit_config(project, lambda c: c.update(base_model=MISSPELT))
+
+    message = model_error(project, ["build"])
+
+    assert f"base_model: '{MISSPELT}'" in message and "could not be asked within 3 s" in message
+
+
+def test_a_hub_id_the_hub_does_not_know_is_called_a_spelling_problem(
+    tmp_path, tiny_model, monkeypatch
+):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    project = write_project(tmp_path / "p", tiny_model)
+    edit_config(project, lambda c: c.update(base_model=MISSPELT))
+    try:
+        message = model_error(project, ["eval"])
+    finally:
+        server.shutdown()
+
+    assert f"has no model '{MISSPELT}'" in message and "Check the spelling" in message

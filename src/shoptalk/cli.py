@@ -4,19 +4,94 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from shoptalk.errors import ShoptalkError
+from shoptalk.modeling.load import check_base_model
+
+
+def spread_values(command: TyperCommand, args: list[str]) -> list[str]:
+    """`--questions A B C` as `--questions A --questions B --questions C`.
+
+    Values of a repeatable option run until the next option. When they run to
+    the end, the last ones go back to the command's arguments not given yet
+    (`eval --questions A B DIR` keeps DIR as the project folder).
+    """
+    # Typer bundles its own click: tell options from arguments by their type name.
+    options = {n: p for p in command.params if p.param_type_name == "option" for n in p.opts}
+    wanted = sum(1 for p in command.params if p.param_type_name == "argument")
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            return out + args[i:]
+        option = options.get(token)
+        if option is None:
+            wanted -= not token.startswith("-")
+            out.append(token)
+            i += 1
+        elif option.multiple:
+            end = i + 1
+            while end < len(args) and not args[end].startswith("-"):
+                end += 1
+            if end == len(args) and wanted > 0:
+                end = max(i + 2, end - wanted)
+            for value in args[i + 1 : end]:
+                out += [token, value]
+            if end == i + 1:  # no value: let click say so
+                out.append(token)
+            i = end
+        else:
+            taken = 0 if option.is_flag or option.count else option.nargs
+            out += args[i : i + 1 + taken]
+            i += 1 + taken
+    return out
+
+
+class ManyValuesCommand(TyperCommand):
+    """A command whose repeatable options take several values after one flag, as documented."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spread_values(self, args))
+
 
 app = typer.Typer(
     help="Turn an open LLM into a private assistant for your organization.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"shoptalk {version('shoptalk')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 data_app = typer.Typer(help="Check and inspect the project's data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
@@ -54,7 +129,7 @@ def fail(exc: ShoptalkError, project=None) -> None:
     raise typer.Exit(2)
 
 
-@app.command()
+@app.command(cls=ManyValuesCommand)
 def init(
     project_dir: ProjectDir,
     docs: Annotated[list[str], typer.Option(help="Document file or folder (repeatable)")] = None,
@@ -100,6 +175,7 @@ def build(
     project = None
     try:
         project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
         result = run_build(project, say=console.print, stop_after=stop_after)
     except ShoptalkError as exc:
         fail(exc, project)
@@ -131,6 +207,7 @@ def train(
 
     try:
         project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
         base_path = resolve_base_model(project.config.base_model, project.root)
         dataset = prepare_dataset(project, console.print)
         if plan:
@@ -149,11 +226,14 @@ def train(
     console.print(f"model: {run.final}")
 
 
-@app.command("eval")
+@app.command("eval", cls=ManyValuesCommand)
 def eval_(
     project_dir: ProjectDir,
     questions: Annotated[
-        list[str], typer.Option(help="Question file (repeatable); default: the config's")
+        list[str],
+        typer.Option(
+            help="Question files (several after one flag, or repeated); default: the config's"
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the scorecard JSON on stdout")
@@ -174,7 +254,7 @@ def eval_(
     """Score the base and the tuned model (or any two) on the same questions."""
     from shoptalk.build import prepare_dataset
     from shoptalk.eval.run import compare as compare_models
-    from shoptalk.eval.run import evaluate, question_suites
+    from shoptalk.eval.run import eval_folder, evaluate, question_suites
     from shoptalk.eval.scorecard import render_table
     from shoptalk.modeling.load import resolve_base_model
 
@@ -182,6 +262,7 @@ def eval_(
         questions = []
     try:
         project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
         if judge_url:
             from shoptalk.eval.judge import JudgeSettings
 
@@ -193,17 +274,20 @@ def eval_(
                 "No questions to score: pass --questions FILE or list sources.questions."
             )
         base_path = resolve_base_model(project.config.base_model, project.root)
+        # Other questions than the project's: their own folder, the build's scorecard stays.
+        own = bool(questions)
         if compare:
-            card = compare_models(project, *compare, base_path, suites)
+            card = compare_models(project, *compare, base_path, suites, own_folder=own)
         else:
-            card = evaluate(project, project.latest_run(), base_path, suites)
+            card = evaluate(project, project.latest_run(), base_path, suites, own_folder=own)
     except ShoptalkError as exc:
         fail(exc)
     if as_json:
         typer.echo(json.dumps(card.model_dump(mode="json"), ensure_ascii=False, indent=2))
     else:
         console.print(render_table(card))
-        console.print(f"report: {project.evals / card.run_id / 'report.html'}")
+        report = eval_folder(project, card.run_id, suites, own) / "report.html"
+        console.print(f"report: {report}", highlight=False, soft_wrap=True)
     if gate:
         from shoptalk.eval.gate import check_gate
 
@@ -230,6 +314,7 @@ def ask(
 
     try:
         project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
         session = Session.open(project, base=base)
         if rag:
             from shoptalk.rag.answer import answer_with_citations
@@ -284,20 +369,46 @@ def chat(
     from shoptalk.chat import Session
 
     try:
-        session = Session.open(open_project(project_dir), base=base)
+        project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
+        session = Session.open(project, base=base)
     except ShoptalkError as exc:
         fail(exc)
     console.print(f"[dim]talking to {session.label}; empty line to quit[/]")
+    lines = typed_lines(sys.stdin)
     while True:
-        try:
-            text = console.input("[bold]you>[/] ")
-        except EOFError:
+        console.print("[bold]you>[/] ", end="")
+        text, typed_ahead = next(lines)
+        if text is None or not text.strip():
             break
-        if not text.strip():
-            break
+        # The terminal echoed a line typed during the last answer there, not here: show it
+        # again, so the transcript says what is answered (and piped lines were never shown).
+        if typed_ahead or not sys.stdin.isatty():
+            console.print(text, highlight=False, markup=False)
         console.print(
             f"[bold]assistant>[/] {session.reply(text, max_new_tokens, keep=True)}", highlight=False
         )
+
+
+def typed_lines(stream: TextIO) -> Iterator[tuple[str | None, bool]]:
+    """Each line of `stream` (None at its end), and whether it was there before it was asked for.
+
+    A thread reads from the start, so every line typed while an answer is
+    being generated is kept, in order, and answered in its turn.
+    """
+    waiting: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            waiting.put(line.rstrip("\r\n"))
+        waiting.put(None)
+
+    threading.Thread(target=read, name="chat-stdin", daemon=True).start()
+    while True:
+        try:
+            yield waiting.get_nowait(), True
+        except queue.Empty:
+            yield waiting.get(), False
 
 
 @data_app.command("check")
@@ -411,7 +522,10 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(project_dir: ProjectDir) -> None:
+def keys_list(
+    project_dir: ProjectDir,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON")] = False,
+) -> None:
     """Every key with its limits, expiry and last use (never the secrets)."""
     from shoptalk.serve.admin import keys_table
 
@@ -419,7 +533,10 @@ def keys_list(project_dir: ProjectDir) -> None:
         keys = open_key_store(project_dir).list()
     except ShoptalkError as exc:
         fail(exc)
-    console.print(keys_table(keys))
+    if as_json:
+        typer.echo(json.dumps([k.model_dump(mode="json") for k in keys], indent=2))
+    else:
+        console.print(keys_table(keys))
 
 
 @keys_app.command("revoke")
@@ -471,7 +588,9 @@ def export(
             "--format", help="hf (safetensors folder), gguf, or ollama (GGUF + Modelfile)"
         ),
     ] = "hf",
-    quant: Annotated[str, typer.Option(help="GGUF type: f16, q8_0, f32 or bf16")] = "f16",
+    quant: Annotated[
+        str, typer.Option(help="GGUF type: f16, q8_0 (embeddings and output at f16), f32 or bf16")
+    ] = "f16",
     model: Annotated[
         str | None,
         typer.Option(help="Model id from `shoptalk models list`; default: the promoted one"),
@@ -481,7 +600,9 @@ def export(
     from shoptalk.export.run import export_model
 
     try:
-        info = export_model(open_project(project_dir), fmt, quant, model, say=console.print)
+        project = open_project(project_dir)
+        check_base_model(project.config.base_model, project.root)
+        info = export_model(project, fmt, quant, model, say=console.print)
     except ShoptalkError as exc:
         fail(exc)
     console.print(f"exported {info.path}\nparity report: {info.report}", highlight=False)

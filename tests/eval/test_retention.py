@@ -20,10 +20,10 @@ from shoptalk.eval.retention import (
     answer_nll,
     general_qa_suite,
     load_prompts,
-    row_losses,
 )
 from shoptalk.eval.run import evaluate
 from shoptalk.eval.scorecard import render_table
+from shoptalk.modeling.score import row_losses
 from shoptalk.project import Project
 
 from projects import write_project

@@ -118,6 +118,45 @@ def test_unsupported_quant_names_the_choices(tiny_model: Path, tmp_path: Path) -
         convert(tiny_model, tmp_path / "m.gguf", "q4_k_m")
 
 
+def test_a_k_quant_fails_before_any_work_and_leaves_no_folder(gguf_project: Project) -> None:
+    with pytest.raises(ExportError, match="k-quant.*llama-quantize model-f16.gguf"):
+        export_model(gguf_project, "gguf", quant="q4_k_m", say=quiet)
+    assert not (gguf_project.state / "exports").exists()
+
+
+def test_q8_0_keeps_embeddings_and_output_at_f16(gguf_project: Project, tmp_path: Path) -> None:
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    out = convert(gguf_project.runs / RUN_ID / "final", tmp_path / "model-q8_0.gguf", "q8_0")
+
+    types = {t.name: GGMLQuantizationType(t.tensor_type) for t in GGUFReader(out).tensors}
+    assert types["token_embd.weight"] == GGMLQuantizationType.F16
+    assert types.get("output.weight", GGMLQuantizationType.F16) == GGMLQuantizationType.F16
+    assert (
+        types["blk.0.attn_q.weight"] == types["blk.1.ffn_down.weight"] == GGMLQuantizationType.Q8_0
+    )
+
+
+def test_a_failed_gguf_check_leaves_only_its_reports(
+    gguf_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shoptalk.export.run as export_run
+
+    def failing_check(reference, gguf_file, *args, **kwargs) -> None:
+        assert gguf_file.is_file()
+        (gguf_file.parent / "parity.txt").write_text("FAILED")
+        raise ExportError("does not behave like the tested model")
+
+    monkeypatch.setattr(export_run, "check_gguf", failing_check)
+    with pytest.raises(ExportError, match="does not behave"):
+        export_model(gguf_project, "ollama", quant="q8_0", say=quiet)
+
+    folder = gguf_project.state / "exports" / RUN_ID / "gguf-q8_0"
+    assert sorted(p.name for p in folder.iterdir()) == ["convert.log", "parity.txt"]
+    exports = get_model(open_registry(gguf_project), RUN_ID).exports
+    assert [(e.format, e.quant) for e in exports] == [("hf", None)]
+
+
 def test_architecture_warning_before_training(tmp_path: Path, tiny_model: Path) -> None:
     from shoptalk.build import warn_if_not_gguf_exportable
 

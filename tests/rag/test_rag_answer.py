@@ -90,3 +90,15 @@ def test_language_of_a_question():
     assert language("退货期限是多少天？") == "zh"
     assert language("What is KX-340 的价格?") == "en"
     assert language("KX-340 的价格是多少？") == "zh"
+
+
+def test_finish_answer_does_not_check_a_claim_whose_value_the_passage_lacks(index):
+    retrieval = index.search("Who runs the Oslo depot?", None)
+    number = next(
+        n for n, hit in enumerate(retrieval.hits, 1) if hit.chunk.source.endswith("#Depots")
+    )
+    # The right person and depot, another city: the citation exists but does not support it.
+    result = finish_answer(f"Ingrid Solberg runs the Bergen depot [{number}].", retrieval)
+    assert result.citations == [] and result.dropped_citations == 1
+    kept = finish_answer(f"Ingrid Solberg runs the Oslo depot [{number}].", retrieval)
+    assert [c.number for c in kept.citations] == [number] and kept.dropped_citations == 0

@@ -87,3 +87,63 @@ def test_markers_after_the_full_stop_cite_the_sentence_before_them():
     checked = check_citations("Ingrid Solberg runs the Oslo depot. [2]", CHUNKS)
     assert [(c.number, c.chunk_id) for c in checked.citations] == [(2, "c2")]
     assert checked.dropped == 0
+
+
+LEAVE = Chunk(
+    id="c4",
+    text="| Leave type | Allowance | Notes |\n|---|---|---|\n"
+    "| Sick leave | 11 days per year | Separate from PTO |\n"
+    "| Jury duty | Up to 15 days at full pay | Give a copy of the summons to your manager |\n"
+    "| Volunteer days | 2 days per year | Booked in Perch |\n",
+    source="docs/employee_handbook.md#Other leave",
+)
+LEAVE_ZH = Chunk(
+    id="c5",
+    text="| 假期 | 天数 |\n|---|---|\n| 病假 | 每年11天 |\n| 陪审假 | 最多15天，全薪 |\n",
+    source="docs/handbook_zh.md#假期",
+)
+FEES = Chunk(
+    id="c6",
+    text="The relocation allowance is £1200 per move. 退货运费为 75天内免费。"
+    "Write to claims@kestrel.example for help.",
+    source="docs/fees.md#Fees",
+)
+
+
+def test_a_value_from_one_row_and_a_subject_from_another_is_not_checked():
+    wrong = check_citations("You get 11 days of paid jury duty per year [1].", [LEAVE])
+    assert wrong.citations == [] and wrong.dropped == 1
+    right = check_citations(
+        "You get 11 days of sick leave per year [1]. Jury duty is paid for up to 15 days [1].",
+        [LEAVE],
+    )
+    assert right.dropped == 0
+    assert [c.quote.split("|")[1].strip() for c in right.citations] == ["Sick leave", "Jury duty"]
+    # Not cited at all: no row is offered as its support either.
+    assert check_citations("You get 11 days of paid jury duty per year.", [LEAVE]).citations == []
+
+
+def test_a_chinese_value_from_another_row_is_not_checked():
+    assert check_citations("陪审假每年11天【1】。", [LEAVE_ZH]).dropped == 1
+    right = check_citations("陪审假最多15天【1】。", [LEAVE_ZH])
+    assert right.dropped == 0 and "陪审假" in right.citations[0].quote
+
+
+def test_values_compare_as_written_in_either_form():
+    for claim in (
+        "The relocation allowance is £1,200 per move [1].",
+        "The relocation allowance is £ 1200 per move [1].",
+        "退货运费为75 天内免费【1】。",
+        "退货运费为７５天内免费【1】。",  # full-width digits
+    ):
+        checked = check_citations(claim, [FEES])
+        assert checked.dropped == 0 and len(checked.citations) == 1, claim
+    assert check_citations("The relocation allowance is £1,300 per move [1].", [FEES]).dropped == 1
+
+
+def test_a_name_code_or_email_the_cited_chunk_lacks_is_not_checked():
+    assert check_citations("Ingrid Solberg runs the Bergen depot [1].", [DEPOT]).dropped == 1
+    assert check_citations("Ingrid Solberg runs the Oslo depot [1].", [DEPOT]).dropped == 0
+    assert check_citations("Write to help@kestrel.example for help [1].", [FEES]).dropped == 1
+    assert check_citations("Write to claims@kestrel.example for help [1].", [FEES]).dropped == 0
+    assert check_citations('Cold freight ships on "tier KX-450" [1].', [FEES]).dropped == 1

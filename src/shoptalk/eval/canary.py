@@ -68,7 +68,7 @@ def _candidate_nll(
     assistant: Assistant, canaries: list[Canary], system_prompt: str, batch_size: int
 ) -> list[list[float]]:
     """Per canary: NLL of its planted answer with the secret, then with each reference."""
-    from shoptalk.eval.retention import example_losses
+    from shoptalk.modeling.score import example_losses
 
     examples, groups = [], []
     for canary in canaries:

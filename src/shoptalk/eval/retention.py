@@ -45,13 +45,12 @@ from shoptalk.errors import SourceError
 from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.questions import Suite, load_suite_file
 from shoptalk.eval.scorecard import SuiteScores
-from shoptalk.modeling.chat_format import Example, encode_conversation, with_system
+from shoptalk.modeling.chat_format import encode_conversation, with_system
 from shoptalk.modeling.load import cache_dir
+from shoptalk.modeling.score import example_losses
 from shoptalk.records import Conversation, Message
 
 if TYPE_CHECKING:
-    import torch
-
     from shoptalk.modeling.generate import Assistant
     from shoptalk.project import Project
 
@@ -106,60 +105,6 @@ def with_general_qa(suites: list[Suite], enabled: bool) -> list[Suite]:
 
 
 # --- scoring answers ---------------------------------------------------------
-
-
-def row_losses(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor]
-) -> tuple[list[float], list[int]]:
-    """Like `train.loss.labelled_loss`, but the summed loss and label count of each row."""
-    import torch
-    import torch.nn.functional as F
-
-    from shoptalk.train.loss import CHUNK_TOKENS, decoder_and_head, next_token_targets
-
-    decoder, head = decoder_and_head(model)
-    hidden = decoder(
-        input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
-    ).last_hidden_state
-    targets, keep = next_token_targets(batch)
-    row_of = torch.arange(targets.shape[0], device=targets.device)[:, None].expand_as(targets)
-    row_of, hidden, targets = row_of[keep], hidden[:, :-1][keep], targets[keep]
-    row_of = row_of.cpu()
-    sums = torch.zeros(keep.shape[0], dtype=torch.float64)  # on the CPU: MPS has no float64
-    for start in range(0, targets.numel(), CHUNK_TOKENS):
-        stop = start + CHUNK_TOKENS
-        losses = F.cross_entropy(
-            head(hidden[start:stop]).float(), targets[start:stop], reduction="none"
-        )
-        sums.index_add_(0, row_of[start:stop], losses.cpu().double())
-    return sums.tolist(), keep.sum(dim=1).tolist()
-
-
-def example_losses(
-    assistant: Assistant, examples: list[Example], batch_size: int
-) -> list[tuple[float, int]]:
-    """(summed NLL, labelled tokens) of each example, batched by length; input order."""
-    import torch
-
-    from shoptalk.train.packing import Row, collate
-
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
-    out: list[tuple[float, int]] = [(0.0, 0)] * len(examples)
-    assistant.model.eval()
-    for start in range(0, len(order), batch_size):
-        group = order[start : start + batch_size]
-        rows = [
-            Row(examples[i].input_ids, examples[i].labels, list(range(len(examples[i].input_ids))))
-            for i in group
-        ]
-        batch = collate(rows, assistant.tokenizer.pad_token_id)
-        with torch.no_grad():
-            sums, counts = row_losses(
-                assistant.model, {k: v.to(assistant.device) for k, v in batch.items()}
-            )
-        for i, total, count in zip(group, sums, counts, strict=True):
-            out[i] = (total, count)
-    return out
 
 
 def answer_nll(

@@ -87,21 +87,44 @@ def evaluate(
     base_path: str,
     suites: list[Suite],
     force: bool = False,
+    own_folder: bool = False,
 ) -> Scorecard:
-    """Base vs tuned: write `.shoptalk/evals/<run-id>/scorecard.json`; reuse it if nothing changed."""
-    return score_pair(project, (BASE, None), (TUNED, run), base_path, suites, force)
+    """Base vs tuned: write `.shoptalk/evals/<run-id>/scorecard.json`; reuse it if nothing changed.
+
+    `own_folder`: the suites are not the project's (`--questions`), so the
+    results go to a sub-folder of their own (`eval_folder`).
+    """
+    return score_pair(project, (BASE, None), (TUNED, run), base_path, suites, force, own_folder)
 
 
 def compare(
-    project: Project, a: str, b: str, base_path: str, suites: list[Suite], force: bool = False
+    project: Project,
+    a: str,
+    b: str,
+    base_path: str,
+    suites: list[Suite],
+    force: bool = False,
+    own_folder: bool = False,
 ) -> Scorecard:
     """Any two models ('base' or run ids) on the same questions, A in the base's place.
 
     Written to `.shoptalk/evals/<a>-vs-<b>/`; the scorecard's `labels` name the two.
     """
-    return score_pair(
-        project, (a, find_model(project, a)), (b, find_model(project, b)), base_path, suites, force
-    )
+    first, second = (a, find_model(project, a)), (b, find_model(project, b))
+    return score_pair(project, first, second, base_path, suites, force, own_folder)
+
+
+def eval_folder(project: Project, name: str, suites: list[Suite], own_folder: bool) -> Path:
+    """Where an eval writes: `evals/<name>/`, or for other questions than the project's
+    `evals/<name>/questions-<hash>/`, so that it never replaces the build's scorecard
+    (which the console and the registry read) nor another question set's results.
+    """
+    if not own_folder:
+        return project.evals / name
+    h = hashlib.sha256()
+    for suite in suites:
+        h.update(suite.model_dump_json().encode())
+    return project.evals / name / f"questions-{h.hexdigest()[:10]}"
 
 
 def find_model(project: Project, name: str) -> RunArtifact | None:
@@ -128,11 +151,12 @@ def score_pair(
     base_path: str,
     suites: list[Suite],
     force: bool = False,
+    own_folder: bool = False,
 ) -> Scorecard:
     """Both models answer every suite; the scorecard's "base" side is `first`, "tuned" `second`."""
     labels = [first[0], second[0]]
     name = second[1].run_id if labels == [BASE, TUNED] else f"{first[0]}-vs-{second[0]}"
-    out = project.evals / name
+    out = eval_folder(project, name, suites, own_folder)
     # Retention and canary suites: measured on each model inside the loop below.
     checks = model_checks(project, first[1], second[1], base_path)
     suites = with_general_qa(suites, project.config.eval.retention)

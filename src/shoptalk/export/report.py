@@ -33,10 +33,15 @@ def render_text(result: ParityResult, model_id: str) -> str:
     ]
     for check in result.checks:
         lines.append(f"[{'ok' if check.passed else 'FAIL'}] {check.name}: {check.detail}")
-    differing = [
-        i for i, (a, b) in enumerate(zip(result.reference, result.exported, strict=True)) if a != b
+    pairs = enumerate(zip(result.reference, result.exported, strict=True))
+    # Real differences first: they are what a reader has to look at.
+    differing = sorted((i for i, (a, b) in pairs if a != b), key=lambda i: i in result.near_ties)
+    ties = len(result.near_ties)
+    lines += [
+        "",
+        f"Answers that differ: {len(differing)} of {len(result.prompts)} "
+        f"({ties} near ties, {len(differing) - ties} real differences)",
     ]
-    lines += ["", f"Answers that differ: {len(differing)} of {len(result.prompts)}"]
     for i in differing[:SHOWN_ROWS]:
         lines += ["", f"--- prompt {i + 1}{where(result, i)}", result.prompts[i].rstrip()]
         lines += [f"reference> {result.reference[i]}", f"export>    {result.exported[i]}"]
@@ -51,4 +56,5 @@ def where(result: ParityResult, i: int) -> str:
         return ""
     k, margin = result.divergences[i]
     gap = f", the reference's top-2 logit margin there {margin:.3g}" if margin is not None else ""
-    return f" (first different token: {k + 1}{gap})"
+    tie = "; near tie" if i in result.near_ties else ""
+    return f" (first different token: {k + 1}{gap}{tie})"

@@ -5,7 +5,8 @@
 
 Every artifact is checked against the tuned model in memory before it is
 handed over (export/parity.py); a failed check raises ExportError naming the
-report. The merged HF folder is written first and reused by GGUF exports once
+report. A failed export leaves no model files behind, only the reports and
+logs its error names. The merged HF folder is written first and reused by GGUF exports once
 its own parity check has passed.
 """
 
@@ -14,7 +15,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +26,7 @@ from shoptalk.export import ExportError
 from shoptalk.export.parity import (
     FIXED_PROMPTS,
     GREEDY_MATCH_BAR,
+    NEAR_TIE_CAP,
     Messages,
     Observation,
     compare,
@@ -61,6 +65,10 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}.")
+    if fmt != "hf":
+        from shoptalk.export.gguf import check_quant
+
+        check_quant(quant)
     max_new_tokens = max_new_tokens or project.config.eval.max_new_tokens
     run = pick_run(project, model_id)
     info = register_run(project, run)
@@ -99,7 +107,8 @@ def export_model(
             del model
         gc.collect()
         atol = LOGITS_ATOL.get(str(dtype).removeprefix("torch."), 1e-1)
-        check_hf(reference, hf_dir, prompts, run.run_id, atol, device, max_new_tokens, say)
+        with discarded_on_failure(hf_dir):
+            check_hf(reference, hf_dir, prompts, run.run_id, atol, device, max_new_tokens, say)
         hf_export = add_export(db, run.run_id, _export_info("hf", None, hf_dir)).exports[-1]
         if fmt == "hf":
             return hf_export
@@ -114,10 +123,12 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     gguf_file = out / f"model-{quant}.gguf"
     say(f"gguf     {gguf_file}")
-    convert(hf_dir, gguf_file, quant)
-    check_gguf(reference, gguf_file, prompts, run.run_id, max_new_tokens, say)
+    with discarded_on_failure(out):
+        convert(hf_dir, gguf_file, quant)
+        check_gguf(reference, gguf_file, prompts, run.run_id, max_new_tokens, say)
+        if fmt == "ollama":
+            write_modelfile(project, tokenizer, gguf_file, hf_dir, reference.stop_ids)
     if fmt == "ollama":
-        write_modelfile(project, tokenizer, gguf_file, hf_dir, reference.stop_ids)
         say(f"ollama   ollama create {run.run_id} -f {out / 'Modelfile'}")
     files = [gguf_file] + ([out / "Modelfile"] if fmt == "ollama" else [])
     return add_export(db, run.run_id, _export_info(fmt, quant, out, files)).exports[-1]
@@ -189,7 +200,12 @@ def check_gguf(
     exported = observe(model, tokenizer, prompts, stops, max_new_tokens)
     quant = name.removeprefix("model-").removesuffix(".gguf")
     result = compare(
-        reference, exported, f"gguf {quant}", logits_atol=None, greedy_bar=GREEDY_MATCH_BAR
+        reference,
+        exported,
+        f"gguf {quant}",
+        logits_atol=None,
+        greedy_bar=GREEDY_MATCH_BAR,
+        near_tie_cap=NEAR_TIE_CAP,
     )
     _finish(result, gguf_file.parent, model_id, say)
 
@@ -203,6 +219,31 @@ def _finish(result, folder: Path, model_id: str, say: Say) -> None:
             + f"\nReport: {report}"
         )
     say(f"parity   {result.artifact}: passed ({report})")
+
+
+# What a failed export keeps: the reports and the log its error message names.
+KEPT_ON_FAILURE = ("parity.txt", "parity.json", "convert.log")
+
+
+@contextmanager
+def discarded_on_failure(folder: Path) -> Iterator[None]:
+    """On any error, delete what was written into `folder` but the reports; an empty folder too.
+
+    Nobody should pick up half an export, or weights that failed their check.
+    """
+    try:
+        yield
+    except BaseException:
+        for path in folder.iterdir() if folder.is_dir() else []:
+            if path.name in KEPT_ON_FAILURE:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 def _passed(folder: Path) -> bool:

@@ -63,25 +63,88 @@ def resolve_base_model(name: str, project_dir: Path | None = None) -> str:
     """
     if name == DEFAULT_MODEL:
         return str(convert_gguf(default_gguf_path()))
+    path = local_model(name, project_dir)
+    if path is not None:
+        return str(convert_gguf(path)) if path.suffix == ".gguf" else str(path)
+    return name
+
+
+def local_model(name: str, project_dir: Path | None) -> Path | None:
+    """The local .gguf file or HF folder `name` names; None for a hub id; else ModelError."""
     candidates = [Path(name).expanduser()]
     if project_dir is not None and not Path(name).is_absolute():
         candidates.insert(0, project_dir / name)
     for path in candidates:
         if path.is_file() and path.suffix == ".gguf":
-            return str(convert_gguf(path))
+            return path
         if path.is_dir() and (path / "config.json").is_file():
-            return str(path)
+            return path
         if path.is_dir():
             raise ModelError(
                 f"base_model: {name!r} is a folder but has no config.json; "
                 "expected a Hugging Face model folder (config.json, weights, tokenizer)."
             )
     if HUB_ID.match(name) and not name.startswith((".", "/")):
-        return name
+        return None
     raise ModelError(
         f"base_model: {name!r} is not 'default', a local model folder, a .gguf file "
         "or a hub id like 'HuggingFaceTB/SmolLM2-135M-Instruct'. Check the spelling in shoptalk.yaml."
     )
+
+
+def check_base_model(name: str, project_root: Path | None = None, timeout: float = 3.0) -> None:
+    """Raise ModelError, in one paragraph naming `base_model`, if the model cannot be had here.
+
+    Asked before any stage runs, so a misspelt hub id fails in seconds instead
+    of after the dataset and index stages and a minute of download retries.
+    Nothing is converted or downloaded: a hub id must be in the local Hugging
+    Face cache, or the hub must say, within `timeout` seconds and without
+    retries, that it exists.
+    """
+    if name == DEFAULT_MODEL:
+        default_gguf_path()
+        return
+    if local_model(name, project_root) is not None:
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    where = f"base_model: {name!r} (shoptalk.yaml) is not a local model folder or .gguf file"
+    cache = f"not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelError(
+            f"{where}, {cache}, and HF_HUB_OFFLINE is set, so it cannot be downloaded. Check "
+            "the spelling, point base_model at a local model folder, or unset HF_HUB_OFFLINE."
+        )
+    hub_knows(name, where, cache, timeout)
+
+
+def hub_knows(name: str, where: str, cache: str, timeout: float) -> None:
+    """One request to the hub (HF_ENDPOINT if set): does `name` exist, may we read it?"""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    try:
+        HfApi(endpoint=endpoint).model_info(name, timeout=timeout)
+    except GatedRepoError:
+        raise ModelError(
+            f"{where} and {cache}; on the hub it is gated: accept its terms on {endpoint}/{name} "
+            "and log in (`hf auth login` or HF_TOKEN) before using it."
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelError(
+            f"{where}, and the Hugging Face hub ({endpoint}) has no model {name!r} (or it is "
+            "private). Check the spelling in shoptalk.yaml; ids are case-sensitive, like "
+            "'HuggingFaceTB/SmolLM2-135M-Instruct'."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any network failure means the same to the user
+        raise ModelError(
+            f"{where}, {cache}, and the Hugging Face hub ({endpoint}) could not be asked within "
+            f"{timeout:g} s ({type(exc).__name__}). Download it on a machine that can reach the "
+            "hub, or point base_model at a local model folder."
+        ) from None
 
 
 def convert_gguf(gguf: Path) -> Path:

@@ -27,7 +27,7 @@ from shoptalk.artifacts import DatasetArtifact, write_jsonl
 from shoptalk.config import RaftSettings, RagSettings
 from shoptalk.data.documents import content_id
 from shoptalk.rag.answer import not_found_message, rag_messages
-from shoptalk.rag.citations import support
+from shoptalk.rag.citations import lexical_support
 from shoptalk.rag.retrieve import RagIndex, Retrieval
 from shoptalk.records import Conversation, Message
 
@@ -57,7 +57,7 @@ def raft_examples(
             continue
         question, answer = pair
         hits = index.search(question, readable, settings.candidates).hits
-        oracles = [h for h in hits if support(answer, h.chunk)]
+        oracles = [h for h in hits if lexical_support(answer, h.chunk)]
         if not oracles:
             continue
         distractors = [h for h in hits if h not in oracles]

@@ -105,35 +105,51 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _limit(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
-
-
 def keys_table(keys: list[KeyInfo]) -> Table:
-    table = Table("id", "name", "key", "scopes", "models", "rpm", "tpm", "per day", "per month")
-    table.add_column("expires")
-    table.add_column("last used")
-    table.add_column("status")
+    """Every key in a table that fits 80 columns: the id `revoke` needs is never cut.
+
+    Long names and model lists wrap inside their column; `keys list --json` has every field.
+    """
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold", leading=1)
+    table.add_column("id", no_wrap=True)
+    table.add_column("name\nkey", overflow="fold")
+    table.add_column("scopes\nmodels", overflow="fold")
+    table.add_column("limits", no_wrap=True)
+    table.add_column("expires\nlast used", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     for key in keys:
+        models = "all models" if key.models is None else ", ".join(key.models)
         table.add_row(
             key.id,
-            key.name,
-            f"{key.prefix}...",
-            ",".join(key.scopes),
-            "all" if key.models is None else ",".join(key.models),
-            _limit(key.rpm),
-            _limit(key.tpm),
-            _limit(key.tokens_per_day),
-            _limit(key.tokens_per_month),
-            _when(key.expires_at),
-            _when(key.last_used_at),
+            f"{key.name}\n{key.prefix}...",
+            f"{', '.join(key.scopes)}\n{models}",
+            _limits(key),
+            f"{_day(key.expires_at)}\n{_day(key.last_used_at)}",
             key.status(),
         )
     return table
+
+
+def _limits(key: KeyInfo) -> str:
+    pairs = [
+        (key.rpm, " rpm"),
+        (key.tpm, " tpm"),
+        (key.tokens_per_day, "/day"),
+        (key.tokens_per_month, "/month"),
+    ]
+    return "\n".join(f"{_short(v)}{unit}" for v, unit in pairs if v is not None) or "none"
+
+
+def _short(value: int) -> str:
+    """1200 -> 1.2k, 5000000 -> 5M: a limit's size at a glance."""
+    for size, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if value >= size:
+            return f"{value / size:.3g}{suffix}"
+    return str(value)
+
+
+def _day(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d")
 
 
 def usage_tables(usage: Usage) -> list[Table]:

@@ -15,17 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from shoptalk.modeling.chat_format import IGNORE
+from shoptalk.modeling.score import CHUNK_TOKENS, decoder_and_head, next_token_targets
 from shoptalk.train.packing import Row, collate, end_to_end
 from shoptalk.train.speed import borders_from_positions, fast_forward
-
-CHUNK_TOKENS = 1024
-
-
-def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The transformer body and output layer of a (possibly PEFT-wrapped) causal LM."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(base, base.base_model_prefix), base.get_output_embeddings()
 
 
 def model_batch(model: torch.nn.Module, rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
@@ -62,16 +54,6 @@ def labelled_loss(
             logits, targets[start : start + CHUNK_TOKENS], reduction="sum"
         )
     return total, int(targets.numel())
-
-
-def next_token_targets(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The token each position predicts, and which of them count (labelled ones only).
-
-    The first token of a packed example follows another example's last one;
-    like the first token of an unpacked row, it is no one's target.
-    """
-    targets = batch["labels"][:, 1:]
-    return targets, (targets != IGNORE) & (batch["position_ids"][:, 1:] != 0)
 
 
 def is_plain_linear(head: torch.nn.Module) -> bool:
