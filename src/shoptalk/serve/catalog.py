@@ -120,7 +120,14 @@ def project_entries(project: Project, base_path: str, settings: ServeSettings) -
 
 
 class Catalog:
-    """Names to models; loads, verifies and evicts them. Thread-safe."""
+    """Names to models; loads, verifies and evicts them. Thread-safe.
+
+    Two locks: `_lock` guards the names, pins and tokenizers (quick lookups);
+    `_load_lock` is held by the batch thread while it loads or switches a model
+    (seconds). Lookups never wait for a load, and a load may take `_lock` for
+    its own lookups, never the other way round, so the two cannot deadlock.
+    Every method may block on disk or a lock: call them off the event loop.
+    """
 
     def __init__(
         self,
@@ -137,6 +144,7 @@ class Catalog:
         self.cache_bytes = int(cache_gb * 1024**3)
         self.device = device
         self._lock = threading.RLock()
+        self._load_lock = threading.RLock()
         self._pins: dict[Path, str] = {}
         self._signatures: dict[Path, tuple] = {}
         self._tokenizers: dict[Path, PreTrainedTokenizerBase] = {}
@@ -256,7 +264,7 @@ class Catalog:
 
     def acquire(self, entry: ModelEntry) -> Loaded:
         """The model for `entry`, loading it (and evicting others) if needed."""
-        with self._lock:
+        with self._load_lock:
             if entry.kind == "full":
                 model = self._load_full(entry)
                 return Loaded(model, self.tokenizer(entry), None)
@@ -328,5 +336,5 @@ class Catalog:
 
     def loaded(self) -> list[Path]:
         """Paths of the adapters and full models in memory, least recently used first."""
-        with self._lock:
+        with self._load_lock:
             return list(self._lru)

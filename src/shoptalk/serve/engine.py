@@ -101,13 +101,26 @@ class TransformersEngine:
         self.batcher = Batcher(self._run_batch, max_batch_size, batch_wait_ms, max_queue)
 
     async def names(self) -> list[str]:
-        return self.catalog.names()
+        return await asyncio.to_thread(self.catalog.names)
 
     @property
     def queue_depth(self) -> int:
         return self.batcher.depth
 
+    # The catalog's lookups read the disk, take its lock and may load a tokenizer:
+    # they run in a thread, so the event loop (and /health) never waits for them.
+
     async def prepare_chat(
+        self, model: str, messages: list[dict[str, str]], params: Params, n: int
+    ) -> Prepared:
+        return await asyncio.to_thread(self._prepare_chat, model, messages, params, n)
+
+    async def prepare_text(
+        self, model: str, prompts: list[str], params: Params, n: int
+    ) -> Prepared:
+        return await asyncio.to_thread(self._prepare_text, model, prompts, params, n)
+
+    def _prepare_chat(
         self, model: str, messages: list[dict[str, str]], params: Params, n: int
     ) -> Prepared:
         from shoptalk.modeling.chat_format import prompt_ids
@@ -118,17 +131,14 @@ class TransformersEngine:
             # As at training time (render.with_system): the project's system prompt
             # goes first unless the conversation brings its own.
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
-        ids = await asyncio.to_thread(prompt_ids, tokenizer, messages)
-        return self._prepared(entry, model, [ids], params, n)
+        return self._prepared(entry, model, [prompt_ids(tokenizer, messages)], params, n)
 
-    async def prepare_text(
-        self, model: str, prompts: list[str], params: Params, n: int
-    ) -> Prepared:
+    def _prepare_text(self, model: str, prompts: list[str], params: Params, n: int) -> Prepared:
         from shoptalk.modeling.chat_format import encode
 
         entry = self.catalog.resolve(model)
         tokenizer = self.catalog.tokenizer(entry)
-        ids = [await asyncio.to_thread(encode, tokenizer, p) for p in prompts]
+        ids = [encode(tokenizer, p) for p in prompts]
         return self._prepared(entry, model, ids, params, n)
 
     def _prepared(
@@ -152,7 +162,7 @@ class TransformersEngine:
 
     async def start(self, prepared: Prepared) -> AsyncIterator[Delta]:
         """Queue the request (503 at once if the queue is full); then iterate its deltas."""
-        entry = self.catalog.resolve(prepared.model)
+        entry = await asyncio.to_thread(self.catalog.resolve, prepared.model)
         job = Job(key=entry, rows=[], loop=asyncio.get_running_loop())
         job.rows = [
             Row(job, p * prepared.n + i, ids, prepared.params, seeded(prepared.params.seed, i))
