@@ -161,9 +161,9 @@ def test_a_build_of_a_made_project_runs_its_data_and_scores_it(console):
     client.post("/v1/project/sources", headers=bakery, files=files, data={"kind": "faq"})
 
     started = client.post("/v1/project/builds", headers=bakery).json()
-    assert client.get("/v1/project/builds", headers=console["viewer"]).json() == []
+    assert client.get("/v1/project/builds", headers=console["editor"]).json() == []
     assert (
-        client.get(f"/v1/project/builds/{started['id']}", headers=console["viewer"]).status_code
+        client.get(f"/v1/project/builds/{started['id']}", headers=console["editor"]).status_code
         == 404
     )
     for _ in range(600):

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +29,7 @@ from shoptalk.config import ServeSettings
 from shoptalk.rag.answer import finish_answer, not_found_message
 from shoptalk.serve import schemas
 from shoptalk.serve.audit import AuditEntry
-from shoptalk.serve.auth import Principal, check_model, require
+from shoptalk.serve.auth import Chat, Embeddings, Principal, check_model, require
 from shoptalk.serve.embeddings import Embedder
 from shoptalk.serve.engine import Delta, Params, Prepared
 from shoptalk.serve.errors import ApiError, api_error_handler
@@ -39,9 +39,6 @@ from shoptalk.serve.middleware import AuditTheRest, BodyLimit, http_error, valid
 from shoptalk.serve.services import Services, build_services
 from shoptalk.serve.sse import Chunks, sse_error
 
-Chat = Annotated[Principal, Depends(require("chat"))]
-Embeddings = Annotated[Principal, Depends(require("embeddings"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
 CLIENT_CLOSED = 499  # nginx's status for "the client went away first"
 
 

@@ -4,9 +4,11 @@ scorecard, a playground and feedback.
 The project is the served one, or the one made in the console that the
 `X-Shoptalk-Project` header names (see `projects_api`). The console has no
 backend of its own: it calls these routes, the admin routes (keys, usage) and
-the OpenAI routes, with the signed-in user's key. Reading needs any valid key
-with the `editor` scope or a viewer's `chat`; changing anything needs `editor`
-(admin implies both).
+the OpenAI routes, with the signed-in user's key. Reading the project needs
+`chat` or `editor`; asking its models (playground) and rating answers need
+`chat`; changing it or starting pipeline work (data check, report, plan,
+builds, uploads) needs `editor` (admin implies every scope; see
+`serve.auth`).
 """
 
 from __future__ import annotations
@@ -34,12 +36,10 @@ from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
-from shoptalk.serve.auth import Principal, require
+from shoptalk.serve.auth import Chat, Editor, Reader
 from shoptalk.serve.errors import ApiError
 
 router = APIRouter(prefix="/v1/project", tags=["console"])
-Editor = Annotated[Principal, Depends(require("editor"))]
-Viewer = Annotated[Principal, Depends(require("chat"))]
 SourceKind = Literal["docs", "faq", "conversations"]
 UPLOAD_DIRS = {"docs": "uploads/docs", "faq": "uploads/faq", "conversations": "uploads/chats"}
 
@@ -105,7 +105,7 @@ class ProjectUpdate(BaseModel, extra="forbid"):
 
 
 @router.get("", response_model=ProjectInfo)
-def get_project(_: Viewer, st: State) -> ProjectInfo:
+def get_project(_: Reader, st: State) -> ProjectInfo:
     project = st.project()
     cfg = project.config
     return ProjectInfo(
@@ -203,7 +203,7 @@ class CheckResponse(BaseModel):
 
 
 @router.get("/check", response_model=CheckResponse)
-def check(_: Viewer, st: State) -> CheckResponse:
+def check(_: Editor, st: State) -> CheckResponse:
     from shoptalk.data.check import check_sources
 
     result = check_sources(st.project(), render=False)
@@ -220,7 +220,7 @@ def check(_: Viewer, st: State) -> CheckResponse:
 
 
 @router.get("/report")
-def data_report(_: Viewer, st: State) -> FileResponse:
+def data_report(_: Editor, st: State) -> FileResponse:
     """The data report (HTML) of the current sources, written if missing."""
     from shoptalk.data.report import write_report
 
@@ -244,7 +244,7 @@ class PlanResponse(BaseModel):
 
 
 @router.get("/plan", response_model=PlanResponse)
-def training_plan(_: Viewer, st: State) -> PlanResponse:
+def training_plan(_: Editor, st: State) -> PlanResponse:
     """What a build would train, with its estimated time and peak memory on this machine."""
     from shoptalk.build import prepare_dataset
     from shoptalk.modeling.load import resolve_base_model
@@ -299,7 +299,7 @@ def start_build(principal: Editor, st: State) -> BuildInfo:
 
 
 @router.get("/builds", response_model=list[BuildInfo])
-def list_builds(_: Viewer, st: State) -> list[BuildInfo]:
+def list_builds(_: Editor, st: State) -> list[BuildInfo]:
     with st.sessions() as session:
         rows = session.scalars(
             select(BuildRow).where(builds_of(st)).order_by(BuildRow.created_at.desc()).limit(20)
@@ -308,7 +308,7 @@ def list_builds(_: Viewer, st: State) -> list[BuildInfo]:
 
 
 @router.get("/builds/{build_id}", response_model=BuildInfo)
-def get_build(build_id: str, _: Viewer, st: State) -> BuildInfo:
+def get_build(build_id: str, _: Editor, st: State) -> BuildInfo:
     with st.sessions() as session:
         return build_info(session, find_build(session, st, build_id))
 
@@ -389,7 +389,7 @@ def eta(metrics: list[dict], run_dir: Path) -> float | None:
 
 
 @router.get("/scorecard")
-def scorecard(_: Viewer, st: State) -> dict:
+def scorecard(_: Reader, st: State) -> dict:
     """The latest run's scorecard (base vs tuned per suite and per question) and gate."""
     project = st.project()
     run_id = pointer(project.latest_run_file)
@@ -403,7 +403,7 @@ def scorecard(_: Viewer, st: State) -> dict:
 
 
 @router.get("/scorecard/report")
-def scorecard_report(_: Viewer, st: State) -> FileResponse:
+def scorecard_report(_: Reader, st: State) -> FileResponse:
     project = st.project()
     run_id = pointer(project.latest_run_file)
     path = project.evals / run_id / "report.html" if run_id else None
@@ -433,7 +433,7 @@ class PlaygroundResponse(BaseModel):
 
 
 @router.post("/playground", response_model=PlaygroundResponse)
-def playground(body: PlaygroundRequest, _: Viewer, st: State) -> PlaygroundResponse:
+def playground(body: PlaygroundRequest, _: Chat, st: State) -> PlaygroundResponse:
     """The same question to the base and the promoted (else latest) tuned model."""
     project = st.project()
     try:
@@ -498,7 +498,7 @@ class FeedbackRequest(BaseModel, extra="forbid"):
 
 
 @router.post("/feedback")
-def feedback(body: FeedbackRequest, principal: Viewer, st: State) -> dict:
+def feedback(body: FeedbackRequest, principal: Chat, st: State) -> dict:
     """Store a rating; the next build trains on corrections and upvoted answers.
 
     Stored redacted, like every prompt shoptalk keeps.

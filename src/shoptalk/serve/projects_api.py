@@ -25,7 +25,7 @@ from shoptalk.config import CONFIG_NAME
 from shoptalk.errors import ModelError, ShoptalkError
 from shoptalk.modeling.load import DEFAULT_MODEL, default_gguf_path
 from shoptalk.project import Project
-from shoptalk.serve.auth import Principal, require
+from shoptalk.serve.auth import Editor, Reader
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.project_api import ProjectState, edit_config, pointer
 
@@ -35,8 +35,6 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SERVED = "served"
 
 router = APIRouter(prefix="/v1/projects", tags=["console"])
-Editor = Annotated[Principal, Depends(require("editor"))]
-Viewer = Annotated[Principal, Depends(require("chat"))]
 
 
 class Workspace:
@@ -179,7 +177,7 @@ def summary(space: Workspace, slug: str) -> ProjectSummary:
 
 
 @router.get("", response_model=ProjectList)
-def list_projects(_: Viewer, space: Space) -> ProjectList:
+def list_projects(_: Reader, space: Space) -> ProjectList:
     """The served project first, then those made in the console, by slug."""
     slugs = [SERVED, *space.slugs()]
     return ProjectList(
