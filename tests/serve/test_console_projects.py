@@ -136,7 +136,7 @@ def test_sources_uploaded_to_one_project_stay_in_it(console):
     assert [s["path"] for s in bakery["sources"]] == ["uploads/faq/faq.csv"]
     assert "uploads/faq/faq.csv" not in [s["path"] for s in served["sources"]]
     assert not (console["root"] / "uploads").exists()
-    check = client.get("/v1/project/check", headers=in_project(console, "bakery", "viewer")).json()
+    check = client.get("/v1/project/check", headers=in_project(console, "bakery")).json()
     assert check["counts"]["FAQ rows"] == len(BAKERY_FAQ)
     # Renaming one project leaves the other alone.
     client.patch("/v1/project", headers=in_project(console, "bakery"), json={"name": "Bakery Syd"})

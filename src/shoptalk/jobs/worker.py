@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
-from shoptalk.registry.db import connect, default_url
+from shoptalk.registry.db import open_registry
 from shoptalk.registry.jobs import BuildRow, JobCheckpointRow, JobEventRow, JobRow
 from shoptalk.train import checkpoint
 
@@ -33,7 +33,7 @@ class Worker:
     def __init__(self, project: Project, poll_s: float = 1.0) -> None:
         self.project = project
         self.poll_s = poll_s
-        self.sessions = connect(project.config.serve.database_url or default_url(project.state))
+        self.sessions = open_registry(project.config.serve.database_url, project.state)
         store.add_missing_columns(self.sessions)
         self.child: subprocess.Popen | None = None
         self.job_id: str | None = None

@@ -114,6 +114,25 @@ def create_app(
     return app
 
 
+def openapi_schema() -> dict:
+    """The server's OpenAPI schema, from which the console's client is typed.
+
+    Built on a throwaway project with the upstream engine, so no model loads.
+    """
+    import tempfile
+
+    from shoptalk.project import Project
+    from shoptalk.serve.console import attach_console
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "shoptalk.yaml").write_text("name: schema\n", encoding="utf-8")
+        settings = ServeSettings(engine="upstream", upstream_url="http://127.0.0.1:9/v1")
+        app = create_app(Path(tmp), settings=settings)
+        if not hasattr(app.state, "jobs"):
+            attach_console(app, Project.open(tmp), ["base"])
+        return app.openapi()
+
+
 def build_engine(settings: ServeSettings, project: Any, catalog: Any, system_prompt: str) -> Any:
     if settings.engine == "upstream":
         from shoptalk.serve.upstream import UpstreamEngine

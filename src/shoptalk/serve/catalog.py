@@ -160,10 +160,13 @@ class Catalog:
         base_path = resolve_base_model(project.config.base_model, project.root)
 
         def discover(wanted: str) -> dict[str, ModelEntry]:
-            from shoptalk.jobs.models import job_entries
+            from shoptalk.jobs.models import job_models
 
             entries = project_entries(project, base_path, settings)
-            return entries | job_entries(project, wanted)
+            jobs = job_models(project, wanted)
+            return entries | {
+                name: ModelEntry(name, "adapter", m.path, m.run_dir) for name, m in jobs.items()
+            }
 
         return cls(discover(""), settings.adapter_cache_gb, device, discover)
 

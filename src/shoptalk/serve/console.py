@@ -72,22 +72,3 @@ class WorkerThread:
     def stop(self) -> None:
         self.stop_event.set()
         self.thread.join(timeout=60)
-
-
-def openapi_schema() -> dict:
-    """The server's OpenAPI schema, from which the console's client is typed.
-
-    Built on a throwaway project with the upstream engine, so no model loads.
-    """
-    import tempfile
-
-    from shoptalk.config import ServeSettings
-    from shoptalk.serve.app import create_app
-
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "shoptalk.yaml").write_text("name: schema\n", encoding="utf-8")
-        settings = ServeSettings(engine="upstream", upstream_url="http://127.0.0.1:9/v1")
-        app = create_app(Path(tmp), settings=settings)
-        if not hasattr(app.state, "jobs"):
-            attach_console(app, Project.open(tmp), ["base"])
-        return app.openapi()

@@ -246,15 +246,11 @@ class PlanResponse(BaseModel):
 @router.get("/plan", response_model=PlanResponse)
 def training_plan(_: Editor, st: State) -> PlanResponse:
     """What a build would train, with its estimated time and peak memory on this machine."""
-    from shoptalk.build import prepare_dataset
-    from shoptalk.modeling.load import resolve_base_model
-    from shoptalk.train.sft import plan_run
+    from shoptalk.build import plan as training_plan_of
 
-    project = st.project()
+    # A plain `def` route: FastAPI runs it in its thread pool, off the event loop.
     with st.lock:
-        dataset = prepare_dataset(project, say=lambda _message: None)
-        base_path = resolve_base_model(project.config.base_model, project.root)
-        plan = plan_run(project.config, dataset, base_path)
+        plan = training_plan_of(st.project(), say=lambda _message: None)
     return PlanResponse(
         text=plan.render(),
         method=plan.method,
