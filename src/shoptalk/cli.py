@@ -48,9 +48,9 @@ def fail(exc: ShoptalkError, project=None) -> None:
     # An error may quote a source's cell or field: never print personal data (with
     # the project's own detectors, names included, once its config has been read).
     settings = project.config.data.pii if project is not None else None
-    err_console.print(
-        f"[bold red]error:[/] {redact(str(exc), settings).text}", highlight=False, soft_wrap=True
-    )
+    # Errors about the tool itself (the server's own address) carry none; say them as they are.
+    message = redact(str(exc), settings).text if getattr(exc, "personal_data", True) else str(exc)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -166,16 +166,21 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
     deps = [] if settings.public_metrics else [Depends(require("admin"))]
     app.add_api_route("/metrics", metrics, methods=["GET"], dependencies=deps)
 
+    async def served_names() -> list[str]:
+        """The chat models, then the embedding model (as OpenAI lists both)."""
+        names = await app.state.engine.names()
+        return names + [n for n in [app.state.embedder.name] if n not in names]
+
     @app.get("/v1/models")
     async def list_models(principal: Chat) -> schemas.ModelList:
-        names = await app.state.engine.names()
+        names = await served_names()
         allowed = [n for n in names if principal.models is None or n in principal.models]
         return schemas.ModelList(data=[schemas.ModelCard(id=n) for n in allowed])
 
     @app.get("/v1/models/{model}")
     async def get_model(model: str, principal: Chat) -> schemas.ModelCard:
         check_model(principal, model)
-        if model not in await app.state.engine.names():
+        if model not in await served_names():
             raise ApiError(404, f"The model {model!r} does not exist.", code="model_not_found")
         return schemas.ModelCard(id=model)
 

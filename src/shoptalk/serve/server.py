@@ -17,6 +17,12 @@ from shoptalk.config import ServeSettings
 from shoptalk.errors import ConfigError
 
 
+class BindRefused(ConfigError):
+    """The server's own address is not personal data: the CLI prints it unredacted."""
+
+    personal_data = False
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -31,7 +37,7 @@ def check_bind(host: str, settings: ServeSettings, insecure: bool) -> None:
     has_tls = bool(settings.tls_certfile and settings.tls_keyfile)
     if is_loopback(host) or has_tls or insecure:
         return
-    raise ConfigError(
+    raise BindRefused(
         f"Refusing to serve on {host}: other machines could reach it and API keys would "
         "cross the network in clear text. Set serve.tls_certfile and serve.tls_keyfile in "
         "shoptalk.yaml, put a TLS proxy in front and bind 127.0.0.1, or pass --insecure."
