@@ -508,7 +508,7 @@ export interface paths {
         put?: never;
         /**
          * Playground
-         * @description The same question to the base and the promoted (else latest) tuned model.
+         * @description The same question to the base and the promoted tuned model, as the chat API answers it.
          */
         post: operations["playground_v1_project_playground_post"];
         delete?: never;

@@ -9,7 +9,6 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from shoptalk.config import ServeSettings
 from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
@@ -21,8 +20,8 @@ from projects import write_project
 def console(tmp_path, tiny_model):
     root = write_project(tmp_path / "p", tiny_model)
     project = Project.open(root)
-    settings = ServeSettings(engine="upstream", upstream_url="http://127.0.0.1:9/v1")
-    app = create_app(root, settings=settings)
+    # The transformers engine: the playground asks the served models through it.
+    app = create_app(root)
     keys = app.state.services.keys
     editor = keys.create("editor", KeyLimits(scopes=["editor", "chat"])).secret
     viewer = keys.create("viewer", KeyLimits(scopes=["chat"])).secret

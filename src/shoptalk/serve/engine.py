@@ -14,9 +14,8 @@ Prompts are rendered exactly as at training and evaluation time
 tokens (`shoptalk.modeling.chat_format.stop_ids`), and a prompt never gets truncated: one
 that does not fit the context is a 400 naming the counts.
 
-The upstream engine (`upstream.py`) has the same interface: `names`,
-`prepare_chat`, `prepare_text`, `start` (queue or refuse now, stream later),
-`close`.
+Both engines, this one and the upstream one (`upstream.py`), implement
+`Engine`: the routes, limits, audit and metrics know nothing else of them.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shoptalk.serve.batcher import Batcher, Job
 from shoptalk.serve.errors import ApiError
@@ -67,6 +66,38 @@ class Prepared:
     prompts: list[Any]
     n: int = 1
     completion_tokens: int = 0
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What answers the inference routes: prompts in, streamed text deltas out."""
+
+    # The project's system prompt, put first unless a conversation brings its own
+    # ("" when the engine's server applies its own).
+    system_prompt: str
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the model (a gauge in /metrics)."""
+
+    async def names(self) -> list[str]:
+        """The model names this engine serves."""
+
+    async def prepare_chat(
+        self, model: str, messages: list[dict[str, str]], params: Params, n: int
+    ) -> Prepared:
+        """Check and count a chat request (400/404 for the client) before any work."""
+
+    async def prepare_text(
+        self, model: str, prompts: list[str], params: Params, n: int
+    ) -> Prepared:
+        """Check and count a text completion request before any work."""
+
+    async def start(self, prepared: Prepared) -> AsyncIterator[Delta]:
+        """Queue the request now (or refuse it: 503), and return its deltas to iterate."""
+
+    async def close(self) -> None:
+        """Finish what is running and release the model or connection."""
 
 
 @dataclass

@@ -13,13 +13,13 @@ builds, uploads) needs `editor` (admin implies every scope; see
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
@@ -36,7 +36,7 @@ from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
-from shoptalk.serve.auth import Chat, Editor, Reader
+from shoptalk.serve.auth import Chat, Editor, Principal, Reader
 from shoptalk.serve.errors import ApiError
 
 router = APIRouter(prefix="/v1/project", tags=["console"])
@@ -48,17 +48,13 @@ UPLOAD_DIRS = {"docs": "uploads/docs", "faq": "uploads/faq", "conversations": "u
 class ProjectState:
     """One request's project, and what the console's routes keep between requests.
 
-    The registry, the lock and the playground's models are the server's, shared
-    by every project.
+    The registry and the lock are the server's, shared by every project.
     """
 
     root: Path
     served: bool
     sessions: sessionmaker[Session]
     lock: threading.Lock
-    # At most two assistants in memory (base and tuned) for the playground,
-    # keyed by (base model, run folder or "").
-    assistants: OrderedDict[tuple[str, str], Any]
 
     def project(self) -> Project:
         return Project.open(self.root)
@@ -429,59 +425,45 @@ class PlaygroundResponse(BaseModel):
 
 
 @router.post("/playground", response_model=PlaygroundResponse)
-def playground(body: PlaygroundRequest, _: Chat, st: State) -> PlaygroundResponse:
-    """The same question to the base and the promoted (else latest) tuned model."""
-    project = st.project()
-    try:
-        run = project.promoted_run()
-    except ShoptalkError:
-        run = None
-    with st.lock:
-        base = ask(st, project, None, body)
-        tuned = ask(st, project, run, body) if run is not None else None
+async def playground(
+    body: PlaygroundRequest, principal: Chat, request: Request, st: State
+) -> PlaygroundResponse:
+    """The same question to the base and the promoted tuned model, as the chat API answers it."""
+    # Through the chat API's own path (`serve.calls`): the same engine, catalog,
+    # adapter memory cap and queue, the key's limits and model allow-list, one
+    # audit row per model asked, and retrieval filtered by the key's groups.
+    if not st.served:
+        raise ApiError(
+            409,
+            "The playground asks the models this server serves, which are the served "
+            "project's; serve this project (`shoptalk serve FOLDER`) to try its models.",
+            code="project_not_served",
+        )
+    project = await asyncio.to_thread(st.project)
+    run = pointer(project.promoted_run_file)
+    base = await ask(request, principal, "base", body)
+    tuned = await ask(request, principal, run, body) if run is not None else None
     return PlaygroundResponse(base=base, tuned=tuned)
 
 
-def ask(st: ProjectState, project: Project, run, body: PlaygroundRequest) -> PlaygroundAnswer:
-    from shoptalk.modeling.generate import answer, load_assistant
-    from shoptalk.modeling.load import resolve_base_model
+async def ask(
+    request: Request, principal: Principal, model: str, body: PlaygroundRequest
+) -> PlaygroundAnswer:
+    from shoptalk.serve.calls import chat_completion
+    from shoptalk.serve.schemas import ChatCompletionRequest
 
-    name = run.run_id if run is not None else "base"
-    base_path = resolve_base_model(project.config.base_model, project.root)
-    # Projects on one base model share its base assistant.
-    key = (base_path, str(run.path) if run is not None else "")
-    if key not in st.assistants:
-        st.assistants[key] = load_assistant(base_path, run)
-        while len(st.assistants) > 2:
-            st.assistants.popitem(last=False)
-    st.assistants.move_to_end(key)
-    assistant = st.assistants[key]
-    if body.rag:
-        return rag_answer(project, assistant, name, body)
-    messages = [
-        {"role": "system", "content": project.config.system_prompt},
-        {"role": "user", "content": body.question},
-    ]
-    text = answer(assistant, [messages], max_new_tokens=body.max_tokens)[0]
-    return PlaygroundAnswer(model=name, answer=text)
-
-
-def rag_answer(project: Project, assistant, name: str, body: PlaygroundRequest) -> PlaygroundAnswer:
-    from shoptalk.rag.answer import answer_with_citations
-    from shoptalk.rag.retrieve import open_index
-
-    try:
-        index = open_index(project)
-    except ShoptalkError as exc:
-        raise ApiError(409, str(exc), code="no_index") from exc
-    # The console is the project owners' tool: they may read every document.
-    result = answer_with_citations(
-        assistant, index, body.question, None, project.config.system_prompt, body.max_tokens
+    chat = ChatCompletionRequest(
+        model=model,
+        messages=[{"role": "user", "content": body.question}],
+        max_tokens=body.max_tokens,
+        temperature=0,
+        rag=body.rag,
     )
+    answer = await chat_completion(request, principal, chat)
     return PlaygroundAnswer(
-        model=name,
-        answer=result.message,
-        citations=[c.model_dump() for c in result.citations],
+        model=model,
+        answer=answer.choices[0].message.content.strip(),
+        citations=answer.citations or [],
     )
 
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections import OrderedDict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -45,7 +44,6 @@ class Workspace:
         self.folder = folder
         self.sessions = sessions
         self.lock = threading.Lock()
-        self.assistants: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self.base_models = available_base_models(served)
 
     @classmethod
@@ -81,7 +79,7 @@ class Workspace:
     def state_for(self, slug: str | None) -> ProjectState:
         root = self.root_of(slug)
         served = root == self.served.root
-        return ProjectState(root, served, self.sessions, self.lock, self.assistants)
+        return ProjectState(root, served, self.sessions, self.lock)
 
     def free_slug(self, name: str) -> str:
         """A slug from the name (`Kestrel Logistics` → `kestrel-logistics`), else `project-N`."""
