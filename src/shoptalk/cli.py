@@ -578,15 +578,45 @@ def serve(
     insecure: Annotated[
         bool, typer.Option(help="Allow a non-loopback address without TLS")
     ] = False,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Start `shoptalk worker` beside the server (default: serve.worker)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API (keys from `shoptalk keys create`)."""
     from shoptalk.serve.server import serve as run_server
 
     try:
         open_project(project_dir)
-        run_server(project_dir, host, port, insecure)
+        run_server(project_dir, host, port, insecure, worker)
     except ShoptalkError as exc:
         fail(exc)
+
+
+@app.command()
+def worker(
+    project_dir: ProjectDir,
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="Stop when this process (the server) is gone")
+    ] = None,
+) -> None:
+    """Run queued fine-tuning jobs and console builds (`serve` starts one unless --no-worker)."""
+    import signal
+    import threading
+
+    from shoptalk.jobs.worker import run_worker
+
+    project = open_project(project_dir)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        run_worker(project, stop, parent_pid=parent_pid)
+    except ShoptalkError as exc:
+        fail(exc, project)
 
 
 if __name__ == "__main__":

@@ -54,9 +54,9 @@ def create_app(
 
     worker = None
     if project is not None and settings.worker:
-        from shoptalk.serve.console import WorkerThread
+        from shoptalk.serve.console import WorkerProcess
 
-        worker = WorkerThread(project)
+        worker = WorkerProcess(project)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

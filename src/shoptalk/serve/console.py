@@ -5,11 +5,15 @@ The console works on the served project and on the projects it makes (see
 repository, committed under `serve/static/console/`, so running it needs no
 Node). Its files hold no data and are public; everything it shows comes from
 the API with the signed-in user's key. The worker that runs fine-tuning jobs
-and console builds runs beside the server and stops with it.
+and console builds runs beside the server as its own process (`shoptalk
+worker`) and stops with it.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -54,8 +58,35 @@ def attach_console(app: FastAPI, project: Project, base_names: list[str]) -> Non
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
 
 
+class WorkerProcess:
+    """`shoptalk worker` beside the server: started with it, stopped with it.
+
+    A process, not a thread: the worker outlives nothing. It watches this
+    server's pid and stops (with its trainer) when the server is gone, even
+    after a `kill -9` that skips this class's `stop`.
+    """
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "shoptalk.cli", "worker", str(self.project.root)]
+        self.process = subprocess.Popen([*command, "--parent-pid", str(os.getpid())])
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()  # the worker requeues its job and stops its trainer
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 class WorkerThread:
-    """Runs the job worker's poll loop in a thread; each job trains in its own process."""
+    """The job worker's poll loop in a thread of this process (for tests that restart it)."""
 
     def __init__(self, project: Project, poll_s: float = 1.0) -> None:
         from shoptalk.jobs.worker import Worker

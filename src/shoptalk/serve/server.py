@@ -45,18 +45,24 @@ def check_bind(host: str, settings: ServeSettings, insecure: bool) -> None:
 
 
 def serve(
-    project_dir: Path, host: str | None = None, port: int | None = None, insecure: bool = False
+    project_dir: Path,
+    host: str | None = None,
+    port: int | None = None,
+    insecure: bool = False,
+    worker: bool | None = None,
 ) -> None:
-    """Run the API until interrupted."""
+    """Run the API until interrupted; `worker` overrides `serve.worker`."""
     import uvicorn
 
     from shoptalk.project import Project
     from shoptalk.serve.app import create_app
 
     settings = Project.open(project_dir).config.serve
+    if worker is not None:
+        settings = settings.model_copy(update={"worker": worker})
     host = host or settings.host
     check_bind(host, settings, insecure)
-    app = create_app(project_dir)
+    app = create_app(project_dir, settings=settings)
     uvicorn.run(app, **uvicorn_options(settings, host, port or settings.port))
 
 
