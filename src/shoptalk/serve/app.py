@@ -12,16 +12,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from shoptalk.config import ServeSettings
-from shoptalk.serve import schemas
-from shoptalk.serve.auth import Chat, Embeddings, check_model, require
-from shoptalk.serve.calls import Call, chat_completion
+from shoptalk.serve import inference_api
+from shoptalk.serve.auth import require
 from shoptalk.serve.embeddings import Embedder
 from shoptalk.serve.engine import Engine
 from shoptalk.serve.errors import ApiError, api_error_handler
@@ -90,16 +89,27 @@ def create_app(
             # The console names the project it works on in X-Shoptalk-Project.
             allow_headers=["Authorization", "Content-Type", "X-Shoptalk-Project"],
         )
+    include_routers(app, settings, project)
+    return app
+
+
+def include_routers(app: FastAPI, settings: ServeSettings, project: Any) -> None:
+    """Every route of the server, one router per resource."""
     from shoptalk.serve.admin import router as admin_router
 
-    app.include_router(admin_router)
-    add_routes(app, settings)
+    add_ops_routes(app, settings)
+    for router in [*inference_api.ROUTERS, admin_router]:
+        app.include_router(router)
     if project is not None:
         from shoptalk.serve.console import attach_console
+        from shoptalk.serve.jobs_api import files_router, jobs_router
+        from shoptalk.serve.project_api import router as project_router
+        from shoptalk.serve.projects_api import router as projects_router
 
         base = Path(project.config.base_model).name
         attach_console(app, project, ["base"] + ([base] if base != "default" else []))
-    return app
+        for router in (files_router, jobs_router, projects_router, project_router):
+            app.include_router(router)
 
 
 def openapi_schema() -> dict:
@@ -109,15 +119,10 @@ def openapi_schema() -> dict:
     """
     import tempfile
 
-    from shoptalk.project import Project
-    from shoptalk.serve.console import attach_console
-
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "shoptalk.yaml").write_text("name: schema\n", encoding="utf-8")
         settings = ServeSettings(engine="upstream", upstream_url="http://127.0.0.1:9/v1")
         app = create_app(Path(tmp), settings=settings)
-        if not hasattr(app.state, "jobs"):
-            attach_console(app, Project.open(tmp), ["base"])
         return app.openapi()
 
 
@@ -142,7 +147,9 @@ def build_engine(settings: ServeSettings, project: Any, catalog: Any, system_pro
     )
 
 
-def add_routes(app: FastAPI, settings: ServeSettings) -> None:
+def add_ops_routes(app: FastAPI, settings: ServeSettings) -> None:
+    """/health, open to all, and /metrics."""
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}
@@ -153,45 +160,3 @@ def add_routes(app: FastAPI, settings: ServeSettings) -> None:
 
     deps = [] if settings.public_metrics else [Depends(require("admin"))]
     app.add_api_route("/metrics", metrics, methods=["GET"], dependencies=deps)
-
-    async def served_names() -> list[str]:
-        """The chat models, then the embedding model (as OpenAI lists both)."""
-        names = await app.state.engine.names()
-        return names + [n for n in [app.state.embedder.name] if n not in names]
-
-    @app.get("/v1/models")
-    async def list_models(principal: Chat) -> schemas.ModelList:
-        names = await served_names()
-        allowed = [n for n in names if principal.models is None or n in principal.models]
-        return schemas.ModelList(data=[schemas.ModelCard(id=n) for n in allowed])
-
-    @app.get("/v1/models/{model}")
-    async def get_model(model: str, principal: Chat) -> schemas.ModelCard:
-        check_model(principal, model)
-        if model not in await served_names():
-            raise ApiError(404, f"The model {model!r} does not exist.", code="model_not_found")
-        return schemas.ModelCard(id=model)
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(
-        body: schemas.ChatCompletionRequest, request: Request, principal: Chat
-    ) -> Any:
-        return await chat_completion(request, principal, body)
-
-    @app.post("/v1/completions")
-    async def completions(
-        body: schemas.CompletionRequest, request: Request, principal: Chat
-    ) -> Any:
-        call = Call(request, principal, "completions", body.model)
-        call.prompt_text = "\n".join(body.prompts())
-        return await call.run(
-            body,
-            lambda engine, params: engine.prepare_text(body.model, body.prompts(), params, body.n),
-        )
-
-    @app.post("/v1/embeddings")
-    async def embeddings(
-        body: schemas.EmbeddingRequest, request: Request, principal: Embeddings
-    ) -> schemas.EmbeddingList:
-        call = Call(request, principal, "embeddings", body.model)
-        return await call.embed(body)

@@ -24,10 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from shoptalk.project import Project
 from shoptalk.registry.jobs import add_missing_columns
 from shoptalk.serve.jobs_api import JobsService
-from shoptalk.serve.jobs_api import router as jobs_router
-from shoptalk.serve.project_api import router as project_router
 from shoptalk.serve.projects_api import Workspace
-from shoptalk.serve.projects_api import router as projects_router
 from shoptalk.serve.services import registry
 
 STATIC = Path(__file__).parent / "static" / "console"
@@ -36,16 +33,13 @@ PUBLIC_PREFIXES = ("/console",)
 
 
 def attach_console(app: FastAPI, project: Project, base_names: list[str]) -> None:
-    """Add the jobs API, the projects and project APIs and the console's files to `app`."""
+    """The state of the jobs, projects and project routers, and the console's files."""
     sessions = registry(project.config.serve, project.state)
     add_missing_columns(sessions)
     app.state.jobs = JobsService(sessions, project.state / "files", base_names)
     app.state.workspace = Workspace.of(project, app.state.services.settings.workspace, sessions)
     # The chat API's retrieval (`rag: true`, grounding.py) reads the served project's.
     app.state.project = app.state.workspace.state_for(None)
-    app.include_router(jobs_router)
-    app.include_router(projects_router)
-    app.include_router(project_router)
 
     @app.get("/console", include_in_schema=False)
     def console_index() -> FileResponse:
