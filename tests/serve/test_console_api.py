@@ -127,7 +127,12 @@ def test_build_runs_in_the_worker_then_scorecard_playground_and_feedback(console
             "correction": "Ingrid Solberg.",
         },
     )
-    assert stored.json()["stored"]
+    assert stored.json()["stored"] and stored.json()["pending_review"]
+    assert not (project.state / "feedback.jsonl").exists(), "a chat key's rating waits for review"
+    accepted = client.post(
+        f"/v1/project/feedback/{stored.json()['id']}/accept", headers=console["editor"]
+    )
+    assert accepted.status_code == 200, accepted.text
     line = json.loads(
         (project.state / "feedback.jsonl").read_text(encoding="utf-8").splitlines()[0]
     )

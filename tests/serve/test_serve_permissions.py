@@ -8,6 +8,7 @@ model in the request path.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,34 @@ def test_an_editor_only_key_cannot_ask_the_models(server):
     client, _root, bearer = server
     asked = client.post("/v1/project/playground", headers=bearer("editor"), json={"question": "hi"})
     assert asked.status_code == 403
+
+
+def test_a_chat_keys_feedback_is_no_training_row_until_an_editor_accepts_it(server):
+    client, root, bearer = server
+    chat, editor = bearer("chat"), bearer("editor")
+    rating = {"question": "Who runs Oslo?", "answer": "x", "rating": "down", "correction": "Bo."}
+    training = root / ".shoptalk" / "feedback.jsonl"
+
+    stored = client.post("/v1/project/feedback", headers=chat, json=rating).json()
+    assert stored["pending_review"] and not training.exists()
+    assert client.get("/v1/project/feedback/pending", headers=chat).status_code == 403
+    assert (
+        client.post(f"/v1/project/feedback/{stored['id']}/accept", headers=chat).status_code == 403
+    )
+    waiting = client.get("/v1/project/feedback/pending", headers=editor).json()["data"]
+    assert [f["id"] for f in waiting] == [stored["id"]]
+
+    rejected = client.post("/v1/project/feedback", headers=chat, json=rating).json()
+    client.post(f"/v1/project/feedback/{rejected['id']}/reject", headers=editor)
+    client.post(f"/v1/project/feedback/{stored['id']}/accept", headers=editor)
+    lines = training.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [stored["id"]]
+    assert client.get("/v1/project/feedback/pending", headers=editor).json()["data"] == []
+
+
+def test_an_editors_feedback_trains_at_once(server):
+    client, root, bearer = server
+    rating = {"question": "Who runs Oslo?", "answer": "Bo.", "rating": "up"}
+    stored = client.post("/v1/project/feedback", headers=bearer("editor", "chat"), json=rating)
+    assert stored.json()["pending_review"] is False
+    assert (root / ".shoptalk" / "feedback.jsonl").is_file()

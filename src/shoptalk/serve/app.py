@@ -102,13 +102,15 @@ def include_routers(app: FastAPI, settings: ServeSettings, project: Any) -> None
         app.include_router(router)
     if project is not None:
         from shoptalk.serve.console import attach_console
+        from shoptalk.serve.feedback_api import router as feedback_router
         from shoptalk.serve.jobs_api import files_router, jobs_router
         from shoptalk.serve.project_api import router as project_router
         from shoptalk.serve.projects_api import router as projects_router
 
         base = Path(project.config.base_model).name
         attach_console(app, project, ["base"] + ([base] if base != "default" else []))
-        for router in (files_router, jobs_router, projects_router, project_router):
+        routers = (files_router, jobs_router, projects_router, project_router, feedback_router)
+        for router in routers:
             app.include_router(router)
 
 

@@ -17,7 +17,7 @@ import asyncio
 import json
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shoptalk.artifacts import write_atomic
 from shoptalk.config import CONFIG_NAME
-from shoptalk.data.feedback import feedback_path
 from shoptalk.data.pii import redact
 from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
@@ -465,37 +464,3 @@ async def ask(
         answer=answer.choices[0].message.content.strip(),
         citations=answer.citations or [],
     )
-
-
-class FeedbackRequest(BaseModel, extra="forbid"):
-    question: str = Field(min_length=1, max_length=4000)
-    answer: str = Field(max_length=8000)
-    rating: Literal["up", "down"]
-    correction: str | None = Field(None, max_length=8000)
-    model: str | None = None
-
-
-@router.post("/feedback")
-def feedback(body: FeedbackRequest, principal: Chat, st: State) -> dict:
-    """Store a rating; the next build trains on corrections and upvoted answers.
-
-    Stored redacted, like every prompt shoptalk keeps.
-    """
-    from shoptalk.data.preferences import Feedback
-    from shoptalk.records import Message
-
-    project = st.project()
-    item = Feedback(
-        id=store.new_id("fb"),
-        prompt=[Message(role="user", content=redact(body.question).text)],
-        answer=redact(body.answer).text,
-        rating=body.rating,
-        correction=redact(body.correction).text if body.correction else None,
-        model=body.model,
-        created_at=datetime.now(timezone.utc),
-    )
-    path = feedback_path(project.root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with st.lock, path.open("a", encoding="utf-8") as f:
-        f.write(item.model_dump_json() + "\n")
-    return {"id": item.id, "stored": True}
