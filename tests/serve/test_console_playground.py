@@ -109,3 +109,11 @@ def test_a_console_made_project_is_not_asked_outside_the_served_models(console):
     refused = ask(client, editor | {"X-Shoptalk-Project": made.json()["slug"]}, max_tokens=2)
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "project_not_served"
+
+
+def test_retrieval_that_finds_nothing_readable_still_counts_against_the_rate_limit(console):
+    client, _app, bearer = console
+    key = bearer("sales", groups=["sales"], rpm=1)
+    first = ask(client, key, rag=True, max_tokens=2)
+    assert "could not find" in first.json()["base"]["answer"]
+    assert ask(client, key, rag=True, max_tokens=2).status_code == 429

@@ -255,10 +255,20 @@ class Call:
             await self.done(None)
 
     async def not_found(self, body: Any, question: str) -> Any:
-        """Nothing the key may read is relevant: say so without asking the model."""
-        check_model(self.principal, body.model)
+        """Nothing the key may read is relevant: say so without asking the model.
+
+        Still a request against the key's limits (rpm), and audited like any other.
+        """
+        reservation = None
+        try:
+            check_model(self.principal, body.model)
+            reservation = await self.app.state.services.limiter.admit(self.principal, 0)
+        except ApiError as exc:
+            self.status = exc.status
+            raise
+        finally:
+            await self.done(reservation)
         text = not_found_message(question)
-        await self.done(None)
         if body.stream:
             chunks = Chunks(self.route, body.model)
             delta = Delta(index=0, text=text, finish_reason="stop")
