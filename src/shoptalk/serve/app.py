@@ -74,6 +74,7 @@ def create_app(
     )
     app.state.services = services
     app.state.engine = engine
+    app.state.worker = worker
     app.state.embedder = embedder or Embedder(settings.embedding_model)
     app.state.metrics = Metrics(lambda: engine.queue_depth)
     app.add_exception_handler(ApiError, api_error_handler)

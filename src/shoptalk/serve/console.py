@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -77,23 +76,3 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-class WorkerThread:
-    """The job worker's poll loop in a thread of this process (for tests that restart it)."""
-
-    def __init__(self, project: Project, poll_s: float = 1.0) -> None:
-        from shoptalk.jobs.worker import Worker
-
-        self.worker = Worker(project, poll_s)
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(
-            target=self.worker.run_forever, args=(self.stop_event,), name="jobs", daemon=True
-        )
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=60)
