@@ -1,4 +1,4 @@
-"""The app factory, and the OpenAI-compatible inference routes.
+"""The app factory: the engine, every router (one per resource), and the worker process.
 
 The path every inference request takes is `serve.calls`. Every route needs a
 key except /health (and /metrics when made public).
