@@ -175,6 +175,18 @@ class TransformersEngine:
     def _prepared(
         self, entry: ModelEntry, model: str, ids: list[list[int]], params: Params, n: int
     ) -> Prepared:
+        rows = len(ids) * n
+        if rows > self.batcher.max_batch_size:
+            # One request runs as one batch: more rows than a batch holds would pass
+            # max_batch_size and max_queue (1,000 prompts = 1,000 rows of one request).
+            raise ApiError(
+                400,
+                f"This request asks for {rows} completions ({len(ids)} prompts × n={n}); "
+                f"this server generates at most {self.batcher.max_batch_size} at once "
+                "(serve.max_batch_size). Send fewer prompts per request.",
+                code="too_many_completions",
+                param="prompt" if len(ids) > 1 else "n",
+            )
         context = self.catalog.context_length(entry)
         longest = max(len(p) for p in ids)
         max_tokens = params.max_tokens or min(self.default_max_tokens, context - longest)
