@@ -43,14 +43,27 @@ def wait_until(condition, seconds: float) -> bool:
 
 
 def test_a_trainer_left_by_a_dead_worker_is_stopped_on_the_next_start(tmp_path: Path):
-    orphan = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
-    )
+    # Named like a runner (`python -m shoptalk.jobs.runner ...`), as stop_orphans checks.
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)", "shoptalk.jobs.runner"]
+    orphan = subprocess.Popen(sleeper, start_new_session=True)
     (tmp_path / TRAINER_PID_NAME).write_text(f"{orphan.pid}\n")
     assert stop_orphans(tmp_path, grace_s=5) == orphan.pid
     assert orphan.wait(timeout=10) is not None
     assert not (tmp_path / TRAINER_PID_NAME).exists()
     assert stop_orphans(tmp_path) is None, "nothing left to stop"
+
+
+def test_a_process_that_is_no_runner_is_left_alone(tmp_path: Path):
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
+    )
+    try:
+        (tmp_path / TRAINER_PID_NAME).write_text(f"{stranger.pid}\n")
+        assert stop_orphans(tmp_path, grace_s=1) is None
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_one_worker_per_project(tmp_path: Path):

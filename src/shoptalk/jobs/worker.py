@@ -77,7 +77,7 @@ def stop_orphans(state: Path, grace_s: float = 30.0) -> int | None:
         return None
     pgid = int(path.read_text(encoding="utf-8").strip() or 0)
     path.unlink()
-    if pgid <= 0 or not group_alive(pgid):
+    if pgid <= 0 or not group_alive(pgid) or not is_runner(pgid):
         return None
     log.warning("stopping trainer process group %d left by a previous worker", pgid)
     os.killpg(pgid, signal.SIGTERM)
@@ -87,6 +87,15 @@ def stop_orphans(state: Path, grace_s: float = 30.0) -> int | None:
     if group_alive(pgid):
         os.killpg(pgid, signal.SIGKILL)
     return pgid
+
+
+def is_runner(pid: int) -> bool:
+    """Whether `pid` is still a job runner: after a reboot the number may be another process's."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc to ask: trust the file the dead worker wrote
+    return b"shoptalk.jobs." in cmdline
 
 
 def group_alive(pgid: int) -> bool:
