@@ -90,7 +90,7 @@ const en = {
   baseModel: "Base model",
   promptDefault: "Optional: a prompt that names the organization is written for you",
   create: "Create",
-  chatApiServes: "This project's models answer here, in the playground. The chat API (/v1/chat/completions) serves the models of",
+  chatApiServes: "The playground and the chat API (/v1/chat/completions) answer with the served project's models; serve this project's folder to try its own. Served now:",
 };
 
 const zh: typeof en = {
@@ -181,7 +181,7 @@ const zh: typeof en = {
   baseModel: "基础模型",
   promptDefault: "可选：留空则自动生成一条包含组织名称的提示词",
   create: "创建",
-  chatApiServes: "此项目的模型只在这里（试用）回答。聊天 API（/v1/chat/completions）提供的是以下项目的模型：",
+  chatApiServes: "试用和聊天 API（/v1/chat/completions）只用正在服务的项目的模型回答；要试用此项目的模型，请服务它的文件夹。当前服务的项目：",
 };
 
 export type Key = keyof typeof en;
