@@ -329,10 +329,10 @@ function answerCard(title: string, question: string, answer: Schemas["Playground
   const correction = h("textarea", { rows: 2, placeholder: t("correction") }) as HTMLTextAreaElement;
   const status = h("span");
   const rate = (rating: "up" | "down") => async () => {
-    const { error } = await api.POST("/v1/project/feedback", {
+    const { data, error } = await api.POST("/v1/project/feedback", {
       body: { question, answer: answer.answer, rating, correction: correction.value || null, model: answer.model },
     });
-    status.replaceChildren(error ? notice(errorMessage(error), "error") : notice(t("thanks")));
+    status.replaceChildren(error || !data ? notice(errorMessage(error), "error") : notice(t(data.pending_review ? "thanksPending" : "thanks")));
   };
   const citations = answer.citations ?? [];
   return h(
