@@ -486,6 +486,44 @@ def export(
     console.print(f"exported {info.path}\nparity report: {info.report}", highlight=False)
 
 
+feedback_app = typer.Typer(
+    help="Ratings given in the console: review those from chat keys.", no_args_is_help=True
+)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("review")
+def feedback_review(
+    project_dir: ProjectDir,
+    accept: Annotated[
+        list[str] | None, typer.Option(help="Make this rating training data (repeatable)")
+    ] = None,
+    reject: Annotated[list[str] | None, typer.Option(help="Drop this rating (repeatable)")] = None,
+) -> None:
+    """List the ratings from chat keys that wait for review; accept or reject them by id."""
+    from shoptalk.serve.feedback_api import pending_feedback, review_feedback
+
+    project = open_project(project_dir)
+    try:
+        for feedback_id in accept or []:
+            review_feedback(project.root, feedback_id, accept=True)
+            console.print(f"accepted {feedback_id}: the next build trains on it", highlight=False)
+        for feedback_id in reject or []:
+            review_feedback(project.root, feedback_id, accept=False)
+            console.print(f"rejected {feedback_id}", highlight=False)
+    except ShoptalkError as exc:
+        fail(exc, project)
+    waiting = pending_feedback(project.root)
+    for item in waiting:
+        said = item.correction or item.answer
+        console.print(
+            f"{item.id}  {item.rating:>4}  {item.prompt[-1].content!r} -> {said!r}",
+            highlight=False,
+            markup=False,
+        )
+    console.print(f"{len(waiting)} waiting for review", highlight=False)
+
+
 models_app = typer.Typer(
     help="Trained models: lineage, scorecards, exports, promotion.", no_args_is_help=True
 )

@@ -118,3 +118,27 @@ def test_an_editors_feedback_trains_at_once(server):
     stored = client.post("/v1/project/feedback", headers=bearer("editor", "chat"), json=rating)
     assert stored.json()["pending_review"] is False
     assert (root / ".shoptalk" / "feedback.jsonl").is_file()
+
+
+def test_shoptalk_feedback_review_accepts_and_rejects_by_id(server):
+    from typer.testing import CliRunner
+
+    from shoptalk.cli import app as cli
+
+    client, root, bearer = server
+    chat = bearer("chat")
+    rating = {"question": "Who runs Oslo?", "answer": "x", "rating": "down", "correction": "Bo."}
+    kept = client.post("/v1/project/feedback", headers=chat, json=rating).json()["id"]
+    dropped = client.post("/v1/project/feedback", headers=chat, json=rating).json()["id"]
+
+    listed = CliRunner().invoke(cli, ["feedback", "review", str(root)])
+    assert listed.exit_code == 0 and kept in listed.output and "2 waiting" in listed.output
+    done = CliRunner().invoke(
+        cli, ["feedback", "review", str(root), "--accept", kept, "--reject", dropped]
+    )
+    assert done.exit_code == 0, done.output
+    assert "0 waiting" in done.output
+    training = (root / ".shoptalk" / "feedback.jsonl").read_text(encoding="utf-8")
+    assert kept in training and dropped not in training
+    unknown = CliRunner().invoke(cli, ["feedback", "review", str(root), "--accept", "fb-nope"])
+    assert unknown.exit_code == 2 and "fb-nope" in unknown.output
