@@ -95,7 +95,7 @@ const en = {
   baseModel: "Base model",
   promptDefault: "Optional: a prompt that names the organization is written for you",
   create: "Create",
-  chatApiServes: "The playground and the chat API (/v1/chat/completions) answer with the served project's models; serve this project's folder to try its own. Served now:",
+  chatApiServes: "The playground asks this project's models through the server (on the served project's base model only; otherwise serve this project's folder). Served project:",
 };
 
 const zh: typeof en = {
@@ -191,7 +191,7 @@ const zh: typeof en = {
   baseModel: "基础模型",
   promptDefault: "可选：留空则自动生成一条包含组织名称的提示词",
   create: "创建",
-  chatApiServes: "试用和聊天 API（/v1/chat/completions）只用正在服务的项目的模型回答；要试用此项目的模型，请服务它的文件夹。当前服务的项目：",
+  chatApiServes: "试用通过服务器询问此项目的模型（仅限与正在服务的项目相同的基础模型；否则请服务此项目的文件夹）。正在服务的项目：",
 };
 
 export type Key = keyof typeof en;

@@ -310,7 +310,7 @@ function playgroundView(): HTMLElement {
     if (error || !data) return out.replaceChildren(notice(errorMessage(error), "error"));
     out.replaceChildren(answerCard(t("base"), question.value, data.base), data.tuned ? answerCard(t("tuned"), question.value, data.tuned) : notice(t("notTrained")));
   };
-  // The playground and the OpenAI chat API serve the served project's models only.
+  // The server's catalog holds another project's models only on the served base model.
   const served = projects && servedProject(projects);
   const elsewhere = projects && !currentProject(projects).served;
   return h(

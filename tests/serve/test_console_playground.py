@@ -117,3 +117,25 @@ def test_retrieval_that_finds_nothing_readable_still_counts_against_the_rate_lim
     first = ask(client, key, rag=True, max_tokens=2)
     assert "could not find" in first.json()["base"]["answer"]
     assert ask(client, key, rag=True, max_tokens=2).status_code == 429
+
+
+def test_a_console_made_project_on_the_same_base_is_asked_through_the_catalog(console, tiny_model):
+    from test_serve_catalog import add_run
+
+    client, app, bearer = console
+    editor = bearer("editor", scopes=["editor", "chat"])
+    made = client.post(
+        "/v1/projects", headers=editor, json={"name": "Depot", "base_model": tiny_model.name}
+    )
+    assert made.status_code in (200, 201), made.text
+    slug = made.json()["slug"]
+    root = app.state.workspace.folder / slug
+    add_run(root, "run-depot", tiny_model, seed=7)
+    (root / ".shoptalk" / "promoted-run").write_text("run-depot\n", encoding="utf-8")
+
+    answers = ask(client, editor | {"X-Shoptalk-Project": slug}, max_tokens=4)
+    assert answers.status_code == 200, answers.text
+    assert answers.json()["base"]["model"] == "base"
+    assert answers.json()["tuned"]["model"] == f"{slug}/run-depot"
+    loaded = [p.parent.name for p in app.state.engine.catalog.loaded()]
+    assert loaded == ["run-depot"], "the adapter lives in the server's catalog, under its cap"

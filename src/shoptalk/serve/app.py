@@ -138,8 +138,11 @@ def build_engine(settings: ServeSettings, project: Any, catalog: Any, system_pro
     from shoptalk.serve.catalog import Catalog
     from shoptalk.serve.engine import TransformersEngine
 
-    device = pick_device()
-    catalog = catalog or Catalog.for_project(project, settings, device)
+    if catalog is None:
+        from shoptalk.serve.projects_api import workspace_folder
+
+        workspace = workspace_folder(project, settings.workspace)
+        catalog = Catalog.for_project(project, settings, pick_device(), workspace)
     return TransformersEngine(
         catalog,
         settings.default_max_tokens,

@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,9 +39,18 @@ CLIENT_CLOSED = 499  # nginx's status for "the client went away first"
 
 
 async def chat_completion(
-    request: Request, principal: Principal, body: schemas.ChatCompletionRequest
+    request: Request,
+    principal: Principal,
+    body: schemas.ChatCompletionRequest,
+    documents: Path | None = None,
+    system_prompt: str | None = None,
 ) -> Any:
-    """A chat completion (JSON or a stream), with retrieval filtered by the key's groups."""
+    """A chat completion (JSON or a stream), with retrieval filtered by the key's groups.
+
+    Retrieval reads the served project's documents, or those of the project at
+    `documents` (a project made in the console, from its playground), under
+    that project's `system_prompt` (default: the engine's, the served project's).
+    """
     call = Call(request, principal, "chat", body.model)
     messages = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
@@ -48,9 +58,10 @@ async def chat_completion(
     ]
     call.prompt_text = "\n".join(m["content"] for m in messages)
     if body.rag:
-        system_prompt = request.app.state.engine.system_prompt
+        if system_prompt is None:
+            system_prompt = request.app.state.engine.system_prompt
         grounded, call.retrieval, question = await ground(
-            request.app, principal, messages, system_prompt
+            request.app, principal, messages, system_prompt, documents
         )
         if grounded is None:
             return await call.not_found(body, question)

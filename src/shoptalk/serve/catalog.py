@@ -4,7 +4,9 @@ Served names:
 
 - ``base`` (and the base model's own name): the project's base model;
 - each trained run's id (only the promoted run unless ``serve.models: all``);
-- ``shoptalk`` and the project's name (e.g. ``kestrel``): aliases of the promoted run.
+- ``shoptalk`` and the project's name (e.g. ``kestrel``): aliases of the promoted run;
+- ``<slug>/<run id>``: the promoted run of a project made in the console (on the
+  same base model), so the console's playground asks it through this catalog too.
 
 An adapter is pinned to the content hash of its files the first time it is
 served; if the files under that name change later, the name is refused rather
@@ -119,6 +121,21 @@ def project_entries(project: Project, base_path: str, settings: ServeSettings) -
     return entries
 
 
+def workspace_entries(folder: Path) -> dict[str, ModelEntry]:
+    """The promoted run of each project in the console's workspace, as ``<slug>/<run id>``."""
+    entries = {}
+    for promoted_file in sorted(folder.glob("*/.shoptalk/promoted-run")):
+        run_id = promoted_file.read_text(encoding="utf-8").strip()
+        run_dir = promoted_file.parent / "runs" / run_id
+        if not run_id or not (run_dir / "final").is_dir():
+            continue
+        final = run_dir / "final"
+        kind = "adapter" if (final / "adapter_config.json").is_file() else "full"
+        name = f"{promoted_file.parent.parent.name}/{run_id}"
+        entries[name] = ModelEntry(name, kind, final, run_dir)
+    return entries
+
+
 class Catalog:
     """Names to models; loads, verifies and evicts them. Thread-safe.
 
@@ -154,7 +171,10 @@ class Catalog:
         self._adapter_names: dict[Path, str] = {}
 
     @classmethod
-    def for_project(cls, project: Project, settings: ServeSettings, device: str) -> Catalog:
+    def for_project(
+        cls, project: Project, settings: ServeSettings, device: str, workspace: Path | None = None
+    ) -> Catalog:
+        """The served project's models, its jobs' and those of the projects in `workspace`."""
         from shoptalk.modeling.load import resolve_base_model
 
         base_path = resolve_base_model(project.config.base_model, project.root)
@@ -164,9 +184,12 @@ class Catalog:
 
             entries = project_entries(project, base_path, settings)
             jobs = job_models(project, wanted)
-            return entries | {
+            entries |= {
                 name: ModelEntry(name, "adapter", m.path, m.run_dir) for name, m in jobs.items()
             }
+            if workspace is not None:
+                entries |= workspace_entries(workspace)
+            return entries
 
         return cls(discover(""), settings.adapter_cache_gb, device, discover)
 

@@ -431,34 +431,55 @@ async def playground(
     # Through the chat API's own path (`serve.calls`): the same engine, catalog,
     # adapter memory cap and queue, the key's limits and model allow-list, one
     # audit row per model asked, and retrieval filtered by the key's groups.
+    project = await asyncio.to_thread(st.project)
+    base, tuned = "base", pointer(project.promoted_run_file)
     if not st.served:
+        base = await asyncio.to_thread(console_project_base, request, project)
+        tuned = f"{st.root.name}/{tuned}" if tuned else None  # as the catalog names it
+    base_answer = await ask(request, principal, base, body, project, st.served)
+    tuned_answer = await ask(request, principal, tuned, body, project, st.served) if tuned else None
+    return PlaygroundResponse(base=base_answer, tuned=tuned_answer)
+
+
+def console_project_base(request: Request, project: Project) -> str:
+    """The served name of a console-made project's base model: this server's base, or a 409."""
+    from shoptalk.modeling.load import resolve_base_model
+
+    catalog = getattr(request.app.state.engine, "catalog", None)
+    own = Path(resolve_base_model(project.config.base_model, project.root)).resolve()
+    if catalog is None or own != Path(catalog.base_path).resolve():
         raise ApiError(
             409,
-            "The playground asks the models this server serves, which are the served "
-            "project's; serve this project (`shoptalk serve FOLDER`) to try its models.",
+            f"This project's base model ({project.config.base_model}) is not the one this "
+            "server's models run on; serve this project (`shoptalk serve FOLDER`) to try it.",
             code="project_not_served",
         )
-    project = await asyncio.to_thread(st.project)
-    run = pointer(project.promoted_run_file)
-    base = await ask(request, principal, "base", body)
-    tuned = await ask(request, principal, run, body) if run is not None else None
-    return PlaygroundResponse(base=base, tuned=tuned)
+    return "base"
 
 
 async def ask(
-    request: Request, principal: Principal, model: str, body: PlaygroundRequest
+    request: Request,
+    principal: Principal,
+    model: str,
+    body: PlaygroundRequest,
+    project: Project,
+    served: bool,
 ) -> PlaygroundAnswer:
+    """One model's greedy answer, under the project's own system prompt and documents."""
     from shoptalk.serve.calls import chat_completion
     from shoptalk.serve.schemas import ChatCompletionRequest
 
+    system_prompt = project.config.system_prompt
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     chat = ChatCompletionRequest(
         model=model,
-        messages=[{"role": "user", "content": body.question}],
+        messages=[*system, {"role": "user", "content": body.question}],
         max_tokens=body.max_tokens,
         temperature=0,
         rag=body.rag,
     )
-    answer = await chat_completion(request, principal, chat)
+    documents = None if served else project.root
+    answer = await chat_completion(request, principal, chat, documents, system_prompt)
     return PlaygroundAnswer(
         model=model,
         answer=answer.choices[0].message.content.strip(),

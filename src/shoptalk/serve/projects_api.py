@@ -49,8 +49,7 @@ class Workspace:
     @classmethod
     def of(cls, served: Project, setting: str | None, sessions: sessionmaker[Session]) -> Workspace:
         """The workspace that `serve.workspace` names, relative to the served project."""
-        folder = served.root / Path(setting).expanduser() if setting else served.state / "projects"
-        return cls(served, folder.resolve(), sessions)
+        return cls(served, workspace_folder(served, setting), sessions)
 
     def slugs(self) -> list[str]:
         """The projects made in the console (folders of the workspace with a shoptalk.yaml)."""
@@ -91,6 +90,12 @@ class Workspace:
         while (self.folder / f"project-{n}").exists():
             n += 1
         return f"project-{n}"
+
+
+def workspace_folder(served: Project, setting: str | None) -> Path:
+    """The folder of the console's projects: `serve.workspace`, relative to the served project."""
+    folder = served.root / Path(setting).expanduser() if setting else served.state / "projects"
+    return folder.resolve()
 
 
 def available_base_models(served: Project) -> dict[str, str]:
