@@ -46,6 +46,8 @@ def test_a_trainer_left_by_a_dead_worker_is_stopped_on_the_next_start(tmp_path: 
     # Named like a runner (`python -m shoptalk.jobs.runner ...`), as stop_orphans checks.
     sleeper = [sys.executable, "-c", "import time; time.sleep(120)", "shoptalk.jobs.runner"]
     orphan = subprocess.Popen(sleeper, start_new_session=True)
+    cmdline = Path(f"/proc/{orphan.pid}/cmdline")
+    assert wait_until(lambda: b"shoptalk.jobs." in cmdline.read_bytes(), 10), "exec'd"
     (tmp_path / TRAINER_PID_NAME).write_text(f"{orphan.pid}\n")
     assert stop_orphans(tmp_path, grace_s=5) == orphan.pid
     assert orphan.wait(timeout=10) is not None
