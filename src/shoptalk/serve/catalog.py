@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 # Keys of config.json that say where or how a model was saved, not what it is.
 VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ def workspace_entries(folder: Path) -> dict[str, ModelEntry]:
     for promoted_file in sorted(folder.glob("*/.shoptalk/promoted-run")):
         run_id = promoted_file.read_text(encoding="utf-8").strip()
         run_dir = promoted_file.parent / "runs" / run_id
-        if not run_id or not (run_dir / "final").is_dir():
+        # A run id is a folder name, never a path out of the project.
+        if not RUN_ID.fullmatch(run_id) or not (run_dir / "final").is_dir():
             continue
         final = run_dir / "final"
         kind = "adapter" if (final / "adapter_config.json").is_file() else "full"
