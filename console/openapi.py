@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from shoptalk.serve.console import openapi_schema
+from shoptalk.serve.app import openapi_schema
 
 target = Path(__file__).parent / "openapi.json"
 target.write_text(json.dumps(openapi_schema(), indent=1, sort_keys=True) + "\n", encoding="utf-8")

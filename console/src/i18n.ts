@@ -64,6 +64,11 @@ const en = {
   correction: "The right answer (used in the next build)",
   sendFeedback: "Send",
   thanks: "Thanks: stored for the next build",
+  thanksPending: "Thanks: stored; an editor reviews it before the next build trains on it",
+  review: "Feedback to review",
+  nothingToReview: "No feedback waits for review.",
+  accept: "Accept for training",
+  reject: "Reject",
   notTrained: "No tuned model yet",
   createKey: "Create key",
   scopes: "Scopes",
@@ -90,7 +95,7 @@ const en = {
   baseModel: "Base model",
   promptDefault: "Optional: a prompt that names the organization is written for you",
   create: "Create",
-  chatApiServes: "This project's models answer here, in the playground. The chat API (/v1/chat/completions) serves the models of",
+  chatApiServes: "The playground asks this project's models through the server (on the served project's base model only; otherwise serve this project's folder). Served project:",
 };
 
 const zh: typeof en = {
@@ -155,6 +160,11 @@ const zh: typeof en = {
   correction: "正确答案（用于下一次构建）",
   sendFeedback: "提交",
   thanks: "谢谢：已保存，下一次构建会用到",
+  thanksPending: "谢谢：已保存；编辑审核通过后，下一次构建才会用到",
+  review: "待审核的反馈",
+  nothingToReview: "没有待审核的反馈。",
+  accept: "接受为训练数据",
+  reject: "拒绝",
   notTrained: "还没有微调模型",
   createKey: "创建密钥",
   scopes: "权限",
@@ -181,7 +191,7 @@ const zh: typeof en = {
   baseModel: "基础模型",
   promptDefault: "可选：留空则自动生成一条包含组织名称的提示词",
   create: "创建",
-  chatApiServes: "此项目的模型只在这里（试用）回答。聊天 API（/v1/chat/completions）提供的是以下项目的模型：",
+  chatApiServes: "试用通过服务器询问此项目的模型（仅限与正在服务的项目相同的基础模型；否则请服务此项目的文件夹）。正在服务的项目：",
 };
 
 export type Key = keyof typeof en;

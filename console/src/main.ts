@@ -310,29 +310,63 @@ function playgroundView(): HTMLElement {
     if (error || !data) return out.replaceChildren(notice(errorMessage(error), "error"));
     out.replaceChildren(answerCard(t("base"), question.value, data.base), data.tuned ? answerCard(t("tuned"), question.value, data.tuned) : notice(t("notTrained")));
   };
-  // The OpenAI chat API serves the served project's models only.
+  // The server's catalog holds another project's models only on the served base model.
   const served = projects && servedProject(projects);
   const elsewhere = projects && !currentProject(projects).served;
   return h(
-    "section",
-    { class: "card" },
-    h("h2", {}, t("playground")),
-    elsewhere && served && h("p", { class: "help" }, `${t("chatApiServes")} ${served.name}`),
-    field("question", question),
-    h("label", { class: "inline" }, rag, " ", t("useRag")),
-    h("button", { onclick: askIt }, t("ask")),
-    out,
+    "div",
+    {},
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, t("playground")),
+      elsewhere && served && h("p", { class: "help" }, `${t("chatApiServes")} ${served.name}`),
+      field("question", question),
+      h("label", { class: "inline" }, rag, " ", t("useRag")),
+      h("button", { onclick: askIt }, t("ask")),
+      out,
+    ),
+    canEdit && reviewQueue(),
   );
+}
+
+// Ratings from chat keys train nothing until an editor accepts them.
+function reviewQueue(): HTMLElement {
+  const list = h("div");
+  const decide = (id: string, decision: "accept" | "reject") => async () => {
+    const { error } = await api.POST("/v1/project/feedback/{feedback_id}/{decision}", { params: { path: { feedback_id: id, decision } } });
+    if (error) return list.prepend(notice(errorMessage(error), "error"));
+    await load();
+  };
+  const load = async () => {
+    const { data, error } = await api.GET("/v1/project/feedback/pending");
+    if (error || !data) return list.replaceChildren(notice(errorMessage(error), "error"));
+    if (data.data.length === 0) return list.replaceChildren(h("p", { class: "help" }, t("nothingToReview")));
+    list.replaceChildren(
+      ...data.data.map((f) =>
+        h(
+          "div",
+          { class: "answer" },
+          h("h3", {}, `${f.rating === "up" ? "👍" : "👎"} ${f.prompt[0]?.content ?? ""}`),
+          h("p", {}, f.correction ?? f.answer),
+          h("button", { onclick: decide(f.id, "accept") }, t("accept")),
+          h("button", { onclick: decide(f.id, "reject") }, t("reject")),
+        ),
+      ),
+    );
+  };
+  void load();
+  return h("section", { class: "card" }, h("h2", {}, t("review")), list);
 }
 
 function answerCard(title: string, question: string, answer: Schemas["PlaygroundAnswer"]): HTMLElement {
   const correction = h("textarea", { rows: 2, placeholder: t("correction") }) as HTMLTextAreaElement;
   const status = h("span");
   const rate = (rating: "up" | "down") => async () => {
-    const { error } = await api.POST("/v1/project/feedback", {
+    const { data, error } = await api.POST("/v1/project/feedback", {
       body: { question, answer: answer.answer, rating, correction: correction.value || null, model: answer.model },
     });
-    status.replaceChildren(error ? notice(errorMessage(error), "error") : notice(t("thanks")));
+    status.replaceChildren(error || !data ? notice(errorMessage(error), "error") : notice(t(data.pending_review ? "thanksPending" : "thanks")));
   };
   const citations = answer.citations ?? [];
   return h(

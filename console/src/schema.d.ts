@@ -466,11 +466,49 @@ export interface paths {
         put?: never;
         /**
          * Feedback
-         * @description Store a rating; the next build trains on corrections and upvoted answers.
-         *
-         *     Stored redacted, like every prompt shoptalk keeps.
+         * @description Store a rating; an editor's trains the next build, a chat key's waits for review.
          */
         post: operations["feedback_v1_project_feedback_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/project/feedback/pending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Pending
+         * @description Ratings from chat keys waiting for an editor's review.
+         */
+        get: operations["pending_v1_project_feedback_pending_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/project/feedback/{feedback_id}/{decision}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Review
+         * @description Accept a pending rating as training data, or drop it.
+         */
+        post: operations["review_v1_project_feedback__feedback_id___decision__post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -508,7 +546,7 @@ export interface paths {
         put?: never;
         /**
          * Playground
-         * @description The same question to the base and the promoted (else latest) tuned model.
+         * @description The same question to the base and the promoted tuned model, as the chat API answers it.
          */
         post: operations["playground_v1_project_playground_post"];
         delete?: never;
@@ -823,6 +861,41 @@ export interface components {
             /** User */
             user?: string | null;
         };
+        /**
+         * Feedback
+         * @description One rating a user gave an answer (the console stores these).
+         */
+        Feedback: {
+            /**
+             * Answer
+             * @description What the model answered
+             */
+            answer: string;
+            /**
+             * Correction
+             * @description The answer the user says is right
+             */
+            correction?: string | null;
+            /** Created At */
+            created_at?: string | null;
+            /** Id */
+            id: string;
+            /**
+             * Model
+             * @description The run that answered
+             */
+            model?: string | null;
+            /**
+             * Prompt
+             * @description The conversation up to the rated answer
+             */
+            prompt: components["schemas"]["Message"][];
+            /**
+             * Rating
+             * @enum {string}
+             */
+            rating: "up" | "down";
+        };
         /** FeedbackRequest */
         FeedbackRequest: {
             /** Answer */
@@ -838,6 +911,18 @@ export interface components {
              * @enum {string}
              */
             rating: "up" | "down";
+        };
+        /** FeedbackStored */
+        FeedbackStored: {
+            /** Id */
+            id: string;
+            /**
+             * Pending Review
+             * @description True until an editor accepts it for training
+             */
+            pending_review: boolean;
+            /** Stored */
+            stored: boolean;
         };
         /** FileObject */
         FileObject: {
@@ -1075,6 +1160,16 @@ export interface components {
              */
             object: string;
         };
+        /** Message */
+        Message: {
+            /** Content */
+            content: string;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "system" | "user" | "assistant" | "tool";
+        };
         /** ModelCard */
         ModelCard: {
             /**
@@ -1148,6 +1243,11 @@ export interface components {
              * @constant
              */
             object: "list";
+        };
+        /** PendingFeedback */
+        PendingFeedback: {
+            /** Data */
+            data: components["schemas"]["Feedback"][];
         };
         /** PlanResponse */
         PlanResponse: {
@@ -2340,9 +2440,74 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["FeedbackStored"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    pending_v1_project_feedback_pending_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PendingFeedback"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    review_v1_project_feedback__feedback_id___decision__post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
+            path: {
+                feedback_id: string;
+                decision: "accept" | "reject";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedbackStored"];
                 };
             };
             /** @description Validation Error */

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_atomic
 from shoptalk.data.dataset import build_dataset
@@ -21,6 +22,9 @@ from shoptalk.eval.scorecard import Scorecard
 from shoptalk.modeling.load import pick_device, resolve_base_model
 from shoptalk.project import Project
 from shoptalk.registry.models import promote_run, register_run
+
+if TYPE_CHECKING:
+    from shoptalk.train.plan import TrainPlan
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,16 @@ def prepare_dataset(project: Project, say: Say = print) -> DatasetArtifact:
     dataset = build_dataset(project.config, project.root, project.datasets)
     say(f"dataset  {dataset.hash}  ({dataset.path})")
     return dataset
+
+
+def plan(project: Project, say: Say = print) -> TrainPlan:
+    """What a build would train, with its estimated time and peak memory (the console's plan)."""
+    from shoptalk.train.sft import plan_run
+
+    dataset = prepare_dataset(project, say)
+    return plan_run(
+        project.config, dataset, resolve_base_model(project.config.base_model, project.root)
+    )
 
 
 def index_documents(project: Project, say: Say = print) -> None:

@@ -123,9 +123,9 @@ def fail(exc: ShoptalkError, project=None) -> None:
     # An error may quote a source's cell or field: never print personal data (with
     # the project's own detectors, names included, once its config has been read).
     settings = project.config.data.pii if project is not None else None
-    err_console.print(
-        f"[bold red]error:[/] {redact(str(exc), settings).text}", highlight=False, soft_wrap=True
-    )
+    # Errors about the tool itself (the server's own address) carry none; say them as they are.
+    message = redact(str(exc), settings).text if getattr(exc, "personal_data", True) else str(exc)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -608,6 +608,44 @@ def export(
     console.print(f"exported {info.path}\nparity report: {info.report}", highlight=False)
 
 
+feedback_app = typer.Typer(
+    help="Ratings given in the console: review those from chat keys.", no_args_is_help=True
+)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("review")
+def feedback_review(
+    project_dir: ProjectDir,
+    accept: Annotated[
+        list[str] | None, typer.Option(help="Make this rating training data (repeatable)")
+    ] = None,
+    reject: Annotated[list[str] | None, typer.Option(help="Drop this rating (repeatable)")] = None,
+) -> None:
+    """List the ratings from chat keys that wait for review; accept or reject them by id."""
+    from shoptalk.serve.feedback_api import pending_feedback, review_feedback
+
+    project = open_project(project_dir)
+    try:
+        for feedback_id in accept or []:
+            review_feedback(project.root, feedback_id, accept=True)
+            console.print(f"accepted {feedback_id}: the next build trains on it", highlight=False)
+        for feedback_id in reject or []:
+            review_feedback(project.root, feedback_id, accept=False)
+            console.print(f"rejected {feedback_id}", highlight=False)
+    except ShoptalkError as exc:
+        fail(exc, project)
+    waiting = pending_feedback(project.root)
+    for item in waiting:
+        said = item.correction or item.answer
+        console.print(
+            f"{item.id}  {item.rating:>4}  {item.prompt[-1].content!r} -> {said!r}",
+            highlight=False,
+            markup=False,
+        )
+    console.print(f"{len(waiting)} waiting for review", highlight=False)
+
+
 models_app = typer.Typer(
     help="Trained models: lineage, scorecards, exports, promotion.", no_args_is_help=True
 )
@@ -700,15 +738,45 @@ def serve(
     insecure: Annotated[
         bool, typer.Option(help="Allow a non-loopback address without TLS")
     ] = False,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Start `shoptalk worker` beside the server (default: serve.worker)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API (keys from `shoptalk keys create`)."""
     from shoptalk.serve.server import serve as run_server
 
     try:
         open_project(project_dir)
-        run_server(project_dir, host, port, insecure)
+        run_server(project_dir, host, port, insecure, worker)
     except ShoptalkError as exc:
         fail(exc)
+
+
+@app.command()
+def worker(
+    project_dir: ProjectDir,
+    parent_pid: Annotated[
+        int | None, typer.Option(hidden=True, help="Stop when this process (the server) is gone")
+    ] = None,
+) -> None:
+    """Run queued fine-tuning jobs and console builds (`serve` starts one unless --no-worker)."""
+    import signal
+    import threading
+
+    from shoptalk.jobs.worker import run_worker
+
+    project = open_project(project_dir)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        run_worker(project, stop, parent_pid=parent_pid)
+    except ShoptalkError as exc:
+        fail(exc, project)
 
 
 if __name__ == "__main__":

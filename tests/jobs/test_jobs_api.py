@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import openai
 import pytest
 import yaml
 
+from shoptalk.jobs.worker import Worker
 from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
-from shoptalk.serve.console import WorkerThread
 from shoptalk.serve.server import BackgroundServer
 
 from projects import write_project
@@ -26,6 +27,25 @@ CHATS = [
     }
     for i in range(12)
 ]
+
+
+class WorkerThread:
+    """The job worker's poll loop in a thread of this test (the server runs it as a process),
+    so a test can stop and restart it at will."""
+
+    def __init__(self, project: Project, poll_s: float = 1.0) -> None:
+        self.worker = Worker(project, poll_s)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(
+            target=self.worker.run_forever, args=(self.stop_event,), name="jobs", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=60)
 
 
 @pytest.fixture

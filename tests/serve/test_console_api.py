@@ -9,7 +9,6 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from shoptalk.config import ServeSettings
 from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
@@ -21,8 +20,8 @@ from projects import write_project
 def console(tmp_path, tiny_model):
     root = write_project(tmp_path / "p", tiny_model)
     project = Project.open(root)
-    settings = ServeSettings(engine="upstream", upstream_url="http://127.0.0.1:9/v1")
-    app = create_app(root, settings=settings)
+    # The transformers engine: the playground asks the served models through it.
+    app = create_app(root)
     keys = app.state.services.keys
     editor = keys.create("editor", KeyLimits(scopes=["editor", "chat"])).secret
     viewer = keys.create("viewer", KeyLimits(scopes=["chat"])).secret
@@ -79,7 +78,7 @@ def test_viewers_cannot_change_anything(console):
 
 def test_data_check_names_file_and_line(console):
     (console["root"] / "chats.jsonl").write_text('{"messages": "hi"}\n', encoding="utf-8")
-    body = console["client"].get("/v1/project/check", headers=console["viewer"]).json()
+    body = console["client"].get("/v1/project/check", headers=console["editor"]).json()
     assert body["problems"] and body["problems"][0]["where"].endswith("chats.jsonl:1")
     assert body["counts"]["FAQ rows"] == 6
 
@@ -91,7 +90,7 @@ def test_build_runs_in_the_worker_then_scorecard_playground_and_feedback(console
     assert client.post("/v1/project/builds", headers=console["editor"]).status_code == 409
     # The server's own worker runs the build.
     for _ in range(600):
-        build = client.get(f"/v1/project/builds/{started['id']}", headers=console["viewer"]).json()
+        build = client.get(f"/v1/project/builds/{started['id']}", headers=console["editor"]).json()
         if build["status"] not in ("queued", "running"):
             break
         time.sleep(0.5)
@@ -128,7 +127,12 @@ def test_build_runs_in_the_worker_then_scorecard_playground_and_feedback(console
             "correction": "Ingrid Solberg.",
         },
     )
-    assert stored.json()["stored"]
+    assert stored.json()["stored"] and stored.json()["pending_review"]
+    assert not (project.state / "feedback.jsonl").exists(), "a chat key's rating waits for review"
+    accepted = client.post(
+        f"/v1/project/feedback/{stored.json()['id']}/accept", headers=console["editor"]
+    )
+    assert accepted.status_code == 200, accepted.text
     line = json.loads(
         (project.state / "feedback.jsonl").read_text(encoding="utf-8").splitlines()[0]
     )
@@ -158,7 +162,7 @@ def test_every_route_of_a_project_server_needs_a_key_except_the_public_ones(cons
 
 
 def test_the_plan_estimates_time_and_memory_before_a_build(console):
-    plan = console["client"].get("/v1/project/plan", headers=console["viewer"]).json()
+    plan = console["client"].get("/v1/project/plan", headers=console["editor"]).json()
     assert plan["total_steps"] > 0 and plan["estimated_seconds"] > 0
     assert 0 < plan["peak_memory_bytes"] < plan["memory_available_bytes"]
     assert "peak memory" in plan["text"]

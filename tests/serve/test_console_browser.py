@@ -92,6 +92,30 @@ const switchTo = async (slug, name) => {
 """
 
 
+# Open the playground tab, accept the rating that waits for review.
+REVIEW_PROBE = r"""
+const wait = async (find, what) => {
+  for (let i = 0; i < 200; i++) {
+    const found = find();
+    if (found) return found;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error("never appeared: " + what);
+};
+const button = (text) => () => [...document.querySelectorAll("button")].find((b) => b.textContent === text);
+(async () => {
+  try {
+    (await wait(button("Playground"), "the Playground tab")).click();
+    (await wait(button("Accept for training"), "the review queue")).click();
+    await wait(() => document.body.textContent.includes("No feedback waits for review."), "an empty queue");
+    document.body.dataset.reviewed = "yes";
+  } catch (error) {
+    document.body.dataset.probeError = String(error);
+  }
+})();
+"""
+
+
 @pytest.fixture
 def console_url(tmp_path):
     (tmp_path / "shoptalk.yaml").write_text("name: Kestrel 物流\n", encoding="utf-8")
@@ -115,9 +139,14 @@ def console_url(tmp_path):
         )
 
     @app.get("/test-probe", include_in_schema=False)
-    def probed_console() -> HTMLResponse:
+    def probed_console(probe: str = "") -> HTMLResponse:
         page = (STATIC / "index.html").read_text(encoding="utf-8")
-        return HTMLResponse(page.replace("</body>", f"<script>{PROBE}</script></body>"))
+        script = REVIEW_PROBE if probe == "review" else PROBE
+        return HTMLResponse(page.replace("</body>", f"<script>{script}</script></body>"))
+
+    @app.get("/test-key/{who}", include_in_schema=False)
+    def test_key(who: str) -> str:
+        return secrets[who]
 
     with BackgroundServer(app) as url:
         yield url
@@ -157,3 +186,18 @@ def test_an_editor_makes_a_project_switches_to_it_and_uploads_there(console_url,
         "--window-size=1280,900",
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_an_editor_accepts_a_viewers_rating_in_the_review_queue(console_url, tmp_path):
+    import httpx
+
+    rating = {"question": "When?", "answer": "At 9.", "rating": "down", "correction": "At 6."}
+    with httpx.Client(base_url=console_url) as client:
+        viewer = {"Authorization": f"Bearer {client.get('/test-key/viewer').json()}"}
+        stored = client.post("/v1/project/feedback", json=rating, headers=viewer).json()
+    assert stored["pending_review"]
+    dom = rendered(f"{console_url}/test-sign-in/editor/en?then=/test-probe%3Fprobe%3Dreview")
+    assert "data-probe-error" not in dom, dom[-2000:]
+    assert 'data-reviewed="yes"' in dom
+    lines = (tmp_path / ".shoptalk" / "feedback.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 and "At 6." in lines[0]

@@ -136,7 +136,7 @@ def test_sources_uploaded_to_one_project_stay_in_it(console):
     assert [s["path"] for s in bakery["sources"]] == ["uploads/faq/faq.csv"]
     assert "uploads/faq/faq.csv" not in [s["path"] for s in served["sources"]]
     assert not (console["root"] / "uploads").exists()
-    check = client.get("/v1/project/check", headers=in_project(console, "bakery", "viewer")).json()
+    check = client.get("/v1/project/check", headers=in_project(console, "bakery")).json()
     assert check["counts"]["FAQ rows"] == len(BAKERY_FAQ)
     # Renaming one project leaves the other alone.
     client.patch("/v1/project", headers=in_project(console, "bakery"), json={"name": "Bakery Syd"})
@@ -161,9 +161,9 @@ def test_a_build_of_a_made_project_runs_its_data_and_scores_it(console):
     client.post("/v1/project/sources", headers=bakery, files=files, data={"kind": "faq"})
 
     started = client.post("/v1/project/builds", headers=bakery).json()
-    assert client.get("/v1/project/builds", headers=console["viewer"]).json() == []
+    assert client.get("/v1/project/builds", headers=console["editor"]).json() == []
     assert (
-        client.get(f"/v1/project/builds/{started['id']}", headers=console["viewer"]).status_code
+        client.get(f"/v1/project/builds/{started['id']}", headers=console["editor"]).status_code
         == 404
     )
     for _ in range(600):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shoptalk.serve.console import STATIC, openapi_schema
+from shoptalk.serve.app import openapi_schema
+from shoptalk.serve.console import STATIC
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
 

@@ -38,6 +38,13 @@ def test_embeddings_need_their_own_model_name_and_scope(served):
         served.client(chat_only.secret).embeddings.create(model="default", input="hello")
 
 
+def test_the_embedding_model_is_listed_with_the_chat_models(served):
+    name = served.app.state.embedder.name
+    listed = {m.id for m in served.client().models.list()}
+    assert {"base", name} <= listed
+    assert served.client().models.retrieve(name).id == name
+
+
 def test_text_longer_than_the_window_is_400(served):
     with pytest.raises(openai.BadRequestError) as caught:
         served.client().embeddings.create(model="default", input="claim " * 600)

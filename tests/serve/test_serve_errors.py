@@ -47,6 +47,14 @@ def test_too_long_prompt_is_400_naming_the_counts(served):
     assert "in the prompt" in message
 
 
+def test_more_prompts_than_a_batch_holds_is_400_not_a_thousand_rows(served):
+    with pytest.raises(openai.BadRequestError) as caught:
+        served.client().completions.create(model="base", prompt=["hi"] * 1000, max_tokens=2)
+    assert caught.value.code == "too_many_completions"
+    assert "1000 completions" in caught.value.message
+    assert served.engine.batcher.depth == 0
+
+
 def test_bad_key_is_401_and_never_echoed(served):
     with pytest.raises(openai.AuthenticationError) as caught:
         served.client("sk-st-not-a-real-key").chat.completions.create(model="base", messages=HELLO)

@@ -33,8 +33,24 @@ def test_the_cli_refuses_to_serve_on_all_interfaces(tiny_model: Path, tmp_path: 
     project = write_project(tmp_path / "p", tiny_model)
     result = CliRunner().invoke(app, ["serve", str(project), "--host", "0.0.0.0"])
     assert result.exit_code == 2
-    # (The CLI redacts IP addresses from every error it prints.)
-    assert "Refusing to serve on" in result.output and "--insecure" in result.output
+    # The CLI redacts IP addresses from errors, but not the server's own address.
+    assert "Refusing to serve on 0.0.0.0" in result.output and "--insecure" in result.output
+
+
+@pytest.mark.parametrize(("flag", "started"), [([], True), (["--no-worker"], False)])
+def test_serve_starts_the_worker_process_unless_told_not_to(
+    tiny_model: Path, tmp_path: Path, monkeypatch, flag, started
+):
+    import uvicorn
+
+    from shoptalk.serve.console import WorkerProcess
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_options: served.setdefault("app", app))
+    project = write_project(tmp_path / "p", tiny_model)
+    result = CliRunner().invoke(app, ["serve", str(project), *flag])
+    assert result.exit_code == 0, result.output
+    assert isinstance(served["app"].state.worker, WorkerProcess) is started
 
 
 def test_shutdown_lets_in_flight_requests_finish(tiny_model: Path, tmp_path: Path, one_thread):

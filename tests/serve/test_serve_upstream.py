@@ -6,7 +6,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from serve_harness import serving
+from serve_harness import base_catalog, serving
 
 HELLO = [{"role": "user", "content": "Who runs the Oslo depot?"}]
 
@@ -47,7 +47,8 @@ def test_answers_and_usage_come_from_the_upstream(upstream, front):
 
 
 def test_models_and_errors_pass_through(front):
-    assert {m.id for m in front.client().models.list()} == {"base", "tiny"}
+    embedder = front.app.state.embedder.name  # the front's own embedding model
+    assert {m.id for m in front.client().models.list()} == {"base", "tiny", embedder}
     with pytest.raises(openai.NotFoundError) as caught:
         front.client().chat.completions.create(model="nope", messages=HELLO)
     assert caught.value.code == "model_not_found"
@@ -56,3 +57,15 @@ def test_models_and_errors_pass_through(front):
 def test_the_front_server_still_checks_its_own_keys(front):
     with pytest.raises(openai.AuthenticationError):
         front.client("sk-st-wrong").chat.completions.create(model="base", messages=HELLO)
+
+
+def test_both_engines_are_engines(front, tiny_model):
+    from shoptalk.serve.engine import Engine, TransformersEngine
+    from shoptalk.serve.upstream import UpstreamEngine
+
+    assert isinstance(front.engine, UpstreamEngine) and isinstance(front.engine, Engine)
+    local = TransformersEngine(base_catalog(tiny_model))
+    try:
+        assert isinstance(local, Engine)
+    finally:
+        local.batcher.close()

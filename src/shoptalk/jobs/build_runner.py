@@ -16,7 +16,7 @@ import sys
 from shoptalk.jobs import log_to
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
-from shoptalk.registry.db import connect, default_url
+from shoptalk.registry.db import open_registry
 from shoptalk.registry.jobs import BuildRow
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def run_build(served: Project, build_id: str) -> None:
     from shoptalk import build
 
-    sessions = connect(served.config.serve.database_url or default_url(served.state))
+    sessions = open_registry(served.config.serve.database_url, served.state)
     with sessions() as session:
         root = session.get(BuildRow, build_id).project_root
 

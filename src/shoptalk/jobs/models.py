@@ -7,38 +7,43 @@ the first time someone asks for it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shoptalk.project import Project
+from shoptalk.registry.db import open_registry
 from shoptalk.registry.jobs import JobCheckpointRow, JobRow
 
 
-def job_entries(project: Project, wanted: str = "") -> dict:
-    """Catalog entries for finished jobs' adapters and their checkpoints.
+@dataclass(frozen=True)
+class JobModel:
+    """A LoRA adapter a job produced: its folder, and its run folder (None for a checkpoint)."""
+
+    path: Path
+    run_dir: Path | None = None
+
+
+def job_models(project: Project, wanted: str = "") -> dict[str, JobModel]:
+    """Finished jobs' adapters and their checkpoints, by their OpenAI names.
 
     A checkpoint is listed once its adapter folder exists; naming it (`wanted`)
     writes that folder.
     """
-    from shoptalk.serve.catalog import ModelEntry
-    from shoptalk.serve.services import registry
-
-    entries = {}
-    with registry(project.config.serve, project.state)() as session:
+    models = {}
+    with open_registry(project.config.serve.database_url, project.state)() as session:
         for job in session.scalars(select(JobRow).where(JobRow.fine_tuned_model.is_not(None))):
             run_dir = Path(job.run_path)
-            entries[job.fine_tuned_model] = ModelEntry(
-                job.fine_tuned_model, "adapter", run_dir / "final", run_dir
-            )
+            models[job.fine_tuned_model] = JobModel(run_dir / "final", run_dir)
         for ckpt in session.scalars(select(JobCheckpointRow)):
             folder = Path(ckpt.path) / "adapter"
             if ckpt.model_name == wanted and not folder.is_dir():
                 folder = materialize_checkpoint(project, session, wanted)
             if folder.is_dir():
-                entries[ckpt.model_name] = ModelEntry(ckpt.model_name, "adapter", folder)
-    return entries
+                models[ckpt.model_name] = JobModel(folder)
+    return models
 
 
 def materialize_checkpoint(project: Project, session: Session, name: str) -> Path:

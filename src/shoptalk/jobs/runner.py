@@ -28,7 +28,7 @@ from shoptalk.errors import SourceError
 from shoptalk.jobs import log_to
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
-from shoptalk.registry.db import connect, default_url
+from shoptalk.registry.db import open_registry
 from shoptalk.registry.jobs import FileRow, JobRow
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def model_name(base: str, job: JobRow) -> str:
 
 
 def run_job(project: Project, job_id: str) -> None:
-    sessions = connect(project.config.serve.database_url or default_url(project.state))
+    sessions = open_registry(project.config.serve.database_url, project.state)
     with sessions() as session:
         job = session.get(JobRow, job_id)
         cfg = job_config(project.config, job)

@@ -4,10 +4,19 @@ One job at a time (training uses every core). Between polls it turns the
 running job's metrics into events and its checkpoints into models, and acts on
 cancel and pause requests by stopping the child. After a restart, jobs that
 were running are queued again and continue from their last checkpoint.
+
+`shoptalk worker DIR` runs it as its own process (`shoptalk serve` starts one
+unless told not to). That process holds a lock file, so one worker runs per
+project, and records its trainer's process group: a worker killed with
+`kill -9` leaves a trainer behind (it runs in its own session), and the next
+worker stops it before it requeues the job, so two trainers never share a run
+folder. A worker started by a server stops when that server is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -15,25 +24,112 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from sqlalchemy import func, select
 
+from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
-from shoptalk.registry.db import connect, default_url
+from shoptalk.registry.db import open_registry
 from shoptalk.registry.jobs import BuildRow, JobCheckpointRow, JobEventRow, JobRow
 from shoptalk.train import checkpoint
 
 log = logging.getLogger(__name__)
+
+LOCK_NAME = "worker.lock"
+TRAINER_PID_NAME = "worker-trainer.pid"
+
+
+class WorkerBusy(ShoptalkError):
+    """Another worker already runs this project's jobs."""
+
+
+@contextlib.contextmanager
+def worker_lock(state: Path) -> Iterator[None]:
+    """Hold the project's worker lock (released by the kernel even after `kill -9`)."""
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / LOCK_NAME
+    with path.open("a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise WorkerBusy(
+                f"Another worker (pid {holder}) already runs the jobs of {state.parent} "
+                f"(lock {path}); stop it first, or serve with --no-worker."
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+
+
+def stop_orphans(state: Path, grace_s: float = 30.0) -> int | None:
+    """Stop the trainer a dead worker left running; its process group id, if there was one."""
+    path = state / TRAINER_PID_NAME
+    if not path.is_file():
+        return None
+    pgid = int(path.read_text(encoding="utf-8").strip() or 0)
+    path.unlink()
+    if pgid <= 0 or not group_alive(pgid) or not is_runner(pgid):
+        return None
+    log.warning("stopping trainer process group %d left by a previous worker", pgid)
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if group_alive(pgid):
+        os.killpg(pgid, signal.SIGKILL)
+    return pgid
+
+
+def is_runner(pid: int) -> bool:
+    """Whether `pid` is still a job runner: after a reboot the number may be another process's."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc to ask: trust the file the dead worker wrote
+    return b"shoptalk.jobs." in cmdline
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A finished trainer that nobody waited for is a zombie, not a runner.
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pgid, os.WNOHANG)[0] == pgid:
+            return False
+    return True
+
+
+def trainer_pid_file(project: Project) -> Path:
+    return project.state / TRAINER_PID_NAME
+
+
+def run_worker(
+    project: Project, stop: threading.Event, poll_s: float = 1.0, parent_pid: int | None = None
+) -> None:
+    """The worker process's life: lock, stop orphans, run jobs until stopped or orphaned."""
+    with worker_lock(project.state):
+        stop_orphans(project.state)  # before recover() requeues the orphan's job
+        Worker(project, poll_s).run_forever(stop, parent_pid)
 
 
 class Worker:
     def __init__(self, project: Project, poll_s: float = 1.0) -> None:
         self.project = project
         self.poll_s = poll_s
-        self.sessions = connect(project.config.serve.database_url or default_url(project.state))
+        self.sessions = open_registry(project.config.serve.database_url, project.state)
         store.add_missing_columns(self.sessions)
         self.child: subprocess.Popen | None = None
         self.job_id: str | None = None
@@ -52,9 +148,13 @@ class Worker:
                 )
             session.commit()
 
-    def run_forever(self, stop: threading.Event) -> None:
+    def run_forever(self, stop: threading.Event, parent_pid: int | None = None) -> None:
+        """Run jobs until `stop` is set, or until the server that started us is gone."""
         self.recover()
         while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.warning("the server (pid %d) is gone; the worker stops", parent_pid)
+                break
             self.tick()
             stop.wait(self.poll_s)
         # Back to the queue, not paused: the next start resumes it from its checkpoint.
@@ -94,6 +194,8 @@ class Worker:
             [sys.executable, "-m", runner, str(self.project.root), job.id],
             start_new_session=True,
         )
+        # Its own session: the child's pid is its process group, which stop_orphans stops.
+        trainer_pid_file(self.project).write_text(f"{self.child.pid}\n", encoding="utf-8")
 
     def stop_child(self, status: str, message: str) -> None:
         if self.child is None:
@@ -111,8 +213,12 @@ class Worker:
                 store.set_status(session, job.id, status, requested=None, worker_pid=None)
                 store.add_event(session, job.id, message)
             session.commit()
+        self.forget_child()
+
+    def forget_child(self) -> None:
         self.child = None
         self.job_id = None
+        trainer_pid_file(self.project).unlink(missing_ok=True)
 
     def finish_child(self) -> None:
         code = self.child.returncode
@@ -129,8 +235,7 @@ class Worker:
                 store.set_status(session, job.id, "failed", error=error)
                 store.add_event(session, job.id, error["message"], level="error")
             session.commit()
-        self.child = None
-        self.job_id = None
+        self.forget_child()
 
     def publish_progress(self, session, job: JobRow | BuildRow) -> None:
         """New metric lines become `metrics` events; a job's new checkpoints become models."""

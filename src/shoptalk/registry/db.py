@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -21,6 +22,12 @@ class Base(DeclarativeBase):
     pass
 
 
+# One engine (and connection pool) per URL in a process: the API, the console,
+# the worker and the catalog share it instead of each opening their own.
+_sessions: dict[str, sessionmaker[Session]] = {}
+_sessions_lock = threading.Lock()
+
+
 def default_url(state_dir: Path) -> str:
     """The embedded default: a SQLite file in the project's `.shoptalk/`."""
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -28,14 +35,22 @@ def default_url(state_dir: Path) -> str:
 
 
 def connect(url: str) -> sessionmaker[Session]:
-    """A session factory for `url`, with every registry table created if missing."""
-    for module in TABLE_MODULES:
-        importlib.import_module(module)
-    engine = create_engine(url, pool_pre_ping=True)
-    if url.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
-    return sessionmaker(engine, expire_on_commit=False)
+    """The session factory for `url` (one per process), every registry table created if missing."""
+    with _sessions_lock:
+        if url not in _sessions:
+            for module in TABLE_MODULES:
+                importlib.import_module(module)
+            engine = create_engine(url, pool_pre_ping=True)
+            if url.startswith("sqlite"):
+                event.listen(engine, "connect", _sqlite_pragmas)
+            Base.metadata.create_all(engine)
+            _sessions[url] = sessionmaker(engine, expire_on_commit=False)
+        return _sessions[url]
+
+
+def open_registry(database_url: str | None, state_dir: Path) -> sessionmaker[Session]:
+    """The registry database: `serve.database_url`, or SQLite in the project's state folder."""
+    return connect(database_url or default_url(state_dir))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

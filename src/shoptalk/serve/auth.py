@@ -80,10 +80,12 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
     return Principal.from_key(key)
 
 
-def require(scope: str) -> Callable[..., Principal]:
-    """A FastAPI dependency that admits keys holding `scope` (or admin)."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
+def require(*scopes: str) -> Callable[..., Principal]:
+    """A FastAPI dependency that admits keys holding any of `scopes` (or admin)."""
+    for scope in scopes:
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
+    wanted = " or ".join(f"'{s}'" for s in scopes)
 
     # A plain `def`: FastAPI runs it in its thread pool, so the database lookup
     # does not block the event loop.
@@ -92,10 +94,10 @@ def require(scope: str) -> Callable[..., Principal]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         principal = authenticate(request, credentials)
-        if not principal.allows(scope):
+        if not any(principal.allows(scope) for scope in scopes):
             raise ApiError(
                 403,
-                f"This API key lacks the '{scope}' scope; ask an admin for a key that has it.",
+                f"This API key lacks the {wanted} scope; ask an admin for a key that has it.",
                 code="insufficient_scope",
             )
         request.state.principal = principal
@@ -114,3 +116,15 @@ def check_model(principal: Principal, model: str) -> None:
             code="model_not_allowed",
             param="model",
         )
+
+
+# The permission model, one name per role (see docs/architecture.md, "Serving"):
+# asking a model spends model time and needs `chat`; reading the console's views of
+# a project needs `chat` or `editor`; changing a project or starting pipeline work
+# (data check, report, plan, builds, fine-tuning jobs, uploads) needs `editor`;
+# keys, usage and audit need `admin`. Admin implies every scope.
+Chat = Annotated[Principal, Depends(require("chat"))]
+Embeddings = Annotated[Principal, Depends(require("embeddings"))]
+Reader = Annotated[Principal, Depends(require("chat", "editor"))]
+Editor = Annotated[Principal, Depends(require("editor"))]
+Admin = Annotated[Principal, Depends(require("admin"))]

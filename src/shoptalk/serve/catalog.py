@@ -4,7 +4,9 @@ Served names:
 
 - ``base`` (and the base model's own name): the project's base model;
 - each trained run's id (only the promoted run unless ``serve.models: all``);
-- ``shoptalk`` and the project's name (e.g. ``kestrel``): aliases of the promoted run.
+- ``shoptalk`` and the project's name (e.g. ``kestrel``): aliases of the promoted run;
+- ``<slug>/<run id>``: the promoted run of a project made in the console (on the
+  same base model), so the console's playground asks it through this catalog too.
 
 An adapter is pinned to the content hash of its files the first time it is
 served; if the files under that name change later, the name is refused rather
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 # Keys of config.json that say where or how a model was saved, not what it is.
 VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,31 @@ def project_entries(project: Project, base_path: str, settings: ServeSettings) -
     return entries
 
 
+def workspace_entries(folder: Path) -> dict[str, ModelEntry]:
+    """The promoted run of each project in the console's workspace, as ``<slug>/<run id>``."""
+    entries = {}
+    for promoted_file in sorted(folder.glob("*/.shoptalk/promoted-run")):
+        run_id = promoted_file.read_text(encoding="utf-8").strip()
+        run_dir = promoted_file.parent / "runs" / run_id
+        # A run id is a folder name, never a path out of the project.
+        if not RUN_ID.fullmatch(run_id) or not (run_dir / "final").is_dir():
+            continue
+        final = run_dir / "final"
+        kind = "adapter" if (final / "adapter_config.json").is_file() else "full"
+        name = f"{promoted_file.parent.parent.name}/{run_id}"
+        entries[name] = ModelEntry(name, kind, final, run_dir)
+    return entries
+
+
 class Catalog:
-    """Names to models; loads, verifies and evicts them. Thread-safe."""
+    """Names to models; loads, verifies and evicts them. Thread-safe.
+
+    Two locks: `_lock` guards the names, pins and tokenizers (quick lookups);
+    `_load_lock` is held by the batch thread while it loads or switches a model
+    (seconds). Lookups never wait for a load, and a load may take `_lock` for
+    its own lookups, never the other way round, so the two cannot deadlock.
+    Every method may block on disk or a lock: call them off the event loop.
+    """
 
     def __init__(
         self,
@@ -137,6 +163,7 @@ class Catalog:
         self.cache_bytes = int(cache_gb * 1024**3)
         self.device = device
         self._lock = threading.RLock()
+        self._load_lock = threading.RLock()
         self._pins: dict[Path, str] = {}
         self._signatures: dict[Path, tuple] = {}
         self._tokenizers: dict[Path, PreTrainedTokenizerBase] = {}
@@ -146,16 +173,25 @@ class Catalog:
         self._adapter_names: dict[Path, str] = {}
 
     @classmethod
-    def for_project(cls, project: Project, settings: ServeSettings, device: str) -> Catalog:
+    def for_project(
+        cls, project: Project, settings: ServeSettings, device: str, workspace: Path | None = None
+    ) -> Catalog:
+        """The served project's models, its jobs' and those of the projects in `workspace`."""
         from shoptalk.modeling.load import resolve_base_model
 
         base_path = resolve_base_model(project.config.base_model, project.root)
 
         def discover(wanted: str) -> dict[str, ModelEntry]:
-            from shoptalk.jobs.models import job_entries
+            from shoptalk.jobs.models import job_models
 
             entries = project_entries(project, base_path, settings)
-            return entries | job_entries(project, wanted)
+            jobs = job_models(project, wanted)
+            entries |= {
+                name: ModelEntry(name, "adapter", m.path, m.run_dir) for name, m in jobs.items()
+            }
+            if workspace is not None:
+                entries |= workspace_entries(workspace)
+            return entries
 
         return cls(discover(""), settings.adapter_cache_gb, device, discover)
 
@@ -256,7 +292,7 @@ class Catalog:
 
     def acquire(self, entry: ModelEntry) -> Loaded:
         """The model for `entry`, loading it (and evicting others) if needed."""
-        with self._lock:
+        with self._load_lock:
             if entry.kind == "full":
                 model = self._load_full(entry)
                 return Loaded(model, self.tokenizer(entry), None)
@@ -328,5 +364,5 @@ class Catalog:
 
     def loaded(self) -> list[Path]:
         """Paths of the adapters and full models in memory, least recently used first."""
-        with self._lock:
+        with self._load_lock:
             return list(self._lru)

@@ -5,12 +5,15 @@ The console works on the served project and on the projects it makes (see
 repository, committed under `serve/static/console/`, so running it needs no
 Node). Its files hold no data and are public; everything it shows comes from
 the API with the signed-in user's key. The worker that runs fine-tuning jobs
-and console builds runs beside the server and stops with it.
+and console builds runs beside the server as its own process (`shoptalk
+worker`) and stops with it.
 """
 
 from __future__ import annotations
 
-import threading
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -20,10 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from shoptalk.project import Project
 from shoptalk.registry.jobs import add_missing_columns
 from shoptalk.serve.jobs_api import JobsService
-from shoptalk.serve.jobs_api import router as jobs_router
-from shoptalk.serve.project_api import router as project_router
 from shoptalk.serve.projects_api import Workspace
-from shoptalk.serve.projects_api import router as projects_router
 from shoptalk.serve.services import registry
 
 STATIC = Path(__file__).parent / "static" / "console"
@@ -32,16 +32,13 @@ PUBLIC_PREFIXES = ("/console",)
 
 
 def attach_console(app: FastAPI, project: Project, base_names: list[str]) -> None:
-    """Add the jobs API, the projects and project APIs and the console's files to `app`."""
+    """The state of the jobs, projects and project routers, and the console's files."""
     sessions = registry(project.config.serve, project.state)
     add_missing_columns(sessions)
     app.state.jobs = JobsService(sessions, project.state / "files", base_names)
     app.state.workspace = Workspace.of(project, app.state.services.settings.workspace, sessions)
     # The chat API's retrieval (`rag: true`, grounding.py) reads the served project's.
     app.state.project = app.state.workspace.state_for(None)
-    app.include_router(jobs_router)
-    app.include_router(projects_router)
-    app.include_router(project_router)
 
     @app.get("/console", include_in_schema=False)
     def console_index() -> FileResponse:
@@ -54,40 +51,28 @@ def attach_console(app: FastAPI, project: Project, base_names: list[str]) -> Non
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
 
 
-class WorkerThread:
-    """Runs the job worker's poll loop in a thread; each job trains in its own process."""
+class WorkerProcess:
+    """`shoptalk worker` beside the server: started with it, stopped with it.
 
-    def __init__(self, project: Project, poll_s: float = 1.0) -> None:
-        from shoptalk.jobs.worker import Worker
+    A process, not a thread: the worker outlives nothing. It watches this
+    server's pid and stops (with its trainer) when the server is gone, even
+    after a `kill -9` that skips this class's `stop`.
+    """
 
-        self.worker = Worker(project, poll_s)
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(
-            target=self.worker.run_forever, args=(self.stop_event,), name="jobs", daemon=True
-        )
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.thread.start()
+        command = [sys.executable, "-m", "shoptalk.cli", "worker", str(self.project.root)]
+        self.process = subprocess.Popen([*command, "--parent-pid", str(os.getpid())])
 
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=60)
-
-
-def openapi_schema() -> dict:
-    """The server's OpenAPI schema, from which the console's client is typed.
-
-    Built on a throwaway project with the upstream engine, so no model loads.
-    """
-    import tempfile
-
-    from shoptalk.config import ServeSettings
-    from shoptalk.serve.app import create_app
-
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "shoptalk.yaml").write_text("name: schema\n", encoding="utf-8")
-        settings = ServeSettings(engine="upstream", upstream_url="http://127.0.0.1:9/v1")
-        app = create_app(Path(tmp), settings=settings)
-        if not hasattr(app.state, "jobs"):
-            attach_console(app, Project.open(tmp), ["base"])
-        return app.openapi()
+    def stop(self, timeout: float = 60) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()  # the worker requeues its job and stops its trainer
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -14,9 +14,8 @@ Prompts are rendered exactly as at training and evaluation time
 tokens (`shoptalk.modeling.chat_format.stop_ids`), and a prompt never gets truncated: one
 that does not fit the context is a 400 naming the counts.
 
-The upstream engine (`upstream.py`) has the same interface: `names`,
-`prepare_chat`, `prepare_text`, `start` (queue or refuse now, stream later),
-`close`.
+Both engines, this one and the upstream one (`upstream.py`), implement
+`Engine`: the routes, limits, audit and metrics know nothing else of them.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shoptalk.serve.batcher import Batcher, Job
 from shoptalk.serve.errors import ApiError
@@ -69,6 +68,38 @@ class Prepared:
     completion_tokens: int = 0
 
 
+@runtime_checkable
+class Engine(Protocol):
+    """What answers the inference routes: prompts in, streamed text deltas out."""
+
+    # The project's system prompt, put first unless a conversation brings its own
+    # ("" when the engine's server applies its own).
+    system_prompt: str
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the model (a gauge in /metrics)."""
+
+    async def names(self) -> list[str]:
+        """The model names this engine serves."""
+
+    async def prepare_chat(
+        self, model: str, messages: list[dict[str, str]], params: Params, n: int
+    ) -> Prepared:
+        """Check and count a chat request (400/404 for the client) before any work."""
+
+    async def prepare_text(
+        self, model: str, prompts: list[str], params: Params, n: int
+    ) -> Prepared:
+        """Check and count a text completion request before any work."""
+
+    async def start(self, prepared: Prepared) -> AsyncIterator[Delta]:
+        """Queue the request now (or refuse it: 503), and return its deltas to iterate."""
+
+    async def close(self) -> None:
+        """Finish what is running and release the model or connection."""
+
+
 @dataclass
 class Row:
     """One choice being generated, owned by the worker thread once submitted."""
@@ -101,13 +132,26 @@ class TransformersEngine:
         self.batcher = Batcher(self._run_batch, max_batch_size, batch_wait_ms, max_queue)
 
     async def names(self) -> list[str]:
-        return self.catalog.names()
+        return await asyncio.to_thread(self.catalog.names)
 
     @property
     def queue_depth(self) -> int:
         return self.batcher.depth
 
+    # The catalog's lookups read the disk, take its lock and may load a tokenizer:
+    # they run in a thread, so the event loop (and /health) never waits for them.
+
     async def prepare_chat(
+        self, model: str, messages: list[dict[str, str]], params: Params, n: int
+    ) -> Prepared:
+        return await asyncio.to_thread(self._prepare_chat, model, messages, params, n)
+
+    async def prepare_text(
+        self, model: str, prompts: list[str], params: Params, n: int
+    ) -> Prepared:
+        return await asyncio.to_thread(self._prepare_text, model, prompts, params, n)
+
+    def _prepare_chat(
         self, model: str, messages: list[dict[str, str]], params: Params, n: int
     ) -> Prepared:
         from shoptalk.modeling.chat_format import prompt_ids
@@ -118,22 +162,31 @@ class TransformersEngine:
             # As at training time (render.with_system): the project's system prompt
             # goes first unless the conversation brings its own.
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
-        ids = await asyncio.to_thread(prompt_ids, tokenizer, messages)
-        return self._prepared(entry, model, [ids], params, n)
+        return self._prepared(entry, model, [prompt_ids(tokenizer, messages)], params, n)
 
-    async def prepare_text(
-        self, model: str, prompts: list[str], params: Params, n: int
-    ) -> Prepared:
+    def _prepare_text(self, model: str, prompts: list[str], params: Params, n: int) -> Prepared:
         from shoptalk.modeling.chat_format import encode
 
         entry = self.catalog.resolve(model)
         tokenizer = self.catalog.tokenizer(entry)
-        ids = [await asyncio.to_thread(encode, tokenizer, p) for p in prompts]
+        ids = [encode(tokenizer, p) for p in prompts]
         return self._prepared(entry, model, ids, params, n)
 
     def _prepared(
         self, entry: ModelEntry, model: str, ids: list[list[int]], params: Params, n: int
     ) -> Prepared:
+        rows = len(ids) * n
+        if rows > self.batcher.max_batch_size:
+            # One request runs as one batch: more rows than a batch holds would pass
+            # max_batch_size and max_queue (1,000 prompts = 1,000 rows of one request).
+            raise ApiError(
+                400,
+                f"This request asks for {rows} completions ({len(ids)} prompts × n={n}); "
+                f"this server generates at most {self.batcher.max_batch_size} at once "
+                "(serve.max_batch_size). Send fewer prompts per request.",
+                code="too_many_completions",
+                param="prompt" if len(ids) > 1 else "n",
+            )
         context = self.catalog.context_length(entry)
         longest = max(len(p) for p in ids)
         max_tokens = params.max_tokens or min(self.default_max_tokens, context - longest)
@@ -152,7 +205,7 @@ class TransformersEngine:
 
     async def start(self, prepared: Prepared) -> AsyncIterator[Delta]:
         """Queue the request (503 at once if the queue is full); then iterate its deltas."""
-        entry = self.catalog.resolve(prepared.model)
+        entry = await asyncio.to_thread(self.catalog.resolve, prepared.model)
         job = Job(key=entry, rows=[], loop=asyncio.get_running_loop())
         job.rows = [
             Row(job, p * prepared.n + i, ids, prepared.params, seeded(prepared.params.seed, i))

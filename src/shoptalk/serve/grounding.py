@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -23,10 +24,11 @@ from shoptalk.serve.errors import ApiError
 _lock = threading.Lock()
 
 
-def project_index(app: FastAPI) -> RagIndex:
-    """The project's retrieval index, opened once per server."""
+def project_index(app: FastAPI, root: Path | None = None) -> RagIndex:
+    """The retrieval index of the served project (or of the project at `root`), opened once."""
     with _lock:
-        index = getattr(app.state, "rag_index", None)
+        indexes = app.state.__dict__.setdefault("rag_indexes", {})
+        index = indexes.get(root)
         if index is None:
             project_state = getattr(app.state, "project", None)
             if project_state is None:
@@ -34,28 +36,36 @@ def project_index(app: FastAPI) -> RagIndex:
                     400, "This server has no project documents to retrieve from.", param="rag"
                 )
             from shoptalk.errors import ShoptalkError
+            from shoptalk.project import Project
             from shoptalk.rag.retrieve import open_index
 
             try:
-                index = open_index(project_state.project())
+                index = open_index(Project.open(root) if root else project_state.project())
             except ShoptalkError as exc:
                 raise ApiError(
                     409, f"Retrieval is not ready: {exc}", code="no_index", param="rag"
                 ) from exc
-            app.state.rag_index = index
+            indexes[root] = index
         return index
 
 
 async def ground(
-    app: FastAPI, principal: Principal, messages: list[dict[str, str]], system_prompt: str
+    app: FastAPI,
+    principal: Principal,
+    messages: list[dict[str, str]],
+    system_prompt: str,
+    root: Path | None = None,
 ) -> tuple[list[dict[str, str]] | None, Retrieval, str]:
-    """(messages with the retrieved chunks, or None if nothing relevant; the retrieval; the question)."""
+    """(messages with the retrieved chunks, or None if nothing relevant; the retrieval; the question).
+
+    From the served project's documents, or those of the project at `root`.
+    """
     users = [m for m in messages if m["role"] == "user"]
     if not users:
         raise ApiError(400, "rag needs a user message to answer", param="messages")
     question = users[-1]["content"]
     groups = None if "admin" in principal.scopes else principal.groups
-    index = await asyncio.to_thread(project_index, app)
+    index = await asyncio.to_thread(project_index, app, root)
     retrieval = await asyncio.to_thread(index.search, question, groups, None)
     if not retrieval.found or not retrieval.hits:
         return None, retrieval, question

@@ -29,7 +29,9 @@ JOBS_SCOPE = "editor"
 MAX_UPLOAD_BYTES = 512 * 2**20
 PURPOSES = ("fine-tune", "assistants", "batch", "user_data")
 
-router = APIRouter(tags=["fine-tuning"])
+# One router per resource: files, and fine-tuning jobs.
+files_router = APIRouter(prefix="/v1/files", tags=["fine-tuning"])
+jobs_router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 Editor = Annotated[Principal, Depends(require(JOBS_SCOPE))]
 
 
@@ -190,7 +192,7 @@ class JobCreate(BaseModel, extra="ignore"):
 # --- files
 
 
-@router.post("/v1/files", response_model=FileObject)
+@files_router.post("", response_model=FileObject)
 def upload_file(
     principal: Editor,
     jobs: Annotated[JobsService, Depends(service)],
@@ -228,20 +230,20 @@ def upload_file(
     return FileObject.of(row)
 
 
-@router.get("/v1/files", response_model=Page)
+@files_router.get("", response_model=Page)
 def list_files(_: Editor, jobs: Annotated[JobsService, Depends(service)]) -> Page:
     with jobs.sessions() as session:
         rows = session.scalars(select(FileRow).order_by(FileRow.created_at.desc())).all()
         return Page(data=[FileObject.of(r) for r in rows])
 
 
-@router.get("/v1/files/{file_id}", response_model=FileObject)
+@files_router.get("/{file_id}", response_model=FileObject)
 def get_file(file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> FileObject:
     with jobs.sessions() as session:
         return FileObject.of(find(session, FileRow, file_id, "file_id"))
 
 
-@router.get("/v1/files/{file_id}/content")
+@files_router.get("/{file_id}/content")
 def file_content(
     file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]
 ) -> FileResponse:
@@ -250,7 +252,7 @@ def file_content(
     return FileResponse(row.path, filename=row.filename)
 
 
-@router.delete("/v1/files/{file_id}")
+@files_router.delete("/{file_id}")
 def delete_file(file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> dict:
     with jobs.sessions() as session:
         row = find(session, FileRow, file_id, "file_id")
@@ -263,7 +265,7 @@ def delete_file(file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(se
 # --- jobs
 
 
-@router.post("/v1/fine_tuning/jobs", response_model=JobObject)
+@jobs_router.post("", response_model=JobObject)
 def create_job(
     body: JobCreate, principal: Editor, jobs: Annotated[JobsService, Depends(service)]
 ) -> JobObject:
@@ -304,7 +306,7 @@ def create_job(
         return JobObject.of(row)
 
 
-@router.get("/v1/fine_tuning/jobs", response_model=Page)
+@jobs_router.get("", response_model=Page)
 def list_jobs(
     _: Editor,
     jobs: Annotated[JobsService, Depends(service)],
@@ -316,28 +318,28 @@ def list_jobs(
         return paginate([JobObject.of(r) for r in rows], after, limit)
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}", response_model=JobObject)
+@jobs_router.get("/{job_id}", response_model=JobObject)
 def get_job(job_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> JobObject:
     with jobs.sessions() as session:
         return JobObject.of(find(session, JobRow, job_id, "fine_tuning_job_id"))
 
 
-@router.post("/v1/fine_tuning/jobs/{job_id}/cancel", response_model=JobObject)
+@jobs_router.post("/{job_id}/cancel", response_model=JobObject)
 def cancel_job(job_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> JobObject:
     return change(jobs, job_id, "cancel")
 
 
-@router.post("/v1/fine_tuning/jobs/{job_id}/pause", response_model=JobObject)
+@jobs_router.post("/{job_id}/pause", response_model=JobObject)
 def pause_job(job_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> JobObject:
     return change(jobs, job_id, "pause")
 
 
-@router.post("/v1/fine_tuning/jobs/{job_id}/resume", response_model=JobObject)
+@jobs_router.post("/{job_id}/resume", response_model=JobObject)
 def resume_job(job_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> JobObject:
     return change(jobs, job_id, "resume")
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}/events", response_model=Page)
+@jobs_router.get("/{job_id}/events", response_model=Page)
 def job_events(
     job_id: str,
     _: Editor,
@@ -353,7 +355,7 @@ def job_events(
         return paginate([EventObject.of(r) for r in rows], after, limit)
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints", response_model=Page)
+@jobs_router.get("/{job_id}/checkpoints", response_model=Page)
 def job_checkpoints(
     job_id: str,
     _: Editor,

@@ -4,20 +4,22 @@ scorecard, a playground and feedback.
 The project is the served one, or the one made in the console that the
 `X-Shoptalk-Project` header names (see `projects_api`). The console has no
 backend of its own: it calls these routes, the admin routes (keys, usage) and
-the OpenAI routes, with the signed-in user's key. Reading needs any valid key
-with the `editor` scope or a viewer's `chat`; changing anything needs `editor`
-(admin implies both).
+the OpenAI routes, with the signed-in user's key. Reading the project needs
+`chat` or `editor`; asking its models (playground) and rating answers need
+`chat`; changing it or starting pipeline work (data check, report, plan,
+builds, uploads) needs `editor` (admin implies every scope; see
+`serve.auth`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
@@ -28,18 +30,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shoptalk.artifacts import write_atomic
 from shoptalk.config import CONFIG_NAME
-from shoptalk.data.feedback import feedback_path
 from shoptalk.data.pii import redact
 from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
-from shoptalk.serve.auth import Principal, require
+from shoptalk.serve.auth import Chat, Editor, Principal, Reader
 from shoptalk.serve.errors import ApiError
 
 router = APIRouter(prefix="/v1/project", tags=["console"])
-Editor = Annotated[Principal, Depends(require("editor"))]
-Viewer = Annotated[Principal, Depends(require("chat"))]
 SourceKind = Literal["docs", "faq", "conversations"]
 UPLOAD_DIRS = {"docs": "uploads/docs", "faq": "uploads/faq", "conversations": "uploads/chats"}
 
@@ -48,17 +47,13 @@ UPLOAD_DIRS = {"docs": "uploads/docs", "faq": "uploads/faq", "conversations": "u
 class ProjectState:
     """One request's project, and what the console's routes keep between requests.
 
-    The registry, the lock and the playground's models are the server's, shared
-    by every project.
+    The registry and the lock are the server's, shared by every project.
     """
 
     root: Path
     served: bool
     sessions: sessionmaker[Session]
     lock: threading.Lock
-    # At most two assistants in memory (base and tuned) for the playground,
-    # keyed by (base model, run folder or "").
-    assistants: OrderedDict[tuple[str, str], Any]
 
     def project(self) -> Project:
         return Project.open(self.root)
@@ -105,7 +100,7 @@ class ProjectUpdate(BaseModel, extra="forbid"):
 
 
 @router.get("", response_model=ProjectInfo)
-def get_project(_: Viewer, st: State) -> ProjectInfo:
+def get_project(_: Reader, st: State) -> ProjectInfo:
     project = st.project()
     cfg = project.config
     return ProjectInfo(
@@ -203,7 +198,7 @@ class CheckResponse(BaseModel):
 
 
 @router.get("/check", response_model=CheckResponse)
-def check(_: Viewer, st: State) -> CheckResponse:
+def check(_: Editor, st: State) -> CheckResponse:
     from shoptalk.data.check import check_sources
 
     result = check_sources(st.project(), render=False)
@@ -220,7 +215,7 @@ def check(_: Viewer, st: State) -> CheckResponse:
 
 
 @router.get("/report")
-def data_report(_: Viewer, st: State) -> FileResponse:
+def data_report(_: Editor, st: State) -> FileResponse:
     """The data report (HTML) of the current sources, written if missing."""
     from shoptalk.data.dataset import build_dataset
     from shoptalk.data.report import write_report
@@ -247,17 +242,13 @@ class PlanResponse(BaseModel):
 
 
 @router.get("/plan", response_model=PlanResponse)
-def training_plan(_: Viewer, st: State) -> PlanResponse:
+def training_plan(_: Editor, st: State) -> PlanResponse:
     """What a build would train, with its estimated time and peak memory on this machine."""
-    from shoptalk.build import prepare_dataset
-    from shoptalk.modeling.load import resolve_base_model
-    from shoptalk.train.sft import plan_run
+    from shoptalk.build import plan as training_plan_of
 
-    project = st.project()
+    # A plain `def` route: FastAPI runs it in its thread pool, off the event loop.
     with st.lock:
-        dataset = prepare_dataset(project, say=lambda _message: None)
-        base_path = resolve_base_model(project.config.base_model, project.root)
-        plan = plan_run(project.config, dataset, base_path)
+        plan = training_plan_of(st.project(), say=lambda _message: None)
     return PlanResponse(
         text=plan.render(),
         method=plan.method,
@@ -302,7 +293,7 @@ def start_build(principal: Editor, st: State) -> BuildInfo:
 
 
 @router.get("/builds", response_model=list[BuildInfo])
-def list_builds(_: Viewer, st: State) -> list[BuildInfo]:
+def list_builds(_: Editor, st: State) -> list[BuildInfo]:
     with st.sessions() as session:
         rows = session.scalars(
             select(BuildRow).where(builds_of(st)).order_by(BuildRow.created_at.desc()).limit(20)
@@ -311,7 +302,7 @@ def list_builds(_: Viewer, st: State) -> list[BuildInfo]:
 
 
 @router.get("/builds/{build_id}", response_model=BuildInfo)
-def get_build(build_id: str, _: Viewer, st: State) -> BuildInfo:
+def get_build(build_id: str, _: Editor, st: State) -> BuildInfo:
     with st.sessions() as session:
         return build_info(session, find_build(session, st, build_id))
 
@@ -392,7 +383,7 @@ def eta(metrics: list[dict], run_dir: Path) -> float | None:
 
 
 @router.get("/scorecard")
-def scorecard(_: Viewer, st: State) -> dict:
+def scorecard(_: Reader, st: State) -> dict:
     """The latest run's scorecard (base vs tuned per suite and per question) and gate."""
     project = st.project()
     run_id = pointer(project.latest_run_file)
@@ -406,7 +397,7 @@ def scorecard(_: Viewer, st: State) -> dict:
 
 
 @router.get("/scorecard/report")
-def scorecard_report(_: Viewer, st: State) -> FileResponse:
+def scorecard_report(_: Reader, st: State) -> FileResponse:
     project = st.project()
     run_id = pointer(project.latest_run_file)
     path = project.evals / run_id / "report.html" if run_id else None
@@ -436,91 +427,64 @@ class PlaygroundResponse(BaseModel):
 
 
 @router.post("/playground", response_model=PlaygroundResponse)
-def playground(body: PlaygroundRequest, _: Viewer, st: State) -> PlaygroundResponse:
-    """The same question to the base and the promoted (else latest) tuned model."""
-    project = st.project()
-    try:
-        run = project.promoted_run()
-    except ShoptalkError:
-        run = None
-    with st.lock:
-        base = ask(st, project, None, body)
-        tuned = ask(st, project, run, body) if run is not None else None
-    return PlaygroundResponse(base=base, tuned=tuned)
+async def playground(
+    body: PlaygroundRequest, principal: Chat, request: Request, st: State
+) -> PlaygroundResponse:
+    """The same question to the base and the promoted tuned model, as the chat API answers it."""
+    # Through the chat API's own path (`serve.calls`): the same engine, catalog,
+    # adapter memory cap and queue, the key's limits and model allow-list, one
+    # audit row per model asked, and retrieval filtered by the key's groups.
+    project = await asyncio.to_thread(st.project)
+    base, tuned = "base", pointer(project.promoted_run_file)
+    if not st.served:
+        base = await asyncio.to_thread(console_project_base, request, project)
+        tuned = f"{st.root.name}/{tuned}" if tuned else None  # as the catalog names it
+    base_answer = await ask(request, principal, base, body, project, st.served)
+    tuned_answer = await ask(request, principal, tuned, body, project, st.served) if tuned else None
+    return PlaygroundResponse(base=base_answer, tuned=tuned_answer)
 
 
-def ask(st: ProjectState, project: Project, run, body: PlaygroundRequest) -> PlaygroundAnswer:
-    from shoptalk.modeling.generate import answer, load_assistant
+def console_project_base(request: Request, project: Project) -> str:
+    """The served name of a console-made project's base model: this server's base, or a 409."""
     from shoptalk.modeling.load import resolve_base_model
 
-    name = run.run_id if run is not None else "base"
-    base_path = resolve_base_model(project.config.base_model, project.root)
-    # Projects on one base model share its base assistant.
-    key = (base_path, str(run.path) if run is not None else "")
-    if key not in st.assistants:
-        st.assistants[key] = load_assistant(base_path, run)
-        while len(st.assistants) > 2:
-            st.assistants.popitem(last=False)
-    st.assistants.move_to_end(key)
-    assistant = st.assistants[key]
-    if body.rag:
-        return rag_answer(project, assistant, name, body)
-    messages = [
-        {"role": "system", "content": project.config.system_prompt},
-        {"role": "user", "content": body.question},
-    ]
-    text = answer(assistant, [messages], max_new_tokens=body.max_tokens)[0]
-    return PlaygroundAnswer(model=name, answer=text)
+    catalog = getattr(request.app.state.engine, "catalog", None)
+    own = Path(resolve_base_model(project.config.base_model, project.root)).resolve()
+    if catalog is None or own != Path(catalog.base_path).resolve():
+        raise ApiError(
+            409,
+            f"This project's base model ({project.config.base_model}) is not the one this "
+            "server's models run on; serve this project (`shoptalk serve FOLDER`) to try it.",
+            code="project_not_served",
+        )
+    return "base"
 
 
-def rag_answer(project: Project, assistant, name: str, body: PlaygroundRequest) -> PlaygroundAnswer:
-    from shoptalk.rag.answer import answer_with_citations
-    from shoptalk.rag.retrieve import open_index
+async def ask(
+    request: Request,
+    principal: Principal,
+    model: str,
+    body: PlaygroundRequest,
+    project: Project,
+    served: bool,
+) -> PlaygroundAnswer:
+    """One model's greedy answer, under the project's own system prompt and documents."""
+    from shoptalk.serve.calls import chat_completion
+    from shoptalk.serve.schemas import ChatCompletionRequest
 
-    try:
-        index = open_index(project)
-    except ShoptalkError as exc:
-        raise ApiError(409, str(exc), code="no_index") from exc
-    # The console is the project owners' tool: they may read every document.
-    result = answer_with_citations(
-        assistant, index, body.question, None, project.config.system_prompt, body.max_tokens
+    system_prompt = project.config.system_prompt
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    chat = ChatCompletionRequest(
+        model=model,
+        messages=[*system, {"role": "user", "content": body.question}],
+        max_tokens=body.max_tokens,
+        temperature=0,
+        rag=body.rag,
     )
+    documents = None if served else project.root
+    answer = await chat_completion(request, principal, chat, documents, system_prompt)
     return PlaygroundAnswer(
-        model=name,
-        answer=result.message,
-        citations=[c.model_dump() for c in result.citations],
+        model=model,
+        answer=answer.choices[0].message.content.strip(),
+        citations=answer.citations or [],
     )
-
-
-class FeedbackRequest(BaseModel, extra="forbid"):
-    question: str = Field(min_length=1, max_length=4000)
-    answer: str = Field(max_length=8000)
-    rating: Literal["up", "down"]
-    correction: str | None = Field(None, max_length=8000)
-    model: str | None = None
-
-
-@router.post("/feedback")
-def feedback(body: FeedbackRequest, principal: Viewer, st: State) -> dict:
-    """Store a rating; the next build trains on corrections and upvoted answers.
-
-    Stored redacted, like every prompt shoptalk keeps.
-    """
-    from shoptalk.data.preferences import Feedback
-    from shoptalk.records import Message
-
-    project = st.project()
-    item = Feedback(
-        id=store.new_id("fb"),
-        prompt=[Message(role="user", content=redact(body.question).text)],
-        answer=redact(body.answer).text,
-        rating=body.rating,
-        correction=redact(body.correction).text if body.correction else None,
-        model=body.model,
-        created_at=datetime.now(timezone.utc),
-    )
-    path = feedback_path(project.root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with st.lock, path.open("a", encoding="utf-8") as f:
-        f.write(item.model_dump_json() + "\n")
-    return {"id": item.id, "stored": True}

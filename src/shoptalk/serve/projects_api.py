@@ -13,9 +13,8 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections import OrderedDict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -25,7 +24,7 @@ from shoptalk.config import CONFIG_NAME
 from shoptalk.errors import ModelError, ShoptalkError
 from shoptalk.modeling.load import DEFAULT_MODEL, default_gguf_path
 from shoptalk.project import Project
-from shoptalk.serve.auth import Principal, require
+from shoptalk.serve.auth import Editor, Reader
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.project_api import ProjectState, edit_config, pointer
 
@@ -35,8 +34,6 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SERVED = "served"
 
 router = APIRouter(prefix="/v1/projects", tags=["console"])
-Editor = Annotated[Principal, Depends(require("editor"))]
-Viewer = Annotated[Principal, Depends(require("chat"))]
 
 
 class Workspace:
@@ -47,14 +44,12 @@ class Workspace:
         self.folder = folder
         self.sessions = sessions
         self.lock = threading.Lock()
-        self.assistants: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self.base_models = available_base_models(served)
 
     @classmethod
     def of(cls, served: Project, setting: str | None, sessions: sessionmaker[Session]) -> Workspace:
         """The workspace that `serve.workspace` names, relative to the served project."""
-        folder = served.root / Path(setting).expanduser() if setting else served.state / "projects"
-        return cls(served, folder.resolve(), sessions)
+        return cls(served, workspace_folder(served, setting), sessions)
 
     def slugs(self) -> list[str]:
         """The projects made in the console (folders of the workspace with a shoptalk.yaml)."""
@@ -83,7 +78,7 @@ class Workspace:
     def state_for(self, slug: str | None) -> ProjectState:
         root = self.root_of(slug)
         served = root == self.served.root
-        return ProjectState(root, served, self.sessions, self.lock, self.assistants)
+        return ProjectState(root, served, self.sessions, self.lock)
 
     def free_slug(self, name: str) -> str:
         """A slug from the name (`Kestrel Logistics` → `kestrel-logistics`), else `project-N`."""
@@ -95,6 +90,12 @@ class Workspace:
         while (self.folder / f"project-{n}").exists():
             n += 1
         return f"project-{n}"
+
+
+def workspace_folder(served: Project, setting: str | None) -> Path:
+    """The folder of the console's projects: `serve.workspace`, relative to the served project."""
+    folder = served.root / Path(setting).expanduser() if setting else served.state / "projects"
+    return folder.resolve()
 
 
 def available_base_models(served: Project) -> dict[str, str]:
@@ -179,7 +180,7 @@ def summary(space: Workspace, slug: str) -> ProjectSummary:
 
 
 @router.get("", response_model=ProjectList)
-def list_projects(_: Viewer, space: Space) -> ProjectList:
+def list_projects(_: Reader, space: Space) -> ProjectList:
     """The served project first, then those made in the console, by slug."""
     slugs = [SERVED, *space.slugs()]
     return ProjectList(

@@ -17,6 +17,12 @@ from shoptalk.config import ServeSettings
 from shoptalk.errors import ConfigError
 
 
+class BindRefused(ConfigError):
+    """The server's own address is not personal data: the CLI prints it unredacted."""
+
+    personal_data = False
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -31,7 +37,7 @@ def check_bind(host: str, settings: ServeSettings, insecure: bool) -> None:
     has_tls = bool(settings.tls_certfile and settings.tls_keyfile)
     if is_loopback(host) or has_tls or insecure:
         return
-    raise ConfigError(
+    raise BindRefused(
         f"Refusing to serve on {host}: other machines could reach it and API keys would "
         "cross the network in clear text. Set serve.tls_certfile and serve.tls_keyfile in "
         "shoptalk.yaml, put a TLS proxy in front and bind 127.0.0.1, or pass --insecure."
@@ -39,18 +45,24 @@ def check_bind(host: str, settings: ServeSettings, insecure: bool) -> None:
 
 
 def serve(
-    project_dir: Path, host: str | None = None, port: int | None = None, insecure: bool = False
+    project_dir: Path,
+    host: str | None = None,
+    port: int | None = None,
+    insecure: bool = False,
+    worker: bool | None = None,
 ) -> None:
-    """Run the API until interrupted."""
+    """Run the API until interrupted; `worker` overrides `serve.worker`."""
     import uvicorn
 
     from shoptalk.project import Project
     from shoptalk.serve.app import create_app
 
     settings = Project.open(project_dir).config.serve
+    if worker is not None:
+        settings = settings.model_copy(update={"worker": worker})
     host = host or settings.host
     check_bind(host, settings, insecure)
-    app = create_app(project_dir)
+    app = create_app(project_dir, settings=settings)
     uvicorn.run(app, **uvicorn_options(settings, host, port or settings.port))
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from shoptalk.config import ServeSettings
-from shoptalk.registry.db import connect, default_url
+from shoptalk.registry.db import open_registry
 from shoptalk.registry.keys import KeyStore
 from shoptalk.serve.audit import AuditLog
 from shoptalk.serve.limits import InProcessLimiter, Limiter, RedisLimiter
@@ -27,7 +27,7 @@ class Services:
 
 def registry(settings: ServeSettings, state_dir: Path) -> sessionmaker[Session]:
     """The registry database: `serve.database_url`, or SQLite in the project's state folder."""
-    return connect(settings.database_url or default_url(state_dir))
+    return open_registry(settings.database_url, state_dir)
 
 
 def build_services(settings: ServeSettings, state_dir: Path) -> Services:

@@ -24,6 +24,10 @@ from shoptalk.serve.errors import ApiError
 
 
 class UpstreamEngine:
+    """An `Engine` whose model runs in another server."""
+
+    system_prompt = ""  # the upstream's own chat template and prompt apply
+
     def __init__(
         self,
         url: str,

@@ -1,0 +1,345 @@
+"""One inference request from key to audit row, for every route that spends model time.
+
+    key (require) → model allowed (check_model) → prompt checked and counted
+    (engine.prepare_*) → tokens reserved (limiter.admit) → generation
+    (engine.start: queued, or 503) → unused tokens returned, audit row, metrics (in `finally`)
+
+The OpenAI routes and the console's playground both go through `Call`, so the
+key's rpm, tpm and quotas, `max_tokens_limit`, its model allow-list, the
+queue bound and the audit apply the same way to both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from shoptalk.config import ServeSettings
+from shoptalk.rag.answer import finish_answer, not_found_message
+from shoptalk.serve import schemas
+from shoptalk.serve.audit import AuditEntry
+from shoptalk.serve.auth import Principal, check_model
+from shoptalk.serve.embeddings import EmbeddingService
+from shoptalk.serve.engine import Delta, Params, Prepared
+from shoptalk.serve.errors import ApiError
+from shoptalk.serve.grounding import ground
+from shoptalk.serve.metrics import Metrics
+from shoptalk.serve.sse import Chunks, sse_error
+
+CLIENT_CLOSED = 499  # nginx's status for "the client went away first"
+
+
+async def chat_completion(
+    request: Request,
+    principal: Principal,
+    body: schemas.ChatCompletionRequest,
+    documents: Path | None = None,
+    system_prompt: str | None = None,
+) -> Any:
+    """A chat completion (JSON or a stream), with retrieval filtered by the key's groups.
+
+    Retrieval reads the served project's documents, or those of the project at
+    `documents` (a project made in the console, from its playground), under
+    that project's `system_prompt` (default: the engine's, the served project's).
+    """
+    call = Call(request, principal, "chat", body.model)
+    messages = [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        for m in body.messages
+    ]
+    call.prompt_text = "\n".join(m["content"] for m in messages)
+    if body.rag:
+        if system_prompt is None:
+            system_prompt = request.app.state.engine.system_prompt
+        grounded, call.retrieval, question = await ground(
+            request.app, principal, messages, system_prompt, documents
+        )
+        if grounded is None:
+            return await call.not_found(body, question)
+        messages = grounded
+    return await call.run(
+        body, lambda engine, params: engine.prepare_chat(body.model, messages, params, body.n)
+    )
+
+
+@dataclass
+class Call:
+    """One inference request's bookkeeping: limits, audit and metrics, whatever happens."""
+
+    request: Request
+    principal: Principal
+    route: str
+    model: str
+    started: float = field(default_factory=time.monotonic)
+    status: int = 200
+    prepared: Prepared | None = None
+    prompt_text: str = ""
+    texts: dict[int, str] = field(default_factory=dict)
+    finish: dict[int, str] = field(default_factory=dict)
+    first_token_at: float | None = None
+    started_work: bool = False
+    retrieval: Any = None  # with `rag: true`: the chunks the answer must cite
+
+    @property
+    def app(self) -> FastAPI:
+        return self.request.app
+
+    @property
+    def settings(self) -> ServeSettings:
+        return self.app.state.services.settings
+
+    async def run(self, body: Any, prepare) -> Any:
+        """Admit, then answer as one JSON body or as server-sent events."""
+        reservation, streaming = None, False
+        try:
+            check_model(self.principal, body.model)
+            self.prepared = await prepare(self.app.state.engine, self.params(body))
+            rows = len(self.prepared.prompts) * self.prepared.n
+            budget = self.prepared.prompt_tokens + self.prepared.params.max_tokens * rows
+            reservation = await self.app.state.services.limiter.admit(self.principal, budget)
+            deltas = await self.app.state.engine.start(self.prepared)
+            self.started_work = True
+            if body.stream:
+                streaming = True  # the stream settles and audits when it ends
+                return StreamingResponse(
+                    self.sse(body, reservation, deltas), media_type="text/event-stream"
+                )
+            await self.collect(deltas)
+            return self.response(body)
+        except ApiError as exc:
+            self.status = exc.status
+            raise
+        except BaseException:
+            self.status = 500
+            raise
+        finally:
+            if not streaming:
+                await self.done(reservation)
+
+    def params(self, body: Any) -> Params:
+        max_tokens = body.requested_max_tokens()
+        if max_tokens is not None and max_tokens > self.settings.max_tokens_limit:
+            raise ApiError(
+                400,
+                f"max_tokens is {max_tokens}; this server allows at most "
+                f"{self.settings.max_tokens_limit}.",
+                code="max_tokens_too_large",
+                param="max_tokens",
+            )
+        return Params(max_tokens, body.temperature, body.top_p, body.seed, body.stop_strings())
+
+    async def collect(self, deltas: AsyncIterator[Delta]) -> None:
+        """Run to the end, or stop early when the client leaves or time runs out."""
+        task = asyncio.create_task(self.consume(deltas))
+        deadline = self.started + self.settings.request_timeout_s
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=min(0.25, max(deadline - time.monotonic(), 0)))
+                if task.done():
+                    break
+                if time.monotonic() >= deadline:
+                    raise timed_out(self.settings.request_timeout_s)
+                if await self.request.is_disconnected():
+                    self.status = CLIENT_CLOSED
+                    raise ApiError(CLIENT_CLOSED, "The client closed the connection.")
+            task.result()
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def consume(self, deltas: AsyncIterator[Delta]) -> None:
+        async with contextlib.aclosing(deltas):
+            async for delta in deltas:
+                self.take(delta)
+
+    def take(self, delta: Delta) -> None:
+        if self.first_token_at is None and delta.text:
+            self.first_token_at = time.monotonic()
+        self.texts[delta.index] = self.texts.get(delta.index, "") + delta.text
+        if delta.finish_reason:
+            self.finish[delta.index] = delta.finish_reason
+
+    def response(self, body: Any) -> Any:
+        usage = schemas.usage(self.prepared.prompt_tokens, self.prepared.completion_tokens)
+        indexes = sorted(self.texts)
+        if self.route == "chat":
+            choices = [
+                schemas.ChatChoice(
+                    index=i,
+                    message=schemas.AssistantMessage(content=self.texts[i]),
+                    finish_reason=self.finish.get(i, "stop"),
+                )
+                for i in indexes
+            ]
+            answer = schemas.ChatCompletion(model=body.model, choices=choices, usage=usage)
+            if self.retrieval is not None and indexes:
+                checked = finish_answer(self.texts[indexes[0]], self.retrieval)
+                answer.citations = [c.model_dump() for c in checked.citations]
+                answer.dropped_citations = checked.dropped_citations
+            return answer
+        choices = [
+            schemas.TextChoice(index=i, text=self.texts[i], finish_reason=self.finish.get(i))
+            for i in indexes
+        ]
+        return schemas.Completion(model=body.model, choices=choices, usage=usage)
+
+    async def sse(
+        self, body: Any, reservation: Any, deltas: AsyncIterator[Delta]
+    ) -> AsyncIterator[str]:
+        """OpenAI's chunk stream; ends with `data: [DONE]`. Settles in `finally`."""
+        chunks = Chunks(self.route, body.model)
+        remaining = self.started + self.settings.request_timeout_s - time.monotonic()
+        try:
+            async with asyncio.timeout(remaining), contextlib.aclosing(deltas):
+                async for delta in deltas:
+                    self.take(delta)
+                    yield chunks.delta(delta)
+            if self.retrieval is not None and self.texts:
+                checked = finish_answer(self.texts[min(self.texts)], self.retrieval)
+                final = chunks.chunk([])
+                final.citations = [c.model_dump() for c in checked.citations]
+                final.dropped_citations = checked.dropped_citations
+                yield chunks.event(final)
+            if body.stream_options and body.stream_options.include_usage:
+                usage = schemas.usage(self.prepared.prompt_tokens, self.prepared.completion_tokens)
+                yield chunks.usage(usage)
+            yield "data: [DONE]\n\n"
+        except TimeoutError:
+            self.status = 504
+            yield sse_error(timed_out(self.settings.request_timeout_s))
+        except ApiError as exc:
+            self.status = exc.status
+            yield sse_error(exc)
+        except asyncio.CancelledError:
+            self.status = CLIENT_CLOSED
+            raise
+        except Exception:
+            self.status = 500
+            yield sse_error(ApiError(500, "The server failed while generating."))
+        finally:
+            await self.done(reservation)
+
+    async def embed(self, body: schemas.EmbeddingRequest) -> schemas.EmbeddingList:
+        embedder: EmbeddingService = self.app.state.embedder
+        tokens = 0
+        try:
+            check_model(self.principal, body.model)
+            if body.model not in embedder.names():
+                raise ApiError(
+                    404,
+                    f"The embedding model {body.model!r} does not exist; use {embedder.name!r}.",
+                    code="model_not_found",
+                    param="model",
+                )
+            texts = body.texts()
+            budget = sum(len(t) for t in texts)  # over-counts tokens; settled below
+            reservation = await self.app.state.services.limiter.admit(self.principal, budget)
+            try:
+                vectors, tokens = await embedder.embed(texts)
+            finally:
+                await reservation.settle(tokens)
+            data = [
+                schemas.Embedding(index=i, embedding=encode_vector(v, body.encoding_format))
+                for i, v in enumerate(vectors)
+            ]
+            return schemas.EmbeddingList(
+                data=data, model=embedder.name, usage=schemas.usage(tokens)
+            )
+        except ApiError as exc:
+            self.status = exc.status
+            raise
+        except BaseException:
+            self.status = 500
+            raise
+        finally:
+            self.prepared = Prepared(embedder.name, "", tokens, Params(None), [])
+            await self.done(None)
+
+    async def not_found(self, body: Any, question: str) -> Any:
+        """Nothing the key may read is relevant: say so without asking the model.
+
+        Still a request against the key's limits (rpm), and audited like any other.
+        """
+        reservation = None
+        try:
+            check_model(self.principal, body.model)
+            reservation = await self.app.state.services.limiter.admit(self.principal, 0)
+        except ApiError as exc:
+            self.status = exc.status
+            raise
+        finally:
+            await self.done(reservation)
+        text = not_found_message(question)
+        if body.stream:
+            chunks = Chunks(self.route, body.model)
+            delta = Delta(index=0, text=text, finish_reason="stop")
+            events = [chunks.delta(delta), "data: [DONE]\n\n"]
+            return StreamingResponse(iter(events), media_type="text/event-stream")
+        choice = schemas.ChatChoice(
+            index=0, message=schemas.AssistantMessage(content=text), finish_reason="stop"
+        )
+        return schemas.ChatCompletion(
+            model=body.model,
+            choices=[choice],
+            usage=schemas.usage(0, 0),
+            citations=[],
+            dropped_citations=0,
+        )
+
+    async def done(self, reservation: Any) -> None:
+        """Return unused tokens, write the audit row, count the metrics."""
+        prepared = self.prepared
+        prompt_tokens = prepared.prompt_tokens if prepared else 0
+        completion_tokens = prepared.completion_tokens if prepared else 0
+        if reservation is not None:
+            # A request refused before any work (e.g. a full queue) uses nothing.
+            used = prompt_tokens + completion_tokens if self.started_work else 0
+            await reservation.settle(used)
+        seconds = time.monotonic() - self.started
+        # Only served names reach metrics and audit: a client's typo could be anything.
+        model = prepared.model if prepared else "unknown"
+        adapter = prepared.adapter if prepared else ""
+        completion = "\n".join(self.texts[i] for i in sorted(self.texts)) or None
+        entry = AuditEntry(
+            key_id=self.principal.key_id,
+            route=self.request.url.path,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=round(seconds * 1000, 1),
+            status=self.status,
+            prompt=self.prompt_text or None,
+            completion=completion,
+        )
+        self.request.state.audited = True
+        await asyncio.to_thread(self.app.state.services.audit.record, entry)
+        metrics: Metrics = self.app.state.metrics
+        metrics.observe(
+            self.route, model, adapter, self.status, seconds, prompt_tokens, completion_tokens
+        )
+        if self.first_token_at is not None:
+            metrics.ttft.labels(model, adapter).observe(self.first_token_at - self.started)
+
+
+def timed_out(limit: float) -> ApiError:
+    return ApiError(
+        504, f"The request took longer than {limit:g}s (serve.request_timeout_s).", code="timeout"
+    )
+
+
+def encode_vector(vector: Any, encoding: str) -> list[float] | str:
+    import numpy as np
+
+    if encoding == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return [float(x) for x in vector]

@@ -1,0 +1,102 @@
+"""The served greedy answer is the scorecard's answer: same model, same prompt, same text.
+
+The scorecard (`eval.run`) asks through `modeling.generate.answer`; the server
+through its batching engine. If they drifted apart, a scorecard would vouch for
+answers users never get.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from openai import OpenAI
+
+from shoptalk.build import index_documents
+from shoptalk.modeling.chat_format import with_system
+from shoptalk.modeling.generate import answer, load_assistant
+from shoptalk.project import Project
+from shoptalk.rag.answer import not_found_message, rag_messages
+from shoptalk.rag.retrieve import open_index
+from shoptalk.records import Message
+from shoptalk.registry.keys import KeyLimits
+from shoptalk.serve.app import create_app
+from shoptalk.serve.server import BackgroundServer
+
+from projects import write_project
+
+QUESTIONS = [
+    "How long is the claim window?",
+    "Who manages the Oslo depot?",
+    "How often do forklift drivers renew their licence?",
+]
+MAX_TOKENS = 12
+
+
+@pytest.fixture(scope="module")
+def talker(tmp_path_factory, tiny_model):
+    """The tiny model with its own random output layer: with tied embeddings it only
+    repeats the prompt's last token (a newline), and every answer strips to ""."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("talker")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model.config.tie_word_embeddings = False
+    torch.manual_seed(1)
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight))
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, talker) -> Project:
+    root = write_project(tmp_path_factory.mktemp("parity"), talker)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["serve"] = {"worker": False}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    project = Project.open(root)
+    index_documents(project, say=lambda _m: None)
+    return project
+
+
+@pytest.fixture(scope="module")
+def client(project: Project):
+    app = create_app(project.root)
+    # An admin key reads every document, as the scorecard's retrieval does.
+    secret = app.state.services.keys.create("owner", KeyLimits(scopes=["admin"])).secret
+    with BackgroundServer(app) as url:
+        yield OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+
+
+def served(client: OpenAI, question: str, rag: bool) -> str:
+    reply = client.chat.completions.create(
+        model="base",
+        messages=[{"role": "user", "content": question}],
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        extra_body={"rag": rag},
+    )
+    return reply.choices[0].message.content.strip()
+
+
+def test_served_greedy_answers_are_the_scorecards(project: Project, client, talker):
+    system = project.config.system_prompt
+    prompts = [with_system([Message(role="user", content=q)], system) for q in QUESTIONS]
+    scorecard = answer(load_assistant(str(talker), device="cpu"), prompts, MAX_TOKENS)
+    assert [served(client, q, rag=False) for q in QUESTIONS] == scorecard
+    assert any(scorecard), "a model that only stops at once would prove nothing"
+
+
+def test_served_greedy_answers_with_retrieval_are_the_scorecards(project: Project, client, talker):
+    # As eval.run.rag_prompts: what the index finds (everything readable), or the fixed reply.
+    index = open_index(project)
+    system = project.config.system_prompt
+    found = {q: index.search(q, None, None) for q in QUESTIONS}
+    asked = [q for q in QUESTIONS if found[q].found and found[q].hits]
+    assert asked, "retrieval must find something for the comparison to mean anything"
+    prompts = [rag_messages(q, found[q], system) for q in asked]
+    texts = answer(load_assistant(str(talker), device="cpu"), prompts, MAX_TOKENS)
+    assert any(texts)
+    scorecard = [texts.pop(0) if q in asked else not_found_message(q) for q in QUESTIONS]
+    assert [served(client, q, rag=True) for q in QUESTIONS] == scorecard
