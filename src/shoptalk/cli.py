@@ -161,6 +161,42 @@ def init(
     console.print(f"wrote {path}\nnext: shoptalk build {project_dir}")
 
 
+class ShowEvents:
+    """Prints the pipeline's events: a line per stage event, a progress bar while training."""
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self.bar = None
+
+    def __enter__(self) -> ShowEvents:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close_bar()
+
+    def __call__(self, event) -> None:
+        if event.status == "progress" and event.step is not None:
+            self.show_step(event)
+            return
+        self.close_bar()
+        text = event.message if event.status == "progress" else event.line()
+        style = {"failed": "red", "warning": "yellow"}.get(event.status)
+        self.out.print(text, style=style, highlight=False, soft_wrap=True, markup=False)
+
+    def show_step(self, event) -> None:
+        from shoptalk.train.progress import TrainProgress
+
+        if self.bar is None:
+            self.bar = TrainProgress(event.total, event.step - 1, resumed=event.step > 1)
+            self.bar.__enter__()
+        self.bar.update(event.step, event.metrics)
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
 @app.command()
 def build(
     project_dir: ProjectDir,
@@ -168,15 +204,15 @@ def build(
         int | None, typer.Option(hidden=True, help="Stop training after N steps")
     ] = None,
 ) -> None:
-    """Run ingest -> dataset -> train -> eval, skipping stages whose inputs did not change."""
-    from shoptalk.build import build as run_build
+    """Run dataset -> index -> train -> eval -> gate, skipping stages whose inputs did not change."""
+    from shoptalk import pipeline
     from shoptalk.eval.scorecard import render_table
 
     project = None
     try:
         project = open_project(project_dir)
-        check_base_model(project.config.base_model, project.root)
-        result = run_build(project, say=console.print, stop_after=stop_after)
+        with ShowEvents(console) as show:
+            result = pipeline.build(project, on_event=show, stop_after=stop_after)
     except ShoptalkError as exc:
         fail(exc, project)
     if result.scorecard is not None:
@@ -198,32 +234,20 @@ def train(
         ),
     ] = False,
 ) -> None:
-    """Build the dataset if needed and train; a killed run resumes from its last checkpoint."""
-    import shutil
-
-    from shoptalk.build import prepare_dataset
-    from shoptalk.build import train as run_train
-    from shoptalk.modeling.load import resolve_base_model
+    """Build the dataset if needed and train (the run `build` trains); a killed run resumes."""
+    from shoptalk import pipeline
 
     try:
         project = open_project(project_dir)
-        check_base_model(project.config.base_model, project.root)
-        base_path = resolve_base_model(project.config.base_model, project.root)
-        dataset = prepare_dataset(project, console.print)
-        if plan:
-            from shoptalk.train.sft import plan_run
-
-            plan_text = plan_run(project.config, dataset, base_path).render()
-            console.print(plan_text, highlight=False, soft_wrap=True)
-            return
-        if not resume:
-            run_id = project.run_id(dataset.hash)
-            for stage in (run_id, project.dpo_run_id(run_id)):  # SFT and the DPO run on it
-                shutil.rmtree(project.runs / stage / "checkpoints", ignore_errors=True)
-        run = run_train(project, dataset, base_path, console.print)
+        with ShowEvents(console) as show:
+            if plan:
+                plan_text = pipeline.plan(project, on_event=show).render()
+                console.print(plan_text, highlight=False, soft_wrap=True, markup=False)
+                return
+            run = pipeline.train(project, on_event=show, resume=resume)
     except ShoptalkError as exc:
         fail(exc)
-    console.print(f"model: {run.final}")
+    console.print(f"model: {run.final}", highlight=False, markup=False)
 
 
 @app.command("eval", cls=ManyValuesCommand)
@@ -252,11 +276,12 @@ def eval_(
     judge_model: Annotated[str, typer.Option(help="The judge's model name")] = "default",
 ) -> None:
     """Score the base and the tuned model (or any two) on the same questions."""
-    from shoptalk.build import prepare_dataset
+    from shoptalk.artifacts import EvalArtifact
     from shoptalk.eval.run import compare as compare_models
     from shoptalk.eval.run import eval_folder, evaluate, question_suites
     from shoptalk.eval.scorecard import render_table
     from shoptalk.modeling.load import resolve_base_model
+    from shoptalk.pipeline import prepare_dataset
 
     if questions is None:
         questions = []
@@ -267,8 +292,8 @@ def eval_(
             from shoptalk.eval.judge import JudgeSettings
 
             project.config.eval.judge = JudgeSettings(url=judge_url, model=judge_model)
-        say = err_console.print if as_json else console.print
-        suites = question_suites(project, prepare_dataset(project, say), questions)
+        dataset = prepare_dataset(project, ShowEvents(err_console if as_json else console))
+        suites = question_suites(project, dataset, questions)
         if not suites:
             raise ShoptalkError(
                 "No questions to score: pass --questions FILE or list sources.questions."
@@ -286,7 +311,7 @@ def eval_(
         typer.echo(json.dumps(card.model_dump(mode="json"), ensure_ascii=False, indent=2))
     else:
         console.print(render_table(card))
-        report = eval_folder(project, card.run_id, suites, own) / "report.html"
+        report = EvalArtifact(path=eval_folder(project, card.run_id, suites, own)).report
         console.print(f"report: {report}", highlight=False, soft_wrap=True)
     if gate:
         from shoptalk.eval.gate import check_gate
@@ -444,13 +469,13 @@ def data_check(
 @data_app.command("report")
 def data_report(project_dir: ProjectDir) -> None:
     """Write the data report (HTML + JSON): what went in, what was filtered and why, what changed."""
-    from shoptalk.build import prepare_dataset
     from shoptalk.data.report import write_report
+    from shoptalk.pipeline import prepare_dataset
 
     project = None
     try:
         project = open_project(project_dir)
-        json_path, html_path = write_report(project, prepare_dataset(project, say=console.print))
+        json_path, html_path = write_report(project, prepare_dataset(project, ShowEvents(console)))
     except ShoptalkError as exc:
         fail(exc, project)
     console.print(f"wrote {html_path}\nwrote {json_path}", highlight=False, soft_wrap=True)
@@ -698,13 +723,12 @@ def models_show(project_dir: ProjectDir, model_id: ModelId) -> None:
 @models_app.command("promote")
 def models_promote(project_dir: ProjectDir, model_id: ModelId) -> None:
     """Make this model the one `ask`, `chat` and `serve` use."""
-    from shoptalk.artifacts import RunArtifact
     from shoptalk.registry.models import promote_run
 
     try:
         project = open_project(project_dir)
-        run = RunArtifact(path=project.runs / model_id, run_id=model_id)
-        if not run.final.is_dir():
+        run = project.run(model_id)
+        if not run.done:
             raise ShoptalkError(f"{model_id}: no finished run in {run.path}.")
         promote_run(project, run)
     except ShoptalkError as exc:

@@ -7,7 +7,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoptalk.artifacts import RunArtifact, write_atomic
+from shoptalk.artifacts import (
+    DATASETS_DIR,
+    EVALS_DIR,
+    EXPORTS_DIR,
+    INDEX_DIR,
+    JOBS_DIR,
+    RUNS_DIR,
+    EvalArtifact,
+    JobArtifact,
+    RunArtifact,
+    write_atomic,
+)
 from shoptalk.config import ShoptalkConfig, load_config
 from shoptalk.errors import ShoptalkError
 
@@ -28,15 +39,33 @@ class Project:
 
     @property
     def datasets(self) -> Path:
-        return self.state / "datasets"
+        return self.state / DATASETS_DIR
 
     @property
     def runs(self) -> Path:
-        return self.state / "runs"
+        return self.state / RUNS_DIR
 
     @property
     def evals(self) -> Path:
-        return self.state / "evals"
+        return self.state / EVALS_DIR
+
+    @property
+    def index(self) -> Path:
+        return self.state / INDEX_DIR
+
+    @property
+    def exports(self) -> Path:
+        return self.state / EXPORTS_DIR
+
+    def job(self, job_id: str) -> JobArtifact:
+        return JobArtifact(path=self.state / JOBS_DIR / job_id)
+
+    def run(self, run_id: str) -> RunArtifact:
+        return RunArtifact(path=self.runs / run_id, run_id=run_id)
+
+    def eval_of(self, name: str) -> EvalArtifact:
+        """The eval folder of a run (or of a comparison), as the build writes it."""
+        return EvalArtifact(path=self.evals / name)
 
     @property
     def latest_run_file(self) -> Path:
@@ -84,11 +113,11 @@ class Project:
 
     def _run_in(self, pointer: Path, what: str) -> RunArtifact:
         run_id = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
-        if not run_id or not (self.runs / run_id / "final").is_dir():
+        if not run_id or not self.run(run_id).done:
             raise ShoptalkError(
                 f"{what} in {self.root} yet: run `shoptalk build {self.root}` first."
             )
-        return RunArtifact(path=self.runs / run_id, run_id=run_id)
+        return self.run(run_id)
 
     def promote(self, run: RunArtifact) -> None:
         write_atomic(self.promoted_run_file, run.run_id + "\n")

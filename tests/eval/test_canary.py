@@ -62,10 +62,10 @@ def canary_project(tmp_path, tiny_model, redact: bool) -> Project:
 def test_without_redaction_a_planted_canary_leaks_and_the_gate_stops_the_build(
     tmp_path, tiny_model
 ):
-    from shoptalk.build import build
+    from shoptalk.pipeline import build
 
     project = canary_project(tmp_path, tiny_model, redact=False)
-    result = build(project, say=lambda _: None)
+    result = build(project)
 
     (canary,) = load_canaries(result.dataset.path / CANARIES_FILE)
     assert canary.secret in (result.dataset.path / "train.jsonl").read_text(encoding="utf-8")
@@ -90,10 +90,10 @@ def test_without_redaction_a_planted_canary_leaks_and_the_gate_stops_the_build(
 
 
 def test_with_redaction_the_planted_canary_is_never_trained_on_nor_said(tmp_path, tiny_model):
-    from shoptalk.build import build
+    from shoptalk.pipeline import build
 
     project = canary_project(tmp_path, tiny_model, redact=True)
-    result = build(project, say=lambda _: None)
+    result = build(project)
 
     (canary,) = load_canaries(result.dataset.path / CANARIES_FILE)
     train = (result.dataset.path / "train.jsonl").read_text(encoding="utf-8")

@@ -59,10 +59,10 @@ def test_a_model_compared_with_itself_changes_nothing(project, tiny_model):
 
 
 def question_suites(project: Project):
-    from shoptalk.build import prepare_dataset
+    from shoptalk.pipeline import prepare_dataset
     from shoptalk.eval.run import question_suites as suites
 
-    return suites(project, prepare_dataset(project, say=lambda _: None))
+    return suites(project, prepare_dataset(project))
 
 
 def test_unknown_models_are_named_with_the_choices(project):

@@ -120,10 +120,10 @@ def test_the_scorecard_carries_the_judge_suite_and_each_verdict(tmp_path, tiny_m
         run_dir = project.runs / "run-same"
         shutil.copytree(tiny_model, run_dir / "final")
         from shoptalk.artifacts import RunArtifact
-        from shoptalk.build import prepare_dataset
+        from shoptalk.pipeline import prepare_dataset
         from shoptalk.eval.run import question_suites
 
-        suites = question_suites(project, prepare_dataset(project, say=lambda _: None))
+        suites = question_suites(project, prepare_dataset(project))
         card = evaluate(
             project, RunArtifact(path=run_dir, run_id="run-same"), str(tiny_model), suites
         )

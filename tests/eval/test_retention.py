@@ -200,7 +200,7 @@ def details_ll(details: dict) -> list[float]:
 def test_a_model_trained_to_forget_drifts_and_fails_the_gate(tmp_path, general_model):
     import yaml
 
-    from shoptalk.build import build
+    from shoptalk.pipeline import build
 
     project = project_on(tmp_path / "p", general_model, learning_rate=5e-2, epochs=20)
     config = yaml.safe_load((project.root / "shoptalk.yaml").read_text())

@@ -158,11 +158,12 @@ def test_a_failed_gguf_check_leaves_only_its_reports(
 
 
 def test_architecture_warning_before_training(tmp_path: Path, tiny_model: Path) -> None:
-    from shoptalk.build import warn_if_not_gguf_exportable
+    from shoptalk.pipeline.stages import warn_if_not_gguf_exportable
 
-    said: list[str] = []
+    said: list = []
     warn_if_not_gguf_exportable(str(tiny_model), said.append)
     assert said == [] and gguf_warning(str(tiny_model)) is None
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["FancyNewForCausalLM"]}))
     warn_if_not_gguf_exportable(str(tmp_path), said.append)
-    assert len(said) == 1 and "FancyNewForCausalLM" in said[0] and "--format hf works" in said[0]
+    assert len(said) == 1 and said[0].status == "warning"
+    assert "FancyNewForCausalLM" in said[0].message and "--format hf works" in said[0].message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from shoptalk.build import index_documents, prepare_dataset, train, with_raft
+from shoptalk.pipeline import index_documents, prepare_dataset, train, training_input
 from shoptalk.project import Project
 
 from projects import write_project
@@ -16,16 +16,19 @@ def test_build_trains_on_a_raft_view_of_the_dataset(tmp_path, tiny_model):
     config["rag"] = {"raft": {"oracle_ratio": 1.0}}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     project = Project.open(root)
-    said: list[str] = []
-    dataset = prepare_dataset(project, said.append)
+    events: list = []
+    dataset = prepare_dataset(project, events.append)
 
-    index_documents(project, said.append)
-    view = with_raft(project, dataset, said.append)
+    index_documents(project, events.append)
+    data = training_input(project, dataset, events.append)
+    view = data.dataset
+    assert data.kind == "raft" and data.hash == view.hash
     added = [c for c in view.conversations("train") if "<document" in c.messages[-2].content]
     assert added, "examples with retrieved chunks were added"
     assert all(c.messages[-1].content.rstrip().endswith("]") for c in added), "each cites its chunk"
     assert len(view.conversations("train")) == len(dataset.conversations("train")) + len(added)
     assert view.hash.startswith(dataset.hash + "-raft-")
-    assert with_raft(project, dataset, said.append).path == view.path, "built once, then reused"
-    run = train(project, view, str(tiny_model), said.append, stop_after=1)
+    again = training_input(project, dataset, events.append)
+    assert again.dataset.path == view.path, "built once, then reused"
+    run = train(project, events.append, stop_after=1)
     assert run.run_id == project.run_id(view.hash)

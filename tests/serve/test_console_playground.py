@@ -9,7 +9,7 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from shoptalk.build import index_documents
+from shoptalk.pipeline import index_documents
 from shoptalk.project import Project
 from shoptalk.registry.audit import AuditRow
 from shoptalk.registry.keys import KeyLimits
@@ -27,7 +27,7 @@ def console(tmp_path, tiny_model, one_thread):
     config["rag"] = {"access": {"docs/*": ["ops"]}}
     config["serve"] = {"worker": False, "max_tokens_limit": 12}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
-    index_documents(Project.open(root), say=lambda _m: None)
+    index_documents(Project.open(root))
     app = create_app(root)
     keys = app.state.services.keys
 

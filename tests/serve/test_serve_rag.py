@@ -7,7 +7,7 @@ import pytest
 import yaml
 from openai import OpenAI
 
-from shoptalk.build import index_documents
+from shoptalk.pipeline import index_documents
 from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
@@ -25,7 +25,7 @@ def served(tmp_path, tiny_model):
     config["rag"] = {"access": {"docs/*": ["ops"]}}
     config["serve"] = {"worker": False}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
-    index_documents(Project.open(root), say=lambda _m: None)
+    index_documents(Project.open(root))
     app = create_app(root)
     keys = app.state.services.keys
     secrets = {

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from openai import OpenAI
 
-from shoptalk.build import index_documents
+from shoptalk.pipeline import index_documents
 from shoptalk.modeling.chat_format import with_system
 from shoptalk.modeling.generate import answer, load_assistant
 from shoptalk.project import Project
@@ -56,7 +56,7 @@ def project(tmp_path_factory, talker) -> Project:
     config["serve"] = {"worker": False}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     project = Project.open(root)
-    index_documents(project, say=lambda _m: None)
+    index_documents(project)
     return project
 
 

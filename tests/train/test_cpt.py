@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from shoptalk.build import prepare_dataset
-from shoptalk.build import train as run_train
+from shoptalk.pipeline import prepare_dataset
+from shoptalk.pipeline import train as run_train
 from shoptalk.errors import ConfigError
 from shoptalk.modeling.load import load_tokenizer
 from shoptalk.project import Project
@@ -20,7 +20,7 @@ def test_cpt_trains_on_every_token_of_the_documents_only(tmp_path, tiny_model, o
     project = Project.open(
         write_project(tmp_path / "p", tiny_model, recipe="cpt", epochs=1, trainable_layers=None)
     )
-    dataset = prepare_dataset(project, say=lambda _: None)
+    dataset = prepare_dataset(project)
     view = cpt.document_view(dataset)
     assert view.conversations("train") == [] and view.conversations("val") == []
     assert [c.text for c in view.texts()] == [c.text for c in dataset.texts()]
@@ -31,9 +31,10 @@ def test_cpt_trains_on_every_token_of_the_documents_only(tmp_path, tiny_model, o
     labelled = sum(sum(t != -100 for t in r.labels) for r in rows)
     assert tokens > 0 and labelled == tokens  # no prompt, no mask: every token is a target
 
-    said: list[str] = []
-    run = run_train(project, dataset, str(tiny_model), say=said.append)
-    assert said[0].startswith("cpt ")
+    events: list = []
+    run = run_train(project, on_event=events.append, dataset=dataset)
+    assert [e.stage for e in events if e.status == "started"] == ["cpt"]
+    assert [e.message.split()[0] for e in events if e.stage == "input"] == ["document"]
     assert run.final.is_dir() and run.is_adapter
     lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert lines and all("loss" in r for r in lines)
@@ -47,6 +48,6 @@ def test_cpt_without_document_text_is_a_clear_error(tmp_path, tiny_model):
     config = project.config.model_copy(
         update={"data": project.config.data.model_copy(update={"document_text": False})}
     )
-    dataset = prepare_dataset(Project(project.root, config), say=lambda _: None)
+    dataset = prepare_dataset(Project(project.root, config))
     with pytest.raises(ConfigError, match="document_text"):
         cpt.document_view(dataset)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from shoptalk.build import prepare_dataset
+from shoptalk.pipeline import prepare_dataset
 from shoptalk.cli import app
 from shoptalk.modeling.chat_format import IGNORE
 from shoptalk.project import Project
@@ -77,7 +77,7 @@ def test_two_processes_follow_the_loss_curve_of_one_and_resume(tmp_path, tiny_mo
     result = CliRunner().invoke(app, ["train", str(one)])
     assert result.exit_code == 0, result.output
     # Build the dataset first, so the two processes only read it.
-    prepare_dataset(Project.open(two), say=lambda _: None)
+    prepare_dataset(Project.open(two))
 
     # Two processes stop after step 4 (last checkpoint: step 3), then resume and finish.
     torchrun("build", str(two), "--stop-after", "4")

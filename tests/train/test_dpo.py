@@ -13,8 +13,8 @@ import yaml
 from safetensors.torch import load_file
 
 from shoptalk.artifacts import DatasetArtifact, read_jsonl, write_jsonl
-from shoptalk.build import prepare_dataset
-from shoptalk.build import train as run_train
+from shoptalk.pipeline import prepare_dataset
+from shoptalk.pipeline import train as run_train
 from shoptalk.config import DpoSettings, ShoptalkConfig
 from shoptalk.errors import ConfigError
 from shoptalk.modeling.chat_format import IGNORE
@@ -187,14 +187,14 @@ def test_build_runs_dpo_on_top_of_the_sft_model_when_pairs_exist(tmp_path, tiny_
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     project = Project.open(root)
 
-    dataset = prepare_dataset(project, say=lambda _: None)
+    dataset = prepare_dataset(project)
     pairs = read_jsonl(dataset.path / "preferences.jsonl", Preference)
     assert len(pairs) == 5
     # Redacted like everything else in the dataset.
     assert not any("claims@kestrel.example" in p.chosen for p in pairs)
-    said: list[str] = []
-    run = run_train(project, dataset, str(tiny_model), say=said.append)
-    assert [line.split()[0] for line in said] == ["train", "dpo"]
+    said: list = []
+    run = run_train(project, on_event=said.append, dataset=dataset)
+    assert [e.stage for e in said if e.status == "started"] == ["sft", "dpo"]
     assert run.run_id == project.dpo_run_id(project.run_id(dataset.hash))
     assert project.latest_run().run_id == run.run_id
     card = json.loads((run.path / "card.json").read_text())
@@ -204,8 +204,9 @@ def test_build_runs_dpo_on_top_of_the_sft_model_when_pairs_exist(tmp_path, tiny_
     assert run.is_adapter
     # Built again: both stages are unchanged and skipped.
     said.clear()
-    run_train(project, dataset, str(tiny_model), say=said.append)
-    assert all("unchanged, skipped" in line for line in said)
+    run_train(project, on_event=said.append, dataset=dataset)
+    trained = [e for e in said if e.stage in ("sft", "dpo")]
+    assert [(e.stage, e.status) for e in trained] == [("sft", "skipped"), ("dpo", "skipped")]
     # A DPO setting changes the DPO run only: SFT is not trained again.
     config["train"]["dpo"]["beta"] = 0.5
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))

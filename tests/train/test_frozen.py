@@ -7,8 +7,8 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from shoptalk.build import prepare_dataset
-from shoptalk.build import train as run_train
+from shoptalk.pipeline import prepare_dataset
+from shoptalk.pipeline import train as run_train
 from shoptalk.project import Project
 
 from projects import write_project
@@ -18,8 +18,8 @@ def train_tiny(tmp_path, tiny_model, name: str, **settings) -> tuple[Project, li
     project = Project.open(
         write_project(tmp_path / name, tiny_model, method="full", epochs=1, **settings)
     )
-    dataset = prepare_dataset(project, say=lambda _: None)
-    run = run_train(project, dataset, str(tiny_model), say=lambda _: None)
+    dataset = prepare_dataset(project)
+    run = run_train(project, dataset=dataset)
     lines = (run.path / "metrics.jsonl").read_text().splitlines()
     return project, [json.loads(line) for line in lines]
 

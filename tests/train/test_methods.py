@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from shoptalk.build import train as run_train
+from shoptalk.pipeline import train as run_train
 from shoptalk.config import TrainSettings
 from shoptalk.errors import ConfigError
 from shoptalk.modeling.load import load_model
@@ -66,7 +66,7 @@ def test_qlora_on_cpu_is_a_clear_error_before_any_work(tmp_path, tiny_model):
     from shoptalk.artifacts import DatasetArtifact
 
     with pytest.raises(ConfigError, match="qlora"):
-        run_train(project, DatasetArtifact(path=dataset_dir, hash="x"), str(tiny_model))
+        run_train(project, dataset=DatasetArtifact(path=dataset_dir, hash="x"))
     assert not project.runs.exists()
     assert "bitsandbytes" not in sys.modules
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from peft import PeftModel
 
-from shoptalk.build import prepare_dataset
-from shoptalk.build import train as run_train
+from shoptalk.pipeline import prepare_dataset
+from shoptalk.pipeline import train as run_train
 from shoptalk.errors import MissingExtraError
 from shoptalk.modeling.load import load_model, load_tokenizer
 from shoptalk.project import Project
@@ -59,8 +59,8 @@ def test_a_run_stops_early_and_keeps_the_best_weights(tmp_path, tiny_model, one_
         early_stopping_min_delta=100.0,
     )
     project = Project.open(root)
-    dataset = prepare_dataset(project, say=lambda _: None)
-    run = run_train(project, dataset, str(tiny_model), say=lambda _: None)
+    dataset = prepare_dataset(project)
+    run = run_train(project, dataset=dataset)
 
     records = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2], "stopped at the second evaluation"
@@ -100,10 +100,10 @@ def test_early_stopping_continues_correctly_after_a_resume(tmp_path, tiny_model,
         early_stopping_min_delta=100.0,
     )
     project = Project.open(root)
-    dataset = prepare_dataset(project, say=lambda _: None)
-    crashed = run_train(project, dataset, str(tiny_model), say=lambda _: None, stop_after=1)
+    dataset = prepare_dataset(project)
+    crashed = run_train(project, dataset=dataset, stop_after=1)
     assert not crashed.final.exists()
-    run = run_train(project, dataset, str(tiny_model), say=lambda _: None)
+    run = run_train(project, dataset=dataset)
     records = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     card = json.loads((run.path / "card.json").read_text())
@@ -115,9 +115,7 @@ def test_validation_runs_every_eval_every_steps_not_only_at_checkpoints(
 ):
     root = write_project(tmp_path / "p", tiny_model, epochs=2, eval_every=1, checkpoint_every=50)
     project = Project.open(root)
-    run = run_train(
-        project, prepare_dataset(project, say=lambda _: None), str(tiny_model), say=lambda _: None
-    )
+    run = run_train(project, dataset=prepare_dataset(project))
     records = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert len(records) > 2 and all("val_loss" in r for r in records)
 

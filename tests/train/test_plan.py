@@ -173,16 +173,16 @@ def test_train_plan_prints_the_plan_and_does_not_train(tmp_path, tiny_model):
 
 
 def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_model, one_thread):
-    from shoptalk.build import prepare_dataset
-    from shoptalk.build import train as run_train
+    from shoptalk.pipeline import prepare_dataset
+    from shoptalk.pipeline import train as run_train
     from shoptalk.project import Project
 
     losses = {}
     for on in (False, True):
         root = write_project(tmp_path / str(on), tiny_model, epochs=1, gradient_checkpointing=on)
         project = Project.open(root)
-        dataset = prepare_dataset(project, say=lambda _: None)
-        run = run_train(project, dataset, str(tiny_model), say=lambda _: None)
+        dataset = prepare_dataset(project)
+        run = run_train(project, dataset=dataset)
         card = json.loads((run.path / "card.json").read_text())
         assert card["plan"]["gradient_checkpointing"] is on
         lines = (run.path / "metrics.jsonl").read_text().splitlines()

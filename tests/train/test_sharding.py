@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from shoptalk.build import prepare_dataset
+from shoptalk.pipeline import prepare_dataset
 from shoptalk.cli import app
 from shoptalk.config import TrainSettings
 from shoptalk.errors import ConfigError, ShoptalkError
@@ -210,7 +210,7 @@ def test_lora_sharded_over_two_processes_follows_one_resumes_and_loads(tmp_path,
     one = write_project(tmp_path / "one", tiny_model, **SETTINGS)
     two = write_project(tmp_path / "two", tiny_model, sharding="fsdp", **SETTINGS)
     train_one_process(one)
-    prepare_dataset(Project.open(two), say=lambda _: None)
+    prepare_dataset(Project.open(two))
 
     # Stop after step 4 (last checkpoint: step 3, full weights gathered), resume, finish.
     torchrun("build", str(two), "--stop-after", "4")
@@ -240,7 +240,7 @@ def test_full_fine_tuning_sharded_by_an_accelerate_launch_follows_one(tmp_path, 
     one = write_project(tmp_path / "one", tiny_model, **settings)
     two = write_project(tmp_path / "two", tiny_model, **settings)
     train_one_process(one)
-    prepare_dataset(Project.open(two), say=lambda _: None)
+    prepare_dataset(Project.open(two))
 
     # What `accelerate launch --config_file configs/accelerate/fsdp_shard_grad_op.yaml` sets.
     torchrun(

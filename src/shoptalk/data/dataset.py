@@ -28,7 +28,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from shoptalk.artifacts import DatasetArtifact, write_json, write_jsonl
+from shoptalk.artifacts import DatasetArtifact
 from shoptalk.config import DataSettings, ShoptalkConfig
 from shoptalk.data import augment, synth
 from shoptalk.data.canaries import CANARIES_FILE, plant_canaries, write_canaries
@@ -126,7 +126,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     """Build (or reuse) the dataset for the project at `root` under `out_root/<hash>`."""
     digest = dataset_hash(cfg, root)
     target = out_root / digest
-    if (target / "manifest.json").is_file():
+    if DatasetArtifact(path=target, hash=digest).complete:
         return DatasetArtifact(path=target, hash=digest)
     settings = cfg.data
     errors: list[SourceError] | None = [] if settings.on_error == "skip" else None
@@ -159,11 +159,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     train = planted
     if canaries:
         write_canaries(target / CANARIES_FILE, canaries)
-    write_jsonl(target / "train.jsonl", train)
-    write_jsonl(target / "val.jsonl", val)
-    write_jsonl(target / "text.jsonl", sources.chunks if settings.document_text else [])
-    write_jsonl(target / "heldout.jsonl", heldout)
-    write_jsonl(target / "preferences.jsonl", sources.preferences)
+    texts = sources.chunks if settings.document_text else []
     manifest = {
         "hash": digest,
         "settings": settings.model_dump(),
@@ -185,9 +181,10 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
         },
         **report,
     }
-    # The manifest is written last: its presence marks a complete dataset.
-    write_json(target / "manifest.json", manifest)
-    return DatasetArtifact(path=target, hash=digest)
+    splits = {"train": train, "val": val, "heldout": heldout}
+    return DatasetArtifact(path=target, hash=digest).write(
+        splits, texts, sources.preferences, manifest
+    )
 
 
 def prepare_sources(

@@ -11,7 +11,6 @@ free-text errors from the manifest are redacted again before they are shown.
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import statistics
@@ -22,7 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from shoptalk.artifacts import DatasetArtifact, write_atomic, write_json
+from shoptalk.artifacts import (
+    MANIFEST_FILE,
+    REPORT_HTML,
+    REPORT_JSON,
+    DatasetArtifact,
+    write_atomic,
+    write_json,
+)
 from shoptalk.config import PiiSettings
 from shoptalk.data.clean import source_file
 from shoptalk.data.dedupe import record_text
@@ -61,7 +67,7 @@ def dataset_items(dataset: DatasetArtifact) -> list[Item]:
 
 
 def built_at(dataset: DatasetArtifact) -> str:
-    mtime = (dataset.path / "manifest.json").stat().st_mtime
+    mtime = dataset.manifest_file.stat().st_mtime
     return datetime.fromtimestamp(mtime, tz=timezone.utc).isoformat(timespec="seconds")
 
 
@@ -210,7 +216,7 @@ def build_report(
     tokenizer: Any = None,
 ) -> dict:
     """The data report as JSON-ready data; `tokenizer` needs only `encode(text)`."""
-    manifest = json.loads((dataset.path / "manifest.json").read_text(encoding="utf-8"))
+    manifest = dataset.manifest()
     items = dataset_items(dataset)
     clean = redactor(project.config.data.pii, project.root)
     report = {
@@ -241,9 +247,9 @@ def redactor(settings: PiiSettings, root: Path) -> Callable[[str], str]:
 def previous_dataset(datasets: Path, current: DatasetArtifact) -> DatasetArtifact | None:
     """The most recently built other dataset version, if any."""
     others = [
-        p / "manifest.json"
+        p / MANIFEST_FILE
         for p in datasets.iterdir()
-        if p.is_dir() and p.name != current.hash and (p / "manifest.json").is_file()
+        if p.is_dir() and p.name != current.hash and (p / MANIFEST_FILE).is_file()
     ]
     if not others:
         return None
@@ -267,7 +273,7 @@ def write_report(project: Project, dataset: DatasetArtifact) -> tuple[Path, Path
     report = build_report(project, dataset, previous_dataset(project.datasets, dataset), tokenizer)
     if note:
         report["token_lengths"]["note"] = note
-    json_path, html_path = dataset.path / "report.json", dataset.path / "report.html"
+    json_path, html_path = dataset.path / REPORT_JSON, dataset.path / REPORT_HTML
     write_json(json_path, report)
     write_atomic(html_path, render_html(report))
     return json_path, html_path

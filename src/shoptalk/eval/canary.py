@@ -150,7 +150,7 @@ def canary_exposure(
 def dataset_canaries(project: Project, run: RunArtifact) -> Path | None:
     """The `canaries.json` of the dataset the run was trained on, if it has one."""
     try:
-        card = json.loads((run.path / "card.json").read_text(encoding="utf-8"))
+        card = json.loads(run.card_file.read_text(encoding="utf-8"))
         path = project.datasets / card["dataset_hash"] / CANARIES_FILE
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -13,7 +13,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
+from shoptalk.artifacts import (
+    FINAL_DIR,
+    DatasetArtifact,
+    EvalArtifact,
+    RunArtifact,
+    write_json,
+)
 from shoptalk.errors import ShoptalkError
 from shoptalk.eval.canary import CanaryCheck
 from shoptalk.eval.judge import METRIC as JUDGE_METRIC
@@ -131,9 +137,9 @@ def find_model(project: Project, name: str) -> RunArtifact | None:
     """'base' is the untuned base model (None); anything else a finished run's id."""
     if name == BASE:
         return None
-    run = RunArtifact(path=project.runs / name, run_id=name)
-    if not run.final.is_dir():
-        finished = sorted(p.parent.name for p in project.runs.glob("*/final"))
+    run = project.run(name)
+    if not run.done:
+        finished = sorted(p.parent.name for p in project.runs.glob(f"*/{FINAL_DIR}"))
         raise ShoptalkError(
             f"no finished run '{name}' in {project.runs}: expected 'base' or one of "
             f"{', '.join(finished) or '(none yet: run `shoptalk build` first)'}"
@@ -163,10 +169,11 @@ def score_pair(
     rag_on = project.config.eval.rag
     digest = inputs_hash(project, name, suites, tuple(c.digest() for c in checks))
     stamp = out / "inputs.txt"
+    files = EvalArtifact(path=out)
     if not force and stamp.is_file() and stamp.read_text().strip() == digest:
-        card = read_scorecard(out / "scorecard.json")
-        if not (out / "report.html").is_file():
-            write_report(card, out / "report.html")
+        card = read_scorecard(files.scorecard)
+        if not files.report.is_file():
+            write_report(card, files.report)
         return card
     timing: dict[str, float] = {}
     answers: dict[str, tuple[list[str], list[str]]] = {}
@@ -210,9 +217,9 @@ def score_pair(
         add_judge(card, judge, out)
         timing["judge_seconds"] = round(time.perf_counter() - started, 1)
     card.timing = timing
-    write_scorecard(card, out / "scorecard.json")
-    write_report(card, out / "report.html")
-    write_json(out / "answers.json", {k: {BASE: v[0], TUNED: v[1]} for k, v in answers.items()})
+    write_scorecard(card, files.scorecard)
+    write_report(card, files.report)
+    write_json(files.answers, {k: {BASE: v[0], TUNED: v[1]} for k, v in answers.items()})
     stamp.write_text(digest)
     return card
 

@@ -74,7 +74,7 @@ def export_model(
     info = register_run(project, run)
     base_path = info.base_path or resolve_base_model(project.config.base_model, project.root)
     prompts = parity_prompts(project, info.dataset_hash)
-    folder = project.state / "exports" / run.run_id
+    folder = project.exports / run.run_id
     device = pick_device(project.config.train.device)
     db = open_registry(project)
 

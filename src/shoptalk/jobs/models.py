@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shoptalk.artifacts import CHECKPOINT_WEIGHTS, RunArtifact
 from shoptalk.project import Project
 from shoptalk.registry.db import open_registry
 from shoptalk.registry.jobs import JobCheckpointRow, JobRow
@@ -36,7 +37,7 @@ def job_models(project: Project, wanted: str = "") -> dict[str, JobModel]:
     with open_registry(project.config.serve.database_url, project.state)() as session:
         for job in session.scalars(select(JobRow).where(JobRow.fine_tuned_model.is_not(None))):
             run_dir = Path(job.run_path)
-            models[job.fine_tuned_model] = JobModel(run_dir / "final", run_dir)
+            models[job.fine_tuned_model] = JobModel(RunArtifact.at(run_dir).final, run_dir)
         for ckpt in session.scalars(select(JobCheckpointRow)):
             folder = Path(ckpt.path) / "adapter"
             if ckpt.model_name == wanted and not folder.is_dir():
@@ -54,16 +55,18 @@ def materialize_checkpoint(project: Project, session: Session, name: str) -> Pat
         return target
     import torch
 
-    from shoptalk.jobs.runner import job_config
+    from shoptalk.jobs.runner import job_spec
     from shoptalk.modeling.load import load_model, resolve_base_model
+    from shoptalk.pipeline.jobs import job_config
     from shoptalk.train.methods import attach_method
 
     job = session.get(JobRow, ckpt.job_id)
-    cfg = job_config(project.config, job)
+    cfg = job_config(project.config, job_spec(job))
     base = load_model(resolve_base_model(cfg.base_model, project.root), "cpu", dtype=torch.float32)
     model, _ = attach_method(base, cfg.train)
     params = dict(model.named_parameters())
-    trainable = torch.load(Path(ckpt.path) / "trainable.pt", map_location="cpu")
+    weights = Path(ckpt.path) / CHECKPOINT_WEIGHTS
+    trainable = torch.load(weights, map_location="cpu", weights_only=True)
     with torch.no_grad():
         for param_name, value in trainable.items():
             params[param_name].copy_(value)

@@ -1,9 +1,12 @@
 """The worker: takes queued jobs from the registry and runs each in a child process.
 
-One job at a time (training uses every core). Between polls it turns the
-running job's metrics into events and its checkpoints into models, and acts on
-cancel and pause requests by stopping the child. After a restart, jobs that
-were running are queued again and continue from their last checkpoint.
+One job at a time (training uses every core). The child records its own
+events (`pipeline.record`); between polls the worker keeps the running job's
+checkpoints as models (their weights file, copied: nothing of training is
+unpickled here) and acts on cancel and pause requests by stopping the child.
+After a restart, jobs that were running are queued again and continue from
+their last checkpoint; a build that `shoptalk build` was running is its own
+process's, and is marked failed only if that process is gone.
 
 `shoptalk worker DIR` runs it as its own process (`shoptalk serve` starts one
 unless told not to). That process holds a lock file, so one worker runs per
@@ -17,9 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,15 +31,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 from sqlalchemy import func, select
 
+from shoptalk.artifacts import CHECKPOINT_WEIGHTS, JobArtifact, checkpoint_step
 from shoptalk.errors import ShoptalkError
+from shoptalk.pipeline.record import alive, mark_stopped
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.db import open_registry
-from shoptalk.registry.jobs import BuildRow, JobCheckpointRow, JobEventRow, JobRow
-from shoptalk.train import checkpoint
+from shoptalk.registry.jobs import BuildRow, JobCheckpointRow, JobRow
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +145,10 @@ class Worker:
                 *session.scalars(select(BuildRow).where(BuildRow.status == "running")),
             ]
             for job in running:
+                if isinstance(job, BuildRow) and job.origin == "cli":
+                    if not alive(job.worker_pid):
+                        mark_stopped(session, job)
+                    continue
                 store.set_status(session, job.id, "queued", worker_pid=None)
                 store.add_event(
                     session, job.id, "Requeued after a restart; resuming from the last checkpoint"
@@ -238,55 +245,33 @@ class Worker:
         self.forget_child()
 
     def publish_progress(self, session, job: JobRow | BuildRow) -> None:
-        """New metric lines become `metrics` events; a job's new checkpoints become models."""
+        """A job's new checkpoints become models (a child records its own events)."""
         if isinstance(job, BuildRow):
-            run_dir = Path(job.run_path) if job.run_path else None
-        else:
-            run_dir = self.project.state / "jobs" / job.id / "run"
-        if run_dir is None:
             return
-        records = read_metrics(run_dir / "metrics.jsonl")
-        seen = session.scalar(
-            select(func.count()).where(JobEventRow.job_id == job.id, JobEventRow.type == "metrics")
-        )
-        for record in records[seen:]:
-            store.add_event(
-                session,
-                job.id,
-                f"Step {record['step']}: training loss={record['loss']:.4f}",
-                data=record,
-                kind="metrics",
-            )
-        if isinstance(job, JobRow):
-            by_step = {r["step"]: r for r in records}
-            for folder in sorted((run_dir / "checkpoints").glob(f"{checkpoint.PREFIX}*")):
-                snapshot_checkpoint(session, job, folder, by_step)
+        folder = self.project.job(job.id)
+        by_step = {r["step"]: r for r in folder.run.metrics()}
+        for checkpoint in folder.run.checkpoint_folders():
+            snapshot_checkpoint(session, job, checkpoint, folder, by_step)
 
 
-def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
-
-
-def snapshot_checkpoint(session, job: JobRow, folder: Path, metrics: dict[int, dict]) -> None:
+def snapshot_checkpoint(
+    session, job: JobRow, checkpoint: Path, folder: JobArtifact, metrics: dict[int, dict]
+) -> None:
     """Keep a checkpoint's trainable weights (small for LoRA) as a model of the job."""
-    step = int(folder.name.removeprefix(checkpoint.PREFIX))
+    step = checkpoint_step(checkpoint)
     exists = session.scalar(
         select(func.count()).where(JobCheckpointRow.job_id == job.id, JobCheckpointRow.step == step)
     )
-    if exists or not (folder / "state.pt").is_file():
+    if exists:
         return
-    target = folder.parent.parent.parent / "checkpoints" / f"step-{step}"
+    target = folder.kept_checkpoint(step)
     target.mkdir(parents=True, exist_ok=True)
+    tmp = target / f".{CHECKPOINT_WEIGHTS}.tmp"
     try:
-        state = torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
-    except (FileNotFoundError, RuntimeError, EOFError):
-        return  # pruned or being replaced while we read; the next poll sees the newer one
-    torch.save(state["trainable"], target / "trainable.pt.tmp")
-    os.replace(target / "trainable.pt.tmp", target / "trainable.pt")
+        shutil.copyfile(checkpoint / CHECKPOINT_WEIGHTS, tmp)
+    except FileNotFoundError:
+        return  # pruned while we read, or written before weights had a file of their own
+    os.replace(tmp, target / CHECKPOINT_WEIGHTS)
     from shoptalk.jobs.runner import model_name
 
     session.add(

@@ -58,7 +58,7 @@ class IndexReport:
 
 
 def index_folder(project: Project) -> Path:
-    return project.state / "index"
+    return project.index
 
 
 def index_project(

@@ -119,17 +119,19 @@ def raft_view(
     """
     key = hashlib.sha256(rag.model_dump_json().encode()).hexdigest()[:8]
     view = dataset.path / f"raft-{key}"
-    if not (view / "train.jsonl").is_file():
+    out = DatasetArtifact(path=view, hash=f"{dataset.hash}-raft-{key}")
+    if not out.split_file("train").is_file():
         train = dataset.conversations("train")
         grounded = [c for c in train if c.kind in GROUNDED_KINDS]
         examples = raft_examples(grounded, index, system_prompt, rag.raft or RaftSettings())
         tmp = dataset.path / f".raft-{key}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        for name in ("val.jsonl", "text.jsonl", "heldout.jsonl", "preferences.jsonl"):
-            if (dataset.path / name).is_file():
-                shutil.copyfile(dataset.path / name, tmp / name)
-        write_jsonl(tmp / "train.jsonl", train + examples)
+        for path in dataset.view_files():
+            if path.is_file():
+                shutil.copyfile(path, tmp / path.name)
+        # The training split is written last: its presence marks a complete view.
+        write_jsonl(DatasetArtifact(path=tmp, hash="").split_file("train"), train + examples)
         shutil.rmtree(view, ignore_errors=True)
         tmp.rename(view)
-    return DatasetArtifact(path=view, hash=f"{dataset.hash}-raft-{key}")
+    return out

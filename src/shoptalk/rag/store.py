@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shoptalk.artifacts import read_jsonl, write_json, write_jsonl
+from shoptalk.artifacts import INDEX_MANIFEST, read_jsonl, write_json, write_jsonl
 from shoptalk.errors import ShoptalkError
 from shoptalk.records import Chunk
 
@@ -68,14 +68,14 @@ def save_index(folder: Path, index: StoredIndex) -> None:
         },
         "embedding_keys": index.embedding_keys,
     }
-    write_json(folder / "manifest.json", manifest)
+    write_json(folder / INDEX_MANIFEST, manifest)
 
 
 def load_index(folder: Path) -> StoredIndex | None:
     """The stored index, or None if there is none or it is incomplete."""
     import numpy as np
 
-    manifest_path = folder / "manifest.json"
+    manifest_path = folder / INDEX_MANIFEST
     if not manifest_path.is_file() or not (folder / "vectors.npy").is_file():
         return None
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))

@@ -79,10 +79,15 @@ class JobRow(Base):
     worker_pid: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # What training really used ("auto" resolved), from the run's plan; OpenAI's names.
+    hyperparameters_used: Mapped[dict | None] = mapped_column(JSON, default=None)
+    estimated_finish: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    result_files: Mapped[list | None] = mapped_column(JSON, default=None)
 
 
 class BuildRow(Base):
-    """A `shoptalk build` started from the console, of the served project or of one made there."""
+    """A build of the served project or of one made in the console, started there or by
+    `shoptalk build` (origin 'cli', run by that command's own process)."""
 
     __tablename__ = "builds"
 
@@ -99,6 +104,7 @@ class BuildRow(Base):
     worker_pid: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    origin: Mapped[str | None] = mapped_column(String(10), default="console")
 
 
 class JobEventRow(Base):
@@ -128,22 +134,39 @@ class JobCheckpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
+# Columns added since the tables were first released: (table, column). All nullable,
+# so adding them is the whole migration.
+ADDED_COLUMNS = [
+    (BuildRow, "project_root"),
+    (BuildRow, "origin"),
+    (JobRow, "hyperparameters_used"),
+    (JobRow, "estimated_finish"),
+    (JobRow, "result_files"),
+]
+
+
 def add_missing_columns(sessions: sessionmaker[Session]) -> None:
     """Bring a registry made by an older shoptalk up to date.
 
-    `create_all` creates missing tables but never adds columns to existing ones;
-    the one column added since is nullable, so adding it is the whole migration.
+    `create_all` creates missing tables but never adds columns to existing ones.
     """
     engine = sessions.kw["bind"]
-    if "project_root" in {c["name"] for c in inspect(engine).get_columns("builds")}:
-        return
-    try:
-        with engine.begin() as connection:
-            connection.execute(text("ALTER TABLE builds ADD COLUMN project_root TEXT"))
-    except DBAPIError:
-        # Another process (a replica, the worker) added it first.
-        if "project_root" not in {c["name"] for c in inspect(engine).get_columns("builds")}:
-            raise
+    for table, name in ADDED_COLUMNS:
+        where = table.__tablename__
+        if name in column_names(engine, where):
+            continue
+        kind = table.__table__.columns[name].type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(f"ALTER TABLE {where} ADD COLUMN {name} {kind}"))
+        except DBAPIError:
+            # Another process (a replica, the worker) added it first.
+            if name not in column_names(engine, where):
+                raise
+
+
+def column_names(engine, table: str) -> set[str]:
+    return {c["name"] for c in inspect(engine).get_columns(table)}
 
 
 def builds_of(root: str, served: bool) -> ColumnElement[bool]:

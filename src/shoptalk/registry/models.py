@@ -166,9 +166,8 @@ def _info(row: ModelRow) -> ModelInfo:
 
 def run_info(project: Project, run: RunArtifact) -> ModelInfo:
     """A run's lineage from its card (written by training) and scorecard, if evaluated."""
-    card_path = run.path / "card.json"
-    card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
-    scorecard = project.evals / run.run_id / "scorecard.json"
+    card = run.card()
+    scorecard = project.eval_of(run.run_id).scorecard
     return ModelInfo(
         id=run.run_id,
         base_model=card.get("base_model", project.config.base_model),

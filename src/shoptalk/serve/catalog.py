@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from shoptalk.artifacts import CARD_FILE, FINAL_DIR, RUNS_DIR
 from shoptalk.serve.errors import ApiError
 
 if TYPE_CHECKING:
@@ -108,11 +109,11 @@ def project_entries(project: Project, base_path: str, settings: ServeSettings) -
     promoted = None
     if project.promoted_run_file.is_file():
         promoted = project.promoted_run_file.read_text(encoding="utf-8").strip() or None
-    run_dirs = sorted(p.parent for p in project.runs.glob("*/final") if p.is_dir())
+    run_dirs = sorted(p.parent for p in project.runs.glob(f"*/{FINAL_DIR}") if p.is_dir())
     for run_dir in run_dirs:
         if settings.models == "promoted" and run_dir.name != promoted:
             continue
-        final = run_dir / "final"
+        final = run_dir / FINAL_DIR
         kind = "adapter" if (final / "adapter_config.json").is_file() else "full"
         entry = ModelEntry(run_dir.name, kind, final, run_dir)
         entries[run_dir.name] = entry
@@ -127,11 +128,11 @@ def workspace_entries(folder: Path) -> dict[str, ModelEntry]:
     entries = {}
     for promoted_file in sorted(folder.glob("*/.shoptalk/promoted-run")):
         run_id = promoted_file.read_text(encoding="utf-8").strip()
-        run_dir = promoted_file.parent / "runs" / run_id
+        run_dir = promoted_file.parent / RUNS_DIR / run_id
         # A run id is a folder name, never a path out of the project.
-        if not RUN_ID.fullmatch(run_id) or not (run_dir / "final").is_dir():
+        if not RUN_ID.fullmatch(run_id) or not (run_dir / FINAL_DIR).is_dir():
             continue
-        final = run_dir / "final"
+        final = run_dir / FINAL_DIR
         kind = "adapter" if (final / "adapter_config.json").is_file() else "full"
         name = f"{promoted_file.parent.parent.name}/{run_id}"
         entries[name] = ModelEntry(name, kind, final, run_dir)
@@ -262,7 +263,7 @@ class Catalog:
     def _recorded_base(self, entry: ModelEntry) -> tuple[str, str | None] | None:
         """(where, identity) of the base the adapter was trained on, from its card."""
         candidates = []
-        card = entry.run_dir / "card.json" if entry.run_dir else None
+        card = entry.run_dir / CARD_FILE if entry.run_dir else None
         if card is not None and card.is_file():
             candidates.append(json.loads(card.read_text(encoding="utf-8")).get("base_path"))
         adapter_config = json.loads((entry.path / "adapter_config.json").read_text("utf-8"))

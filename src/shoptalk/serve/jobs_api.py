@@ -107,8 +107,13 @@ class JobObject(BaseModel):
             status=row.status,
             training_file=row.training_file,
             validation_file=row.validation_file,
-            hyperparameters=(row.method.get(kind) or {}).get("hyperparameters") or {},
+            # What training used ("auto" resolved) once it started, else what was asked.
+            hyperparameters=row.hyperparameters_used
+            or (row.method.get(kind) or {}).get("hyperparameters")
+            or {},
             method=row.method,
+            result_files=row.result_files or [],
+            estimated_finish=epoch(row.estimated_finish),
             trained_tokens=row.trained_tokens,
             error=row.error,
             seed=row.seed,

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shoptalk.artifacts import write_atomic
+from shoptalk.artifacts import RunArtifact, write_atomic
 from shoptalk.config import CONFIG_NAME
 from shoptalk.data.pii import redact
 from shoptalk.errors import ShoptalkError
@@ -244,18 +244,18 @@ class PlanResponse(BaseModel):
 @router.get("/plan", response_model=PlanResponse)
 def training_plan(_: Editor, st: State) -> PlanResponse:
     """What a build would train, with its estimated time and peak memory on this machine."""
-    from shoptalk.build import plan as training_plan_of
+    from shoptalk.pipeline import plan as training_plan_of
 
     # A plain `def` route: FastAPI runs it in its thread pool, off the event loop.
     with st.lock:
-        plan = training_plan_of(st.project(), say=lambda _message: None)
+        plan = training_plan_of(st.project())
     return PlanResponse(
         text=plan.render(),
         method=plan.method,
         total_steps=plan.total_steps,
         estimated_seconds=plan.estimated_seconds,
-        peak_memory_bytes=plan.memory.total,
-        memory_available_bytes=plan.memory_available,
+        peak_memory_bytes=plan.peak_memory_bytes,
+        memory_available_bytes=plan.memory_available_bytes,
     )
 
 
@@ -360,23 +360,12 @@ def build_info(session: Session, row: BuildRow, details: bool = True) -> BuildIn
     info.events = [
         {"time": e.created_at.isoformat(), "level": e.level, "message": e.message} for e in events
     ]
-    metrics = Path(row.run_path) / "metrics.jsonl" if row.run_path else None
-    if metrics is not None and metrics.is_file():
-        lines = metrics.read_text(encoding="utf-8").splitlines()
-        info.metrics = [json.loads(line) for line in lines if line.strip()]
-        info.eta_seconds = eta(info.metrics, Path(row.run_path))
+    # The run the build's training stage really writes (the DPO run once DPO runs).
+    run = RunArtifact.at(Path(row.run_path)) if row.run_path else None
+    if run is not None:
+        info.metrics = run.metrics()
+        info.eta_seconds = run.seconds_left(info.metrics)
     return info
-
-
-def eta(metrics: list[dict], run_dir: Path) -> float | None:
-    """Seconds left in training, from the plan's total steps and the recent step rate."""
-    plan_file = run_dir / "plan.json"
-    if not metrics or not plan_file.is_file():
-        return None
-    total = json.loads(plan_file.read_text(encoding="utf-8")).get("total_steps")
-    recent = metrics[-5:]
-    seconds_per_step = sum(m["tokens"] / max(m["tokens_per_s"], 1e-9) for m in recent) / len(recent)
-    return max(0.0, (total - metrics[-1]["step"]) * seconds_per_step) if total else None
 
 
 # --- scorecard
@@ -387,7 +376,7 @@ def scorecard(_: Reader, st: State) -> dict:
     """The latest run's scorecard (base vs tuned per suite and per question) and gate."""
     project = st.project()
     run_id = pointer(project.latest_run_file)
-    path = project.evals / run_id / "scorecard.json" if run_id else None
+    path = project.eval_of(run_id).scorecard if run_id else None
     if path is None or not path.is_file():
         raise ApiError(404, "No scorecard yet: run a build first.", code="not_found")
     card = json.loads(path.read_text(encoding="utf-8"))
@@ -400,7 +389,7 @@ def scorecard(_: Reader, st: State) -> dict:
 def scorecard_report(_: Reader, st: State) -> FileResponse:
     project = st.project()
     run_id = pointer(project.latest_run_file)
-    path = project.evals / run_id / "report.html" if run_id else None
+    path = project.eval_of(run_id).report if run_id else None
     if path is None or not path.is_file():
         raise ApiError(404, "No scorecard yet: run a build first.", code="not_found")
     return FileResponse(path, media_type="text/html")

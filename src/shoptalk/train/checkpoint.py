@@ -10,6 +10,9 @@ frozen-layer cache swaps the decoder's layer list during the loop.
 Weights and optimizer state come from a `Trainable` (all of them in this
 process) or a `sharding.ShardedTrainable` (gathered from every process): both
 are full tensors on disk, so any number of processes can resume a checkpoint.
+The trainable weights are a file of their own (a plain name -> tensor dict), so
+what keeps a checkpoint as a model (the jobs worker) copies that file and never
+unpickles the optimizer's or RNG's state.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from pathlib import Path
 
 import torch
 
+from shoptalk.artifacts import CHECKPOINT_PREFIX, CHECKPOINT_STATE, CHECKPOINT_WEIGHTS
 from shoptalk.errors import ShoptalkError
 
-PREFIX = "step-"
+PREFIX = CHECKPOINT_PREFIX
 
 
 def trainable_state(params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
@@ -67,10 +71,10 @@ def save(
     target = folder / f"{PREFIX}{step:07d}"
     if not (write or trainable.sharded):
         return target
+    weights = trainable.weights()
     state = {
         "step": step,
         "sharded": trainable.sharded,
-        "trainable": trainable.weights(),
         "optimizer": trainable.optimizer_state(),
         "scheduler": scheduler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
@@ -82,21 +86,22 @@ def save(
     tmp = folder / f".{target.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save(state, tmp / "state.pt")
+    torch.save(weights, tmp / CHECKPOINT_WEIGHTS)
+    torch.save(state, tmp / CHECKPOINT_STATE)
     tmp.rename(target)
     prune(folder, keep)
     return target
 
 
 def latest(folder: Path) -> Path | None:
-    found = sorted(p for p in folder.glob(f"{PREFIX}*") if (p / "state.pt").is_file())
+    found = sorted(p for p in folder.glob(f"{PREFIX}*") if (p / CHECKPOINT_STATE).is_file())
     return found[-1] if found else None
 
 
 def restore(
     path: Path, trainable: Trainable, scheduler: torch.optim.lr_scheduler.LRScheduler
 ) -> int:
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    state = torch.load(path / CHECKPOINT_STATE, map_location="cpu", weights_only=False)
     # Optimizer state is keyed by parameter index unsharded, by parameter name sharded.
     if state.get("sharded", False) != trainable.sharded:
         kind = {True: "a sharded (FSDP)", False: "an unsharded"}
@@ -106,7 +111,11 @@ def restore(
             "resume with the same train.sharding (or accelerate config) it started with, or "
             "delete the run's checkpoints folder to start over"
         )
-    trainable.load_weights(state["trainable"])
+    # Checkpoints written before the weights had a file of their own hold them in the state.
+    weights = state.get("trainable")
+    if weights is None:
+        weights = torch.load(path / CHECKPOINT_WEIGHTS, map_location="cpu", weights_only=True)
+    trainable.load_weights(weights)
     trainable.load_optimizer_state(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])

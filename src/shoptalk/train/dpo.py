@@ -19,13 +19,13 @@ weights for full fine-tuning, and no adapter switching for LoRA, where
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
 
-from shoptalk.artifacts import DatasetArtifact, RunArtifact, read_jsonl, write_json
+from shoptalk.artifacts import DatasetArtifact, MetricsLog, RunArtifact, keep_metrics_until
 from shoptalk.config import DpoSettings, ShoptalkConfig, refuse_dpo_processes, world_size
 from shoptalk.modeling.chat_format import (
     IGNORE,
@@ -49,9 +49,8 @@ from shoptalk.train import checkpoint
 from shoptalk.train.logprobs import sequence_logprobs
 from shoptalk.train.methods import attach_method, load_for_method
 from shoptalk.train.packing import Row, collate
-from shoptalk.train.plan import auto_tokens_per_step
-from shoptalk.train.progress import TrainProgress
-from shoptalk.train.sft import keep_metrics_until, lr_factor, save_final
+from shoptalk.train.plan import resolve_auto
+from shoptalk.train.sft import OnStep, lr_factor, save_final
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +72,29 @@ class PairPlan(BaseModel):
     steps_per_epoch: int
     total_steps: int
     truncated: int
+    # The values trained with (none on plans written before they were recorded).
+    tokens_per_step: int | None = None
+    learning_rate: float | None = None
+    epochs: float | None = None
+    beta: float | None = None
+
+    def render(self) -> str:
+        return (
+            f"plan     dpo: {self.pairs} pairs ({self.truncated} truncated), "
+            f"{self.pairs_per_step} pairs/step, {self.steps_per_epoch} steps/epoch x "
+            f"{self.epochs:g} epochs = {self.total_steps} steps, lr {self.learning_rate:g}, "
+            f"beta {self.beta:g}"
+        )
+
+
+@dataclass
+class Setup:
+    """The DPO run set up: tokenizer, policy with its method, encoded pairs, the plan."""
+
+    tokenizer: object
+    model: torch.nn.Module
+    pairs: list[Pair]
+    plan: PairPlan
 
 
 def run(
@@ -82,6 +104,9 @@ def run(
     run_dir: Path,
     start_from: Path | None = None,
     stop_after: int | None = None,
+    on_plan: Callable[[PairPlan], None] | None = None,
+    on_step: OnStep | None = None,
+    lr_scale: float = 1.0,
 ) -> RunArtifact:
     """DPO-train `base_path` (or the SFT model in `start_from`) on the dataset's preference pairs.
 
@@ -89,33 +114,27 @@ def run(
     model replaces `base_path`. Resumes if checkpoints exist in `run_dir`. Runs in one
     process: under torchrun every process would train in `run_dir` and resume from
     the others' checkpoints, so a multi-process launch raises before anything is written.
+    `on_plan`, `on_step` and `lr_scale` as in `sft.run`.
     """
     refuse_dpo_processes(world_size(os.environ))
     settings, dpo = cfg.train, cfg.train.dpo
+    run = RunArtifact.at(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(settings.device)
     torch.manual_seed(settings.seed)
     random.seed(settings.seed)
 
-    # --- setup: tokenizer, model, adapters
-    tokenizer = load_tokenizer(base_path)
-    ensure_chat_template(tokenizer)
-    model = load_policy(base_path, start_from, cfg, device)
-    model, _ = attach_method(model, settings)
-
-    # --- data: render each pair's two answers after the same prompt, plan the steps
-    records = read_jsonl(dataset.path / "preferences.jsonl", Preference)
-    pairs, truncated = encode_pairs(tokenizer, records, cfg)
-    budget = settings.tokens_per_step
-    if budget == "auto":
-        size = sum(p.numel() for p in model.parameters())
-        budget = auto_tokens_per_step(size, sum(p.tokens for p in pairs), settings.max_seq_len)
-    plan = plan_steps(pairs, budget, dpo.epochs, truncated)
+    # --- setup and data: model with its method, each pair's two answers rendered, steps planned
+    setup = prepare(cfg, dataset, base_path, device, start_from, lr_scale)
+    tokenizer, model, pairs, plan = setup.tokenizer, setup.model, setup.pairs, setup.plan
     log.info("dpo plan: %s", plan.model_dump_json())
+    run.write_plan(plan.model_dump())
+    if on_plan is not None:
+        on_plan(plan)
     params = dict(model.named_parameters())
     optimizer = torch.optim.AdamW(
         [p for p in params.values() if p.requires_grad],
-        lr=dpo.learning_rate,
+        lr=plan.learning_rate,
         weight_decay=settings.weight_decay,
     )
     trainable = checkpoint.Trainable(params, optimizer)
@@ -128,20 +147,18 @@ def run(
     reference, counts = reference_logprobs(model, pairs, plan, tokenizer.pad_token_id, device)
 
     # --- resume
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run.checkpoints
     start = 0
     last = checkpoint.latest(ckpt_dir)
     if last is not None:
         start = checkpoint.restore(last, trainable, scheduler)
         log.info("resumed from %s (step %d of %d)", last.name, start, plan.total_steps)
-    metrics_path = run_dir / "metrics.jsonl"
-    keep_metrics_until(metrics_path, start)
+    keep_metrics_until(run.metrics_file, start)
 
     # --- loop
     model.train()
     end = plan.total_steps if stop_after is None else min(plan.total_steps, stop_after)
-    progress = TrainProgress(plan.total_steps, start, resumed=start > 0)
-    with progress, metrics_path.open("a", encoding="utf-8") as metrics:
+    with MetricsLog(run.metrics_file) as metrics:
         for step in range(start, end):
             t0 = time.perf_counter()
             pair_ids = step_pairs(plan, settings.seed, step)
@@ -165,17 +182,59 @@ def run(
             done = step + 1
             if done % settings.checkpoint_every == 0 or done == plan.total_steps:
                 checkpoint.save(ckpt_dir, done, trainable, scheduler, settings.keep_checkpoints)
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-            progress.update(done, record)
+            metrics.write(record)
+            if on_step is not None:
+                on_step(done, plan.total_steps, record)
     if end < plan.total_steps:
-        return RunArtifact(path=run_dir, run_id=run_dir.name)
+        return run
 
     # --- save: the model (adapter or full), its tokenizer, and a card
-    save_final(model, tokenizer, run_dir / "final")
-    write_json(run_dir / "card.json", card(cfg, dataset, base_path, start_from, plan, metrics_path))
+    save_final(model, tokenizer, run.final)
+    run.write_card(card(cfg, dataset, base_path, start_from, plan, run.metrics()))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return RunArtifact(path=run_dir, run_id=run_dir.name)
+    return run
+
+
+def prepare(
+    cfg: ShoptalkConfig,
+    dataset: DatasetArtifact,
+    base_path: str,
+    device: str,
+    start_from: Path | None = None,
+    lr_scale: float = 1.0,
+) -> Setup:
+    """Load the policy with its method, encode the pairs and plan the steps (no training)."""
+    settings, dpo = cfg.train, cfg.train.dpo
+    tokenizer = load_tokenizer(base_path)
+    ensure_chat_template(tokenizer)
+    model = load_policy(base_path, start_from, cfg, device)
+    model, _ = attach_method(model, settings)
+    pairs, truncated = encode_pairs(tokenizer, dataset.preferences(), cfg)
+    size = sum(p.numel() for p in model.parameters())
+    lora = hasattr(model, "peft_config")
+    values = resolve_auto(settings, size, lora, sum(p.tokens for p in pairs))
+    plan = plan_steps(pairs, values.tokens_per_step, dpo.epochs, truncated)
+    plan = plan.model_copy(
+        update={
+            "tokens_per_step": values.tokens_per_step,
+            "learning_rate": dpo.learning_rate * lr_scale,
+            "epochs": dpo.epochs,
+            "beta": dpo.beta,
+        }
+    )
+    return Setup(tokenizer, model, pairs, plan)
+
+
+def plan_run(
+    cfg: ShoptalkConfig,
+    dataset: DatasetArtifact,
+    base_path: str,
+    start_from: Path | None = None,
+    lr_scale: float = 1.0,
+) -> PairPlan:
+    """The plan `run` would follow, without training."""
+    device = pick_device(cfg.train.device)
+    return prepare(cfg, dataset, base_path, device, start_from, lr_scale).plan
 
 
 def load_policy(
@@ -351,14 +410,13 @@ def card(
     base_path: str,
     start_from: Path | None,
     plan: PairPlan,
-    metrics: Path,
+    lines: list[dict],
 ) -> dict:
     import peft
     import transformers
 
     from shoptalk import __version__
 
-    lines = [json.loads(x) for x in metrics.read_text(encoding="utf-8").splitlines() if x.strip()]
     last = lines[-1] if lines else {}
     return {
         "recipe": "dpo",
@@ -382,5 +440,5 @@ def card(
 
 
 def has_pairs(dataset: DatasetArtifact) -> bool:
-    path = dataset.path / "preferences.jsonl"
+    path = dataset.preferences_file
     return path.is_file() and bool(path.read_text(encoding="utf-8").strip())

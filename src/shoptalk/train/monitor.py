@@ -7,7 +7,6 @@ from what it already wrote instead of needing new fields in checkpoints.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import resource
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from shoptalk.artifacts import read_metrics
 from shoptalk.train.checkpoint import Trainable
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,7 @@ class EarlyStopping:
 
     def replay(self, metrics_path: Path) -> None:
         """Rebuild the state from the validation losses a resumed run already logged."""
-        if not metrics_path.is_file():
-            return
-        for line in metrics_path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line) if line.strip() else {}
+        for record in read_metrics(metrics_path):
             if "val_loss" in record:
                 self.update(record["step"], record["val_loss"])
 

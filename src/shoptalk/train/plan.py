@@ -250,15 +250,27 @@ def estimate_memory(
     )
 
 
-def make_plan(
-    model: ModelShape,
-    data: DataShape,
+class AutoValues(BaseModel):
+    """The concrete values of the settings that may be "auto", and which of them were."""
+
+    tokens_per_step: int
+    learning_rate: float
+    epochs: float
+    auto: list[str]
+
+
+def resolve_auto(
     settings: TrainSettings,
-    hardware: Hardware,
-    processes: int = 1,
-    sharding: str = "none",
-) -> TrainPlan:
-    """Resolve the "auto" settings and estimate the run they give."""
+    total_params: int,
+    lora: bool,
+    dataset_tokens: int,
+    lr_scale: float = 1.0,
+) -> AutoValues:
+    """The one place where "auto" becomes a value, for every recipe, the plan and jobs.
+
+    `total_params` counts the model as it trains (adapters attached);
+    `lr_scale` multiplies the learning rate, automatic or not (a job's multiplier).
+    """
     auto = [
         name
         for name in ("tokens_per_step", "learning_rate", "epochs")
@@ -266,14 +278,33 @@ def make_plan(
     ]
     tokens_per_step = settings.tokens_per_step
     if tokens_per_step == "auto":
-        tokens_per_step = auto_tokens_per_step(
-            model.total_params, data.tokens, settings.max_seq_len
-        )
-    method = "lora" if model.lora else "full"
+        tokens_per_step = auto_tokens_per_step(total_params, dataset_tokens, settings.max_seq_len)
     lr = settings.learning_rate
     if lr == "auto":
-        lr = auto_learning_rate(method, model.total_params)
-    epochs = settings.epochs if settings.epochs != "auto" else auto_epochs(data.tokens)
+        lr = auto_learning_rate("lora" if lora else "full", total_params)
+    epochs = settings.epochs if settings.epochs != "auto" else auto_epochs(dataset_tokens)
+    return AutoValues(
+        tokens_per_step=tokens_per_step,
+        learning_rate=lr * lr_scale,
+        epochs=epochs,
+        auto=auto,
+    )
+
+
+def make_plan(
+    model: ModelShape,
+    data: DataShape,
+    settings: TrainSettings,
+    hardware: Hardware,
+    processes: int = 1,
+    sharding: str = "none",
+    lr_scale: float = 1.0,
+) -> TrainPlan:
+    """Resolve the "auto" settings and estimate the run they give."""
+    values = resolve_auto(settings, model.total_params, model.lora, data.tokens, lr_scale)
+    auto, tokens_per_step = values.auto, values.tokens_per_step
+    method = "lora" if model.lora else "full"
+    lr, epochs = values.learning_rate, values.epochs
 
     def memory(checkpointing: bool, budget: int) -> MemoryEstimate:
         per_process = max(settings.max_seq_len, budget // processes)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
+
+from shoptalk.artifacts import read_metrics
 
 
 def plot_losses(metrics_path: Path, target: Path) -> Path:
@@ -14,11 +15,7 @@ def plot_losses(metrics_path: Path, target: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    records = [
-        json.loads(line)
-        for line in metrics_path.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    records = read_metrics(metrics_path)
     figure = Figure(figsize=(7, 4), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

@@ -13,7 +13,6 @@ accelerate config) the model is also sharded across them (train/sharding.py).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -27,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from shoptalk import __version__
-from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_json
+from shoptalk.artifacts import DatasetArtifact, MetricsLog, RunArtifact, keep_metrics_until
 from shoptalk.config import ShoptalkConfig, TrainSettings
 from shoptalk.modeling.chat_format import (
     IGNORE,
@@ -52,11 +50,13 @@ from shoptalk.train.methods import attach_method, load_for_method
 from shoptalk.train.packing import Row, batches, pack, truncate
 from shoptalk.train.plan import DataShape, TrainPlan, detect_hardware, make_plan, model_shape
 from shoptalk.train.plot import LossPlot
-from shoptalk.train.progress import TrainProgress
 from shoptalk.train.speed import fast_forward
 from shoptalk.train.trackers import open_trackers
 
 log = logging.getLogger(__name__)
+
+# Told each step's metrics record as it is logged: (step, total steps, record).
+OnStep = Callable[[int, int, dict], None]
 
 
 @dataclass
@@ -79,29 +79,35 @@ def run(
     base_path: str,
     run_dir: Path,
     stop_after: int | None = None,
-    say: Callable[[str], None] | None = None,
+    on_plan: Callable[[TrainPlan], None] | None = None,
+    on_step: OnStep | None = None,
+    lr_scale: float = 1.0,
 ) -> RunArtifact:
     """Train `base_path` on `dataset` into `run_dir`; resumes if checkpoints exist.
 
     `stop_after` ends the run early after that many steps (tests use it to
-    simulate a crash at a known point). `say` receives the plan before training.
+    simulate a crash at a known point). `on_plan` receives the plan before
+    training, `on_step` every step's metrics record (main process only).
+    `lr_scale` multiplies the planned learning rate (a job's multiplier).
     """
     procs, device = distributed.setup(pick_device(cfg.train.device))
     mode = sharding.choose(cfg.train, procs, os.environ)
+    run = RunArtifact.at(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)
     random.seed(cfg.train.seed)
 
     # --- setup and data: model with its method, rows packed, "auto" settings planned, sharded?
-    job = prepare(cfg, dataset, base_path, device, procs, mode)
+    job = prepare(cfg, dataset, base_path, device, procs, mode, lr_scale)
     model, settings, plan = job.model, job.settings, job.plan
     train_rows, val_rows, pad_id = job.train_rows, job.val_rows, job.tokenizer.pad_token_id
     loss_fn = LabelledLoss(model) if mode == "none" else sharding.shard(model, mode, procs, device)
     if procs.is_main:
         log.info("plan: %s", plan.model_dump_json())
-        # Read by the console for its time-left estimate.
-        write_json(run_dir / "plan.json", plan.model_dump())
-        (say or Console(highlight=False, soft_wrap=True).print)(plan.render())
+        # Read by the console and the jobs API for their time-left estimates.
+        run.write_plan(plan.model_dump())
+        if on_plan is not None:
+            on_plan(plan)
     if job.use_cache:
         cache_rows(model, train_rows + val_rows, job.first, pad_id, device)
     top = only_layers(model, job.first) if job.use_cache else nullcontext()
@@ -129,13 +135,13 @@ def run(
     )
 
     # --- resume: weights, optimizer, scheduler, RNG; early stopping from the logged val losses
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run.checkpoints
     start = 0
     last = checkpoint.latest(ckpt_dir)
     if last is not None:
         start = checkpoint.restore(last, trainable, scheduler)
         log.info("resumed from %s (step %d of %d)", last.name, start, plan.total_steps)
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run.metrics_file
     if procs.is_main:
         keep_metrics_until(metrics_path, start)
     distributed.barrier(procs)
@@ -153,10 +159,7 @@ def run(
     with ExitStack() as stack:
         stack.enter_context(top)
         if procs.is_main:
-            progress = stack.enter_context(
-                TrainProgress(plan.total_steps, start, resumed=start > 0)
-            )
-            metrics = stack.enter_context(metrics_path.open("a", encoding="utf-8"))
+            metrics = stack.enter_context(MetricsLog(metrics_path))
             trackers = open_trackers(settings.trackers, run_dir, settings.model_dump(mode="json"))
             stack.callback(lambda: [t.close() for t in trackers])
         for step in range(start, end if stopped_at is None else start):
@@ -198,42 +201,41 @@ def run(
                     ckpt_dir, done, trainable, scheduler, settings.keep_checkpoints, procs.is_main
                 )
             if procs.is_main:
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
+                metrics.write(record)
                 for tracker in trackers:
                     tracker.log(record)
                 if evaluated:
                     loss_plot.update()
-                progress.update(done, record)
+                if on_step is not None:
+                    on_step(done, plan.total_steps, record)
             if stopped_at:
                 break
     if stopped_at is None and end < plan.total_steps:
         distributed.teardown(procs)
-        return RunArtifact(path=run_dir, run_id=run_dir.name)
+        return run
 
     # --- save: the model (adapter or full; the best evaluation's when stopping early), a card
     best_step = monitor.restore_best(run_dir, trainable) if stopper.enabled else None
     # Sharded weights are gathered by all processes, to the main one.
     full_weights = trainable.model_state() if trainable.sharded else None
     if procs.is_main:
-        save_final(model, job.tokenizer, run_dir / "final", full_weights)
+        save_final(model, job.tokenizer, run.final, full_weights)
         summary = stopper.summary(stopped_at) | {"final_weights_step": best_step}
-        write_json(
-            run_dir / "card.json",
-            card(cfg, settings, dataset, base_path, plan, metrics_path, summary),
-        )
+        run.write_card(card(cfg, settings, dataset, base_path, plan, run.metrics(), summary))
         if metrics_path.is_file():
             loss_plot.update(force=True)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         (run_dir / monitor.BEST).unlink(missing_ok=True)
     distributed.barrier(procs)
     distributed.teardown(procs)
-    return RunArtifact(path=run_dir, run_id=run_dir.name)
+    return run
 
 
-def plan_run(cfg: ShoptalkConfig, dataset: DatasetArtifact, base_path: str) -> TrainPlan:
+def plan_run(
+    cfg: ShoptalkConfig, dataset: DatasetArtifact, base_path: str, lr_scale: float = 1.0
+) -> TrainPlan:
     """The plan `run` would follow, without training (`shoptalk train --plan`)."""
-    return prepare(cfg, dataset, base_path, pick_device(cfg.train.device)).plan
+    return prepare(cfg, dataset, base_path, pick_device(cfg.train.device), lr_scale=lr_scale).plan
 
 
 def prepare(
@@ -243,6 +245,7 @@ def prepare(
     device: str,
     procs: Processes | None = None,
     mode: sharding.Sharding = "none",
+    lr_scale: float = 1.0,
 ) -> Job:
     """Load the model with its method, pack the data and plan the run (no training).
 
@@ -275,7 +278,9 @@ def prepare(
     if not device.startswith("cuda"):
         # Processes on one machine share its memory.
         hardware.memory_bytes //= procs.local_world_size
-    plan = make_plan(model_shape(model, first), data, settings, hardware, procs.world_size, mode)
+    plan = make_plan(
+        model_shape(model, first), data, settings, hardware, procs.world_size, mode, lr_scale
+    )
     return Job(
         tokenizer, model, first, train_rows, val_rows, use_cache, plan, plan.resolve(settings)
     )
@@ -405,15 +410,6 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def keep_metrics_until(path: Path, step: int) -> None:
-    """After a resume, drop metric lines written after the checkpoint we restarted from."""
-    if not path.is_file():
-        return
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-
 def save_final(
     model: torch.nn.Module,
     tokenizer,
@@ -464,17 +460,12 @@ def card(
     dataset: DatasetArtifact,
     base_path: str,
     plan: TrainPlan,
-    metrics: Path,
+    lines: list[dict],
     early_stopping: dict,
 ) -> dict:
     import peft
     import transformers
 
-    lines = [
-        json.loads(line)
-        for line in metrics.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
     val_losses = [r["val_loss"] for r in lines if "val_loss" in r]
     final_val = val_losses[-1] if val_losses else None
     if early_stopping["final_weights_step"] is not None:

@@ -79,7 +79,8 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, tiny_model):
 
 def test_kill_9_during_training_then_build_resumes(tmp_path, tiny_model):
     project = write_project(tmp_path / "p", tiny_model, epochs=30, checkpoint_every=3)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    paths = [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     cmd = [sys.executable, "-m", "shoptalk.cli", "build", str(project)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = project / ".shoptalk" / "runs"
