@@ -59,8 +59,8 @@ def test_a_model_compared_with_itself_changes_nothing(project, tiny_model):
 
 
 def question_suites(project: Project):
-    from shoptalk.pipeline import prepare_dataset
     from shoptalk.eval.run import question_suites as suites
+    from shoptalk.pipeline import prepare_dataset
 
     return suites(project, prepare_dataset(project))
 

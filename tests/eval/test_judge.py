@@ -120,8 +120,8 @@ def test_the_scorecard_carries_the_judge_suite_and_each_verdict(tmp_path, tiny_m
         run_dir = project.runs / "run-same"
         shutil.copytree(tiny_model, run_dir / "final")
         from shoptalk.artifacts import RunArtifact
-        from shoptalk.pipeline import prepare_dataset
         from shoptalk.eval.run import question_suites
+        from shoptalk.pipeline import prepare_dataset
 
         suites = question_suites(project, prepare_dataset(project))
         card = evaluate(

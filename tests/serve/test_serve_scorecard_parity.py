@@ -11,9 +11,9 @@ import pytest
 import yaml
 from openai import OpenAI
 
-from shoptalk.pipeline import index_documents
 from shoptalk.modeling.chat_format import with_system
 from shoptalk.modeling.generate import answer, load_assistant
+from shoptalk.pipeline import index_documents
 from shoptalk.project import Project
 from shoptalk.rag.answer import not_found_message, rag_messages
 from shoptalk.rag.retrieve import open_index

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from shoptalk.pipeline import prepare_dataset
-from shoptalk.pipeline import train as run_train
 from shoptalk.errors import ConfigError
 from shoptalk.modeling.load import load_tokenizer
+from shoptalk.pipeline import prepare_dataset
+from shoptalk.pipeline import train as run_train
 from shoptalk.project import Project
 from shoptalk.train import cpt, sft
 

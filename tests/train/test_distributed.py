@@ -12,9 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from shoptalk.pipeline import prepare_dataset
 from shoptalk.cli import app
 from shoptalk.modeling.chat_format import IGNORE
+from shoptalk.pipeline import prepare_dataset
 from shoptalk.project import Project
 from shoptalk.train.distributed import Processes, labelled_count, setup, share
 from shoptalk.train.packing import Row

@@ -13,12 +13,12 @@ import yaml
 from safetensors.torch import load_file
 
 from shoptalk.artifacts import DatasetArtifact, read_jsonl, write_jsonl
-from shoptalk.pipeline import prepare_dataset
-from shoptalk.pipeline import train as run_train
 from shoptalk.config import DpoSettings, ShoptalkConfig
 from shoptalk.errors import ConfigError
 from shoptalk.modeling.chat_format import IGNORE
 from shoptalk.modeling.load import load_model, load_tokenizer
+from shoptalk.pipeline import prepare_dataset
+from shoptalk.pipeline import train as run_train
 from shoptalk.project import Project
 from shoptalk.records import Message, Preference
 from shoptalk.train import dpo

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from shoptalk.pipeline import train as run_train
 from shoptalk.config import TrainSettings
 from shoptalk.errors import ConfigError
 from shoptalk.modeling.load import load_model
+from shoptalk.pipeline import train as run_train
 from shoptalk.project import Project
 from shoptalk.train.methods import attach_method, check_method, quantization_config
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from peft import PeftModel
 
-from shoptalk.pipeline import prepare_dataset
-from shoptalk.pipeline import train as run_train
 from shoptalk.errors import MissingExtraError
 from shoptalk.modeling.load import load_model, load_tokenizer
+from shoptalk.pipeline import prepare_dataset
+from shoptalk.pipeline import train as run_train
 from shoptalk.project import Project
 from shoptalk.train import monitor, sft
 from shoptalk.train.trackers import open_trackers

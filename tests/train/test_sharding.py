@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from shoptalk.pipeline import prepare_dataset
 from shoptalk.cli import app
 from shoptalk.config import TrainSettings
 from shoptalk.errors import ConfigError, ShoptalkError
+from shoptalk.pipeline import prepare_dataset
 from shoptalk.project import Project
 from shoptalk.train import checkpoint
 from shoptalk.train.distributed import Processes
