@@ -110,6 +110,13 @@ def test_file_upload_job_events_and_checkpoints(server, tmp_path):
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model == f"ft:base:support:{job.id}"
     assert done.trained_tokens > 0
+    # What training used, "auto" resolved: from the run's plan, not nulls.
+    used = done.hyperparameters
+    assert used.n_epochs == 2 and used.batch_size >= 1 and used.learning_rate_multiplier == 1
+    assert done.estimated_finish is not None and done.estimated_finish >= done.created_at
+    (result_file,) = done.result_files
+    results = api.files.content(result_file).text.splitlines()
+    assert results[0].startswith("step,train_loss") and len(results) > 2
     events = api.fine_tuning.jobs.list_events(job.id, limit=100).data
     messages = [e.message for e in events]
     assert any("successfully completed" in m for m in messages)
@@ -209,6 +216,7 @@ def test_a_dpo_job_on_openai_preference_data(server, tmp_path):
     server["start_worker"]()
     done = wait_for(api, job.id, ("succeeded", "failed"))
     assert done.status == "succeeded", done.error
+    assert (done.hyperparameters.beta, done.hyperparameters.n_epochs) == (0.2, 1)
     metrics = [
         e.data
         for e in api.fine_tuning.jobs.list_events(job.id, limit=100).data
