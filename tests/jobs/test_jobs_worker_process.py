@@ -107,3 +107,25 @@ def test_a_killed_server_leaves_no_worker_behind(tmp_path: Path, tiny_model: Pat
     )
     worker_pid = int(parent.stdout.split()[0])
     assert wait_until(lambda: not running(worker_pid), 90), "the worker outlived its server"
+
+
+def test_a_cli_build_is_never_run_by_the_worker(tmp_path: Path, tiny_model):
+    """A `shoptalk build` recorded in the registry belongs to its own process: a worker
+    restart fails it only if that process is gone, and never queues it."""
+    from shoptalk.jobs.worker import Worker
+    from shoptalk.pipeline.record import project_registry, start_cli_build
+    from shoptalk.registry.jobs import BuildRow
+
+    project = Project.open(write_project(tmp_path / "p", tiny_model))
+    sessions = project_registry(project)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    ours, dead = start_cli_build(sessions, project), start_cli_build(sessions, project)
+    with sessions() as session:
+        session.get(BuildRow, dead).worker_pid = gone.pid
+        session.commit()
+    Worker(project).recover()
+    with sessions() as session:
+        assert session.get(BuildRow, ours).status == "running", "this process still builds it"
+        row = session.get(BuildRow, dead)
+        assert row.status == "failed" and row.error["code"] == "build_interrupted"
