@@ -34,7 +34,7 @@ def test_build_and_train_with_raft_train_the_same_run(tmp_path, tiny_model, one_
     assert [p.name for p in project.runs.iterdir()] == [run_dir.name], "one run, not two"
     log = (project.state / "logs" / "shoptalk.log").read_text()
     assert "resumed from step-0000002" in log, "train continued the build's run"
-    data = pipeline.prepare_input(project)[1]
+    data = pipeline.prepare_input(project)
     assert data.kind == "raft" and run_dir.name == project.run_id(data.hash)
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from shoptalk.artifacts import DatasetArtifact, RunArtifact
 from shoptalk.eval.gate import GateResult
 from shoptalk.eval.scorecard import Scorecard
@@ -41,6 +43,7 @@ __all__ = [
     "index_documents",
     "plan",
     "prepare_dataset",
+    "prepare_input",
     "train",
     "training_input",
 ]
@@ -65,12 +68,14 @@ def prepare_dataset(project: Project, on_event: OnEvent = ignore) -> DatasetArti
 
 
 def prepare_input(
-    project: Project, on_event: OnEvent = ignore
-) -> tuple[DatasetArtifact, TrainingInput]:
-    """Dataset, index (when retrieval is on) and the training input chosen from them."""
-    dataset = stages.dataset(project, on_event)
-    index_documents(project, on_event)
-    return dataset, training_input(project, dataset, on_event)
+    project: Project, on_event: OnEvent = ignore, dataset: DatasetArtifact | None = None
+) -> TrainingInput:
+    """The training input of the project's dataset (built unless given), with the
+    retrieval index it needs for RAFT examples."""
+    dataset = dataset or stages.dataset(project, on_event)
+    if uses_raft(project):
+        index_documents(project, on_event)
+    return training_input(project, dataset, on_event)
 
 
 def train(
@@ -85,12 +90,7 @@ def train(
     `resume=False` deletes this input's checkpoints first (of its SFT and DPO runs).
     """
     base_path = stages.base_model(project, on_event)
-    if dataset is None:
-        _, data = prepare_input(project, on_event)
-    else:
-        if uses_raft(project):
-            index_documents(project, on_event)
-        data = training_input(project, dataset, on_event)
+    data = prepare_input(project, on_event, dataset)
     if not resume:
         for run_id in stages.run_ids(project, data):
             shutil.rmtree(project.run(run_id).checkpoints, ignore_errors=True)
@@ -102,7 +102,7 @@ def build(
     on_event: OnEvent = ignore,
     stop_after: int | None = None,
     build_id: str | None = None,
-    sessions=None,
+    sessions: sessionmaker[Session] | None = None,
 ) -> BuildResult:
     """`shoptalk build`: every stage in order, skipping those whose inputs did not change.
 
@@ -127,7 +127,9 @@ def run_build(project: Project, on_event: OnEvent, stop_after: int | None) -> Bu
     from shoptalk.eval.run import question_suites
 
     base_path = stages.base_model(project, on_event)
-    dataset, data = prepare_input(project, on_event)
+    dataset = stages.dataset(project, on_event)
+    index_documents(project, on_event)  # for retrieval at eval and serving, and for RAFT
+    data = training_input(project, dataset, on_event)
     # Question files are checked before training, not after it.
     suites = question_suites(project, dataset)
     runs = stages.train(project, data, base_path, on_event, stop_after)
@@ -146,7 +148,7 @@ def plan(project: Project, on_event: OnEvent = ignore) -> BuildPlan:
 
     cfg = project.config
     base_path = stages.base_model(project, on_event)
-    _, data = prepare_input(project, on_event)
+    data = prepare_input(project, on_event)
     run = project.run(project.run_id(data.hash))
     planned: list[StagePlan] = []
     if cfg.train.recipe == "dpo":
