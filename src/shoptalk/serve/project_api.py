@@ -100,14 +100,14 @@ class ProjectUpdate(BaseModel, extra="forbid"):
 
 
 @router.get("", response_model=ProjectInfo)
-def get_project(_: Reader, st: State) -> ProjectInfo:
+def get_project(principal: Reader, st: State) -> ProjectInfo:
     project = st.project()
     cfg = project.config
     return ProjectInfo(
         name=cfg.name,
         system_prompt=cfg.system_prompt,
         base_model=cfg.base_model,
-        sources=list_sources(project),
+        sources=list_sources(project, principal),
         latest_run=pointer(project.latest_run_file),
         promoted_run=pointer(project.promoted_run_file),
     )
@@ -169,12 +169,21 @@ def edit_config(root: Path, change) -> None:
     write_atomic(path, yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
 
 
-def list_sources(project: Project) -> list[SourceFile]:
+def list_sources(project: Project, principal: Principal) -> list[SourceFile]:
+    """The project's source files the key may read: a restricted file's name is restricted too.
+
+    Editors see every file: they change the sources and read the data report.
+    """
     from shoptalk.data.dataset import source_files
+    from shoptalk.data.sources import may_read, source_groups
 
     found = []
+    every = principal.allows("editor")
     for kind in ("docs", "faq", "conversations"):
         for path in source_files(project.root, getattr(project.config.sources, kind)):
+            groups = source_groups(path, project.root, project.config.rag)
+            if not every and not may_read(groups, principal.groups):
+                continue
             rel = path.relative_to(project.root) if path.is_relative_to(project.root) else path
             found.append(SourceFile(kind=kind, path=str(rel), bytes=path.stat().st_size))
     return found
@@ -383,8 +392,12 @@ def eta(metrics: list[dict], run_dir: Path) -> float | None:
 
 
 @router.get("/scorecard")
-def scorecard(_: Reader, st: State) -> dict:
-    """The latest run's scorecard (base vs tuned per suite and per question) and gate."""
+def scorecard(principal: Reader, st: State) -> dict:
+    """The latest run's scorecard (base vs tuned per suite and per question) and gate.
+
+    Per-question rows (questions, reference answers, quotes, file names) may come
+    from restricted documents: only editors get them; other keys get the suites' numbers.
+    """
     project = st.project()
     run_id = pointer(project.latest_run_file)
     path = project.evals / run_id / "scorecard.json" if run_id else None
@@ -393,11 +406,14 @@ def scorecard(_: Reader, st: State) -> dict:
     card = json.loads(path.read_text(encoding="utf-8"))
     card["run_id"] = run_id
     card["promoted"] = pointer(project.promoted_run_file) == run_id
+    if not principal.allows("editor"):
+        card["questions"] = []  # the console reads the key: an empty table, not an error
     return card
 
 
 @router.get("/scorecard/report")
-def scorecard_report(_: Reader, st: State) -> FileResponse:
+def scorecard_report(_: Editor, st: State) -> FileResponse:
+    """The HTML report: every question and answer, so for editors only (see `scorecard`)."""
     project = st.project()
     run_id = pointer(project.latest_run_file)
     path = project.evals / run_id / "report.html" if run_id else None
