@@ -179,3 +179,4 @@ def test_a_key_with_the_group_sees_the_restricted_file_and_an_editor_the_scoreca
     chat = headers_for(app, frozenset({"chat"}), [])
     card = client.get("/v1/project/scorecard", headers=chat).json()
     assert card["questions"] == [] and card["run_id"] == "run-walk"
+    assert card["groups"] == []  # the run names none: trained on documents open to all

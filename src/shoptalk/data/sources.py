@@ -89,18 +89,27 @@ class Ingested(BaseModel, extra="forbid"):
     questions: list[Question] = Field(default_factory=list)
 
 
-def read_sources(root: Path, sources: Sources, errors: list[SourceError] | None = None) -> Ingested:
-    """Read every file listed under every `sources.*` key.
+def read_sources(
+    root: Path,
+    sources: Sources,
+    errors: list[SourceError] | None = None,
+    withheld: frozenset[Path] = frozenset(),
+) -> Ingested:
+    """Read every file listed under every `sources.*` key but the `withheld` ones (resolved).
 
     With `errors=None` the first problem raises; with a list, every problem is
     appended to it and the good records are kept (skip-and-report).
     """
     result = Ingested()
     for path in listed_files(root, sources.docs, "docs", errors):
-        result.chunks += read_document_file(path, root, errors)
+        if path.resolve() not in withheld:
+            result.chunks += read_document_file(path, root, errors)
     for path in listed_files(root, sources.faq, "faq", errors):
-        result.faq += read_faq(path, root, errors)
+        if path.resolve() not in withheld:
+            result.faq += read_faq(path, root, errors)
     for path in listed_files(root, sources.conversations, "conversations", errors):
+        if path.resolve() in withheld:
+            continue
         if path.name == LLAMAFACTORY_INFO:
             chats, preferences = read_llamafactory(path, root, errors)
             result.conversations += chats

@@ -393,11 +393,14 @@ def eta(metrics: list[dict], run_dir: Path) -> float | None:
 
 @router.get("/scorecard")
 def scorecard(principal: Reader, st: State) -> dict:
-    """The latest run's scorecard (base vs tuned per suite and per question) and gate.
+    """The latest run's scorecard (base vs tuned per suite and per question), gate, and the
+    groups whose documents the model may reveal (`groups`, [] = documents open to all).
 
     Per-question rows (questions, reference answers, quotes, file names) may come
     from restricted documents: only editors get them; other keys get the suites' numbers.
     """
+    from shoptalk.serve.catalog import card_groups
+
     project = st.project()
     run_id = pointer(project.latest_run_file)
     path = project.evals / run_id / "scorecard.json" if run_id else None
@@ -406,6 +409,8 @@ def scorecard(principal: Reader, st: State) -> dict:
     card = json.loads(path.read_text(encoding="utf-8"))
     card["run_id"] = run_id
     card["promoted"] = pointer(project.promoted_run_file) == run_id
+    # Which groups' documents the model learnt, so may reveal (its card; train.groups).
+    card["groups"] = card_groups(project.runs / run_id)
     if not principal.allows("editor"):
         card["questions"] = []  # the console reads the key: an empty table, not an error
     return card
