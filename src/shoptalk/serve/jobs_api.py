@@ -24,6 +24,7 @@ from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import FileRow, JobCheckpointRow, JobEventRow, JobRow
 from shoptalk.serve.auth import Principal, require
 from shoptalk.serve.errors import ApiError
+from shoptalk.serve.uploads import upload_name
 
 JOBS_SCOPE = "editor"
 MAX_UPLOAD_BYTES = 512 * 2**20
@@ -201,9 +202,10 @@ def upload_file(
 ) -> FileObject:
     if purpose not in PURPOSES:
         raise ApiError(400, f"purpose must be one of {', '.join(PURPOSES)}", param="purpose")
+    name = upload_name(file.filename, "upload.jsonl")
     file_id = store.new_id("file")
     jobs.files_dir.mkdir(parents=True, exist_ok=True)
-    target = jobs.files_dir / f"{file_id}{Path(file.filename or '').suffix or '.jsonl'}"
+    target = jobs.files_dir / f"{file_id}{Path(name).suffix or '.jsonl'}"
     digest, size = hashlib.sha256(), 0
     with target.with_suffix(".part").open("wb") as out:
         while chunk := file.file.read(2**20):
@@ -217,7 +219,7 @@ def upload_file(
     target.with_suffix(".part").rename(target)
     row = FileRow(
         id=file_id,
-        filename=Path(file.filename or "upload.jsonl").name,
+        filename=name,
         purpose=purpose,
         bytes=size,
         sha256=digest.hexdigest(),

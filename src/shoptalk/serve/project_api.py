@@ -37,6 +37,7 @@ from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
 from shoptalk.serve.auth import Chat, Editor, Principal, Reader
 from shoptalk.serve.errors import ApiError
+from shoptalk.serve.uploads import upload_name
 
 router = APIRouter(prefix="/v1/project", tags=["console"])
 SourceKind = Literal["docs", "faq", "conversations"]
@@ -131,7 +132,7 @@ def upload_source(
     """Save an uploaded document, FAQ sheet or chat export and list its folder as a source."""
     folder = st.root / UPLOAD_DIRS[kind]
     folder.mkdir(parents=True, exist_ok=True)
-    target = unused_name(folder, Path(file.filename or "upload").name)
+    target = unused_name(folder, upload_name(file.filename, "upload"))
     tmp = target.with_name(f".{target.name}.part")
     with tmp.open("wb") as out:
         while chunk := file.file.read(2**20):
