@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
@@ -305,7 +306,15 @@ class Call:
         )
 
     async def done(self, reservation: Any) -> None:
-        """Return unused tokens, write the audit row, count the metrics."""
+        """Return unused tokens, write the audit row, count the metrics.
+
+        Shielded: a client that left cancels the request's scope, and anyio then
+        cancels every later await in it too (a dropped stream left no row).
+        """
+        with anyio.CancelScope(shield=True):
+            await self._done(reservation)
+
+    async def _done(self, reservation: Any) -> None:
         prepared = self.prepared
         prompt_tokens = prepared.prompt_tokens if prepared else 0
         completion_tokens = prepared.completion_tokens if prepared else 0
