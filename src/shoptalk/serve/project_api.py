@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shoptalk.artifacts import write_atomic
+from shoptalk.artifacts import private_dir, write_atomic
 from shoptalk.config import CONFIG_NAME
 from shoptalk.data.pii import redact
 from shoptalk.errors import ShoptalkError
@@ -37,7 +37,7 @@ from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
 from shoptalk.serve.auth import Chat, Editor, Principal, Reader
 from shoptalk.serve.errors import ApiError
-from shoptalk.serve.uploads import upload_name
+from shoptalk.serve.uploads import save_upload, upload_name
 
 router = APIRouter(prefix="/v1/project", tags=["console"])
 SourceKind = Literal["docs", "faq", "conversations"]
@@ -130,28 +130,13 @@ def upload_source(
     kind: Annotated[SourceKind, Form()],
 ) -> SourceFile:
     """Save an uploaded document, FAQ sheet or chat export and list its folder as a source."""
-    folder = st.root / UPLOAD_DIRS[kind]
-    folder.mkdir(parents=True, exist_ok=True)
-    target = unused_name(folder, upload_name(file.filename, "upload"))
-    tmp = target.with_name(f".{target.name}.part")
-    with tmp.open("wb") as out:
-        while chunk := file.file.read(2**20):
-            out.write(chunk)
-    tmp.rename(target)
+    folder = private_dir(st.root / UPLOAD_DIRS[kind])
+    name = upload_name(file.filename, "upload")
+    target = save_upload(folder, name, file.file)
     entry = UPLOAD_DIRS[kind]
     with st.lock:
         edit_config(st.root, lambda raw: add_source(raw, kind, entry))
     return SourceFile(kind=kind, path=str(target.relative_to(st.root)), bytes=target.stat().st_size)
-
-
-def unused_name(folder: Path, name: str) -> Path:
-    """`name` in `folder`, numbered if taken: an upload never replaces a file."""
-    target = folder / name
-    stem, suffix, n = target.stem, target.suffix, 1
-    while target.exists():
-        target = folder / f"{stem} ({n}){suffix}"
-        n += 1
-    return target
 
 
 def add_source(raw: dict, kind: str, entry: str) -> None:
