@@ -112,8 +112,9 @@ def withheld_files(cfg: ShoptalkConfig, root: Path) -> frozenset[Path]:
     """The documents, FAQ and chat files (resolved) `train.groups` may not read: left out
     of training.
 
-    A file whose groups cannot be told (a broken front matter) is left out too;
-    reading it reports the error as before.
+    A file whose groups cannot be told (a broken front matter) is not listed: its
+    reader stops the build with the file and line, or with `data.on_error: skip`
+    leaves it out and lists it among the skipped sources.
     """
     withheld = set()
     for entries in (cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations):
@@ -121,8 +122,8 @@ def withheld_files(cfg: ShoptalkConfig, root: Path) -> frozenset[Path]:
             try:
                 groups = source_groups(path, root, cfg.rag)
             except SourceError:
-                groups = None
-            if groups is None or not may_read(groups, cfg.train.groups):
+                continue
+            if not may_read(groups, cfg.train.groups):
                 withheld.add(path.resolve())
     return frozenset(withheld)
 
