@@ -180,3 +180,14 @@ def test_a_key_with_the_group_sees_the_restricted_file_and_an_editor_the_scoreca
     card = client.get("/v1/project/scorecard", headers=chat).json()
     assert card["questions"] == [] and card["run_id"] == "run-walk"
     assert card["groups"] == []  # the run names none: trained on documents open to all
+
+
+def test_retrieval_reads_the_restricted_document_only_for_the_group(walk):
+    app, client = walk
+    body = BODIES["POST", "/v1/chat/completions"]
+    hr = headers_for(app, frozenset({"chat"}), ["hr"])
+    other = headers_for(app, frozenset({"chat"}), ["sales"])
+    grounded = client.post("/v1/chat/completions", headers=hr, json=body).json()
+    refused = client.post("/v1/chat/completions", headers=other, json=body).json()
+    # The laptop section went into the hr key's prompt; the other key's found nothing it may read.
+    assert grounded["usage"]["prompt_tokens"] > refused["usage"]["prompt_tokens"] + 20
