@@ -584,7 +584,11 @@ export interface paths {
         };
         /**
          * Scorecard
-         * @description The latest run's scorecard (base vs tuned per suite and per question) and gate.
+         * @description The latest run's scorecard (base vs tuned per suite and per question), gate, and the
+         *     groups whose documents the model may reveal (`groups`, [] = documents open to all).
+         *
+         *     Per-question rows (questions, reference answers, quotes, file names) may come
+         *     from restricted documents: only editors get them; other keys get the suites' numbers.
          */
         get: operations["scorecard_v1_project_scorecard_get"];
         put?: never;
@@ -602,7 +606,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Scorecard Report */
+        /**
+         * Scorecard Report
+         * @description The HTML report: every question and answer, so for editors only (see `scorecard`).
+         */
         get: operations["scorecard_report_v1_project_scorecard_report_get"];
         put?: never;
         post?: never;
@@ -791,7 +798,10 @@ export interface components {
              * @default 1
              */
             n: number;
-            /** Prompt */
+            /**
+             * Prompt
+             * @description A prompt or a list of prompts (none empty)
+             */
             prompt: string | string[];
             /** Seed */
             seed?: number | null;
@@ -853,7 +863,7 @@ export interface components {
             encoding_format: "float" | "base64";
             /**
              * Input
-             * @description Text or texts to embed
+             * @description Text or texts to embed (not none)
              */
             input: string | string[];
             /** Model */

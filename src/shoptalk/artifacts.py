@@ -81,6 +81,17 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def private_dir(path: Path) -> Path:
+    """`path` as a folder only its owner may enter (0700 when created here)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def open_private(path: Path, mode: str = "a"):
+    """`path` opened as text, created 0600: prompts, feedback and uploads are nobody else's."""
+    return open(path, mode, encoding="utf-8", opener=lambda p, flags: os.open(p, flags, 0o600))
+
+
 def write_json(path: Path, data: object) -> None:
     write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 

@@ -788,12 +788,14 @@ def worker(
     ] = None,
 ) -> None:
     """Run queued fine-tuning jobs and console builds (`serve` starts one unless --no-worker)."""
+    import os
     import signal
     import threading
 
     from shoptalk.jobs.worker import run_worker
 
     project = open_project(project_dir)
+    os.umask(0o077)  # as `serve`: what the worker writes is private
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

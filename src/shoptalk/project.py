@@ -81,6 +81,9 @@ class Project:
         exclude = {"device", "checkpoint_every", "keep_checkpoints", "trackers"}
         # Exact recomputation: on or off, the same result.
         exclude.add("gradient_checkpointing")
+        if not self.config.train.groups:
+            # Public documents only, the default: the runs named before the setting existed.
+            exclude.add("groups")
         if self.config.train.recipe == "sft":
             # DPO after SFT is its own run (dpo_run_id): its settings leave SFT's alone.
             exclude.add("dpo")

@@ -130,6 +130,13 @@ class TrainSettings(BaseModel, extra="forbid"):
     seed: int = Field(
         0, description="Seed of the weight initialization (adapters) and of the data order"
     )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="The model learns the documents (and FAQ, chats) these groups may read, by "
+        "the rule of docs/permissions.md; [] = only those open to all. A key is served the "
+        "model only if it holds every group listed here: what a model learnt, it may tell "
+        "anyone who can ask it",
+    )
     checkpoint_every: int = Field(25, ge=1, description="Steps between checkpoints")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep")
     eval_every: int | None = Field(

@@ -40,11 +40,12 @@ from shoptalk.data.clean import (
     source_file,
 )
 from shoptalk.data.dedupe import dedupe, leakage_free_split
+from shoptalk.data.documents import source_path
 from shoptalk.data.feedback import feedback_conversations, feedback_path, read_feedback
 from shoptalk.data.pii import redact, redact_conversation
 from shoptalk.data.preferences import preferences_from_feedback, prepare_preferences
 from shoptalk.data.replay import read_replay, sample_replay
-from shoptalk.data.sources import Ingested, read_sources
+from shoptalk.data.sources import Ingested, may_read, read_sources, source_groups
 from shoptalk.errors import SourceError
 from shoptalk.records import Chunk, Conversation
 from shoptalk.text import is_chinese
@@ -99,7 +100,32 @@ def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
         h.update(b"cjk-punctuation-kept")
     if feedback_path(root).is_file():
         h.update(hashlib.sha256(feedback_path(root).read_bytes()).digest())
+    withheld = withheld_files(cfg, root)
+    if withheld:
+        # Only when a file is left out: a project without restricted documents keeps its hash.
+        names = sorted(source_path(p, root) for p in withheld)
+        h.update(json.dumps({"groups": sorted(cfg.train.groups), "withheld": names}).encode())
     return h.hexdigest()[:16]
+
+
+def withheld_files(cfg: ShoptalkConfig, root: Path) -> frozenset[Path]:
+    """The documents, FAQ and chat files (resolved) `train.groups` may not read: left out
+    of training.
+
+    A file whose groups cannot be told (a broken front matter) is not listed: its
+    reader stops the build with the file and line, or with `data.on_error: skip`
+    leaves it out and lists it among the skipped sources.
+    """
+    withheld = set()
+    for entries in (cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations):
+        for path in source_files(root, entries):
+            try:
+                groups = source_groups(path, root, cfg.rag)
+            except SourceError:
+                continue
+            if not may_read(groups, cfg.train.groups):
+                withheld.add(path.resolve())
+    return frozenset(withheld)
 
 
 def holds_cjk_punctuation(data: bytes) -> bool:
@@ -132,7 +158,8 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     errors: list[SourceError] | None = [] if settings.on_error == "skip" else None
     # Question files are read too, though not trained on: a broken one stops (or is
     # listed by) the build here, before hours of training, not at the eval stage.
-    sources = read_sources(root, cfg.sources, errors)
+    withheld = withheld_files(cfg, root)
+    sources = read_sources(root, cfg.sources, errors, withheld)
     feedback = read_feedback(feedback_path(root))
     sources.conversations += feedback_conversations(feedback)
     sources.preferences += preferences_from_feedback(feedback)
@@ -173,6 +200,9 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
             "canaries": len(canaries),
         },
         "split": split,
+        # What the model may reveal: trained on what these groups may read (train.groups).
+        "groups": cfg.train.groups,
+        "withheld": sorted(source_path(p, root) for p in withheld),
         "replay": {
             "files": sorted({source_file(c.source) for c in pool}),
             "available": len(pool),

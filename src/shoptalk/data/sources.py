@@ -31,10 +31,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from shoptalk.config import Sources
+from shoptalk.config import RagSettings, Sources
 from shoptalk.data.chat_export import CHAT_EXPORT_SUFFIXES, read_chat_export
 from shoptalk.data.documents import (
     DOCUMENT_SUFFIXES,
+    document_groups,
+    folder_acl,
     markdown_groups,
     read_document,
     report,
@@ -87,18 +89,27 @@ class Ingested(BaseModel, extra="forbid"):
     questions: list[Question] = Field(default_factory=list)
 
 
-def read_sources(root: Path, sources: Sources, errors: list[SourceError] | None = None) -> Ingested:
-    """Read every file listed under every `sources.*` key.
+def read_sources(
+    root: Path,
+    sources: Sources,
+    errors: list[SourceError] | None = None,
+    withheld: frozenset[Path] = frozenset(),
+) -> Ingested:
+    """Read every file listed under every `sources.*` key but the `withheld` ones (resolved).
 
     With `errors=None` the first problem raises; with a list, every problem is
     appended to it and the good records are kept (skip-and-report).
     """
     result = Ingested()
     for path in listed_files(root, sources.docs, "docs", errors):
-        result.chunks += read_document_file(path, root, errors)
+        if path.resolve() not in withheld:
+            result.chunks += read_document_file(path, root, errors)
     for path in listed_files(root, sources.faq, "faq", errors):
-        result.faq += read_faq(path, root, errors)
+        if path.resolve() not in withheld:
+            result.faq += read_faq(path, root, errors)
     for path in listed_files(root, sources.conversations, "conversations", errors):
+        if path.resolve() in withheld:
+            continue
         if path.name == LLAMAFACTORY_INFO:
             chats, preferences = read_llamafactory(path, root, errors)
             result.conversations += chats
@@ -131,6 +142,26 @@ def declared_groups(path: Path) -> list[str] | None:
     if suffix in HTML_SUFFIXES:
         return html_groups(path)
     return None
+
+
+def source_groups(path: Path, root: Path, rag: RagSettings) -> list[str]:
+    """Who may read a source file (none = every key): the rule of docs/permissions.md.
+
+    The one rule for the index, the dataset (`train.groups`) and the console's
+    source list, so a file is never readable on one path and hidden on another.
+    """
+    return document_groups(
+        declared_groups(path),
+        source_path(path, root),
+        folder_acl(path, root),
+        rag.access,
+        rag.folder_groups,
+    )
+
+
+def may_read(groups: list[str], holder: list[str]) -> bool:
+    """Whether someone holding the groups `holder` may read what `groups` restricts."""
+    return not groups or bool(set(groups) & set(holder))
 
 
 def _resolve(root: Path, entry: str) -> Path:

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 from rich.progress import Progress
 
 from shoptalk.config import RagSettings, ShoptalkConfig
-from shoptalk.data.documents import document_groups, folder_acl, source_path
+from shoptalk.data.documents import source_path
 from shoptalk.data.pii import redact
-from shoptalk.data.sources import declared_groups, listed_files, read_document_file
+from shoptalk.data.sources import listed_files, read_document_file, source_groups
 from shoptalk.errors import SourceError
 from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.chunk import chunk_section, searchable_text
@@ -149,7 +149,7 @@ def read_chunks(
     sections = read_document_file(path, root, errors)
     if not sections:
         return []
-    acl = access_groups(path, root, cfg.rag)
+    acl = source_groups(path, root, cfg.rag)
     chunks = []
     for section in sections:
         section = section.model_copy(update={"acl": acl})
@@ -160,17 +160,6 @@ def read_chunks(
             section, embedder.count_tokens, cfg.rag.chunk_tokens, cfg.rag.overlap_tokens
         )
     return chunks
-
-
-def access_groups(path: Path, root: Path, rag: RagSettings) -> list[str]:
-    """Who may retrieve the document's chunks: the rule of docs/permissions.md."""
-    return document_groups(
-        declared_groups(path),
-        source_path(path, root),
-        folder_acl(path, root),
-        rag.access,
-        rag.folder_groups,
-    )
 
 
 def _embed(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from shoptalk.artifacts import private_dir
 
 # Modules that define tables on `Base`; imported before `create_all`.
 TABLE_MODULES: list[str] = [
@@ -29,9 +32,12 @@ _sessions_lock = threading.Lock()
 
 
 def default_url(state_dir: Path) -> str:
-    """The embedded default: a SQLite file in the project's `.shoptalk/`."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{state_dir / 'shoptalk.db'}"
+    """The embedded default: a SQLite file in the project's `.shoptalk/`, private (0600; SQLite
+    gives its -wal and -shm files the same mode)."""
+    private_dir(state_dir)
+    database = state_dir / "shoptalk.db"
+    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+    return f"sqlite:///{database}"
 
 
 def connect(url: str) -> sessionmaker[Session]:

@@ -118,6 +118,24 @@ def check_model(principal: Principal, model: str) -> None:
         )
 
 
+def check_model_groups(principal: Principal, model: str, groups: list[str]) -> None:
+    """A 403 unless the key holds every group whose documents `model` was trained on."""
+    missing = sorted(set(groups) - set(principal.groups))
+    if missing and not principal.allows("admin"):
+        raise ApiError(
+            403,
+            f"The model '{model}' was trained on documents of the groups "
+            f"{', '.join(missing)}, which this API key does not hold.",
+            code="model_not_allowed",
+            param="model",
+        )
+
+
+def held_groups(principal: Principal) -> list[str] | None:
+    """The groups whose models the key is served; None = all (admin)."""
+    return None if principal.allows("admin") else principal.groups
+
+
 # The permission model, one name per role (see docs/architecture.md, "Serving"):
 # asking a model spends model time and needs `chat`; reading the console's views of
 # a project needs `chat` or `editor`; changing a project or starting pipeline work

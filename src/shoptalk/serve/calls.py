@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
@@ -27,7 +28,7 @@ from shoptalk.config import ServeSettings
 from shoptalk.rag.answer import finish_answer, not_found_message
 from shoptalk.serve import schemas
 from shoptalk.serve.audit import AuditEntry
-from shoptalk.serve.auth import Principal, check_model
+from shoptalk.serve.auth import Principal, check_model, check_model_groups
 from shoptalk.serve.embeddings import EmbeddingService
 from shoptalk.serve.engine import Delta, Params, Prepared
 from shoptalk.serve.errors import ApiError
@@ -97,11 +98,19 @@ class Call:
     def settings(self) -> ServeSettings:
         return self.app.state.services.settings
 
+    async def check_groups(self, model: str) -> None:
+        """A 403 unless the key holds the groups whose documents `model` learnt (`train.groups`)."""
+        catalog = getattr(self.app.state.engine, "catalog", None)
+        if catalog is not None:  # an upstream engine's models are that server's business
+            groups = await asyncio.to_thread(catalog.groups, model)
+            check_model_groups(self.principal, model, groups)
+
     async def run(self, body: Any, prepare) -> Any:
         """Admit, then answer as one JSON body or as server-sent events."""
         reservation, streaming = None, False
         try:
             check_model(self.principal, body.model)
+            await self.check_groups(body.model)
             self.prepared = await prepare(self.app.state.engine, self.params(body))
             rows = len(self.prepared.prompts) * self.prepared.n
             budget = self.prepared.prompt_tokens + self.prepared.params.max_tokens * rows
@@ -297,7 +306,15 @@ class Call:
         )
 
     async def done(self, reservation: Any) -> None:
-        """Return unused tokens, write the audit row, count the metrics."""
+        """Return unused tokens, write the audit row, count the metrics.
+
+        Shielded: a client that left cancels the request's scope, and anyio then
+        cancels every later await in it too (a dropped stream left no row).
+        """
+        with anyio.CancelScope(shield=True):
+            await self._done(reservation)
+
+    async def _done(self, reservation: Any) -> None:
         prepared = self.prepared
         prompt_tokens = prepared.prompt_tokens if prepared else 0
         completion_tokens = prepared.completion_tokens if prepared else 0

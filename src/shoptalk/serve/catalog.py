@@ -57,6 +57,22 @@ class ModelEntry:
     path: Path
     run_dir: Path | None = None
 
+    def groups(self) -> list[str]:
+        return card_groups(self.run_dir)
+
+
+def card_groups(run_dir: Path | None) -> list[str]:
+    """The groups whose documents a run was trained on (its card's `groups`, train.groups).
+
+    Only a key holding every one of them is served the model: what a model
+    learnt it may tell anyone who asks. The base model (no run) and runs whose
+    card names none were trained on documents open to all.
+    """
+    card = run_dir / "card.json" if run_dir else None
+    if card is None or not card.is_file():
+        return []
+    return list(json.loads(card.read_text(encoding="utf-8")).get("groups") or [])
+
 
 @dataclass
 class Loaded:
@@ -198,6 +214,17 @@ class Catalog:
 
     def names(self) -> list[str]:
         return sorted(self.entries)
+
+    def groups(self, name: str) -> list[str]:
+        """The groups a key must hold to be served `name` (404 for an unknown name)."""
+        return self.resolve(name).groups()
+
+    def names_for(self, held: list[str] | None) -> list[str]:
+        """The names a key holding the groups `held` is served (None: every name, an admin)."""
+        entries = dict(self.entries)
+        if held is None:
+            return sorted(entries)
+        return sorted(n for n, e in entries.items() if set(e.groups()) <= set(held))
 
     def resolve(self, name: str) -> ModelEntry:
         """The model a request names, verified; raises ApiError for the client."""

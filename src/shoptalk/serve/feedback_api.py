@@ -24,7 +24,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from shoptalk.artifacts import write_atomic
+from shoptalk.artifacts import open_private, private_dir, write_atomic
 from shoptalk.data.feedback import feedback_path, read_feedback
 from shoptalk.data.pii import redact
 from shoptalk.data.preferences import Feedback
@@ -69,8 +69,8 @@ class NoSuchFeedback(ShoptalkError):
 def feedback_lock(root: Path) -> Iterator[None]:
     """One writer of the feedback files at a time, across the server and the CLI."""
     path = feedback_path(root).with_name(".feedback.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
+    private_dir(path.parent)
+    with open_private(path) as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
@@ -104,8 +104,8 @@ def review_feedback(root: Path, feedback_id: str, accept: bool) -> Feedback:
 
 
 def append(path: Path, item: Feedback) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
+    private_dir(path.parent)
+    with open_private(path) as f:
         f.write(item.model_dump_json() + "\n")
 
 

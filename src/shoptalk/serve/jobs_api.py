@@ -8,6 +8,7 @@ routes only read and write the registry; the worker process does the training.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +16,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shoptalk.artifacts import private_dir
+from shoptalk.data.pii import redact
 from shoptalk.jobs.runner import JobError, validate
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import FileRow, JobCheckpointRow, JobEventRow, JobRow
 from shoptalk.serve.auth import Principal, require
 from shoptalk.serve.errors import ApiError
+from shoptalk.serve.uploads import upload_name
 
 JOBS_SCOPE = "editor"
 MAX_UPLOAD_BYTES = 512 * 2**20
@@ -181,6 +185,19 @@ class JobCreate(BaseModel, extra="ignore"):
     seed: int | None = None
     metadata: dict[str, str] | None = None
 
+    @field_validator("suffix")
+    @classmethod
+    def _suffix_redacted(cls, suffix: str | None) -> str | None:
+        # Stored and echoed in events and model names: a pasted key or e-mail must not be.
+        return redact(suffix).text if suffix is not None else None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_redacted(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
+        if metadata is None:
+            return None
+        return {redact(k).text: redact(v).text for k, v in metadata.items()}
+
     def method_spec(self) -> dict[str, Any]:
         """`method`, with the legacy top-level `hyperparameters` folded into it."""
         method = dict(self.method or {"type": "supervised"})
@@ -206,11 +223,14 @@ def upload_file(
 ) -> FileObject:
     if purpose not in PURPOSES:
         raise ApiError(400, f"purpose must be one of {', '.join(PURPOSES)}", param="purpose")
+    # The name is stored and echoed (file objects, job errors): redacted like a prompt.
+    name = redact(upload_name(file.filename, "upload.jsonl")).text
     file_id = store.new_id("file")
-    jobs.files_dir.mkdir(parents=True, exist_ok=True)
-    target = jobs.files_dir / f"{file_id}{Path(file.filename or '').suffix or '.jsonl'}"
+    private_dir(jobs.files_dir)
+    target = jobs.files_dir / f"{file_id}{Path(name).suffix or '.jsonl'}"
     digest, size = hashlib.sha256(), 0
-    with target.with_suffix(".part").open("wb") as out:
+    part = os.open(target.with_suffix(".part"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(part, "wb") as out:
         while chunk := file.file.read(2**20):
             size += len(chunk)
             if size > MAX_UPLOAD_BYTES:
@@ -222,7 +242,7 @@ def upload_file(
     target.with_suffix(".part").rename(target)
     row = FileRow(
         id=file_id,
-        filename=Path(file.filename or "upload.jsonl").name,
+        filename=name,
         purpose=purpose,
         bytes=size,
         sha256=digest.hexdigest(),

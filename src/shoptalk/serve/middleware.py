@@ -10,18 +10,44 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.exceptions import HTTPException
 
 from shoptalk.serve.audit import AuditEntry
 from shoptalk.serve.errors import ApiError
 
 
-async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422 as OpenAI's 400, naming the field."""
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 as OpenAI's 400, naming the field; a 401 first for a request without a
+    valid key (FastAPI parses the body before the route's key check runs)."""
+    refused = await asyncio.to_thread(key_refusal, request)
+    if refused is not None:
+        return JSONResponse(refused.body(), status_code=401, headers=refused.headers)
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"] if p != "body")
     error = ApiError(400, f"{where}: {first['msg']}", code="invalid_request", param=where)
     return JSONResponse(error.body(), status_code=400)
+
+
+def key_refusal(request: Request) -> ApiError | None:
+    """The 401 a /v1 request without a valid bearer key gets; None when its key is valid."""
+    from fastapi.security.utils import get_authorization_scheme_param
+
+    from shoptalk.serve.auth import authenticate
+
+    if not request.url.path.startswith("/v1/"):
+        return None
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    credentials = (
+        HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
+        if scheme.lower() == "bearer" and token
+        else None
+    )
+    try:
+        request.state.principal = authenticate(request, credentials)
+    except ApiError as refused:
+        return refused
+    return None
 
 
 async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -42,17 +68,24 @@ class BodyLimit:
         declared = headers.get(b"content-length")
         if declared is not None and int(declared) > self.max_bytes:
             return await self.too_large(send)
-        seen = 0
-
-        async def counted() -> dict:
-            nonlocal seen
+        if declared is not None:
+            return await self.app(scope, receive, send)
+        # A chunked body declares no length: read it (up to the limit) before the
+        # route does, so an oversized one is a 413, not the parser's 400.
+        messages, seen = [], 0
+        while True:
             message = await receive()
+            messages.append(message)
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise ApiError(413, self.message(), code="request_too_large")
-            return message
+                return await self.too_large(send)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
 
-        return await self.app(scope, counted, send)
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        return await self.app(scope, replay, send)
 
     def message(self) -> str:
         return f"The request body is over {self.max_bytes} bytes (serve.max_body_bytes)."

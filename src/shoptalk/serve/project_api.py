@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shoptalk.artifacts import RunArtifact, write_atomic
+from shoptalk.artifacts import RunArtifact, private_dir, write_atomic
 from shoptalk.config import CONFIG_NAME
 from shoptalk.data.pii import redact
 from shoptalk.errors import ShoptalkError
@@ -37,6 +37,7 @@ from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
 from shoptalk.serve.auth import Chat, Editor, Principal, Reader
 from shoptalk.serve.errors import ApiError
+from shoptalk.serve.uploads import save_upload, upload_name
 
 router = APIRouter(prefix="/v1/project", tags=["console"])
 SourceKind = Literal["docs", "faq", "conversations"]
@@ -100,14 +101,14 @@ class ProjectUpdate(BaseModel, extra="forbid"):
 
 
 @router.get("", response_model=ProjectInfo)
-def get_project(_: Reader, st: State) -> ProjectInfo:
+def get_project(principal: Reader, st: State) -> ProjectInfo:
     project = st.project()
     cfg = project.config
     return ProjectInfo(
         name=cfg.name,
         system_prompt=cfg.system_prompt,
         base_model=cfg.base_model,
-        sources=list_sources(project),
+        sources=list_sources(project, principal),
         latest_run=pointer(project.latest_run_file),
         promoted_run=pointer(project.promoted_run_file),
     )
@@ -129,28 +130,13 @@ def upload_source(
     kind: Annotated[SourceKind, Form()],
 ) -> SourceFile:
     """Save an uploaded document, FAQ sheet or chat export and list its folder as a source."""
-    folder = st.root / UPLOAD_DIRS[kind]
-    folder.mkdir(parents=True, exist_ok=True)
-    target = unused_name(folder, Path(file.filename or "upload").name)
-    tmp = target.with_name(f".{target.name}.part")
-    with tmp.open("wb") as out:
-        while chunk := file.file.read(2**20):
-            out.write(chunk)
-    tmp.rename(target)
+    folder = private_dir(st.root / UPLOAD_DIRS[kind])
+    name = upload_name(file.filename, "upload")
+    target = save_upload(folder, name, file.file)
     entry = UPLOAD_DIRS[kind]
     with st.lock:
         edit_config(st.root, lambda raw: add_source(raw, kind, entry))
     return SourceFile(kind=kind, path=str(target.relative_to(st.root)), bytes=target.stat().st_size)
-
-
-def unused_name(folder: Path, name: str) -> Path:
-    """`name` in `folder`, numbered if taken: an upload never replaces a file."""
-    target = folder / name
-    stem, suffix, n = target.stem, target.suffix, 1
-    while target.exists():
-        target = folder / f"{stem} ({n}){suffix}"
-        n += 1
-    return target
 
 
 def add_source(raw: dict, kind: str, entry: str) -> None:
@@ -169,12 +155,21 @@ def edit_config(root: Path, change) -> None:
     write_atomic(path, yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
 
 
-def list_sources(project: Project) -> list[SourceFile]:
+def list_sources(project: Project, principal: Principal) -> list[SourceFile]:
+    """The project's source files the key may read: a restricted file's name is restricted too.
+
+    Editors see every file: they change the sources and read the data report.
+    """
     from shoptalk.data.dataset import source_files
+    from shoptalk.data.sources import may_read, source_groups
 
     found = []
+    every = principal.allows("editor")
     for kind in ("docs", "faq", "conversations"):
         for path in source_files(project.root, getattr(project.config.sources, kind)):
+            groups = source_groups(path, project.root, project.config.rag)
+            if not every and not may_read(groups, principal.groups):
+                continue
             rel = path.relative_to(project.root) if path.is_relative_to(project.root) else path
             found.append(SourceFile(kind=kind, path=str(rel), bytes=path.stat().st_size))
     return found
@@ -372,8 +367,15 @@ def build_info(session: Session, row: BuildRow, details: bool = True) -> BuildIn
 
 
 @router.get("/scorecard")
-def scorecard(_: Reader, st: State) -> dict:
-    """The latest run's scorecard (base vs tuned per suite and per question) and gate."""
+def scorecard(principal: Reader, st: State) -> dict:
+    """The latest run's scorecard (base vs tuned per suite and per question), gate, and the
+    groups whose documents the model may reveal (`groups`, [] = documents open to all).
+
+    Per-question rows (questions, reference answers, quotes, file names) may come
+    from restricted documents: only editors get them; other keys get the suites' numbers.
+    """
+    from shoptalk.serve.catalog import card_groups
+
     project = st.project()
     run_id = pointer(project.latest_run_file)
     path = project.eval_of(run_id).scorecard if run_id else None
@@ -382,11 +384,16 @@ def scorecard(_: Reader, st: State) -> dict:
     card = json.loads(path.read_text(encoding="utf-8"))
     card["run_id"] = run_id
     card["promoted"] = pointer(project.promoted_run_file) == run_id
+    # Which groups' documents the model learnt, so may reveal (its card; train.groups).
+    card["groups"] = card_groups(project.runs / run_id)
+    if not principal.allows("editor"):
+        card["questions"] = []  # the console reads the key: an empty table, not an error
     return card
 
 
 @router.get("/scorecard/report")
-def scorecard_report(_: Reader, st: State) -> FileResponse:
+def scorecard_report(_: Editor, st: State) -> FileResponse:
+    """The HTML report: every question and answer, so for editors only (see `scorecard`)."""
     project = st.project()
     run_id = pointer(project.latest_run_file)
     path = project.eval_of(run_id).report if run_id else None

@@ -9,14 +9,34 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+
+def unicode_text(text: str, where: str) -> str:
+    """`text` if it is valid Unicode; a lone surrogate ("\\ud800" in JSON) is a client error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{where} holds a lone surrogate (not valid Unicode)") from err
+    return text
 
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[dict] = Field(description="Text, or OpenAI's list of content parts")
+
+    @field_validator("content")
+    @classmethod
+    def _text_parts_are_strings(cls, content: str | list[dict]) -> str | list[dict]:
+        for i, part in enumerate([] if isinstance(content, str) else content):
+            if part.get("type") == "text" and not isinstance(part.get("text"), str):
+                raise ValueError(f"content[{i}].text must be a string")
+        unicode_text(content if isinstance(content, str) else "", "content")
+        for i, part in enumerate([] if isinstance(content, str) else content):
+            unicode_text(part.get("text") or "", f"content[{i}].text")
+        return content
 
     def text(self) -> str:
         """Text parts joined; images and audio are not supported by text models."""
@@ -37,7 +57,8 @@ class SamplingFields(BaseModel):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=8)
-    seed: int | None = None
+    # A seed the sampler can take (64 bits), not any integer JSON can spell.
+    seed: int | None = Field(None, ge=-(2**63), lt=2**63)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -69,8 +90,13 @@ class ChatCompletionRequest(SamplingFields):
         return self.max_completion_tokens or self.max_tokens
 
 
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str]
+    prompt: NonEmpty | Annotated[list[str], Field(min_length=1)] = Field(
+        description="A prompt or a list of prompts (none empty)"
+    )
     echo: bool = False
 
     def requested_max_tokens(self) -> int | None:
@@ -79,15 +105,29 @@ class CompletionRequest(SamplingFields):
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else self.prompt
 
+    @model_validator(mode="after")
+    def _unicode_prompts(self) -> CompletionRequest:
+        for prompt in self.prompts():
+            unicode_text(prompt, "prompt")
+        return self
+
 
 class EmbeddingRequest(BaseModel):
     model: str = Field(min_length=1, max_length=200)
-    input: str | list[str] = Field(description="Text or texts to embed")
+    input: NonEmpty | Annotated[list[str], Field(min_length=1)] = Field(
+        description="Text or texts to embed (not none)"
+    )
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = Field(None, max_length=256)
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else self.input
+
+    @model_validator(mode="after")
+    def _unicode_input(self) -> EmbeddingRequest:
+        for text in self.texts():
+            unicode_text(text, "input")
+        return self
 
 
 class Usage(BaseModel):

@@ -9,6 +9,7 @@ in-flight requests finish, then the app stops its model worker.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import threading
 from pathlib import Path
@@ -62,6 +63,9 @@ def serve(
         settings = settings.model_copy(update={"worker": worker})
     host = host or settings.host
     check_bind(host, settings, insecure)
+    # Everything the server and its worker write (registry, uploads, feedback, logs,
+    # runs) is its owner's alone: 0600 files, 0700 folders.
+    os.umask(0o077)
     app = create_app(project_dir, settings=settings)
     uvicorn.run(app, **uvicorn_options(settings, host, port or settings.port))
 

@@ -424,6 +424,7 @@ def card(
         "base_path": base_path,
         "start_from": str(start_from) if start_from else None,
         "dataset_hash": dataset.hash,
+        "groups": cfg.train.groups,  # as the SFT card: who may be served the model
         "train": cfg.train.model_dump(),
         "system_prompt": cfg.system_prompt,
         "plan": plan.model_dump(),

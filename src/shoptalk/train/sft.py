@@ -474,6 +474,8 @@ def card(
         "base_model": cfg.base_model,
         "base_path": base_path,
         "dataset_hash": dataset.hash,
+        # Whose documents the model learnt: the catalog serves it only to keys holding them.
+        "groups": settings.groups,
         "train": settings.model_dump(),
         "system_prompt": cfg.system_prompt,
         "plan": plan.model_dump(),

@@ -1,0 +1,193 @@
+"""Issue 18's first bar: every route of the app, every scope, a key with and without groups.
+
+The status of each call matches the documented permission table
+(`permission_table.py`, the same as docs/architecture.md), and no response a
+key without the `hr` group gets carries anything of a document restricted to
+`hr`: its canary text, its file name, a quote of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from permission_table import ROLE_SCOPES, ROUTES, admits
+
+from shoptalk.build import index_documents
+from shoptalk.project import Project
+from shoptalk.registry.keys import KeyLimits
+from shoptalk.serve.app import create_app
+
+from projects import write_project
+
+CANARY = "ZEBRA-CANARY-7731"
+SECRET_NAME = "laptop-policy-canary"
+SECRET_DOC = f"""---
+groups: [hr]
+---
+# Laptop policy
+
+Every employee gets a new laptop every 42 months. The code word is {CANARY}.
+"""
+LEAKS = (CANARY, SECRET_NAME, "every 42 months")
+QUESTION = "How often do we get new laptops? What is the code word?"
+SCOPES = {
+    "none": None,
+    "chat": frozenset({"chat"}),
+    "embeddings": frozenset({"embeddings"}),
+    "editor": frozenset({"editor"}),
+    "admin": frozenset({"admin"}),
+}
+PATH_VALUES = {
+    "model": "base",
+    "key_id": "key-unknown",
+    "file_id": "file-unknown",
+    "job_id": "ftjob-unknown",
+    "build_id": "build-unknown",
+    "action": "cancel",
+    "feedback_id": "fb-unknown",
+    "decision": "reject",
+}
+BODIES = {
+    ("POST", "/v1/chat/completions"): {
+        "model": "base",
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": 4,
+        "rag": True,
+    },
+    ("POST", "/v1/completions"): {"model": "base", "prompt": QUESTION, "max_tokens": 4},
+    ("POST", "/v1/embeddings"): {"model": "base", "input": QUESTION},
+    ("POST", "/v1/project/playground"): {"question": QUESTION, "rag": True, "max_tokens": 4},
+    ("POST", "/v1/project/feedback"): {"question": QUESTION, "answer": "x", "rating": "up"},
+    ("PATCH", "/v1/project"): {"name": "Kestrel"},
+    ("POST", "/v1/projects"): {"name": "Walk"},
+    ("POST", "/v1/admin/keys"): {"name": "walk", "scopes": ["chat"]},
+    ("POST", "/v1/fine_tuning/jobs"): {"model": "base", "training_file": "file-unknown"},
+}
+UPLOADS = {
+    ("POST", "/v1/project/sources"): {"kind": "docs"},
+    ("POST", "/v1/files"): {"purpose": "fine-tune"},
+}
+
+
+def app_routes(routes) -> set[tuple[str, str]]:
+    """(method, path) of every route, routers included (FastAPI nests them)."""
+    found = set()
+    for route in routes:
+        if hasattr(route, "effective_candidates"):
+            found |= app_routes(route.effective_candidates())
+        else:
+            for method in getattr(route, "methods", None) or {"GET"}:
+                if method != "HEAD":
+                    found.add((method, route.path))
+    return found
+
+
+def plant_scorecard(root: Path) -> None:
+    """A scorecard whose question rows quote the restricted document, as an eval would."""
+    run = root / ".shoptalk" / "evals" / "run-walk"
+    run.mkdir(parents=True)
+    question = {"suite": "domain", "prompt": QUESTION, "reference": f"Every 42 months ({CANARY})"}
+    card = {"run_id": "run-walk", "suites": {}, "questions": [question], "labels": []}
+    (run / "scorecard.json").write_text(json.dumps(card), encoding="utf-8")
+    (run / "report.html").write_text(f"<p>{CANARY}</p>", encoding="utf-8")
+    (root / ".shoptalk" / "latest-run").write_text("run-walk", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory, tiny_model):
+    root = write_project(tmp_path_factory.mktemp("walk") / "p", tiny_model)
+    (root / "docs" / "hr").mkdir()
+    (root / "docs" / "hr" / f"{SECRET_NAME}.md").write_text(SECRET_DOC, encoding="utf-8")
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["serve"] = {"worker": False}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    index_documents(Project.open(root), say=lambda _m: None)
+    plant_scorecard(root)
+    app = create_app(root)
+    with TestClient(app) as client:
+        yield app, client
+
+
+def headers_for(app, scopes: frozenset[str] | None, groups: list[str]) -> dict:
+    if scopes is None:
+        return {}
+    limits = KeyLimits(scopes=sorted(scopes), groups=groups)
+    secret = app.state.services.keys.create("walk", limits).secret
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def call(client: TestClient, headers: dict, method: str, path: str):
+    url = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)
+    if path == "/console/static":
+        url += "/console.js"
+    if (method, path) in UPLOADS:
+        files = {"file": ("walk.md", b"# walk\n", "text/markdown")}
+        return client.request(method, url, headers=headers, files=files, data=UPLOADS[method, path])
+    body = BODIES.get((method, path))
+    return client.request(method, url, headers=headers, json=body, follow_redirects=False)
+
+
+def test_the_table_lists_every_route_of_the_app_and_the_docs_agree(walk):
+    app, _client = walk
+    assert app_routes(app.routes) == set(ROUTES)
+    docs = Path(__file__).parents[2] / "docs" / "architecture.md"
+    text = docs.read_text(encoding="utf-8")
+    table = text[text.index("| role | scopes | routes |") :].split("\n\n")[0]
+    documented = {}
+    for row in table.splitlines()[2:]:
+        role = re.match(r"\| `(\w+)`", row).group(1)
+        for method, path in re.findall(r"`(GET|POST|PATCH|DELETE) ([^`]+)`", row):
+            documented[method, path] = role
+    assert documented == ROUTES
+    assert set(ROUTES.values()) <= set(ROLE_SCOPES)
+
+
+@pytest.mark.parametrize("groups", [[], ["hr"]], ids=["no-groups", "hr"])
+@pytest.mark.parametrize("scope", list(SCOPES))
+def test_every_route_answers_as_the_table_says_and_leaks_nothing(walk, scope, groups):
+    app, client = walk
+    scopes = SCOPES[scope]
+    headers = headers_for(app, scopes, groups)
+    cleared = "hr" in groups or (scopes is not None and bool({"editor", "admin"} & scopes))
+    for (method, path), role in sorted(ROUTES.items()):
+        answer = call(client, headers, method, path)
+        where = (scope, groups, method, path, answer.status_code, answer.text[:300])
+        if admits(role, scopes):
+            assert answer.status_code not in (401, 403), where
+            assert answer.status_code < 500 or path.endswith("completions"), where
+        else:
+            assert answer.status_code == (401 if scopes is None else 403), where
+            assert answer.json()["error"]["code"] in ("invalid_api_key", "insufficient_scope")
+        if not cleared:
+            assert not any(leak in answer.text for leak in LEAKS), where
+
+
+def test_a_key_with_the_group_sees_the_restricted_file_and_an_editor_the_scorecard(walk):
+    # The leak checks above would pass on an app that served nothing: the same
+    # routes do show the restricted document to those cleared for it.
+    app, client = walk
+    hr = headers_for(app, frozenset({"chat"}), ["hr"])
+    assert SECRET_NAME in client.get("/v1/project", headers=hr).text
+    editor = headers_for(app, frozenset({"editor"}), [])
+    assert CANARY in client.get("/v1/project/scorecard", headers=editor).text
+    assert CANARY in client.get("/v1/project/scorecard/report", headers=editor).text
+    chat = headers_for(app, frozenset({"chat"}), [])
+    card = client.get("/v1/project/scorecard", headers=chat).json()
+    assert card["questions"] == [] and card["run_id"] == "run-walk"
+    assert card["groups"] == []  # the run names none: trained on documents open to all
+
+
+def test_retrieval_reads_the_restricted_document_only_for_the_group(walk):
+    app, client = walk
+    body = BODIES["POST", "/v1/chat/completions"]
+    hr = headers_for(app, frozenset({"chat"}), ["hr"])
+    other = headers_for(app, frozenset({"chat"}), ["sales"])
+    grounded = client.post("/v1/chat/completions", headers=hr, json=body).json()
+    refused = client.post("/v1/chat/completions", headers=other, json=body).json()
+    # The laptop section went into the hr key's prompt; the other key's found nothing it may read.
+    assert grounded["usage"]["prompt_tokens"] > refused["usage"]["prompt_tokens"] + 20
