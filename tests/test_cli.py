@@ -269,6 +269,7 @@ def test_chat_keeps_lines_typed_while_an_answer_is_generated(tmp_path, tiny_mode
 
     class SlowAssistant:
         label = "a slow assistant"
+        index = None  # no retrieval index: the chat's own model answers
 
         def reply(self, text: str, max_new_tokens: int, keep: bool = False) -> str:
             asked.append(text)
@@ -278,7 +279,9 @@ def test_chat_keeps_lines_typed_while_an_answer_is_generated(tmp_path, tiny_mode
                 time.sleep(0.3)
             return f"answer to {text}"
 
-    monkeypatch.setattr(Session, "open", classmethod(lambda cls, project, base: SlowAssistant()))
+    monkeypatch.setattr(
+        Session, "open", classmethod(lambda cls, project, base, rag: SlowAssistant())
+    )
     # The keyboard is a live pipe: CliRunner's own stdin holds only what exists up front.
     typed_lines = cli.typed_lines
     with os.fdopen(read_end, "r") as keys:
