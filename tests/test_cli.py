@@ -192,7 +192,11 @@ def test_eval_with_other_questions_keeps_the_builds_scorecard(tmp_path, tiny_mod
     folders = sorted(run_evals.glob("questions-*"))
     assert len(folders) == 2
     suites = [set(json.loads((f / "scorecard.json").read_text())["suites"]) for f in folders]
-    assert sorted(suites, key=len) == [{"extra"}, {"extra", "domain"}]
+    # The build indexed the documents: every suite is also asked with retrieval ('+rag').
+    assert sorted(suites, key=len) == [
+        {"extra", "extra+rag"},
+        {"extra", "domain", "extra+rag", "domain+rag"},
+    ]
     for result in (both, one):
         printed = "".join(result.output.split())
         assert any(f"{f}/report.html" in printed for f in folders)
@@ -258,7 +262,7 @@ def test_chat_keeps_lines_typed_while_an_answer_is_generated(tmp_path, tiny_mode
     import time
 
     from shoptalk import cli
-    from shoptalk.chat import Session
+    from shoptalk.rag.session import Session
 
     project = write_project(tmp_path / "p", tiny_model)
     read_end, write_end = os.pipe()
@@ -269,6 +273,7 @@ def test_chat_keeps_lines_typed_while_an_answer_is_generated(tmp_path, tiny_mode
 
     class SlowAssistant:
         label = "a slow assistant"
+        index = None  # no retrieval index: the chat's own model answers
 
         def reply(self, text: str, max_new_tokens: int, keep: bool = False) -> str:
             asked.append(text)
@@ -278,7 +283,9 @@ def test_chat_keeps_lines_typed_while_an_answer_is_generated(tmp_path, tiny_mode
                 time.sleep(0.3)
             return f"answer to {text}"
 
-    monkeypatch.setattr(Session, "open", classmethod(lambda cls, project, base: SlowAssistant()))
+    monkeypatch.setattr(
+        Session, "open", classmethod(lambda cls, project, base, rag: SlowAssistant())
+    )
     # The keyboard is a live pipe: CliRunner's own stdin holds only what exists up front.
     typed_lines = cli.typed_lines
     with os.fdopen(read_end, "r") as keys:

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from typer.core import TyperCommand
 
 from shoptalk.errors import ShoptalkError
 from shoptalk.modeling.load import check_base_model
+
+if TYPE_CHECKING:
+    from shoptalk.rag.answer import RagAnswer
 
 
 def spread_values(command: TyperCommand, args: list[str]) -> list[str]:
@@ -144,7 +147,7 @@ def init(
     ] = "default",
 ) -> None:
     """Write a shoptalk.yaml that works as is."""
-    from shoptalk.init import init_project
+    from shoptalk.project import init_project
 
     if questions is None:
         questions = []
@@ -324,45 +327,55 @@ def eval_(
         err_console.print("gate: passed")
 
 
+RagOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--rag/--no-rag",
+        help="Answer from the indexed documents, with citations (default: whenever an index "
+        "exists)",
+    ),
+]
+
+
 @app.command()
 def ask(
     project_dir: ProjectDir,
     question: Annotated[str, typer.Argument(help="The question")],
     base: Annotated[bool, typer.Option("--base", help="Ask the untuned base model")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 128,
-    rag: Annotated[
-        bool, typer.Option("--rag", help="Answer from the indexed documents, with citations")
-    ] = False,
+    rag: RagOption = None,
 ) -> None:
     """Ask the tuned assistant (or the base model) one question."""
-    from shoptalk.chat import Session
+    from shoptalk.rag.session import Session
 
     try:
         project = open_project(project_dir)
         check_base_model(project.config.base_model, project.root)
-        session = Session.open(project, base=base)
-        if rag:
-            from shoptalk.rag.answer import answer_with_citations
-            from shoptalk.rag.retrieve import open_index
-
-            result = answer_with_citations(
-                session.assistant,
-                open_index(project),
-                question,
-                None,
-                session.system_prompt,
-                max_new_tokens,
-            )
+        session = Session.open(project, base=base, rag=rag)
+        result = session.grounded(question, max_new_tokens) if session.index else None
     except ShoptalkError as exc:
         fail(exc)
-    if not rag:
+    if result is None:
         console.print(session.reply(question, max_new_tokens), highlight=False)
         return
-    console.print(result.message, highlight=False)
+    print_grounded(result)
+
+
+def print_grounded(result: RagAnswer, prefix: str = "") -> None:
+    """The verified (or repaired) answer, then its citations, each with its quote."""
+    console.print(f"{prefix}{result.message}", highlight=False, markup=False)
     for citation in result.citations:
         mark = f"[{citation.number}]" if citation.number else "support"
         console.print(
             f'  {mark} {citation.source}: "{citation.quote}"', highlight=False, markup=False
+        )
+    if result.status == "repaired":
+        values = ", ".join(result.unsupported) or "nothing the documents say"
+        console.print(
+            f"  (the model's answer stated {values}, which the documents do not say: "
+            "the passage is quoted instead)",
+            highlight=False,
+            markup=False,
         )
     if result.dropped_citations:
         console.print(
@@ -389,14 +402,15 @@ def chat(
     project_dir: ProjectDir,
     base: Annotated[bool, typer.Option("--base", help="Talk to the untuned base model")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 256,
+    rag: RagOption = None,
 ) -> None:
     """Talk to the tuned assistant in the terminal (empty line or Ctrl-D to quit)."""
-    from shoptalk.chat import Session
+    from shoptalk.rag.session import Session
 
     try:
         project = open_project(project_dir)
         check_base_model(project.config.base_model, project.root)
-        session = Session.open(project, base=base)
+        session = Session.open(project, base=base, rag=rag)
     except ShoptalkError as exc:
         fail(exc)
     console.print(f"[dim]talking to {session.label}; empty line to quit[/]")
@@ -410,6 +424,10 @@ def chat(
         # again, so the transcript says what is answered (and piped lines were never shown).
         if typed_ahead or not sys.stdin.isatty():
             console.print(text, highlight=False, markup=False)
+        if session.index is not None:
+            # Each question is retrieved for on its own: the documents, not the history, answer.
+            print_grounded(session.grounded(text, max_new_tokens), prefix="assistant> ")
+            continue
         console.print(
             f"[bold]assistant>[/] {session.reply(text, max_new_tokens, keep=True)}", highlight=False
         )

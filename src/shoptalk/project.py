@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from shoptalk.artifacts import (
     RunArtifact,
     write_atomic,
 )
-from shoptalk.config import ShoptalkConfig, load_config
-from shoptalk.errors import ShoptalkError
+from shoptalk.config import CONFIG_NAME, ShoptalkConfig, Sources, dump_config, load_config
+from shoptalk.errors import ConfigError, ShoptalkError
+from shoptalk.modeling.load import resolve_base_model
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,50 @@ class Project:
 
     def promote(self, run: RunArtifact) -> None:
         write_atomic(self.promoted_run_file, run.run_id + "\n")
+
+
+# `shoptalk init` (and the console's new projects): a shoptalk.yaml that works as is.
+
+
+def relative(path: str, root: Path) -> str:
+    """Store paths relative to the project folder so the project can move."""
+    absolute = Path(path).expanduser().resolve()
+    if not absolute.exists():
+        raise ConfigError(f"{path}: file or folder not found")
+    return Path(os.path.relpath(absolute, root.resolve())).as_posix()
+
+
+def init_project(
+    root: Path,
+    docs: list[str],
+    faq: list[str],
+    conversations: list[str],
+    questions: list[str],
+    name: str = "My organization",
+    base_model: str = "default",
+) -> Path:
+    """Create `root/shoptalk.yaml`; never overwrites an existing one."""
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / CONFIG_NAME
+    if target.exists():
+        raise ConfigError(f"{target} already exists; edit it, or remove it to start over.")
+    if base_model != "default":
+        resolve_base_model(base_model, root)
+    cfg = ShoptalkConfig(
+        name=name,
+        system_prompt=f"You are the assistant of {name}. Answer with {name}'s facts; "
+        "if you do not know, say so.",
+        base_model=base_model,
+        sources=Sources(
+            docs=[relative(p, root) for p in docs],
+            faq=[relative(p, root) for p in faq],
+            conversations=[relative(p, root) for p in conversations],
+            questions=[relative(p, root) for p in questions],
+        ),
+    )
+    header = (
+        "# shoptalk project. Every key, with its type, default and meaning: docs/config.md in\n"
+        "# shoptalk's documentation, or run `python -m shoptalk.config.docs`.\n"
+    )
+    write_atomic(target, header + dump_config(cfg))
+    return target

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from shoptalk.config import ShoptalkConfig
 from shoptalk.config.docs import COMMAND, render, submodel
-from shoptalk.init import init_project
+from shoptalk.project import init_project
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 

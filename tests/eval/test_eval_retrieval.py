@@ -82,3 +82,11 @@ def test_suites_without_questions_about_documents_have_no_retrieval_scores():
         questions=[UnanswerableQuestion(question="What is the CEO's salary?")],
     )
     assert retrieval_scores(index(5), [unanswerable]) is None
+
+
+def test_a_faq_rows_source_names_its_file():
+    from shoptalk.eval.retrieval import source_file
+
+    assert source_file("faq.csv:12") == "faq.csv"
+    assert source_file("faq.xlsx[FAQ]:7") == "faq.xlsx"
+    assert source_file("docs/a.md#Pay: 2024") == "docs/a.md"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
@@ -30,11 +31,24 @@ SUITE = Suite(
 NOT_FOUND = "I could not find that in our documents."
 
 
+class FlatEmbedder:
+    """Every text alike: sentence selection ranks by the question's words alone."""
+
+    name = "flat"
+
+    def encode(self, texts):
+        return np.full((len(texts), 4), 0.5, dtype=np.float32)
+
+    def count_tokens(self, texts):
+        return [len(t.split()) for t in texts]
+
+
 class FakeIndex:
     """Finds the claim-window section for claim questions and nothing for anything else."""
 
     def __init__(self) -> None:
         self.questions: list[str] = []
+        self.embedder = FlatEmbedder()
 
     def search(self, question, groups, top_k):
         from shoptalk.rag.retrieve import Hit, Retrieval
@@ -67,11 +81,19 @@ def test_without_rag_the_scorecard_says_the_rag_variants_were_not_run(tmp_path, 
     assert "base+RAG: not run" in report
 
 
+def test_with_rag_on_but_no_index_the_scorecard_says_what_to_run(tmp_path, tiny_model):
+    project, run = project_and_run(tmp_path, tiny_model, rag=True)
+    card = evaluate(project, run, str(tiny_model), [SUITE])
+    assert list(card.suites) == ["faq"]
+    assert "shoptalk index" in card.not_run["tuned+RAG"]
+
+
 def test_with_rag_both_models_answer_each_suite_again_from_the_same_documents(
     tmp_path, tiny_model, monkeypatch
 ):
     index = FakeIndex()
     monkeypatch.setattr("shoptalk.rag.retrieve.open_index", lambda project: index)
+    monkeypatch.setattr("shoptalk.eval.run.has_index", lambda project: True)
     monkeypatch.setattr("shoptalk.rag.answer.not_found_message", lambda question: NOT_FOUND)
     asked = []
     real_answer = eval_run.answer
@@ -92,5 +114,13 @@ def test_with_rag_both_models_answer_each_suite_again_from_the_same_documents(
     with_documents = asked[0][2]
     assert "The claim window is 47 days." in with_documents[-1]["content"]
     assert with_documents[0]["content"].startswith(project.config.system_prompt)
+    assert with_documents[-1]["content"].startswith("Passages:\n[1] (handbook.md#Claims) ")
     rag_rows = [q for q in card.questions if q.suite == "faq+rag"]
     assert rag_rows[1].base_answer == rag_rows[1].tuned_answer == NOT_FOUND
+    # The tiny model's noise holds nothing the passage says: the passage is quoted instead.
+    assert rag_rows[0].base_answer == '"The claim window is 47 days." [1]'
+    rag_scores, closed_book = card.suites["faq+rag"], card.suites["faq"]
+    assert rag_scores.base["repaired"] == rag_scores.tuned["repaired"] == 0.5
+    assert rag_scores.base["key_fact_recall"] == 0.5
+    assert set(rag_scores.diff) >= {"repaired", "unsupported_claims"}
+    assert "unsupported_claims" in closed_book.base and "repaired" not in closed_book.base

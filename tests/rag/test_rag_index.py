@@ -9,6 +9,7 @@ from rag_fakes import HANDBOOK, fake_embedder, write_rag_project
 from shoptalk.errors import SourceError
 from shoptalk.project import Project
 from shoptalk.rag.index import index_folder, index_project
+from shoptalk.rag.retrieve import open_index
 from shoptalk.rag.store import load_index
 
 
@@ -166,3 +167,34 @@ def test_a_document_whose_groups_cannot_be_told_is_never_indexed_open(tmp_path):
     sources = {c.source for c in load_index(index_folder(Project.open(root))).chunks}
     assert not any("salaries" in s or "board" in s for s in sources)
     assert len(report.skipped) == 2
+
+
+FAQ = """question,answer
+How long is the claim window?,Customers have 47 days to file a claim.
+Who approves refunds?,Refunds over $500 are approved by the support lead.
+"""
+
+
+def test_faq_rows_are_chunks_with_their_line_and_the_files_groups(tmp_path):
+    root = write_rag_project(tmp_path / "p")
+    (root / "faq.csv").write_text(FAQ, encoding="utf-8")
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["sources"]["faq"] = ["faq.csv"]
+    config["rag"]["access"]["faq.csv"] = ["support"]
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    project = Project.open(root)
+    embedder = fake_embedder()
+    index_project(project, embedder)
+    rows = [c for c in load_index(index_folder(project)).chunks if c.source.startswith("faq")]
+    assert [(c.source, c.headings, c.acl) for c in rows] == [
+        ("faq.csv:2", ["How long is the claim window?"], ["support"]),
+        ("faq.csv:3", ["Who approves refunds?"], ["support"]),
+    ]
+    assert rows[1].text == "Refunds over $500 are approved by the support lead."
+
+    index = open_index(project, embedder)
+    question = "Who approves refunds over $500?"
+    assert index.search(question, ["support"]).hits[0].chunk.source == "faq.csv:3"
+    for groups in ([], ["hr"]):
+        found = index.search(question, groups, top_k=50).hits
+        assert not any(h.chunk.source.startswith("faq") for h in found)

@@ -18,7 +18,7 @@ from shoptalk.config.data import (
 )
 from shoptalk.config.eval import EvalSettings, GateRule, GateSettings, JudgeSettings
 from shoptalk.config.load import CONFIG_NAME, describe_validation_error, dump_config, load_config
-from shoptalk.config.rag import RaftSettings, RagSettings
+from shoptalk.config.rag import RaftSettings, RagSettings, SelectSettings
 from shoptalk.config.root import ShoptalkConfig
 from shoptalk.config.serve import ServeSettings
 from shoptalk.config.sources import Sources
@@ -46,6 +46,7 @@ __all__ = [
     "RaftSettings",
     "RagSettings",
     "ReplaySettings",
+    "SelectSettings",
     "ServeSettings",
     "ShoptalkConfig",
     "Sources",

@@ -68,7 +68,9 @@ class EvalSettings(BaseModel, extra="forbid"):
         "reference, both orders (suite 'judge'); none = not judged",
     )
     rag: bool = Field(
-        False,
-        description="Also score base+RAG and tuned+RAG: every question asked again with the "
-        "documents retrieval finds (suites '<suite>+rag'); needs `shoptalk index` first",
+        True,
+        description="Also score base+RAG and tuned+RAG whenever a retrieval index exists: every "
+        "question asked again with the sentences selected from what retrieval finds, the answer "
+        "verified and repaired as `ask` shows it (suites '<suite>+rag'); every mode counts its "
+        "unsupported claims",
     )

@@ -21,6 +21,40 @@ class RaftSettings(BaseModel, extra="forbid"):
     )
 
 
+class SelectSettings(BaseModel, extra="forbid"):
+    sentences: int = Field(
+        3, ge=1, le=20, description="Sentences of the retrieved chunks the model reads, best first"
+    )
+    lexical_weight: float = Field(
+        0.3,
+        ge=0.0,
+        le=10.0,
+        description="Weight of the share of the question's words found in a sentence, "
+        "added to the embedding similarity of question and sentence",
+    )
+    with_heading: bool = Field(
+        True,
+        description="Embed each sentence under its chunk's heading path (a table row or list "
+        "item says what it is about only there)",
+    )
+    neighbours: int = Field(
+        0, ge=0, le=3, description="Sentences shown each side of a selected one, from its chunk"
+    )
+    max_tokens: int = Field(
+        200,
+        ge=16,
+        description="Most tokens of selected text the model reads (the best sentence always)",
+    )
+    min_question_overlap: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="An answer that fails verification is replaced by the best sentence when "
+        "that sentence (with its heading) holds at least this share of the question's words; "
+        "else by the 'not in the documents' message",
+    )
+
+
 class RagSettings(BaseModel, extra="forbid"):
     enabled: bool = Field(True, description="Build the retrieval index in `shoptalk build`")
     embedding_model: str = Field(
@@ -34,6 +68,11 @@ class RagSettings(BaseModel, extra="forbid"):
     )
     overlap_tokens: int = Field(
         40, ge=0, description="Sentences repeated from the end of one chunk at the next one's start"
+    )
+    index_faq: bool = Field(
+        True,
+        description="Also index each FAQ row (sources.faq) as one chunk, cited as 'faq.csv:LINE', "
+        "with the groups a document at that path would get",
     )
     batch_size: int = Field(32, ge=1, description="Chunks embedded per batch")
     top_k: int = Field(5, ge=1, le=50, description="Chunks given to the model per question")
@@ -72,6 +111,11 @@ class RagSettings(BaseModel, extra="forbid"):
         description="Document path globs (relative to the project, '*' crosses folders) -> the "
         "groups allowed to read them, e.g. {'docs/hr/*': ['hr']}; front matter 'groups:' wins; "
         "a document no glob matches is readable by everyone",
+    )
+    select: SelectSettings = Field(
+        default_factory=SelectSettings,
+        description="Which sentences of the retrieved chunks the model reads, and when a "
+        "failed answer is repaired from them (rag/select.py, rag/verify.py)",
     )
     raft: RaftSettings | None = Field(
         None,

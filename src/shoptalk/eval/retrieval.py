@@ -1,6 +1,6 @@
 """Retrieval quality in the scorecard: does the index find the chunk that holds the answer?
 
-For each domain question whose `source` names an indexed document, the key-fact
+For each domain question whose `source` names an indexed document or FAQ file, the key-fact
 chunk is a chunk of that document holding every `must_include` phrase. hit@k is
 the share of those questions with it in the top k (k = `rag.top_k`, what the
 model reads); MRR the mean of 1/rank of its first appearance in the top
@@ -10,6 +10,7 @@ the scorecard show the same numbers.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from shoptalk.eval.questions import Suite
@@ -23,9 +24,14 @@ SUITE = "retrieval"
 DEPTH = 10
 
 
+def source_file(source: str) -> str:
+    """The file of a chunk's source: `docs/a.md#Heading` -> `docs/a.md`, `faq.csv:12` -> `faq.csv`."""
+    return re.sub(r"(\[[^\]]*\])?:\d+$", "", source.split("#")[0])
+
+
 def holds_key_fact(chunk: Chunk, question: DomainQuestion) -> bool:
     text = chunk.text.lower()
-    in_source = chunk.source.split("#")[0] == question.source
+    in_source = source_file(chunk.source) == question.source
     return in_source and all(phrase.lower() in text for phrase in question.must_include)
 
 
@@ -43,7 +49,7 @@ def retrieval_scores(index: RagIndex, suites: list[Suite]) -> SuiteScores | None
         for q in suite.questions
         if isinstance(q, DomainQuestion) and q.source and q.must_include
     ]
-    documents = {c.source.split("#")[0] for c in index.stored.chunks} if questions else set()
+    documents = {source_file(c.source) for c in index.stored.chunks} if questions else set()
     questions = [q for q in questions if q.source in documents]
     if not questions:
         return None

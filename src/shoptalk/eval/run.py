@@ -11,7 +11,6 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from shoptalk.artifacts import (
     FINAL_DIR,
@@ -22,6 +21,13 @@ from shoptalk.artifacts import (
 )
 from shoptalk.errors import ShoptalkError
 from shoptalk.eval.canary import CanaryCheck
+from shoptalk.eval.grounded import (
+    Grounded,
+    add_claim_metrics,
+    closed_book_flags,
+    grounded_prompts,
+    verified_replies,
+)
 from shoptalk.eval.judge import METRIC as JUDGE_METRIC
 from shoptalk.eval.judge import SUITE as JUDGE_SUITE
 from shoptalk.eval.judge import Judgement, JudgeSettings, describe, run_judge
@@ -43,9 +49,6 @@ from shoptalk.modeling.generate import Assistant, answer, load_assistant
 from shoptalk.project import Project
 from shoptalk.records import Message
 
-if TYPE_CHECKING:
-    from shoptalk.rag.retrieve import RagIndex
-
 log = logging.getLogger(__name__)
 
 HELDOUT_SUITE = "heldout_faq"
@@ -53,6 +56,9 @@ BASE, TUNED = "base", "tuned"
 # With eval.rag, each suite is asked again with retrieved documents, as '<suite>+rag'.
 RAG_SUFFIX = "+rag"
 RAG_OFF = "eval.rag is off (turn it on once `shoptalk index` has built the retrieval index)"
+NO_INDEX = "no retrieval index (run `shoptalk index` to build one)"
+# Per suite, per answer: {"unsupported_claims": [0/1...], "repaired": [...]} (eval/grounded.py).
+Flags = dict[str, dict[str, list[float]]]
 
 
 def question_suites(
@@ -166,8 +172,11 @@ def score_pair(
     # Retention and canary suites: measured on each model inside the loop below.
     checks = model_checks(project, first[1], second[1], base_path)
     suites = with_general_qa(suites, project.config.eval.retention)
-    rag_on = project.config.eval.rag
-    digest = inputs_hash(project, name, suites, tuple(c.digest() for c in checks))
+    rag_on = project.config.eval.rag and has_index(project)
+    extra = tuple(c.digest() for c in checks)
+    if rag_on:  # the selection settings shape what the RAG modes read
+        extra += (project.config.rag.model_dump_json(),)
+    digest = inputs_hash(project, name, suites, extra)
     stamp = out / "inputs.txt"
     files = EvalArtifact(path=out)
     if not force and stamp.is_file() and stamp.read_text().strip() == digest:
@@ -177,21 +186,24 @@ def score_pair(
         return card
     timing: dict[str, float] = {}
     answers: dict[str, tuple[list[str], list[str]]] = {}
+    flags: dict[str, tuple[dict[str, list[float]], dict[str, list[float]]]] = {}
     # The general QA suite measures the model alone: no retrieval for it.
-    rag: dict[str, list[list[dict] | str]] = {}
+    rag: dict[str, list[Grounded]] = {}
     retrieval = None
     if rag_on:
         from shoptalk.rag.retrieve import open_index
 
         index = open_index(project)
-        rag = rag_prompts(project, index, [s for s in suites if s.name != QA_SUITE])
+        rag = grounded_prompts(project, index, [s for s in suites if s.name != QA_SUITE])
         retrieval = retrieval_scores(index, suites)
     for side, (_, which) in ((BASE, first), (TUNED, second)):
         started = time.perf_counter()
         assistant = load_assistant(base_path, which, project.config.train.device)
-        per_suite = answer_suites(project, assistant, suites, rag)
+        per_suite, per_flags = answer_suites(project, assistant, suites, rag)
         for suite_name, texts in per_suite.items():
             answers.setdefault(suite_name, ([], []))[0 if side == BASE else 1].extend(texts)
+        for suite_name, suite_flags in per_flags.items():
+            flags.setdefault(suite_name, ({}, {}))[0 if side == BASE else 1].update(suite_flags)
         for check in checks:
             check.measure(side, assistant)
         timing[f"{side}_seconds"] = round(time.perf_counter() - started, 1)
@@ -203,8 +215,10 @@ def score_pair(
     timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values()) - checked), 2)
     card = build_scorecard(name, project.config.base_model, scored, answers)
     card.labels = labels
+    add_claim_metrics(card, flags)
     if not rag_on:
-        card.not_run = {f"{label}+RAG": RAG_OFF for label in labels}
+        reason = RAG_OFF if not project.config.eval.rag else NO_INDEX
+        card.not_run = {f"{label}+RAG": reason for label in labels}
     if retrieval is not None:
         card.suites[RETRIEVAL_SUITE] = retrieval
     for check in checks:
@@ -266,16 +280,24 @@ def model_checks(
     return checks
 
 
+def has_index(project: Project) -> bool:
+    from shoptalk.rag.index import index_folder
+    from shoptalk.rag.store import index_exists
+
+    return index_exists(index_folder(project))
+
+
 def answer_suites(
     project: Project,
     assistant: Assistant,
     suites: list[Suite],
-    rag: dict[str, list[list[dict] | str]] | None = None,
-) -> dict[str, list[str]]:
+    rag: dict[str, list[Grounded]] | None = None,
+) -> tuple[dict[str, list[str]], Flags]:
     """One batched generation over every question of every suite (and its RAG variant).
 
-    `rag[suite]` holds, per question, its retrieval-augmented messages, or the
-    fixed reply when nothing relevant was found (no generation needed).
+    `rag[suite]` holds, per question, what retrieval gave it (eval/grounded.py).
+    Returns the answers per suite ('<suite>+rag' verified and repaired as shown
+    to users) and, per suite, the per-answer claim flags.
     """
     settings = project.config.eval
     prompts = [
@@ -284,50 +306,27 @@ def answer_suites(
         for q in suite.questions
     ]
     rag = rag or {}
-    prompts += [m for suite in suites for m in rag.get(suite.name, []) if not isinstance(m, str)]
+    prompts += [g.messages for suite in suites for g in rag.get(suite.name, []) if g.messages]
     texts = answer(assistant, prompts, settings.max_new_tokens, settings.batch_size)
     out: dict[str, list[str]] = {}
+    flags: Flags = {}
     for suite in suites:
         out[suite.name], texts = texts[: len(suite.questions)], texts[len(suite.questions) :]
+        if suite.name in rag:
+            flags[suite.name] = closed_book_flags(rag[suite.name], out[suite.name])
+    select = project.config.rag.select
     for suite in suites:
-        replies = []
-        for item in rag.get(suite.name, []):
-            if isinstance(item, str):
-                replies.append(item)
-            else:
-                replies.append(texts[0])
-                texts = texts[1:]
-        if replies:
-            out[rag_name(suite.name)] = replies
-    return out
+        if suite.name not in rag:
+            continue
+        asked = sum(g.messages is not None for g in rag[suite.name])
+        generated, texts = texts[:asked], texts[asked:]
+        name = rag_name(suite.name)
+        out[name], flags[name] = verified_replies(rag[suite.name], generated, select)
+    return out, flags
 
 
 def rag_name(suite: str) -> str:
     return f"{suite}{RAG_SUFFIX}"
-
-
-def rag_prompts(
-    project: Project, index: RagIndex, suites: list[Suite]
-) -> dict[str, list[list[dict] | str]]:
-    """Retrieval for each question of the user's suites: the messages `rag.answer` would send.
-
-    Built once and asked of both models, so base+RAG and tuned+RAG read the same documents.
-    """
-    from shoptalk.rag.answer import not_found_message, rag_messages
-
-    out: dict[str, list[list[dict] | str]] = {}
-    for suite in suites:
-        items: list[list[dict] | str] = []
-        for question in suite.questions:
-            found = index.search(question.prompt_text, None, None)
-            if found.found and found.hits:
-                items.append(
-                    rag_messages(question.prompt_text, found, project.config.system_prompt)
-                )
-            else:
-                items.append(not_found_message(question.prompt_text))
-        out[suite.name] = items
-    return out
 
 
 def with_rag_suites(suites: list[Suite], rag: dict[str, list]) -> list[Suite]:

@@ -1,4 +1,4 @@
-"""The index stage: the project's documents -> chunks + vectors in `.shoptalk/index/`.
+"""The index stage: the project's documents and FAQ rows -> chunks + vectors in `.shoptalk/index/`.
 
     report = index_project(project)       # `shoptalk index DIR`, and a stage of `shoptalk build`
 
@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from rich.progress import Progress
 
 from shoptalk.config import RagSettings, ShoptalkConfig
-from shoptalk.data.documents import source_path
+from shoptalk.data.documents import content_id, source_path
+from shoptalk.data.faq import read_faq
 from shoptalk.data.pii import redact
 from shoptalk.data.sources import listed_files, read_document_file, source_groups
 from shoptalk.errors import SourceError
@@ -83,9 +84,11 @@ def build_index(
     errors: list[SourceError] | None = [] if cfg.data.on_error == "skip" else None
     chunks: list[Chunk] = []
     documents: dict[str, DocumentEntry] = {}
-    # The files `sources.docs` names, listed as read_sources() lists them for the dataset.
-    files = listed_files(root, cfg.sources.docs, "docs", errors)
-    for path in _tracked(files, "reading documents", progress):
+    # The files `sources.docs` (and `sources.faq`) name, listed as read_sources() lists them.
+    files = [(p, read_chunks) for p in listed_files(root, cfg.sources.docs, "docs", errors)]
+    if cfg.rag.index_faq:
+        files += [(p, faq_chunks) for p in listed_files(root, cfg.sources.faq, "faq", errors)]
+    for path, reader in _tracked(files, "reading documents", progress):
         name = source_path(path, root)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         entry = old_documents.get(name)
@@ -93,7 +96,7 @@ def build_index(
             doc_chunks = [old_chunks[i] for i in entry.chunk_ids]
         else:
             failed_before = len(errors or [])
-            doc_chunks = read_chunks(path, root, cfg, embedder, errors)
+            doc_chunks = reader(path, root, cfg, embedder, errors)
             if len(errors or []) > failed_before:
                 continue  # not recorded, so the next run reads it again and reports it again
         documents[name] = DocumentEntry(digest, [c.id for c in doc_chunks])
@@ -131,6 +134,7 @@ def index_settings(cfg: ShoptalkConfig, embedder: Embedder) -> dict:
                 "chunk": [rag.chunk_tokens, rag.overlap_tokens],
                 "access": rag.access,
                 "folder_groups": rag.folder_groups,
+                "faq": rag.index_faq,
                 "redact": cfg.data.redact_pii and cfg.data.pii.model_dump(mode="json"),
             },
             sort_keys=True,
@@ -158,6 +162,32 @@ def read_chunks(
             section = section.model_copy(update={"text": redact(section.text, cfg.data.pii).text})
         chunks += chunk_section(
             section, embedder.count_tokens, cfg.rag.chunk_tokens, cfg.rag.overlap_tokens
+        )
+    return chunks
+
+
+def faq_chunks(
+    path: Path,
+    root: Path,
+    cfg: ShoptalkConfig,
+    embedder: Embedder,
+    errors: list[SourceError] | None,
+) -> list[Chunk]:
+    """Each row of a FAQ file as one chunk: the answer under the question as its heading.
+
+    The source is the row's (`faq.csv:12`), so a citation points at the line;
+    the groups are the file's, by the same rule as a document's.
+    """
+    acl = source_groups(path, root, cfg.rag)
+    chunks = []
+    for row in read_faq(path, root, errors):
+        question, answer = row.messages[0].content, row.messages[-1].content
+        if cfg.data.redact_pii:
+            question = redact(question, cfg.data.pii).text
+            answer = redact(answer, cfg.data.pii).text
+        chunk_id = content_id(row.source, question, answer)
+        chunks.append(
+            Chunk(id=chunk_id, text=answer, source=row.source, headings=[question], acl=acl)
         )
     return chunks
 

@@ -117,7 +117,8 @@ def raft_view(
     A view, like continued pretraining's: the dataset stays as built, and the
     view is named by the retrieval settings that shaped its examples.
     """
-    key = hashlib.sha256(rag.model_dump_json().encode()).hexdigest()[:8]
+    # Sentence selection does not shape RAFT's prompts: left out, so existing views keep their name.
+    key = hashlib.sha256(rag.model_dump_json(exclude={"select"}).encode()).hexdigest()[:8]
     view = dataset.path / f"raft-{key}"
     out = DatasetArtifact(path=view, hash=f"{dataset.hash}-raft-{key}")
     if not out.split_file("train").is_file():

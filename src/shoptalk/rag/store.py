@@ -95,6 +95,11 @@ def load_index(folder: Path) -> StoredIndex | None:
     return StoredIndex(chunks, vectors, manifest["embedding_keys"], documents, manifest["settings"])
 
 
+def index_exists(folder: Path) -> bool:
+    """Whether `folder` holds an index (checked whole only when it is opened)."""
+    return (folder / "manifest.json").is_file() and (folder / "vectors.npy").is_file()
+
+
 def require_index(folder: Path, project_dir: Path) -> StoredIndex:
     index = load_index(folder)
     if index is None:

@@ -191,7 +191,7 @@ def list_projects(_: Reader, space: Space) -> ProjectList:
 @router.post("", response_model=ProjectSummary, status_code=201)
 def create_project(body: NewProject, _: Editor, space: Space) -> ProjectSummary:
     """Make an empty project in the workspace; sources are uploaded to it afterwards."""
-    from shoptalk.init import init_project
+    from shoptalk.project import init_project
 
     if body.base_model not in space.base_models:
         raise ApiError(

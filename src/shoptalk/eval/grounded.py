@@ -1,0 +1,121 @@
+"""The scorecard's retrieval modes: what each question reads, and how its answers are checked.
+
+    grounded = grounded_prompts(project, index, suites)   # once, for both models
+    replies, claims = verified_replies(grounded[suite], texts, settings)
+
+Base+RAG and tuned+RAG read the same selected sentences (`rag.select`) with
+the prompt `rag.answer` sends; their answers are verified and repaired as
+`shoptalk ask` shows them (`rag.verify`), and the repaired text is what is
+scored. Every mode also counts its *unsupported claims before repair*: the
+share of answers holding a value (number, code, e-mail, name) that the
+question's passages do not hold, the closed-book modes included (against the
+passages their question retrieves), and the RAG modes count the answers repaired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shoptalk.eval.metrics import bootstrap_diff
+from shoptalk.eval.questions import Suite
+from shoptalk.eval.scorecard import Scorecard
+
+if TYPE_CHECKING:
+    from shoptalk.config import SelectSettings
+    from shoptalk.project import Project
+    from shoptalk.rag.retrieve import RagIndex
+    from shoptalk.rag.select import Passage
+
+UNSUPPORTED = "unsupported_claims"
+REPAIRED = "repaired"
+
+
+@dataclass
+class Grounded:
+    """One question with retrieval: the passages and messages, or the reply when none was found."""
+
+    question: str
+    passages: list[Passage]
+    messages: list[dict] | None  # None: nothing relevant was retrieved
+    reply: str = ""
+
+
+def grounded_prompts(
+    project: Project, index: RagIndex, suites: list[Suite]
+) -> dict[str, list[Grounded]]:
+    """Retrieval and sentence selection for each question of `suites`, built once for both models."""
+    from shoptalk.rag.answer import not_found_message, passage_messages
+    from shoptalk.rag.select import select_passages
+
+    settings = project.config.rag.select
+    out: dict[str, list[Grounded]] = {}
+    for suite in suites:
+        items = []
+        for question in suite.questions:
+            text = question.prompt_text
+            found = index.search(text, None, None)
+            passages = select_passages(text, found.hits, index.embedder, settings)
+            if found.found and passages:
+                messages = passage_messages(text, passages, project.config.system_prompt)
+                items.append(Grounded(text, passages, messages))
+            else:
+                items.append(Grounded(text, passages, None, not_found_message(text)))
+        out[suite.name] = items
+    return out
+
+
+def verified_replies(
+    items: list[Grounded], texts: list[str], settings: SelectSettings
+) -> tuple[list[str], dict[str, list[float]]]:
+    """The replies shown (verified, repaired or not found) and, per answer, the claim flags.
+
+    `texts` are the generated answers of the items that have messages, in order.
+    """
+    from shoptalk.rag.verify import verify_answer
+
+    replies: list[str] = []
+    flags: dict[str, list[float]] = {UNSUPPORTED: [], REPAIRED: []}
+    generated = iter(texts)
+    for item in items:
+        if item.messages is None:
+            replies.append(item.reply)
+            flags[UNSUPPORTED].append(0.0)
+            flags[REPAIRED].append(0.0)
+            continue
+        checked = verify_answer(
+            item.question, next(generated), item.passages, settings.min_question_overlap
+        )
+        replies.append(checked.message)
+        flags[UNSUPPORTED].append(float(bool(checked.unsupported)))
+        flags[REPAIRED].append(float(checked.status == "repaired"))
+    return replies, flags
+
+
+def closed_book_flags(items: list[Grounded], answers: list[str]) -> dict[str, list[float]]:
+    """Per closed-book answer: does it state a value its question's passages do not hold?"""
+    from shoptalk.rag.verify import unsupported_values
+
+    return {
+        UNSUPPORTED: [
+            float(bool(unsupported_values(answer, item.passages)))
+            for item, answer in zip(items, answers, strict=True)
+        ]
+    }
+
+
+def add_claim_metrics(
+    card: Scorecard, flags: dict[str, tuple[dict[str, list[float]], dict[str, list[float]]]]
+) -> None:
+    """`flags[suite]` = (first model's, second model's) per-answer flags: means and change."""
+    for suite, (first, second) in flags.items():
+        scores = card.suites.get(suite)
+        if scores is None:
+            continue
+        for metric, base in first.items():
+            tuned = second[metric]
+            if not base:
+                continue
+            scores.base[metric] = sum(base) / len(base)
+            scores.tuned[metric] = sum(tuned) / len(tuned)
+            scores.diff[metric] = list(bootstrap_diff(base, tuned))

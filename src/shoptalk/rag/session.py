@@ -1,0 +1,66 @@
+"""A conversation with the tuned assistant (or the base model), for `ask` and `chat`.
+
+With a retrieval index (or `rag=True`), questions are answered from the
+documents: `Session.grounded` retrieves, reads the selected sentences,
+verifies the answer and returns it with its citations (`rag.answer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from shoptalk.modeling.chat_format import with_system
+from shoptalk.modeling.generate import Assistant, answer, load_assistant
+from shoptalk.modeling.load import resolve_base_model
+from shoptalk.project import Project
+from shoptalk.records import Message
+
+if TYPE_CHECKING:
+    from shoptalk.rag.answer import RagAnswer
+    from shoptalk.rag.retrieve import RagIndex
+
+
+@dataclass
+class Session:
+    assistant: Assistant
+    system_prompt: str
+    label: str
+    history: list[Message] = field(default_factory=list)
+    index: RagIndex | None = None
+
+    @classmethod
+    def open(cls, project: Project, base: bool = False, rag: bool | None = None) -> Session:
+        """`rag`: answer from the documents; None = whenever the project has an index."""
+        from shoptalk.rag.index import index_folder
+        from shoptalk.rag.store import index_exists
+
+        base_path = resolve_base_model(project.config.base_model, project.root)
+        run = None if base else project.promoted_run()
+        index = None
+        if rag or (rag is None and index_exists(index_folder(project))):
+            from shoptalk.rag.retrieve import open_index
+
+            index = open_index(project)
+        assistant = load_assistant(base_path, run, project.config.train.device)
+        label = f"base model {project.config.base_model}" if base else f"tuned model {run.run_id}"
+        if index is not None:
+            label += " with retrieval"
+        return cls(assistant, project.config.system_prompt, label, index=index)
+
+    def grounded(self, text: str, max_new_tokens: int = 256) -> RagAnswer:
+        """`text` answered from the documents (every group: the owner at the terminal)."""
+        from shoptalk.rag.answer import answer_with_citations
+
+        return answer_with_citations(
+            self.assistant, self.index, text, None, self.system_prompt, max_new_tokens
+        )
+
+    def reply(self, text: str, max_new_tokens: int = 256, keep: bool = False) -> str:
+        messages = [*self.history, Message(role="user", content=text)]
+        reply = answer(
+            self.assistant, [with_system(messages, self.system_prompt)], max_new_tokens, 1
+        )[0]
+        if keep:
+            self.history = [*messages, Message(role="assistant", content=reply)]
+        return reply

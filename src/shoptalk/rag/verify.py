@@ -1,0 +1,195 @@
+"""Verify a generated answer against the passages it was given, and repair it when it fails.
+
+    checked = verify_answer(question, generated, passages, settings.select)
+    checked.status     # "verified", "repaired" or "not_found"
+    checked.message    # what the user is shown
+    checked.unsupported  # the generated answer's values no passage holds (before repair)
+
+A 135M-parameter model cannot be trusted to copy a value; the passage can. So:
+- every number, code, e-mail and name of the answer (`citations.numbers_in`,
+  `citations.named_values`: normalized, `75 天` = `75天`, `£1,200` = `£1200`)
+  must occur in the passage the sentence cites ([n]); a sentence without a
+  citation must have all its values in one of the passages given (one, so a
+  value from one row cannot be pinned on the subject of another);
+- an answer with no value must still say something a passage holds
+  (`citations.support`): a reply that shares nothing with the passages is not
+  an answer from them.
+An answer that fails is never shown as fact. It is replaced by the best
+selected sentence, quoted verbatim with its citation, when that sentence holds
+enough of the question's words (`min_question_overlap`); otherwise by the "not
+in the documents" message with the sources that were searched. An answer that
+declines is kept as the "not in the documents" message, sources shown too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shoptalk.rag.bm25 import language, terms
+from shoptalk.rag.chunk import sentence_spans
+from shoptalk.rag.citations import named_values, normalized, numbers_in, support
+from shoptalk.rag.select import Passage
+
+NOT_FOUND = {
+    "en": "I could not find this in the documents.",
+    "zh": "我在文档中没有找到这方面的信息。",
+}
+# [1], [1, 2], [1][2], 【1】
+_MARKER = re.compile(r"[\[【]\s*(\d+(?:\s*[,，]\s*\d+)*)\s*[\]】]")
+# How a reply says the passages do not answer (the message it was told to use, or near it).
+_DECLINES = re.compile(
+    r"could ?n[o']t find|can ?n[o']t find|not (?:in|mentioned in|found in) the (?:documents|passages)"
+    r"|(?:documents|passages) do ?n[o']t (?:say|contain|mention)|没有找到|没有这方面|未找到|没有提到",
+    re.IGNORECASE,
+)
+
+Status = Literal["verified", "repaired", "not_found"]
+
+
+class Verification(BaseModel):
+    status: Status = Field(
+        description="'verified': every value is in a cited or given passage; 'repaired': it "
+        "was not, and the best passage is quoted instead; 'not_found': the answer is that "
+        "the documents do not say"
+    )
+    message: str = Field(description="What is shown: the answer, the quote, or not found")
+    generated: str = Field(description="The model's own answer, before any repair")
+    unsupported: list[str] = Field(
+        default_factory=list, description="Values of the generated answer no passage holds"
+    )
+    quote: str | None = Field(None, description="The passage that supports the message, verbatim")
+    source: str | None = Field(None, description="Where the quote comes from")
+    passage: int | None = Field(None, description="The [n] of the quote among the passages")
+
+
+def not_found_message(question: str, sources: list[str] | None = None) -> str:
+    """The "not in the documents" message, in the question's language, with what was searched."""
+    lang = language(question)
+    message = NOT_FOUND[lang]
+    shown = list(dict.fromkeys(sources or []))
+    if not shown:
+        return message
+    if lang == "zh":
+        return f"{message}（已查阅：{'、'.join(shown)}）"
+    return f"{message} (Searched: {'; '.join(shown)}.)"
+
+
+def claims(answer: str) -> list[tuple[str, list[int]]]:
+    """Each sentence of `answer` without its [n] markers, and the passages it cites.
+
+    A sentence of markers alone ("... 47 days. [1]") cites the sentence before it.
+    """
+    out: list[tuple[str, list[int]]] = []
+    for start, end in sentence_spans(answer):
+        sentence = answer[start:end]
+        cited = [int(n) for m in _MARKER.finditer(sentence) for n in re.split(r"[,，]", m.group(1))]
+        claim = _MARKER.sub(" ", sentence).strip()
+        if not terms(claim) and out:
+            out[-1] = (out[-1][0], out[-1][1] + cited)
+        elif terms(claim):
+            out.append((claim, cited))
+    return out
+
+
+def values(claim: str) -> set[str]:
+    """The numbers, codes, e-mails and names of `claim`, normalized."""
+    return numbers_in(claim) | named_values(claim)
+
+
+def holds(value: str, passage: Passage) -> bool:
+    """`value` (from `values`) is in the passage or the heading it was shown under."""
+    text = f"{passage.heading}\n{passage.text}"
+    return value in numbers_in(text) or value in normalized(text).lower()
+
+
+def unsupported_values(answer: str, passages: list[Passage]) -> list[str]:
+    """The values of `answer` not held where they must be (see the module's doc)."""
+    missing: list[str] = []
+    for claim, cited in claims(answer):
+        wanted = values(claim)
+        if not wanted:
+            continue
+        pool = [passages[n - 1] for n in dict.fromkeys(cited) if 1 <= n <= len(passages)]
+        if pool:  # cited: the cited passages together must hold them
+            missing += sorted(v for v in wanted if not any(holds(v, p) for p in pool))
+        elif not any(all(holds(v, p) for v in wanted) for p in passages):
+            best = max(passages, key=lambda p: sum(holds(v, p) for v in wanted), default=None)
+            missing += sorted(v for v in wanted if best is None or not holds(v, best))
+    return list(dict.fromkeys(missing))
+
+
+def grounded(answer: str, passages: list[Passage]) -> bool:
+    """Some sentence of `answer` is supported by a passage (values and most words)."""
+    chunks = [p.as_chunk() for p in passages]
+    return any(support(claim, chunk) for claim, _ in claims(answer) for chunk in chunks)
+
+
+def question_overlap(question: str, passage: Passage) -> float:
+    """Share of the question's words in the passage or its heading."""
+    wanted = set(terms(question))
+    have = set(terms(f"{passage.heading}\n{passage.text}"))
+    return len(wanted & have) / len(wanted) if wanted else 0.0
+
+
+def verify_answer(
+    question: str, answer: str, passages: list[Passage], min_question_overlap: float
+) -> Verification:
+    """The answer as verified, or repaired from the passages, or "not in the documents"."""
+    sources = [p.source for p in passages]
+    if not passages or _DECLINES.search(answer):
+        return Verification(
+            status="not_found",
+            message=not_found_message(question, sources),
+            generated=answer,
+        )
+    unsupported = unsupported_values(answer, passages)
+    if not unsupported and grounded(answer, passages):
+        number, passage = supporting_passage(answer, passages)
+        return Verification(
+            status="verified",
+            message=answer,
+            generated=answer,
+            quote=passage.text,
+            source=passage.source,
+            passage=number,
+        )
+    return repaired(question, answer, passages, unsupported, min_question_overlap)
+
+
+def supporting_passage(answer: str, passages: list[Passage]) -> tuple[int, Passage]:
+    """The passage (and its [n]) holding most of the answer's values; the best-scored on a tie."""
+    wanted = set().union(*(values(claim) for claim, _ in claims(answer)))
+    counts = [sum(holds(v, p) for v in wanted) for p in passages]
+    best = max(range(len(passages)), key=lambda i: (counts[i], -i))
+    return best + 1, passages[best]
+
+
+def repaired(
+    question: str,
+    answer: str,
+    passages: list[Passage],
+    unsupported: list[str],
+    min_question_overlap: float,
+) -> Verification:
+    """The best passage quoted with its citation, or not found when none is about the question."""
+    best = passages[0]  # passages come best first (select_passages)
+    if question_overlap(question, best) < min_question_overlap:
+        return Verification(
+            status="not_found",
+            message=not_found_message(question, [p.source for p in passages]),
+            generated=answer,
+            unsupported=unsupported,
+        )
+    quoted = f"「{best.text}」[1]" if language(question) == "zh" else f'"{best.text}" [1]'
+    return Verification(
+        status="repaired",
+        message=quoted,
+        generated=answer,
+        unsupported=unsupported,
+        quote=best.text,
+        source=best.source,
+        passage=1,
+    )

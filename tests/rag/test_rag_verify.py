@@ -1,0 +1,74 @@
+"""Verification and repair: a value the passages do not hold is never shown as fact."""
+
+from __future__ import annotations
+
+from shoptalk.rag.select import Passage
+from shoptalk.rag.verify import NOT_FOUND, unsupported_values, verify_answer
+from shoptalk.records import Chunk
+
+CLAIMS = "Customers have 47 days from delivery to file a freight claim."
+DEPOT = "Ingrid Solberg runs the Oslo depot."
+RETURNS = "退货期限是75天。"
+
+
+def passage(text: str, source: str, headings: tuple[str, ...] = ()) -> Passage:
+    chunk = Chunk(id=source, text=f"Intro. {text}", source=source, headings=list(headings))
+    return Passage(text=text, chunk=chunk, score=1.0)
+
+
+PASSAGES = [
+    passage(CLAIMS, "docs/handbook.md#Claims", ("Handbook", "Claims")),
+    passage(DEPOT, "docs/handbook.md#Depots"),
+]
+QUESTION = "How many days do customers have to file a freight claim?"
+
+
+def test_a_correct_cited_answer_is_kept_with_its_supporting_quote():
+    checked = verify_answer(QUESTION, "Customers have 47 days to file a claim [1].", PASSAGES, 0.3)
+    assert checked.status == "verified"
+    assert checked.message == "Customers have 47 days to file a claim [1]."
+    assert (checked.quote, checked.source, checked.passage) == (CLAIMS, PASSAGES[0].source, 1)
+    assert checked.unsupported == []
+
+
+def test_a_wrong_number_is_repaired_with_the_passage_quoted_verbatim():
+    checked = verify_answer(QUESTION, "Customers have 45 days to file a claim [1].", PASSAGES, 0.3)
+    assert checked.status == "repaired"
+    assert checked.unsupported == ["45"]
+    assert checked.message == f'"{CLAIMS}" [1]'
+    assert checked.generated == "Customers have 45 days to file a claim [1]."
+    assert "45" not in checked.message
+
+
+def test_a_value_must_be_in_the_passage_it_cites_not_just_any():
+    # A sentence's first word is no name (citations.named_values): "Ingrid" is not checked.
+    wrong = unsupported_values("Ingrid Solberg runs the Oslo depot [1].", PASSAGES)
+    assert wrong == ["oslo", "solberg"]
+    assert unsupported_values("Ingrid Solberg runs the Oslo depot [2].", PASSAGES) == []
+    assert unsupported_values("Ingrid Solberg runs the Oslo depot.", PASSAGES) == []
+
+
+def test_values_compare_normalized_and_chinese_is_repaired_in_chinese():
+    returns = [passage(RETURNS, "docs/returns_zh.md#退货期限")]
+    kept = verify_answer("退货期限是多少天？", "退货期限是75 天[1]。", returns, 0.3)
+    assert kept.status == "verified"
+    fixed = verify_answer("退货期限是多少天？", "退货期限是60天[1]。", returns, 0.3)
+    assert (fixed.status, fixed.message) == ("repaired", f"「{RETURNS}」[1]")
+
+
+def test_nothing_supporting_the_question_answers_not_found_with_the_sources():
+    checked = verify_answer("What is the CEO's salary?", "The CEO earns $900,000.", PASSAGES, 0.3)
+    assert checked.status == "not_found"
+    assert checked.message.startswith(NOT_FOUND["en"])
+    assert "docs/handbook.md#Claims" in checked.message
+    assert checked.unsupported == ["900000", "ceo"]
+
+
+def test_an_answer_that_says_nothing_the_passages_hold_is_not_shown():
+    checked = verify_answer(QUESTION, "You should ask your manager about it.", PASSAGES, 0.3)
+    assert checked.status == "repaired" and CLAIMS in checked.message
+
+
+def test_an_answer_that_declines_becomes_not_found():
+    checked = verify_answer(QUESTION, "I could not find this in the documents.", PASSAGES, 0.3)
+    assert checked.status == "not_found" and checked.unsupported == []
