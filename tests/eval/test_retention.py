@@ -208,8 +208,8 @@ def test_a_model_trained_to_forget_drifts_and_fails_the_gate(tmp_path, general_m
     config["eval"]["gate"] = {"rules": [rule]}
     (project.root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     project = Project.open(project.root)
-    said: list[str] = []
-    result = build(project, say=said.append)
+    events = []
+    result = build(project, on_event=events.append)
 
     retention = result.scorecard.suites[SUITE]
     mean, low, high = retention.diff[METRIC]
@@ -219,5 +219,5 @@ def test_a_model_trained_to_forget_drifts_and_fails_the_gate(tmp_path, general_m
     (failure,) = result.gate.failures
     assert failure.startswith(f"suite '{SUITE}' {METRIC}: dropped ")
     assert "more than the allowed 0.1 (95% interval of the change" in failure
-    assert any("gate     FAILED" in line and failure in line for line in said)
+    assert any(e.stage == "gate" and e.status == "failed" and failure in e.message for e in events)
     assert not project.promoted_run_file.exists()

@@ -17,7 +17,7 @@ import yaml
 from fastapi.testclient import TestClient
 from permission_table import ROLE_SCOPES, ROUTES, admits
 
-from shoptalk.build import index_documents
+from shoptalk.pipeline import index_documents
 from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
@@ -106,7 +106,7 @@ def walk(tmp_path_factory, tiny_model):
     config = yaml.safe_load((root / "shoptalk.yaml").read_text())
     config["serve"] = {"worker": False}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
-    index_documents(Project.open(root), say=lambda _m: None)
+    index_documents(Project.open(root))
     plant_scorecard(root)
     app = create_app(root)
     with TestClient(app) as client:
