@@ -62,3 +62,17 @@ def test_ask_answers_with_retrieval_whenever_an_index_exists_unless_no_rag(tmp_p
     # The tiny model's words are noise: verification shows the passage instead, with its source.
     assert asked.exit_code == 0, asked.output
     assert "Oslo depot" in asked.output and "docs/handbook.md#Depots" in asked.output
+
+
+def test_chat_answers_each_question_from_the_documents_once_indexed(tmp_path, tiny_model):
+    root = write_rag_project(tmp_path / "p", min_similarity=0.2)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config | {"base_model": str(tiny_model)}))
+    assert runner.invoke(app, ["index", str(root)]).exit_code == 0
+    typed = "Who runs the Oslo depot?\nWhat is the boiling point of tungsten?\n\n"
+    result = runner.invoke(app, ["chat", str(root), "--base", "--max-new-tokens", "4"], input=typed)
+    assert result.exit_code == 0, result.output
+    assert "with retrieval" in result.output
+    answers = [line for line in result.stdout.splitlines() if line.startswith("assistant> ")]
+    assert len(answers) == 2 and "Oslo depot" in answers[0]
+    assert answers[1] == "assistant> I could not find this in the documents."

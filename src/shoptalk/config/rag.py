@@ -46,7 +46,7 @@ class SelectSettings(BaseModel, extra="forbid"):
         description="Most tokens of selected text the model reads (the best sentence always)",
     )
     min_question_overlap: float = Field(
-        0.3,
+        0.2,
         ge=0.0,
         le=1.0,
         description="An answer that fails verification is replaced by the best sentence when "
