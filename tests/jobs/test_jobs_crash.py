@@ -105,7 +105,9 @@ def test_kill_9_of_the_server_during_a_job_then_a_restart_finishes_it(tmp_path, 
         checkpoints = f"{url}/v1/fine_tuning/jobs/{job['id']}/checkpoints"
         deadline = time.monotonic() + 300
         while not httpx.get(checkpoints, headers=headers, timeout=30).json()["data"]:
-            assert time.monotonic() < deadline, "no checkpoint"
+            if time.monotonic() > deadline:
+                job_now = httpx.get(f"{url}/v1/fine_tuning/jobs/{job['id']}", headers=headers)
+                raise AssertionError(f"no checkpoint after 300 s: {job_now.json()}")
             time.sleep(0.2)
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=30)
