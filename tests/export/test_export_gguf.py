@@ -1,27 +1,21 @@
-"""GGUF and Ollama export of a tiny random Llama that uses the default model's tokenizer.
-
-llama.cpp's converter recognizes tokenizers by a hash of their output, so the
-tests' own byte-level BPE is refused (tested below as a readable error) and
-this tiny model borrows SmolLM2's tokenizer: 2 layers, hidden 64, real vocab.
-"""
+"""GGUF and Ollama export of the tiny random Llama with SmolLM2's tokenizer (tests/export/conftest.py)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from shoptalk.artifacts import RunArtifact, write_json
+from shoptalk.errors import MissingExtraError
 from shoptalk.export import ExportError
 from shoptalk.export.gguf import convert, converter_dir, gguf_warning
 from shoptalk.export.run import export_model
 from shoptalk.project import Project
 from shoptalk.registry.models import get_model, open_registry
 
-from projects import write_project
-
-RUN_ID = "run-tinygguf0001"
+RUN_ID = "run-tinygguf0001"  # the fixture's run
 
 pytestmark = pytest.mark.skipif(
     not (converter_dir() / "convert_hf_to_gguf.py").is_file(),
@@ -33,53 +27,16 @@ def quiet(_: str) -> None:
     pass
 
 
-@pytest.fixture(scope="module")
-def smol_tokenizer_dir() -> Path:
-    from shoptalk.errors import ModelError
-    from shoptalk.modeling.load import resolve_base_model
-
-    try:
-        return Path(resolve_base_model("default"))
-    except ModelError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture
-def gguf_project(tmp_path: Path, smol_tokenizer_dir: Path, one_thread) -> Project:
-    """A promoted full-weights run: a random 2-layer Llama with SmolLM2's tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(smol_tokenizer_dir)
-    torch.manual_seed(0)
-    # A wide init makes the argmax decisive, so f16 rounding does not flip greedy tokens.
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        initializer_range=0.2,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    root = write_project(tmp_path / "proj", smol_tokenizer_dir)
-    project = Project.open(root)
-    run = RunArtifact(path=project.runs / RUN_ID, run_id=RUN_ID)
-    LlamaForCausalLM(config).save_pretrained(run.final)
-    tokenizer.save_pretrained(run.final)
-    write_json(run.path / "card.json", {"base_model": "default", "base_path": str(run.final)})
-    project.promote(run)
-    return project
+def llama_cpp():
+    """GGUF exports are checked in llama.cpp: the llamacpp extra (installed by setup.sh --dev)."""
+    return pytest.importorskip("llama_cpp")
 
 
-# Slow only because transformers parses a 49k-token GGUF vocabulary twice (~1 min on 2 cores).
-@pytest.mark.slow
-def test_gguf_and_ollama_export(gguf_project: Project) -> None:
+def test_gguf_and_ollama_export(gguf_project: Project, llama_cpp) -> None:
     from transformers import AutoTokenizer
+
+    from shoptalk.export.llamacpp import GgufChat
 
     info = export_model(gguf_project, "ollama", quant="f16", say=quiet)
 
@@ -87,16 +44,17 @@ def test_gguf_and_ollama_export(gguf_project: Project) -> None:
     assert info.format == "ollama" and info.quant == "f16" and info.parity_passed
     assert set(info.files) == {"model-f16.gguf", "Modelfile"}
     report = json.loads((folder / "parity.json").read_text())
+    assert report["artifact"] == "gguf f16 (llama.cpp)"
     checks = {c["name"]: c["passed"] for c in report["checks"]}
     assert checks == dict.fromkeys(
         ["chat template", "token ids", "stop tokens", "logits", "greedy outputs"], True
     )
-    # The GGUF carries the training template and tokenizer: same text, same ids.
-    gguf_tok = AutoTokenizer.from_pretrained(folder, gguf_file="model-f16.gguf")
+    # In llama.cpp the GGUF carries the training template and tokenizer: same text, same ids.
+    chat = GgufChat(folder / "model-f16.gguf", n_ctx=256)
     trained = AutoTokenizer.from_pretrained(gguf_project.runs / RUN_ID / "final")
-    assert gguf_tok.chat_template == trained.chat_template
+    assert chat.template == trained.chat_template
     text = "退货期限是多少天？ The claim window is 47 days."
-    assert gguf_tok(text)["input_ids"] == trained(text)["input_ids"]
+    assert chat.encode(text) == trained(text, add_special_tokens=False)["input_ids"]
     modelfile = (folder / "Modelfile").read_text()
     assert modelfile.startswith("FROM ./model-f16.gguf\n")
     assert 'PARAMETER stop "<|im_end|>"' in modelfile
@@ -113,14 +71,27 @@ def test_unknown_tokenizer_is_a_readable_converter_error(tiny_model: Path, tmp_p
     assert (tmp_path / "convert.log").is_file()
 
 
-def test_unsupported_quant_names_the_choices(tiny_model: Path, tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="expected one of f16, q8_0, f32, bf16"):
+def test_unsupported_quant_names_the_choices() -> None:
+    from shoptalk.export.gguf import check_quant
+
+    with pytest.raises(ExportError, match="expected one of f16, q8_0, f32, bf16, q4_k_m, .*q6_k"):
+        check_quant("q2_k")
+    with pytest.raises(ExportError, match="lower-case: --quant q4_k_m"):
+        check_quant("Q4_K_M")
+
+
+def test_the_converter_refuses_a_k_quant(tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="converter writes f16, q8_0, f32, bf16, not 'q4_k_m'"):
         convert(tiny_model, tmp_path / "m.gguf", "q4_k_m")
 
 
-def test_a_k_quant_fails_before_any_work_and_leaves_no_folder(gguf_project: Project) -> None:
-    with pytest.raises(ExportError, match="k-quant.*llama-quantize model-f16.gguf"):
-        export_model(gguf_project, "gguf", quant="q4_k_m", say=quiet)
+@pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
+def test_without_llama_cpp_a_gguf_export_fails_first_and_leaves_no_folder(
+    gguf_project: Project, monkeypatch: pytest.MonkeyPatch, quant: str
+) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # what a missing package looks like
+    with pytest.raises(MissingExtraError, match=r"llama-cpp-python.*setup\.sh --llamacpp"):
+        export_model(gguf_project, "gguf", quant=quant, say=quiet)
     assert not (gguf_project.state / "exports").exists()
 
 
@@ -138,7 +109,7 @@ def test_q8_0_keeps_embeddings_and_output_at_f16(gguf_project: Project, tmp_path
 
 
 def test_a_failed_gguf_check_leaves_only_its_reports(
-    gguf_project: Project, monkeypatch: pytest.MonkeyPatch
+    gguf_project: Project, monkeypatch: pytest.MonkeyPatch, llama_cpp
 ) -> None:
     import shoptalk.export.run as export_run
 

@@ -12,7 +12,8 @@ q8_0 keeps the token embeddings and the output layer at f16 (as llama.cpp's
 `llama-quantize --token-embedding-type f16 --output-tensor-type f16` would):
 on a small model the output layer is where 8-bit rounding moves the logits
 most, and it is a small share of a large model's size. The k-quants
-(q4_k_m, ...) are written only by llama.cpp's compiled `llama-quantize`: the
+(q4_k_m, ...) are written by llama.cpp's own quantizer (export/llamacpp.py,
+the llamacpp extra) from an f32/f16/bf16 file the converter writes first: the
 converter's Python `gguf` module can read them but not write them.
 """
 
@@ -28,13 +29,13 @@ from pathlib import Path
 from shoptalk.artifacts import write_json
 from shoptalk.errors import MissingExtraError, ShoptalkError
 from shoptalk.export import ExportError
+from shoptalk.export.llamacpp import K_QUANTS
 from shoptalk.modeling.load import cache_dir
 
 log = logging.getLogger(__name__)
 
-# What the converter writes without llama.cpp's compiled `llama-quantize`.
+# What the converter writes itself; the k-quants come from llama.cpp's quantizer.
 QUANTS = ("f16", "q8_0", "f32", "bf16")
-K_QUANTS = ("q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s", "q6_k", "q3_k_m", "q2_k")
 # Run in the converter's own process (only its folder on the path): q8_0 with the
 # token embeddings and output layer at f16, through the converter's per-tensor hook.
 CONVERT_Q8_KEEP_F16 = """
@@ -147,22 +148,42 @@ def gguf_warning(base_path: str) -> str | None:
 
 
 def check_quant(quant: str) -> None:
-    """Raise unless the converter writes `quant`; asked before any work is done."""
-    if quant in QUANTS:
+    """Raise unless `quant` is a type written here; asked before any work is done."""
+    if quant in QUANTS or quant in K_QUANTS:
         return
     hint = ""
-    if quant.lower() in K_QUANTS:
-        hint = (
-            f" {quant} is a k-quant, which only llama.cpp's compiled `llama-quantize` writes: "
-            "export f16, then run `llama-quantize model-f16.gguf model-"
-            f"{quant.lower()}.gguf {quant.upper()}` (q8_0 is the smallest type written here)."
-        )
-    raise ExportError(f"--quant {quant!r}: expected one of {', '.join(QUANTS)}.{hint}")
+    if quant.lower() in (*QUANTS, *K_QUANTS):
+        hint = f" Types are lower-case: --quant {quant.lower()}."
+    raise ExportError(
+        f"--quant {quant!r}: expected one of {', '.join((*QUANTS, *K_QUANTS))}.{hint}"
+    )
+
+
+def write_gguf(hf_dir: Path, out_file: Path, quant: str = "f16") -> Path:
+    """The converter writes `quant`, or for a k-quant a full-precision file llama.cpp quantizes."""
+    if quant not in K_QUANTS:
+        return convert(hf_dir, out_file, quant)
+    from shoptalk.export.llamacpp import quantize
+
+    source = out_file.with_name(f".source-{source_type(hf_dir)}.gguf")
+    try:
+        convert(hf_dir, source, source_type(hf_dir))
+        return quantize(source, out_file, quant, log_file=out_file.with_name("quantize.log"))
+    finally:
+        source.unlink(missing_ok=True)
+
+
+def source_type(hf_dir: Path) -> str:
+    """The GGUF type that holds the merged weights without rounding them: f32, bf16 or f16."""
+    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
+    return {"float32": "f32", "bfloat16": "bf16"}.get(str(dtype), "f16")
 
 
 def convert(hf_dir: Path, out_file: Path, quant: str = "f16") -> Path:
     """Write `out_file` from the merged HF folder; the converter's log goes beside it."""
-    check_quant(quant)
+    if quant not in QUANTS:
+        raise ExportError(f"The GGUF converter writes {', '.join(QUANTS)}, not {quant!r}.")
     tmp = out_file.with_name(f".{out_file.name}.tmp")
     log_file = out_file.with_name("convert.log")
     log.info("converting %s -> %s (%s)", hf_dir, out_file, quant)

@@ -4,7 +4,8 @@
     .shoptalk/exports/<run-id>/gguf-f16/    model-f16.gguf (+ Modelfile for ollama)
 
 Every artifact is checked against the tuned model in memory before it is
-handed over (export/parity.py); a failed check raises ExportError naming the
+handed over (export/parity.py): the HF folder in transformers, a GGUF in
+llama.cpp itself (export/llamacpp.py). A failed check raises ExportError naming the
 report. A failed export leaves no model files behind, only the reports and
 logs its error names. The merged HF folder is written first and reused by GGUF exports once
 its own parity check has passed.
@@ -24,16 +25,18 @@ from typing import TYPE_CHECKING
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_atomic
 from shoptalk.export import ExportError
 from shoptalk.export.parity import (
+    EXACT_GGUF,
     FIXED_PROMPTS,
-    GREEDY_MATCH_BAR,
     NEAR_TIE_CAP,
     Messages,
     Observation,
+    ParityResult,
     compare,
     configured_stop_ids,
-    gguf_stop_ids,
     observe,
+    observe_llamacpp,
 )
+from shoptalk.export.progress import Progress
 from shoptalk.export.report import write_parity_report
 from shoptalk.modeling.chat_format import stop_ids, with_system
 from shoptalk.modeling.load import pick_device, resolve_base_model
@@ -67,8 +70,10 @@ def export_model(
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}.")
     if fmt != "hf":
         from shoptalk.export.gguf import check_quant
+        from shoptalk.export.llamacpp import require_llama_cpp
 
         check_quant(quant)
+        require_llama_cpp(f"`shoptalk export --format {fmt}` (it checks the file in llama.cpp)")
     max_new_tokens = max_new_tokens or project.config.eval.max_new_tokens
     run = pick_run(project, model_id)
     info = register_run(project, run)
@@ -87,7 +92,10 @@ def export_model(
         from shoptalk.export.ollama import go_template
 
         go_template(tokenizer)  # a template Ollama cannot use fails now, not after converting
-    reference = observe(model, tokenizer, prompts, stop_ids(tokenizer), max_new_tokens)
+    progress = Progress(say, "export   reference answers", len(prompts))
+    reference = observe(
+        model, tokenizer, prompts, stop_ids(tokenizer), max_new_tokens, done=progress.advance
+    )
     hf_dir = folder / "hf"
     if fmt == "hf" or not _passed(hf_dir):
         dtype = next(model.parameters()).dtype
@@ -117,14 +125,14 @@ def export_model(
         gc.collect()
         say(f"merge    {hf_dir}  (parity passed before, reused)")
 
-    from shoptalk.export.gguf import convert
+    from shoptalk.export.gguf import write_gguf
 
     out = folder / f"gguf-{quant}"
     out.mkdir(parents=True, exist_ok=True)
     gguf_file = out / f"model-{quant}.gguf"
     say(f"gguf     {gguf_file}")
     with discarded_on_failure(out):
-        convert(hf_dir, gguf_file, quant)
+        write_gguf(hf_dir, gguf_file, quant)
         check_gguf(reference, gguf_file, prompts, run.run_id, max_new_tokens, say)
         if fmt == "ollama":
             write_modelfile(project, tokenizer, gguf_file, hf_dir, reference.stop_ids)
@@ -174,7 +182,8 @@ def check_hf(
 
     model, tokenizer = load_model(str(hf_dir), device), load_tokenizer(str(hf_dir))
     stops = configured_stop_ids(model)
-    exported = observe(model, tokenizer, prompts, stops, max_new_tokens)
+    progress = Progress(say, "parity   hf (transformers)", len(prompts))
+    exported = observe(model, tokenizer, prompts, stops, max_new_tokens, done=progress.advance)
     result = compare(reference, exported, "hf", logits_atol=atol, greedy_bar=1.0)
     _finish(result, hf_dir, model_id, say)
 
@@ -186,31 +195,36 @@ def check_gguf(
     model_id: str,
     max_new_tokens: int = 32,
     say: Say = print,
-) -> None:
-    """Load the GGUF back with transformers (dequantized): its own template, tokenizer, stops."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+) -> ParityResult:
+    """Load the GGUF in llama.cpp itself and compare: the file's template, tokenizer and stops.
 
-    folder, name = str(gguf_file.parent), gguf_file.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    stops = gguf_stop_ids(model, tokenizer)
-    exported = observe(model, tokenizer, prompts, stops, max_new_tokens)
-    quant = name.removeprefix("model-").removesuffix(".gguf")
+    f32/f16/bf16/q8_0 must answer every prompt identically or by a near tie;
+    the k-quants' agreement is reported, not required (4-bit rounding changes answers).
+    """
+    from shoptalk.export.llamacpp import GgufChat
+
+    quant = gguf_file.name.removeprefix("model-").removesuffix(".gguf")
+    longest = max((len(ids) for ids in reference.prompt_ids), default=0)
+    # Room for the longest prompt, its answer, and a tokenizer that splits a little finer.
+    chat = GgufChat(gguf_file, n_ctx=max(512, longest + max_new_tokens + 64))
+    try:
+        progress = Progress(say, f"parity   gguf {quant} (llama.cpp)", len(prompts))
+        exported = observe_llamacpp(chat, prompts, max_new_tokens, done=progress.advance)
+    finally:
+        chat.close()
     result = compare(
         reference,
         exported,
-        f"gguf {quant}",
+        f"gguf {quant} (llama.cpp)",
         logits_atol=None,
-        greedy_bar=GREEDY_MATCH_BAR,
+        greedy_bar=1.0 if quant in EXACT_GGUF else None,
         near_tie_cap=NEAR_TIE_CAP,
     )
     _finish(result, gguf_file.parent, model_id, say)
+    return result
 
 
-def _finish(result, folder: Path, model_id: str, say: Say) -> None:
+def _finish(result: ParityResult, folder: Path, model_id: str, say: Say) -> None:
     report = write_parity_report(result, folder, model_id)
     if not result.passed:
         raise ExportError(
@@ -218,11 +232,12 @@ def _finish(result, folder: Path, model_id: str, say: Say) -> None:
             + "\n  ".join(result.failures())
             + f"\nReport: {report}"
         )
-    say(f"parity   {result.artifact}: passed ({report})")
+    greedy = next(c.detail for c in result.checks if c.name == "greedy outputs")
+    say(f"parity   {result.artifact}: passed; greedy answers {greedy} ({report})")
 
 
 # What a failed export keeps: the reports and the log its error message names.
-KEPT_ON_FAILURE = ("parity.txt", "parity.json", "convert.log")
+KEPT_ON_FAILURE = ("parity.txt", "parity.json", "convert.log", "quantize.log")
 
 
 @contextmanager
