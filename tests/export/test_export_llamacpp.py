@@ -82,9 +82,7 @@ def test_f32_and_q8_0_answer_in_llama_cpp_as_the_evaluated_model(taught_project:
         report = json.loads((Path(info.path) / "parity.json").read_text())
         assert report["passed"] and report["exported"] == report["reference"], info.quant
         assert report["artifact"] == f"gguf {info.quant} (llama.cpp)"
-        assert (
-            report["exported"][2] == "Reply 2: 营业时间是早上九点到下午五点。"
-        )  # what it was taught
+        assert report["exported"][2].startswith("Reply 2: Ingrid Sol")  # what it was taught
     # The check says how far it got: count, rate, and at the end its time.
     done = [line for line in said if line.startswith("parity   gguf q8_0 (llama.cpp): ")]
     assert re.search(r": (\d+)/\1 prompts in \d+s \([\d.]+ prompts/s\)$", done[0])

@@ -1,6 +1,6 @@
 """Round trip on the real default model: export to HF (read by transformers) and to GGUF
 f32 and q8_0 (run by llama.cpp itself), greedy answers to the example's held-out
-questions identical to the model in memory.
+questions identical to the model in memory or parted at a near tie (export/parity.py).
 
 The "run" is what the default method (full fine-tuning of the top layers) leaves:
 SmolLM2 with its top 16 layers moved off the base weights, saved by training's own
@@ -87,8 +87,11 @@ def test_default_model_hf_and_gguf_round_trip_in_llama_cpp(example_project: Proj
         report = json.loads((Path(export.path) / "parity.json").read_text())
         assert report["passed"], (Path(export.path) / "parity.txt").read_text()
         assert len(report["prompts"]) == 25  # 5 fixed prompts + 20 held-out questions
-        # Identical answers: f32 holds exactly the tested (f16) weights, and q8_0's
-        # rounding leaves a trained model's greedy choices alone on these prompts.
-        assert report["exported"] == report["reference"], export.quant
+        # Every answer identical, or parted where the reference itself nearly tied.
+        assert sorted(map(int, report["divergences"])) == report["near_ties"], export.quant
+    # f32 holds exactly the tested (f16) weights: only arithmetic order differs.
+    f32 = json.loads((Path(exports[1].path) / "parity.json").read_text())
+    identical = sum(a == b for a, b in zip(f32["reference"], f32["exported"], strict=True))
+    assert identical >= 24, (Path(exports[1].path) / "parity.txt").read_text()
     assert report["artifact"] == "gguf q8_0 (llama.cpp)"
     assert Path(exports[2].path, "model-q8_0.gguf").stat().st_size > 100e6

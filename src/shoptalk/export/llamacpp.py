@@ -33,6 +33,8 @@ INSTALL_HINT = (
     "run `bash scripts/setup.sh --llamacpp` (the first run compiles llama.cpp: 10-20 minutes; "
     "later runs reuse the wheel it keeps in ~/.cache/shoptalk/wheels)"
 )
+# How many of the best tokens at each step an answer records (the parity check's near ties).
+CLOSE = 5
 # The 4-bit to 6-bit k-quants Ollama users expect; llama.cpp's quantizer writes them
 # from an f32/f16/bf16 GGUF. Names as `llama-quantize` spells them, lower-case.
 K_QUANTS = {
@@ -70,7 +72,7 @@ class Greedy:
     tokens: list[int]
     first_logits: np.ndarray  # [vocab]: the logits at the first generated position
     margins: list[float]  # top-1 minus top-2 logit at each generated token
-    runners_up: list[int]  # the top-2 token there
+    close: list[dict[int, float]]  # the next best tokens there -> how far below the top
 
 
 class GgufChat:
@@ -141,24 +143,25 @@ class GgufChat:
         llm.eval(prompt)
         tokens: list[int] = []
         margins: list[float] = []
-        runners_up: list[int] = []
+        close: list[dict[int, float]] = []
         first: np.ndarray | None = None
         for _ in range(max_new_tokens):
             pointer = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
             logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
             if first is None:
                 first = logits.copy()
-            second, top = np.argpartition(logits, -2)[-2:]
-            if logits[second] > logits[top] or (logits[second] == logits[top] and second < top):
-                top, second = second, top  # argmax takes the lowest id of equal logits
-            tokens.append(int(top))
-            margins.append(float(logits[top] - logits[second]))
-            runners_up.append(int(second))
+            # Best first; of equal logits the lowest id, as argmax takes it.
+            best = sorted(np.argpartition(logits, -CLOSE)[-CLOSE:], key=lambda t: (-logits[t], t))
+            top = int(best[0])
+            gaps = {int(t): float(logits[top] - logits[t]) for t in best[1:]}
+            tokens.append(top)
+            margins.append(gaps[int(best[1])])
+            close.append(gaps)
             if top in self.stop_ids:
                 break
-            llm.eval([int(top)])
+            llm.eval([top])
         assert first is not None
-        return Greedy(tokens, first, margins, runners_up)
+        return Greedy(tokens, first, margins, close)
 
     def close(self) -> None:
         self.llm.close()

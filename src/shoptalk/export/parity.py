@@ -17,11 +17,12 @@ the artifact gets. Then:
   tie on every prompt; for the k-quants, counted and reported.
 
 A near tie is a flip that rounding explains: where the answers first part,
-the export chose the reference's own runner-up, and the reference's top-2
-logit margin there is within what the export's rounding moves a logit
-difference (twice the largest first-token logit difference measured on
-these prompts, at most `NEAR_TIE_CAP`). Any other difference is real. Near
-ties are counted and listed apart from real differences in the report.
+the export chose a token the reference itself ranked just below its own
+choice (among its `CLOSE` best), by less than the export's rounding moves a
+logit difference (twice the largest first-token logit difference measured on
+these prompts, at most `NEAR_TIE_CAP`). Any other difference is real: a token
+the reference ranked far below, or a flip where it was confident. Near ties
+are counted and listed apart from real differences in the report.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ FIXED_PROMPTS: list[Messages] = [
 EXACT_GGUF = ("f32", "f16", "bf16", "q8_0")
 # A reference margin above this many logits is never a near tie, however coarse the rounding.
 NEAR_TIE_CAP = 1.0
+# How many of the reference's best tokens at each step a near tie may have chosen from.
+CLOSE = 5
 
 
 @dataclass
@@ -70,7 +73,8 @@ class Observation:
     outputs: list[list[int]]  # greedy continuation, cut after the first stop token
     decoded: list[str]
     margins: list[list[float]]  # top-1 minus top-2 logit at each generated token
-    runners_up: list[list[int]] = field(default_factory=list)  # the top-2 token there
+    # At each generated token, the next `CLOSE - 1` best: token id -> how far below the top.
+    close: list[list[dict[int, float]]] = field(default_factory=list)
 
 
 @dataclass
@@ -121,7 +125,7 @@ def observe(
     logits: list[torch.Tensor] = []
     outputs: list[list[int]] = []
     margins: list[list[float]] = []
-    runners_up: list[list[int]] = []
+    close: list[list[dict[int, float]]] = []
     model.eval()
     device = next(model.parameters()).device
     for start in range(0, len(ids), batch_size):
@@ -142,18 +146,20 @@ def observe(
             )
         logits.append(out.logits[0].float().cpu())
         cut = [cut_at_stop(row[width:].tolist(), stops) for row in out.sequences]
-        top2 = [step.float().topk(2, dim=-1) for step in out.logits]
-        values = torch.stack([t.values for t in top2], dim=1)
-        gaps = (values[..., 0] - values[..., 1]).cpu().tolist()
-        seconds = torch.stack([t.indices[:, 1] for t in top2], dim=1).cpu().tolist()
-        margins += [gap[: len(c)] for gap, c in zip(gaps, cut, strict=True)]
-        runners_up += [second[: len(c)] for second, c in zip(seconds, cut, strict=True)]
+        best = [step.float().topk(CLOSE, dim=-1) for step in out.logits]
+        values = torch.stack([t.values for t in best], dim=1)  # [batch, steps, CLOSE]
+        gaps = (values[..., :1] - values).cpu().tolist()
+        tokens = torch.stack([t.indices for t in best], dim=1).cpu().tolist()
+        for row_gaps, row_tokens, c in zip(gaps, tokens, cut, strict=True):
+            margins.append([g[1] for g in row_gaps[: len(c)]])
+            steps = zip(row_tokens[: len(c)], row_gaps[: len(c)], strict=True)
+            close.append([dict(zip(t[1:], g[1:], strict=True)) for t, g in steps])
         outputs += cut
         if done:
             done(len(group))
     decoded = [tokenizer.decode(o, skip_special_tokens=True).strip() for o in outputs]
     return Observation(
-        texts, ids, sorted(stops), torch.cat(logits), outputs, decoded, margins, runners_up
+        texts, ids, sorted(stops), torch.cat(logits), outputs, decoded, margins, close
     )
 
 
@@ -181,7 +187,7 @@ def observe_llamacpp(
         [a.tokens for a in answers],
         [chat.decode(a.tokens).strip() for a in answers],
         [a.margins for a in answers],
-        [a.runners_up for a in answers],
+        [a.close for a in answers],
     )
 
 
@@ -226,7 +232,7 @@ def compare(
         real = len(divergences) - len(ties)
         detail = (
             f"{same}/{n} identical, {len(ties)} near ties (reference margin <= "
-            f"{tolerance:.3g}, the export chose the runner-up), {real} real differences "
+            f"{tolerance:.3g} below its choice), {real} real differences "
             f"({rate:.0%} agree; {required})"
         )
     else:
@@ -258,12 +264,13 @@ def max_logit_difference(reference: Observation, exported: Observation) -> float
 
 
 def is_near_tie(reference: Observation, exported: Observation, i: int, tolerance: float) -> bool:
-    """Prompt i first differs where the export took the reference's runner-up, by a hair."""
-    k, margin = first_difference(reference, exported, i)
-    theirs, seconds = exported.outputs[i], reference.runners_up[i] if reference.runners_up else []
-    if margin is None or k >= len(theirs) or k >= len(seconds):
+    """Prompt i first differs where the export took a token the reference ranked a hair lower."""
+    k, _ = first_difference(reference, exported, i)
+    theirs, close = exported.outputs[i], reference.close[i] if reference.close else []
+    if k >= len(theirs) or k >= len(close):
         return False
-    return theirs[k] == seconds[k] and margin <= tolerance
+    gap = close[k].get(theirs[k])
+    return gap is not None and gap <= tolerance
 
 
 def first_difference(
