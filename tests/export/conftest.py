@@ -89,17 +89,27 @@ def taught_project(gguf_project: Project) -> Project:
     model = AutoModelForCausalLM.from_pretrained(final)
     tokenizer = AutoTokenizer.from_pretrained(final)
     prompts = parity_prompts(gguf_project, "")
-    replies = [f"Reply {i}: {REPLIES[i % len(REPLIES)]}<|im_end|>" for i in range(len(prompts))]
+    # Prompt and reply tokenized apart, as training does; the loss only on the replies.
     rows = [
-        encode(tokenizer, render_prompt(tokenizer, p) + r)
-        for p, r in zip(prompts, replies, strict=True)
+        (encode(tokenizer, render_prompt(tokenizer, p)), encode(tokenizer, reply(i)))
+        for i, p in enumerate(prompts)
     ]
-    width = max(map(len, rows))
-    ids = torch.tensor([row + [0] * (width - len(row)) for row in rows])
-    labels = torch.tensor([row + [-100] * (width - len(row)) for row in rows])
+    width = max(len(p) + len(r) for p, r in rows)
+    ids = torch.tensor([p + r + [0] * (width - len(p) - len(r)) for p, r in rows])
+    mask = torch.tensor(
+        [[1] * (len(p) + len(r)) + [0] * (width - len(p) - len(r)) for p, r in rows]
+    )
+    # Position j predicts token j + 1: each reply token from the position before it.
+    where = [
+        (b, j) for b, (p, r) in enumerate(rows) for j in range(len(p) - 1, len(p) + len(r) - 1)
+    ]
+    rows_at, positions = torch.tensor(where).T
+    targets = ids[rows_at, positions + 1]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        loss = model(ids, labels=labels, attention_mask=(labels != -100).long()).loss
+    for _ in range(STEPS):
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = model.lm_head(hidden[rows_at, positions])
+        loss = torch.nn.functional.cross_entropy(logits, targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -107,9 +117,14 @@ def taught_project(gguf_project: Project) -> Project:
     return gguf_project
 
 
+STEPS = 100
 REPLIES = [
     "The claim window is 47 days from delivery.",
     "营业时间是早上九点到下午五点。",
     "Ingrid Solberg runs the Oslo depot.",
     "I cannot share that.",
 ]
+
+
+def reply(i: int) -> str:
+    return f"Reply {i}: {REPLIES[i % len(REPLIES)]}<|im_end|>"

@@ -50,11 +50,11 @@ def test_gguf_and_ollama_export(gguf_project: Project, llama_cpp) -> None:
         ["chat template", "token ids", "stop tokens", "logits", "greedy outputs"], True
     )
     # In llama.cpp the GGUF carries the training template and tokenizer: same text, same ids.
-    chat = GgufChat(folder / "model-f16.gguf", n_ctx=256)
     trained = AutoTokenizer.from_pretrained(gguf_project.runs / RUN_ID / "final")
-    assert chat.template == trained.chat_template
     text = "退货期限是多少天？ The claim window is 47 days."
-    assert chat.encode(text) == trained(text, add_special_tokens=False)["input_ids"]
+    with GgufChat(folder / "model-f16.gguf", n_ctx=256) as chat:
+        assert chat.template == trained.chat_template
+        assert chat.encode(text) == trained(text, add_special_tokens=False)["input_ids"]
     modelfile = (folder / "Modelfile").read_text()
     assert modelfile.startswith("FROM ./model-f16.gguf\n")
     assert 'PARAMETER stop "<|im_end|>"' in modelfile

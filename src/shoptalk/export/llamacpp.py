@@ -166,6 +166,12 @@ class GgufChat:
     def close(self) -> None:
         self.llm.close()
 
+    def __enter__(self) -> GgufChat:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
 
 def quantize(
     source: Path, target: Path, quant: str, log_file: Path, n_threads: int | None = None

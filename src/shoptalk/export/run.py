@@ -195,7 +195,7 @@ def check_gguf(
     model_id: str,
     max_new_tokens: int = 32,
     say: Say = print,
-) -> ParityResult:
+) -> None:
     """Load the GGUF in llama.cpp itself and compare: the file's template, tokenizer and stops.
 
     f32/f16/bf16/q8_0 must answer every prompt identically or by a near tie;
@@ -206,12 +206,9 @@ def check_gguf(
     quant = gguf_file.name.removeprefix("model-").removesuffix(".gguf")
     longest = max((len(ids) for ids in reference.prompt_ids), default=0)
     # Room for the longest prompt, its answer, and a tokenizer that splits a little finer.
-    chat = GgufChat(gguf_file, n_ctx=max(512, longest + max_new_tokens + 64))
-    try:
+    with GgufChat(gguf_file, n_ctx=max(512, longest + max_new_tokens + 64)) as chat:
         progress = Progress(say, f"parity   gguf {quant} (llama.cpp)", len(prompts))
         exported = observe_llamacpp(chat, prompts, max_new_tokens, done=progress.advance)
-    finally:
-        chat.close()
     result = compare(
         reference,
         exported,
@@ -221,7 +218,6 @@ def check_gguf(
         near_tie_cap=NEAR_TIE_CAP,
     )
     _finish(result, gguf_file.parent, model_id, say)
-    return result
 
 
 def _finish(result: ParityResult, folder: Path, model_id: str, say: Say) -> None:
