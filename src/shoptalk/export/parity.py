@@ -95,6 +95,8 @@ class ParityResult:
     divergences: dict[int, tuple[int, float | None]] = field(default_factory=dict)
     # The differing prompts whose first difference is a near tie (see the module's docstring).
     near_ties: list[int] = field(default_factory=list)
+    # False where the greedy answers' agreement is reported but not required (k-quants).
+    greedy_required: bool = True
 
     @property
     def passed(self) -> bool:
@@ -253,6 +255,7 @@ def compare(
         exported=exported.decoded,
         divergences=divergences,
         near_ties=ties,
+        greedy_required=greedy_bar is not None,
     )
 
 

@@ -24,6 +24,8 @@ def write_parity_report(result: ParityResult, folder: Path, model_id: str) -> Pa
 
 def render_text(result: ParityResult, model_id: str) -> str:
     verdict = "PASSED" if result.passed else "FAILED"
+    if result.passed and not result.greedy_required:
+        verdict += " (its greedy answers are compared and reported, not required to agree)"
     lines = [
         f"Parity check: {result.artifact} export of {model_id}: {verdict}",
         "",
