@@ -227,8 +227,12 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def summary(name: str, results: list[dict], seconds: float) -> tuple[float, float]:
-    """Prints the case; returns (completion tokens/s, time to first token p50)."""
+def summary(name: str, results: list[dict], seconds: float) -> tuple[float, float, float]:
+    """Prints the case; returns (completion tokens/s, TTFT p50, decode tokens/s p50).
+
+    The decode rate of a request counts the tokens after its first over the
+    time after its first: what the memory-bandwidth bound applies to.
+    """
     ok = [r for r in results if r["status"] == 200]
     tokens = sum(r["tokens"] for r in ok)
     latencies = [r["latency"] for r in ok]
@@ -239,7 +243,13 @@ def summary(name: str, results: list[dict], seconds: float) -> tuple[float, floa
         f"p99 {percentile(latencies, 99):.2f}s; first token p50 {percentile(ttfts, 50):.2f}s "
         f"p99 {percentile(ttfts, 99):.2f}s"
     )
-    return tokens / seconds, percentile(ttfts, 50)
+    decode = [
+        (r["tokens"] - 1) / (r["latency"] - r["ttft"])
+        for r in ok
+        if r["ttft"] is not None and r["tokens"] > 1
+    ]
+    print(f"  decode p50 {percentile(decode, 50):.1f} tokens/s per request")
+    return tokens / seconds, percentile(ttfts, 50), percentile(decode, 50)
 
 
 def overload(client, url: str, max_tokens: int) -> None:
@@ -324,16 +334,17 @@ def report(cases: list[dict]) -> None:
     print(f"memory read bandwidth: {bandwidth / 1e9:.1f} GB/s")
     baseline = next((c["one"][0] for c in cases if c["model"] == "base"), None)
     print(
-        "| engine | weights MB/token | bound tok/s | 1 client tok/s (share of bound, x transformers) "
-        "| TTFT p50 | 8 clients tok/s | TTFT p50 |"
+        "| engine | weights MB/token | bound tok/s | 1 client tok/s (x transformers) | decode "
+        "tok/s (share of bound) | TTFT p50 | 8 clients tok/s | TTFT p50 |"
     )
     for case in cases:
         bound = bandwidth / case["bytes"]
         one, eight = case["one"], case["eight"]
-        versus = f", {one[0] / baseline:.2f}x" if baseline else ""
+        versus = f" ({one[0] / baseline:.2f}x)" if baseline else ""
         print(
-            f"| {case['label']} | {case['bytes'] / 1e6:.0f} | {bound:.0f} | {one[0]:.1f} "
-            f"({one[0] / bound:.2f}{versus}) | {one[1]:.2f}s | {eight[0]:.1f} | {eight[1]:.2f}s |"
+            f"| {case['label']} | {case['bytes'] / 1e6:.0f} | {bound:.0f} | {one[0]:.1f}{versus} "
+            f"| {one[2]:.1f} ({one[2] / bound:.2f}) | {one[1]:.2f}s | {eight[0]:.1f} "
+            f"| {eight[1]:.2f}s |"
         )
 
 
