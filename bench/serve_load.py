@@ -364,7 +364,7 @@ def main() -> None:
         "--contexts",
         nargs="+",
         type=int,
-        default=[1],
+        default=[2, 1],
         help="serve.llamacpp_contexts values, one server each",
     )
     parser.add_argument("--seconds", type=float, default=120, help="Bound of each case")

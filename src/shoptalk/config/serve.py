@@ -21,10 +21,12 @@ class ServeSettings(BaseModel, extra="forbid"):
         "forwards to an OpenAI-compatible server (vLLM, llama.cpp) at upstream_url",
     )
     llamacpp_contexts: int = Field(
-        1,
+        2,
         ge=1,
         description="llama.cpp engine: requests generated at once per model, each in its own "
-        "context (KV cache) and thread; more wait in order",
+        "context (KV cache) and thread; more wait in order. 2 on 2 cores: one thread per "
+        "context beat one context of 2 threads 4-10x for 8 clients on a shared machine "
+        "(bench/RESULTS.md)",
     )
     llamacpp_threads: int = Field(
         0,

@@ -49,7 +49,11 @@ def require_llamacpp() -> None:
 
 
 def default_threads(contexts: int) -> int:
-    """The machine's cores shared between the contexts that run at once."""
+    """The machine's cores shared between the contexts that run at once.
+
+    Never more threads than cores: llama.cpp's threads wait for each other at
+    every operation by spinning, so one descheduled thread stalls its context.
+    """
     return max(1, (os.cpu_count() or 1) // contexts)
 
 
@@ -62,7 +66,7 @@ class LlamaCppEngine(CatalogEngine):
         default_max_tokens: int = 256,
         max_rows: int = 8,
         max_queue: int = 64,
-        contexts: int = 1,
+        contexts: int = 2,
         threads: int = 0,
         system_prompt: str = "",
     ) -> None:
