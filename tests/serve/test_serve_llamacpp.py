@@ -232,3 +232,21 @@ def test_the_llamacpp_engine_names_the_setting_when_the_package_is_missing(
     )
     with pytest.raises(ConfigError, match=r"serve\.engine.*scripts/setup\.sh --llamacpp"):
         llamacpp.require_llamacpp()
+
+
+def test_engine_llamacpp_serves_only_the_exports(project: Project) -> None:
+    import asyncio
+
+    from shoptalk.serve.app import build_engine
+    from shoptalk.serve.errors import ApiError
+
+    settings = ServeSettings(engine="llamacpp")
+    catalog = Catalog.for_project(project, settings, "cpu", gguf=True)
+    engine = build_engine(settings, None, catalog, "")
+
+    assert type(engine).__name__ == "LlamaCppEngine"
+    assert catalog.names() == [GGUF]
+    with pytest.raises(ApiError) as refused:
+        catalog.resolve(RUN_ID)
+    assert refused.value.status == 404
+    asyncio.run(engine.close())
