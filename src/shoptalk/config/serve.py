@@ -12,10 +12,27 @@ class ServeSettings(BaseModel, extra="forbid"):
         "127.0.0.1", description="Address to bind; 0.0.0.0 needs TLS settings or --insecure"
     )
     port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on")
-    engine: Literal["transformers", "upstream"] = Field(
-        "transformers",
-        description="'transformers' runs the models in this process; 'upstream' forwards to an "
-        "OpenAI-compatible server (vLLM, llama.cpp) at upstream_url",
+    engine: Literal["auto", "transformers", "llamacpp", "upstream"] = Field(
+        "auto",
+        description="'auto': GGUF exports (<run>-gguf-<quant>) run in llama.cpp on CPU when "
+        "llama-cpp-python is installed, every other model in transformers; 'transformers' runs "
+        "every model in this process with transformers (GGUF exports not served); 'llamacpp' "
+        "serves only GGUF exports, in llama.cpp (needs scripts/setup.sh --llamacpp); 'upstream' "
+        "forwards to an OpenAI-compatible server (vLLM, llama.cpp) at upstream_url",
+    )
+    llamacpp_contexts: int = Field(
+        2,
+        ge=1,
+        description="llama.cpp engine: requests generated at once per model, each in its own "
+        "context (KV cache) and thread; more wait in order. 2 on 2 cores: one thread per "
+        "context beat one context of 2 threads 4-10x for 8 clients on a shared machine "
+        "(bench/RESULTS.md)",
+    )
+    llamacpp_threads: int = Field(
+        0,
+        ge=0,
+        description="llama.cpp engine: CPU threads per context; 0 = the machine's cores divided "
+        "by llamacpp_contexts",
     )
     upstream_url: str | None = Field(
         None,

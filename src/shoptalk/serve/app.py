@@ -130,25 +130,61 @@ def openapi_schema() -> dict:
 
 
 def build_engine(settings: ServeSettings, project: Any, catalog: Any, system_prompt: str) -> Engine:
+    """The engine `serve.engine` names; `auto` adds llama.cpp for GGUF exports on CPU."""
     if settings.engine == "upstream":
         from shoptalk.serve.upstream import UpstreamEngine
 
         return UpstreamEngine.from_settings(settings)
     from shoptalk.modeling.load import pick_device
     from shoptalk.serve.catalog import Catalog
-    from shoptalk.serve.engine import TransformersEngine
+    from shoptalk.serve.llamacpp import llamacpp_available, require_llamacpp
 
+    if settings.engine == "llamacpp":
+        require_llamacpp()
+    device = pick_device()
+    gguf = settings.engine == "llamacpp" or (
+        settings.engine == "auto" and device == "cpu" and llamacpp_available()
+    )
     if catalog is None:
         from shoptalk.serve.projects_api import workspace_folder
 
         workspace = workspace_folder(project, settings.workspace)
-        catalog = Catalog.for_project(project, settings, pick_device(), workspace)
+        catalog = Catalog.for_project(project, settings, device, workspace, gguf=gguf)
+    if settings.engine == "llamacpp":
+        catalog.kinds = {"gguf"}
+        return llamacpp_engine(settings, catalog, system_prompt)
+    engine = transformers_engine(settings, catalog, system_prompt)
+    if not gguf:
+        catalog.kinds = {"base", "adapter", "full"}
+        return engine
+    from shoptalk.serve.llamacpp import AutoEngine
+
+    return AutoEngine(llamacpp_engine(settings, catalog, system_prompt), engine)
+
+
+def transformers_engine(settings: ServeSettings, catalog: Any, system_prompt: str) -> Engine:
+    from shoptalk.serve.engine import TransformersEngine
+
     return TransformersEngine(
         catalog,
         settings.default_max_tokens,
         settings.max_batch_size,
         settings.batch_wait_ms,
         settings.max_queue,
+        system_prompt=system_prompt,
+    )
+
+
+def llamacpp_engine(settings: ServeSettings, catalog: Any, system_prompt: str) -> Engine:
+    from shoptalk.serve.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(
+        catalog,
+        settings.default_max_tokens,
+        settings.max_batch_size,
+        settings.max_queue,
+        settings.llamacpp_contexts,
+        settings.llamacpp_threads,
         system_prompt=system_prompt,
     )
 

@@ -6,7 +6,10 @@ Served names:
 - each trained run's id (only the promoted run unless ``serve.models: all``);
 - ``shoptalk`` and the project's name (e.g. ``kestrel``): aliases of the promoted run;
 - ``<slug>/<run id>``: the promoted run of a project made in the console (on the
-  same base model), so the console's playground asks it through this catalog too.
+  same base model), so the console's playground asks it through this catalog too;
+- ``<run id>-gguf-<quant>``: each GGUF export of a served run
+  (``.shoptalk/exports/<run id>/gguf-<quant>/``), when the engine runs GGUF files
+  (llama.cpp). It needs the same groups as its run: its card is the run's.
 
 An adapter is pinned to the content hash of its files the first time it is
 served; if the files under that name change later, the name is refused rather
@@ -31,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shoptalk.artifacts import CARD_FILE, FINAL_DIR, RUNS_DIR
 from shoptalk.serve.errors import ApiError
@@ -53,12 +56,36 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: Literal["base", "adapter", "full"]
+    kind: Literal["base", "adapter", "full", "gguf"]
     path: Path
     run_dir: Path | None = None
 
     def groups(self) -> list[str]:
         return card_groups(self.run_dir)
+
+    @property
+    def gguf_file(self) -> Path:
+        """The model file of a GGUF export folder (kind 'gguf')."""
+        return gguf_file(self.path)
+
+
+def gguf_file(folder: Path) -> Path:
+    """The one model-<quant>.gguf an export writes (a half-written one starts with '.')."""
+    return next(iter(sorted(folder.glob("model-*.gguf"))), folder / "model.gguf")
+
+
+def gguf_entries(exports: Path, run_dir: Path) -> dict[str, ModelEntry]:
+    """The GGUF exports of one run, as ``<run id>-gguf-<quant>`` (those whose file is there).
+
+    A failed export keeps only its reports, so a folder with a model file passed
+    its parity check.
+    """
+    entries = {}
+    for folder in sorted((exports / run_dir.name).glob("gguf-*")):
+        if gguf_file(folder).is_file():
+            name = f"{run_dir.name}-{folder.name}"
+            entries[name] = ModelEntry(name, "gguf", folder, run_dir)
+    return entries
 
 
 def card_groups(run_dir: Path | None) -> list[str]:
@@ -116,8 +143,10 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9一-鿿]+", "-", name.lower()).strip("-")
 
 
-def project_entries(project: Project, base_path: str, settings: ServeSettings) -> dict:
-    """Every name this project serves, mapped to its model."""
+def project_entries(
+    project: Project, base_path: str, settings: ServeSettings, gguf: bool = False
+) -> dict:
+    """Every name this project serves, mapped to its model (with `gguf`: its GGUF exports too)."""
     base = ModelEntry("base", "base", Path(base_path))
     entries = {"base": base}
     if project.config.base_model != "default":
@@ -133,6 +162,8 @@ def project_entries(project: Project, base_path: str, settings: ServeSettings) -
         kind = "adapter" if (final / "adapter_config.json").is_file() else "full"
         entry = ModelEntry(run_dir.name, kind, final, run_dir)
         entries[run_dir.name] = entry
+        if gguf:
+            entries |= gguf_entries(project.exports, run_dir)
         if run_dir.name == promoted:
             entries["shoptalk"] = entry
             entries.setdefault(slug(project.config.name) or "shoptalk", entry)
@@ -188,12 +219,23 @@ class Catalog:
         self._lru: OrderedDict[Path, int] = OrderedDict()  # path -> bytes, oldest first
         self._full: dict[Path, PreTrainedModel] = {}
         self._adapter_names: dict[Path, str] = {}
+        self._llamas: dict[tuple[Path, int], Any] = {}  # (export folder, context slot) -> Llama
+        # The kinds of model the engine runs (None: all); the others are not served.
+        self.kinds: set[str] | None = None
 
     @classmethod
     def for_project(
-        cls, project: Project, settings: ServeSettings, device: str, workspace: Path | None = None
+        cls,
+        project: Project,
+        settings: ServeSettings,
+        device: str,
+        workspace: Path | None = None,
+        gguf: bool = False,
     ) -> Catalog:
-        """The served project's models, its jobs' and those of the projects in `workspace`."""
+        """The served project's models, its jobs' and those of the projects in `workspace`.
+
+        With `gguf` (an engine that runs GGUF files), the runs' GGUF exports too.
+        """
         from shoptalk.modeling.load import resolve_base_model
 
         base_path = resolve_base_model(project.config.base_model, project.root)
@@ -201,7 +243,7 @@ class Catalog:
         def discover(wanted: str) -> dict[str, ModelEntry]:
             from shoptalk.jobs.models import job_models
 
-            entries = project_entries(project, base_path, settings)
+            entries = project_entries(project, base_path, settings, gguf)
             jobs = job_models(project, wanted)
             entries |= {
                 name: ModelEntry(name, "adapter", m.path, m.run_dir) for name, m in jobs.items()
@@ -212,8 +254,11 @@ class Catalog:
 
         return cls(discover(""), settings.adapter_cache_gb, device, discover)
 
+    def _served(self) -> dict[str, ModelEntry]:
+        return {n: e for n, e in self.entries.items() if self.kinds is None or e.kind in self.kinds}
+
     def names(self) -> list[str]:
-        return sorted(self.entries)
+        return sorted(self._served())
 
     def groups(self, name: str) -> list[str]:
         """The groups a key must hold to be served `name` (404 for an unknown name)."""
@@ -221,7 +266,7 @@ class Catalog:
 
     def names_for(self, held: list[str] | None) -> list[str]:
         """The names a key holding the groups `held` is served (None: every name, an admin)."""
-        entries = dict(self.entries)
+        entries = self._served()
         if held is None:
             return sorted(entries)
         return sorted(n for n, e in entries.items() if set(e.groups()) <= set(held))
@@ -239,6 +284,8 @@ class Catalog:
                     self._missed.clear()
                 self._missed[name] = now
             entry = self.entries.get(name)
+        if entry is not None and self.kinds is not None and entry.kind not in self.kinds:
+            entry = None
         if entry is None:
             raise ApiError(
                 404,
@@ -301,11 +348,23 @@ class Catalog:
                 return where, identity
         return None
 
+    def model_folder(self, entry: ModelEntry) -> Path:
+        """The HF folder whose tokenizer and config describe `entry`.
+
+        A GGUF export's is the merged folder it was converted from (``hf/`` beside it).
+        """
+        if entry.kind == "gguf":
+            hf = entry.path.parent / "hf"
+            return hf if (hf / "config.json").is_file() else self.base_path
+        return entry.path if entry.kind == "full" else self.base_path
+
     def tokenizer(self, entry: ModelEntry) -> PreTrainedTokenizerBase:
         from shoptalk.modeling.chat_format import ensure_chat_template
         from shoptalk.modeling.load import load_tokenizer
 
         folder = entry.path if (entry.path / "tokenizer_config.json").is_file() else self.base_path
+        if entry.kind == "gguf":
+            folder = self.model_folder(entry)
         with self._lock:
             if folder not in self._tokenizers:
                 tokenizer = load_tokenizer(str(folder))
@@ -314,7 +373,7 @@ class Catalog:
             return self._tokenizers[folder]
 
     def context_length(self, entry: ModelEntry) -> int:
-        folder = entry.path if entry.kind == "full" else self.base_path
+        folder = self.model_folder(entry)
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         return int(config.get("max_position_embeddings") or 2048)
 
@@ -389,6 +448,36 @@ class Catalog:
         adapter = self._adapter_names.pop(path, None)
         if adapter is not None:
             self._base.delete_adapter(adapter)
+
+    def llama(self, entry: ModelEntry, slot: int, threads: int) -> Any:
+        """Context `slot` of a GGUF export in llama.cpp, loaded on first use.
+
+        Each slot is its own `llama_cpp.Llama` (its own KV cache; the weights are
+        mapped from the file once by the OS and shared). A Llama is not
+        thread-safe: one slot is used by one thread at a time (the engine's).
+        """
+        with self._load_lock:
+            key = (entry.path, slot)
+            if key not in self._llamas:
+                from llama_cpp import Llama
+
+                self.verify(entry)
+                log.info("Loading %s in llama.cpp (context %d)", entry.name, slot)
+                self._llamas[key] = Llama(
+                    model_path=str(entry.gguf_file),
+                    n_ctx=self.context_length(entry),
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    verbose=False,
+                )
+            return self._llamas[key]
+
+    def close(self) -> None:
+        """Release the llama.cpp contexts (their memory is not Python's to collect)."""
+        with self._load_lock:
+            for llama in self._llamas.values():
+                llama.close()
+            self._llamas.clear()
 
     def loaded(self) -> list[Path]:
         """Paths of the adapters and full models in memory, least recently used first."""

@@ -14,8 +14,9 @@ Prompts are rendered exactly as at training and evaluation time
 tokens (`shoptalk.modeling.chat_format.stop_ids`), and a prompt never gets truncated: one
 that does not fit the context is a 400 naming the counts.
 
-Both engines, this one and the upstream one (`upstream.py`), implement
-`Engine`: the routes, limits, audit and metrics know nothing else of them.
+Every engine, this one, the llama.cpp one (`llamacpp.py`) and the upstream one
+(`upstream.py`), implements `Engine`: the routes, limits, audit and metrics know
+nothing else of them.
 """
 
 from __future__ import annotations
@@ -113,30 +114,28 @@ class Row:
     sent: int = 0
 
 
-class TransformersEngine:
+class CatalogEngine:
+    """What the in-process engines share: names from the catalog, prompts checked and tokenized.
+
+    Prompts are rendered with the model's own tokenizer (the HF folder of an
+    export, or the base model's), so every engine feeds the model the ids it
+    was trained and evaluated on.
+    """
+
     def __init__(
         self,
         catalog: Catalog,
         default_max_tokens: int = 256,
-        max_batch_size: int = 8,
-        batch_wait_ms: float = 5.0,
-        max_queue: int = 64,
+        max_rows: int = 8,
         system_prompt: str = "",
     ) -> None:
         self.catalog = catalog
         self.system_prompt = system_prompt
         self.default_max_tokens = default_max_tokens
-        self.forward_calls = 0
-        self.cancelled_rows = 0
-        self.joined_rows = 0
-        self.batcher = Batcher(self._run_batch, max_batch_size, batch_wait_ms, max_queue)
+        self.max_rows = max_rows
 
     async def names(self) -> list[str]:
         return await asyncio.to_thread(self.catalog.names)
-
-    @property
-    def queue_depth(self) -> int:
-        return self.batcher.depth
 
     # The catalog's lookups read the disk, take its lock and may load a tokenizer:
     # they run in a thread, so the event loop (and /health) never waits for them.
@@ -151,12 +150,16 @@ class TransformersEngine:
     ) -> Prepared:
         return await asyncio.to_thread(self._prepare_text, model, prompts, params, n)
 
+    def check_entry(self, entry: ModelEntry) -> None:
+        """Refuse (ApiError) a model this engine cannot run."""
+
     def _prepare_chat(
         self, model: str, messages: list[dict[str, str]], params: Params, n: int
     ) -> Prepared:
         from shoptalk.modeling.chat_format import prompt_ids
 
         entry = self.catalog.resolve(model)
+        self.check_entry(entry)
         tokenizer = self.catalog.tokenizer(entry)
         if self.system_prompt and messages[0]["role"] != "system":
             # As at training time (render.with_system): the project's system prompt
@@ -168,6 +171,7 @@ class TransformersEngine:
         from shoptalk.modeling.chat_format import encode
 
         entry = self.catalog.resolve(model)
+        self.check_entry(entry)
         tokenizer = self.catalog.tokenizer(entry)
         ids = [encode(tokenizer, p) for p in prompts]
         return self._prepared(entry, model, ids, params, n)
@@ -176,13 +180,13 @@ class TransformersEngine:
         self, entry: ModelEntry, model: str, ids: list[list[int]], params: Params, n: int
     ) -> Prepared:
         rows = len(ids) * n
-        if rows > self.batcher.max_batch_size:
+        if rows > self.max_rows:
             # One request runs as one batch: more rows than a batch holds would pass
             # max_batch_size and max_queue (1,000 prompts = 1,000 rows of one request).
             raise ApiError(
                 400,
                 f"This request asks for {rows} completions ({len(ids)} prompts × n={n}); "
-                f"this server generates at most {self.batcher.max_batch_size} at once "
+                f"this server generates at most {self.max_rows} at once "
                 "(serve.max_batch_size). Send fewer prompts per request.",
                 code="too_many_completions",
                 param="prompt" if len(ids) > 1 else "n",
@@ -203,6 +207,37 @@ class TransformersEngine:
         adapter = "" if entry.kind == "base" else self.catalog.verify(entry)[:16]
         return Prepared(model, adapter, sum(len(p) for p in ids), params, ids, n)
 
+
+class TransformersEngine(CatalogEngine):
+    def __init__(
+        self,
+        catalog: Catalog,
+        default_max_tokens: int = 256,
+        max_batch_size: int = 8,
+        batch_wait_ms: float = 5.0,
+        max_queue: int = 64,
+        system_prompt: str = "",
+    ) -> None:
+        super().__init__(catalog, default_max_tokens, max_batch_size, system_prompt)
+        self.forward_calls = 0
+        self.cancelled_rows = 0
+        self.joined_rows = 0
+        self.batcher = Batcher(self._run_batch, max_batch_size, batch_wait_ms, max_queue)
+
+    @property
+    def queue_depth(self) -> int:
+        return self.batcher.depth
+
+    def check_entry(self, entry: ModelEntry) -> None:
+        if entry.kind == "gguf":
+            raise ApiError(
+                400,
+                f"The model {entry.name!r} is a GGUF export, which the transformers engine "
+                "does not run; set serve.engine to 'auto' or 'llamacpp'.",
+                code="model_not_supported",
+                param="model",
+            )
+
     async def start(self, prepared: Prepared) -> AsyncIterator[Delta]:
         """Queue the request (503 at once if the queue is full); then iterate its deltas."""
         entry = await asyncio.to_thread(self.catalog.resolve, prepared.model)
@@ -215,22 +250,8 @@ class TransformersEngine:
         self.batcher.submit(job)
         return self._deltas(job, prepared)
 
-    async def _deltas(self, job: Job, prepared: Prepared) -> AsyncIterator[Delta]:
-        """Deltas as the worker produces them; closing the iterator cancels the rows."""
-        open_rows = len(job.rows)
-        try:
-            while open_rows:
-                event = await job.events.get()
-                if isinstance(event, Exception):
-                    raise event
-                prepared.completion_tokens += event.tokens
-                if event.delta is None:
-                    continue
-                if event.delta.finish_reason is not None:
-                    open_rows -= 1
-                yield event.delta
-        finally:
-            job.cancelled = True
+    def _deltas(self, job: Job, prepared: Prepared) -> AsyncIterator[Delta]:
+        return job_deltas(job, prepared)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.batcher.close)
@@ -340,30 +361,57 @@ class TransformersEngine:
         if row.job.cancelled:
             self.cancelled_rows += 1
             return True
-        finish = None
-        if token in eos:
-            finish = "stop"
-        else:
-            row.ids.append(token)
-        text = tokenizer.decode(row.ids, skip_special_tokens=True)
-        for stop in row.params.stop:
-            at = text.find(stop)
-            if at != -1:
-                text, finish = text[:at], "stop"
-        if finish is None and len(row.ids) >= row.params.max_tokens:
-            finish = "length"
-        if finish is None:
-            # Hold back what could still become a stop string or a split character.
-            hold = max((len(s) - 1 for s in row.params.stop), default=0)
-            safe = len(text) - hold
-            while safe > row.sent and text[safe - 1] == "\ufffd":
-                safe -= 1
-            text = text[: max(safe, row.sent)]
-        new = text[row.sent :]
-        row.sent = len(text)
-        delta = Delta(row.index, new, finish) if new or finish else None
-        row.job.send(Event(delta, tokens=1))
-        return finish is not None
+        return advance(row, token, eos, tokenizer)
+
+
+def advance(row: Row, token: int, eos: set[int], tokenizer: Any) -> bool:
+    """Take one token into `row`; send its new text; True when the row is done.
+
+    The row's text is decoded with the model's tokenizer and cut at the first
+    stop string; what could still become a stop string, or is half a
+    character, is held back until the next token decides it.
+    """
+    finish = None
+    if token in eos:
+        finish = "stop"
+    else:
+        row.ids.append(token)
+    text = tokenizer.decode(row.ids, skip_special_tokens=True)
+    for stop in row.params.stop:
+        at = text.find(stop)
+        if at != -1:
+            text, finish = text[:at], "stop"
+    if finish is None and len(row.ids) >= row.params.max_tokens:
+        finish = "length"
+    if finish is None:
+        hold = max((len(s) - 1 for s in row.params.stop), default=0)
+        safe = len(text) - hold
+        while safe > row.sent and text[safe - 1] == "\ufffd":
+            safe -= 1
+        text = text[: max(safe, row.sent)]
+    new = text[row.sent :]
+    row.sent = len(text)
+    delta = Delta(row.index, new, finish) if new or finish else None
+    row.job.send(Event(delta, tokens=1))
+    return finish is not None
+
+
+async def job_deltas(job: Job, prepared: Prepared) -> AsyncIterator[Delta]:
+    """Deltas as the worker produces them; closing the iterator cancels the rows."""
+    open_rows = len(job.rows)
+    try:
+        while open_rows:
+            event = await job.events.get()
+            if isinstance(event, Exception):
+                raise event
+            prepared.completion_tokens += event.tokens
+            if event.delta is None:
+                continue
+            if event.delta.finish_reason is not None:
+                open_rows -= 1
+            yield event.delta
+    finally:
+        job.cancelled = True
 
 
 @dataclass

