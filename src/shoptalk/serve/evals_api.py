@@ -23,7 +23,9 @@ from shoptalk.serve.auth import Editor
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.eval_runs import EvalRunner
 
-router = APIRouter(prefix="/v1/evals", tags=["evals"])
+# Out of the OpenAPI schema the console's client is typed from: the console does not
+# call this API, and its reference is OpenAI's.
+router = APIRouter(prefix="/v1/evals", tags=["evals"], include_in_schema=False)
 MAX_ITEMS = 5_000
 Metadata = Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)]
 
