@@ -254,11 +254,11 @@ def judged(tiny_model, tmp_path_factory, one_thread):
     limits = KeyLimits(scopes=["editor"], models=["base", "judge"])
     secrets = {"editor": services.keys.create("editor", limits).secret}
     with BackgroundServer(app) as url:
-        yield engine, clients(url, secrets)["editor"]
+        yield engine, clients(url, secrets)["editor"], app
 
 
 def test_a_score_model_grader_is_run_by_the_served_judge(judged):
-    engine, client = judged
+    engine, client, _app = judged
     answer = greedy_free(client)
     grader = {
         "type": "score_model",
@@ -383,3 +383,72 @@ def test_only_editors_reach_evals_and_runs_read_only_what_their_key_may(served):
     assert c["editor"].evals.delete(created.id).deleted
     with pytest.raises(openai.NotFoundError):
         c["editor"].evals.retrieve(created.id)
+
+
+def test_a_run_is_audited_as_its_key_and_refused_a_model_the_key_may_not_use(judged):
+    _engine, client, app = judged
+    created = client.evals.create(
+        data_source_config={"type": "custom", "item_schema": SCHEMA},
+        testing_criteria=[
+            {
+                "type": "string_check",
+                "name": "x",
+                "input": "{{sample.output_text}}",
+                "reference": "{{item.expected}}",
+                "operation": "ne",
+            }
+        ],  # fmt: skip
+    )
+    items = [{"question": "Hi", "expected": "x"}]
+    refused = client.evals.runs.create(created.id, data_source=completions_source(items, "tiny"))
+    refused = wait(client, created.id, refused.id)
+    assert refused.status == "failed" and refused.error.code == "model_not_allowed"
+    run = client.evals.runs.create(created.id, data_source=completions_source(items, "base"))
+    assert wait(client, created.id, run.id).status == "completed"
+    from sqlalchemy import select
+
+    from shoptalk.registry.audit import AuditRow
+
+    path = f"/v1/evals/{created.id}/runs"
+    with app.state.services.keys.sessions() as session:
+        rows = session.scalars(select(AuditRow).where(AuditRow.route == path)).all()
+    assert sorted((r.model, r.status) for r in rows) == [("base", 200), ("unknown", 403)]
+    assert len({r.key_id for r in rows}) == 1 and rows[0].key_id is not None
+
+
+def test_a_run_left_in_progress_by_a_stopped_server_is_resumed(tiny_model, tmp_path, one_thread):
+    from datetime import timedelta
+
+    from shoptalk.registry.evals import EvalStore, now
+
+    settings = ServeSettings()
+    services = build_services(settings, tmp_path)
+    key = services.keys.create("editor", KeyLimits(scopes=["editor"]))
+    store = EvalStore(services.keys.sessions)
+    grader = {"type": "string_check", "name": "x", "input": "{{item.question}}",
+              "reference": "a", "operation": "eq"}  # fmt: skip
+    evaluation = store.add_eval(
+        {
+            "data_source_config": {"type": "custom", "item_schema": SCHEMA},
+            "testing_criteria": [grader],
+        },
+        key.key.id,
+    )
+    items = [{"item": {"question": q, "expected": ""}} for q in ("a", "b")]
+    spec = {"data_source": completions_source([i["item"] for i in items], "base")}
+    run = store.add_run(evaluation.id, spec, key.key.id)
+    # The stopped server had started it and written nothing for an hour.
+    store.set_run(run.id, status="in_progress")
+    from sqlalchemy import update
+
+    from shoptalk.registry.evals import EvalRunRow
+
+    with services.keys.sessions.begin() as session:
+        old = now() - timedelta(hours=1)
+        session.execute(update(EvalRunRow).where(EvalRunRow.id == run.id).values(heartbeat=old))
+    app = create_app(settings=settings, services=services, catalog=base_catalog(tiny_model))
+    with BackgroundServer(app) as url:
+        client = clients(url, {"editor": key.secret})["editor"]
+        done = wait(client, evaluation.id, run.id)
+    assert done.status == "completed"
+    assert done.result_counts.model_dump() == {"total": 2, "passed": 1, "failed": 1, "errored": 0}
