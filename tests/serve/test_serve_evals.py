@@ -174,11 +174,12 @@ def test_text_similarity_scores_are_the_metrics_in_english_and_chinese(served):
         }  # fmt: skip
         for metric in ("fuzzy_match", "bleu", "rouge_1", "rouge_l", "gleu")
     ]
+    cosine = criteria[0] | {"name": "cosine", "evaluation_metric": "cosine", "pass_threshold": 0}
     schema = {"type": "object", "properties": {"expected": {"type": "string"}}}
     created = c["editor"].evals.create(
         name="similarity",
         data_source_config={"type": "custom", "item_schema": schema, "include_sample_schema": True},
-        testing_criteria=criteria,
+        testing_criteria=[*criteria, cosine],
     )
     content = [{"item": {"expected": ref}, "sample": {"output_text": out}} for out, ref in pairs]
     run = c["editor"].evals.runs.create(
@@ -189,7 +190,7 @@ def test_text_similarity_scores_are_the_metrics_in_english_and_chinese(served):
     assert run.status == "completed", run.error
     output = list(c["editor"].evals.runs.output_items.list(run.id, eval_id=created.id))
     for item, (out, ref) in zip(output, pairs, strict=True):
-        for result in item.results:
+        for result in item.results[:-1]:
             want = graders.similarity(result.name, out, ref)
             assert result.score == pytest.approx(want, abs=1e-6)
             assert result.passed == (result.score >= 0.7)
@@ -198,7 +199,10 @@ def test_text_similarity_scores_are_the_metrics_in_english_and_chinese(served):
     assert scores["rouge_1"] == 1.0 and scores["rouge_l"] == 1.0  # Chinese per character
     # 6 of the reference's 8 words, all 6 of the answer's: F1 = 2 * 0.75 / 1.75.
     assert output[0].results[2].score == pytest.approx(6 / 7, abs=1e-6)
-    assert all(r.score < 0.3 for r in output[2].results)
+    assert all(r.score < 0.3 for r in output[2].results[:-1])
+    # Cosine of the server's embeddings: the near-identical pairs above the unrelated one.
+    cosines = [o.results[-1].score for o in output]
+    assert min(cosines[:2]) > cosines[2] and cosines[1] > 0.9
     assert [o.status for o in output] == ["fail", "pass", "fail"]  # BLEU is strict on item 0
 
 
@@ -452,3 +456,22 @@ def test_a_run_left_in_progress_by_a_stopped_server_is_resumed(tiny_model, tmp_p
         done = wait(client, evaluation.id, run.id)
     assert done.status == "completed"
     assert done.result_counts.model_dump() == {"total": 2, "passed": 1, "failed": 1, "errored": 0}
+
+
+def test_a_canceled_run_stops_before_its_last_item(served):
+    _app, c = served
+    grader = {"type": "string_check", "name": "x", "input": "{{sample.output_text}}",
+              "reference": "{{item.expected}}", "operation": "eq"}  # fmt: skip
+    created = c["editor"].evals.create(
+        data_source_config={"type": "custom", "item_schema": SCHEMA}, testing_criteria=[grader]
+    )
+    items = [{"question": f"Question {i}?", "expected": "x"} for i in range(200)]
+    run = c["editor"].evals.runs.create(created.id, data_source=completions_source(items, "base"))
+    c["editor"].evals.runs.cancel(run.id, eval_id=created.id)
+    run = wait(c["editor"], created.id, run.id)
+    assert run.status == "canceled", run.result_counts
+    done = run.result_counts.passed + run.result_counts.failed + run.result_counts.errored
+    assert done < 200 and run.result_counts.total == 200
+    assert c["editor"].evals.runs.delete(run.id, eval_id=created.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        c["editor"].evals.runs.retrieve(run.id, eval_id=created.id)

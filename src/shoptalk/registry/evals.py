@@ -137,6 +137,18 @@ class EvalStore:
                 update(EvalRunRow).where(EvalRunRow.id == run_id).values(heartbeat=now(), **fields)
             )
 
+    def begin_run(self, run_id: str) -> bool:
+        """Mark a queued (or resumed) run in progress; False if it was canceled or finished."""
+        with self.sessions.begin() as session:
+            return (
+                session.execute(
+                    update(EvalRunRow)
+                    .where(EvalRunRow.id == run_id, EvalRunRow.status.in_(ACTIVE))
+                    .values(status="in_progress", heartbeat=now())
+                ).rowcount
+                == 1
+            )
+
     def request_cancel(self, run_id: str) -> None:
         """Cancel a queued run at once; ask the runner to stop an in-progress one."""
         with self.sessions.begin() as session:
@@ -152,7 +164,10 @@ class EvalStore:
             )
 
     def add_item(self, row: EvalOutputItemRow) -> None:
+        """Store an output item, unless its run was deleted while the item was graded."""
         with self.sessions.begin() as session:
+            if session.get(EvalRunRow, row.run_id) is None:
+                return
             session.add(row)
             session.execute(
                 update(EvalRunRow).where(EvalRunRow.id == row.run_id).values(heartbeat=now())

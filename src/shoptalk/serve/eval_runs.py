@@ -111,17 +111,19 @@ class EvalRunner:
         if evaluation is None:
             raise RunFailed("eval_not_found", f"The eval {run.eval_id} was deleted.")
         principal = await asyncio.to_thread(self.principal, run.key_id)
-        await asyncio.to_thread(self.store.set_run, run_id, status="in_progress")
+        if not await asyncio.to_thread(self.store.begin_run, run_id):
+            return  # canceled while queued
         item = ItemRun(self.app, principal, evaluation.body, run.body, run.eval_id, run_id)
         done = {row.index for row in await asyncio.to_thread(self.store.items, run_id)}
         todo = [i for i in range(len(item.rows)) if i not in done]
         for start in range(0, len(todo), ITEMS_AT_ONCE):
             current = await asyncio.to_thread(self.store.get_run_any, run_id)
-            if current is None:
-                return  # deleted while running
+            if current is None or current.status != "in_progress":
+                return  # deleted, or canceled while queued
             if current.requested == "cancel":
                 await asyncio.to_thread(self.store.set_run, run_id, status="canceled")
                 return
+            item.principal = await asyncio.to_thread(self.principal, run.key_id)
             batch = todo[start : start + ITEMS_AT_ONCE]
             rows = await asyncio.gather(*(item.grade(i) for i in batch))
             for row in rows:
