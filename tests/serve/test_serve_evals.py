@@ -9,6 +9,7 @@ editors reach the routes, and a run's retrieval reads only what its key may read
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -475,3 +476,32 @@ def test_a_canceled_run_stops_before_its_last_item(served):
     assert c["editor"].evals.runs.delete(run.id, eval_id=created.id).deleted
     with pytest.raises(openai.NotFoundError):
         c["editor"].evals.runs.retrieve(run.id, eval_id=created.id)
+
+
+def test_a_run_reads_its_items_from_an_uploaded_file(served):
+    _app, c = served
+    lines = [{"item": {"question": "退货需要多少天？", "expected": "四十七天"}},
+             {"item": {"question": "Who runs the depot?", "expected": "Ingrid"}}]  # fmt: skip
+    body = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines).encode()
+    uploaded = c["editor"].files.create(file=("items.jsonl", body), purpose="evals")
+    grader = {"type": "string_check", "name": "asked", "input": "{{item.question}}",
+              "reference": "退货", "operation": "like"}  # fmt: skip
+    created = c["editor"].evals.create(
+        data_source_config={"type": "custom", "item_schema": SCHEMA}, testing_criteria=[grader]
+    )
+    source = completions_source([], "base") | {"source": {"type": "file_id", "id": uploaded.id}}
+    run = c["editor"].evals.runs.create(created.id, data_source=source)
+    run = wait(c["editor"], created.id, run.id)
+    assert run.status == "completed", run.error
+    assert run.result_counts.model_dump() == {"total": 2, "passed": 1, "failed": 1, "errored": 0}
+    output = list(c["editor"].evals.runs.output_items.list(run.id, eval_id=created.id))
+    assert output[0].datasource_item == lines[0]["item"]
+    assert output[0].sample.input[0].content == "退货需要多少天？"
+    broken = c["editor"].files.create(
+        file=("bad.jsonl", b'{"item": {"question": 1}}\n'), purpose="evals"
+    )
+    with pytest.raises(openai.BadRequestError) as caught:
+        c["editor"].evals.runs.create(
+            created.id, data_source=source | {"source": {"type": "file_id", "id": broken.id}}
+        )
+    assert caught.value.body["param"] == f"data_source.source.id ({broken.id}) item 0.item"

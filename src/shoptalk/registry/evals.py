@@ -18,6 +18,7 @@ from sqlalchemy import JSON, DateTime, Integer, String, Text, delete, select, up
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shoptalk.registry.db import Base
+from shoptalk.registry.jobs import FileRow
 
 ACTIVE = ("queued", "in_progress")
 FINISHED = ("completed", "failed", "canceled")
@@ -162,6 +163,12 @@ class EvalStore:
                 .where(EvalRunRow.id == run_id, EvalRunRow.status == "in_progress")
                 .values(requested="cancel")
             )
+
+    def file_path(self, file_id: str) -> str | None:
+        """Where an uploaded file (`registry.jobs.FileRow`) is stored; None if unknown."""
+        with self.sessions() as session:
+            row = session.get(FileRow, file_id)
+            return row.path if row is not None else None
 
     def add_item(self, row: EvalOutputItemRow) -> None:
         """Store an output item, unless its run was deleted while the item was graded."""

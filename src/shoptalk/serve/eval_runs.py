@@ -165,7 +165,7 @@ class ItemRun:
     ) -> None:  # fmt: skip
         self.app, self.principal, self.eval_id, self.run_id = app, principal, eval_id, run_id
         self.source = run["data_source"]
-        self.rows = self.source["source"]["content"]
+        self.rows = rows_of(run)
         self.criteria = GRADERS.validate_python(evaluation["testing_criteria"])
         self.path = f"/v1/evals/{eval_id}/runs"
 
@@ -286,6 +286,11 @@ class ItemRun:
         call = Call(item_request(self.app, self.path), self.principal, "embeddings", name)
         vectors = await call.embed(schemas.EmbeddingRequest(model=name, input=[text, reference]))
         return graders.cosine(vectors.data[0].embedding, vectors.data[1].embedding)
+
+
+def rows_of(run: dict) -> list[dict]:
+    """A run's items: those sent in the request, or read from its file when it was created."""
+    return run.get("items") or run["data_source"]["source"]["content"]
 
 
 def message_text(message: dict) -> str:

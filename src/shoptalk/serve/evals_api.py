@@ -12,16 +12,17 @@ any group the starting key could read, and editors are cleared for all sources
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from shoptalk.eval import graders
 from shoptalk.registry.evals import EvalOutputItemRow, EvalRow, EvalRunRow, EvalStore
 from shoptalk.serve.auth import Editor
 from shoptalk.serve.errors import ApiError
-from shoptalk.serve.eval_runs import EvalRunner
+from shoptalk.serve.eval_runs import EvalRunner, rows_of
 
 # Out of the OpenAPI schema the console's client is typed from: the console does not
 # call this API, and its reference is OpenAI's.
@@ -58,6 +59,11 @@ class FileContent(BaseModel, extra="forbid"):
     content: list[SourceRow] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
+class FileId(BaseModel, extra="forbid"):
+    type: Literal["file_id"]
+    id: str = Field(min_length=1, max_length=40)
+
+
 class Template(BaseModel, extra="forbid"):
     type: Literal["template"]
     template: list[graders.Message] = Field(min_length=1, max_length=50)
@@ -77,7 +83,7 @@ class RunSampling(BaseModel, extra="allow"):
 
 class RunDataSource(BaseModel, extra="forbid"):
     type: Literal["completions", "jsonl"]
-    source: FileContent
+    source: Annotated[FileContent | FileId, Field(discriminator="type")]
     input_messages: Annotated[Template | ItemReference, Field(discriminator="type")] | None = None
     model: str | None = Field(None, min_length=1, max_length=200)
     sampling_params: RunSampling | None = None
@@ -188,21 +194,21 @@ def delete_eval(eval_id: str, runner: Runner, _: Editor) -> dict:
 # --- runs ----------------------------------------------------------------------------------
 
 
-def check_run(evaluation: EvalRow, body: RunCreate) -> None:
+def check_run(
+    evaluation: EvalRow, body: RunCreate, rows: list[SourceRow], where: Callable[[int], str]
+) -> None:
     """Items fit the eval's schema and the messages name its fields; 400 naming the place."""
     source = body.data_source
     schema = evaluation.body["data_source_config"]["item_schema"]
     fields = graders.item_fields(schema)
-    for i, row in enumerate(source.source.content):
+    for i, row in enumerate(rows):
         problem = graders.item_problem(schema, row.item)
         if problem is not None:
-            raise bad(f"data_source.source.content.{i}.item", problem)
+            raise bad(f"{where(i)}.item", problem)
     if source.type == "jsonl":
-        for i, row in enumerate(source.source.content):
+        for i, row in enumerate(rows):
             if not (row.sample or {}).get("output_text"):
-                raise bad(
-                    f"data_source.source.content.{i}.sample", "a jsonl run needs sample.output_text"
-                )
+                raise bad(f"{where(i)}.sample", "a jsonl run needs sample.output_text")
         return
     if source.model is None:
         raise bad("data_source.model", "a completions run needs the model to sample")
@@ -221,9 +227,34 @@ def check_run(evaluation: EvalRow, body: RunCreate) -> None:
             raise bad(exc.where, str(exc).split(": ", 1)[1]) from exc
 
 
+def file_rows(store: EvalStore, file_id: str) -> list[SourceRow]:
+    """The items of an uploaded JSONL file (`POST /v1/files`): `{"item": {...}}` per line."""
+    path = store.file_path(file_id)
+    if path is None:
+        raise ApiError(
+            404, f"No file {file_id!r}.", code="not_found", param="data_source.source.id"
+        )
+    rows = []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(SourceRow.model_validate_json(line))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                message = f"line {number}: {'.'.join(map(str, first['loc']))} {first['msg']}"
+                raise bad(f"data_source.source.id ({file_id})", message) from exc
+            if len(rows) > MAX_ITEMS:
+                raise bad("data_source.source.id", f"more than {MAX_ITEMS} items")
+    if not rows:
+        raise bad("data_source.source.id", f"the file {file_id} holds no items")
+    return rows
+
+
 def run_object(row: EvalRunRow, items: list[EvalOutputItemRow], criteria: list[dict]) -> dict:
     counts = {
-        "total": len(row.body["data_source"]["source"]["content"]),
+        "total": len(rows_of(row.body)),
         "errored": 0,
         "passed": 0,
         "failed": 0,
@@ -270,8 +301,14 @@ def show_run(store: EvalStore, evaluation: EvalRow, row: EvalRunRow) -> dict:
 @router.post("/{eval_id}/runs")
 async def create_run(eval_id: str, body: RunCreate, runner: Runner, principal: Editor) -> dict:
     evaluation = await asyncio.to_thread(find_eval, runner.store, eval_id)
-    check_run(evaluation, body)
     spec = body.model_dump(mode="json", exclude_none=True)
+    source = body.data_source.source
+    if isinstance(source, FileContent):
+        check_run(evaluation, body, source.content, lambda i: f"data_source.source.content.{i}")
+    else:
+        rows = await asyncio.to_thread(file_rows, runner.store, source.id)
+        check_run(evaluation, body, rows, lambda i: f"data_source.source.id ({source.id}) item {i}")
+        spec["items"] = [r.model_dump(exclude_none=True) for r in rows]
     row = await asyncio.to_thread(runner.store.add_run, eval_id, spec, principal.key_id)
     runner.start(row.id)
     return run_object(row, [], evaluation.body["testing_criteria"])
