@@ -505,3 +505,34 @@ def test_a_run_reads_its_items_from_an_uploaded_file(served):
             created.id, data_source=source | {"source": {"type": "file_id", "id": broken.id}}
         )
     assert caught.value.body["param"] == f"data_source.source.id ({broken.id}) item 0.item"
+
+
+def test_an_item_that_cannot_be_rendered_errs_alone(judged):
+    _engine, client, _app = judged
+    schema = {
+        "type": "object",
+        "properties": {"question": {"type": "string"}, "hint": {"type": "string"}},
+    }
+    created = client.evals.create(
+        data_source_config={"type": "custom", "item_schema": schema},
+        testing_criteria=[
+            {
+                "type": "string_check",
+                "name": "x",
+                "input": "{{item.question}}",
+                "reference": "Q",
+                "operation": "eq",
+            }
+        ],  # fmt: skip
+    )
+    template = {
+        "type": "template",
+        "template": [{"role": "user", "content": "{{item.question}} {{item.hint}}"}],
+    }
+    items = [{"question": "Q", "hint": "h"}, {"question": "Q"}]
+    source = completions_source(items, "base") | {"input_messages": template}
+    run = wait(client, created.id, client.evals.runs.create(created.id, data_source=source).id)
+    assert run.status == "completed"
+    assert run.result_counts.model_dump() == {"total": 2, "passed": 1, "failed": 0, "errored": 1}
+    output = list(client.evals.runs.output_items.list(run.id, eval_id=created.id))
+    assert output[1].status == "error" and "item.hint" in output[1].sample.error.message

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from shoptalk.eval import graders
@@ -40,8 +40,10 @@ HEARTBEAT_S = 10.0
 STALE_AFTER_S = 45.0
 RETRIES = 5  # for 429 and 503: a run waits for its key's limits instead of failing
 GRADERS = TypeAdapter(list[graders.Grader])
-# A refusal no retry can change: the whole run fails with it.
-FATAL = (400, 401, 403, 404, 409)
+# A refusal no retry or other item can change: the whole run fails with it. Other 400s
+# (a prompt too long for the model) are the item's.
+FATAL = (401, 403, 404, 409)
+RUN_PARAMS = ("model", "max_tokens", "rag")
 
 
 class RunFailed(Exception):
@@ -172,14 +174,17 @@ class ItemRun:
     async def grade(self, index: int) -> EvalOutputItemRow:
         row = self.rows[index]
         namespaces = {"item": row["item"], "sample": row.get("sample") or {}}
-        sample: dict[str, Any] = {}
+        text = namespaces["sample"].get("output_text", "")
+        sample: dict[str, Any] = {"output": [{"role": "assistant", "content": text}]}
         error = None
         if self.source["type"] == "completions":
-            sample = await self.sample(namespaces)
-            namespaces["sample"] = {
-                "output_text": sample["output"][0]["content"] if sample["output"] else ""
-            }
-            error = sample["error"]
+            try:
+                sample = await self.sample(namespaces)
+            except (graders.GraderError, ValidationError) as exc:
+                sample, error = {"output": []}, {"code": "invalid_item", "message": str(exc)}
+            else:
+                error = sample["error"]
+            namespaces["sample"] = {"output_text": "".join(o["content"] for o in sample["output"])}
         results = []
         if error is None:
             for grader in self.criteria:
@@ -192,12 +197,7 @@ class ItemRun:
         body = {
             "datasource_item": row["item"],
             "results": [r.model_dump() for r in results],
-            "sample": sample
-            or {
-                "output": [
-                    {"role": "assistant", "content": namespaces["sample"].get("output_text", "")}
-                ]
-            },
+            "sample": sample,
             "error": error,
         }
         return EvalOutputItemRow(
@@ -227,7 +227,7 @@ class ItemRun:
             return started | {"output": [], "finish_reason": "", "usage": usage(None),
                               "error": {"code": exc.code or "error", "message": exc.message}}  # fmt: skip
         choice = answer.choices[0]
-        output = [{"role": "assistant", "content": choice.message.content}]
+        output = [{"role": "assistant", "content": choice.message.content or ""}]
         return started | {"output": output, "finish_reason": choice.finish_reason,
                           "usage": usage(answer.usage), "error": None}  # fmt: skip
 
@@ -249,7 +249,7 @@ class ItemRun:
                     item_request(self.app, self.path), self.principal, body
                 )
             except ApiError as exc:
-                if exc.status in FATAL:
+                if exc.status in FATAL or (exc.status == 400 and exc.param in RUN_PARAMS):
                     raise RunFailed(exc.code or "invalid_request", exc.message) from exc
                 if exc.status not in (429, 503) or attempt == RETRIES:
                     raise
