@@ -38,7 +38,7 @@ class GraderError(ShoptalkError):
 
     def __init__(self, where: str, message: str) -> None:
         super().__init__(f"{where}: {message}")
-        self.where = where
+        self.where, self.detail = where, message
 
 
 class StringCheck(BaseModel, extra="allow"):

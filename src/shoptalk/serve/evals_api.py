@@ -126,7 +126,7 @@ def check_eval(body: EvalCreate) -> None:
         where = exc.where
         if where.startswith("item_schema"):
             where = f"data_source_config.{where}"
-        raise bad(where, str(exc).split(": ", 1)[1]) from exc
+        raise bad(where, exc.detail) from exc
 
 
 def eval_object(row: EvalRow) -> dict:
@@ -224,7 +224,7 @@ def check_run(
         try:
             graders.check_template(template, f"data_source.input_messages.{where}", fields, False)
         except graders.GraderError as exc:
-            raise bad(exc.where, str(exc).split(": ", 1)[1]) from exc
+            raise bad(exc.where, exc.detail) from exc
 
 
 def file_rows(store: EvalStore, file_id: str) -> list[SourceRow]:
