@@ -239,10 +239,13 @@ class JudgedEngine:
         answer = text.split("Answer:", 1)[1].split("Reference:")[0]
         reference = text.split("Reference:", 1)[1].split("\n")[0].strip()
         score = 1 if reference in answer else 0
+        reply = f'{{"steps": "compared", "result": {score}}}'
+        if '"result": "<one of' in text:  # a label_model grader's instructions
+            reply = '{"result": "%s"}' % ("正确" if score else "错误")
 
         async def deltas() -> AsyncIterator[Delta]:
             prepared.completion_tokens = 5
-            yield Delta(0, f'{{"steps": "compared", "result": {score}}}', "stop")
+            yield Delta(0, reply, "stop")
 
         return deltas()
 
@@ -262,9 +265,10 @@ def judged(tiny_model, tmp_path_factory, one_thread):
         yield engine, clients(url, secrets)["editor"], app
 
 
-def test_a_score_model_grader_is_run_by_the_served_judge(judged):
+def test_score_model_and_label_model_graders_are_run_by_the_served_judge(judged):
     engine, client, _app = judged
     answer = greedy_free(client)
+    assert answer[:3].strip()  # a reference that is not in every text
     grader = {
         "type": "score_model",
         "name": "judge",
@@ -276,6 +280,10 @@ def test_a_score_model_grader_is_run_by_the_served_judge(judged):
         "range": [0, 1],
         "pass_threshold": 0.5,
     }
+    label = {
+        "type": "label_model", "name": "verdict", "model": "judge", "input": grader["input"],
+        "labels": ["正确", "错误"], "passing_labels": ["正确"],
+    }  # fmt: skip
     created = client.evals.create(
         name="judged",
         data_source_config={
@@ -285,7 +293,7 @@ def test_a_score_model_grader_is_run_by_the_served_judge(judged):
                 "properties": {"question": {"type": "string"}, "ref": {"type": "string"}},
             },
         },  # fmt: skip
-        testing_criteria=[grader],
+        testing_criteria=[grader, label],
     )
     items = [{"question": "Hello", "ref": answer[:3]}, {"question": "Hello", "ref": "没有这个词"}]
     run = client.evals.runs.create(created.id, data_source=completions_source(items, "base"))
@@ -293,6 +301,10 @@ def test_a_score_model_grader_is_run_by_the_served_judge(judged):
     assert run.status == "completed", run.error
     output = list(client.evals.runs.output_items.list(run.id, eval_id=created.id))
     assert [(o.status, o.results[0].score) for o in output] == [("pass", 1.0), ("fail", 0.0)]
+    assert [(o.results[1].passed, o.results[1].sample["label"]) for o in output] == [
+        (True, "正确"),
+        (False, "错误"),
+    ]
     assert '"result": 1' in output[0].results[0].sample["output_text"]
     # The judge saw the item's reference and the model's answer, rendered into its messages.
     assert any("没有这个词" in p and answer in p for p in engine.prompts)
