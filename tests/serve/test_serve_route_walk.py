@@ -51,7 +51,11 @@ PATH_VALUES = {
     "action": "cancel",
     "feedback_id": "fb-unknown",
     "decision": "reject",
+    "eval_id": "eval_unknown",
+    "run_id": "evalrun_unknown",
+    "output_item_id": "outputitem_unknown",
 }
+EVAL_SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}}}
 BODIES = {
     ("POST", "/v1/chat/completions"): {
         "model": "base",
@@ -67,6 +71,28 @@ BODIES = {
     ("POST", "/v1/projects"): {"name": "Walk"},
     ("POST", "/v1/admin/keys"): {"name": "walk", "scopes": ["chat"]},
     ("POST", "/v1/fine_tuning/jobs"): {"model": "base", "training_file": "file-unknown"},
+    ("POST", "/v1/evals"): {
+        "data_source_config": {"type": "custom", "item_schema": EVAL_SCHEMA},
+        "testing_criteria": [
+            {
+                "type": "string_check",
+                "name": "x",
+                "input": "{{item.question}}",
+                "reference": "x",
+                "operation": "eq",
+            }
+        ],
+    },  # fmt: skip
+    ("POST", "/v1/evals/{eval_id}"): {"name": "walk"},
+    ("POST", "/v1/evals/{eval_id}/runs"): {
+        "data_source": {
+            "type": "completions",
+            "model": "base",
+            "rag": True,
+            "input_messages": {"type": "item_reference", "item_reference": "item.question"},
+            "source": {"type": "file_content", "content": [{"item": {"question": QUESTION}}]},
+        }
+    },  # fmt: skip
 }
 UPLOADS = {
     ("POST", "/v1/project/sources"): {"kind": "docs"},

@@ -18,6 +18,7 @@ TABLE_MODULES: list[str] = [
     "shoptalk.registry.audit",
     "shoptalk.registry.models",
     "shoptalk.registry.jobs",
+    "shoptalk.registry.evals",
 ]
 
 

@@ -24,6 +24,7 @@ from shoptalk.serve.auth import require
 from shoptalk.serve.embeddings import EmbeddingService
 from shoptalk.serve.engine import Engine
 from shoptalk.serve.errors import ApiError, api_error_handler
+from shoptalk.serve.eval_runs import EvalRunner
 from shoptalk.serve.metrics import Metrics
 from shoptalk.serve.middleware import AuditTheRest, BodyLimit, http_error, validation_error
 from shoptalk.serve.services import Services, build_services
@@ -61,7 +62,9 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if worker is not None:
             worker.start()
+        evals = EvalRunner.of(_app)  # resumes eval runs a stopped server left unfinished
         yield
+        await evals.close()
         # Uvicorn has already let in-flight requests finish; now stop the worker.
         if worker is not None:
             await asyncio.to_thread(worker.stop)
@@ -97,9 +100,10 @@ def create_app(
 def include_routers(app: FastAPI, settings: ServeSettings, project: Any) -> None:
     """Every route of the server, one router per resource."""
     from shoptalk.serve.admin import router as admin_router
+    from shoptalk.serve.evals_api import router as evals_router
 
     add_ops_routes(app, settings)
-    for router in [*inference_api.ROUTERS, admin_router]:
+    for router in [*inference_api.ROUTERS, admin_router, evals_router]:
         app.include_router(router)
     if project is not None:
         from shoptalk.serve.console import attach_console

@@ -31,7 +31,7 @@ from shoptalk.serve.uploads import upload_name
 
 JOBS_SCOPE = "editor"
 MAX_UPLOAD_BYTES = 512 * 2**20
-PURPOSES = ("fine-tune", "assistants", "batch", "user_data")
+PURPOSES = ("fine-tune", "assistants", "batch", "user_data", "evals")
 
 # One router per resource: files, and fine-tuning jobs.
 files_router = APIRouter(prefix="/v1/files", tags=["fine-tuning"])
