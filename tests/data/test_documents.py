@@ -167,15 +167,22 @@ def test_invalid_front_matter_names_the_line(tmp_path):
         (["hr"], {}, False, ["hr"]),  # front matter alone
         (None, {"docs/hr/*": ["hr", "payroll"]}, False, ["hr", "payroll"]),  # rag.access alone
         (None, {}, True, ["docs/hr"]),  # the folder alone
-        (["legal"], {"docs/hr/*": ["hr"]}, False, ["legal"]),  # front matter beats rag.access
-        (["legal"], {}, True, ["legal"]),  # front matter beats the folder
+        # Front matter only narrows: a group the project does not give is dropped.
+        (["legal"], {"docs/hr/*": ["hr"]}, False, ["hr"]),
+        (["legal"], {}, True, ["docs/hr"]),
+        (["hr"], {"docs/hr/*": ["hr", "payroll"]}, False, ["hr"]),  # narrowed to one
+        (["hr", "legal"], {"docs/hr/*": ["hr", "payroll"]}, False, ["hr"]),
+        (["docs/hr"], {}, True, ["docs/hr"]),
         (None, {"docs/hr/*": ["hr"]}, True, ["hr"]),  # rag.access beats the folder
-        (["legal"], {"docs/hr/*": ["hr"]}, True, ["legal"]),  # all three: front matter
+        (["legal"], {"docs/hr/*": ["hr"]}, True, ["hr"]),  # all three: rag.access
+        (["hr"], {"docs/hr/*": ["hr"]}, True, ["hr"]),
         (None, {"docs/*": ["staff"], "*/pay.md": ["hr", "staff"]}, False, ["staff", "hr"]),
         (None, {"docs/it/*": ["it"]}, False, []),  # a pattern that does not match
     ],
 )
-def test_groups_combine_by_the_most_specific_statement(declared, access, folder_groups, expected):
+def test_front_matter_narrows_the_project_s_groups_and_never_widens_them(
+    declared, access, folder_groups, expected
+):
     groups = document_groups(declared, "docs/hr/pay.md", ["docs/hr"], access, folder_groups)
     assert groups == expected
 

@@ -232,17 +232,20 @@ def document_groups(
 ) -> list[str]:
     """Who may read a document (none = every key), by the rule of docs/permissions.md.
 
-    The most specific statement wins: the groups the document declares itself,
-    else those of every `rag.access` pattern its path `name` matches, else (with
-    `rag.folder_groups`) its `folder`, else every key may read it.
+    The project's groups come from every `rag.access` pattern its path `name`
+    matches, else (with `rag.folder_groups`) its `folder`. The groups the
+    document declares itself may only narrow them: a declared group the project
+    does not give is dropped (an author cannot open a file wider than the
+    project's owner set), and when none is left the project's groups stand.
     """
-    if declared is not None:
-        return declared
     groups = [
         g for pattern, names in access.items() if fnmatch.fnmatch(name, pattern) for g in names
     ]
     if not groups and folder_groups:
         groups = folder
+    if declared is not None:
+        narrowed = [g for g in declared if g in groups] if groups else declared
+        groups = narrowed or groups
     return list(dict.fromkeys(groups))
 
 
