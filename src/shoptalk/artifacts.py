@@ -46,6 +46,8 @@ PREFERENCES_FILE = "preferences.jsonl"
 MANIFEST_FILE = "manifest.json"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
+# The style rules read from the organization's style material (data.style.StyleRules).
+STYLE_FILE = "style.json"
 
 # --- a run folder
 PLAN_FILE = "plan.json"
