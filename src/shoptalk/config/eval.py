@@ -29,9 +29,52 @@ class GateRule(BaseModel, extra="forbid"):
         return self
 
 
+class GateDefaults(BaseModel, extra="forbid"):
+    """The rules every build is gated by unless the user drops them (eval/gate.py says how)."""
+
+    # Why 0.3 nats/token (bench/RESULTS.md, "Default gate margins"): the default recipe
+    # lost 0.64 [0.59, 0.69] on the bundled example, 0.81 on the held-out organization of
+    # issue 17 and 0.63 on the Chinese one, the harm the gate exists to stop; 0.3 fails each
+    # even at its interval's lower end, and is 6x the interval's half-width on the 220
+    # prompts (±0.05), so measurement noise alone never fails a build.
+    retention_max_drop: float | None = Field(
+        0.3,
+        ge=0,
+        description="Suite 'retention', log_likelihood (nats/token of the base's own general "
+        "answers): fail when the tuned model's drop exceeds this and its 95% interval lies "
+        "below 0; null = no such rule",
+    )
+    # Why 0.05 (3 of the 67 questions): measured drops were 0.030 [-0.075, +0.134] (bundled
+    # example) and 0.044 (held-out organization), within noise; the interval's half-width
+    # is ~0.10 on 67 questions, so a drop fails once it is real and larger than 3 answers.
+    general_qa_max_drop: float | None = Field(
+        0.05,
+        ge=0,
+        description="Suite 'general_qa', key_fact_recall: fail when the tuned model's drop "
+        "exceeds this and its 95% interval lies below 0; null = no such rule",
+    )
+    domain_gain: bool = Field(
+        True,
+        description="The tuned model's key_fact_recall over every question of the project's "
+        "own domain suites (pooled; closed book) must rise: 95% interval of the change above 0",
+    )
+    refusal_not_below_base: bool = Field(
+        True,
+        description="On every unanswerable suite (closed book and '+rag'), the tuned model's "
+        "refusal_rate must not fall below the base's with a 95% interval below 0",
+    )
+
+
 class GateSettings(BaseModel, extra="forbid"):
     rules: list[GateRule] = Field(
-        default_factory=list, description="Thresholds the scorecard must meet; none = always pass"
+        default_factory=list,
+        description="Your thresholds; each must be checkable (a suite not scored fails it)",
+    )
+    defaults: GateDefaults = Field(
+        default_factory=GateDefaults,
+        description="Rules that protect users, checked on whatever was scored (a suite not "
+        "scored is reported, not failed); a rule of `rules` on the same suite and metric "
+        "replaces the default one",
     )
 
 

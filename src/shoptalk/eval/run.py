@@ -21,6 +21,7 @@ from shoptalk.artifacts import (
 )
 from shoptalk.errors import ShoptalkError
 from shoptalk.eval.canary import CanaryCheck
+from shoptalk.eval.gate import check_gate
 from shoptalk.eval.grounded import (
     Grounded,
     add_claim_metrics,
@@ -231,6 +232,8 @@ def score_pair(
         add_judge(card, judge, out)
         timing["judge_seconds"] = round(time.perf_counter() - started, 1)
     card.timing = timing
+    if labels == [BASE, TUNED]:
+        card.gate = check_gate(card, project.config.eval.gate)
     write_scorecard(card, files.scorecard)
     write_report(card, files.report)
     write_json(files.answers, {k: {BASE: v[0], TUNED: v[1]} for k, v in answers.items()})

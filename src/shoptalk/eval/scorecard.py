@@ -86,6 +86,27 @@ class SuiteScores(BaseModel):
     diff: dict[str, list[float]]
 
 
+class GateCheck(BaseModel):
+    """One gate rule on one suite: the numbers it judged and its verdict (eval/gate.py)."""
+
+    rule: str
+    suite: str
+    metric: str
+    status: Literal["passed", "failed", "not checked"]
+    base: float | None = None
+    tuned: float | None = None
+    # [mean(tuned - base), 2.5th percentile, 97.5th percentile], when one was measured
+    change: list[float] | None = None
+    failures: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class GateResult(BaseModel):
+    passed: bool
+    failures: list[str] = Field(default_factory=list)
+    checks: list[GateCheck] = Field(default_factory=list)
+
+
 class Scorecard(BaseModel):
     run_id: str
     base_model: str
@@ -98,6 +119,8 @@ class Scorecard(BaseModel):
     labels: list[str] = Field(default_factory=lambda: ["base", "tuned"])
     # Variants not scored, and why: e.g. {"base+RAG": "eval.rag is off ..."}.
     not_run: dict[str, str] = Field(default_factory=dict)
+    # The verdict of `eval.gate` on this scorecard (base vs tuned only).
+    gate: GateResult | None = None
 
 
 def question_metrics(question: Question, answer: str) -> VariantScores:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_atomic
 from shoptalk.config import ShoptalkConfig
-from shoptalk.eval.gate import GateResult, check_gate
+from shoptalk.eval.gate import GateResult, check_gate, render_checks
 from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import Scorecard
 from shoptalk.pipeline.events import Event, OnEvent, Stage
@@ -204,12 +204,12 @@ def gate(
         on_event(Event(stage="gate", status="skipped", message=message, **where))
         return None
     result = check_gate(card, project.config.eval.gate)
+    checks = "".join(f"\n  {line}" for line in render_checks(result))
     if not result.passed:
         message = "FAILED, the model is not promoted:\n  " + "\n  ".join(result.failures)
-        on_event(Event(stage="gate", status="failed", message=message, **where))
+        on_event(Event(stage="gate", status="failed", message=message + checks, **where))
         return result
     promote_run(project, run)
-    rules = len(project.config.eval.gate.rules)
-    message = f"passed ({rules} rules); promoted {run.run_id}"
+    message = f"passed ({len(result.checks)} checks); promoted {run.run_id}{checks}"
     on_event(Event(stage="gate", status="done", message=message, **where))
     return result
