@@ -67,6 +67,7 @@ INDEX_MANIFEST = "manifest.json"
 SCORECARD_FILE = "scorecard.json"
 EVAL_REPORT = "report.html"
 ANSWERS_FILE = "answers.json"
+COVERAGE_FILE = "coverage.json"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -322,6 +323,11 @@ class EvalArtifact(BaseModel):
     @property
     def answers(self) -> Path:
         return self.path / ANSWERS_FILE
+
+    @property
+    def coverage(self) -> Path:
+        """Which facts of the documents and FAQ the tuned model recalls (eval/coverage.py)."""
+        return self.path / COVERAGE_FILE
 
 
 class JobArtifact(BaseModel):

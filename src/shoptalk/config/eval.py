@@ -90,6 +90,25 @@ class JudgeSettings(BaseModel, extra="forbid"):
     )
 
 
+class CoverageSettings(BaseModel, extra="forbid"):
+    enabled: bool = Field(
+        True,
+        description="Ask the tuned model one question per fact of the documents and FAQ (the "
+        "data stage's questions) and report which it recalls, per document (coverage.json)",
+    )
+    # Why 8: the bundled example has 11 documents and one FAQ (383 facts); 8 each is 96
+    # questions, twice (closed book, with retrieval): ~2 minutes on 2 cores (RESULTS.md).
+    max_facts_per_document: int | None = Field(
+        8,
+        ge=1,
+        description="Facts checked per document or FAQ file, the same ones every build "
+        "(seeded by data.seed); none = every fact",
+    )
+    rag: bool = Field(
+        True, description="Also ask with retrieval, as `ask` answers, when an index exists"
+    )
+
+
 class EvalSettings(BaseModel, extra="forbid"):
     max_new_tokens: int = Field(
         64, ge=1, le=4096, description="Longest answer generated per question, in tokens (greedy)"
@@ -109,6 +128,11 @@ class EvalSettings(BaseModel, extra="forbid"):
         None,
         description="LLM-as-judge at an OpenAI-compatible endpoint: base vs tuned against the "
         "reference, both orders (suite 'judge'); none = not judged",
+    )
+    coverage: CoverageSettings = Field(
+        default_factory=CoverageSettings,
+        description="Which facts of the documents and FAQ the tuned model recalls, closed book "
+        "and with retrieval (the report's coverage section)",
     )
     rag: bool = Field(
         True,

@@ -229,8 +229,8 @@ def _gate(card: Scorecard) -> str:
     )
 
 
-def render_report(card: Scorecard) -> str:
-    """The whole report page as one HTML string."""
+def render_report(card: Scorecard, extra: str = "") -> str:
+    """The whole report page as one HTML string; `extra` (HTML) goes before the questions."""
     sections = [
         f"<h2>{escape(name)} <span class=meta>({escape(s.kind)}, {s.n} questions)</span></h2>"
         f"<div class=suite>{_chart(s, card.labels)}{_numbers(s, card.labels)}</div>"
@@ -239,11 +239,11 @@ def render_report(card: Scorecard) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>shoptalk scorecard {escape(card.run_id)}</title><style>{_CSS}</style></head>"
-        f"<body>{_header(card)}{_gate(card)}{''.join(sections)}{_questions(card)}<script>{_JS}</script>"
+        f"<body>{_header(card)}{_gate(card)}{''.join(sections)}{extra}{_questions(card)}<script>{_JS}</script>"
         "</body></html>\n"
     )
 
 
-def write_report(card: Scorecard, path: Path) -> None:
+def write_report(card: Scorecard, path: Path, extra: str = "") -> None:
     """Write the report atomically (temp file + rename) next to scorecard.json."""
-    write_atomic(Path(path), render_report(card))
+    write_atomic(Path(path), render_report(card, extra))

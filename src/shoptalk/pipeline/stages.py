@@ -193,6 +193,22 @@ def evaluate(
     return card
 
 
+def coverage(
+    project: Project, run: RunArtifact, base_path: str, data: DatasetArtifact, on_event: OnEvent
+) -> None:
+    """Which facts the tuned model recalls (`eval.coverage`): coverage.json and the report."""
+    from shoptalk.eval.coverage import coverage_section, measure_coverage
+    from shoptalk.eval.report import write_report
+    from shoptalk.eval.scorecard import read_scorecard
+
+    files = project.eval_of(run.run_id)
+    found = measure_coverage(project, run, base_path, data) if files.scorecard.is_file() else None
+    if found is not None:
+        write_report(read_scorecard(files.scorecard), files.report, coverage_section(found))
+        message = f"coverage: {len(found.facts)} facts in {found.seconds:g} s ({files.coverage})"
+        on_event(Event(stage="eval", status="progress", input_hash=run.run_id, message=message))
+
+
 def gate(
     project: Project, run: RunArtifact, card: Scorecard | None, on_event: OnEvent
 ) -> GateResult | None:
