@@ -109,6 +109,26 @@ class CoverageSettings(BaseModel, extra="forbid"):
     )
 
 
+Mode = Literal["base", "base+rag", "tuned", "tuned+rag"]
+
+
+class PromoteSettings(BaseModel, extra="forbid"):
+    prefer: list[Mode] = Field(
+        default_factory=lambda: ["tuned+rag", "base+rag", "tuned", "base"],
+        min_length=1,
+        description="Modes in order of preference: the build serves the first one that was "
+        "scored ('+rag' needs a retrieval index) and is allowed (see require_gate)",
+    )
+    require_gate: bool = Field(
+        True, description="Serve a tuned mode only when the tuned model passed eval.gate"
+    )
+    switch_if_better: bool = Field(
+        True,
+        description="Serve a later allowed mode instead when it beats the preferred one on the "
+        "same questions with a 95% interval of the difference above 0",
+    )
+
+
 class EvalSettings(BaseModel, extra="forbid"):
     max_new_tokens: int = Field(
         64, ge=1, le=4096, description="Longest answer generated per question, in tokens (greedy)"
@@ -128,6 +148,11 @@ class EvalSettings(BaseModel, extra="forbid"):
         None,
         description="LLM-as-judge at an OpenAI-compatible endpoint: base vs tuned against the "
         "reference, both orders (suite 'judge'); none = not judged",
+    )
+    promote: PromoteSettings = Field(
+        default_factory=PromoteSettings,
+        description="Which mode (base, base+rag, tuned, tuned+rag) the build promotes and the "
+        "API's default model answers in",
     )
     coverage: CoverageSettings = Field(
         default_factory=CoverageSettings,

@@ -121,6 +121,11 @@ class Scorecard(BaseModel):
     not_run: dict[str, str] = Field(default_factory=dict)
     # The verdict of `eval.gate` on this scorecard (base vs tuned only).
     gate: GateResult | None = None
+    # Each mode (base, base+rag, tuned, tuned+rag) scored on the same questions, and the
+    # one `eval.promote` serves, with why (eval/promote.py).
+    modes: dict[str, float] = Field(default_factory=dict)
+    mode: str | None = None
+    mode_reason: str = ""
 
 
 def question_metrics(question: Question, answer: str) -> VariantScores:

@@ -13,9 +13,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_atomic
+from shoptalk.artifacts import DatasetArtifact, PromotedMode, RunArtifact, write_atomic
 from shoptalk.config import ShoptalkConfig
 from shoptalk.eval.gate import GateResult, check_gate, render_checks
+from shoptalk.eval.promote import choose_mode
 from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import Scorecard
 from shoptalk.pipeline.events import Event, OnEvent, Stage
@@ -221,6 +222,11 @@ def gate(
         return None
     result = check_gate(card, project.config.eval.gate)
     checks = "".join(f"\n  {line}" for line in render_checks(result))
+    mode, why = choose_mode(card, project.config.eval.promote, result.passed)
+    if mode is not None:
+        tuned = run.run_id if mode.startswith("tuned") else None
+        PromotedMode(mode=mode, run_id=tuned, reason=why).write(project.state)
+        checks += f"\n  serving {mode}: {why}"
     if not result.passed:
         message = "FAILED, the model is not promoted:\n  " + "\n  ".join(result.failures)
         on_event(Event(stage="gate", status="failed", message=message + checks, **where))

@@ -29,11 +29,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from shoptalk.artifacts import CARD_FILE, FINAL_DIR, RUNS_DIR
+from shoptalk.artifacts import CARD_FILE, FINAL_DIR, RUNS_DIR, PromotedMode
 from shoptalk.serve.errors import ApiError
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class ModelEntry:
     kind: Literal["base", "adapter", "full"]
     path: Path
     run_dir: Path | None = None
+    # The promoted mode's aliases answer with retrieval unless a request says `rag: false`.
+    rag: bool = False
 
     def groups(self) -> list[str]:
         return card_groups(self.run_dir)
@@ -136,6 +138,27 @@ def project_entries(project: Project, base_path: str, settings: ServeSettings) -
         if run_dir.name == promoted:
             entries["shoptalk"] = entry
             entries.setdefault(slug(project.config.name) or "shoptalk", entry)
+    return with_promoted_mode(project, entries)
+
+
+def with_promoted_mode(project: Project, entries: dict[str, ModelEntry]) -> dict:
+    """The aliases answer in the mode the build promoted (eval.promote): the base model for
+    base modes, with retrieval for '+rag' modes; a run's own id and `base` stay as they are."""
+    promoted = PromotedMode.read(project.state)
+    if promoted is None:
+        return entries
+    aliases = ["shoptalk", slug(project.config.name) or "shoptalk"]
+    if promoted.mode.startswith("base"):
+        target = entries["base"]
+    elif promoted.run_id in entries:
+        target = entries[promoted.run_id]
+    else:  # the mode's run is not served (deleted, or another build promoted since)
+        return entries
+    current = entries.get("shoptalk")
+    for alias in aliases:
+        # The project's slug names the promoted model unless a run or `base` has that name.
+        if alias == "shoptalk" or entries.get(alias) in (None, current):
+            entries[alias] = replace(target, rag=promoted.rag)
     return entries
 
 
