@@ -229,6 +229,23 @@ def _gate(card: Scorecard) -> str:
     )
 
 
+def _modes(card: Scorecard) -> str:
+    """Each mode's score on the same questions, and the one eval.promote serves."""
+    if not card.modes:
+        return ""
+    rows = "".join(
+        f"<tr><td>{'<b>' + escape(m) + '</b> (served)' if m == card.mode else escape(m)}</td>"
+        f"<td class=n>{v:.3f}</td></tr>"
+        for m, v in card.modes.items()
+    )
+    served = f"served: <b>{escape(card.mode)}</b> — {escape(card.mode_reason)}" if card.mode else ""
+    return (
+        "<h2>Modes</h2><p class=meta>mean of each question's score (key-fact recall, refusal, "
+        f"style) on the questions every mode answered · {served}</p>"
+        f"<table><tr><th>mode</th><th>score</th></tr>{rows}</table>"
+    )
+
+
 def render_report(card: Scorecard, extra: str = "") -> str:
     """The whole report page as one HTML string; `extra` (HTML) goes before the questions."""
     sections = [
@@ -239,7 +256,7 @@ def render_report(card: Scorecard, extra: str = "") -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>shoptalk scorecard {escape(card.run_id)}</title><style>{_CSS}</style></head>"
-        f"<body>{_header(card)}{_gate(card)}{''.join(sections)}{extra}{_questions(card)}<script>{_JS}</script>"
+        f"<body>{_header(card)}{_modes(card)}{_gate(card)}{''.join(sections)}{extra}{_questions(card)}<script>{_JS}</script>"
         "</body></html>\n"
     )
 

@@ -294,9 +294,14 @@ def render_table(card: Scorecard) -> Table:
     a, b = card.labels
     title = f"{card.run_id} vs base {card.base_model}" if a == "base" else f"{a} (A) vs {b} (B)"
     table = Table(title=title)
+    captions = []
     if card.not_run:
         reasons = sorted(set(card.not_run.values()))
-        table.caption = f"{', '.join(card.not_run)}: not run ({'; '.join(reasons)})"
+        captions.append(f"{', '.join(card.not_run)}: not run ({'; '.join(reasons)})")
+    if card.modes:
+        modes = ", ".join(f"{m} {v:.3f}" for m, v in card.modes.items())
+        captions.append(f"modes: {modes}; serving {card.mode or 'none'}")
+    table.caption = "\n".join(captions) or None
     table.add_column("suite")
     table.add_column("n", justify="right")
     table.add_column("metric")
