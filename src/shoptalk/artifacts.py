@@ -355,7 +355,9 @@ class PromotedMode(BaseModel):
     """`.shoptalk/promoted-mode.json`: what the API's default model answers with."""
 
     mode: Literal["base", "base+rag", "tuned", "tuned+rag"]
-    run_id: str | None = None  # the tuned run, for the tuned modes
+    # The promoted run (`promoted-run`) the mode goes with: the tuned run for the tuned
+    # modes; for the base modes the one promoted before, if any. Another one: stale.
+    run_id: str | None = None
     reason: str = ""
 
     @property
@@ -364,6 +366,11 @@ class PromotedMode(BaseModel):
 
     def write(self, state: Path) -> None:
         write_json(state / PROMOTED_MODE_FILE, self.model_dump(mode="json"))
+
+    @staticmethod
+    def clear(state: Path) -> None:
+        """A build that chose no mode (no scorecard): the promoted run answers as it is."""
+        (state / PROMOTED_MODE_FILE).unlink(missing_ok=True)
 
     @classmethod
     def read(cls, state: Path) -> PromotedMode | None:

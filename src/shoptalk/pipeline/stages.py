@@ -216,6 +216,7 @@ def gate(
     """Promote the run if its scorecard passes `eval.gate` (or if there is no scorecard)."""
     where = {"input_hash": run.run_id, "artifact": str(run.path)}
     if card is None:
+        PromotedMode.clear(project.state)
         promote_run(project, run)
         message = f"no scorecard to check; promoted {run.run_id}"
         on_event(Event(stage="gate", status="skipped", message=message, **where))
@@ -224,8 +225,9 @@ def gate(
     checks = "".join(f"\n  {line}" for line in render_checks(result))
     mode, why = choose_mode(card, project.config.eval.promote, result.passed)
     if mode is not None:
-        tuned = run.run_id if mode.startswith("tuned") else None
-        PromotedMode(mode=mode, run_id=tuned, reason=why).write(project.state)
+        PromotedMode(mode=mode, run_id=promoted_with(project, run, mode), reason=why).write(
+            project.state
+        )
         checks += f"\n  serving {mode}: {why}"
     if not result.passed:
         message = "FAILED, the model is not promoted:\n  " + "\n  ".join(result.failures)
@@ -235,3 +237,12 @@ def gate(
     message = f"passed ({len(result.checks)} checks); promoted {run.run_id}{checks}"
     on_event(Event(stage="gate", status="done", message=message, **where))
     return result
+
+
+def promoted_with(project: Project, run: RunArtifact, mode: str) -> str | None:
+    """The promoted run a mode goes with: this run for a tuned mode, else the one promoted
+    before (the mode no longer applies once `shoptalk models promote` changes it)."""
+    if mode.startswith("tuned"):
+        return run.run_id
+    pointer = project.promoted_run_file
+    return (pointer.read_text(encoding="utf-8").strip() or None) if pointer.is_file() else None

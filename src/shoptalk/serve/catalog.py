@@ -145,16 +145,12 @@ def with_promoted_mode(project: Project, entries: dict[str, ModelEntry]) -> dict
     """The aliases answer in the mode the build promoted (eval.promote): the base model for
     base modes, with retrieval for '+rag' modes; a run's own id and `base` stay as they are."""
     promoted = PromotedMode.read(project.state)
-    if promoted is None:
+    current = entries.get("shoptalk")
+    # A mode chosen with another promoted run is stale (`shoptalk models promote` since).
+    if promoted is None or (current.name if current else None) != promoted.run_id:
         return entries
     aliases = ["shoptalk", slug(project.config.name) or "shoptalk"]
-    if promoted.mode.startswith("base"):
-        target = entries["base"]
-    elif promoted.run_id in entries:
-        target = entries[promoted.run_id]
-    else:  # the mode's run is not served (deleted, or another build promoted since)
-        return entries
-    current = entries.get("shoptalk")
+    target = entries["base"] if promoted.mode.startswith("base") else current
     for alias in aliases:
         # The project's slug names the promoted model unless a run or `base` has that name.
         if alias == "shoptalk" or entries.get(alias) in (None, current):
