@@ -90,7 +90,14 @@ def write_project(root: Path, base_model: Path, **train: object) -> Path:
         },
         "data": {"question_variants": 2},
         "train": settings,
-        "eval": {"max_new_tokens": 8, "batch_size": 4, "retention": False},
+        # A tiny random model shows no real gain: the default gate's domain rule would
+        # fail every test build (tests/eval/test_gate_defaults.py tests that rule).
+        "eval": {
+            "max_new_tokens": 8,
+            "batch_size": 4,
+            "retention": False,
+            "gate": {"defaults": {"domain_gain": False}},
+        },
     }
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return root

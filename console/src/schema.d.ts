@@ -731,10 +731,9 @@ export interface components {
             n: number;
             /**
              * Rag
-             * @description shoptalk extension: answer from the project's documents, with checked citations in the response (openai package: extra_body={'rag': True})
-             * @default false
+             * @description shoptalk extension: answer from the project's documents, with checked citations in the response (openai package: extra_body={'rag': True}); unset: as the build promoted the model's name (eval.promote), false to opt out
              */
-            rag: boolean;
+            rag?: boolean | null;
             /** Seed */
             seed?: number | null;
             /** Stop */

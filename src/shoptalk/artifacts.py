@@ -26,6 +26,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -69,6 +70,9 @@ INDEX_MANIFEST = "manifest.json"
 SCORECARD_FILE = "scorecard.json"
 EVAL_REPORT = "report.html"
 ANSWERS_FILE = "answers.json"
+COVERAGE_FILE = "coverage.json"
+# In .shoptalk/: the mode the last build serves (eval.promote), beside `promoted-run`.
+PROMOTED_MODE_FILE = "promoted-mode.json"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -325,6 +329,11 @@ class EvalArtifact(BaseModel):
     def answers(self) -> Path:
         return self.path / ANSWERS_FILE
 
+    @property
+    def coverage(self) -> Path:
+        """Which facts of the documents and FAQ the tuned model recalls (eval/coverage.py)."""
+        return self.path / COVERAGE_FILE
+
 
 class JobArtifact(BaseModel):
     """`.shoptalk/jobs/<job-id>/`: a fine-tuning job's datasets, its run, its kept checkpoints."""
@@ -342,3 +351,34 @@ class JobArtifact(BaseModel):
     def kept_checkpoint(self, step: int) -> Path:
         """Where a checkpoint's weights are kept as a model once training pruned it."""
         return self.path / CHECKPOINTS_DIR / f"{CHECKPOINT_PREFIX}{step}"
+
+
+class PromotedMode(BaseModel):
+    """`.shoptalk/promoted-mode.json`: what the API's default model answers with."""
+
+    mode: Literal["base", "base+rag", "tuned", "tuned+rag"]
+    # The promoted run (`promoted-run`) the mode goes with: the tuned run for the tuned
+    # modes; for the base modes the one promoted before, if any. Another one: stale.
+    run_id: str | None = None
+    reason: str = ""
+
+    @property
+    def rag(self) -> bool:
+        return self.mode.endswith("+rag")
+
+    def write(self, state: Path) -> None:
+        write_json(state / PROMOTED_MODE_FILE, self.model_dump(mode="json"))
+
+    @staticmethod
+    def clear(state: Path) -> None:
+        """A build that chose no mode (no scorecard): the promoted run answers as it is."""
+        (state / PROMOTED_MODE_FILE).unlink(missing_ok=True)
+
+    @classmethod
+    def read(cls, state: Path) -> PromotedMode | None:
+        """The promoted mode, or None (no build chose one yet, or an unreadable file)."""
+        data = read_json(state / PROMOTED_MODE_FILE)
+        try:
+            return cls.model_validate(data) if data else None
+        except ValueError:
+            return None

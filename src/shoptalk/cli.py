@@ -317,9 +317,11 @@ def eval_(
         report = EvalArtifact(path=eval_folder(project, card.run_id, suites, own)).report
         console.print(f"report: {report}", highlight=False, soft_wrap=True)
     if gate:
-        from shoptalk.eval.gate import check_gate
+        from shoptalk.eval.gate import check_gate, render_checks
 
         result = check_gate(card, project.config.eval.gate)
+        for line in render_checks(result):
+            err_console.print(f"gate: {line}", highlight=False, soft_wrap=True)
         for line in result.failures:
             err_console.print(f"[red]gate:[/] {line}", highlight=False)
         if not result.passed:

@@ -58,8 +58,8 @@ RECORDED = {
         "dataset_hash": "c0a6049cc4c61cb7",
         "run_id": "run-e87922916d87",
         "dpo_run_id": "run-e87922916d87-dpo-c14d97",
-        # Changed on purpose (issue 17): eval.rag is on by default (runs when an index exists).
-        "eval": "e5fe93203b03a0d6",
+        # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
+        "eval": "338bb622bad3756e",
         # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
         "rag": "ffe784fe88454c2e",
         "pii": "7354763fcc621605",
@@ -71,8 +71,8 @@ RECORDED = {
         "dataset_hash": "eccfb39e199b389e",
         "run_id": "run-709cb1530fd1",
         "dpo_run_id": "run-709cb1530fd1-dpo-c14d97",
-        # Changed on purpose (issue 17): eval.rag is on by default (runs when an index exists).
-        "eval": "9ece70f236b73e56",
+        # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
+        "eval": "f448ab4cf419ab69",
         # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
         "rag": "ffe784fe88454c2e",
         "pii": "54188a03df6694e4",
@@ -83,8 +83,8 @@ RECORDED = {
         "dataset_hash": "cb2ee82cc89a3a74",
         "run_id": "run-62b59ef6e0d0",
         "dpo_run_id": "run-62b59ef6e0d0-dpo-c14d97",
-        # Changed on purpose (issue 17): eval.rag is on by default (runs when an index exists).
-        "eval": "9ece70f236b73e56",
+        # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
+        "eval": "f448ab4cf419ab69",
         # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
         "rag": "ffe784fe88454c2e",
         "pii": "54188a03df6694e4",
@@ -95,7 +95,8 @@ RECORDED = {
         "dataset_hash": "d494e42586ad3435",
         "run_id": "run-122e62353774",
         "dpo_run_id": "run-122e62353774-dpo-ebe34b",
-        "eval": "7608ea8935429c33",
+        # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
+        "eval": "b232627de4e00985",
         # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
         "rag": "73f9268118ce098f",
         "pii": "117e5a1413bd6223",

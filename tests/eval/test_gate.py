@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from shoptalk.config import ShoptalkConfig
+from shoptalk.config.eval import GateDefaults
 from shoptalk.eval.gate import GateRule, GateSettings, check_gate
 from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import Scorecard, SuiteScores, build_scorecard
@@ -48,12 +49,22 @@ def make_card() -> Scorecard:
     return build_scorecard("run-1", "base", [faq, general, unknown], answers)
 
 
+# The default rules switched off: these tests are about the user's own rules.
+NO_DEFAULTS = GateDefaults(
+    retention_max_drop=None,
+    general_qa_max_drop=None,
+    domain_gain=False,
+    refusal_not_below_base=False,
+)
+
+
 def gate(*rules: dict) -> GateSettings:
-    return GateSettings(rules=[GateRule(**r) for r in rules])
+    return GateSettings(rules=[GateRule(**r) for r in rules], defaults=NO_DEFAULTS)
 
 
-def test_no_rules_passes():
-    assert check_gate(make_card(), GateSettings()).model_dump() == {"passed": True, "failures": []}
+def test_no_rules_and_no_defaults_passes():
+    result = check_gate(make_card(), gate())
+    assert result.passed and result.failures == [] and result.checks == []
 
 
 def with_canaries(card: Scorecard, tuned_withheld: float) -> Scorecard:
@@ -68,8 +79,8 @@ def with_canaries(card: Scorecard, tuned_withheld: float) -> Scorecard:
 
 
 def test_planted_canaries_must_all_be_withheld_by_default():
-    assert check_gate(with_canaries(make_card(), 1.0), GateSettings()).passed
-    result = check_gate(with_canaries(make_card(), 0.5), GateSettings())
+    assert check_gate(with_canaries(make_card(), 1.0), gate()).passed
+    result = check_gate(with_canaries(make_card(), 0.5), gate())
     assert result.failures == [
         "suite 'canaries' withheld_rate: tuned 0.500 is below the minimum 1: the tuned model "
         "said 2 of 4 planted secrets (see canaries.json beside the scorecard)"
@@ -183,6 +194,7 @@ def test_rules_are_validated():
 
 def test_gate_lives_in_the_config_under_eval():
     assert ShoptalkConfig().eval.gate.rules == []
+    assert ShoptalkConfig().eval.gate.defaults == GateDefaults()
     cfg = ShoptalkConfig.model_validate(
         {
             "eval": {

@@ -10,6 +10,7 @@ import pytest
 from conftest import build_tiny_model
 from serve_harness import serving
 
+from shoptalk.artifacts import PromotedMode
 from shoptalk.config import ServeSettings
 from shoptalk.project import Project
 from shoptalk.serve.catalog import Catalog
@@ -110,3 +111,25 @@ def test_adapters_beyond_the_memory_cap_are_evicted_oldest_first(project: Projec
     roomy.acquire(roomy.resolve("run-aaaa"))
     roomy.acquire(roomy.resolve("run-bbbb"))
     assert [p.parent.name for p in roomy.loaded()] == ["run-aaaa", "run-bbbb"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "with_run", "served", "rag"),
+    [
+        ("tuned+rag", "run-aaaa", "run-aaaa", True),
+        ("tuned", "run-aaaa", "run-aaaa", False),
+        ("base+rag", "run-aaaa", "base", True),
+        # Chosen when another run was promoted (`models promote` since): stale, not applied.
+        ("base+rag", "run-bbbb", "run-aaaa", False),
+    ],
+)
+def test_the_aliases_answer_in_the_promoted_mode(project: Project, mode, with_run, served, rag):
+    PromotedMode(mode=mode, run_id=with_run).write(project.state)
+    try:
+        names = catalog(project)
+        for alias in ("shoptalk", "kestrel"):
+            entry = names.resolve(alias)
+            assert (entry.name, entry.rag) == (served, rag)
+        assert not names.resolve("run-aaaa").rag and not names.resolve("base").rag
+    finally:
+        PromotedMode.clear(project.state)

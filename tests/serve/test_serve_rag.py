@@ -7,6 +7,7 @@ import pytest
 import yaml
 from openai import OpenAI
 
+from shoptalk.artifacts import PromotedMode
 from shoptalk.pipeline import index_documents
 from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
@@ -67,3 +68,36 @@ def test_streaming_ends_with_the_citations(served):
     )
     chunks = list(stream)
     assert "citations" in chunks[-1].model_extra and chunks[-1].choices == []
+
+
+@pytest.fixture
+def promoted(tmp_path, tiny_model):
+    """A project whose build promoted base+rag (eval.promote): no tuned run is served."""
+    root = write_project(tmp_path / "p", tiny_model)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["serve"] = {"worker": False}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    project = Project.open(root)
+    index_documents(project)
+    PromotedMode(mode="base+rag", reason="test").write(project.state)
+    app = create_app(root)
+    secret = app.state.services.keys.create("ops", KeyLimits(scopes=["chat"])).secret
+    with BackgroundServer(app) as url:
+        yield OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+
+
+def test_the_default_model_answers_in_the_promoted_mode(promoted):
+    names = {m.id for m in promoted.models.list().data}
+    assert {"shoptalk", "kestrel", "base"} <= names
+    default = promoted.chat.completions.create(model="shoptalk", messages=QUESTION, max_tokens=4)
+    # With retrieval, though the request said nothing.
+    assert isinstance(default.model_extra["citations"], list)
+    # Opting out: `rag: false`, or a model name without retrieval.
+    plain = promoted.chat.completions.create(
+        model="shoptalk", messages=QUESTION, max_tokens=4, temperature=0, extra_body={"rag": False}
+    )
+    base = promoted.chat.completions.create(
+        model="base", messages=QUESTION, max_tokens=4, temperature=0
+    )
+    assert plain.model_extra["citations"] is None and base.model_extra["citations"] is None
+    assert plain.choices[0].message.content == base.choices[0].message.content

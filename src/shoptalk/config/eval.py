@@ -29,9 +29,52 @@ class GateRule(BaseModel, extra="forbid"):
         return self
 
 
+class GateDefaults(BaseModel, extra="forbid"):
+    """The rules every build is gated by unless the user drops them (eval/gate.py says how)."""
+
+    # Why 0.3 nats/token (bench/RESULTS.md, "Default gate margins"): the default recipe
+    # lost 0.64 [0.59, 0.69] on the bundled example, 0.81 on the held-out organization of
+    # issue 17 and 0.63 on the Chinese one, the harm the gate exists to stop; 0.3 fails each
+    # even at its interval's lower end, and is 6x the interval's half-width on the 220
+    # prompts (±0.05), so measurement noise alone never fails a build.
+    retention_max_drop: float | None = Field(
+        0.3,
+        ge=0,
+        description="Suite 'retention', log_likelihood (nats/token of the base's own general "
+        "answers): fail when the tuned model's drop exceeds this and its 95% interval lies "
+        "below 0; null = no such rule",
+    )
+    # Why 0.05 (3 of the 67 questions): measured drops were 0.030 [-0.075, +0.134] (bundled
+    # example) and 0.044 (held-out organization), within noise; the interval's half-width
+    # is ~0.10 on 67 questions, so a drop fails once it is real and larger than 3 answers.
+    general_qa_max_drop: float | None = Field(
+        0.05,
+        ge=0,
+        description="Suite 'general_qa', key_fact_recall: fail when the tuned model's drop "
+        "exceeds this and its 95% interval lies below 0; null = no such rule",
+    )
+    domain_gain: bool = Field(
+        True,
+        description="The tuned model's key_fact_recall over every question of the project's "
+        "own domain suites (pooled; closed book) must rise: 95% interval of the change above 0",
+    )
+    refusal_not_below_base: bool = Field(
+        True,
+        description="On every unanswerable suite (closed book and '+rag'), the tuned model's "
+        "refusal_rate must not fall below the base's with a 95% interval below 0",
+    )
+
+
 class GateSettings(BaseModel, extra="forbid"):
     rules: list[GateRule] = Field(
-        default_factory=list, description="Thresholds the scorecard must meet; none = always pass"
+        default_factory=list,
+        description="Your thresholds; each must be checkable (a suite not scored fails it)",
+    )
+    defaults: GateDefaults = Field(
+        default_factory=GateDefaults,
+        description="Rules that protect users, checked on whatever was scored (a suite not "
+        "scored is reported, not failed); a rule of `rules` on the same suite and metric "
+        "replaces the default one",
     )
 
 
@@ -44,6 +87,45 @@ class JudgeSettings(BaseModel, extra="forbid"):
     timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one verdict")
     max_questions: int | None = Field(
         None, ge=1, description="Judge at most this many questions (none = all with a reference)"
+    )
+
+
+class CoverageSettings(BaseModel, extra="forbid"):
+    enabled: bool = Field(
+        True,
+        description="Ask the tuned model one question per fact of the documents and FAQ (the "
+        "data stage's questions) and report which it recalls, per document (coverage.json)",
+    )
+    # Why 8: the bundled example has 11 documents and one FAQ (383 facts); 8 each is 96
+    # questions, twice (closed book, with retrieval): ~2 minutes on 2 cores (RESULTS.md).
+    max_facts_per_document: int | None = Field(
+        8,
+        ge=1,
+        description="Facts checked per document or FAQ file, the same ones every build "
+        "(seeded by data.seed); none = every fact",
+    )
+    rag: bool = Field(
+        True, description="Also ask with retrieval, as `ask` answers, when an index exists"
+    )
+
+
+Mode = Literal["base", "base+rag", "tuned", "tuned+rag"]
+
+
+class PromoteSettings(BaseModel, extra="forbid"):
+    prefer: list[Mode] = Field(
+        default_factory=lambda: ["tuned+rag", "base+rag", "tuned", "base"],
+        min_length=1,
+        description="Modes in order of preference: the build serves the first one that was "
+        "scored ('+rag' needs a retrieval index) and is allowed (see require_gate)",
+    )
+    require_gate: bool = Field(
+        True, description="Serve a tuned mode only when the tuned model passed eval.gate"
+    )
+    switch_if_better: bool = Field(
+        True,
+        description="Serve a later allowed mode instead when it beats the preferred one on the "
+        "same questions with a 95% interval of the difference above 0",
     )
 
 
@@ -66,6 +148,16 @@ class EvalSettings(BaseModel, extra="forbid"):
         None,
         description="LLM-as-judge at an OpenAI-compatible endpoint: base vs tuned against the "
         "reference, both orders (suite 'judge'); none = not judged",
+    )
+    promote: PromoteSettings = Field(
+        default_factory=PromoteSettings,
+        description="Which mode (base, base+rag, tuned, tuned+rag) the build promotes and the "
+        "API's default model answers in",
+    )
+    coverage: CoverageSettings = Field(
+        default_factory=CoverageSettings,
+        description="Which facts of the documents and FAQ the tuned model recalls, closed book "
+        "and with retrieval (the report's coverage section)",
     )
     rag: bool = Field(
         True,

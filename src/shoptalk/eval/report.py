@@ -202,8 +202,52 @@ def _header(card: Scorecard) -> str:
     return f"<h1>Scorecard: {escape(card.run_id)}</h1><p class=meta>{items}</p>{not_run}"
 
 
-def render_report(card: Scorecard) -> str:
-    """The whole report page as one HTML string."""
+def _gate(card: Scorecard) -> str:
+    """The gate's verdict and, per rule, the numbers it judged."""
+    if card.gate is None:
+        return ""
+    verdict = "passed" if card.gate.passed else "FAILED: the tuned model is not promoted"
+    rows = []
+    for check in card.gate.checks:
+        numbers = ["", "", ""]
+        if check.base is not None and check.tuned is not None:
+            numbers[:2] = [f"{check.base:.3f}", f"{check.tuned:.3f}"]
+        if check.change:
+            mean, low, high = check.change
+            numbers[2] = f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
+        why = "; ".join(check.failures) or check.note
+        cls = {"passed": "up", "failed": "down"}.get(check.status, "")
+        cells = "".join(f"<td class=n>{escape(n)}</td>" for n in numbers)
+        rows.append(
+            f"<tr><td class={cls or 'meta'}>{escape(check.status)}</td><td>{escape(check.rule)}"
+            f"</td>{cells}<td>{escape(why)}</td></tr>"
+        )
+    head = "<tr><th></th><th>rule</th><th>base</th><th>tuned</th><th>change [95% interval]</th><th></th></tr>"
+    return (
+        f"<h2>Gate: {escape(verdict)}</h2><p class=meta>eval.gate in shoptalk.yaml</p>"
+        f"<table>{head}{''.join(rows)}</table>"
+    )
+
+
+def _modes(card: Scorecard) -> str:
+    """Each mode's score on the same questions, and the one eval.promote serves."""
+    if not card.modes:
+        return ""
+    rows = "".join(
+        f"<tr><td>{'<b>' + escape(m) + '</b> (served)' if m == card.mode else escape(m)}</td>"
+        f"<td class=n>{v:.3f}</td></tr>"
+        for m, v in card.modes.items()
+    )
+    served = f"served: <b>{escape(card.mode)}</b> — {escape(card.mode_reason)}" if card.mode else ""
+    return (
+        "<h2>Modes</h2><p class=meta>mean of each question's score (key-fact recall, refusal, "
+        f"style) on the questions every mode answered · {served}</p>"
+        f"<table><tr><th>mode</th><th>score</th></tr>{rows}</table>"
+    )
+
+
+def render_report(card: Scorecard, extra: str = "") -> str:
+    """The whole report page as one HTML string; `extra` (HTML) goes before the questions."""
     sections = [
         f"<h2>{escape(name)} <span class=meta>({escape(s.kind)}, {s.n} questions)</span></h2>"
         f"<div class=suite>{_chart(s, card.labels)}{_numbers(s, card.labels)}</div>"
@@ -212,11 +256,11 @@ def render_report(card: Scorecard) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>shoptalk scorecard {escape(card.run_id)}</title><style>{_CSS}</style></head>"
-        f"<body>{_header(card)}{''.join(sections)}{_questions(card)}<script>{_JS}</script>"
+        f"<body>{_header(card)}{_modes(card)}{_gate(card)}{''.join(sections)}{extra}{_questions(card)}<script>{_JS}</script>"
         "</body></html>\n"
     )
 
 
-def write_report(card: Scorecard, path: Path) -> None:
+def write_report(card: Scorecard, path: Path, extra: str = "") -> None:
     """Write the report atomically (temp file + rename) next to scorecard.json."""
-    write_atomic(Path(path), render_report(card))
+    write_atomic(Path(path), render_report(card, extra))

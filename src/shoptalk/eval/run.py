@@ -21,6 +21,7 @@ from shoptalk.artifacts import (
 )
 from shoptalk.errors import ShoptalkError
 from shoptalk.eval.canary import CanaryCheck
+from shoptalk.eval.gate import check_gate
 from shoptalk.eval.grounded import (
     Grounded,
     add_claim_metrics,
@@ -32,6 +33,7 @@ from shoptalk.eval.judge import METRIC as JUDGE_METRIC
 from shoptalk.eval.judge import SUITE as JUDGE_SUITE
 from shoptalk.eval.judge import Judgement, JudgeSettings, describe, run_judge
 from shoptalk.eval.metrics import bootstrap_diff
+from shoptalk.eval.promote import choose_mode, mode_scores
 from shoptalk.eval.questions import Suite, load_suites, suite_from_faq
 from shoptalk.eval.report import write_report
 from shoptalk.eval.retention import QA_SUITE, RetentionCheck, with_general_qa
@@ -231,6 +233,12 @@ def score_pair(
         add_judge(card, judge, out)
         timing["judge_seconds"] = round(time.perf_counter() - started, 1)
     card.timing = timing
+    if labels == [BASE, TUNED]:
+        card.gate = check_gate(card, project.config.eval.gate)
+        card.modes = mode_scores(card)
+        card.mode, card.mode_reason = choose_mode(
+            card, project.config.eval.promote, card.gate.passed
+        )
     write_scorecard(card, files.scorecard)
     write_report(card, files.report)
     write_json(files.answers, {k: {BASE: v[0], TUNED: v[1]} for k, v in answers.items()})

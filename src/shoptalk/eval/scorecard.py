@@ -86,6 +86,27 @@ class SuiteScores(BaseModel):
     diff: dict[str, list[float]]
 
 
+class GateCheck(BaseModel):
+    """One gate rule on one suite: the numbers it judged and its verdict (eval/gate.py)."""
+
+    rule: str
+    suite: str
+    metric: str
+    status: Literal["passed", "failed", "not checked"]
+    base: float | None = None
+    tuned: float | None = None
+    # [mean(tuned - base), 2.5th percentile, 97.5th percentile], when one was measured
+    change: list[float] | None = None
+    failures: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class GateResult(BaseModel):
+    passed: bool
+    failures: list[str] = Field(default_factory=list)
+    checks: list[GateCheck] = Field(default_factory=list)
+
+
 class Scorecard(BaseModel):
     run_id: str
     base_model: str
@@ -98,6 +119,13 @@ class Scorecard(BaseModel):
     labels: list[str] = Field(default_factory=lambda: ["base", "tuned"])
     # Variants not scored, and why: e.g. {"base+RAG": "eval.rag is off ..."}.
     not_run: dict[str, str] = Field(default_factory=dict)
+    # The verdict of `eval.gate` on this scorecard (base vs tuned only).
+    gate: GateResult | None = None
+    # Each mode (base, base+rag, tuned, tuned+rag) scored on the same questions, and the
+    # one `eval.promote` serves, with why (eval/promote.py).
+    modes: dict[str, float] = Field(default_factory=dict)
+    mode: str | None = None
+    mode_reason: str = ""
 
 
 def question_metrics(question: Question, answer: str) -> VariantScores:
@@ -266,9 +294,14 @@ def render_table(card: Scorecard) -> Table:
     a, b = card.labels
     title = f"{card.run_id} vs base {card.base_model}" if a == "base" else f"{a} (A) vs {b} (B)"
     table = Table(title=title)
+    captions = []
     if card.not_run:
         reasons = sorted(set(card.not_run.values()))
-        table.caption = f"{', '.join(card.not_run)}: not run ({'; '.join(reasons)})"
+        captions.append(f"{', '.join(card.not_run)}: not run ({'; '.join(reasons)})")
+    if card.modes:
+        modes = ", ".join(f"{m} {v:.3f}" for m, v in card.modes.items())
+        captions.append(f"modes: {modes}; serving {card.mode or 'none'}")
+    table.caption = "\n".join(captions) or None
     table.add_column("suite")
     table.add_column("n", justify="right")
     table.add_column("metric")

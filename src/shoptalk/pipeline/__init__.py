@@ -137,6 +137,7 @@ def run_build(project: Project, on_event: OnEvent, stop_after: int | None) -> Bu
     if not run.done:
         return BuildResult(dataset, run, None, runs=runs)
     card = stages.evaluate(project, run, base_path, suites, on_event)
+    stages.coverage(project, run, base_path, dataset, on_event)
     gate = stages.gate(project, run, card, on_event)
     return BuildResult(dataset, run, card, gate, runs)
 

@@ -13,9 +13,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from shoptalk.artifacts import DatasetArtifact, RunArtifact, write_atomic
+from shoptalk.artifacts import DatasetArtifact, PromotedMode, RunArtifact, write_atomic
 from shoptalk.config import ShoptalkConfig
-from shoptalk.eval.gate import GateResult, check_gate
+from shoptalk.eval.gate import GateResult, check_gate, render_checks
+from shoptalk.eval.promote import choose_mode
 from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import Scorecard
 from shoptalk.pipeline.events import Event, OnEvent, Stage
@@ -193,23 +194,55 @@ def evaluate(
     return card
 
 
+def coverage(
+    project: Project, run: RunArtifact, base_path: str, data: DatasetArtifact, on_event: OnEvent
+) -> None:
+    """Which facts the tuned model recalls (`eval.coverage`): coverage.json and the report."""
+    from shoptalk.eval.coverage import coverage_section, measure_coverage
+    from shoptalk.eval.report import write_report
+    from shoptalk.eval.scorecard import read_scorecard
+
+    files = project.eval_of(run.run_id)
+    found = measure_coverage(project, run, base_path, data) if files.scorecard.is_file() else None
+    if found is not None:
+        write_report(read_scorecard(files.scorecard), files.report, coverage_section(found))
+        message = f"coverage: {len(found.facts)} facts in {found.seconds:g} s ({files.coverage})"
+        on_event(Event(stage="eval", status="progress", input_hash=run.run_id, message=message))
+
+
 def gate(
     project: Project, run: RunArtifact, card: Scorecard | None, on_event: OnEvent
 ) -> GateResult | None:
     """Promote the run if its scorecard passes `eval.gate` (or if there is no scorecard)."""
     where = {"input_hash": run.run_id, "artifact": str(run.path)}
     if card is None:
+        PromotedMode.clear(project.state)
         promote_run(project, run)
         message = f"no scorecard to check; promoted {run.run_id}"
         on_event(Event(stage="gate", status="skipped", message=message, **where))
         return None
     result = check_gate(card, project.config.eval.gate)
+    checks = "".join(f"\n  {line}" for line in render_checks(result))
+    mode, why = choose_mode(card, project.config.eval.promote, result.passed)
+    if mode is not None:
+        PromotedMode(mode=mode, run_id=promoted_with(project, run, mode), reason=why).write(
+            project.state
+        )
+        checks += f"\n  serving {mode}: {why}"
     if not result.passed:
         message = "FAILED, the model is not promoted:\n  " + "\n  ".join(result.failures)
-        on_event(Event(stage="gate", status="failed", message=message, **where))
+        on_event(Event(stage="gate", status="failed", message=message + checks, **where))
         return result
     promote_run(project, run)
-    rules = len(project.config.eval.gate.rules)
-    message = f"passed ({rules} rules); promoted {run.run_id}"
+    message = f"passed ({len(result.checks)} checks); promoted {run.run_id}{checks}"
     on_event(Event(stage="gate", status="done", message=message, **where))
     return result
+
+
+def promoted_with(project: Project, run: RunArtifact, mode: str) -> str | None:
+    """The promoted run a mode goes with: this run for a tuned mode, else the one promoted
+    before (the mode no longer applies once `shoptalk models promote` changes it)."""
+    if mode.startswith("tuned"):
+        return run.run_id
+    pointer = project.promoted_run_file
+    return (pointer.read_text(encoding="utf-8").strip() or None) if pointer.is_file() else None

@@ -58,7 +58,7 @@ async def chat_completion(
         for m in body.messages
     ]
     call.prompt_text = "\n".join(m["content"] for m in messages)
-    if body.rag:
+    if await answers_with_retrieval(request.app, body):
         if system_prompt is None:
             system_prompt = request.app.state.engine.system_prompt
         grounded, call.retrieval, question = await ground(
@@ -70,6 +70,21 @@ async def chat_completion(
     return await call.run(
         body, lambda engine, params: engine.prepare_chat(body.model, messages, params, body.n)
     )
+
+
+async def answers_with_retrieval(app: FastAPI, body: schemas.ChatCompletionRequest) -> bool:
+    """`rag` as the request says; unsaid, as the model's name was promoted (eval.promote):
+    `shoptalk` and the project's name answer in the promoted mode, a run's id without retrieval."""
+    if body.rag is not None:
+        return body.rag
+    catalog = getattr(app.state.engine, "catalog", None)
+    if catalog is None:  # an upstream engine: retrieval only when asked for
+        return False
+    try:
+        entry = await asyncio.to_thread(catalog.resolve, body.model)
+    except ApiError:
+        return False  # the call answers an unknown or refused name with its own error
+    return entry.rag
 
 
 @dataclass

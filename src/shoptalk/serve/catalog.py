@@ -32,11 +32,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from shoptalk.artifacts import CARD_FILE, FINAL_DIR, RUNS_DIR
+from shoptalk.artifacts import CARD_FILE, FINAL_DIR, RUNS_DIR, PromotedMode
 from shoptalk.serve.errors import ApiError
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class ModelEntry:
     kind: Literal["base", "adapter", "full", "gguf"]
     path: Path
     run_dir: Path | None = None
+    # The promoted mode's aliases answer with retrieval unless a request says `rag: false`.
+    rag: bool = False
 
     def groups(self) -> list[str]:
         return card_groups(self.run_dir)
@@ -167,6 +169,23 @@ def project_entries(
         if run_dir.name == promoted:
             entries["shoptalk"] = entry
             entries.setdefault(slug(project.config.name) or "shoptalk", entry)
+    return with_promoted_mode(project, entries)
+
+
+def with_promoted_mode(project: Project, entries: dict[str, ModelEntry]) -> dict:
+    """The aliases answer in the mode the build promoted (eval.promote): the base model for
+    base modes, with retrieval for '+rag' modes; a run's own id and `base` stay as they are."""
+    promoted = PromotedMode.read(project.state)
+    current = entries.get("shoptalk")
+    # A mode chosen with another promoted run is stale (`shoptalk models promote` since).
+    if promoted is None or (current.name if current else None) != promoted.run_id:
+        return entries
+    aliases = ["shoptalk", slug(project.config.name) or "shoptalk"]
+    target = entries["base"] if promoted.mode.startswith("base") else current
+    for alias in aliases:
+        # The project's slug names the promoted model unless a run or `base` has that name.
+        if alias == "shoptalk" or entries.get(alias) in (None, current):
+            entries[alias] = replace(target, rag=promoted.rag)
     return entries
 
 

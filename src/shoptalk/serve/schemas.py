@@ -80,10 +80,11 @@ class SamplingFields(BaseModel):
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    rag: bool = Field(
-        False,
+    rag: bool | None = Field(
+        None,
         description="shoptalk extension: answer from the project's documents, with checked "
-        "citations in the response (openai package: extra_body={'rag': True})",
+        "citations in the response (openai package: extra_body={'rag': True}); unset: as the "
+        "build promoted the model's name (eval.promote), false to opt out",
     )
 
     def requested_max_tokens(self) -> int | None:
