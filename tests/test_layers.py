@@ -37,6 +37,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "artifacts": STAGES,
     "project": STAGES,
     "text": STAGES,
+    "progress": STAGES,
 }
 # serve may start pipeline work only through the pipeline's public face.
 PUBLIC_ONLY = {("serve", "pipeline")}

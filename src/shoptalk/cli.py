@@ -15,10 +15,13 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
+from shoptalk import progress
 from shoptalk.errors import ShoptalkError
 from shoptalk.modeling.load import check_base_model
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from shoptalk.rag.answer import RagAnswer
 
 
@@ -100,6 +103,8 @@ app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 
+# A log has no width: this only bounds a pathological table.
+LOG_WIDTH = 400
 ProjectDir = Annotated[Path, typer.Argument(help="The project folder (holds shoptalk.yaml)")]
 
 
@@ -164,12 +169,25 @@ def init(
     console.print(f"wrote {path}\nnext: shoptalk build {project_dir}")
 
 
+def print_table(out: Console, table: Table) -> None:
+    """A table as wide as it needs in a log file or a pipe (rich would wrap it at 80
+    columns there); on a terminal, or with COLUMNS set, as wide as that allows."""
+    import os
+
+    from rich.measure import Measurement
+
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        needed = Measurement.get(out, out.options.update_width(LOG_WIDTH), table).maximum
+        out = Console(file=out.file, width=max(out.width, needed), color_system=None)
+    out.print(table)
+
+
 class ShowEvents:
-    """Prints the pipeline's events: a line per stage event, a progress bar while training."""
+    """Prints the pipeline's events: a line per stage event, training's progress by step."""
 
     def __init__(self, out: Console) -> None:
         self.out = out
-        self.bar = None
+        self.bar: progress.Task | None = None
 
     def __enter__(self) -> ShowEvents:
         return self
@@ -181,22 +199,23 @@ class ShowEvents:
         if event.status == "progress" and event.step is not None:
             self.show_step(event)
             return
-        self.close_bar()
+        if event.status != "progress":  # a progress note (the corrected ETA) keeps the bar
+            self.close_bar()
         text = event.message if event.status == "progress" else event.line()
         style = {"failed": "red", "warning": "yellow"}.get(event.status)
         self.out.print(text, style=style, highlight=False, soft_wrap=True, markup=False)
 
     def show_step(self, event) -> None:
-        from shoptalk.train.progress import TrainProgress
-
         if self.bar is None:
-            self.bar = TrainProgress(event.total, event.step - 1, resumed=event.step > 1)
-            self.bar.__enter__()
-        self.bar.update(event.step, event.metrics)
+            # Timed from the first step on: it also warms up threads and caches.
+            label = "training (resumed)" if event.step > 1 else "training"
+            self.bar = progress.Task(f"{event.stage}: {label}", event.total, event.step)
+        loss, rate = event.metrics.get("loss", 0.0), event.metrics.get("tokens_per_s", 0.0)
+        self.bar.update(event.step, f"loss {loss:.3f}, {rate:.0f} tok/s")
 
     def close_bar(self) -> None:
         if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+            self.bar.close()
             self.bar = None
 
 
@@ -219,7 +238,7 @@ def build(
     except ShoptalkError as exc:
         fail(exc, project)
     if result.scorecard is not None:
-        console.print(render_table(result.scorecard))
+        print_table(console, render_table(result.scorecard))
     if result.gate is not None and not result.gate.passed:
         raise typer.Exit(1)
 
@@ -313,7 +332,7 @@ def eval_(
     if as_json:
         typer.echo(json.dumps(card.model_dump(mode="json"), ensure_ascii=False, indent=2))
     else:
-        console.print(render_table(card))
+        print_table(console, render_table(card))
         report = EvalArtifact(path=eval_folder(project, card.run_id, suites, own)).report
         console.print(f"report: {report}", highlight=False, soft_wrap=True)
     if gate:
@@ -391,7 +410,7 @@ def index(project_dir: ProjectDir) -> None:
     from shoptalk.rag.index import index_project
 
     try:
-        report = index_project(open_project(project_dir), progress=True)
+        report = index_project(open_project(project_dir))
     except ShoptalkError as exc:
         fail(exc)
     console.print(f"index    {report.summary()}  ({report.folder})", highlight=False)
@@ -520,7 +539,7 @@ def print_new_key(new) -> None:
     from shoptalk.serve.admin import keys_table
 
     # The secret alone on stdout, so `KEY=$(shoptalk keys create ...)` works.
-    err_console.print(keys_table([new.key]))
+    print_table(err_console, keys_table([new.key]))
     err_console.print("[yellow]The secret below is shown only this once; store it safely.")
     typer.echo(new.secret)
 
@@ -581,7 +600,7 @@ def keys_list(
     if as_json:
         typer.echo(json.dumps([k.model_dump(mode="json") for k in keys], indent=2))
     else:
-        console.print(keys_table(keys))
+        print_table(console, keys_table(keys))
 
 
 @keys_app.command("revoke")
@@ -621,7 +640,7 @@ def usage(
     except ShoptalkError as exc:
         fail(exc)
     for table in usage_tables(totals):
-        console.print(table)
+        print_table(console, table)
 
 
 @app.command()
@@ -729,7 +748,7 @@ def models_list(project_dir: ProjectDir) -> None:
             scores,
             exports,
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @models_app.command("show")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from shoptalk import progress
 from shoptalk.config import RagSettings, Sources
 from shoptalk.data.chat_export import CHAT_EXPORT_SUFFIXES, read_chat_export
 from shoptalk.data.documents import (
@@ -101,7 +102,8 @@ def read_sources(
     appended to it and the good records are kept (skip-and-report).
     """
     result = Ingested()
-    for path in listed_files(root, sources.docs, "docs", errors):
+    documents = listed_files(root, sources.docs, "docs", errors)
+    for path in progress.track(documents, "reading documents"):
         if path.resolve() not in withheld:
             result.chunks += read_document_file(path, root, errors)
     for path in listed_files(root, sources.faq, "faq", errors):

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx2 as httpx
 from pydantic import BaseModel
 
+from shoptalk import progress
 from shoptalk.artifacts import write_json
 from shoptalk.config import TeacherSettings
 from shoptalk.errors import ShoptalkError
@@ -139,7 +140,7 @@ def teacher_examples(
     teacher = Teacher(settings, cache_dir)
     out: list[Conversation] = []
     try:
-        for chunk in chunks:
+        for chunk in progress.track(chunks, "dataset: teacher questions"):
             prompt = template.format(
                 source=chunk.source, text=chunk.text, n=settings.questions_per_chunk
             )

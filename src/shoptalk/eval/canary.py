@@ -85,7 +85,8 @@ def _candidate_nll(
                 source=canary.source,
             )
             examples.append(encode_conversation(assistant.tokenizer, conversation, system_prompt))
-    losses = [total for total, _ in example_losses(assistant, examples, batch_size)]
+    scored = example_losses(assistant, examples, batch_size, "eval: canary likelihoods")
+    losses = [total for total, _ in scored]
     out, start = [], 0
     for size in groups:
         out.append(losses[start : start + size])

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shoptalk import progress
 from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import Scorecard
@@ -52,7 +53,7 @@ def grounded_prompts(
     out: dict[str, list[Grounded]] = {}
     for suite in suites:
         items = []
-        for question in suite.questions:
+        for question in progress.track(suite.questions, f"eval: retrieving for {suite.name}"):
             text = question.prompt_text
             found = index.search(text, None, None)
             passages = select_passages(text, found.hits, index.embedder, settings)

@@ -30,6 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from shoptalk import progress
 from shoptalk.config import JudgeSettings
 from shoptalk.errors import ShoptalkError
 
@@ -150,7 +151,7 @@ def run_judge(settings: JudgeSettings, items: list[tuple[str, str, str, str]]) -
 
     client = JudgeClient(settings)
     started = time.perf_counter()
-    judgements = [client.judge(*item) for item in items]
+    judgements = [client.judge(*item) for item in progress.track(items, "eval: judging")]
     log.info("judge: %d questions in %.1fs", len(items), time.perf_counter() - started)
     rates = {}
     for outcome in ("tuned", "tie", "base"):

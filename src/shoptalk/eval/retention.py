@@ -113,6 +113,7 @@ def answer_nll(
     answers: list[str],
     system_prompt: str,
     batch_size: int,
+    phase: str | None = None,
 ) -> list[float]:
     """Mean per-token NLL of each answer to its prompt, as the model would be trained on it."""
     examples = [
@@ -127,9 +128,8 @@ def answer_nll(
         )
         for i, (p, a) in enumerate(zip(prompts, answers, strict=True))
     ]
-    return [
-        total / max(count, 1) for total, count in example_losses(assistant, examples, batch_size)
-    ]
+    scored = example_losses(assistant, examples, batch_size, phase)
+    return [total / max(count, 1) for total, count in scored]
 
 
 # --- the suite ----------------------------------------------------------------
@@ -208,16 +208,18 @@ class RetentionCheck:
                 with_system([Message(role="user", content=p)], self.system_prompt)
                 for p in self.prompts
             ]
-            self.answers = answer(assistant, conversations, ANSWER_TOKENS, self.batch_size)
-            self.nll["base"] = self._score(assistant)
+            phase = "eval: retention answers (base)"
+            self.answers = answer(assistant, conversations, ANSWER_TOKENS, self.batch_size, phase)
+            self.nll["base"] = self._score(assistant, variant)
             self._write_cache()
         else:
-            self.nll[variant] = self._score(assistant)
+            self.nll[variant] = self._score(assistant, variant)
         self.seconds += time.perf_counter() - started
 
-    def _score(self, assistant: Assistant) -> list[float]:
+    def _score(self, assistant: Assistant, variant: str) -> list[float]:
+        phase = f"eval: retention likelihoods ({variant})"
         return answer_nll(
-            assistant, self.prompts, self.answers, self.system_prompt, self.batch_size
+            assistant, self.prompts, self.answers, self.system_prompt, self.batch_size, phase
         )
 
     def _read_cache(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from shoptalk import progress
 from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import SuiteScores
 from shoptalk.records import Chunk, DomainQuestion
@@ -54,7 +55,7 @@ def retrieval_scores(index: RagIndex, suites: list[Suite]) -> SuiteScores | None
     if not questions:
         return None
     k = index.settings.top_k
-    ranks = [key_fact_rank(index, q) for q in questions]
+    ranks = [key_fact_rank(index, q) for q in progress.track(questions, "eval: retrieval hit@k")]
     scores = {
         f"hit@{k}": sum(r is not None and r <= k for r in ranks) / len(ranks),
         "mrr": sum(1 / r for r in ranks if r is not None) / len(ranks),

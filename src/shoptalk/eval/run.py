@@ -201,7 +201,9 @@ def score_pair(
     for side, (_, which) in ((BASE, first), (TUNED, second)):
         started = time.perf_counter()
         assistant = load_assistant(base_path, which, project.config.train.device)
-        per_suite, per_flags = answer_suites(project, assistant, suites, rag)
+        per_suite, per_flags = answer_suites(
+            project, assistant, suites, rag, f"eval: {side} answers"
+        )
         for suite_name, texts in per_suite.items():
             answers.setdefault(suite_name, ([], []))[0 if side == BASE else 1].extend(texts)
         for suite_name, suite_flags in per_flags.items():
@@ -300,6 +302,7 @@ def answer_suites(
     assistant: Assistant,
     suites: list[Suite],
     rag: dict[str, list[Grounded]] | None = None,
+    phase: str | None = None,
 ) -> tuple[dict[str, list[str]], Flags]:
     """One batched generation over every question of every suite (and its RAG variant).
 
@@ -315,7 +318,7 @@ def answer_suites(
     ]
     rag = rag or {}
     prompts += [g.messages for suite in suites for g in rag.get(suite.name, []) if g.messages]
-    texts = answer(assistant, prompts, settings.max_new_tokens, settings.batch_size)
+    texts = answer(assistant, prompts, settings.max_new_tokens, settings.batch_size, phase)
     out: dict[str, list[str]] = {}
     flags: Flags = {}
     for suite in suites:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shoptalk import progress
 from shoptalk.modeling.chat_format import ensure_chat_template, prompt_ids, stop_ids
 from shoptalk.modeling.load import load_model, load_tokenizer, pick_device
 
@@ -52,8 +53,12 @@ def answer(
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int = 64,
     batch_size: int = 16,
+    phase: str | None = None,
 ) -> list[str]:
-    """Greedy answers, batched with left padding; same order as the input."""
+    """Greedy answers, batched with left padding; same order as the input.
+
+    `phase` names the work in progress lines (none without it: a chat's one answer).
+    """
     import torch
 
     tokenizer, model = assistant.tokenizer, assistant.model
@@ -63,8 +68,8 @@ def answer(
     answers: list[str] = [""] * len(encoded)
     pad = tokenizer.pad_token_id
     model.eval()
-    for start in range(0, len(order), batch_size):
-        group = order[start : start + batch_size]
+    groups = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    for group in progress.track(groups, phase, len(order), size=len):
         width = max(len(encoded[i]) for i in group)
         ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in group])
         mask = torch.tensor(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from shoptalk import progress
 from shoptalk.modeling.chat_format import IGNORE, Example
 
 if TYPE_CHECKING:
@@ -84,16 +85,19 @@ def row_losses(
 
 
 def example_losses(
-    assistant: Assistant, examples: list[Example], batch_size: int
+    assistant: Assistant, examples: list[Example], batch_size: int, phase: str | None = None
 ) -> list[tuple[float, int]]:
-    """(summed NLL, labelled tokens) of each example, batched by length; input order."""
+    """(summed NLL, labelled tokens) of each example, batched by length; input order.
+
+    `phase` names the work in progress lines (none without it).
+    """
     import torch
 
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     out: list[tuple[float, int]] = [(0.0, 0)] * len(examples)
     assistant.model.eval()
-    for start in range(0, len(order), batch_size):
-        group = order[start : start + batch_size]
+    groups = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    for group in progress.track(groups, phase, len(order), size=len):
         batch = pad_examples([examples[i] for i in group], assistant.tokenizer.pad_token_id)
         with torch.no_grad():
             sums, counts = row_losses(

@@ -21,6 +21,7 @@ from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import Scorecard
 from shoptalk.pipeline.events import Event, OnEvent, Stage
 from shoptalk.pipeline.inputs import TrainingInput
+from shoptalk.pipeline.pace import Pace
 from shoptalk.project import Project
 from shoptalk.registry.models import promote_run, register_run
 
@@ -72,12 +73,14 @@ def train_stage(stage: Stage, run: RunArtifact, on_event: OnEvent, fit: Fit) -> 
         )
         return run
     on_event(Event(stage=stage, status="started", message=f"{run.run_id}  ({run.path})", **where))
+    paces: list[Pace] = []
 
     def on_plan(plan) -> None:
         text = plan.render()
         on_event(
             Event(stage=stage, status="progress", total=plan.total_steps, message=text, **where)
         )
+        paces.append(Pace(getattr(plan, "estimated_seconds", None), plan.total_steps))
 
     def on_step(step: int, total: int, record: dict) -> None:
         metrics = {k: v for k, v in record.items() if isinstance(v, int | float)}
@@ -85,6 +88,12 @@ def train_stage(stage: Stage, run: RunArtifact, on_event: OnEvent, fit: Fit) -> 
             stage=stage, status="progress", step=step, total=total, metrics=metrics, **where
         )
         on_event(event)
+        if not paces:
+            paces.append(Pace(None, total))
+        corrected = paces[-1].step(step)
+        if corrected:
+            log.info("%s: %s", stage, corrected)
+            on_event(Event(stage=stage, status="progress", message=corrected, **where))
 
     try:
         trained = fit(on_plan, on_step)

@@ -14,13 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.progress import Progress
-
+from shoptalk import progress
 from shoptalk.config import RagSettings, ShoptalkConfig
 from shoptalk.data.documents import content_id, source_path
 from shoptalk.data.faq import read_faq
@@ -62,17 +60,13 @@ def index_folder(project: Project) -> Path:
     return project.index
 
 
-def index_project(
-    project: Project, embedder: Embedder | None = None, progress: bool = False
-) -> IndexReport:
+def index_project(project: Project, embedder: Embedder | None = None) -> IndexReport:
     rag = project.config.rag
     embedder = embedder or load_embedder(rag.embedding_model, project.root, rag.batch_size)
-    return build_index(project.config, project.root, index_folder(project), embedder, progress)
+    return build_index(project.config, project.root, index_folder(project), embedder)
 
 
-def build_index(
-    cfg: ShoptalkConfig, root: Path, folder: Path, embedder: Embedder, progress: bool = False
-) -> IndexReport:
+def build_index(cfg: ShoptalkConfig, root: Path, folder: Path, embedder: Embedder) -> IndexReport:
     """Bring the index in `folder` up to date with `cfg.sources.docs`."""
     settings = index_settings(cfg, embedder)
     old = load_index(folder)
@@ -88,7 +82,7 @@ def build_index(
     files = [(p, read_chunks) for p in listed_files(root, cfg.sources.docs, "docs", errors)]
     if cfg.rag.index_faq:
         files += [(p, faq_chunks) for p in listed_files(root, cfg.sources.faq, "faq", errors)]
-    for path, reader in _tracked(files, "reading documents", progress):
+    for path, reader in progress.track(files, "index: reading documents"):
         name = source_path(path, root)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         entry = old_documents.get(name)
@@ -102,7 +96,7 @@ def build_index(
         documents[name] = DocumentEntry(digest, [c.id for c in doc_chunks])
         chunks += doc_chunks
     chunks = list({c.id: c for c in chunks}.values())  # a section repeated word for word
-    vectors, keys, embedded = _embed(chunks, old, embedder, progress)
+    vectors, keys, embedded = _embed(chunks, old, embedder)
     old_keys = set(old.embedding_keys) if old else set()
     reused = sum(key in old_keys for key in keys)
     save_index(folder, StoredIndex(chunks, vectors, keys, documents, settings))
@@ -193,7 +187,7 @@ def faq_chunks(
 
 
 def _embed(
-    chunks: list[Chunk], old: StoredIndex | None, embedder: Embedder, progress: bool
+    chunks: list[Chunk], old: StoredIndex | None, embedder: Embedder
 ) -> tuple[np.ndarray, list[str], int]:
     """Vectors for `chunks`: reused from `old` by text hash, computed in batches otherwise."""
     import numpy as np
@@ -213,9 +207,8 @@ def _embed(
     width = old.vectors.shape[1] if old is not None and not missing else embedder.dimensions
     vectors = np.zeros((len(chunks), width), dtype=np.float32)
     step = embedder.batch_size
-    batches = range(0, len(missing), step)
-    for start in _tracked(batches, "embedding chunks", progress and len(batches) > 1):
-        rows = missing[start : start + step]
+    batches = [missing[start : start + step] for start in range(0, len(missing), step)]
+    for rows in progress.track(batches, "index: embedding chunks", len(missing), size=len):
         vectors[rows] = embedder.encode([texts[i] for i in rows])
     for i, key in enumerate(keys):
         vectors[i] = old.vectors[known[key]] if key in known else vectors[first_row[key]]
@@ -234,11 +227,3 @@ def _sync_vector_store(
     finally:
         store.close()
     log.info("%s: %d rows written", type(store).__name__, written)
-
-
-def _tracked(items, label: str, show: bool) -> Iterator:
-    if not show:
-        yield from items
-        return
-    with Progress(transient=True) as bar:
-        yield from bar.track(items, description=label)

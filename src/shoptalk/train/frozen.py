@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from rich.progress import track
 
+from shoptalk import progress
 from shoptalk.train.loss import decoder_and_head, labelled_loss
 from shoptalk.train.packing import Row, collate
 
@@ -81,7 +81,7 @@ def cache_rows(
     """Store each row's bottom output on the row (one row at a time bounds memory)."""
     was_training = model.training
     model.eval()
-    for row in track(rows, description=f"running the {first} frozen layers once", transient=True):
+    for row in progress.track(rows, f"training: running the {first} frozen layers once"):
         row.hidden = bottom_output(model, [row], first, pad_id, device)[0].cpu()
     model.train(was_training)
 

@@ -390,14 +390,37 @@ def available_memory(device: str) -> int:
 
 
 def matmul_rate(device: str, size: int = 512, trials: int = 10) -> float:
-    """The device's fp32 matmul FLOP/s: the best of a few short trials (~0.02 s in all).
+    """The device's fp32 matmul FLOP/s when it is ours: the best of a few short trials.
 
-    The best, not the mean: on a busy machine the mean measures the other
-    programs, while the best is what this one reaches when it gets the cores.
+    On a CPU, one thread's rate in its own CPU time, times the threads torch
+    uses: wall time on a busy machine measures the other programs too (two
+    jobs' thread pools on the same cores measured 20x slower, and the plan said
+    hours for a 19-minute run), while a thread's CPU time counts only the time
+    it ran. The estimate is for the machine as it is when ours; the first steps'
+    real pace corrects it during training (`pipeline.pace`).
     """
+    if device != "cpu":
+        return _device_matmul_rate(device, size, trials)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b  # warm-up: kernels, caches
+        best = float("inf")
+        for _ in range(trials):
+            start = time.thread_time()
+            a @ b
+            best = min(best, time.thread_time() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * size**3 / max(best, 1e-9) * threads
+
+
+def _device_matmul_rate(device: str, size: int, trials: int) -> float:
+    """An accelerator's rate in wall time: the best of the trials."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
-    a @ b  # warm-up: thread pool, kernels
+    a @ b  # warm-up: kernels
     best = float("inf")
     for _ in range(trials):
         if device.startswith("cuda"):
