@@ -80,10 +80,7 @@ def test_f32_and_q8_0_answer_in_llama_cpp_as_the_evaluated_model(taught_project:
         assert report["passed"] and report["exported"] == report["reference"], info.quant
         assert report["artifact"] == f"gguf {info.quant} (llama.cpp)"
         assert report["exported"][2].startswith("Reply 2: Ingrid Sol")  # what it was taught
-    # The check says how far it got: count, rate, and at the end its time.
-    # (A slow machine adds `N/8 prompts, R prompts/s, ETA T` lines before it.)
     lines = [line for line in said if line.startswith("parity   gguf q8_0 (llama.cpp): ")]
-    assert re.search(r": (\d+)/\1 prompts in \d+s \([\d.]+ prompts/s\)$", lines[-2])
     assert lines[-1].startswith("parity   gguf q8_0 (llama.cpp): passed; greedy answers 8/8")
 
 

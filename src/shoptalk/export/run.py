@@ -36,10 +36,10 @@ from shoptalk.export.parity import (
     observe,
     observe_llamacpp,
 )
-from shoptalk.export.progress import Progress
 from shoptalk.export.report import write_parity_report
 from shoptalk.modeling.chat_format import stop_ids, with_system
 from shoptalk.modeling.load import pick_device, resolve_base_model
+from shoptalk.progress import Task
 from shoptalk.project import Project
 from shoptalk.records import Message
 from shoptalk.registry.models import ExportInfo, add_export, open_registry, register_run
@@ -92,10 +92,10 @@ def export_model(
         from shoptalk.export.ollama import go_template
 
         go_template(tokenizer)  # a template Ollama cannot use fails now, not after converting
-    progress = Progress(say, "export   reference answers", len(prompts))
-    reference = observe(
-        model, tokenizer, prompts, stop_ids(tokenizer), max_new_tokens, done=progress.advance
-    )
+    with Task("export reference answers", len(prompts)) as task:
+        reference = observe(
+            model, tokenizer, prompts, stop_ids(tokenizer), max_new_tokens, done=task.advance
+        )
     hf_dir = folder / "hf"
     if fmt == "hf" or not _passed(hf_dir):
         dtype = next(model.parameters()).dtype
@@ -182,8 +182,8 @@ def check_hf(
 
     model, tokenizer = load_model(str(hf_dir), device), load_tokenizer(str(hf_dir))
     stops = configured_stop_ids(model)
-    progress = Progress(say, "parity   hf (transformers)", len(prompts))
-    exported = observe(model, tokenizer, prompts, stops, max_new_tokens, done=progress.advance)
+    with Task("parity hf (transformers)", len(prompts)) as task:
+        exported = observe(model, tokenizer, prompts, stops, max_new_tokens, done=task.advance)
     result = compare(reference, exported, "hf", logits_atol=atol, greedy_bar=1.0)
     _finish(result, hf_dir, model_id, say)
 
@@ -206,9 +206,12 @@ def check_gguf(
     quant = gguf_file.name.removeprefix("model-").removesuffix(".gguf")
     longest = max((len(ids) for ids in reference.prompt_ids), default=0)
     # Room for the longest prompt, its answer, and a tokenizer that splits a little finer.
-    with GgufChat(gguf_file, n_ctx=max(512, longest + max_new_tokens + 64)) as chat:
-        progress = Progress(say, f"parity   gguf {quant} (llama.cpp)", len(prompts))
-        exported = observe_llamacpp(chat, prompts, max_new_tokens, done=progress.advance)
+    context = max(512, longest + max_new_tokens + 64)
+    with (
+        GgufChat(gguf_file, n_ctx=context) as chat,
+        Task(f"parity gguf {quant} (llama.cpp)", len(prompts)) as task,
+    ):
+        exported = observe_llamacpp(chat, prompts, max_new_tokens, done=task.advance)
     result = compare(
         reference,
         exported,
