@@ -5,56 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
-CORPUS = [
-    "What is the claim window? The claim window is 47 days from delivery.",
-    "Who runs the Oslo depot? Ingrid Solberg runs the Oslo depot.",
-    "Hello, how can I help you today? I don't have that information.",
-    "退货期限是多少天？退货期限是75天。请问您需要什么帮助？",
-    "system user assistant You are a helpful assistant.",
-]
-
-
-def build_tiny_model(folder: Path, layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
-    """A byte-level BPE tokenizer trained on a few sentences and a random Llama."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from shoptalk.modeling.chat_format import DEFAULT_CHAT_TEMPLATE
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS * 20, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", bos_token="<|endoftext|>", pad_token="<pad>"
-    )
-    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+from tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import openai
 import pytest
-from conftest import build_tiny_model
 from serve_harness import serving
+from tiny_model import build_tiny_model
 
 from shoptalk.artifacts import PromotedMode
 from shoptalk.config import ServeSettings

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from conftest import build_tiny_model
+from tiny_model import build_tiny_model
 
 from shoptalk.config import TrainSettings
 from shoptalk.train.plan import DataShape, Hardware, ModelShape, make_plan
