@@ -63,7 +63,14 @@ def small_kestrel(root: Path) -> Path:
     config["sources"]["conversations"] = []
     config["data"] = {"question_variants": 1}
     config["train"] = {"method": "full", "trainable_layers": 4, "epochs": 3, "learning_rate": 3e-4}
-    config["eval"] = {"max_new_tokens": 24, "batch_size": 8, "retention": False}
+    # Four questions cannot show a significant gain: the default domain-gain rule would
+    # refuse to promote, which tests/eval/test_gate_defaults.py covers.
+    config["eval"] = {
+        "max_new_tokens": 24,
+        "batch_size": 8,
+        "retention": False,
+        "gate": {"defaults": {"domain_gain": False}},
+    }
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return root
 

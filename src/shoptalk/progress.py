@@ -71,6 +71,15 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+def format_seconds(seconds: float) -> str:
+    """An estimate as people say it: "40 s", "12 min", "3.4 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def rate_text(rate: float) -> str:
     return f"{rate:,.0f}/s" if rate >= 100 else f"{rate:.3g}/s"
 

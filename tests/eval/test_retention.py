@@ -216,7 +216,8 @@ def test_a_model_trained_to_forget_drifts_and_fails_the_gate(tmp_path, general_m
     # The log-likelihood of the base's own answers fell: the NLL drift is positive.
     assert high < 0 and mean < -0.5, retention.diff
     # Many epochs at a high learning rate on a tiny set: the gate names the rule and refuses.
-    (failure,) = result.gate.failures
+    # (The default rules may fail too: the model forgot everything, its domain answers included.)
+    (failure,) = [f for f in result.gate.failures if f.startswith(f"suite '{SUITE}' {METRIC}: ")]
     assert failure.startswith(f"suite '{SUITE}' {METRIC}: dropped ")
     assert "more than the allowed 0.1 (95% interval of the change" in failure
     assert any(e.stage == "gate" and e.status == "failed" and failure in e.message for e in events)

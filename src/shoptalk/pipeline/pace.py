@@ -14,7 +14,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from shoptalk.train.plan import format_seconds
+from shoptalk.progress import format_seconds
 
 # Steps timed after the first one (which also warms up threads, caches and the allocator).
 CHECK_STEPS = 3

@@ -24,6 +24,7 @@ import torch
 from pydantic import BaseModel
 
 from shoptalk.config import TrainSettings
+from shoptalk.progress import format_seconds
 from shoptalk.train.loss import CHUNK_TOKENS, decoder_and_head
 
 log = logging.getLogger(__name__)
@@ -141,14 +142,6 @@ class TrainPlan(BaseModel):
                 f"         gradient checkpointing: {checkpointing}",
             ]
         )
-
-
-def format_seconds(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # --- automatic choices
