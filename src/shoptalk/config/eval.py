@@ -33,8 +33,8 @@ class GateDefaults(BaseModel, extra="forbid"):
     """The rules every build is gated by unless the user drops them (eval/gate.py says how)."""
 
     # Why 0.3 nats/token (bench/RESULTS.md, "Default gate margins"): the default recipe
-    # lost 0.64 [0.59, 0.69] on the bundled example, 0.81 on the held-out organization of
-    # issue 17 and 0.63 on the Chinese one, the harm the gate exists to stop; 0.3 fails each
+    # lost 0.64 [0.59, 0.69] on the bundled example and 0.81 on the held-out organization
+    # of issue 17, the harm the gate exists to stop; 0.3 fails each
     # even at its interval's lower end, and is 6x the interval's half-width on the 220
     # prompts (±0.05), so measurement noise alone never fails a build.
     retention_max_drop: float | None = Field(
