@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shoptalk.rag.select import Passage
-from shoptalk.rag.verify import NOT_FOUND, unsupported_values, verify_answer
+from shoptalk.rag.verify import NOT_FOUND, about_itself, unsupported_values, verify_answer
 from shoptalk.records import Chunk
 
 CLAIMS = "Customers have 47 days from delivery to file a freight claim."
@@ -72,3 +72,24 @@ def test_an_answer_that_says_nothing_the_passages_hold_is_not_shown():
 def test_an_answer_that_declines_becomes_not_found():
     checked = verify_answer(QUESTION, "I could not find this in the documents.", PASSAGES, 0.3)
     assert checked.status == "not_found" and checked.unsupported == []
+
+
+PERSONA = "You are Harbor Help, the assistant of Lindqvist Shipping."
+
+
+def test_what_the_persona_says_of_the_assistant_is_shown_without_a_passage():
+    said = "I'm Harbor Help, the assistant of Lindqvist Shipping."
+    checked = verify_answer("Who are you?", said, PASSAGES, 0.3, persona=PERSONA)
+    assert (checked.status, checked.message, checked.source) == ("verified", said, None)
+    # Without the persona the same reply holds nothing the passages hold: not shown.
+    assert verify_answer("Who are you?", said, PASSAGES, 0.3).status == "not_found"
+
+
+def test_the_persona_vouches_for_nothing_it_does_not_say():
+    # A value the persona does not hold, a claim beyond it, a cited answer, a decline.
+    assert not about_itself("I'm Harbor Help, made by Lindqvist Shipping in 1998.", PERSONA)
+    assert not about_itself("Lindqvist Shipping has an office in Denver.", PERSONA)
+    assert not about_itself("The answer is Lindqvist Shipping [1].", PERSONA)
+    assert not about_itself("I could not find this in the documents.", PERSONA)
+    assert not about_itself("I'm Harbor Help.", "")
+    assert about_itself("我是 Harbor Help。", "你是 Harbor Help，Lindqvist Shipping 的助手。")

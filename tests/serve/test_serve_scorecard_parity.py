@@ -11,13 +11,15 @@ import pytest
 import yaml
 from openai import OpenAI
 
+from shoptalk.eval.grounded import grounded_prompts
+from shoptalk.eval.questions import Suite
+from shoptalk.eval.run import answer_suites
 from shoptalk.modeling.chat_format import with_system
 from shoptalk.modeling.generate import answer, load_assistant
 from shoptalk.pipeline import index_documents
 from shoptalk.project import Project
-from shoptalk.rag.answer import not_found_message, rag_messages
 from shoptalk.rag.retrieve import open_index
-from shoptalk.records import Message
+from shoptalk.records import DomainQuestion, Message
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
 from shoptalk.serve.server import BackgroundServer
@@ -89,14 +91,13 @@ def test_served_greedy_answers_are_the_scorecards(project: Project, client, talk
 
 
 def test_served_greedy_answers_with_retrieval_are_the_scorecards(project: Project, client, talker):
-    # As eval.run.rag_prompts: what the index finds (everything readable), or the fixed reply.
-    index = open_index(project)
-    system = project.config.system_prompt
-    found = {q: index.search(q, None, None) for q in QUESTIONS}
-    asked = [q for q in QUESTIONS if found[q].found and found[q].hits]
-    assert asked, "retrieval must find something for the comparison to mean anything"
-    prompts = [rag_messages(q, found[q], system) for q in asked]
-    texts = answer(load_assistant(str(talker), device="cpu"), prompts, MAX_TOKENS)
-    assert any(texts)
-    scorecard = [texts.pop(0) if q in asked else not_found_message(q) for q in QUESTIONS]
-    assert [served(client, q, rag=True) for q in QUESTIONS] == scorecard
+    # The scorecard's '+rag' mode itself: its retrieval, selected passages, prompt and
+    # verification (eval.run.answer_suites), against the API's `rag: true`.
+    questions = [DomainQuestion(question=q, must_include=["x"]) for q in QUESTIONS]
+    suite = Suite(name="parity", kind="domain", questions=questions, path="")
+    grounded = grounded_prompts(project, open_index(project), [suite])
+    assert any(g.messages for g in grounded["parity"]), "retrieval must find something"
+    assistant = load_assistant(str(talker), device="cpu")
+    project.config.eval.max_new_tokens = MAX_TOKENS
+    answers, _ = answer_suites(project, assistant, [suite], grounded)
+    assert [served(client, q, rag=True) for q in QUESTIONS] == answers["parity+rag"]

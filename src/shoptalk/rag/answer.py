@@ -13,8 +13,8 @@ documents". The passages go into the user turn as quoted data, never into the
 system prompt, and the instructions say they are not instructions: text in a
 document ("ignore previous instructions...") is something to quote, not obey.
 
-`rag_messages` (five whole chunks) is the earlier prompt: RAFT trains on it and
-a server that streams still builds it, then calls `finish_answer`.
+`rag_messages` (five whole chunks) is the earlier prompt: RAFT trains on it.
+`checked_reply` is what `ask`, the API and the scorecard show of a reply.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from shoptalk.modeling.generate import Assistant, answer
 from shoptalk.rag.citations import Citation, check_citations
 from shoptalk.rag.retrieve import RagIndex, Retrieval
 from shoptalk.rag.select import Passage, select_passages
-from shoptalk.rag.verify import NOT_FOUND, Status, not_found_message, verify_answer
+from shoptalk.rag.verify import NOT_FOUND, Status, about_itself, not_found_message, verify_answer
 
 __all__ = ["NOT_FOUND", "not_found_message"]
 INSTRUCTIONS = (
@@ -59,9 +59,7 @@ class RetrievedChunk(BaseModel):
 
 class RagAnswer(BaseModel):
     message: str = Field(description="What is shown: verified, repaired or not found")
-    found: bool = Field(
-        description="False: nothing relevant was retrieved, the model was not asked"
-    )
+    found: bool = Field(description="False: nothing relevant was retrieved and no answer is shown")
     citations: list[Citation]
     dropped_citations: int = Field(description="Citations the check removed")
     retrieved: list[RetrievedChunk] = Field(
@@ -70,7 +68,7 @@ class RagAnswer(BaseModel):
     status: Status | None = Field(
         None,
         description="'verified', 'repaired' (an unsupported value: the passage is quoted "
-        "instead) or 'not_found'; None when the answer was not verified (`finish_answer`)",
+        "instead) or 'not_found'",
     )
     quote: str | None = Field(None, description="The passage supporting the message, verbatim")
     generated: str | None = Field(None, description="The model's own answer, before repair")
@@ -99,19 +97,6 @@ def _quoted(text: str) -> str:
 
 def _attribute(value: str) -> str:
     return value.replace('"', "&quot;").replace("<", "&lt;")
-
-
-def finish_answer(message: str, retrieval: Retrieval) -> RagAnswer:
-    """The generated `message` with its citations checked against the chunks it was given."""
-    chunks = [hit.chunk for hit in retrieval.hits]
-    checked = check_citations(message, chunks)
-    return RagAnswer(
-        message=message,
-        found=True,
-        citations=checked.citations,
-        dropped_citations=checked.dropped,
-        retrieved=_retrieved(retrieval),
-    )
 
 
 def passage_messages(question: str, passages: list[Passage], system_prompt: str) -> list[dict]:
@@ -146,26 +131,51 @@ def answer_with_citations(
     """
     retrieval = index.search(question, groups, top_k)
     if not retrieval.found or not retrieval.hits:
-        return RagAnswer(
-            message=not_found_message(question),
-            found=False,
-            citations=[],
-            dropped_citations=0,
-            retrieved=[],
-            status="not_found",
-        )
+        return checked_reply(question, "", [], index.settings.select, system_prompt)
     settings = index.settings.select
     passages = select_passages(question, retrieval.hits, index.embedder, settings)
     messages = passage_messages(question, passages, system_prompt)
     text = answer(assistant, [messages], max_new_tokens, batch_size=1)[0]
-    return finish_passages(question, text, passages, settings)
+    return finish_passages(question, text, passages, settings, system_prompt)
+
+
+def checked_reply(
+    question: str, text: str, passages: list[Passage], settings: SelectSettings, persona: str
+) -> RagAnswer:
+    """What users see of the generated `text`, in `ask`, the API and the scorecard alike:
+    verified against the passages (or repaired); with no passage, `text` (the model's own
+    reply) only if it says nothing but what the persona says, else "not in the documents"."""
+    if passages:
+        return finish_passages(question, text, passages, settings, persona)
+    if about_itself(text, persona):
+        return RagAnswer(
+            message=text,
+            found=True,
+            citations=[],
+            dropped_citations=0,
+            retrieved=[],
+            status="verified",
+            generated=text,
+        )
+    return RagAnswer(
+        message=not_found_message(question),
+        found=False,
+        citations=[],
+        dropped_citations=0,
+        retrieved=[],
+        status="not_found",
+    )
 
 
 def finish_passages(
-    question: str, text: str, passages: list[Passage], settings: SelectSettings
+    question: str,
+    text: str,
+    passages: list[Passage],
+    settings: SelectSettings,
+    persona: str = "",
 ) -> RagAnswer:
     """The generated `text` verified against the passages (repaired if need be), with citations."""
-    checked = verify_answer(question, text, passages, settings.min_question_overlap)
+    checked = verify_answer(question, text, passages, settings.min_question_overlap, persona)
     found = checked.status != "not_found"
     citations = (
         check_citations(checked.message, [p.as_chunk() for p in passages]) if found else None
@@ -184,10 +194,3 @@ def finish_passages(
         generated=checked.generated,
         unsupported=checked.unsupported,
     )
-
-
-def _retrieved(retrieval: Retrieval) -> list[RetrievedChunk]:
-    return [
-        RetrievedChunk(number=n, chunk_id=hit.chunk.id, source=hit.chunk.source, score=hit.score)
-        for n, hit in enumerate(retrieval.hits, start=1)
-    ]

@@ -19,6 +19,13 @@ selected sentence, quoted verbatim with its citation, when that sentence holds
 enough of the question's words (`min_question_overlap`); otherwise by the "not
 in the documents" message with the sources that were searched. An answer that
 declines is kept as the "not in the documents" message, sources shown too.
+
+The system prompt (the persona: the assistant's name, its organization) is a
+source too, never cited: "I'm Kestrel Assist, the assistant of Kestrel
+Logistics" answers "who are you?" from it. A question no document answers is
+still answered when the model's reply says only what the persona says
+(`about_itself`): greetings and questions about the assistant are not
+knowledge questions, and a value the persona does not hold still fails.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from shoptalk.rag.bm25 import language, terms
 from shoptalk.rag.chunk import sentence_spans
 from shoptalk.rag.citations import named_values, normalized, numbers_in, support
 from shoptalk.rag.select import Passage
+from shoptalk.records import Chunk
 
 NOT_FOUND = {
     "en": "I could not find this in the documents.",
@@ -134,10 +142,34 @@ def question_overlap(question: str, passage: Passage) -> float:
     return len(wanted & have) / len(wanted) if wanted else 0.0
 
 
+def persona_passage(persona: str) -> Passage:
+    """The system prompt as a passage answers may rest on but never cite."""
+    return Passage(text=persona, chunk=Chunk(id="system-prompt", text=persona, source=""), score=0)
+
+
+def about_itself(answer: str, persona: str) -> bool:
+    """Every claim of `answer` is what the persona says (values included), and it says something.
+
+    An answer citing a passage ([n]) answers from the documents, not about itself.
+    """
+    if not persona.strip() or _DECLINES.search(answer) or _MARKER.search(answer):
+        return False
+    passage = persona_passage(persona)
+    found = claims(answer)
+    return bool(found) and all(support(claim, passage.as_chunk()) for claim, _ in found)
+
+
 def verify_answer(
-    question: str, answer: str, passages: list[Passage], min_question_overlap: float
+    question: str,
+    answer: str,
+    passages: list[Passage],
+    min_question_overlap: float,
+    persona: str = "",
 ) -> Verification:
-    """The answer as verified, or repaired from the passages, or "not in the documents"."""
+    """The answer as verified, or repaired from the passages, or "not in the documents".
+
+    `persona` (the system prompt) supports what the answer says of the assistant itself.
+    """
     sources = [p.source for p in passages]
     if not passages or _DECLINES.search(answer):
         return Verification(
@@ -145,6 +177,8 @@ def verify_answer(
             message=not_found_message(question, sources),
             generated=answer,
         )
+    if about_itself(answer, persona):
+        return Verification(status="verified", message=answer, generated=answer)
     unsupported = unsupported_values(answer, passages)
     if not unsupported and grounded(answer, passages):
         number, passage = supporting_passage(answer, passages)

@@ -25,14 +25,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from shoptalk.config import ServeSettings
-from shoptalk.rag.answer import finish_answer, not_found_message
+from shoptalk.rag.answer import RagAnswer, not_found_message
 from shoptalk.serve import schemas
 from shoptalk.serve.audit import AuditEntry
 from shoptalk.serve.auth import Principal, check_model, check_model_groups
 from shoptalk.serve.embeddings import EmbeddingService
 from shoptalk.serve.engine import Delta, Params, Prepared
 from shoptalk.serve.errors import ApiError
-from shoptalk.serve.grounding import ground
+from shoptalk.serve.grounding import Grounding, ground
 from shoptalk.serve.metrics import Metrics
 from shoptalk.serve.sse import Chunks, sse_error
 
@@ -61,11 +61,11 @@ async def chat_completion(
     if await answers_with_retrieval(request.app, body):
         if system_prompt is None:
             system_prompt = request.app.state.engine.system_prompt
-        grounded, call.retrieval, question = await ground(
+        grounded, call.grounding = await ground(
             request.app, principal, messages, system_prompt, documents
         )
         if grounded is None:
-            return await call.not_found(body, question)
+            return await call.not_found(body, call.grounding.question)
         messages = grounded
     return await call.run(
         body, lambda engine, params: engine.prepare_chat(body.model, messages, params, body.n)
@@ -103,7 +103,7 @@ class Call:
     finish: dict[int, str] = field(default_factory=dict)
     first_token_at: float | None = None
     started_work: bool = False
-    retrieval: Any = None  # with `rag: true`: the chunks the answer must cite
+    grounding: Grounding | None = None  # with `rag: true`: what the replies are checked against
 
     @property
     def app(self) -> FastAPI:
@@ -193,6 +193,11 @@ class Call:
         if delta.finish_reason:
             self.finish[delta.index] = delta.finish_reason
 
+    def checked(self) -> dict[int, RagAnswer]:
+        """Each choice's reply as users may see it (rag.answer.checked_reply)."""
+        assert self.grounding is not None
+        return {i: self.grounding.check(text) for i, text in self.texts.items()}
+
     def response(self, body: Any) -> Any:
         usage = schemas.usage(self.prepared.prompt_tokens, self.prepared.completion_tokens)
         indexes = sorted(self.texts)
@@ -206,10 +211,14 @@ class Call:
                 for i in indexes
             ]
             answer = schemas.ChatCompletion(model=body.model, choices=choices, usage=usage)
-            if self.retrieval is not None and indexes:
-                checked = finish_answer(self.texts[indexes[0]], self.retrieval)
-                answer.citations = [c.model_dump() for c in checked.citations]
-                answer.dropped_citations = checked.dropped_citations
+            if self.grounding is not None and indexes:
+                checked = self.checked()
+                for choice in choices:
+                    choice.message.content = checked[choice.index].message
+                first = checked[indexes[0]]
+                answer.citations = [c.model_dump() for c in first.citations]
+                answer.dropped_citations = first.dropped_citations
+                answer.verification = verification(first)
             return answer
         choices = [
             schemas.TextChoice(index=i, text=self.texts[i], finish_reason=self.finish.get(i))
@@ -227,12 +236,22 @@ class Call:
             async with asyncio.timeout(remaining), contextlib.aclosing(deltas):
                 async for delta in deltas:
                     self.take(delta)
-                    yield chunks.delta(delta)
-            if self.retrieval is not None and self.texts:
-                checked = finish_answer(self.texts[min(self.texts)], self.retrieval)
+                    if self.grounding is None:
+                        yield chunks.delta(delta)
+            if self.grounding is not None and self.texts:
+                # A grounded reply is shown once verified, never token by token: a value
+                # the passages do not hold must not reach the client first.
+                checked = self.checked()
+                for i in sorted(checked):
+                    finish = self.finish.get(i, "stop")
+                    yield chunks.delta(
+                        Delta(index=i, text=checked[i].message, finish_reason=finish)
+                    )
+                first = checked[min(checked)]
                 final = chunks.chunk([])
-                final.citations = [c.model_dump() for c in checked.citations]
-                final.dropped_citations = checked.dropped_citations
+                final.citations = [c.model_dump() for c in first.citations]
+                final.dropped_citations = first.dropped_citations
+                final.verification = verification(first)
                 yield chunks.event(final)
             if body.stream_options and body.stream_options.include_usage:
                 usage = schemas.usage(self.prepared.prompt_tokens, self.prepared.completion_tokens)
@@ -375,3 +394,8 @@ def encode_vector(vector: Any, encoding: str) -> list[float] | str:
     if encoding == "base64":
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
     return [float(x) for x in vector]
+
+
+def verification(checked: RagAnswer) -> dict[str, Any]:
+    """The response's account of its first reply: verified, repaired or not found, and why."""
+    return {"status": checked.status, "unsupported": checked.unsupported}

@@ -2,22 +2,28 @@
 
 An extension of OpenAI's request: `extra_body={"rag": True}` in the openai
 package. The last user message is the question; what the caller's key may read
-(its groups; admin keys read everything) is retrieved, the model answers from
-the numbered chunks, and the response carries the checked citations beside
-the message (`citations`, `dropped_citations`). When nothing relevant is
-found the answer says so and the model is not asked.
+(its groups; admin keys read everything) is retrieved, its best sentences are
+selected, and the model answers from them exactly as the scorecard's RAG modes
+and `shoptalk ask` ask it (`rag.answer.passage_messages`). The reply is then
+verified the same way (`rag.answer.checked_reply`): a value no passage holds is
+never shown as fact, and the response carries the checked citations and the
+verification beside the message. When nothing relevant is found the answer
+says so and the model is not asked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from shoptalk.rag.answer import rag_messages
-from shoptalk.rag.retrieve import RagIndex, Retrieval
+from shoptalk.config import SelectSettings
+from shoptalk.rag.answer import RagAnswer, checked_reply, passage_messages
+from shoptalk.rag.retrieve import RagIndex
+from shoptalk.rag.select import Passage, select_passages
 from shoptalk.serve.auth import Principal
 from shoptalk.serve.errors import ApiError
 
@@ -49,14 +55,27 @@ def project_index(app: FastAPI, root: Path | None = None) -> RagIndex:
         return index
 
 
+@dataclass
+class Grounding:
+    """What a reply is checked against: the question's passages (none: nothing relevant)."""
+
+    question: str
+    passages: list[Passage]
+    settings: SelectSettings
+    persona: str
+
+    def check(self, text: str) -> RagAnswer:
+        return checked_reply(self.question, text, self.passages, self.settings, self.persona)
+
+
 async def ground(
     app: FastAPI,
     principal: Principal,
     messages: list[dict[str, str]],
     system_prompt: str,
     root: Path | None = None,
-) -> tuple[list[dict[str, str]] | None, Retrieval, str]:
-    """(messages with the retrieved chunks, or None if nothing relevant; the retrieval; the question).
+) -> tuple[list[dict[str, str]] | None, Grounding]:
+    """(the messages to ask, or None when the model need not be asked; what to check against).
 
     From the served project's documents, or those of the project at `root`.
     """
@@ -66,9 +85,13 @@ async def ground(
     question = users[-1]["content"]
     groups = None if "admin" in principal.scopes else principal.groups
     index = await asyncio.to_thread(project_index, app, root)
+    settings = index.settings.select
     retrieval = await asyncio.to_thread(index.search, question, groups, None)
-    if not retrieval.found or not retrieval.hits:
-        return None, retrieval, question
-    system, user = rag_messages(question, retrieval, system_prompt)
     history = [m for m in messages[: messages.index(users[-1])] if m["role"] != "system"]
-    return [system, *history, user], retrieval, question
+    if not retrieval.found or not retrieval.hits:
+        return None, Grounding(question, [], settings, system_prompt)
+    passages = await asyncio.to_thread(
+        select_passages, question, retrieval.hits, index.embedder, settings
+    )
+    system, user = passage_messages(question, passages, system_prompt)
+    return [system, *history, user], Grounding(question, passages, settings, system_prompt)

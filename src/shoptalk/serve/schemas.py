@@ -167,9 +167,11 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
-    # shoptalk extension, with `rag: true`: where the first choice's facts come from.
+    # shoptalk extension, with `rag: true`: where the first choice's facts come from,
+    # and whether its reply was verified, repaired or not found (rag/verify.py).
     citations: list[dict] | None = None
     dropped_citations: int | None = None
+    verification: dict | None = None
 
 
 class ChunkDelta(BaseModel):
@@ -193,6 +195,7 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = None
     citations: list[dict] | None = None
     dropped_citations: int | None = None
+    verification: dict | None = None
 
 
 class TextChoice(BaseModel):
