@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from shoptalk.rag.answer import rag_messages
 from shoptalk.rag.retrieve import RagIndex, Retrieval
-from shoptalk.serve.auth import Principal
+from shoptalk.serve.auth import Principal, held_groups
 from shoptalk.serve.errors import ApiError
 
 _lock = threading.Lock()
@@ -64,7 +64,7 @@ async def ground(
     if not users:
         raise ApiError(400, "rag needs a user message to answer", param="messages")
     question = users[-1]["content"]
-    groups = None if "admin" in principal.scopes else principal.groups
+    groups = held_groups(principal)
     index = await asyncio.to_thread(project_index, app, root)
     retrieval = await asyncio.to_thread(index.search, question, groups, None)
     if not retrieval.found or not retrieval.hits:

@@ -35,7 +35,7 @@ from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
-from shoptalk.serve.auth import Chat, Editor, Principal, Reader
+from shoptalk.serve.auth import Admin, Chat, Editor, Principal, Reader, held_groups
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.uploads import save_upload, upload_name
 
@@ -158,13 +158,13 @@ def edit_config(root: Path, change) -> None:
 def list_sources(project: Project, principal: Principal) -> list[SourceFile]:
     """The project's source files the key may read: a restricted file's name is restricted too.
 
-    Editors see every file: they change the sources and read the data report.
+    Only the owner's scope (admin) sees every file; an editor sees those its groups may read.
     """
     from shoptalk.data.dataset import source_files
     from shoptalk.data.sources import may_read, source_groups
 
     found = []
-    every = principal.allows("editor")
+    every = held_groups(principal) is None
     for kind in ("docs", "faq", "conversations"):
         for path in source_files(project.root, getattr(project.config.sources, kind)):
             groups = source_groups(path, project.root, project.config.rag)
@@ -372,7 +372,8 @@ def scorecard(principal: Reader, st: State) -> dict:
     groups whose documents the model may reveal (`groups`, [] = documents open to all).
 
     Per-question rows (questions, reference answers, quotes, file names) may come
-    from restricted documents: only editors get them; other keys get the suites' numbers.
+    from restricted documents: only the owner's scope (admin) gets them; other keys, editors
+    included, get the suites' numbers.
     """
     from shoptalk.serve.catalog import card_groups
 
@@ -386,14 +387,14 @@ def scorecard(principal: Reader, st: State) -> dict:
     card["promoted"] = pointer(project.promoted_run_file) == run_id
     # Which groups' documents the model learnt, so may reveal (its card; train.groups).
     card["groups"] = card_groups(project.runs / run_id)
-    if not principal.allows("editor"):
+    if held_groups(principal) is not None:
         card["questions"] = []  # the console reads the key: an empty table, not an error
     return card
 
 
 @router.get("/scorecard/report")
-def scorecard_report(_: Editor, st: State) -> FileResponse:
-    """The HTML report: every question and answer, so for editors only (see `scorecard`)."""
+def scorecard_report(_: Admin, st: State) -> FileResponse:
+    """The HTML report: every question and answer, so for the owner's scope only (see `scorecard`)."""
     project = st.project()
     run_id = pointer(project.latest_run_file)
     path = project.eval_of(run_id).report if run_id else None
