@@ -250,3 +250,29 @@ def test_retrieval_reads_the_restricted_document_only_for_the_group(walk):
     refused = client.post("/v1/chat/completions", headers=other, json=body).json()
     # The laptop section went into the hr key's prompt; the other key's found nothing it may read.
     assert grounded["usage"]["prompt_tokens"] > refused["usage"]["prompt_tokens"] + 20
+
+
+def test_the_data_check_names_a_restricted_files_problems_only_to_those_who_may_read_it(
+    tmp_path, tiny_model
+):
+    root = write_project(tmp_path / "p", tiny_model)
+    (root / "docs" / "hr").mkdir()
+    broken = SECRET_DOC.replace("groups: [hr]", "groups: [hr]\ntitle: [unclosed")
+    (root / "docs" / "hr" / f"{SECRET_NAME}.md").write_text(broken, encoding="utf-8")
+    # Its own groups cannot be told (broken front matter): the project's bound it by.
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["rag"] = {"access": {"docs/hr/*": ["hr"]}}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    app = create_app(root)
+    with TestClient(app) as client:
+
+        def problems(scopes: set[str], groups: list[str]) -> str:
+            headers = headers_for(app, frozenset(scopes), groups)
+            answer = client.get("/v1/project/check", headers=headers)
+            assert answer.status_code == 200, answer.text
+            return json.dumps(answer.json()["problems"])
+
+        hidden = problems({"editor"}, [])
+        assert SECRET_NAME not in hidden and "1 problems in files" in hidden
+        assert SECRET_NAME in problems({"editor"}, ["hr"])
+        assert SECRET_NAME in problems({"admin"}, [])

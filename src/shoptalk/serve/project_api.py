@@ -193,20 +193,46 @@ class CheckResponse(BaseModel):
 
 
 @router.get("/check", response_model=CheckResponse)
-def check(_: Editor, st: State) -> CheckResponse:
+def check(principal: Editor, st: State) -> CheckResponse:
+    """Every problem in the sources; those in files the key's groups may not read are counted,
+    not shown (a problem names its file and may quote it)."""
     from shoptalk.data.check import check_sources
 
-    result = check_sources(st.project(), render=False)
-    return CheckResponse(
-        counts=result.counts,
-        problems=[
-            Problem(
-                where=f"{p.path}:{p.line}" if p.line else p.path,
-                message=redact(p.detail).text,
-            )
-            for p in result.problems
-        ],
-    )
+    project = st.project()
+    result = check_sources(project, render=False)
+    shown = [p for p in result.problems if may_see_file(project, principal, p.path)]
+    problems = [
+        Problem(where=f"{p.path}:{p.line}" if p.line else p.path, message=redact(p.detail).text)
+        for p in shown
+    ]
+    hidden = len(result.problems) - len(shown)
+    if hidden:
+        message = "problems in files this key's groups may not read; an admin key sees them"
+        problems.append(Problem(where="(restricted)", message=f"{hidden} {message}"))
+    return CheckResponse(counts=result.counts, problems=problems)
+
+
+def may_see_file(project: Project, principal: Principal, path: str) -> bool:
+    """Whether the key may see a file's name and what is said of it (docs/permissions.md).
+
+    A file whose own groups cannot be told (broken front matter) is bound by the
+    project's groups for it (`rag.access`, its folder), and with none it is
+    restricted: never shown to a key without the owner's scope by accident.
+    """
+    from shoptalk.data.documents import document_groups, folder_acl, source_path
+    from shoptalk.data.sources import may_read, source_groups
+
+    groups = held_groups(principal)
+    file = Path(path) if Path(path).is_absolute() else project.root / path
+    if groups is None or not file.is_file():
+        return True
+    rag = project.config.rag
+    try:
+        return may_read(source_groups(file, project.root, rag), groups)
+    except ShoptalkError:
+        name, folder = source_path(file, project.root), folder_acl(file, project.root)
+        bound = document_groups(None, name, folder, rag.access, rag.folder_groups)
+        return bool(bound) and may_read(bound, groups)
 
 
 @router.get("/report")
