@@ -552,13 +552,20 @@ def split_list(text: str | None) -> list[str] | None:
 def keys_create(
     project_dir: ProjectDir,
     name: Annotated[str, typer.Option(help="Who or what the key is for")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: chat,embeddings,editor,admin")] = (
-        "chat,embeddings"
-    ),
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: chat,embeddings,editor,admin; admin is the owner's scope: "
+            "every scope, and it reads every document whatever --groups"
+        ),
+    ] = "chat,embeddings",
     models: Annotated[str | None, typer.Option(help="Comma-separated models; default: all")] = None,
     groups: Annotated[
         str | None,
-        typer.Option(help="Comma-separated document groups retrieval may read; default: none"),
+        typer.Option(
+            help="Comma-separated document groups the key may read, editors too "
+            "(retrieval, source list); default: none, only documents open to all"
+        ),
     ] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute")] = None,

@@ -41,7 +41,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/v1/project/builds"): "editor",
     ("GET", "/v1/project/builds/{build_id}"): "editor",
     ("POST", "/v1/project/builds/{build_id}/{action}"): "editor",
-    ("GET", "/v1/project/scorecard/report"): "editor",
+    ("GET", "/v1/project/scorecard/report"): "admin",
     ("GET", "/v1/project/feedback/pending"): "editor",
     ("POST", "/v1/project/feedback/{feedback_id}/{decision}"): "editor",
     ("POST", "/v1/files"): "editor",

@@ -25,6 +25,7 @@ def console(tmp_path, tiny_model):
     keys = app.state.services.keys
     editor = keys.create("editor", KeyLimits(scopes=["editor", "chat"])).secret
     viewer = keys.create("viewer", KeyLimits(scopes=["chat"])).secret
+    owner = keys.create("owner", KeyLimits(scopes=["admin"])).secret
     with TestClient(app) as client:
         yield {
             "client": client,
@@ -32,6 +33,7 @@ def console(tmp_path, tiny_model):
             "project": project,
             "editor": {"Authorization": f"Bearer {editor}"},
             "viewer": {"Authorization": f"Bearer {viewer}"},
+            "owner": {"Authorization": f"Bearer {owner}"},
         }
 
 
@@ -99,9 +101,11 @@ def test_build_runs_in_the_worker_then_scorecard_playground_and_feedback(console
     assert build["eta_seconds"] == 0, "time left comes from the run's plan"
     assert any(e["message"].startswith("eval") for e in build["events"])
     card = client.get("/v1/project/scorecard", headers=console["viewer"]).json()
-    # Per-question rows may quote restricted documents: editors only (issue 18 #3).
+    # Per-question rows may quote restricted documents: the owner's scope only (issue 18 #3).
     assert "domain" in card["suites"] and card["questions"] == []
-    full = client.get("/v1/project/scorecard", headers=console["editor"]).json()
+    edited = client.get("/v1/project/scorecard", headers=console["editor"]).json()
+    assert edited["questions"] == []
+    full = client.get("/v1/project/scorecard", headers=console["owner"]).json()
     assert full["questions"]
     answers = client.post(
         "/v1/project/playground",

@@ -170,7 +170,13 @@ def _front_matter(path: Path, lines: list[str]) -> tuple[dict, int]:
 
 
 def _acl(path: Path, root: Path, meta: dict, lines: list[str]) -> list[str]:
-    """Groups allowed to see the document: front matter wins, else its folder."""
+    """The groups the file names itself, else its folder: the reader's label only.
+
+    A reader does not see `rag.access` nor `rag.folder_groups`, so this is not
+    who may read the document: the index and the dataset replace it with
+    `sources.source_groups` (docs/permissions.md: the project's groups bound the
+    document, its front matter only narrows them).
+    """
     declared = front_matter_groups(path, meta, lines)
     return declared if declared is not None else folder_acl(path, root)
 

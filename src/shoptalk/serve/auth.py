@@ -132,7 +132,12 @@ def check_model_groups(principal: Principal, model: str, groups: list[str]) -> N
 
 
 def held_groups(principal: Principal) -> list[str] | None:
-    """The groups whose models the key is served; None = all (admin)."""
+    """The groups whose documents the key may read and whose models it is served; None = all.
+
+    All only for the owner's scope, `admin` (which can mint a key with any
+    groups anyway): `editor` changes the project and starts work, but reads
+    restricted documents, chunks and file names through its groups like any key.
+    """
     return None if principal.allows("admin") else principal.groups
 
 
@@ -140,7 +145,8 @@ def held_groups(principal: Principal) -> list[str] | None:
 # asking a model spends model time and needs `chat`; reading the console's views of
 # a project needs `chat` or `editor`; changing a project or starting pipeline work
 # (data check, report, plan, builds, fine-tuning jobs, uploads) needs `editor`;
-# keys, usage and audit need `admin`. Admin implies every scope.
+# keys, usage, audit and the scorecard's full report need `admin`. Admin implies
+# every scope and is the one scope that reads every document (`held_groups`).
 Chat = Annotated[Principal, Depends(require("chat"))]
 Embeddings = Annotated[Principal, Depends(require("embeddings"))]
 Reader = Annotated[Principal, Depends(require("chat", "editor"))]

@@ -311,11 +311,14 @@ class Call:
     async def not_found(self, body: Any, question: str) -> Any:
         """Nothing the key may read is relevant: say so without asking the model.
 
-        Still a request against the key's limits (rpm), and audited like any other.
+        Still a request against the key's limits (rpm), `max_tokens_limit` and its models,
+        and audited like any other: a refusal must not depend on what retrieval found.
         """
         reservation = None
         try:
             check_model(self.principal, body.model)
+            await self.check_groups(body.model)
+            self.params(body)
             reservation = await self.app.state.services.limiter.admit(self.principal, 0)
         except ApiError as exc:
             self.status = exc.status

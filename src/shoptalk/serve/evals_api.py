@@ -5,8 +5,8 @@ Shapes follow OpenAI's, so `client.evals.create(...)` and
 `eval.graders`; runs execute in the background (`serve.eval_runs`), every
 model call through the API's request path as the key that started the run.
 Every route needs `editor`: a run's outputs and items may quote documents of
-any group the starting key could read, and editors are cleared for all sources
-(docs/permissions.md).
+any group the starting key could read, and every editor reads every run's
+outputs (docs/permissions.md, "Evals").
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from shoptalk.config import SelectSettings
 from shoptalk.rag.answer import RagAnswer, checked_reply, passage_messages
 from shoptalk.rag.retrieve import RagIndex
 from shoptalk.rag.select import Passage, select_passages
-from shoptalk.serve.auth import Principal
+from shoptalk.serve.auth import Principal, held_groups
 from shoptalk.serve.errors import ApiError
 
 _lock = threading.Lock()
@@ -83,7 +83,7 @@ async def ground(
     if not users:
         raise ApiError(400, "rag needs a user message to answer", param="messages")
     question = users[-1]["content"]
-    groups = None if "admin" in principal.scopes else principal.groups
+    groups = held_groups(principal)
     index = await asyncio.to_thread(project_index, app, root)
     settings = index.settings.select
     retrieval = await asyncio.to_thread(index.search, question, groups, None)

@@ -35,7 +35,7 @@ from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
-from shoptalk.serve.auth import Chat, Editor, Principal, Reader
+from shoptalk.serve.auth import Admin, Chat, Editor, Principal, Reader, held_groups
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.uploads import save_upload, upload_name
 
@@ -158,13 +158,13 @@ def edit_config(root: Path, change) -> None:
 def list_sources(project: Project, principal: Principal) -> list[SourceFile]:
     """The project's source files the key may read: a restricted file's name is restricted too.
 
-    Editors see every file: they change the sources and read the data report.
+    Only the owner's scope (admin) sees every file; an editor sees those its groups may read.
     """
     from shoptalk.data.dataset import source_files
     from shoptalk.data.sources import may_read, source_groups
 
     found = []
-    every = principal.allows("editor")
+    every = held_groups(principal) is None
     for kind in ("docs", "faq", "conversations"):
         for path in source_files(project.root, getattr(project.config.sources, kind)):
             groups = source_groups(path, project.root, project.config.rag)
@@ -193,20 +193,46 @@ class CheckResponse(BaseModel):
 
 
 @router.get("/check", response_model=CheckResponse)
-def check(_: Editor, st: State) -> CheckResponse:
+def check(principal: Editor, st: State) -> CheckResponse:
+    """Every problem in the sources; those in files the key's groups may not read are counted,
+    not shown (a problem names its file and may quote it)."""
     from shoptalk.data.check import check_sources
 
-    result = check_sources(st.project(), render=False)
-    return CheckResponse(
-        counts=result.counts,
-        problems=[
-            Problem(
-                where=f"{p.path}:{p.line}" if p.line else p.path,
-                message=redact(p.detail).text,
-            )
-            for p in result.problems
-        ],
-    )
+    project = st.project()
+    result = check_sources(project, render=False)
+    shown = [p for p in result.problems if may_see_file(project, principal, p.path)]
+    problems = [
+        Problem(where=f"{p.path}:{p.line}" if p.line else p.path, message=redact(p.detail).text)
+        for p in shown
+    ]
+    hidden = len(result.problems) - len(shown)
+    if hidden:
+        message = "problems in files this key's groups may not read; an admin key sees them"
+        problems.append(Problem(where="(restricted)", message=f"{hidden} {message}"))
+    return CheckResponse(counts=result.counts, problems=problems)
+
+
+def may_see_file(project: Project, principal: Principal, path: str) -> bool:
+    """Whether the key may see a file's name and what is said of it (docs/permissions.md).
+
+    A file whose own groups cannot be told (broken front matter) is bound by the
+    project's groups for it (`rag.access`, its folder), and with none it is
+    restricted: never shown to a key without the owner's scope by accident.
+    """
+    from shoptalk.data.documents import document_groups, folder_acl, source_path
+    from shoptalk.data.sources import may_read, source_groups
+
+    groups = held_groups(principal)
+    file = Path(path) if Path(path).is_absolute() else project.root / path
+    if groups is None or not file.is_file():
+        return True
+    rag = project.config.rag
+    try:
+        return may_read(source_groups(file, project.root, rag), groups)
+    except ShoptalkError:
+        name, folder = source_path(file, project.root), folder_acl(file, project.root)
+        bound = document_groups(None, name, folder, rag.access, rag.folder_groups)
+        return bool(bound) and may_read(bound, groups)
 
 
 @router.get("/report")
@@ -372,7 +398,8 @@ def scorecard(principal: Reader, st: State) -> dict:
     groups whose documents the model may reveal (`groups`, [] = documents open to all).
 
     Per-question rows (questions, reference answers, quotes, file names) may come
-    from restricted documents: only editors get them; other keys get the suites' numbers.
+    from restricted documents: only the owner's scope (admin) gets them; other keys, editors
+    included, get the suites' numbers.
     """
     from shoptalk.serve.catalog import card_groups
 
@@ -386,14 +413,14 @@ def scorecard(principal: Reader, st: State) -> dict:
     card["promoted"] = pointer(project.promoted_run_file) == run_id
     # Which groups' documents the model learnt, so may reveal (its card; train.groups).
     card["groups"] = card_groups(project.runs / run_id)
-    if not principal.allows("editor"):
+    if held_groups(principal) is not None:
         card["questions"] = []  # the console reads the key: an empty table, not an error
     return card
 
 
 @router.get("/scorecard/report")
-def scorecard_report(_: Editor, st: State) -> FileResponse:
-    """The HTML report: every question and answer, so for editors only (see `scorecard`)."""
+def scorecard_report(_: Admin, st: State) -> FileResponse:
+    """The HTML report: every question and answer, so for the owner's scope only (see `scorecard`)."""
     project = st.project()
     run_id = pointer(project.latest_run_file)
     path = project.eval_of(run_id).report if run_id else None
