@@ -36,6 +36,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/project/sources"): "editor",
     ("GET", "/v1/project/check"): "editor",
     ("GET", "/v1/project/report"): "editor",
+    ("POST", "/v1/project/plan"): "editor",
     ("GET", "/v1/project/plan"): "editor",
     ("POST", "/v1/project/builds"): "editor",
     ("GET", "/v1/project/builds"): "editor",

@@ -1,9 +1,12 @@
-"""A build started from the console, in its own process.
+"""A build (or a plan of one) started from the console, in its own process.
 
     python -m shoptalk.jobs.build_runner SERVED_PROJECT BUILD_ID
 
 The build's row lives in the served project's registry and names the project to
-build: the served one or one made in the console. `pipeline.build` stores its
+build: the served one or one made in the console. A row of kind 'plan' runs
+`pipeline.plan` instead (it writes the dataset folder and loads the base model,
+so it is queued like a build, never run in a request) and stores the plan in
+the row's `result`. `pipeline.build` stores its
 typed events there (the console shows every stage and the run folder really
 written). Like a fine-tuning job, stopping it is stopping the process and
 resuming it is building again: unchanged stages are skipped and training
@@ -29,14 +32,18 @@ log = logging.getLogger(__name__)
 def run_build(served: Project, build_id: str) -> None:
     sessions = open_registry(served.config.serve.database_url, served.state)
     with sessions() as session:
-        root = served_root(session.get(BuildRow, build_id).project_root, served.root)
+        row = session.get(BuildRow, build_id)
+        root, kind = served_root(row.project_root, served.root), row.kind
     try:
         project = Project.open(root)
     except Exception as exc:
         record.fail(sessions, build_id, exc)
         return
     try:
-        pipeline.build(project, build_id=build_id, sessions=sessions)
+        if kind == "plan":
+            record.planned(sessions, build_id, lambda emit: pipeline.plan(project, emit))
+        else:
+            pipeline.build(project, build_id=build_id, sessions=sessions)
     except Exception:
         # The build's row holds the failure (pipeline.build recorded it); the log the trace.
         log.exception("build %s failed", build_id)

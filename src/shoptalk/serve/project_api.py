@@ -7,7 +7,8 @@ backend of its own: it calls these routes, the admin routes (keys, usage) and
 the OpenAI routes, with the signed-in user's key. Reading the project needs
 `chat` or `editor`; asking its models (playground) and rating answers need
 `chat`; changing it or starting pipeline work (data check, report, plan,
-builds, uploads) needs `editor` (admin implies every scope; see
+builds, uploads) needs `editor`. Plans and builds are queued and run by the
+worker, never in a request (admin implies every scope; see
 `serve.auth`).
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, select
@@ -229,29 +230,97 @@ def data_report(_: Editor, st: State) -> FileResponse:
 
 class PlanResponse(BaseModel):
     text: str
+    recipe: str
+    input: str = Field(description="plain, raft or cpt: the view of the dataset trained on")
     method: str
     total_steps: int
     estimated_seconds: float
     peak_memory_bytes: int
     memory_available_bytes: int
+    stages: list[dict] = Field(description="One entry per training stage of the recipe")
 
 
-@router.get("/plan", response_model=PlanResponse)
-def training_plan(_: Editor, st: State) -> PlanResponse:
-    """What a build would train, with its estimated time and peak memory on this machine."""
-    from shoptalk.pipeline import plan as training_plan_of
+class PlanJob(BaseModel):
+    """A queued plan: `plan` once it succeeded, `error` if it failed."""
 
-    # A plain `def` route: FastAPI runs it in its thread pool, off the event loop.
-    with st.lock:
-        plan = training_plan_of(st.project())
-    return PlanResponse(
-        text=plan.render(),
-        method=plan.method,
-        total_steps=plan.total_steps,
-        estimated_seconds=plan.estimated_seconds,
-        peak_memory_bytes=plan.peak_memory_bytes,
-        memory_available_bytes=plan.memory_available_bytes,
+    id: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    error: dict | None
+    plan: PlanResponse | None = None
+
+
+@router.post("/plan", response_model=PlanJob, status_code=202)
+def start_plan(principal: Editor, st: State) -> PlanJob:
+    """Queue a plan of what a build would train, with its estimated time and peak memory.
+
+    Planning builds the dataset and loads the base model, so the worker runs it like
+    a build; one plan per project at a time (a second request returns the active one).
+    """
+    with st.sessions() as session:
+        active = session.scalar(
+            select(BuildRow).where(BuildRow.status.in_(store.ACTIVE), plans_of(st))
+        )
+        if active is not None:
+            return plan_job(active)
+        row = BuildRow(
+            id=store.new_id("plan"), key_id=principal.key_id, project_root=str(st.root), kind="plan"
+        )
+        session.add(row)
+        store.add_event(session, row.id, "Plan queued")
+        session.commit()
+        session.refresh(row)
+        return plan_job(row)
+
+
+@router.get(
+    "/plan",
+    response_model=PlanJob,
+    responses={202: {"model": PlanJob, "description": "The plan is queued or running"}},
+)
+def latest_plan(_: Editor, st: State, response: Response) -> PlanJob:
+    """The project's latest plan: 200 once it finished (its plan, or its error), 202 while
+    it is queued or running, 404 before the first `POST /v1/project/plan`."""
+    with st.sessions() as session:
+        row = session.scalar(
+            select(BuildRow).where(plans_of(st)).order_by(BuildRow.created_at.desc())
+        )
+        if row is None:
+            raise ApiError(404, "No plan yet: POST /v1/project/plan first.", code="not_found")
+        if row.status in store.ACTIVE:
+            response.status_code = 202
+        return plan_job(row)
+
+
+def plans_of(st: ProjectState) -> ColumnElement[bool]:
+    return store.builds_of(str(st.root), st.served, kind="plan")
+
+
+def plan_job(row: BuildRow) -> PlanJob:
+    job = PlanJob(
+        id=row.id,
+        status=row.status,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        error=row.error,
     )
+    if row.status == "succeeded" and row.result:
+        from shoptalk.pipeline import BuildPlan
+
+        plan = BuildPlan.model_validate(row.result)
+        job.plan = PlanResponse(
+            text=plan.render(),
+            recipe=plan.recipe,
+            input=plan.input,
+            method=plan.method,
+            total_steps=plan.total_steps,
+            estimated_seconds=plan.estimated_seconds,
+            peak_memory_bytes=plan.peak_memory_bytes,
+            memory_available_bytes=plan.memory_available_bytes,
+            stages=row.result["stages"],
+        )
+    return job
 
 
 # --- builds
