@@ -1,7 +1,7 @@
 // The shoptalk console: one page, five tabs about the chosen project, every call
 // through the typed API client.
 
-import { api, errorMessage, getKey, openAuthorized, setKey, upload, type Schemas } from "./api";
+import { api, errorMessage, getKey, openAuthorized, openQueued, setKey, upload, type Schemas } from "./api";
 import { field, h, notice } from "./dom";
 import { currentLang, setLang, t, type Key } from "./i18n";
 import { currentProject, loadProjects, newProjectForm, projectSwitcher, servedProject, type Projects } from "./projects";
@@ -157,7 +157,7 @@ function checkPanel(): HTMLElement {
     {},
     h("button", { onclick: run }, t("runCheck")),
     " ",
-    h("button", { class: "link", onclick: () => openAuthorized("/v1/project/report").catch((e) => out.replaceChildren(notice(String(e), "error"))) }, t("dataReport")),
+    h("button", { class: "link", onclick: () => openQueued("/v1/project/report").catch((e) => out.replaceChildren(notice(String(e), "error"))) }, t("dataReport")),
     out,
   );
 }

@@ -572,11 +572,15 @@ export interface paths {
         };
         /**
          * Data Report
-         * @description The data report (HTML) of the current sources, written if missing.
+         * @description The latest data report (HTML); 202 while it is queued or running, 409 if it failed.
          */
         get: operations["data_report_v1_project_report_get"];
         put?: never;
-        post?: never;
+        /**
+         * Start Data Report
+         * @description Queue the data report of the current sources (it builds the dataset: the worker's work).
+         */
+        post: operations["start_data_report_v1_project_report_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1266,28 +1270,6 @@ export interface components {
             /** Data */
             data: components["schemas"]["Feedback"][];
         };
-        /**
-         * PlanJob
-         * @description A queued plan: `plan` once it succeeded, `error` if it failed.
-         */
-        PlanJob: {
-            /**
-             * Created At
-             * Format: date-time
-             */
-            created_at: string;
-            /** Error */
-            error: {
-                [key: string]: unknown;
-            } | null;
-            /** Finished At */
-            finished_at: string | null;
-            /** Id */
-            id: string;
-            plan?: components["schemas"]["PlanResponse"] | null;
-            /** Status */
-            status: string;
-        };
         /** PlanResponse */
         PlanResponse: {
             /** Estimated Seconds */
@@ -1412,6 +1394,28 @@ export interface components {
             name?: string | null;
             /** System Prompt */
             system_prompt?: string | null;
+        };
+        /**
+         * QueuedJob
+         * @description A queued plan or data report: `plan` once a plan succeeded, `error` if it failed.
+         */
+        QueuedJob: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Error */
+            error: {
+                [key: string]: unknown;
+            } | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: string;
+            plan?: components["schemas"]["PlanResponse"] | null;
+            /** Status */
+            status: string;
         };
         /** SourceFile */
         SourceFile: {
@@ -2592,16 +2596,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PlanJob"];
+                    "application/json": components["schemas"]["QueuedJob"];
                 };
             };
-            /** @description The plan is queued or running */
+            /** @description Queued or running */
             202: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PlanJob"];
+                    "application/json": components["schemas"]["QueuedJob"];
                 };
             };
             /** @description Validation Error */
@@ -2633,7 +2637,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PlanJob"];
+                    "application/json": components["schemas"]["QueuedJob"];
                 };
             };
             /** @description Validation Error */
@@ -2702,6 +2706,47 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description Queued or running */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueuedJob"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    start_data_report_v1_project_report_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueuedJob"];
                 };
             };
             /** @description Validation Error */

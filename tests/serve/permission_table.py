@@ -35,6 +35,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/projects"): "editor",
     ("POST", "/v1/project/sources"): "editor",
     ("GET", "/v1/project/check"): "editor",
+    ("POST", "/v1/project/report"): "editor",
     ("GET", "/v1/project/report"): "editor",
     ("POST", "/v1/project/plan"): "editor",
     ("GET", "/v1/project/plan"): "editor",

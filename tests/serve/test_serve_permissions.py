@@ -28,6 +28,7 @@ from projects import write_project
 # loads a model or queues a build) or changes the project.
 PIPELINE_ROUTES = [
     ("GET", "/v1/project/check"),
+    ("POST", "/v1/project/report"),
     ("GET", "/v1/project/report"),
     ("POST", "/v1/project/plan"),
     ("GET", "/v1/project/plan"),
@@ -139,6 +140,19 @@ def test_an_editor_gets_the_recipes_plan_through_the_queue(server, stages):
     assert [s["stage"] for s in plan["stages"]] == stages
     assert plan["recipe"] == stages[0] and plan["total_steps"] > 0
     assert f"{stages[0]:<8} run-" in plan["text"]
+
+
+def test_the_data_report_is_queued_and_made_by_the_worker(server):
+    client, root, bearer = server
+    editor = bearer("editor")
+    before = files_under(root / ".shoptalk")
+    queued = client.post("/v1/project/report", headers=editor).json()
+    assert client.get("/v1/project/report", headers=editor).status_code == 202
+    assert files_under(root / ".shoptalk") == before, "no dataset folder in the request"
+    run_build(Project.open(root), queued["id"])  # what the worker's child process runs
+    report = client.get("/v1/project/report", headers=editor)
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "<html" in report.text.lower()
 
 
 def test_an_editor_only_key_signs_into_the_console(server):

@@ -161,19 +161,18 @@ def recorded(
     return result
 
 
-def planned(
-    sessions: sessionmaker[Session], plan_id: str, make: Callable[[OnEvent], object]
+def queued_result(
+    sessions: sessionmaker[Session], row_id: str, make: Callable[[OnEvent], dict]
 ) -> None:
-    """Run a queued plan (`make`, a pydantic model's maker) whose events and result go to its row."""
+    """Run a queued plan or data report (`make`) whose events and result go to its row."""
     try:
-        plan = make(Recorder(sessions, plan_id))
+        result = make(Recorder(sessions, row_id))
     except BaseException as exc:
-        fail(sessions, plan_id, exc)
+        fail(sessions, row_id, exc)
         raise
     with sessions() as session:
-        result = plan.model_dump(mode="json")
-        store.set_status(session, plan_id, "succeeded", stage="done", result=result)
-        store.add_event(session, plan_id, "Plan ready")
+        store.set_status(session, row_id, "succeeded", stage="done", result=result)
+        store.add_event(session, row_id, "Done")
         session.commit()
 
 
