@@ -53,3 +53,24 @@ def build_tiny_model(folder: Path, layers: int = 2, hidden: int = 64, seed: int 
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def qa_examples(tokenizer, pairs: list[tuple[str, str]], system: str = "You are X.") -> list:
+    """(question, answer) pairs encoded as training encodes one-turn conversations."""
+    from shoptalk.modeling.chat_format import encode_conversation
+    from shoptalk.records import Conversation, Message
+
+    turns = [
+        [Message(role="user", content=q), Message(role="assistant", content=a)] for q, a in pairs
+    ]
+    return [
+        encode_conversation(tokenizer, Conversation(id=str(i), messages=t, source="t"), system)
+        for i, t in enumerate(turns)
+    ]
+
+
+def training_rows(examples: list) -> list:
+    """The trainer's unpacked rows of `examples` (positions from 0)."""
+    from shoptalk.train.packing import Row
+
+    return [Row(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]

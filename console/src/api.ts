@@ -64,6 +64,16 @@ export async function openAuthorized(path: string): Promise<void> {
   window.open(url, "_blank");
 }
 
+// Pipeline work the worker does (the data report): queue it, wait while it answers 202, open it.
+export async function openQueued(path: string): Promise<void> {
+  const queued = await fetch(path, { method: "POST", headers: headers() });
+  if (!queued.ok) throw new Error((await queued.json()).error?.message ?? queued.statusText);
+  while ((await fetch(path, { headers: headers() })).status === 202) {
+    await new Promise((done) => window.setTimeout(done, 1000));
+  }
+  await openAuthorized(path);
+}
+
 export async function upload(path: string, form: FormData): Promise<Response> {
   return fetch(path, { method: "POST", body: form, headers: headers() });
 }

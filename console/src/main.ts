@@ -1,7 +1,7 @@
 // The shoptalk console: one page, five tabs about the chosen project, every call
 // through the typed API client.
 
-import { api, errorMessage, getKey, openAuthorized, setKey, upload, type Schemas } from "./api";
+import { api, errorMessage, getKey, openAuthorized, openQueued, setKey, upload, type Schemas } from "./api";
 import { field, h, notice } from "./dom";
 import { currentLang, setLang, t, type Key } from "./i18n";
 import { currentProject, loadProjects, newProjectForm, projectSwitcher, servedProject, type Projects } from "./projects";
@@ -157,7 +157,7 @@ function checkPanel(): HTMLElement {
     {},
     h("button", { onclick: run }, t("runCheck")),
     " ",
-    h("button", { class: "link", onclick: () => openAuthorized("/v1/project/report").catch((e) => out.replaceChildren(notice(String(e), "error"))) }, t("dataReport")),
+    h("button", { class: "link", onclick: () => openQueued("/v1/project/report").catch((e) => out.replaceChildren(notice(String(e), "error"))) }, t("dataReport")),
     out,
   );
 }
@@ -182,17 +182,27 @@ async function buildView(): Promise<HTMLElement> {
     await refresh();
   };
   const planBox = h("div");
+  // Planning builds the dataset and loads the model: the worker runs it; we poll its result.
+  const showPlan = async () => {
+    const { data, error, response } = await api.GET("/v1/project/plan");
+    if (response.status === 202 && tab === "build") return void window.setTimeout(showPlan, 1000);
+    if (error || !data) return planBox.replaceChildren(notice(errorMessage(error), "error"));
+    planBox.replaceChildren(
+      data.plan ? h("pre", { class: "plan" }, data.plan.text) : notice(String(data.error?.message ?? data.status), "error"),
+    );
+  };
   const estimate = async () => {
     planBox.replaceChildren(h("p", { class: "help" }, "…"));
-    const { data, error } = await api.GET("/v1/project/plan");
-    planBox.replaceChildren(error || !data ? notice(errorMessage(error), "error") : h("pre", { class: "plan" }, data.text));
+    const { error } = await api.POST("/v1/project/plan");
+    if (error) return planBox.replaceChildren(notice(errorMessage(error), "error"));
+    await showPlan();
   };
   await refresh();
   return h(
     "section",
     { class: "card" },
     h("h2", {}, t("build")),
-    h("button", { class: "link", onclick: estimate }, t("estimate")),
+    canEdit && h("button", { class: "link", onclick: estimate }, t("estimate")),
     canEdit && h("button", { onclick: start }, t("startBuild")),
     planBox,
     box,

@@ -523,12 +523,20 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Training Plan
-         * @description What a build would train, with its estimated time and peak memory on this machine.
+         * Latest Plan
+         * @description The project's latest plan: 200 once it finished (its plan, or its error), 202 while
+         *     it is queued or running, 404 before the first `POST /v1/project/plan`.
          */
-        get: operations["training_plan_v1_project_plan_get"];
+        get: operations["latest_plan_v1_project_plan_get"];
         put?: never;
-        post?: never;
+        /**
+         * Start Plan
+         * @description Queue a plan of what a build would train, with its estimated time and peak memory.
+         *
+         *     Planning builds the dataset and loads the base model, so the worker runs it like
+         *     a build; one plan per project at a time (a second request returns the active one).
+         */
+        post: operations["start_plan_v1_project_plan_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -564,11 +572,15 @@ export interface paths {
         };
         /**
          * Data Report
-         * @description The data report (HTML) of the current sources, written if missing.
+         * @description The latest data report (HTML); 202 while it is queued or running, 409 if it failed.
          */
         get: operations["data_report_v1_project_report_get"];
         put?: never;
-        post?: never;
+        /**
+         * Start Data Report
+         * @description Queue the data report of the current sources (it builds the dataset: the worker's work).
+         */
+        post: operations["start_data_report_v1_project_report_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1262,12 +1274,26 @@ export interface components {
         PlanResponse: {
             /** Estimated Seconds */
             estimated_seconds: number;
+            /**
+             * Input
+             * @description plain, raft or cpt: the view of the dataset trained on
+             */
+            input: string;
             /** Memory Available Bytes */
             memory_available_bytes: number;
             /** Method */
             method: string;
             /** Peak Memory Bytes */
             peak_memory_bytes: number;
+            /** Recipe */
+            recipe: string;
+            /**
+             * Stages
+             * @description One entry per training stage of the recipe
+             */
+            stages: {
+                [key: string]: unknown;
+            }[];
             /** Text */
             text: string;
             /** Total Steps */
@@ -1368,6 +1394,28 @@ export interface components {
             name?: string | null;
             /** System Prompt */
             system_prompt?: string | null;
+        };
+        /**
+         * QueuedJob
+         * @description A queued plan or data report: `plan` once a plan succeeded, `error` if it failed.
+         */
+        QueuedJob: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Error */
+            error: {
+                [key: string]: unknown;
+            } | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: string;
+            plan?: components["schemas"]["PlanResponse"] | null;
+            /** Status */
+            status: string;
         };
         /** SourceFile */
         SourceFile: {
@@ -2530,7 +2578,7 @@ export interface operations {
             };
         };
     };
-    training_plan_v1_project_plan_get: {
+    latest_plan_v1_project_plan_get: {
         parameters: {
             query?: never;
             header?: {
@@ -2548,7 +2596,48 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PlanResponse"];
+                    "application/json": components["schemas"]["QueuedJob"];
+                };
+            };
+            /** @description Queued or running */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueuedJob"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    start_plan_v1_project_plan_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueuedJob"];
                 };
             };
             /** @description Validation Error */
@@ -2617,6 +2706,47 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description Queued or running */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueuedJob"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    start_data_report_v1_project_report_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Slug of a project made in the console (GET /v1/projects); none = the served project */
+                "X-Shoptalk-Project"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueuedJob"];
                 };
             };
             /** @description Validation Error */

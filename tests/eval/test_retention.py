@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 from rich.console import Console
+from tiny_model import qa_examples, training_rows
 
 from shoptalk.artifacts import RunArtifact
 from shoptalk.eval.metrics import CJK_CHAR
@@ -63,27 +64,13 @@ def test_general_qa_is_a_bilingual_domain_suite():
 def test_row_losses_add_up_to_labelled_loss(tiny_model):
     import torch
 
-    from shoptalk.modeling.chat_format import encode_conversation
     from shoptalk.modeling.generate import load_assistant
-    from shoptalk.records import Conversation, Message
     from shoptalk.train.loss import labelled_loss
-    from shoptalk.train.packing import Row, collate
+    from shoptalk.train.packing import collate
 
     assistant = load_assistant(str(tiny_model), None, "cpu")
     pairs = [("Why is the sky blue?", "Light scatters."), ("怎么煮鸡蛋？", "水开后煮八分钟。")]
-    examples = [
-        encode_conversation(
-            assistant.tokenizer,
-            Conversation(
-                id=str(i),
-                messages=[Message(role="user", content=q), Message(role="assistant", content=a)],
-                source="t",
-            ),
-            "You are X.",
-        )
-        for i, (q, a) in enumerate(pairs)
-    ]
-    rows = [Row(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]
+    rows = training_rows(qa_examples(assistant.tokenizer, pairs))
     batch = collate(rows, assistant.tokenizer.pad_token_id)
     with torch.no_grad():
         total, count = labelled_loss(assistant.model, batch)

@@ -36,7 +36,7 @@ def llama_cpp():
 def test_gguf_and_ollama_export(gguf_project: Project, llama_cpp) -> None:
     from transformers import AutoTokenizer
 
-    from shoptalk.export.llamacpp import GgufChat
+    from shoptalk.modeling.gguf import GgufChat
 
     info = export_model(gguf_project, "ollama", quant="f16", say=quiet)
 

@@ -58,7 +58,7 @@ def transformers_answers(
 def llama_cpp_answers(
     gguf: Path, prompts: list[list[dict]], max_new_tokens: int
 ) -> list[list[int]]:
-    from shoptalk.export.llamacpp import GgufChat
+    from shoptalk.modeling.gguf import GgufChat
 
     with GgufChat(gguf, n_ctx=512) as chat:
         return [chat.greedy(chat.encode(chat.render(m)), max_new_tokens).tokens for m in prompts]
@@ -140,8 +140,8 @@ def test_llama_cpp_stops_at_every_end_of_turn_token_of_the_chat_format(
     from transformers import AutoTokenizer
 
     from shoptalk.export.gguf import convert
-    from shoptalk.export.llamacpp import GgufChat
     from shoptalk.modeling.chat_format import stop_ids
+    from shoptalk.modeling.gguf import GgufChat
 
     final = gguf_project.runs / RUN_ID / "final"
     gguf = convert(final, gguf_project.root / "model-f32.gguf", "f32")

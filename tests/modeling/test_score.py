@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tiny_model import qa_examples, training_rows
 
 from shoptalk.modeling.score import example_losses, pad_examples
 
@@ -18,28 +19,14 @@ PAIRS = [
 def test_example_losses_equal_the_training_loss_of_each_example(tiny_model):
     import torch
 
-    from shoptalk.modeling.chat_format import encode_conversation
     from shoptalk.modeling.generate import load_assistant
-    from shoptalk.records import Conversation, Message
     from shoptalk.train.loss import labelled_loss
-    from shoptalk.train.packing import Row, collate
+    from shoptalk.train.packing import collate
 
     assistant = load_assistant(str(tiny_model), None, "cpu")
-    examples = [
-        encode_conversation(
-            assistant.tokenizer,
-            Conversation(
-                id=str(i),
-                messages=[Message(role="user", content=q), Message(role="assistant", content=a)],
-                source="t",
-            ),
-            "You are X.",
-        )
-        for i, (q, a) in enumerate(PAIRS)
-    ]
+    examples = qa_examples(assistant.tokenizer, PAIRS)
     scored = example_losses(assistant, examples, batch_size=2)
-    for example, (total, count) in zip(examples, scored, strict=True):
-        row = Row(example.input_ids, example.labels, list(range(len(example.input_ids))))
+    for row, (total, count) in zip(training_rows(examples), scored, strict=True):
         with torch.no_grad():
             expected, labelled = labelled_loss(
                 assistant.model, collate([row], assistant.tokenizer.pad_token_id)
@@ -50,11 +37,10 @@ def test_example_losses_equal_the_training_loss_of_each_example(tiny_model):
 
 def test_padded_examples_are_training_rows(tiny_model):
     from shoptalk.modeling.chat_format import Example
-    from shoptalk.train.packing import Row, collate
+    from shoptalk.train.packing import collate
 
     examples = [Example([5, 6, 7], [-100, 6, 7]), Example([8, 9], [-100, 9])]
-    rows = [Row(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]
-    ours, theirs = pad_examples(examples, 0), collate(rows, 0)
+    ours, theirs = pad_examples(examples, 0), collate(training_rows(examples), 0)
     assert ours.keys() == theirs.keys()
     for key in ours:
         assert ours[key].tolist() == theirs[key].tolist(), key

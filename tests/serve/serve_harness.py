@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from openai import OpenAI
 
 from shoptalk.config import ServeSettings
@@ -16,6 +17,8 @@ from shoptalk.serve.app import create_app
 from shoptalk.serve.catalog import Catalog, ModelEntry
 from shoptalk.serve.server import BackgroundServer
 from shoptalk.serve.services import build_services
+
+from projects import write_project
 
 
 @dataclass
@@ -54,6 +57,20 @@ def serving(
     )
     with BackgroundServer(app) as url:
         yield Served(url, app, keys)
+
+
+def upstream_project(root: Path, model_dir: Path) -> Path:
+    """A project at `root` (tests/projects.py) whose server asks an upstream that never
+    answers and starts no worker: for routes that touch the project, never a model."""
+    write_project(root, model_dir)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["serve"] = {
+        "worker": False,
+        "engine": "upstream",
+        "upstream_url": "http://127.0.0.1:9/v1",
+    }
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    return root
 
 
 def sse_events(response) -> list[dict]:

@@ -169,7 +169,16 @@ def test_every_route_of_a_project_server_needs_a_key_except_the_public_ones(cons
 
 
 def test_the_plan_estimates_time_and_memory_before_a_build(console):
-    plan = console["client"].get("/v1/project/plan", headers=console["editor"]).json()
+    client, editor = console["client"], console["editor"]
+    plan_id = client.post("/v1/project/plan", headers=editor).json()["id"]
+    # The server's own worker makes the plan; the route answers 202 until then.
+    for _ in range(600):
+        answer = client.get("/v1/project/plan", headers=editor)
+        if answer.status_code != 202:
+            break
+        time.sleep(0.5)
+    assert answer.status_code == 200 and answer.json()["id"] == plan_id, answer.text
+    plan = answer.json()["plan"]
     assert plan["total_steps"] > 0 and plan["estimated_seconds"] > 0
     assert 0 < plan["peak_memory_bytes"] < plan["memory_available_bytes"]
     assert "peak memory" in plan["text"]

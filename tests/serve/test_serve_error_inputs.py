@@ -10,16 +10,13 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-import yaml
 from fastapi.testclient import TestClient
-from serve_harness import serving
+from serve_harness import serving, upstream_project
 from sqlalchemy import select
 
 from shoptalk.registry.audit import AuditRow
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
-
-from projects import write_project
 
 MAX_BODY = 1_000_000
 
@@ -116,15 +113,7 @@ def test_a_lone_surrogate_with_store_prompts_on_is_answered_and_audited(served):
 
 
 def test_an_upload_name_of_250_characters_is_not_a_500(tmp_path, tiny_model):
-    root = write_project(tmp_path / "p", tiny_model)
-    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
-    config["serve"] = {
-        "worker": False,
-        "engine": "upstream",
-        "upstream_url": "http://127.0.0.1:9/v1",
-    }
-    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
-    app = create_app(root)
+    app = create_app(upstream_project(tmp_path / "p", tiny_model))
     secret = app.state.services.keys.create("ed", KeyLimits(scopes=["editor"])).secret
     headers = {"Authorization": f"Bearer {secret}"}
     name = "a" * 260 + ".jsonl"

@@ -3,7 +3,8 @@
 
 A `chat` key must not be able to start any pipeline work: before this, `GET
 /v1/project/plan` with a chat key built a dataset folder and loaded the base
-model in the request path.
+model in the request path. Now a plan is queued and the worker makes it, like a
+build, for an editor only.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from shoptalk.config import ServeSettings
+from shoptalk.jobs.build_runner import run_build
+from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
 
@@ -24,7 +28,9 @@ from projects import write_project
 # loads a model or queues a build) or changes the project.
 PIPELINE_ROUTES = [
     ("GET", "/v1/project/check"),
+    ("POST", "/v1/project/report"),
     ("GET", "/v1/project/report"),
+    ("POST", "/v1/project/plan"),
     ("GET", "/v1/project/plan"),
     ("GET", "/v1/project/builds"),
     ("POST", "/v1/project/builds"),
@@ -39,8 +45,9 @@ PIPELINE_ROUTES = [
 
 
 @pytest.fixture
-def server(tmp_path: Path, tiny_model: Path):
-    root = write_project(tmp_path / "p", tiny_model)
+def server(tmp_path: Path, tiny_model: Path, request):
+    # The recipe to plan (`@pytest.mark.parametrize("server", [...], indirect=True)`).
+    root = write_project(tmp_path / "p", tiny_model, **getattr(request, "param", {}))
     settings = ServeSettings(engine="upstream", upstream_url="http://127.0.0.1:9/v1", worker=False)
     app = create_app(root, settings=settings)
     keys = app.state.services.keys
@@ -73,6 +80,79 @@ def test_a_chat_key_gets_403_on_pipeline_routes_and_nothing_is_written(server, m
     assert answer.json()["error"]["code"] == "insufficient_scope"
     assert files_under(root / ".shoptalk") == before
     assert not (root / "uploads").exists()
+
+
+def queue_plan(client: TestClient, editor: dict) -> str:
+    queued = client.post("/v1/project/plan", headers=editor)
+    assert queued.status_code == 202 and queued.json()["status"] == "queued", queued.text
+    again = client.post("/v1/project/plan", headers=editor).json()
+    assert again["id"] == queued.json()["id"], "one plan per project at a time"
+    return queued.json()["id"]
+
+
+def test_a_plan_is_queued_not_made_in_the_request(server):
+    client, root, bearer = server
+    editor = bearer("editor")
+    assert client.get("/v1/project/plan", headers=editor).status_code == 404
+    before = files_under(root / ".shoptalk")
+    plan_id = queue_plan(client, editor)
+    waiting = client.get("/v1/project/plan", headers=editor)
+    assert waiting.status_code == 202 and waiting.json()["plan"] is None
+    assert files_under(root / ".shoptalk") == before, "no dataset folder, no model load"
+    assert client.get("/v1/project/builds", headers=editor).json() == [], "a plan is no build"
+    assert waiting.json()["id"] == plan_id
+
+
+PREFERENCES = '{"prompt": "Hi?", "chosen": "Hello.", "rejected": "No."}\n'
+
+
+def use_dpo(root: Path) -> None:
+    """The DPO recipe on one preference pair (its own epochs: SFT's keys are refused)."""
+    (root / "prefs.jsonl").write_text(PREFERENCES, encoding="utf-8")
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text(encoding="utf-8"))
+    train = {k: v for k, v in config["train"].items() if k not in ("epochs", "learning_rate")}
+    config["train"] = train | {"recipe": "dpo", "dpo": {"epochs": 1}}
+    config["sources"]["preferences"] = ["prefs.jsonl"]
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("server", "stages"),
+    [
+        ({"epochs": 1}, ["sft"]),
+        ({"epochs": 1, "recipe": "cpt", "trainable_layers": None}, ["cpt"]),
+        ({}, ["dpo"]),
+    ],
+    indirect=["server"],
+)
+def test_an_editor_gets_the_recipes_plan_through_the_queue(server, stages):
+    client, root, bearer = server
+    editor = bearer("editor")
+    if stages == ["dpo"]:
+        use_dpo(root)
+    plan_id = queue_plan(client, editor)
+    run_build(Project.open(root), plan_id)  # what the worker's child process runs
+    done = client.get("/v1/project/plan", headers=editor)
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["id"] == plan_id and body["status"] == "succeeded", body
+    plan = body["plan"]
+    assert [s["stage"] for s in plan["stages"]] == stages
+    assert plan["recipe"] == stages[0] and plan["total_steps"] > 0
+    assert f"{stages[0]:<8} run-" in plan["text"]
+
+
+def test_the_data_report_is_queued_and_made_by_the_worker(server):
+    client, root, bearer = server
+    editor = bearer("editor")
+    before = files_under(root / ".shoptalk")
+    queued = client.post("/v1/project/report", headers=editor).json()
+    assert client.get("/v1/project/report", headers=editor).status_code == 202
+    assert files_under(root / ".shoptalk") == before, "no dataset folder in the request"
+    run_build(Project.open(root), queued["id"])  # what the worker's child process runs
+    report = client.get("/v1/project/report", headers=editor)
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "<html" in report.text.lower()
 
 
 def test_an_editor_only_key_signs_into_the_console(server):

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-import yaml
+from serve_harness import upstream_project
 
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
 from shoptalk.serve.server import BackgroundServer
-
-from projects import write_project
 
 SECRET = "sk-st-planted0000000000000000000000000000000"
 EMAIL = "ingrid.solberg@kestrel.example"
@@ -24,14 +22,7 @@ EMAIL = "ingrid.solberg@kestrel.example"
 
 @pytest.fixture
 def served(tmp_path, tiny_model):
-    root = write_project(tmp_path / "p", tiny_model)
-    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
-    config["serve"] = {
-        "worker": False,
-        "engine": "upstream",
-        "upstream_url": "http://127.0.0.1:9/v1",
-    }
-    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    root = upstream_project(tmp_path / "p", tiny_model)
     app = create_app(root)
     keys = app.state.services.keys
     editor = keys.create("ed", KeyLimits(scopes=["editor", "chat"])).secret

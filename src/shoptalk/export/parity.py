@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from shoptalk.export.llamacpp import GgufChat
+    from shoptalk.modeling.gguf import GgufChat
 
 Messages = list[dict[str, str]]
 

@@ -5,7 +5,7 @@
 
 Every artifact is checked against the tuned model in memory before it is
 handed over (export/parity.py): the HF folder in transformers, a GGUF in
-llama.cpp itself (export/llamacpp.py). A failed check raises ExportError naming the
+llama.cpp itself (modeling/gguf.py). A failed check raises ExportError naming the
 report. A failed export leaves no model files behind, only the reports and
 logs its error names. The merged HF folder is written first and reused by GGUF exports once
 its own parity check has passed.
@@ -70,7 +70,7 @@ def export_model(
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}.")
     if fmt != "hf":
         from shoptalk.export.gguf import check_quant
-        from shoptalk.export.llamacpp import require_llama_cpp
+        from shoptalk.modeling.gguf import require_llama_cpp
 
         check_quant(quant)
         require_llama_cpp(f"`shoptalk export --format {fmt}` (it checks the file in llama.cpp)")
@@ -201,7 +201,7 @@ def check_gguf(
     f32/f16/bf16/q8_0 must answer every prompt identically or by a near tie;
     the k-quants' agreement is reported, not required (4-bit rounding changes answers).
     """
-    from shoptalk.export.llamacpp import GgufChat
+    from shoptalk.modeling.gguf import GgufChat
 
     quant = gguf_file.name.removeprefix("model-").removesuffix(".gguf")
     longest = max((len(ids) for ids in reference.prompt_ids), default=0)

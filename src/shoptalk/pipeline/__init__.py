@@ -144,7 +144,7 @@ def run_build(project: Project, on_event: OnEvent, stop_after: int | None) -> Bu
 
 def plan(project: Project, on_event: OnEvent = ignore) -> BuildPlan:
     """What a build would train, stage by stage, with time and memory estimates (recipe-aware)."""
-    from shoptalk.pipeline.plans import dpo_stage, sft_stage
+    from shoptalk.pipeline.plans import stage_plan
     from shoptalk.train import dpo, sft
 
     cfg = project.config
@@ -154,15 +154,20 @@ def plan(project: Project, on_event: OnEvent = ignore) -> BuildPlan:
     planned: list[StagePlan] = []
     if cfg.train.recipe == "dpo":
         pairs = dpo.plan_run(cfg, data.dataset, base_path)
-        planned.append(dpo_stage(run.run_id, run.done, cfg.train.method, pairs))
+        planned.append(stage_plan("dpo", run, cfg.train.method, pairs))
     else:
         trains = sft.plan_run(cfg, data.dataset, base_path)
-        planned.append(sft_stage(cfg.train.recipe, run.run_id, run.done, trains))
+        estimates = {
+            "estimated_seconds": trains.estimated_seconds,
+            "peak_memory_bytes": trains.memory.total,
+            "memory_available_bytes": trains.memory_available,
+        }
+        planned.append(stage_plan(cfg.train.recipe, run, trains.method, trains, **estimates))
         if cfg.train.recipe == "sft" and dpo.has_pairs(data.dataset):
             on_sft = project.run(project.dpo_run_id(run.run_id))
             start = run.final if run.done else None
             pairs = dpo.plan_run(cfg, data.dataset, base_path, start_from=start)
-            planned.append(dpo_stage(on_sft.run_id, on_sft.done, trains.method, pairs))
+            planned.append(stage_plan("dpo", on_sft, trains.method, pairs))
     return BuildPlan(
         recipe=cfg.train.recipe, input=data.kind, dataset_hash=data.hash, stages=planned
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shoptalk.artifacts import RunArtifact
 from shoptalk.config.train import Recipe
 from shoptalk.pipeline.events import Stage
 from shoptalk.pipeline.inputs import InputKind
@@ -62,34 +63,21 @@ class BuildPlan(BaseModel):
         return "\n".join(lines)
 
 
-def sft_stage(stage: Stage, run_id: str, trained: bool, plan) -> StagePlan:
-    """A stage plan from the SFT loop's `TrainPlan`."""
+def stage_plan(stage: Stage, run: RunArtifact, method: str, plan, **estimates) -> StagePlan:
+    """A stage plan for `run` from the SFT loop's `TrainPlan` or DPO's `PairPlan`.
+
+    `estimates`: time and memory (`estimated_seconds`, `peak_memory_bytes`,
+    `memory_available_bytes`); SFT's plan has them, DPO's none.
+    """
     return StagePlan(
         stage=stage,
-        run_id=run_id,
-        trained=trained,
-        method=plan.method,
-        total_steps=plan.total_steps,
-        tokens_per_step=plan.tokens_per_step,
-        learning_rate=plan.learning_rate,
-        epochs=plan.epochs,
-        estimated_seconds=plan.estimated_seconds,
-        peak_memory_bytes=plan.memory.total,
-        memory_available_bytes=plan.memory_available,
-        text=plan.render(),
-    )
-
-
-def dpo_stage(run_id: str, trained: bool, method: str, plan) -> StagePlan:
-    """A stage plan from DPO's `PairPlan`."""
-    return StagePlan(
-        stage="dpo",
-        run_id=run_id,
-        trained=trained,
+        run_id=run.run_id,
+        trained=run.done,
         method=method,
         total_steps=plan.total_steps,
         tokens_per_step=plan.tokens_per_step,
         learning_rate=plan.learning_rate,
         epochs=plan.epochs,
         text=plan.render(),
+        **estimates,
     )

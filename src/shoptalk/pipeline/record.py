@@ -79,7 +79,8 @@ class Recorder:
         data = event.model_dump(mode="json") | {"message": message}
         level = LEVELS.get(event.status, "info")
         store.add_event(session, self.row_id, message, level=level, data=data)
-        row = session.get(BuildRow, self.row_id) if self.row_id.startswith("build-") else None
+        table = store.table_of(self.row_id)
+        row = session.get(BuildRow, self.row_id) if table is BuildRow else None
         if row is not None and event.status in ("started", "skipped", "done"):
             row.stage = event.stage
             if event.run:
@@ -158,6 +159,21 @@ def recorded(
         store.add_event(session, build_id, message, level=level)
         session.commit()
     return result
+
+
+def queued_result(
+    sessions: sessionmaker[Session], row_id: str, make: Callable[[OnEvent], dict]
+) -> None:
+    """Run a queued plan or data report (`make`) whose events and result go to its row."""
+    try:
+        result = make(Recorder(sessions, row_id))
+    except BaseException as exc:
+        fail(sessions, row_id, exc)
+        raise
+    with sessions() as session:
+        store.set_status(session, row_id, "succeeded", stage="done", result=result)
+        store.add_event(session, row_id, "Done")
+        session.commit()
 
 
 def fail(sessions: sessionmaker[Session], build_id: str, exc: BaseException) -> None:

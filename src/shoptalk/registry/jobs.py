@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     inspect,
     or_,
     select,
@@ -87,7 +88,8 @@ class JobRow(Base):
 
 class BuildRow(Base):
     """A build of the served project or of one made in the console, started there or by
-    `shoptalk build` (origin 'cli', run by that command's own process)."""
+    `shoptalk build` (origin 'cli', run by that command's own process); or a plan of one
+    (kind 'plan': what a build would train, with time and memory, in `result`)."""
 
     __tablename__ = "builds"
 
@@ -105,6 +107,9 @@ class BuildRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     origin: Mapped[str | None] = mapped_column(String(10), default="console")
+    # 'build' or 'plan'; None on rows written before plans were queued (all builds).
+    kind: Mapped[str | None] = mapped_column(String(10), default="build")
+    result: Mapped[dict | None] = mapped_column(JSON, default=None)
 
 
 class JobEventRow(Base):
@@ -139,6 +144,8 @@ class JobCheckpointRow(Base):
 ADDED_COLUMNS = [
     (BuildRow, "project_root"),
     (BuildRow, "origin"),
+    (BuildRow, "kind"),
+    (BuildRow, "result"),
     (JobRow, "hyperparameters_used"),
     (JobRow, "estimated_finish"),
     (JobRow, "result_files"),
@@ -169,13 +176,18 @@ def column_names(engine, table: str) -> set[str]:
     return {c["name"] for c in inspect(engine).get_columns(table)}
 
 
-def builds_of(root: str, served: bool) -> ColumnElement[bool]:
-    """A filter for the builds of the project at `root`.
+def builds_of(root: str, served: bool, kind: str = "build") -> ColumnElement[bool]:
+    """A filter for the builds (or plans: `kind`) of the project at `root`.
 
-    Rows without a root predate projects made in the console: the served project's.
+    Rows without a root predate projects made in the console: the served project's;
+    rows without a kind predate queued plans: builds.
     """
     mine = BuildRow.project_root == root
-    return or_(mine, BuildRow.project_root.is_(None)) if served else mine
+    where = or_(mine, BuildRow.project_root.is_(None)) if served else mine
+    of_kind = BuildRow.kind == kind
+    if kind == "build":
+        of_kind = or_(of_kind, BuildRow.kind.is_(None))
+    return and_(where, of_kind)
 
 
 def add_event(
@@ -199,7 +211,8 @@ def add_event(
 
 
 def table_of(job_id: str) -> type[JobRow] | type[BuildRow]:
-    return BuildRow if job_id.startswith("build-") else JobRow
+    """Builds and plans are `BuildRow`s (ids build-…, plan-…); fine-tuning jobs `JobRow`s."""
+    return JobRow if job_id.startswith("ftjob-") else BuildRow
 
 
 def set_status(session: Session, job_id: str, status: str, **fields) -> None:

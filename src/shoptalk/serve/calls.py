@@ -88,6 +88,14 @@ async def answers_with_retrieval(app: FastAPI, body: schemas.ChatCompletionReque
 
 
 @dataclass
+class Outcome:
+    """What `Call.done` settles: the tokens reserved, unless a stream settles them itself."""
+
+    reservation: Any = None
+    streaming: bool = False
+
+
+@dataclass
 class Call:
     """One inference request's bookkeeping: limits, audit and metrics, whatever happens."""
 
@@ -122,23 +130,31 @@ class Call:
 
     async def run(self, body: Any, prepare) -> Any:
         """Admit, then answer as one JSON body or as server-sent events."""
-        reservation, streaming = None, False
-        try:
+        async with self.settled() as outcome:
             check_model(self.principal, body.model)
             await self.check_groups(body.model)
             self.prepared = await prepare(self.app.state.engine, self.params(body))
             rows = len(self.prepared.prompts) * self.prepared.n
             budget = self.prepared.prompt_tokens + self.prepared.params.max_tokens * rows
-            reservation = await self.app.state.services.limiter.admit(self.principal, budget)
+            outcome.reservation = await self.app.state.services.limiter.admit(
+                self.principal, budget
+            )
             deltas = await self.app.state.engine.start(self.prepared)
             self.started_work = True
             if body.stream:
-                streaming = True  # the stream settles and audits when it ends
+                outcome.streaming = True  # the stream settles and audits when it ends
                 return StreamingResponse(
-                    self.sse(body, reservation, deltas), media_type="text/event-stream"
+                    self.sse(body, outcome.reservation, deltas), media_type="text/event-stream"
                 )
             await self.collect(deltas)
             return self.response(body)
+
+    @contextlib.asynccontextmanager
+    async def settled(self) -> AsyncIterator[Outcome]:
+        """The request's status from whatever ends it, then `done` (a stream's own end does that)."""
+        outcome = Outcome()
+        try:
+            yield outcome
         except ApiError as exc:
             self.status = exc.status
             raise
@@ -146,8 +162,8 @@ class Call:
             self.status = 500
             raise
         finally:
-            if not streaming:
-                await self.done(reservation)
+            if not outcome.streaming:
+                await self.done(outcome.reservation)
 
     def params(self, body: Any) -> Params:
         max_tokens = body.requested_max_tokens()
@@ -274,8 +290,9 @@ class Call:
 
     async def embed(self, body: schemas.EmbeddingRequest) -> schemas.EmbeddingList:
         embedder: EmbeddingService = self.app.state.embedder
-        tokens = 0
-        try:
+        # Audited under the embedder's name, with the tokens counted once it has run.
+        self.prepared = Prepared(embedder.name, "", 0, Params(None), [])
+        async with self.settled():
             check_model(self.principal, body.model)
             if body.model not in embedder.names():
                 raise ApiError(
@@ -287,10 +304,12 @@ class Call:
             texts = body.texts()
             budget = sum(len(t) for t in texts)  # over-counts tokens; settled below
             reservation = await self.app.state.services.limiter.admit(self.principal, budget)
+            tokens = 0
             try:
                 vectors, tokens = await embedder.embed(texts)
             finally:
                 await reservation.settle(tokens)
+            self.prepared.prompt_tokens = tokens
             data = [
                 schemas.Embedding(index=i, embedding=encode_vector(v, body.encoding_format))
                 for i, v in enumerate(vectors)
@@ -298,15 +317,6 @@ class Call:
             return schemas.EmbeddingList(
                 data=data, model=embedder.name, usage=schemas.usage(tokens)
             )
-        except ApiError as exc:
-            self.status = exc.status
-            raise
-        except BaseException:
-            self.status = 500
-            raise
-        finally:
-            self.prepared = Prepared(embedder.name, "", tokens, Params(None), [])
-            await self.done(None)
 
     async def not_found(self, body: Any, question: str) -> Any:
         """Nothing the key may read is relevant: say so without asking the model.
@@ -314,17 +324,11 @@ class Call:
         Still a request against the key's limits (rpm), `max_tokens_limit` and its models,
         and audited like any other: a refusal must not depend on what retrieval found.
         """
-        reservation = None
-        try:
+        async with self.settled() as outcome:
             check_model(self.principal, body.model)
             await self.check_groups(body.model)
             self.params(body)
-            reservation = await self.app.state.services.limiter.admit(self.principal, 0)
-        except ApiError as exc:
-            self.status = exc.status
-            raise
-        finally:
-            await self.done(reservation)
+            outcome.reservation = await self.app.state.services.limiter.admit(self.principal, 0)
         text = not_found_message(question)
         if body.stream:
             chunks = Chunks(self.route, body.model)

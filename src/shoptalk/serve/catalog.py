@@ -478,16 +478,15 @@ class Catalog:
         with self._load_lock:
             key = (entry.path, slot)
             if key not in self._llamas:
-                from llama_cpp import Llama
+                from shoptalk.modeling.gguf import load_llama
 
                 self.verify(entry)
                 log.info("Loading %s in llama.cpp (context %d)", entry.name, slot)
-                self._llamas[key] = Llama(
-                    model_path=str(entry.gguf_file),
-                    n_ctx=self.context_length(entry),
-                    n_threads=threads,
+                self._llamas[key] = load_llama(
+                    entry.gguf_file,
+                    self.context_length(entry),
+                    threads,
                     n_threads_batch=threads,
-                    verbose=False,
                 )
             return self._llamas[key]
 

@@ -7,7 +7,8 @@ backend of its own: it calls these routes, the admin routes (keys, usage) and
 the OpenAI routes, with the signed-in user's key. Reading the project needs
 `chat` or `editor`; asking its models (playground) and rating answers need
 `chat`; changing it or starting pipeline work (data check, report, plan,
-builds, uploads) needs `editor` (admin implies every scope; see
+builds, uploads) needs `editor`. Plans and builds are queued and run by the
+worker, never in a request (admin implies every scope; see
 `serve.auth`).
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, select
@@ -31,7 +32,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from shoptalk.artifacts import RunArtifact, private_dir, write_atomic
 from shoptalk.config import CONFIG_NAME
 from shoptalk.data.pii import redact
-from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
@@ -235,49 +235,130 @@ def may_see_file(project: Project, principal: Principal, path: str) -> bool:
         return bool(bound) and may_read(bound, groups)
 
 
-@router.get("/report")
-def data_report(_: Editor, st: State) -> FileResponse:
-    """The data report (HTML) of the current sources, written if missing."""
-    from shoptalk.data.dataset import build_dataset
-    from shoptalk.data.report import write_report
-
-    try:
-        project = st.project()
-        dataset = build_dataset(project.config, project.root, project.datasets)
-        _, html = write_report(project, dataset)
-    except ShoptalkError as exc:
-        raise ApiError(409, str(exc)) from exc
-    return FileResponse(html, media_type="text/html")
-
-
-# --- the training plan: time and memory before a build starts
+# --- pipeline work for the console, queued for the worker: the data report and the plan
 
 
 class PlanResponse(BaseModel):
     text: str
+    recipe: str
+    input: str = Field(description="plain, raft or cpt: the view of the dataset trained on")
     method: str
     total_steps: int
     estimated_seconds: float
     peak_memory_bytes: int
     memory_available_bytes: int
+    stages: list[dict] = Field(description="One entry per training stage of the recipe")
 
 
-@router.get("/plan", response_model=PlanResponse)
-def training_plan(_: Editor, st: State) -> PlanResponse:
-    """What a build would train, with its estimated time and peak memory on this machine."""
-    from shoptalk.pipeline import plan as training_plan_of
+class QueuedJob(BaseModel):
+    """A queued plan or data report: `plan` once a plan succeeded, `error` if it failed."""
 
-    # A plain `def` route: FastAPI runs it in its thread pool, off the event loop.
-    with st.lock:
-        plan = training_plan_of(st.project())
-    return PlanResponse(
-        text=plan.render(),
-        method=plan.method,
-        total_steps=plan.total_steps,
-        estimated_seconds=plan.estimated_seconds,
-        peak_memory_bytes=plan.peak_memory_bytes,
-        memory_available_bytes=plan.memory_available_bytes,
+    id: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    error: dict | None
+    plan: PlanResponse | None = None
+
+
+def queue(st: ProjectState, principal: Principal, kind: str) -> BuildRow:
+    """A new row of `kind` for the worker, or the project's active one (one at a time)."""
+    with st.sessions() as session:
+        active = session.scalar(
+            select(BuildRow).where(BuildRow.status.in_(store.ACTIVE), rows_of(st, kind))
+        )
+        if active is not None:
+            return active
+        row = BuildRow(
+            id=store.new_id(kind), key_id=principal.key_id, project_root=str(st.root), kind=kind
+        )
+        session.add(row)
+        store.add_event(session, row.id, f"{kind.capitalize()} queued")
+        session.commit()
+        session.refresh(row)
+        return row
+
+
+def latest(st: ProjectState, kind: str) -> BuildRow:
+    with st.sessions() as session:
+        row = session.scalar(
+            select(BuildRow).where(rows_of(st, kind)).order_by(BuildRow.created_at.desc())
+        )
+    if row is None:
+        raise ApiError(404, f"No {kind} yet: POST /v1/project/{kind} first.", code="not_found")
+    return row
+
+
+def rows_of(st: ProjectState, kind: str) -> ColumnElement[bool]:
+    return store.builds_of(str(st.root), st.served, kind=kind)
+
+
+QUEUED = {202: {"model": QueuedJob, "description": "Queued or running"}}
+
+
+@router.post("/report", response_model=QueuedJob, status_code=202)
+def start_data_report(principal: Editor, st: State) -> QueuedJob:
+    """Queue the data report of the current sources (it builds the dataset: the worker's work)."""
+    return queued_job(queue(st, principal, "report"))
+
+
+@router.get("/report", response_model=None, responses=QUEUED)
+def data_report(_: Editor, st: State, response: Response) -> FileResponse | QueuedJob:
+    """The latest data report (HTML); 202 while it is queued or running, 409 if it failed."""
+    row = latest(st, "report")
+    if row.status in store.ACTIVE:
+        response.status_code = 202
+        return queued_job(row)
+    if row.status != "succeeded":
+        message = (row.error or {}).get("message", row.status)
+        raise ApiError(409, f"The data report {row.id} {row.status}: {message}")
+    return FileResponse(row.result["html"], media_type="text/html")
+
+
+@router.post("/plan", response_model=QueuedJob, status_code=202)
+def start_plan(principal: Editor, st: State) -> QueuedJob:
+    """Queue a plan of what a build would train, with its estimated time and peak memory.
+
+    Planning builds the dataset and loads the base model, so the worker runs it like
+    a build; one plan per project at a time (a second request returns the active one).
+    """
+    return queued_job(queue(st, principal, "plan"))
+
+
+@router.get("/plan", response_model=QueuedJob, responses=QUEUED)
+def latest_plan(_: Editor, st: State, response: Response) -> QueuedJob:
+    """The project's latest plan: 200 once it finished (its plan, or its error), 202 while
+    it is queued or running, 404 before the first `POST /v1/project/plan`."""
+    row = latest(st, "plan")
+    if row.status in store.ACTIVE:
+        response.status_code = 202
+    return queued_job(row)
+
+
+def queued_job(row: BuildRow) -> QueuedJob:
+    job = QueuedJob(
+        id=row.id,
+        status=row.status,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        error=row.error,
     )
+    if row.kind == "plan" and row.status == "succeeded" and row.result:
+        from shoptalk.pipeline import BuildPlan
+
+        plan = BuildPlan.model_validate(row.result)
+        job.plan = PlanResponse(
+            text=plan.render(),
+            recipe=plan.recipe,
+            input=plan.input,
+            method=plan.method,
+            total_steps=plan.total_steps,
+            estimated_seconds=plan.estimated_seconds,
+            peak_memory_bytes=plan.peak_memory_bytes,
+            memory_available_bytes=plan.memory_available_bytes,
+            stages=row.result["stages"],
+        )
+    return job
 
 
 # --- builds
