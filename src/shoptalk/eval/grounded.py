@@ -40,6 +40,7 @@ class Grounded:
     passages: list[Passage]
     messages: list[dict] | None  # None: nothing relevant was retrieved
     reply: str = ""
+    verify: bool = True  # False: a question about the assistant, answered closed book
 
 
 def grounded_prompts(
@@ -48,6 +49,7 @@ def grounded_prompts(
     """Retrieval and sentence selection for each question of `suites`, built once for both models."""
     from shoptalk.rag.answer import not_found_message, passage_messages
     from shoptalk.rag.select import select_passages
+    from shoptalk.rag.voice import closed_book_messages, route
 
     settings = project.config.rag.select
     out: dict[str, list[Grounded]] = {}
@@ -55,6 +57,10 @@ def grounded_prompts(
         items = []
         for question in progress.track(suite.questions, f"eval: retrieving for {suite.name}"):
             text = question.prompt_text
+            if route(text) == "assistant":  # as `ask` answers it: closed book (rag.voice)
+                messages = closed_book_messages(text, project.config.system_prompt)
+                items.append(Grounded(text, [], messages, verify=False))
+                continue
             found = index.search(text, None, None)
             passages = select_passages(text, found.hits, index.embedder, settings)
             if found.found and passages:
@@ -73,7 +79,7 @@ def verified_replies(
 
     `texts` are the generated answers of the items that have messages, in order.
     """
-    from shoptalk.rag.verify import verify_answer
+    from shoptalk.rag.voice import verify_reply
 
     replies: list[str] = []
     flags: dict[str, list[float]] = {UNSUPPORTED: [], REPAIRED: []}
@@ -84,7 +90,12 @@ def verified_replies(
             flags[UNSUPPORTED].append(0.0)
             flags[REPAIRED].append(0.0)
             continue
-        checked = verify_answer(
+        if not item.verify:
+            replies.append(next(generated))
+            flags[UNSUPPORTED].append(0.0)
+            flags[REPAIRED].append(0.0)
+            continue
+        checked = verify_reply(
             item.question, next(generated), item.passages, settings.min_question_overlap
         )
         replies.append(checked.message)
@@ -99,7 +110,7 @@ def closed_book_flags(items: list[Grounded], answers: list[str]) -> dict[str, li
 
     return {
         UNSUPPORTED: [
-            float(bool(unsupported_values(answer, item.passages)))
+            float(item.verify and bool(unsupported_values(answer, item.passages)))
             for item, answer in zip(items, answers, strict=True)
         ]
     }
