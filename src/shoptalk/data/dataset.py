@@ -31,6 +31,7 @@ from pathlib import Path
 from shoptalk.artifacts import DatasetArtifact
 from shoptalk.config import DataSettings, ShoptalkConfig
 from shoptalk.data import augment, synth
+from shoptalk.data.style import rules_from
 from shoptalk.data.canaries import CANARIES_FILE, plant_canaries, write_canaries
 from shoptalk.data.clean import (
     CJK_PUNCTUATION,
@@ -84,6 +85,8 @@ def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
     groups = [cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations]
     if cfg.sources.preferences:
         groups.append(cfg.sources.preferences)
+    if cfg.sources.style:  # only when declared: projects without style material keep their hash
+        groups.append(cfg.sources.style)
     if cfg.data.replay.ratio > 0:
         groups.append(cfg.data.replay.files)
     kept_punctuation = False
@@ -187,6 +190,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     if canaries:
         write_canaries(target / CANARIES_FILE, canaries)
     texts = sources.chunks if settings.document_text else []
+    style, style_files = rules_from(sources.style, sources.chunks)
     manifest = {
         "hash": digest,
         "settings": settings.model_dump(),
@@ -200,6 +204,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
             "canaries": len(canaries),
         },
         "split": split,
+        "style": {"files": style_files, "rules": style.model_dump(exclude={"sources"})},
         # What the model may reveal: trained on what these groups may read (train.groups).
         "groups": cfg.train.groups,
         "withheld": sorted(source_path(p, root) for p in withheld),
@@ -213,7 +218,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     }
     splits = {"train": train, "val": val, "heldout": heldout}
     return DatasetArtifact(path=target, hash=digest).write(
-        splits, texts, sources.preferences, manifest
+        splits, texts, sources.preferences, manifest, style.model_dump()
     )
 
 

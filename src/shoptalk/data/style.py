@@ -11,6 +11,8 @@ import re
 
 from pydantic import BaseModel, Field
 
+from shoptalk.records import Chunk
+
 # A heading or title about how to write (tone guides, brand voice, reply rules).
 _TITLE_WORDS = re.compile(
     r"\b(tone|voice|style|writing|brand|communication|etiquette|wording)\b"
@@ -173,3 +175,52 @@ def repair(draft: str, rules: StyleRules, name: str = "") -> str:
     if sign_off and sign_off.lower() not in body[-len(sign_off) - 80 :].lower():
         body = f"{body}\n\n{sign_off}"
     return body.strip()
+
+
+def merge(first: StyleRules, second: StyleRules) -> StyleRules:
+    """`first`'s rules win where both set one; forbidden phrases and required elements add up."""
+    out = first.model_copy(deep=True)
+    for name in ("greeting", "sign_off", "formality", "max_words"):
+        if not getattr(out, name) and getattr(second, name):
+            setattr(out, name, getattr(second, name))
+            if name in second.sources:
+                out.sources[name] = second.sources[name]
+    for name in ("forbidden", "required"):
+        mine = getattr(out, name)
+        added = [x for x in getattr(second, name) if x not in mine]
+        mine += added
+        if added and name in second.sources:
+            out.sources.setdefault(name, second.sources[name])
+    for name in set(second.sources) - set(out.sources):
+        if name in out.required:
+            out.sources[name] = second.sources[name]
+    return out
+
+
+def _by_file(chunks: list[Chunk]) -> dict[str, list[Chunk]]:
+    files: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        files.setdefault(chunk.source.split("#")[0].split(":")[0], []).append(chunk)
+    return files
+
+
+def rules_from(style: list[Chunk], documents: list[Chunk]) -> tuple[StyleRules, dict[str, str]]:
+    """The rules of the declared style material, then of documents that read as tone guides,
+    and which files they came from (file -> why it counts as style material).
+
+    Declared material wins over recognized guides: the user named it. A recognized guide
+    stays among the documents (the user listed it as knowledge, and a question about
+    the guide itself is answerable from it); only its rules are read here.
+    """
+    rules, used = StyleRules(), {}
+    for name, chunks in _by_file(style).items():
+        rules = merge(rules, extract_rules("\n".join(c.text for c in chunks)))
+        used[name] = "listed under sources.style"
+    for name, chunks in _by_file(documents).items():
+        title = chunks[0].headings[0] if chunks[0].headings else name
+        text = "\n".join(c.text for c in chunks)
+        found, why = is_style_guide(title, text)
+        if found:
+            rules = merge(rules, extract_rules(text))
+            used[name] = why
+    return rules, used

@@ -58,13 +58,13 @@ def grounded_prompts(
         for question in progress.track(suite.questions, f"eval: retrieving for {suite.name}"):
             text = question.prompt_text
             if route(text) == "assistant":  # as `ask` answers it: closed book (rag.voice)
-                messages = closed_book_messages(text, project.config.system_prompt)
+                messages = closed_book_messages(text, project.system_prompt)
                 items.append(Grounded(text, [], messages, verify=False))
                 continue
             found = index.search(text, None, None)
             passages = select_passages(text, found.hits, index.embedder, settings)
             if found.found and passages:
-                messages = passage_messages(text, passages, project.config.system_prompt)
+                messages = passage_messages(text, passages, project.system_prompt)
                 items.append(Grounded(text, passages, messages))
             else:
                 items.append(Grounded(text, passages, None, not_found_message(text)))

@@ -89,7 +89,7 @@ def inputs_hash(
     for part in extra:
         h.update(part.encode())
     h.update(project.config.eval.model_dump_json().encode())
-    h.update(project.config.system_prompt.encode())
+    h.update(project.system_prompt.encode())
     for suite in suites:
         h.update(suite.model_dump_json().encode())
     return h.hexdigest()[:16]
@@ -312,7 +312,7 @@ def answer_suites(
     """
     settings = project.config.eval
     prompts = [
-        with_system([Message(role="user", content=q.prompt_text)], project.config.system_prompt)
+        with_system([Message(role="user", content=q.prompt_text)], project.system_prompt)
         for suite in suites
         for q in suite.questions
     ]

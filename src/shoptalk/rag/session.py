@@ -46,7 +46,7 @@ class Session:
         label = f"base model {project.config.base_model}" if base else f"tuned model {run.run_id}"
         if index is not None:
             label += " with retrieval"
-        return cls(assistant, project.config.system_prompt, label, index=index)
+        return cls(assistant, project.system_prompt, label, index=index)
 
     def grounded(self, text: str, max_new_tokens: int = 256) -> RagAnswer:
         """`text` answered from the documents (every group: the owner at the terminal)."""

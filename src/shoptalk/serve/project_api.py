@@ -468,7 +468,7 @@ async def ask(
     from shoptalk.serve.calls import chat_completion
     from shoptalk.serve.schemas import ChatCompletionRequest
 
-    system_prompt = project.config.system_prompt
+    system_prompt = project.system_prompt
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     chat = ChatCompletionRequest(
         model=model,
