@@ -68,7 +68,9 @@ def test_a_guide_among_documents_is_recognized_and_stays_a_document(root):
     project = Project.open(root)
     dataset = build_dataset(project.config, root, project.datasets)
     files = dataset.manifest()["style"]["files"]
-    assert list(files) == ["docs/writing.md"] and "heading about writing" in files["docs/writing.md"]
+    assert (
+        list(files) == ["docs/writing.md"] and "heading about writing" in files["docs/writing.md"]
+    )
     assert dataset.style()["sign_off"] == "Warm wishes, the Member Desk"
 
 

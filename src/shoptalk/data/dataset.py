@@ -31,7 +31,6 @@ from pathlib import Path
 from shoptalk.artifacts import DatasetArtifact
 from shoptalk.config import DataSettings, ShoptalkConfig
 from shoptalk.data import augment, synth
-from shoptalk.data.style import rules_from
 from shoptalk.data.canaries import CANARIES_FILE, plant_canaries, write_canaries
 from shoptalk.data.clean import (
     CJK_PUNCTUATION,
@@ -47,6 +46,7 @@ from shoptalk.data.pii import redact, redact_conversation
 from shoptalk.data.preferences import preferences_from_feedback, prepare_preferences
 from shoptalk.data.replay import read_replay, sample_replay
 from shoptalk.data.sources import Ingested, may_read, read_sources, source_groups
+from shoptalk.data.style import rules_from
 from shoptalk.errors import SourceError
 from shoptalk.records import Chunk, Conversation
 from shoptalk.text import is_chinese

@@ -36,12 +36,12 @@ from pydantic import BaseModel
 from shoptalk.artifacts import DatasetArtifact, MetricsLog, RunArtifact, keep_metrics_until
 from shoptalk.config import DpoSettings, ShoptalkConfig, refuse_dpo_processes, world_size
 from shoptalk.modeling.chat_format import (
-    styled_system_prompt,
     IGNORE,
     Example,
     encode,
     ensure_chat_template,
     render_prompt,
+    styled_system_prompt,
     with_system,
 )
 from shoptalk.modeling.load import load_tokenizer, pick_device

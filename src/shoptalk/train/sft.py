@@ -31,11 +31,11 @@ from shoptalk import __version__
 from shoptalk.artifacts import DatasetArtifact, MetricsLog, RunArtifact, keep_metrics_until
 from shoptalk.config import ShoptalkConfig, TrainSettings
 from shoptalk.modeling.chat_format import (
-    styled_system_prompt,
     IGNORE,
     encode_conversation,
     encode_text,
     ensure_chat_template,
+    styled_system_prompt,
 )
 from shoptalk.modeling.load import load_tokenizer, pick_device
 from shoptalk.train import checkpoint, distributed, monitor, sharding
