@@ -64,9 +64,14 @@ class Project:
         return self.state / STYLE_FILE
 
     @property
+    def style(self) -> dict:
+        """The style rules (data.style.StyleRules as a dict; empty without style material)."""
+        return read_json(self.style_file) or {}
+
+    @property
     def system_prompt(self) -> str:
         """The system prompt every mode uses: the config's, then the style material's rules."""
-        return styled_system_prompt(self.config.system_prompt, read_json(self.style_file) or {})
+        return styled_system_prompt(self.config.system_prompt, self.style)
 
     @property
     def exports(self) -> Path:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from shoptalk.data.style import StyleRules, problems
 from shoptalk.rag.answer import PASSAGE_INSTRUCTIONS, passage_messages
 from shoptalk.rag.select import Passage
-from shoptalk.rag.voice import closed_book_messages, frame, route, verify_reply
+from shoptalk.rag.voice import closed_book_messages, follow_style, frame, route, verify_reply
 from shoptalk.records import Chunk
 
 FACT = "Refunds are paid within 14 days of the returned item arriving."
@@ -84,3 +85,39 @@ def test_a_draft_that_echoes_the_customer_is_not_shown_as_the_reply():
     checked = verify_reply(request, f"Hi,\n\n{message}.\n\nThanks", PASSAGES, 0.1)
     assert message not in checked.message
     assert checked.status in ("repaired", "not_found")
+
+
+# --- the style post-check -----------------------------------------------------------------
+
+GUIDE_RULES = {
+    "greeting": "Hello {first name},",
+    "sign_off": "Warm wishes, the Member Desk",
+    "forbidden": ["no worries"],
+}
+
+
+def test_a_draft_missing_the_frame_gets_the_guides_greeting_and_sign_off():
+    request = "Draft a reply to a customer asking how long refunds take."
+    fixed = follow_style(
+        request, "No worries, refunds take 14 days [1]. We are on it.", GUIDE_RULES
+    )
+    assert fixed.startswith("Hello")
+    assert fixed.endswith("Warm wishes, the Member Desk")
+    assert "no worries" not in fixed.lower() and "We are on it." in fixed
+    assert problems(fixed, StyleRules.model_validate(GUIDE_RULES)) == []
+
+
+def test_a_repaired_draft_then_styled_keeps_facts_and_frame():
+    request = "Draft a reply to a customer asking how long refunds take."
+    draft = "Hello Sam,\n\nYour refund is paid within 30 days [1].\n\nWarm wishes, the Member Desk"
+    checked = verify_reply(request, draft, PASSAGES, 0.1)
+    shown = follow_style(request, checked.message, GUIDE_RULES)
+    assert shown.startswith("Hello Sam,") and shown.endswith("Warm wishes, the Member Desk")
+    assert FACT in shown and "30 days" not in shown
+
+
+def test_the_post_check_leaves_questions_and_projects_without_rules_alone():
+    answer = "No worries, refunds take 14 days [1]."
+    assert follow_style("How long do refunds take?", answer, GUIDE_RULES) == answer
+    assert follow_style("Draft a reply about refunds.", answer, {}) == answer
+    assert follow_style("Draft a reply about refunds.", answer, None) == answer

@@ -140,6 +140,16 @@ def copies_message(draft: str, message: str, limit: float = 0.5) -> bool:
     return bool(d) and len(d & _grams(message)) / len(d) >= limit
 
 
+def form_prefix(form: str) -> str:
+    """The fixed words a greeting form opens with ("Dear {name}," -> "Dear")."""
+    return _prefix(form)
+
+
+def form_text(form: str) -> str:
+    """A sign-off form without its placeholders and trailing punctuation."""
+    return _fill(form, "").strip(" ,，")
+
+
 def _fill(form: str, name: str) -> str:
     return re.sub(r"\{[^}]*\}|\[[^\]]*\]|<[^>]*>", name, form).strip()
 

@@ -73,13 +73,14 @@ def grounded_prompts(
 
 
 def verified_replies(
-    items: list[Grounded], texts: list[str], settings: SelectSettings
+    items: list[Grounded], texts: list[str], settings: SelectSettings, style: dict | None = None
 ) -> tuple[list[str], dict[str, list[float]]]:
-    """The replies shown (verified, repaired or not found) and, per answer, the claim flags.
+    """The replies shown (verified, repaired or not found, drafts held to the `style` rules)
+    and, per answer, the claim flags.
 
     `texts` are the generated answers of the items that have messages, in order.
     """
-    from shoptalk.rag.voice import verify_reply
+    from shoptalk.rag.voice import follow_style, verify_reply
 
     replies: list[str] = []
     flags: dict[str, list[float]] = {UNSUPPORTED: [], REPAIRED: []}
@@ -98,7 +99,7 @@ def verified_replies(
         checked = verify_reply(
             item.question, next(generated), item.passages, settings.min_question_overlap
         )
-        replies.append(checked.message)
+        replies.append(follow_style(item.question, checked.message, style))
         flags[UNSUPPORTED].append(float(bool(checked.unsupported)))
         flags[REPAIRED].append(float(checked.status == "repaired"))
     return replies, flags

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from shoptalk.data.style import copies_message
+from shoptalk.data.style import StyleRules, copies_message, problems, repair
 from shoptalk.modeling.chat_format import with_system
 from shoptalk.rag.select import Passage
 from shoptalk.rag.verify import Verification, repaired, verify_answer
@@ -125,3 +125,17 @@ def verify_reply(
     if checked.status != "verified":
         checked.message = keep_frame(text, checked.message)
     return checked
+
+
+def follow_style(question: str, text: str, style: dict | None) -> str:
+    """The post-check: a draft that breaks the style rules (data.style) gets the greeting and
+    sign-off added and sentences with a forbidden phrase dropped.
+
+    Only drafts: the rules are about replies to customers, and a repair never touches a
+    fact (it adds the frame or removes a whole sentence). A "not in the documents" reply
+    is left as it is.
+    """
+    rules = StyleRules.model_validate(style or {})
+    if rules.empty() or route(question) != "draft" or not text.strip():
+        return text
+    return repair(text, rules) if problems(text, rules) else text
