@@ -97,3 +97,25 @@ def test_rules_from_a_guide_reach_the_rendered_system_prompt(root):
     assert prompt.startswith(project.config.system_prompt)
     assert '"Hello {first name},"' in prompt and '"Warm wishes, the Member Desk"' in prompt
     assert '"no worries"' in prompt
+
+
+def test_the_drafts_the_build_trains_on_follow_the_rules(root):
+    from shoptalk.data.style import StyleRules, problems
+
+    (root / "voice.md").write_text(GUIDE, encoding="utf-8")
+    project = declare_style(root, ["voice.md"])
+    dataset = build_dataset(project.config, root, project.datasets)
+    rules = StyleRules.model_validate(dataset.style())
+    train = dataset.conversations("train") + dataset.conversations("val")
+    drafts = [c for c in train if c.messages[-1].content.startswith("Hello")]
+    assert drafts
+    for draft in drafts:
+        assert problems(draft.messages[-1].content, rules) == []
+        assert draft.messages[-1].content.endswith("Warm wishes, the Member Desk")
+
+
+def test_without_style_material_no_drafts_are_added(root):
+    project = Project.open(root)
+    dataset = build_dataset(project.config, root, project.datasets)
+    train = dataset.conversations("train")
+    assert not any("Warm wishes" in c.messages[-1].content for c in train)

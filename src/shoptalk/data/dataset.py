@@ -46,12 +46,14 @@ from shoptalk.data.pii import redact, redact_conversation
 from shoptalk.data.preferences import preferences_from_feedback, prepare_preferences
 from shoptalk.data.replay import read_replay, sample_replay
 from shoptalk.data.sources import Ingested, may_read, read_sources, source_groups
-from shoptalk.data.style import rules_from
+from shoptalk.data.style import StyleRules, drafting_examples, rules_from
 from shoptalk.errors import SourceError
 from shoptalk.records import Chunk, Conversation
 from shoptalk.text import is_chinese
 
 logger = logging.getLogger(__name__)
+# Drafting requests made from FAQ rows when the project has style rules (data.style).
+DRAFTING_EXAMPLES = 40
 
 CHINESE_REFUSAL = "抱歉，我们的资料中没有这方面的信息。"
 DATASET_FORMAT = 2
@@ -173,7 +175,8 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     synthesized, synth_report = synthesize(cfg, sources, out_root.parent / "cache" / "synth")
     if synth_report:
         report["synth"] = synth_report
-    train, val, heldout, split = assemble(cfg, sources, synthesized)
+    style, style_files = rules_from(sources.style, sources.chunks)
+    train, val, heldout, split = assemble(cfg, sources, synthesized, style)
     in_train = {c.id for c in train}
     replay = sample_replay([c for c in pool if c.id not in in_train], len(train), settings.replay)
     train += replay
@@ -190,7 +193,6 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     if canaries:
         write_canaries(target / CANARIES_FILE, canaries)
     texts = sources.chunks if settings.document_text else []
-    style, style_files = rules_from(sources.style, sources.chunks)
     manifest = {
         "hash": digest,
         "settings": settings.model_dump(),
@@ -305,9 +307,15 @@ def synthesize(
 
 
 def assemble(
-    cfg: ShoptalkConfig, sources: Ingested, synthesized: list[Conversation] | None = None
+    cfg: ShoptalkConfig,
+    sources: Ingested,
+    synthesized: list[Conversation] | None = None,
+    style: StyleRules | None = None,
 ) -> tuple[list[Conversation], list[Conversation], list[Conversation], dict]:
-    """(train, val, heldout, how the held-out rows were chosen), replay not yet mixed in."""
+    """(train, val, heldout, how the held-out rows were chosen), replay not yet mixed in.
+
+    With `style` rules, FAQ rows also become drafting requests answered in the guide's frame.
+    """
     settings = cfg.data
     faq, heldout, split = holdout_split(list(sources.faq), cfg)
     train = augment.faq_examples(faq, settings.question_variants, settings.seed)
@@ -315,6 +323,9 @@ def assemble(
     if settings.document_qa:
         train += augment.document_examples(sources.chunks)
     train += synthesized or []
+    if style is not None:
+        chinese = is_mostly_chinese(sources)
+        train += drafting_examples(faq, style, chinese, settings.seed, DRAFTING_EXAMPLES)
     if settings.refusals:
         chinese = is_mostly_chinese(sources)
         answer = settings.refusal_answer

@@ -7,11 +7,13 @@ that prescribe), never about one guide's wording. English and Chinese on equal t
 
 from __future__ import annotations
 
+import random
 import re
 
 from pydantic import BaseModel, Field
 
-from shoptalk.records import Chunk
+from shoptalk.data.augment import qa
+from shoptalk.records import Chunk, Conversation
 
 # A heading or title about how to write (tone guides, brand voice, reply rules).
 _TITLE_WORDS = re.compile(
@@ -234,3 +236,37 @@ def rules_from(style: list[Chunk], documents: list[Chunk]) -> tuple[StyleRules, 
             rules = merge(rules, extract_rules(text))
             used[name] = why
     return rules, used
+
+
+# Ways people ask for a reply; varied so the model learns the rules, not one request's wording.
+_DRAFT_ASKS_EN = (
+    'Write a reply to this customer: "{q}"',
+    'Reply to this customer: "{q}"',
+    'Please draft an email replying to: "{q}"',
+    'Compose a response to a customer asking "{q}"',
+)
+_DRAFT_ASKS_ZH = (
+    "请回复这位客户：“{q}”",
+    "客户来信：“{q}” 请起草回复。",
+    "帮我写一封回复邮件，客户问：“{q}”",
+)
+
+
+def drafting_examples(
+    faq: list[Conversation], rules: StyleRules, chinese: bool, seed: int, n: int
+) -> list[Conversation]:
+    """Up to `n` drafting requests made from FAQ rows, each answered by the row's answer in
+    the guide's frame (greeting, sign-off, no forbidden phrase): the drafts the model
+    trains on follow the rules. None when the rules give no frame to follow."""
+    if not (rules.greeting or rules.sign_off or rules.forbidden):
+        return []
+    asks = _DRAFT_ASKS_ZH if chinese else _DRAFT_ASKS_EN
+    rng = random.Random(seed)
+    picked = rng.sample(faq, min(n, len(faq)))
+    out = []
+    for row in picked:
+        question, answer = row.messages[0].content, row.messages[-1].content
+        reply = repair(answer, rules)
+        if reply.strip() and not problems(reply, rules):
+            out.append(qa(rng.choice(asks).format(q=question), reply, row.source, "chat"))
+    return out
