@@ -79,7 +79,11 @@ def question_suites(
         suites = []
     if extra or any(s.kind == "style" for s in suites):
         return suites
-    generated = suite_from_style(dataset.style(), [c.messages[0].content for c in held])
+    # What people ask: the held-out FAQ rows, else the questions of the domain suites.
+    asked = [c.messages[0].content for c in held] or [
+        q.prompt_text for s in suites if s.kind == "domain" for q in s.questions
+    ]
+    generated = suite_from_style(dataset.style(), asked)
     return suites + [generated] if generated else suites
 
 
