@@ -140,6 +140,14 @@ class DatasetArtifact(BaseModel):
         return self.path / MANIFEST_FILE
 
     @property
+    def style_file(self) -> Path:
+        """The style rules read from the style material (data.style.StyleRules as JSON)."""
+        return self.path / STYLE_FILE
+
+    def style(self) -> dict:
+        return read_json(self.style_file) or {}
+
+    @property
     def complete(self) -> bool:
         """The manifest is written last: its presence marks a complete dataset."""
         return self.manifest_file.is_file()
@@ -162,19 +170,21 @@ class DatasetArtifact(BaseModel):
         texts: list[Chunk],
         preferences: list[Preference],
         manifest: dict,
+        style: dict | None = None,
     ) -> DatasetArtifact:
         """Write every file of the dataset, the manifest last."""
         for split, conversations in splits.items():
             write_jsonl(self.split_file(split), conversations)
         write_jsonl(self.text_file, texts)
         write_jsonl(self.preferences_file, preferences)
+        write_json(self.style_file, style or {})
         write_json(self.manifest_file, manifest)
         return self
 
     def view_files(self) -> list[Path]:
         """The files a view of this dataset copies: all but the training split and manifest."""
         names = [self.split_file(s).name for s in SPLITS if s != "train"]
-        return [self.path / n for n in [*names, TEXT_FILE, PREFERENCES_FILE]]
+        return [self.path / n for n in [*names, TEXT_FILE, PREFERENCES_FILE, STYLE_FILE]]
 
 
 class RunArtifact(BaseModel):

@@ -15,13 +15,16 @@ from shoptalk.artifacts import (
     INDEX_DIR,
     JOBS_DIR,
     RUNS_DIR,
+    STYLE_FILE,
     EvalArtifact,
     JobArtifact,
     RunArtifact,
+    read_json,
     write_atomic,
 )
 from shoptalk.config import CONFIG_NAME, ShoptalkConfig, Sources, dump_config, load_config
 from shoptalk.errors import ConfigError, ShoptalkError
+from shoptalk.modeling.chat_format import styled_system_prompt
 from shoptalk.modeling.load import resolve_base_model
 
 
@@ -54,6 +57,21 @@ class Project:
     @property
     def index(self) -> Path:
         return self.state / INDEX_DIR
+
+    @property
+    def style_file(self) -> Path:
+        """The style rules of the last dataset built (its style.json, copied by the data stage)."""
+        return self.state / STYLE_FILE
+
+    @property
+    def style(self) -> dict:
+        """The style rules (data.style.StyleRules as a dict; empty without style material)."""
+        return read_json(self.style_file) or {}
+
+    @property
+    def system_prompt(self) -> str:
+        """The system prompt every mode uses: the config's, then the style material's rules."""
+        return styled_system_prompt(self.config.system_prompt, self.style)
 
     @property
     def exports(self) -> Path:

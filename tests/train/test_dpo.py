@@ -91,7 +91,7 @@ def test_packed_pair_logprobs_equal_each_sequence_run_alone(tiny_model, one_thre
         )
         for i, (q, c, r) in enumerate(PAIRS)
     ]
-    pairs, _ = dpo.encode_pairs(tokenizer, records, config())
+    pairs, _ = dpo.encode_pairs(tokenizer, records, config(), config().system_prompt)
     batch = dpo.pair_batch(pairs, tokenizer.pad_token_id, "cpu")
     assert batch["input_ids"].shape[0] < len(pairs) * 2  # several sequences share a row
     with torch.no_grad():

@@ -33,3 +33,10 @@ class Sources(BaseModel, extra="forbid"):
         "(input, preferred_output, non_preferred_output), LLaMA-Factory ranking files or their "
         "dataset_info.json",
     )
+    style: list[str] = Field(
+        default_factory=list,
+        description="Style material (.md, .markdown, .txt, .html, .htm, .pdf, .docx): tone guides, "
+        "past replies, brand copy. Their rules (greeting, sign-off, forbidden phrases, register) "
+        "are written to the dataset's style.json; they are never indexed or trained on as facts. "
+        "Documents under `docs` that read as a tone guide add their rules too and stay in the index",
+    )

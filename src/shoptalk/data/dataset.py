@@ -46,11 +46,14 @@ from shoptalk.data.pii import redact, redact_conversation
 from shoptalk.data.preferences import preferences_from_feedback, prepare_preferences
 from shoptalk.data.replay import read_replay, sample_replay
 from shoptalk.data.sources import Ingested, may_read, read_sources, source_groups
+from shoptalk.data.style import StyleRules, drafting_examples, rules_from
 from shoptalk.errors import SourceError
 from shoptalk.records import Chunk, Conversation
 from shoptalk.text import is_chinese
 
 logger = logging.getLogger(__name__)
+# Drafting requests made from FAQ rows when the project has style rules (data.style).
+DRAFTING_EXAMPLES = 40
 
 CHINESE_REFUSAL = "抱歉，我们的资料中没有这方面的信息。"
 DATASET_FORMAT = 2
@@ -84,6 +87,8 @@ def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
     groups = [cfg.sources.docs, cfg.sources.faq, cfg.sources.conversations]
     if cfg.sources.preferences:
         groups.append(cfg.sources.preferences)
+    if cfg.sources.style:  # only when declared: projects without style material keep their hash
+        groups.append(cfg.sources.style)
     if cfg.data.replay.ratio > 0:
         groups.append(cfg.data.replay.files)
     kept_punctuation = False
@@ -170,7 +175,8 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     synthesized, synth_report = synthesize(cfg, sources, out_root.parent / "cache" / "synth")
     if synth_report:
         report["synth"] = synth_report
-    train, val, heldout, split = assemble(cfg, sources, synthesized)
+    style, style_files = rules_from(sources.style, sources.chunks)
+    train, val, heldout, split = assemble(cfg, sources, synthesized, style)
     in_train = {c.id for c in train}
     replay = sample_replay([c for c in pool if c.id not in in_train], len(train), settings.replay)
     train += replay
@@ -200,6 +206,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
             "canaries": len(canaries),
         },
         "split": split,
+        "style": {"files": style_files, "rules": style.model_dump(exclude={"sources"})},
         # What the model may reveal: trained on what these groups may read (train.groups).
         "groups": cfg.train.groups,
         "withheld": sorted(source_path(p, root) for p in withheld),
@@ -213,7 +220,7 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     }
     splits = {"train": train, "val": val, "heldout": heldout}
     return DatasetArtifact(path=target, hash=digest).write(
-        splits, texts, sources.preferences, manifest
+        splits, texts, sources.preferences, manifest, style.model_dump()
     )
 
 
@@ -300,9 +307,15 @@ def synthesize(
 
 
 def assemble(
-    cfg: ShoptalkConfig, sources: Ingested, synthesized: list[Conversation] | None = None
+    cfg: ShoptalkConfig,
+    sources: Ingested,
+    synthesized: list[Conversation] | None = None,
+    style: StyleRules | None = None,
 ) -> tuple[list[Conversation], list[Conversation], list[Conversation], dict]:
-    """(train, val, heldout, how the held-out rows were chosen), replay not yet mixed in."""
+    """(train, val, heldout, how the held-out rows were chosen), replay not yet mixed in.
+
+    With `style` rules, FAQ rows also become drafting requests answered in the guide's frame.
+    """
     settings = cfg.data
     faq, heldout, split = holdout_split(list(sources.faq), cfg)
     train = augment.faq_examples(faq, settings.question_variants, settings.seed)
@@ -310,6 +323,9 @@ def assemble(
     if settings.document_qa:
         train += augment.document_examples(sources.chunks)
     train += synthesized or []
+    if style is not None:
+        chinese = is_mostly_chinese(sources)
+        train += drafting_examples(faq, style, chinese, settings.seed, DRAFTING_EXAMPLES)
     if settings.refusals:
         chinese = is_mostly_chinese(sources)
         answer = settings.refusal_answer

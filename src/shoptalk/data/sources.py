@@ -10,6 +10,7 @@
 |               | dataset_info.json, .csv support-chat exports            | (Preference) |
 | preferences   | .jsonl .json preference pairs, LLaMA-Factory ranking    | Preference   |
 | questions     | .jsonl question files (domain, unanswerable, style)     | Question     |
+| style         | .md .markdown .txt .html .htm .pdf .docx (tone guides)  | Chunk (rules) |
 
 The index stage reads documents one file at a time (to skip unchanged ones)
 through the same listing and readers: `listed_files`, `read_document_file` and
@@ -66,6 +67,7 @@ DOCUMENT_READERS: dict[str, Callable[[Path, Path], list[Chunk]]] = {
 }
 SUFFIXES = {
     "docs": tuple(DOCUMENT_READERS),
+    "style": tuple(DOCUMENT_READERS),
     "faq": FAQ_SUFFIXES,
     "conversations": CONVERSATION_SUFFIXES + CHAT_EXPORT_SUFFIXES,
 }
@@ -88,6 +90,8 @@ class Ingested(BaseModel, extra="forbid"):
     conversations: list[Conversation] = Field(default_factory=list)
     preferences: list[Preference] = Field(default_factory=list)
     questions: list[Question] = Field(default_factory=list)
+    # Style material: read for its rules (data.style), never indexed or trained on as facts.
+    style: list[Chunk] = Field(default_factory=list)
 
 
 def read_sources(
@@ -121,6 +125,8 @@ def read_sources(
         else:
             result.conversations += read_conversations(path, root, errors)
     result.preferences += read_preference_sources(root, sources.preferences, errors)
+    for path in listed_files(root, sources.style, "style", errors):
+        result.style += read_document_file(path, root, errors)
     for entry in sources.questions:  # files only, as the eval stage reads them
         result.questions += read_questions(_resolve(root, entry), errors)
     return result
@@ -202,7 +208,10 @@ def _unsupported(path: Path, key: str) -> str:
     suffix = path.suffix.lower()
     message = f"expected a file ending in {', '.join(SUFFIXES[key])} under sources.{key}"
     message += f", found {path.suffix or 'no suffix'!r}"
-    elsewhere = [other for other, accepted in SUFFIXES.items() if suffix in accepted]
+    # A document is knowledge first: style material takes the same files, it is not suggested.
+    elsewhere = [
+        other for other, accepted in SUFFIXES.items() if suffix in accepted and other != "style"
+    ]
     if elsewhere and key not in elsewhere:
         message += f" (list it under sources.{' or sources.'.join(elsewhere)})"
     elif suffix in _HINTS:

@@ -7,9 +7,13 @@ that prescribe), never about one guide's wording. English and Chinese on equal t
 
 from __future__ import annotations
 
+import random
 import re
 
 from pydantic import BaseModel, Field
+
+from shoptalk.data.augment import qa
+from shoptalk.records import Chunk, Conversation
 
 # A heading or title about how to write (tone guides, brand voice, reply rules).
 _TITLE_WORDS = re.compile(
@@ -138,6 +142,16 @@ def copies_message(draft: str, message: str, limit: float = 0.5) -> bool:
     return bool(d) and len(d & _grams(message)) / len(d) >= limit
 
 
+def form_prefix(form: str) -> str:
+    """The fixed words a greeting form opens with ("Dear {name}," -> "Dear")."""
+    return _prefix(form)
+
+
+def form_text(form: str) -> str:
+    """A sign-off form without its placeholders and trailing punctuation."""
+    return _fill(form, "").strip(" ,，")
+
+
 def _fill(form: str, name: str) -> str:
     return re.sub(r"\{[^}]*\}|\[[^\]]*\]|<[^>]*>", name, form).strip()
 
@@ -173,3 +187,86 @@ def repair(draft: str, rules: StyleRules, name: str = "") -> str:
     if sign_off and sign_off.lower() not in body[-len(sign_off) - 80 :].lower():
         body = f"{body}\n\n{sign_off}"
     return body.strip()
+
+
+def merge(first: StyleRules, second: StyleRules) -> StyleRules:
+    """`first`'s rules win where both set one; forbidden phrases and required elements add up."""
+    out = first.model_copy(deep=True)
+    for name in ("greeting", "sign_off", "formality", "max_words"):
+        if not getattr(out, name) and getattr(second, name):
+            setattr(out, name, getattr(second, name))
+            if name in second.sources:
+                out.sources[name] = second.sources[name]
+    for name in ("forbidden", "required"):
+        mine = getattr(out, name)
+        added = [x for x in getattr(second, name) if x not in mine]
+        mine += added
+        if added and name in second.sources:
+            out.sources.setdefault(name, second.sources[name])
+    for name in set(second.sources) - set(out.sources):
+        if name in out.required:
+            out.sources[name] = second.sources[name]
+    return out
+
+
+def _by_file(chunks: list[Chunk]) -> dict[str, list[Chunk]]:
+    files: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        files.setdefault(chunk.source.split("#")[0].split(":")[0], []).append(chunk)
+    return files
+
+
+def rules_from(style: list[Chunk], documents: list[Chunk]) -> tuple[StyleRules, dict[str, str]]:
+    """The rules of the declared style material, then of documents that read as tone guides,
+    and which files they came from (file -> why it counts as style material).
+
+    Declared material wins over recognized guides: the user named it. A recognized guide
+    stays among the documents (the user listed it as knowledge, and a question about
+    the guide itself is answerable from it); only its rules are read here.
+    """
+    rules, used = StyleRules(), {}
+    for name, chunks in _by_file(style).items():
+        rules = merge(rules, extract_rules("\n".join(c.text for c in chunks)))
+        used[name] = "listed under sources.style"
+    for name, chunks in _by_file(documents).items():
+        title = chunks[0].headings[0] if chunks[0].headings else name
+        text = "\n".join(c.text for c in chunks)
+        found, why = is_style_guide(title, text)
+        if found:
+            rules = merge(rules, extract_rules(text))
+            used[name] = why
+    return rules, used
+
+
+# Ways people ask for a reply; varied so the model learns the rules, not one request's wording.
+_DRAFT_ASKS_EN = (
+    'Write a reply to this customer: "{q}"',
+    'Reply to this customer: "{q}"',
+    'Please draft an email replying to: "{q}"',
+    'Compose a response to a customer asking "{q}"',
+)
+_DRAFT_ASKS_ZH = (
+    "请回复这位客户：“{q}”",
+    "客户来信：“{q}” 请起草回复。",
+    "帮我写一封回复邮件，客户问：“{q}”",
+)
+
+
+def drafting_examples(
+    faq: list[Conversation], rules: StyleRules, chinese: bool, seed: int, n: int
+) -> list[Conversation]:
+    """Up to `n` drafting requests made from FAQ rows, each answered by the row's answer in
+    the guide's frame (greeting, sign-off, no forbidden phrase): the drafts the model
+    trains on follow the rules. None when the rules give no frame to follow."""
+    if not (rules.greeting or rules.sign_off or rules.forbidden):
+        return []
+    asks = _DRAFT_ASKS_ZH if chinese else _DRAFT_ASKS_EN
+    rng = random.Random(seed)
+    picked = rng.sample(faq, min(n, len(faq)))
+    out = []
+    for row in picked:
+        question, answer = row.messages[0].content, row.messages[-1].content
+        reply = repair(answer, rules)
+        if reply.strip() and not problems(reply, rules):
+            out.append(qa(rng.choice(asks).format(q=question), reply, row.source, "chat"))
+    return out

@@ -179,7 +179,7 @@ class CanaryCheck:
             return None
         return cls(
             canaries=canaries,
-            system_prompt=project.config.system_prompt,
+            system_prompt=project.system_prompt,
             batch_size=project.config.eval.batch_size,
             key=hashlib.sha256(path.read_bytes()).hexdigest()[:16],
         )

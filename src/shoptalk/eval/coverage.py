@@ -137,7 +137,7 @@ def totals(facts: list[Fact]) -> dict[str, int]:
 def inputs_digest(project: Project, run: RunArtifact, facts: list[Fact], rag: bool) -> str:
     h = hashlib.sha256(run.run_id.encode())
     h.update(project.config.eval.model_dump_json(exclude={"gate"}).encode())
-    h.update(project.config.system_prompt.encode())
+    h.update(project.system_prompt.encode())
     if rag:
         h.update(project.config.rag.model_dump_json().encode())
     for fact in facts:

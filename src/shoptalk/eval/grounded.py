@@ -40,6 +40,7 @@ class Grounded:
     passages: list[Passage]
     messages: list[dict] | None  # None: nothing relevant was retrieved
     reply: str = ""
+    verify: bool = True  # False: a question about the assistant, answered closed book
 
 
 def grounded_prompts(
@@ -48,6 +49,7 @@ def grounded_prompts(
     """Retrieval and sentence selection for each question of `suites`, built once for both models."""
     from shoptalk.rag.answer import not_found_message, passage_messages
     from shoptalk.rag.select import select_passages
+    from shoptalk.rag.voice import closed_book_messages, route
 
     settings = project.config.rag.select
     out: dict[str, list[Grounded]] = {}
@@ -55,10 +57,14 @@ def grounded_prompts(
         items = []
         for question in progress.track(suite.questions, f"eval: retrieving for {suite.name}"):
             text = question.prompt_text
+            if route(text) == "assistant":  # as `ask` answers it: closed book (rag.voice)
+                messages = closed_book_messages(text, project.system_prompt)
+                items.append(Grounded(text, [], messages, verify=False))
+                continue
             found = index.search(text, None, None)
             passages = select_passages(text, found.hits, index.embedder, settings)
             if found.found and passages:
-                messages = passage_messages(text, passages, project.config.system_prompt)
+                messages = passage_messages(text, passages, project.system_prompt)
                 items.append(Grounded(text, passages, messages))
             else:
                 items.append(Grounded(text, passages, None, not_found_message(text)))
@@ -67,13 +73,21 @@ def grounded_prompts(
 
 
 def verified_replies(
-    items: list[Grounded], texts: list[str], settings: SelectSettings
+    items: list[Grounded],
+    texts: list[str],
+    settings: SelectSettings,
+    style: dict | None = None,
+    persona: str = "",
 ) -> tuple[list[str], dict[str, list[float]]]:
-    """The replies shown (verified, repaired or not found) and, per answer, the claim flags.
+    """The replies shown (verified, repaired or not found, drafts held to the `style` rules)
+    and, per answer, the claim flags.
 
-    `texts` are the generated answers of the items that have messages, in order.
+    `texts` are the generated answers of the items that have messages, in order; a
+    question about the assistant is answered as the system prompt `persona` says, or
+    not at all (`rag.verify.about_itself`), as `ask` and the API show it.
     """
-    from shoptalk.rag.verify import verify_answer
+    from shoptalk.rag.answer import checked_reply
+    from shoptalk.rag.voice import follow_style, verify_reply
 
     replies: list[str] = []
     flags: dict[str, list[float]] = {UNSUPPORTED: [], REPAIRED: []}
@@ -84,10 +98,16 @@ def verified_replies(
             flags[UNSUPPORTED].append(0.0)
             flags[REPAIRED].append(0.0)
             continue
-        checked = verify_answer(
-            item.question, next(generated), item.passages, settings.min_question_overlap
+        if not item.verify:
+            own = checked_reply(item.question, next(generated), [], settings, persona)
+            replies.append(own.message)
+            flags[UNSUPPORTED].append(0.0)
+            flags[REPAIRED].append(0.0)
+            continue
+        checked = verify_reply(
+            item.question, next(generated), item.passages, settings.min_question_overlap, persona
         )
-        replies.append(checked.message)
+        replies.append(follow_style(item.question, checked.message, style))
         flags[UNSUPPORTED].append(float(bool(checked.unsupported)))
         flags[REPAIRED].append(float(checked.status == "repaired"))
     return replies, flags
@@ -99,7 +119,7 @@ def closed_book_flags(items: list[Grounded], answers: list[str]) -> dict[str, li
 
     return {
         UNSUPPORTED: [
-            float(bool(unsupported_values(answer, item.passages)))
+            float(item.verify and bool(unsupported_values(answer, item.passages)))
             for item, answer in zip(items, answers, strict=True)
         ]
     }

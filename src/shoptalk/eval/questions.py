@@ -12,8 +12,14 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from shoptalk.data.questions import key_facts, question_kind, read_questions
+from shoptalk.data.style import StyleRules, form_prefix, form_text
 from shoptalk.errors import SourceError
-from shoptalk.records import DomainQuestion, Question, SuiteKind
+from shoptalk.records import DomainQuestion, Question, StyleQuestion, SuiteKind
+from shoptalk.text import is_chinese
+
+STYLE_SUITE = "style-rules"
+# How many drafting prompts a generated style suite holds: enough for a rate, cheap to answer.
+STYLE_PROMPTS = 10
 
 
 class Suite(BaseModel):
@@ -84,3 +90,32 @@ def suite_from_faq(name: str, pairs: list[tuple[str, str, str]]) -> Suite:
     files = {q.file for q in questions}
     path = files.pop() if len(files) == 1 else "held-out FAQ"
     return Suite(name=name, kind="domain", questions=questions, path=path)
+
+
+def suite_from_style(style: dict, asked: list[str], limit: int = STYLE_PROMPTS) -> Suite | None:
+    """Drafting prompts made from questions people ask (`asked`), scored on the style rules:
+    the guide's greeting and sign-off must appear, its forbidden phrases must not.
+
+    None when the rules say nothing a reply can be checked on, or there is nothing asked.
+    """
+    rules = StyleRules.model_validate(style)
+    must = [p for p in (form_prefix(rules.greeting), form_text(rules.sign_off)) if p]
+    if not (must or rules.forbidden) or not asked:
+        return None
+    questions: list[Question] = []
+    for line, text in enumerate(asked[:limit], start=1):
+        prompt = (
+            f"请起草一封回复给客户，客户问：“{text}”"
+            if is_chinese(text)
+            else f'Draft a reply to a customer who asks: "{text}"'
+        )
+        questions.append(
+            StyleQuestion(
+                prompt=prompt,
+                must_include=must,
+                must_not_include=rules.forbidden,
+                file=STYLE_SUITE,
+                line=line,
+            )
+        )
+    return Suite(name=STYLE_SUITE, kind="style", questions=questions, path=STYLE_SUITE)

@@ -176,7 +176,7 @@ class RetentionCheck:
         reference: RunArtifact | None = None,
     ) -> RetentionCheck:
         """`reference`: the run whose answers the other model is measured on (default: the base)."""
-        system_prompt = project.config.system_prompt
+        system_prompt = project.system_prompt
         # The configured device, not the resolved one: no torch import on a cache hit.
         device = project.config.train.device
         # A run's weights live in its final/ folder (with the base's, for an adapter).

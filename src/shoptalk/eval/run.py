@@ -34,7 +34,7 @@ from shoptalk.eval.judge import SUITE as JUDGE_SUITE
 from shoptalk.eval.judge import Judgement, JudgeSettings, describe, run_judge
 from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.promote import choose_mode, mode_scores
-from shoptalk.eval.questions import Suite, load_suites, suite_from_faq
+from shoptalk.eval.questions import Suite, load_suites, suite_from_faq, suite_from_style
 from shoptalk.eval.report import write_report
 from shoptalk.eval.retention import QA_SUITE, RetentionCheck, with_general_qa
 from shoptalk.eval.retrieval import SUITE as RETRIEVAL_SUITE
@@ -66,15 +66,25 @@ Flags = dict[str, dict[str, list[float]]]
 def question_suites(
     project: Project, dataset: DatasetArtifact, extra: list[str] | None = None
 ) -> list[Suite]:
-    """The user's question files, or else the FAQ rows the dataset held out."""
+    """The user's question files, or else the FAQ rows the dataset held out; and, when the
+    project has style rules but no style suite of its own, drafting prompts scored on them."""
     files = extra if extra else project.config.sources.questions
-    if files:
-        return load_suites([resolve(project.root, f) for f in files])
     held = dataset.conversations("heldout")
-    if not held:
-        return []
-    pairs = [(c.messages[0].content, c.messages[-1].content, c.source) for c in held]
-    return [suite_from_faq(HELDOUT_SUITE, pairs)]
+    if files:
+        suites = load_suites([resolve(project.root, f) for f in files])
+    elif held:
+        pairs = [(c.messages[0].content, c.messages[-1].content, c.source) for c in held]
+        suites = [suite_from_faq(HELDOUT_SUITE, pairs)]
+    else:
+        suites = []
+    if extra or any(s.kind == "style" for s in suites):
+        return suites
+    # What people ask: the held-out FAQ rows, else the questions of the domain suites.
+    asked = [c.messages[0].content for c in held] or [
+        q.prompt_text for s in suites if s.kind == "domain" for q in s.questions
+    ]
+    generated = suite_from_style(dataset.style(), asked)
+    return suites + [generated] if generated else suites
 
 
 def resolve(root: Path, name: str) -> Path:
@@ -89,7 +99,7 @@ def inputs_hash(
     for part in extra:
         h.update(part.encode())
     h.update(project.config.eval.model_dump_json().encode())
-    h.update(project.config.system_prompt.encode())
+    h.update(project.system_prompt.encode())
     for suite in suites:
         h.update(suite.model_dump_json().encode())
     return h.hexdigest()[:16]
@@ -310,9 +320,11 @@ def answer_suites(
     Returns the answers per suite ('<suite>+rag' verified and repaired as shown
     to users) and, per suite, the per-answer claim flags.
     """
+    from shoptalk.rag.voice import follow_style
+
     settings = project.config.eval
     prompts = [
-        with_system([Message(role="user", content=q.prompt_text)], project.config.system_prompt)
+        with_system([Message(role="user", content=q.prompt_text)], project.system_prompt)
         for suite in suites
         for q in suite.questions
     ]
@@ -323,6 +335,11 @@ def answer_suites(
     flags: Flags = {}
     for suite in suites:
         out[suite.name], texts = texts[: len(suite.questions)], texts[len(suite.questions) :]
+        # The post-check users get in every mode: drafts held to the style rules.
+        out[suite.name] = [
+            follow_style(q.prompt_text, a, project.style)
+            for q, a in zip(suite.questions, out[suite.name], strict=True)
+        ]
         if suite.name in rag:
             flags[suite.name] = closed_book_flags(rag[suite.name], out[suite.name])
     select = project.config.rag.select
@@ -332,7 +349,9 @@ def answer_suites(
         asked = sum(g.messages is not None for g in rag[suite.name])
         generated, texts = texts[:asked], texts[asked:]
         name = rag_name(suite.name)
-        out[name], flags[name] = verified_replies(rag[suite.name], generated, select)
+        out[name], flags[name] = verified_replies(
+            rag[suite.name], generated, select, project.style, project.system_prompt
+        )
     return out, flags
 
 

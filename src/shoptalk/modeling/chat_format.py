@@ -50,6 +50,54 @@ def stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return sorted(ids)
 
 
+_STYLE_EN = {
+    "greeting": 'Open every reply with "{}".',
+    "sign_off": 'End every reply with "{}".',
+    "forbidden": "Never write: {}.",
+    "reference": "Quote the customer's reference or case number when they give one.",
+    "apology": "When something went wrong, apologize once and plainly.",
+    "formal": "Write formally.",
+    "informal": "Write in a friendly, informal register.",
+    "max_words": "Keep replies under {} words.",
+}
+_STYLE_ZH = {
+    "greeting": "回复以“{}”开头。",
+    "sign_off": "回复以“{}”结尾。",
+    "forbidden": "禁止使用：{}。",
+    "reference": "客户提供单号或编号时，在回复中注明。",
+    "apology": "出现问题时，简洁地致歉一次。",
+    "formal": "使用正式、礼貌的语气（称“您”）。",
+    "informal": "语气亲切、口语化。",
+    "max_words": "回复不超过{}字。",
+}
+
+
+def style_lines(style: dict, chinese: bool = False) -> list[str]:
+    """The style rules (data.style.StyleRules as a dict) as instructions, one per rule."""
+    words = _STYLE_ZH if chinese else _STYLE_EN
+    lines = [words[k].format(style[k]) for k in ("greeting", "sign_off") if style.get(k)]
+    if style.get("forbidden"):
+        joined = ("、" if chinese else ", ").join(f'"{p}"' for p in style["forbidden"])
+        lines.append(words["forbidden"].format(joined))
+    lines += [words[k] for k in style.get("required", []) if k in words]
+    if style.get("formality") in words:
+        lines.append(words[style["formality"]])
+    if style.get("max_words"):
+        lines.append(words["max_words"].format(style["max_words"]))
+    return lines
+
+
+def styled_system_prompt(system_prompt: str, style: dict) -> str:
+    """The config's system prompt, then the organization's style rules: the one prompt every
+    mode (closed book and retrieval, training, evaluation, serving) puts first. Without
+    style rules it is the config's prompt unchanged."""
+    chinese = sum("\u4e00" <= ch <= "\u9fff" for ch in system_prompt) > len(system_prompt) / 4
+    lines = style_lines(style, chinese)
+    if not lines:
+        return system_prompt
+    return "\n".join([system_prompt, *lines]) if system_prompt else "\n".join(lines)
+
+
 def with_system(messages: list[Message], system_prompt: str) -> list[dict[str, str]]:
     """The system prompt from the config goes first unless the record has its own."""
     rendered = [m.model_dump() for m in messages]

@@ -55,7 +55,7 @@ def training_input(project: Project, dataset: DatasetArtifact, on_event: OnEvent
         from shoptalk.rag.retrieve import open_index
 
         rag = project.config.rag
-        named = raft_view(dataset, open_index(project), project.config.system_prompt, rag)
+        named = raft_view(dataset, open_index(project), project.system_prompt, rag)
         kind = "raft"
         added = len(named.conversations("train")) - len(dataset.conversations("train"))
         message = f"raft view: {added} examples with retrieved chunks  ({named.path})"

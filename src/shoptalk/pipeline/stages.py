@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from shoptalk.artifacts import DatasetArtifact, PromotedMode, RunArtifact, write_atomic
+from shoptalk.artifacts import DatasetArtifact, PromotedMode, RunArtifact, write_atomic, write_json
 from shoptalk.config import ShoptalkConfig
 from shoptalk.eval.gate import GateResult, check_gate, render_checks
 from shoptalk.eval.promote import choose_mode
@@ -51,6 +51,8 @@ def dataset(project: Project, on_event: OnEvent) -> DatasetArtifact:
     from shoptalk.data.dataset import build_dataset
 
     built = build_dataset(project.config, project.root, project.datasets)
+    # The project's system prompt follows the rules of the dataset just built (or reused).
+    write_json(project.style_file, built.style())
     on_event(
         Event(
             stage="dataset",

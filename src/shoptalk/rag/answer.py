@@ -28,7 +28,8 @@ from shoptalk.modeling.generate import Assistant, answer
 from shoptalk.rag.citations import Citation, check_citations
 from shoptalk.rag.retrieve import RagIndex, Retrieval
 from shoptalk.rag.select import Passage, select_passages
-from shoptalk.rag.verify import NOT_FOUND, Status, about_itself, not_found_message, verify_answer
+from shoptalk.rag.verify import NOT_FOUND, Status, about_itself, not_found_message
+from shoptalk.rag.voice import DRAFT_INSTRUCTIONS, closed_book_messages, route, verify_reply
 
 __all__ = ["NOT_FOUND", "not_found_message"]
 INSTRUCTIONS = (
@@ -100,8 +101,12 @@ def _attribute(value: str) -> str:
 
 
 def passage_messages(question: str, passages: list[Passage], system_prompt: str) -> list[dict]:
-    """The chat messages: system prompt + rules, then the numbered passages and the question."""
-    rules = PASSAGE_INSTRUCTIONS.format(not_found=not_found_message(question))
+    """The chat messages: system prompt + rules, then the numbered passages and the question.
+
+    A drafting request (`rag.voice.route`) gets the drafting rules: a reply, not an answer.
+    """
+    instructions = DRAFT_INSTRUCTIONS if route(question) == "draft" else PASSAGE_INSTRUCTIONS
+    rules = instructions.format(not_found=not_found_message(question))
     lines = "\n".join(
         f"[{n}] ({_one_line(p.source)}) {_one_line(p.text)}"
         for n, p in enumerate(passages, start=1)
@@ -128,7 +133,13 @@ def answer_with_citations(
     """Retrieve what `groups` may read, answer from its best sentences, verify and repair.
 
     `groups=None` reads everything (the project owner); `[]` only documents open to all.
+    A question about the assistant itself is answered closed book (`rag.voice`): no
+    document holds who the assistant is, the system prompt does.
     """
+    if route(question) == "assistant":
+        messages = closed_book_messages(question, system_prompt)
+        text = answer(assistant, [messages], max_new_tokens, batch_size=1)[0]
+        return checked_reply(question, text, [], index.settings.select, system_prompt)
     retrieval = index.search(question, groups, top_k)
     if not retrieval.found or not retrieval.hits:
         return checked_reply(question, "", [], index.settings.select, system_prompt)
@@ -175,7 +186,7 @@ def finish_passages(
     persona: str = "",
 ) -> RagAnswer:
     """The generated `text` verified against the passages (repaired if need be), with citations."""
-    checked = verify_answer(question, text, passages, settings.min_question_overlap, persona)
+    checked = verify_reply(question, text, passages, settings.min_question_overlap, persona)
     found = checked.status != "not_found"
     citations = (
         check_citations(checked.message, [p.as_chunk() for p in passages]) if found else None

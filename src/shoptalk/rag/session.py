@@ -14,6 +14,7 @@ from shoptalk.modeling.chat_format import with_system
 from shoptalk.modeling.generate import Assistant, answer, load_assistant
 from shoptalk.modeling.load import resolve_base_model
 from shoptalk.project import Project
+from shoptalk.rag.voice import follow_style
 from shoptalk.records import Message
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class Session:
     label: str
     history: list[Message] = field(default_factory=list)
     index: RagIndex | None = None
+    style: dict = field(default_factory=dict)  # the style rules drafts are held to (rag.voice)
 
     @classmethod
     def open(cls, project: Project, base: bool = False, rag: bool | None = None) -> Session:
@@ -46,21 +48,24 @@ class Session:
         label = f"base model {project.config.base_model}" if base else f"tuned model {run.run_id}"
         if index is not None:
             label += " with retrieval"
-        return cls(assistant, project.config.system_prompt, label, index=index)
+        return cls(assistant, project.system_prompt, label, index=index, style=project.style)
 
     def grounded(self, text: str, max_new_tokens: int = 256) -> RagAnswer:
         """`text` answered from the documents (every group: the owner at the terminal)."""
         from shoptalk.rag.answer import answer_with_citations
 
-        return answer_with_citations(
+        result = answer_with_citations(
             self.assistant, self.index, text, None, self.system_prompt, max_new_tokens
         )
+        result.message = follow_style(text, result.message, self.style)
+        return result
 
     def reply(self, text: str, max_new_tokens: int = 256, keep: bool = False) -> str:
         messages = [*self.history, Message(role="user", content=text)]
         reply = answer(
             self.assistant, [with_system(messages, self.system_prompt)], max_new_tokens, 1
         )[0]
+        reply = follow_style(text, reply, self.style)
         if keep:
             self.history = [*messages, Message(role="assistant", content=reply)]
         return reply

@@ -49,7 +49,7 @@ def create_app(
         if project is None:
             raise ValueError("create_app needs a project_dir or explicit services")
         services = build_services(settings, project.state)
-    system_prompt = project.config.system_prompt if project else ""
+    system_prompt = project.system_prompt if project else ""
     engine = engine or build_engine(settings, project, catalog, system_prompt)
 
     worker = None

@@ -24,6 +24,7 @@ from shoptalk.config import SelectSettings
 from shoptalk.rag.answer import RagAnswer, checked_reply, passage_messages
 from shoptalk.rag.retrieve import RagIndex
 from shoptalk.rag.select import Passage, select_passages
+from shoptalk.rag.voice import route
 from shoptalk.serve.auth import Principal, held_groups
 from shoptalk.serve.errors import ApiError
 
@@ -83,11 +84,16 @@ async def ground(
     if not users:
         raise ApiError(400, "rag needs a user message to answer", param="messages")
     question = users[-1]["content"]
+    history = [m for m in messages[: messages.index(users[-1])] if m["role"] != "system"]
+    if route(question) == "assistant":  # who the assistant is: the system prompt, no document
+        index = await asyncio.to_thread(project_index, app, root)
+        persona = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        grounding = Grounding(question, [], index.settings.select, system_prompt)
+        return [*persona, *history, users[-1]], grounding
     groups = held_groups(principal)
     index = await asyncio.to_thread(project_index, app, root)
     settings = index.settings.select
     retrieval = await asyncio.to_thread(index.search, question, groups, None)
-    history = [m for m in messages[: messages.index(users[-1])] if m["role"] != "system"]
     if not retrieval.found or not retrieval.hits:
         return None, Grounding(question, [], settings, system_prompt)
     passages = await asyncio.to_thread(

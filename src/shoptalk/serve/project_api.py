@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shoptalk.artifacts import RunArtifact, private_dir, write_atomic
 from shoptalk.config import CONFIG_NAME
 from shoptalk.data.pii import redact
+from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
@@ -576,7 +577,7 @@ async def ask(
     from shoptalk.serve.calls import chat_completion
     from shoptalk.serve.schemas import ChatCompletionRequest
 
-    system_prompt = project.config.system_prompt
+    system_prompt = project.system_prompt
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     chat = ChatCompletionRequest(
         model=model,

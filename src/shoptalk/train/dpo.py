@@ -41,6 +41,7 @@ from shoptalk.modeling.chat_format import (
     encode,
     ensure_chat_template,
     render_prompt,
+    styled_system_prompt,
     with_system,
 )
 from shoptalk.modeling.load import load_tokenizer, pick_device
@@ -209,7 +210,8 @@ def prepare(
     ensure_chat_template(tokenizer)
     model = load_policy(base_path, start_from, cfg, device)
     model, _ = attach_method(model, settings)
-    pairs, truncated = encode_pairs(tokenizer, dataset.preferences(), cfg)
+    system = styled_system_prompt(cfg.system_prompt, dataset.style())
+    pairs, truncated = encode_pairs(tokenizer, dataset.preferences(), cfg, system)
     size = sum(p.numel() for p in model.parameters())
     lora = hasattr(model, "peft_config")
     values = resolve_auto(settings, size, lora, sum(p.tokens for p in pairs))
@@ -288,12 +290,12 @@ def fit(example: Example, max_len: int) -> tuple[Example, bool]:
 
 
 def encode_pairs(
-    tokenizer, records: list[Preference], cfg: ShoptalkConfig
+    tokenizer, records: list[Preference], cfg: ShoptalkConfig, system_prompt: str
 ) -> tuple[list[Pair], int]:
     pairs, truncated = [], 0
     for record in records:
         chosen, rejected = (
-            fit(encode_answer(tokenizer, record, answer, cfg.system_prompt), cfg.train.max_seq_len)
+            fit(encode_answer(tokenizer, record, answer, system_prompt), cfg.train.max_seq_len)
             for answer in (record.chosen, record.rejected)
         )
         pairs.append(Pair(chosen[0], rejected[0]))
@@ -426,7 +428,7 @@ def card(
         "dataset_hash": dataset.hash,
         "groups": cfg.train.groups,  # as the SFT card: who may be served the model
         "train": cfg.train.model_dump(),
-        "system_prompt": cfg.system_prompt,
+        "system_prompt": styled_system_prompt(cfg.system_prompt, dataset.style()),
         "plan": plan.model_dump(),
         "final_loss": last.get("loss"),
         "final_reward_margin": last.get("reward_margin"),

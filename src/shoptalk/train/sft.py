@@ -35,6 +35,7 @@ from shoptalk.modeling.chat_format import (
     encode_conversation,
     encode_text,
     ensure_chat_template,
+    styled_system_prompt,
 )
 from shoptalk.modeling.load import load_tokenizer, pick_device
 from shoptalk.train import checkpoint, distributed, monitor, sharding
@@ -308,9 +309,8 @@ def prepare_rows(
     tokenizer, dataset: DatasetArtifact, cfg: ShoptalkConfig, split: str, with_text: bool = True
 ) -> list[Row]:
     settings = cfg.train
-    examples = [
-        encode_conversation(tokenizer, c, cfg.system_prompt) for c in dataset.conversations(split)
-    ]
+    system = styled_system_prompt(cfg.system_prompt, dataset.style())
+    examples = [encode_conversation(tokenizer, c, system) for c in dataset.conversations(split)]
     if with_text:
         examples += [encode_text(tokenizer, chunk.text) for chunk in dataset.texts()]
     too_long = sum(len(e.input_ids) > settings.max_seq_len for e in examples)
@@ -477,7 +477,7 @@ def card(
         # Whose documents the model learnt: the catalog serves it only to keys holding them.
         "groups": settings.groups,
         "train": settings.model_dump(),
-        "system_prompt": cfg.system_prompt,
+        "system_prompt": styled_system_prompt(cfg.system_prompt, dataset.style()),
         "plan": plan.model_dump(),
         "final_loss": lines[-1]["loss"] if lines else None,
         "final_val_loss": final_val,

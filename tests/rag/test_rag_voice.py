@@ -1,0 +1,123 @@
+"""The retrieval path keeps the assistant's voice: identity, greetings and drafts."""
+
+from __future__ import annotations
+
+from shoptalk.data.style import StyleRules, problems
+from shoptalk.rag.answer import PASSAGE_INSTRUCTIONS, passage_messages
+from shoptalk.rag.select import Passage
+from shoptalk.rag.voice import closed_book_messages, follow_style, frame, route, verify_reply
+from shoptalk.records import Chunk
+
+FACT = "Refunds are paid within 14 days of the returned item arriving."
+SYSTEM = "You are Wren, the assistant of an invented bakery. Greet with 'Dear {name},'."
+
+
+def passage(text: str, source: str = "docs/policy.md#Refunds") -> Passage:
+    return Passage(text=text, chunk=Chunk(id=source, text=text, source=source), score=1.0)
+
+
+PASSAGES = [passage(FACT)]
+
+
+def test_questions_about_the_assistant_are_routed_away_from_the_documents():
+    for q in (
+        "Who are you?",
+        "What is your name?",
+        "Hello!",
+        "Please introduce yourself.",
+        "你是谁？",
+        "Who built you?",
+        "What can you do?",
+    ):
+        assert route(q) == "assistant", q
+    for q in (
+        "How long do refunds take?",
+        "Can you tell me the refund window?",
+        "退款需要多少天？",
+        "Who approves a refund over the limit?",
+    ):
+        assert route(q) == "question", q
+    for q in (
+        "Draft a reply to this customer: 'where is my refund?'",
+        "Please write a response to the complaint below.",
+        "请起草一封回复邮件给这位客户",
+    ):
+        assert route(q) == "draft", q
+
+
+def test_a_question_about_the_assistant_reads_the_system_prompt_not_passages():
+    messages = closed_book_messages("Who are you?", SYSTEM)
+    assert messages[0] == {"role": "system", "content": SYSTEM}
+    assert messages[-1] == {"role": "user", "content": "Who are you?"}
+
+
+def test_the_system_prompt_reaches_the_rag_prompt_and_a_draft_gets_drafting_rules():
+    asked = passage_messages("How long do refunds take?", PASSAGES, SYSTEM)
+    assert asked[0]["content"].startswith(SYSTEM)
+    draft = passage_messages("Draft a reply to a customer asking about refunds.", PASSAGES, SYSTEM)
+    assert draft[0]["content"].startswith(SYSTEM)
+    assert "sign off" in draft[0]["content"]
+    assert PASSAGE_INSTRUCTIONS.split(".")[0] not in draft[0]["content"]
+
+
+def test_a_repaired_draft_keeps_its_greeting_and_sign_off():
+    request = "Draft a reply to a customer asking how long refunds take."
+    draft = (
+        "Dear Ms Patel,\n\nYour refund will be paid within 30 days [1].\n\n"
+        "Kind regards,\nThe support team"
+    )
+    checked = verify_reply(request, draft, PASSAGES, 0.1)
+    assert checked.status == "repaired"
+    assert checked.message.startswith("Dear Ms Patel,")
+    assert checked.message.endswith("Kind regards,\nThe support team")
+    assert FACT in checked.message and "30 days" not in checked.message
+    assert frame(draft) == ("Dear Ms Patel,", "Kind regards,\nThe support team")
+
+
+def test_a_document_answer_is_repaired_without_a_frame():
+    checked = verify_reply("How long do refunds take?", "Within 30 days [1].", PASSAGES, 0.1)
+    assert checked.message == f'"{FACT}" [1]'
+
+
+def test_a_draft_that_echoes_the_customer_is_not_shown_as_the_reply():
+    message = "I returned the blender two weeks ago and still have no refund, where is my money"
+    request = f"Draft a reply to this customer: '{message}'"
+    checked = verify_reply(request, f"Hi,\n\n{message}.\n\nThanks", PASSAGES, 0.1)
+    assert message not in checked.message
+    assert checked.status in ("repaired", "not_found")
+
+
+# --- the style post-check -----------------------------------------------------------------
+
+GUIDE_RULES = {
+    "greeting": "Hello {first name},",
+    "sign_off": "Warm wishes, the Member Desk",
+    "forbidden": ["no worries"],
+}
+
+
+def test_a_draft_missing_the_frame_gets_the_guides_greeting_and_sign_off():
+    request = "Draft a reply to a customer asking how long refunds take."
+    fixed = follow_style(
+        request, "No worries, refunds take 14 days [1]. We are on it.", GUIDE_RULES
+    )
+    assert fixed.startswith("Hello")
+    assert fixed.endswith("Warm wishes, the Member Desk")
+    assert "no worries" not in fixed.lower() and "We are on it." in fixed
+    assert problems(fixed, StyleRules.model_validate(GUIDE_RULES)) == []
+
+
+def test_a_repaired_draft_then_styled_keeps_facts_and_frame():
+    request = "Draft a reply to a customer asking how long refunds take."
+    draft = "Hello Sam,\n\nYour refund is paid within 30 days [1].\n\nWarm wishes, the Member Desk"
+    checked = verify_reply(request, draft, PASSAGES, 0.1)
+    shown = follow_style(request, checked.message, GUIDE_RULES)
+    assert shown.startswith("Hello Sam,") and shown.endswith("Warm wishes, the Member Desk")
+    assert FACT in shown and "30 days" not in shown
+
+
+def test_the_post_check_leaves_questions_and_projects_without_rules_alone():
+    answer = "No worries, refunds take 14 days [1]."
+    assert follow_style("How long do refunds take?", answer, GUIDE_RULES) == answer
+    assert follow_style("Draft a reply about refunds.", answer, {}) == answer
+    assert follow_style("Draft a reply about refunds.", answer, None) == answer
