@@ -44,8 +44,8 @@ def interval(values: list[float], rounds: int = 2000, seed: int = 0) -> tuple[fl
 def ask(index, project, question: str, excluded: set[str] = frozenset()):
     """Selected passages for `question`, retrieval blind to the chunks `excluded` (by id)."""
     keep = index.allowed
-    index.allowed = lambda groups: keep(groups) & np.array(
-        [c.id not in excluded for c in index.stored.chunks]
+    index.allowed = lambda groups: (
+        keep(groups) & np.array([c.id not in excluded for c in index.stored.chunks])
     )
     try:
         found = index.search(question, None, None)
@@ -89,7 +89,9 @@ def main() -> None:
         print(f"own split: {sum(train_y)} answerable, {len(train_y) - sum(train_y)} not")
         print(f"fitted rule: {rule.model_dump_json()}")
         evals = []
-        for suite, answerable in [(s, True) for s in ANSWERABLE] + [(s, False) for s in UNANSWERABLE]:
+        for suite, answerable in [(s, True) for s in ANSWERABLE] + [
+            (s, False) for s in UNANSWERABLE
+        ]:
             path = root / suite
             if not path.is_file():
                 continue
