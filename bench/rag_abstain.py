@@ -60,7 +60,10 @@ def own_split(index, project, root: Path, idf) -> tuple[list[list[float]], list[
     for path in listed_files(root, project.config.sources.faq, "faq", []):
         for row in read_faq(path, root, []):
             question, answer = row.messages[0].content, row.messages[-1].content
-            values.append(signals(question, ask(index, project, question), idf))
+            # The row itself is indexed: asked verbatim it answers itself, far easier than
+            # any user question (a rule fitted so refuses everything). Leave it out.
+            own = {c.id for c in index.stored.chunks if c.source == row.source}
+            values.append(signals(question, ask(index, project, question, own), idf))
             labels.append(True)
             excluded = {
                 c.id
