@@ -65,6 +65,8 @@ RESULTS_CSV = "results.csv"
 
 # --- the retrieval index
 INDEX_MANIFEST = "manifest.json"
+# The fitted abstention rule (rag/abstain.py), fitted on the project's own questions.
+ABSTAIN_RULE = "abstain.json"
 
 # --- an eval folder
 SCORECARD_FILE = "scorecard.json"
