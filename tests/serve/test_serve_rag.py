@@ -101,3 +101,41 @@ def test_the_default_model_answers_in_the_promoted_mode(promoted):
     )
     assert plain.model_extra["citations"] is None and base.model_extra["citations"] is None
     assert plain.choices[0].message.content == base.choices[0].message.content
+
+
+def test_a_grounded_reply_is_shown_verified_and_says_so(served):
+    # The tiny random model's words are in no passage: the reply is repaired or not found,
+    # never shown as it was generated, and the response says which.
+    answer = served["ops"].chat.completions.create(
+        model="base", messages=QUESTION, max_tokens=8, temperature=0, extra_body={"rag": True}
+    )
+    verification = answer.model_extra["verification"]
+    assert verification["status"] in ("repaired", "not_found")
+    content = answer.choices[0].message.content
+    assert content.startswith('"') or "could not find" in content
+    stream = served["ops"].chat.completions.create(
+        model="base",
+        messages=QUESTION,
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+        extra_body={"rag": True},
+    )
+    chunks = list(stream)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == content  # the same verified text, sent once it was checked
+    assert chunks[-1].model_extra["verification"] == verification
+
+
+def test_a_question_about_the_assistant_is_answered_from_the_system_prompt_or_not_at_all(served):
+    # No document is read; the tiny model's reply is not what the system prompt says.
+    answer = served["sales"].chat.completions.create(
+        model="base",
+        messages=[{"role": "user", "content": "Who are you?"}],
+        max_tokens=8,
+        extra_body={"rag": True},
+    )
+    assert answer.usage.completion_tokens > 0  # the model was asked, closed book
+    assert "could not find" in answer.choices[0].message.content
+    assert answer.model_extra["citations"] == []
+    assert answer.model_extra["verification"]["status"] == "not_found"
