@@ -445,7 +445,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Check */
+        /**
+         * Check
+         * @description Every problem in the sources; those in files the key's groups may not read are counted,
+         *     not shown (a problem names its file and may quote it).
+         */
         get: operations["check_v1_project_check_get"];
         put?: never;
         post?: never;
@@ -600,7 +604,8 @@ export interface paths {
          *     groups whose documents the model may reveal (`groups`, [] = documents open to all).
          *
          *     Per-question rows (questions, reference answers, quotes, file names) may come
-         *     from restricted documents: only editors get them; other keys get the suites' numbers.
+         *     from restricted documents: only the owner's scope (admin) gets them; other keys, editors
+         *     included, get the suites' numbers.
          */
         get: operations["scorecard_v1_project_scorecard_get"];
         put?: never;
@@ -620,7 +625,7 @@ export interface paths {
         };
         /**
          * Scorecard Report
-         * @description The HTML report: every question and answer, so for editors only (see `scorecard`).
+         * @description The HTML report: every question and answer, so for the owner's scope only (see `scorecard`).
          */
         get: operations["scorecard_report_v1_project_scorecard_report_get"];
         put?: never;
