@@ -95,7 +95,7 @@ def test_kill_9_of_the_server_during_a_job_then_a_restart_finishes_it(tmp_path, 
             data={"purpose": "fine-tune"},
             timeout=60,
         ).json()
-        method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 6}}}
+        method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}}
         job = httpx.post(
             f"{url}/v1/fine_tuning/jobs",
             headers=headers,
