@@ -301,7 +301,9 @@ async function scorecardView(): Promise<HTMLElement> {
     { class: "card" },
     h("h2", {}, t("scorecard")),
     notice(card.promoted ? t("gatePassed") : t("gateFailed"), card.promoted ? "ok" : "error"),
-    h("button", { class: "link", onclick: () => openAuthorized("/v1/project/scorecard/report") }, t("fullReport")),
+    // The full report quotes every question and answer, so only the owner's scope
+    // (admin) may open it: no button the server would answer with a 403.
+    isAdmin && h("button", { class: "link", onclick: () => openAuthorized("/v1/project/scorecard/report") }, t("fullReport")),
     h("table", {}, h("tr", {}, ...(["suite", "metric", "base", "tuned", "change"] as Key[]).map((k) => h("th", {}, t(k)))), ...rows),
     h("h3", {}, t("questions")),
     h("table", { class: "questions" }, h("tr", {}, ...(["suite", "question", "reference", "base", "tuned"] as Key[]).map((k) => h("th", {}, t(k)))), ...questions),

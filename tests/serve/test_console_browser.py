@@ -7,6 +7,7 @@ test-only copy of the console page clicks through it and notes each step on <bod
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -116,6 +117,39 @@ const button = (text) => () => [...document.querySelectorAll("button")].find((b)
 """
 
 
+# Open the scorecard tab; note on <body> whether it offers the full report.
+SCORECARD_PROBE = r"""
+const wait = async (find, what) => {
+  for (let i = 0; i < 200; i++) {
+    const found = find();
+    if (found) return found;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error("never appeared: " + what);
+};
+const button = (text) => () => [...document.querySelectorAll("button")].find((b) => b.textContent === text);
+(async () => {
+  try {
+    (await wait(button("Scorecard"), "the Scorecard tab")).click();
+    await wait(() => document.body.textContent.includes("Gate failed"), "the scorecard");
+    document.body.dataset.fullReport = button("Open the full report")() ? "shown" : "hidden";
+  } catch (error) {
+    document.body.dataset.probeError = String(error);
+  }
+})();
+"""
+PROBES = {"review": REVIEW_PROBE, "scorecard": SCORECARD_PROBE}
+
+
+def plant_scorecard(root) -> None:
+    run = root / ".shoptalk" / "evals" / "run-card"
+    run.mkdir(parents=True)
+    card = {"run_id": "run-card", "suites": {}, "questions": [], "labels": []}
+    (run / "scorecard.json").write_text(json.dumps(card), encoding="utf-8")
+    (run / "report.html").write_text("<p>report</p>", encoding="utf-8")
+    (root / ".shoptalk" / "latest-run").write_text("run-card", encoding="utf-8")
+
+
 @pytest.fixture
 def console_url(tmp_path):
     (tmp_path / "shoptalk.yaml").write_text("name: Kestrel 物流\n", encoding="utf-8")
@@ -125,7 +159,9 @@ def console_url(tmp_path):
     secrets = {
         "editor": keys.create("editor", KeyLimits(scopes=["editor", "chat"])).secret,
         "viewer": keys.create("viewer", KeyLimits(scopes=["chat"])).secret,
+        "owner": keys.create("owner", KeyLimits(scopes=["admin"])).secret,
     }
+    plant_scorecard(tmp_path)
 
     # Test-only pages: a browser signs in by putting a key (and a project) in session
     # storage, then opens the console or the console with the probe.
@@ -141,7 +177,7 @@ def console_url(tmp_path):
     @app.get("/test-probe", include_in_schema=False)
     def probed_console(probe: str = "") -> HTMLResponse:
         page = (STATIC / "index.html").read_text(encoding="utf-8")
-        script = REVIEW_PROBE if probe == "review" else PROBE
+        script = PROBES.get(probe, PROBE)
         return HTMLResponse(page.replace("</body>", f"<script>{script}</script></body>"))
 
     @app.get("/test-key/{who}", include_in_schema=False)
@@ -201,3 +237,13 @@ def test_an_editor_accepts_a_viewers_rating_in_the_review_queue(console_url, tmp
     assert 'data-reviewed="yes"' in dom
     lines = (tmp_path / ".shoptalk" / "feedback.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1 and "At 6." in lines[0]
+
+
+@pytest.mark.parametrize(("who", "offered"), [("editor", "hidden"), ("owner", "shown")])
+def test_only_the_owner_is_offered_the_full_scorecard_report(console_url, who, offered):
+    # The report is for the owner's scope only (GET /v1/project/scorecard/report is 403 to
+    # an editor): no button that could only fail.
+    probe = "/test-probe%3Fprobe%3Dscorecard"
+    dom = rendered(f"{console_url}/test-sign-in/{who}/en?then={probe}")
+    assert "data-probe-error" not in dom, dom[-2000:]
+    assert f'data-full-report="{offered}"' in dom
