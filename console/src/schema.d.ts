@@ -1091,7 +1091,7 @@ export interface components {
             rpm?: number | null;
             /**
              * Scopes
-             * @description Some of chat, embeddings, editor, admin; admin implies all
+             * @description Some of chat, embeddings, editor, admin; admin (also named owner) implies all
              * @default [
              *       "chat",
              *       "embeddings"
@@ -1153,7 +1153,7 @@ export interface components {
             rpm?: number | null;
             /**
              * Scopes
-             * @description Some of chat, embeddings, editor, admin; admin implies all
+             * @description Some of chat, embeddings, editor, admin; admin (also named owner) implies all
              * @default [
              *       "chat",
              *       "embeddings"

@@ -555,8 +555,9 @@ def keys_create(
     scopes: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: chat,embeddings,editor,admin; admin is the owner's scope: "
-            "every scope, and it reads every document whatever --groups"
+            help="Comma-separated: chat,embeddings,editor,admin; admin (or its other name, "
+            "owner) is the owner's scope: every scope, and it reads every document whatever "
+            "--groups"
         ),
     ] = "chat,embeddings",
     models: Annotated[str | None, typer.Option(help="Comma-separated models; default: all")] = None,

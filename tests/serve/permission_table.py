@@ -6,7 +6,7 @@ route walk (`test_serve_route_walk.py`) checks both against `app.routes`.
 
 from __future__ import annotations
 
-# The scopes each role admits (admin implies every scope); None = no key needed.
+# The scopes each role admits (admin, alias owner, implies every scope); None = no key needed.
 ROLE_SCOPES: dict[str, frozenset[str] | None] = {
     "public": None,
     "chat": frozenset({"chat"}),
@@ -80,9 +80,13 @@ ROUTES: dict[tuple[str, str], str] = {
 }
 
 
+# The owner's scope: `owner` is another name for `admin` (registry.keys.SCOPE_ALIASES).
+OWNER = frozenset({"admin", "owner"})
+
+
 def admits(role: str, scopes: frozenset[str] | None) -> bool:
     """Whether a key with `scopes` (None = no key) may call a route of `role`."""
     wanted = ROLE_SCOPES[role]
     if wanted is None:
         return True
-    return scopes is not None and ("admin" in scopes or bool(wanted & scopes))
+    return scopes is not None and (bool(OWNER & scopes) or bool(wanted & scopes))

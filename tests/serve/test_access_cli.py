@@ -69,6 +69,16 @@ def test_keys_lifecycle_from_the_command_line(project):
     assert "revoked" in run("keys", "list", str(project)).stdout
 
 
+def test_owner_is_another_name_for_the_admin_scope(project):
+    created = run("keys", "create", str(project), "--name", "boss", "--scopes", "owner")
+    assert created.exit_code == 0, created.output
+    services = build_services(ServeSettings(), project / ".shoptalk")
+    key = services.keys.find(created.stdout.strip().splitlines()[-1])
+    assert key.scopes == ["admin"]  # stored and listed under the one name the server checks
+    both = services.keys.create("both", KeyLimits(scopes=["owner", "admin", "chat"])).key
+    assert both.scopes == ["admin", "chat"]
+
+
 def test_keys_errors_are_clear(project):
     bad = run("keys", "create", str(project), "--name", "x", "--scopes", "chat,root")
     assert bad.exit_code == 2 and "scopes: expected some of" in bad.output

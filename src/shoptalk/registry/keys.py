@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import DateTime, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -23,6 +23,9 @@ from shoptalk.registry.db import Base
 SECRET_PREFIX = "sk-st-"
 # editor: upload files and run fine-tuning jobs (the jobs API and the console).
 SCOPES = ("chat", "embeddings", "editor", "admin")
+# Other names a key may be created with; stored (and listed) under the scope they name.
+# `owner` is `admin`: the owner's scope, every scope and every document (docs/permissions.md).
+SCOPE_ALIASES = {"owner": "admin"}
 # How often a key's last-used time is written: once a minute is precise enough
 # for "is this key still in use?" and spares a database write per request.
 TOUCH_EVERY_S = 60.0
@@ -60,7 +63,8 @@ class KeyLimits(BaseModel, extra="forbid"):
     """What a key may do; None means unlimited (or, for models, every model)."""
 
     scopes: list[str] = Field(
-        ["chat", "embeddings"], description=f"Some of {', '.join(SCOPES)}; admin implies all"
+        ["chat", "embeddings"],
+        description=f"Some of {', '.join(SCOPES)}; admin (also named owner) implies all",
     )
     models: list[str] | None = Field(None, description="Models the key may use; None = all")
     groups: list[str] = Field(
@@ -71,6 +75,11 @@ class KeyLimits(BaseModel, extra="forbid"):
     tpm: int | None = Field(None, description="Tokens per minute, prompt + max_tokens reserved")
     tokens_per_day: int | None = Field(None, description="Tokens per UTC day")
     tokens_per_month: int | None = Field(None, description="Tokens per calendar month (UTC)")
+
+    @field_validator("scopes")
+    @classmethod
+    def canonical_scopes(cls, scopes: list[str]) -> list[str]:
+        return list(dict.fromkeys(SCOPE_ALIASES.get(scope, scope) for scope in scopes))
 
 
 class KeyInfo(KeyLimits):
@@ -140,7 +149,8 @@ def _info(row: ApiKeyRow) -> KeyInfo:
 def check_limits(limits: KeyLimits) -> None:
     unknown = sorted(set(limits.scopes) - set(SCOPES))
     if unknown or not limits.scopes:
-        raise KeyStoreError(f"scopes: expected some of {', '.join(SCOPES)}, got {limits.scopes}")
+        names = ", ".join([*SCOPES, *SCOPE_ALIASES])
+        raise KeyStoreError(f"scopes: expected some of {names}, got {limits.scopes}")
     for field in ("rpm", "tpm", "tokens_per_day", "tokens_per_month"):
         value = getattr(limits, field)
         if value is not None and value < 1:
