@@ -212,3 +212,29 @@ def test_redis_down_fails_closed():
             await limiter.close()
 
     asyncio.run(scenario())
+
+
+def test_redis_grows_a_reservation_without_counting_another_request(redis_url):
+    # Admitted before retrieval with a token, the request reserves its prompt once counted.
+    async def scenario():
+        first, second = RedisLimiter(redis_url), RedisLimiter(redis_url)
+        who = principal("key_grow", rpm=2, tpm=100, tokens_per_day=1000)
+        try:
+            held = await first.admit(who, 1)
+            await held.grow(59)
+            other = await second.admit(who, 1)  # rpm 2: the grown request counted once
+            with pytest.raises(ApiError, match="100 tokens per minute"):
+                await other.grow(50)
+            with pytest.raises(ApiError, match="needs up to 101 tokens"):
+                await other.grow(100)
+            await other.grow(39)
+            with pytest.raises(ApiError, match="Rate limit of 2 requests"):
+                await first.admit(who, 1)
+            await held.settle(20)  # 40 of its 60 come back to the window and the day
+            day = await first.client.get(first.keys("key_grow", Calendar.at(time.time()))[-2])
+            assert int(day) == 20 + 40
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())

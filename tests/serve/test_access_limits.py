@@ -159,3 +159,44 @@ def test_calendar_windows():
     end_of_year = Calendar.at(datetime(2026, 12, 31, 23, 0, tzinfo=timezone.utc).timestamp())
     assert (end_of_year.day, end_of_year.month) == ("2026-12-31", "2026-12")
     assert end_of_year.day_left_s == end_of_year.month_left_s == 3600
+
+
+def test_a_reservation_grows_without_counting_another_request():
+    # A request admitted before retrieval (1 token) reserves its prompt's tokens once
+    # they are counted: against tpm and quotas, never against rpm.
+    async def scenario():
+        limiter = InProcessLimiter(clock=Clock())
+        who = principal(rpm=2, tpm=100, tokens_per_day=150)
+        first = await limiter.admit(who, 1)
+        await first.grow(59)
+        assert first.tokens == 60
+        second = await limiter.admit(who, 1)  # rpm 2: the grown request counted once
+        with pytest.raises(ApiError, match="100 tokens per minute"):
+            await second.grow(50)  # 60 + 1 + 50 > 100
+        with pytest.raises(ApiError, match="needs up to 101 tokens"):
+            await second.grow(100)  # the request alone: more than tpm
+        await second.grow(39)
+        await second.settle(10)  # 30 of its 40 come back
+        await first.settle(60)
+        with pytest.raises(ApiError, match="Rate limit of 2 requests"):
+            await limiter.admit(who, 1)
+        return limiter
+
+    asyncio.run(scenario())
+
+
+def test_a_grown_reservation_keeps_the_daily_quota():
+    async def scenario():
+        limiter = InProcessLimiter(clock=Clock())
+        who = principal(tokens_per_day=100)
+        held = await limiter.admit(who, 1)
+        await held.grow(79)
+        with pytest.raises(ApiError, match="Daily quota of 100 tokens reached"):
+            await (await limiter.admit(who, 1)).grow(30)
+        await held.settle(50)  # 30 back: 50 + the refused request's 1 held
+        other = await limiter.admit(who, 1)
+        await other.grow(48)  # 50 + 1 + 1 + 48 = 100
+        with pytest.raises(ApiError, match="Daily quota"):
+            await limiter.admit(who, 1)
+
+    asyncio.run(scenario())

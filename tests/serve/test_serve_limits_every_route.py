@@ -1,7 +1,11 @@
 """Issue 18 bar "one limiter and one audit path": the barrier bursts that hold on the chat
 API hold the same way on the console's playground (with and without retrieval) and on
 retrieval through the chat API (`rag: true`), and each request leaves exactly one audit
-row, refusals included. Every route reaches the limiter through `serve.calls.Call`."""
+row, refusals included. Every route reaches the limiter through `serve.calls.Call`.
+
+The project has a promoted run, so the playground asks two models (base and tuned) per
+question: still one request against the key's limits and one audit row. A request with
+retrieval is admitted before anything is retrieved: a key over its limits gets none."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from test_serve_catalog import add_run
 
 from shoptalk.pipeline import index_documents
 from shoptalk.project import Project
@@ -21,6 +26,7 @@ from shoptalk.serve.app import create_app
 from projects import write_project
 
 QUESTION = "How often do forklift drivers renew their licence?"
+TUNED = "run-limits"
 BURST = 8
 ADMITTED = 3
 
@@ -37,6 +43,8 @@ def console(tmp_path_factory, tiny_model):
     config["serve"] = {"worker": False, "max_tokens_limit": 12}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     index_documents(Project.open(root))
+    add_run(root, TUNED, tiny_model, seed=5)
+    (root / ".shoptalk" / "promoted-run").write_text(f"{TUNED}\n", encoding="utf-8")
     app = create_app(root)
     with TestClient(app) as client:
         yield client, app
@@ -106,14 +114,31 @@ def check_burst(app, route: str, key_id: str, results: list) -> list:
     return refusals
 
 
+def models_of(route: str) -> int:
+    """The models one request asks: the playground asks the base and the promoted model."""
+    return 2 if route.startswith("playground") else 1
+
+
 def budget_of(client, app, route: str, max_tokens: int) -> int:
-    """What one request reserves: its prompt plus `max_tokens` (a greedy answer on the tiny
-    model runs to max_tokens, so it also uses exactly that)."""
+    """What one request reserves: its prompts plus `max_tokens` per model asked (a greedy
+    answer on the tiny model runs to max_tokens, so it also uses exactly that)."""
     key_id, headers = make_key(app, f"probe-{route}-{max_tokens}")
     assert post(client, route, headers, max_tokens).status_code == 200
     (row,) = audit_rows(app, key_id)
-    assert row.completion_tokens == max_tokens
-    return row.prompt_tokens + max_tokens
+    assert row.completion_tokens == max_tokens * models_of(route)
+    return row.prompt_tokens + row.completion_tokens
+
+
+@pytest.mark.parametrize("route", ["playground", "playground+rag"])
+def test_a_playground_question_to_two_models_is_one_request_and_one_audit_row(console, route):
+    client, app = console
+    key_id, headers = make_key(app, f"two-{route}", rpm=2)
+    answered = [post(client, route, headers, 2) for _ in range(3)]
+    assert [a.status_code for a in answered] == [200, 200, 429], [a.text for a in answered]
+    assert answered[0].json()["tuned"]["model"] == TUNED
+    rows = audit_rows(app, key_id)
+    assert [r.status for r in rows] == [200, 200, 429]
+    assert rows[0].model == f"base+{TUNED}" and rows[0].completion_tokens == 2 * 2
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
@@ -183,3 +208,40 @@ def test_the_model_allow_list_is_refused_and_audited_on_every_route(console, rou
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "model_not_allowed"
     assert [r.status for r in audit_rows(app, key_id)] == [403]
+
+
+@pytest.fixture
+def searches(console, monkeypatch):
+    """How many times retrieval searched the served project's index."""
+    from shoptalk.serve.grounding import project_index
+
+    _client, app = console
+    index = project_index(app)
+    count = [0]
+    search = index.search
+
+    def counted(*args, **kwargs):
+        count[0] += 1
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(index, "search", counted)
+    return count
+
+
+@pytest.mark.parametrize("route", ["playground+rag", "chat+rag"])
+@pytest.mark.parametrize("limit", ["rpm", "tokens_per_day"])
+def test_a_key_over_its_limits_gets_no_retrieval_done(console, searches, route, limit):
+    client, app = console
+    budget = budget_of(client, app, route, 2)
+    # One request fits, the next does not: one per minute, or a day's tokens for one.
+    key_id, headers = make_key(
+        app, f"over-{limit}-{route}", **{limit: 1 if limit == "rpm" else budget}
+    )
+    before = searches[0]
+    assert post(client, route, headers, 2).status_code == 200
+    assert searches[0] == before + 1, "one search per request, the playground's two models too"
+    refused = post(client, route, headers, 2)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert searches[0] == before + 1, "the refused request retrieved nothing"
+    assert "18 months" not in refused.text and "citations" not in refused.text
+    assert [r.status for r in audit_rows(app, key_id)] == [200, 429]

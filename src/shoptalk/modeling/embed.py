@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import threading
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +64,10 @@ class Embedder:
         self.location = location
         self.batch_size = batch_size
         self._model = model
+        # A fast tokenizer is not thread-safe (concurrent calls mix up its padding:
+        # "expected sequence of length 16 at dim 1 (got 17)"), and the server retrieves
+        # for concurrent requests from its thread pool: one call at a time.
+        self._lock = threading.RLock()
 
     @property
     def served_name(self) -> str:
@@ -80,14 +85,16 @@ class Embedder:
 
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        vectors = self.model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
         return vectors.astype(np.float32)
 
     def encode_whole(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Vectors and the input token count; InputTooLong rather than a truncated text."""
-        lengths = [len(ids) for ids in self.model.tokenizer(texts)["input_ids"]]
+        with self._lock:
+            lengths = [len(ids) for ids in self.model.tokenizer(texts)["input_ids"]]
         window = self.model.max_seq_length
         for index, length in enumerate(lengths):
             if length > window:
@@ -95,7 +102,8 @@ class Embedder:
         return self.encode(texts), sum(lengths)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        encoded = self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        with self._lock:
+            encoded = self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
     @property

@@ -4,9 +4,15 @@
     (engine.prepare_*) → tokens reserved (limiter.admit) → generation
     (engine.start: queued, or 503) → unused tokens returned, audit row, metrics (in `finally`)
 
+With retrieval (`rag`) the request is admitted by the limiter before anything is
+retrieved (a key over its limits gets no retrieval work done, nor a passage), and
+its tokens are reserved once the grounded prompt is counted.
+
 The OpenAI routes and the console's playground both go through `Call`, so the
 key's rpm, tpm and quotas, `max_tokens_limit`, its model allow-list, the
-queue bound and the audit apply the same way to both.
+queue bound and the audit apply the same way to both. A request's calls share
+one `Ledger`: one admission by the limiter and one audit row per request, also
+for the playground, which asks two models.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +40,7 @@ from shoptalk.serve.embeddings import EmbeddingService
 from shoptalk.serve.engine import Delta, Params, Prepared
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.grounding import Grounding, ground
+from shoptalk.serve.limits import Reservation
 from shoptalk.serve.metrics import Metrics
 from shoptalk.serve.sse import Chunks, sse_error
 
@@ -45,31 +53,40 @@ async def chat_completion(
     body: schemas.ChatCompletionRequest,
     documents: Path | None = None,
     system_prompt: str | None = None,
+    ledger: Ledger | None = None,
 ) -> Any:
     """A chat completion (JSON or a stream), with retrieval filtered by the key's groups.
 
     Retrieval reads the served project's documents, or those of the project at
     `documents` (a project made in the console, from its playground), under
     that project's `system_prompt` (default: the engine's, the served project's).
+    With a `ledger` the call is one of its request's (the caller closes it); without,
+    the call is the request.
     """
-    call = Call(request, principal, "chat", body.model)
+    call = Call(request, principal, "chat", body.model, ledger=ledger)
     messages = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages
     ]
     call.prompt_text = "\n".join(m["content"] for m in messages)
-    if await answers_with_retrieval(request.app, body):
-        if system_prompt is None:
-            system_prompt = request.app.state.engine.system_prompt
-        grounded, call.grounding = await ground(
-            request.app, principal, messages, system_prompt, documents
+    retrieve = await answers_with_retrieval(request.app, body)
+    async with call.settled() as outcome:
+        if retrieve:
+            # Limits first: a key refused by them gets no retrieval work done.
+            await call.admit_early(body)
+            if system_prompt is None:
+                system_prompt = request.app.state.engine.system_prompt
+            grounded, call.grounding = await call.ledger.ground(
+                principal, messages, system_prompt, documents
+            )
+            if grounded is None:
+                return call.not_found(body, call.grounding.question)
+            messages = grounded
+        return await call.answer(
+            body,
+            lambda engine, params: engine.prepare_chat(body.model, messages, params, body.n),
+            outcome,
         )
-        if grounded is None:
-            return await call.not_found(body, call.grounding.question)
-        messages = grounded
-    return await call.run(
-        body, lambda engine, params: engine.prepare_chat(body.model, messages, params, body.n)
-    )
 
 
 async def answers_with_retrieval(app: FastAPI, body: schemas.ChatCompletionRequest) -> bool:
@@ -89,10 +106,139 @@ async def answers_with_retrieval(app: FastAPI, body: schemas.ChatCompletionReque
 
 @dataclass
 class Outcome:
-    """What `Call.done` settles: the tokens reserved, unless a stream settles them itself."""
+    """Whether `Call.settled` ends the call, or a stream does when it ends."""
 
-    reservation: Any = None
     streaming: bool = False
+
+
+@dataclass
+class Ledger:
+    """One request's account with the key's limits and the audit, whatever calls it makes.
+
+    One admission by the limiter (one request against rpm; each call's tokens
+    reserved once its prompt is counted), settled once, and one audit row. A chat
+    API request makes one call; the playground asks the base and the tuned model
+    under one ledger, so a question there costs one request, as on the API.
+    """
+
+    request: Request
+    principal: Principal
+    calls: int = 1  # the model calls the request makes, each with the first one's prompt
+    started: float = field(default_factory=time.monotonic)
+    reservation: Reservation | None = None
+    advance: int = 0  # tokens reserved ahead (early, or for later calls), not yet a call's
+    used: int = 0
+    status: int = 200
+    models: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompts: list[str] = field(default_factory=list)
+    completions: list[str] = field(default_factory=list)
+    groundings: dict[tuple, tuple] = field(default_factory=dict)
+    closed: bool = False
+
+    @property
+    def limiter(self) -> Any:
+        return self.request.app.state.services.limiter
+
+    async def admit_early(self) -> None:
+        """Admit the request before its size is known, with the least a call uses (a token):
+        a key at its rpm, tpm or quota is refused before any work is done for it."""
+        if self.reservation is None:
+            self.reservation = await self.limiter.admit(self.principal, 1)
+            self.advance = 1
+
+    async def admit(self, tokens: int) -> None:
+        """Reserve a call's `tokens` (the request's first reservation admits it), or a 429.
+
+        The first call reserves as much for each call still to come (the playground asks
+        the tuned model the base model's prompt): a request is admitted whole or refused
+        before any answer, so concurrent requests cannot each get half their tokens.
+        """
+        extra = max(tokens * max(self.calls, 1) - self.advance, 0)
+        if self.reservation is None:
+            self.reservation = await self.limiter.admit(self.principal, extra)
+        else:
+            await self.reservation.grow(extra)
+        self.advance += extra - tokens
+        self.calls -= 1
+
+    async def ground(
+        self,
+        principal: Principal,
+        messages: list[dict[str, str]],
+        system_prompt: str,
+        documents: Path | None,
+    ) -> tuple[list[dict[str, str]] | None, Grounding]:
+        """Retrieval for the request, once: the playground's two models share its passages."""
+        key = (json.dumps(messages), system_prompt, str(documents))
+        if key not in self.groundings:
+            self.groundings[key] = await ground(
+                self.request.app, principal, messages, system_prompt, documents
+            )
+        return self.groundings[key]
+
+    def add(self, call: Call) -> None:
+        """What one call did: its tokens, model, texts and status."""
+        prepared = call.prepared
+        prompt_tokens = prepared.prompt_tokens if prepared else 0
+        completion_tokens = prepared.completion_tokens if prepared else 0
+        if call.started_work:
+            # A call refused before any work (e.g. a full queue) uses nothing.
+            self.used += prompt_tokens + completion_tokens
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        if prepared is not None:
+            # Only served names reach metrics and audit: a client's typo could be anything.
+            self.models.append(prepared.model)
+        if call.status != 200:
+            self.status = call.status
+        if call.prompt_text and call.prompt_text not in self.prompts:
+            self.prompts.append(call.prompt_text)
+        completion = "\n".join(call.texts[i] for i in sorted(call.texts))
+        if completion:
+            self.completions.append(completion)
+
+    async def close(self) -> None:
+        """Return unused tokens, write the request's audit row (once).
+
+        Shielded: a client that left cancels the request's scope, and anyio then
+        cancels every later await in it too (a dropped stream left no row).
+        """
+        with anyio.CancelScope(shield=True):
+            if self.closed:
+                return
+            self.closed = True
+            if self.reservation is not None:
+                await self.reservation.settle(self.used)
+            entry = AuditEntry(
+                key_id=self.principal.key_id,
+                route=self.request.url.path,
+                model="+".join(dict.fromkeys(self.models)) or "unknown",
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=self.completion_tokens,
+                latency_ms=round((time.monotonic() - self.started) * 1000, 1),
+                status=self.status,
+                prompt="\n".join(self.prompts) or None,
+                completion="\n".join(self.completions) or None,
+            )
+            self.request.state.audited = True
+            await asyncio.to_thread(self.request.app.state.services.audit.record, entry)
+
+    @contextlib.asynccontextmanager
+    async def opened(self) -> AsyncIterator[Ledger]:
+        """The ledger of a request that makes several calls: closed when it ends, with the
+        status of what ended it."""
+        try:
+            yield self
+        except ApiError as exc:
+            self.status = exc.status
+            raise
+        except BaseException:
+            self.status = 500
+            raise
+        finally:
+            await self.close()
 
 
 @dataclass
@@ -112,6 +258,13 @@ class Call:
     first_token_at: float | None = None
     started_work: bool = False
     grounding: Grounding | None = None  # with `rag: true`: what the replies are checked against
+    ledger: Ledger = None  # type: ignore[assignment]  # the request's; its own by default
+    own_ledger: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ledger is None:
+            self.ledger = Ledger(self.request, self.principal, started=self.started)
+            self.own_ledger = True
 
     @property
     def app(self) -> FastAPI:
@@ -131,23 +284,29 @@ class Call:
     async def run(self, body: Any, prepare) -> Any:
         """Admit, then answer as one JSON body or as server-sent events."""
         async with self.settled() as outcome:
-            check_model(self.principal, body.model)
-            await self.check_groups(body.model)
-            self.prepared = await prepare(self.app.state.engine, self.params(body))
-            rows = len(self.prepared.prompts) * self.prepared.n
-            budget = self.prepared.prompt_tokens + self.prepared.params.max_tokens * rows
-            outcome.reservation = await self.app.state.services.limiter.admit(
-                self.principal, budget
-            )
-            deltas = await self.app.state.engine.start(self.prepared)
-            self.started_work = True
-            if body.stream:
-                outcome.streaming = True  # the stream settles and audits when it ends
-                return StreamingResponse(
-                    self.sse(body, outcome.reservation, deltas), media_type="text/event-stream"
-                )
-            await self.collect(deltas)
-            return self.response(body)
+            return await self.answer(body, prepare, outcome)
+
+    async def admit_early(self, body: Any) -> None:
+        """Before retrieval: the checks that need no prompt, then the limiter's admission."""
+        check_model(self.principal, body.model)
+        await self.check_groups(body.model)
+        self.params(body)
+        await self.ledger.admit_early()
+
+    async def answer(self, body: Any, prepare, outcome: Outcome) -> Any:
+        check_model(self.principal, body.model)
+        await self.check_groups(body.model)
+        self.prepared = await prepare(self.app.state.engine, self.params(body))
+        rows = len(self.prepared.prompts) * self.prepared.n
+        budget = self.prepared.prompt_tokens + self.prepared.params.max_tokens * rows
+        await self.ledger.admit(budget)
+        deltas = await self.app.state.engine.start(self.prepared)
+        self.started_work = True
+        if body.stream:
+            outcome.streaming = True  # the stream settles and audits when it ends
+            return StreamingResponse(self.sse(body, deltas), media_type="text/event-stream")
+        await self.collect(deltas)
+        return self.response(body)
 
     @contextlib.asynccontextmanager
     async def settled(self) -> AsyncIterator[Outcome]:
@@ -163,7 +322,7 @@ class Call:
             raise
         finally:
             if not outcome.streaming:
-                await self.done(outcome.reservation)
+                await self.done()
 
     def params(self, body: Any) -> Params:
         max_tokens = body.requested_max_tokens()
@@ -242,9 +401,7 @@ class Call:
         ]
         return schemas.Completion(model=body.model, choices=choices, usage=usage)
 
-    async def sse(
-        self, body: Any, reservation: Any, deltas: AsyncIterator[Delta]
-    ) -> AsyncIterator[str]:
+    async def sse(self, body: Any, deltas: AsyncIterator[Delta]) -> AsyncIterator[str]:
         """OpenAI's chunk stream; ends with `data: [DONE]`. Settles in `finally`."""
         chunks = Chunks(self.route, body.model)
         remaining = self.started + self.settings.request_timeout_s - time.monotonic()
@@ -286,7 +443,7 @@ class Call:
             self.status = 500
             yield sse_error(ApiError(500, "The server failed while generating."))
         finally:
-            await self.done(reservation)
+            await self.done()
 
     async def embed(self, body: schemas.EmbeddingRequest) -> schemas.EmbeddingList:
         embedder: EmbeddingService = self.app.state.embedder
@@ -302,13 +459,10 @@ class Call:
                     param="model",
                 )
             texts = body.texts()
-            budget = sum(len(t) for t in texts)  # over-counts tokens; settled below
-            reservation = await self.app.state.services.limiter.admit(self.principal, budget)
-            tokens = 0
-            try:
-                vectors, tokens = await embedder.embed(texts)
-            finally:
-                await reservation.settle(tokens)
+            budget = sum(len(t) for t in texts)  # over-counts tokens; settled when done
+            await self.ledger.admit(budget)
+            self.started_work = True
+            vectors, tokens = await embedder.embed(texts)
             self.prepared.prompt_tokens = tokens
             data = [
                 schemas.Embedding(index=i, embedding=encode_vector(v, body.encoding_format))
@@ -318,17 +472,13 @@ class Call:
                 data=data, model=embedder.name, usage=schemas.usage(tokens)
             )
 
-    async def not_found(self, body: Any, question: str) -> Any:
+    def not_found(self, body: Any, question: str) -> Any:
         """Nothing the key may read is relevant: say so without asking the model.
 
         Still a request against the key's limits (rpm), `max_tokens_limit` and its models,
-        and audited like any other: a refusal must not depend on what retrieval found.
+        and audited like any other (admitted before retrieval: `admit_early`): a refusal
+        must not depend on what retrieval found.
         """
-        async with self.settled() as outcome:
-            check_model(self.principal, body.model)
-            await self.check_groups(body.model)
-            self.params(body)
-            outcome.reservation = await self.app.state.services.limiter.admit(self.principal, 0)
         text = not_found_message(question)
         if body.stream:
             chunks = Chunks(self.route, body.model)
@@ -346,41 +496,22 @@ class Call:
             dropped_citations=0,
         )
 
-    async def done(self, reservation: Any) -> None:
-        """Return unused tokens, write the audit row, count the metrics.
-
-        Shielded: a client that left cancels the request's scope, and anyio then
-        cancels every later await in it too (a dropped stream left no row).
-        """
+    async def done(self) -> None:
+        """Count the metrics and give the call to its request's ledger; the request's own
+        ledger then returns unused tokens and writes the audit row (shielded, see `close`)."""
         with anyio.CancelScope(shield=True):
-            await self._done(reservation)
+            self.observe()
+            self.ledger.add(self)
+            if self.own_ledger:
+                await self.ledger.close()
 
-    async def _done(self, reservation: Any) -> None:
+    def observe(self) -> None:
         prepared = self.prepared
         prompt_tokens = prepared.prompt_tokens if prepared else 0
         completion_tokens = prepared.completion_tokens if prepared else 0
-        if reservation is not None:
-            # A request refused before any work (e.g. a full queue) uses nothing.
-            used = prompt_tokens + completion_tokens if self.started_work else 0
-            await reservation.settle(used)
         seconds = time.monotonic() - self.started
-        # Only served names reach metrics and audit: a client's typo could be anything.
         model = prepared.model if prepared else "unknown"
         adapter = prepared.adapter if prepared else ""
-        completion = "\n".join(self.texts[i] for i in sorted(self.texts)) or None
-        entry = AuditEntry(
-            key_id=self.principal.key_id,
-            route=self.request.url.path,
-            model=model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            latency_ms=round(seconds * 1000, 1),
-            status=self.status,
-            prompt=self.prompt_text or None,
-            completion=completion,
-        )
-        self.request.state.audited = True
-        await asyncio.to_thread(self.app.state.services.audit.record, entry)
         metrics: Metrics = self.app.state.metrics
         metrics.observe(
             self.route, model, adapter, self.status, seconds, prompt_tokens, completion_tokens

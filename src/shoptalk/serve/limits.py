@@ -35,10 +35,28 @@ WINDOW_S = 60.0
 class Reservation:
     """Tokens held for one admitted request until it settles."""
 
-    def __init__(self, tokens: int, release: Callable[[int], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        tokens: int,
+        release: Callable[[int], Awaitable[None]] | None = None,
+        grow: Callable[[int, int], Awaitable[None]] | None = None,
+    ):
         self.tokens = tokens
         self._release = release
+        self._grow = grow
         self.settled = False
+
+    async def grow(self, extra: int) -> None:
+        """Hold `extra` more tokens for the same request, or raise a 429 (tpm, quotas).
+
+        Not another request against rpm: a request admitted before its size is known
+        (before retrieval writes its prompt) reserves its tokens once they are counted.
+        """
+        if extra <= 0 or self.settled:
+            return
+        if self._grow is not None:
+            await self._grow(self.tokens + extra, extra)
+        self.tokens += extra
 
     async def settle(self, used_tokens: int) -> None:
         """Give back the reserved tokens the request did not use (once; later calls do nothing)."""
@@ -160,10 +178,17 @@ def window_refusal(
             f"Rate limit of {principal.rpm} requests per minute reached.",
             usage.recent[0][0] + WINDOW_S - now,
         )
+    return tpm_refusal(principal, usage, tokens, tokens, now)
+
+
+def tpm_refusal(
+    principal: Principal, usage: KeyUsage, tokens: int, request_tokens: int, now: float
+) -> ApiError | None:
+    """A 429 if `tokens` more in the window break tpm (`request_tokens`: the request's all)."""
     if principal.tpm is None:
         return None
-    if tokens > principal.tpm:
-        return too_large(principal, tokens)
+    if request_tokens > principal.tpm:
+        return too_large(principal, request_tokens)
     excess = usage.recent_tokens + tokens - principal.tpm
     if excess <= 0:
         return None
@@ -216,7 +241,26 @@ class InProcessLimiter:
                 if usage.month == calendar.month:
                     usage.month_tokens -= unused
 
-        return Reservation(tokens, release)
+        async def grow(total: int, extra: int) -> None:
+            with self._lock:
+                now = self.clock()
+                today = Calendar.at(now)
+                usage.roll(now, today)
+                # A request admitted over a minute ago has left the window: its tokens
+                # count against the day and month only.
+                in_window = entry[0] > now - WINDOW_S
+                refusal = (
+                    tpm_refusal(principal, usage, extra, total, now) if in_window else None
+                ) or quota_refusal(principal, extra, usage.day_tokens, usage.month_tokens, today)
+                if refusal is not None:
+                    raise refusal
+                if in_window:
+                    entry[1] += extra
+                    usage.recent_tokens += extra
+                usage.day_tokens += extra
+                usage.month_tokens += extra
+
+        return Reservation(tokens, release, grow)
 
     async def close(self) -> None:
         self._usage.clear()
@@ -229,13 +273,10 @@ class InProcessLimiter:
 # tokens, [3] their sum, [4] the day's token counter, [5] the month's.
 # ARGV: id, tokens, rpm, tpm, per_day, per_month (0 = no limit), day_left_s, month_left_s.
 # Returns {"ok"} or {reason, retry_after_s, used}.
-ADMIT_LUA = """
+# The window as of `now`: requests older than a minute leave it, their tokens with them.
+ROLL_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local id, tokens = ARGV[1], tonumber(ARGV[2])
-local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
-local per_day, per_month = tonumber(ARGV[5]), tonumber(ARGV[6])
-
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 60)
 for i = 1, #old, 1000 do  -- in chunks: unpack() has a stack limit
   local chunk = {unpack(old, i, math.min(i + 999, #old))}
@@ -247,13 +288,11 @@ for i = 1, #old, 1000 do  -- in chunks: unpack() has a stack limit
   redis.call('DECRBY', KEYS[3], freed)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
-
-if rpm > 0 and redis.call('ZCARD', KEYS[1]) + 1 > rpm then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {'rpm', tostring(tonumber(oldest[2]) + 60 - now)}
-end
-if tpm > 0 then
-  if tokens > tpm then return {'too_large', '60'} end
+"""
+# `tokens` more in the window break tpm (`request` tokens: the request's all)?
+TPM_LUA = """
+local function tpm_refusal(tokens, request)
+  if request > tpm then return {'too_large', '60'} end
   local excess = tonumber(redis.call('GET', KEYS[3]) or '0') + tokens - tpm
   if excess > 0 then  -- refused: find when enough old requests leave the window
     local recent = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
@@ -263,22 +302,75 @@ if tpm > 0 then
     end
     return {'tpm', '60'}
   end
+  return nil
 end
+"""
+# Quotas, then count `tokens` against the day and the month.
+QUOTA_LUA = """
 local day = tonumber(redis.call('GET', KEYS[4]) or '0')
 if per_day > 0 and day + tokens > per_day then return {'day', ARGV[7], tostring(day)} end
 local month = tonumber(redis.call('GET', KEYS[5]) or '0')
 if per_month > 0 and month + tokens > per_month then return {'month', ARGV[8], tostring(month)} end
-
-redis.call('ZADD', KEYS[1], now, id)
-redis.call('HSET', KEYS[2], id, tokens)
-redis.call('INCRBY', KEYS[3], tokens)
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], 61) end
+"""
+COUNT_LUA = """
 redis.call('INCRBY', KEYS[4], tokens)
 redis.call('EXPIRE', KEYS[4], math.ceil(tonumber(ARGV[7])) + 3600)
 redis.call('INCRBY', KEYS[5], tokens)
 redis.call('EXPIRE', KEYS[5], math.ceil(tonumber(ARGV[8])) + 3600)
 return {'ok'}
 """
+ARGS_LUA = """
+local id, tokens = ARGV[1], tonumber(ARGV[2])
+local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
+local per_day, per_month = tonumber(ARGV[5]), tonumber(ARGV[6])
+"""
+ADMIT_LUA = (
+    ROLL_LUA
+    + ARGS_LUA
+    + TPM_LUA
+    + """
+if rpm > 0 and redis.call('ZCARD', KEYS[1]) + 1 > rpm then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {'rpm', tostring(tonumber(oldest[2]) + 60 - now)}
+end
+if tpm > 0 then
+  local refused = tpm_refusal(tokens, tokens)
+  if refused then return refused end
+end
+"""
+    + QUOTA_LUA
+    + """
+redis.call('ZADD', KEYS[1], now, id)
+redis.call('HSET', KEYS[2], id, tokens)
+redis.call('INCRBY', KEYS[3], tokens)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], 61) end
+"""
+    + COUNT_LUA
+)
+# Reserve `tokens` more for the admitted request `id` (not another request: rpm is not
+# checked); ARGV[9] is the request's whole reservation after this. A request that has
+# left the minute window counts against the day and month only.
+GROW_LUA = (
+    ROLL_LUA
+    + ARGS_LUA
+    + TPM_LUA
+    + """
+local held = redis.call('HGET', KEYS[2], id)
+if tpm > 0 and held then
+  local refused = tpm_refusal(tokens, tonumber(ARGV[9]))
+  if refused then return refused end
+end
+"""
+    + QUOTA_LUA
+    + """
+if held then
+  redis.call('HINCRBY', KEYS[2], id, tokens)
+  redis.call('INCRBY', KEYS[3], tokens)
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], 61) end
+end
+"""
+    + COUNT_LUA
+)
 
 # Give back unused tokens: to the minute window only what the request still
 # holds there (nothing once it has left it), to the day and month if their
@@ -307,6 +399,7 @@ class RedisLimiter:
         self.client = redis.Redis.from_url(url, decode_responses=True)
         self.prefix = prefix
         self._admit = self.client.register_script(ADMIT_LUA)
+        self._grow = self.client.register_script(GROW_LUA)
         self._settle = self.client.register_script(SETTLE_LUA)
 
     def keys(self, key_id: str, calendar: Calendar) -> list[str]:
@@ -348,7 +441,22 @@ class RedisLimiter:
         async def release(unused: int) -> None:
             await self._settle(keys=keys, args=[request_id, unused])
 
-        return Reservation(tokens, release)
+        async def grow(total: int, extra: int) -> None:
+            today = Calendar.at(time.time())
+            args = [request_id, extra, *(limit or 0 for limit in limits)]
+            try:
+                answer = await self._grow(
+                    keys=keys, args=[*args, today.day_left_s, today.month_left_s, total]
+                )
+            except RedisError as exc:
+                raise ApiError(
+                    503, f"Rate-limit store unavailable ({type(exc).__name__})."
+                ) from exc
+            if answer[0] == "too_large":
+                raise too_large(principal, total)
+            self._raise_refusal(principal, extra, answer, today)
+
+        return Reservation(tokens, release, grow)
 
     @staticmethod
     def _raise_refusal(

@@ -37,6 +37,7 @@ from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import BuildRow, JobEventRow
 from shoptalk.serve.auth import Admin, Chat, Editor, Principal, Reader, held_groups
+from shoptalk.serve.calls import Ledger
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.uploads import save_upload, upload_name
 
@@ -537,15 +538,21 @@ async def playground(
 ) -> PlaygroundResponse:
     """The same question to the base and the promoted tuned model, as the chat API answers it."""
     # Through the chat API's own path (`serve.calls`): the same engine, catalog,
-    # adapter memory cap and queue, the key's limits and model allow-list, one
-    # audit row per model asked, and retrieval filtered by the key's groups.
+    # adapter memory cap and queue, the key's limits and model allow-list, and
+    # retrieval filtered by the key's groups. One question is one request: one
+    # admission by the key's limiter (both models' tokens), one retrieval, one audit row.
     project = await asyncio.to_thread(st.project)
     base, tuned = "base", pointer(project.promoted_run_file)
     if not st.served:
         base = await asyncio.to_thread(console_project_base, request, project)
         tuned = f"{st.root.name}/{tuned}" if tuned else None  # as the catalog names it
-    base_answer = await ask(request, principal, base, body, project, st.served)
-    tuned_answer = await ask(request, principal, tuned, body, project, st.served) if tuned else None
+    async with Ledger(request, principal, calls=2 if tuned else 1).opened() as ledger:
+        base_answer = await ask(request, principal, base, body, project, st.served, ledger)
+        tuned_answer = (
+            await ask(request, principal, tuned, body, project, st.served, ledger)
+            if tuned
+            else None
+        )
     return PlaygroundResponse(base=base_answer, tuned=tuned_answer)
 
 
@@ -572,6 +579,7 @@ async def ask(
     body: PlaygroundRequest,
     project: Project,
     served: bool,
+    ledger: Ledger,
 ) -> PlaygroundAnswer:
     """One model's greedy answer, under the project's own system prompt and documents."""
     from shoptalk.serve.calls import chat_completion
@@ -587,7 +595,7 @@ async def ask(
         rag=body.rag,
     )
     documents = None if served else project.root
-    answer = await chat_completion(request, principal, chat, documents, system_prompt)
+    answer = await chat_completion(request, principal, chat, documents, system_prompt, ledger)
     return PlaygroundAnswer(
         model=model,
         answer=answer.choices[0].message.content.strip(),
