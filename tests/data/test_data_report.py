@@ -13,6 +13,7 @@ from shoptalk.data.dataset import build_dataset
 from shoptalk.data.report import (
     build_report,
     previous_dataset,
+    report_for,
     svg_histogram,
     write_report,
 )
@@ -191,3 +192,32 @@ def test_cli_data_report_writes_both_files(project):
     [folder] = list(project.datasets.iterdir())
     assert (folder / "report.json").is_file() and (folder / "report.html").is_file()
     assert "report.html" in result.output and "report.json" in result.output
+
+
+def test_a_report_for_a_reader_leaves_out_the_files_it_may_not_see():
+    counts = {"faq": 2, "total": 2}
+    report = {
+        "counts": {"sources": {"faq.csv": counts, "docs/hr/pay.md": counts}},
+        "filtered": {
+            "by_reason": [{"reason": "short", "count": 2, "examples": [
+                {"id": "a", "source": "docs/hr/pay.md#Pay"}, {"id": "b", "source": "faq.csv:3"}]}],
+            "skipped": ["docs/hr/pay.md:4: bad row", "faq.csv:9: bad row"],
+        },
+        "duplicates": [
+            {"kind": "faq", "kept": {"id": "c", "source": "faq.csv:2"},
+             "removed": [{"id": "d", "source": "docs/hr/pay.md:7"}]},
+        ],
+        "previous": {"added": {"count": 1, "examples": [
+            {"source": "docs/hr/pay.md#Pay", "question": "What is the pay?"}]},
+            "removed": {"count": 0, "examples": []}, "changed": {"count": 0, "examples": []}},
+    }  # fmt: skip
+    shown = report_for(report, lambda name: not name.startswith("docs/hr/"))
+    assert "docs/hr/pay.md" not in json.dumps(shown) and "What is the pay" not in json.dumps(shown)
+    assert shown["counts"]["sources"]["(1 files this key may not read)"] == counts
+    assert shown["filtered"]["skipped"] == [
+        "faq.csv:9: bad row",
+        "(1 errors in files this key may not read)",
+    ]
+    assert shown["filtered"]["by_reason"][0]["count"] == 2  # the totals stay
+    assert shown["duplicates"] == [] and shown["previous"]["added"]["count"] == 1
+    assert report_for(report, lambda name: True) == report

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,7 @@ PATH_VALUES = {
     "run_id": "evalrun_unknown",
     "output_item_id": "outputitem_unknown",
 }
+READ_VALUES: dict[str, str] = {}  # the planted eval run's ids (plant_eval_run)
 EVAL_SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}}}
 BODIES = {
     ("POST", "/v1/chat/completions"): {
@@ -125,6 +128,68 @@ def plant_scorecard(root: Path) -> None:
     (root / ".shoptalk" / "latest-run").write_text("run-walk", encoding="utf-8")
 
 
+def write_data_reports(root: Path) -> Path:
+    """The data report of a dataset trained with `hr` (train.groups: [hr]), after one
+    without: it names the restricted file and quotes its records as added. Its HTML."""
+    from shoptalk.data.report import write_report
+    from shoptalk.pipeline import prepare_dataset
+
+    path = root / "shoptalk.yaml"
+    config = yaml.safe_load(path.read_text())
+    write_report(Project.open(root), prepare_dataset(Project.open(root)))
+    path.write_text(yaml.safe_dump(config | {"train": {"groups": ["hr"]}}))
+    _, html = write_report(Project.open(root), prepare_dataset(Project.open(root)))
+    path.write_text(yaml.safe_dump(config))
+    assert SECRET_NAME in html.read_text(encoding="utf-8")
+    return html
+
+
+def plant_data_report(app, root: Path, html: Path) -> None:
+    from shoptalk.registry.jobs import BuildRow
+
+    st = app.state.workspace.state_for(None)
+    with st.sessions() as session:
+        # Dated ahead so it stays the latest report whatever the walk queues (no worker runs).
+        session.add(BuildRow(
+            id="report-walk", project_root=str(root), kind="report", status="succeeded",
+            result={"html": str(html)}, created_at=datetime(2100, 1, 1, tzinfo=timezone.utc),
+        ))  # fmt: skip
+        session.commit()
+
+
+def plant_eval_run(app, client: TestClient) -> None:
+    """A finished eval run started by an `hr` editor: its items quote the restricted document.
+
+    The walk reads it (GET routes) by its real ids; other routes get made-up ids, so the
+    walk deletes nothing."""
+    hr = headers_for(app, frozenset({"editor"}), ["hr"])
+    schema = {"type": "object", "properties": {"question": {"type": "string"},
+                                               "reference": {"type": "string"}}}  # fmt: skip
+    grader = {"type": "string_check", "name": "same", "input": "{{sample.output_text}}",
+              "reference": "{{item.reference}}", "operation": "eq"}  # fmt: skip
+    created = client.post("/v1/evals", headers=hr, json={
+        "data_source_config": {"type": "custom", "item_schema": schema,
+                               "include_sample_schema": True},
+        "testing_criteria": [grader]})  # fmt: skip
+    assert created.status_code == 200, created.text
+    eval_id = created.json()["id"]
+    item = {"question": QUESTION, "reference": f"Every 42 months ({CANARY})"}
+    content = [{"item": item, "sample": {"output_text": f"every 42 months, {CANARY}"}}]
+    source = {"type": "jsonl", "source": {"type": "file_content", "content": content}}
+    run = client.post(f"/v1/evals/{eval_id}/runs", headers=hr, json={"data_source": source})
+    assert run.status_code == 200, run.text
+    run_id = run.json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/evals/{eval_id}/runs/{run_id}", headers=hr).json()["status"] != (
+        "completed"
+    ):
+        assert time.monotonic() < deadline, "the eval run never completed"
+        time.sleep(0.2)
+    items = client.get(f"/v1/evals/{eval_id}/runs/{run_id}/output_items", headers=hr).json()
+    assert CANARY in json.dumps(items)
+    READ_VALUES.update(eval_id=eval_id, run_id=run_id, output_item_id=items["data"][0]["id"])
+
+
 @pytest.fixture(scope="module")
 def walk(tmp_path_factory, tiny_model):
     root = write_project(tmp_path_factory.mktemp("walk") / "p", tiny_model)
@@ -135,8 +200,11 @@ def walk(tmp_path_factory, tiny_model):
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     index_documents(Project.open(root))
     plant_scorecard(root)
+    html = write_data_reports(root)
     app = create_app(root)
     with TestClient(app) as client:
+        plant_data_report(app, root, html)
+        plant_eval_run(app, client)
         yield app, client
 
 
@@ -149,7 +217,9 @@ def headers_for(app, scopes: frozenset[str] | None, groups: list[str]) -> dict:
 
 
 def call(client: TestClient, headers: dict, method: str, path: str):
-    url = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)
+    # Reads of evals get the planted run's real ids: their answers are searched for leaks.
+    values = PATH_VALUES | READ_VALUES if method == "GET" else PATH_VALUES
+    url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
     if path == "/console/static":
         url += "/console.js"
     if (method, path) in UPLOADS:
@@ -277,3 +347,33 @@ def test_the_data_check_names_a_restricted_files_problems_only_to_those_who_may_
         assert SECRET_NAME not in hidden and "1 problems in files" in hidden
         assert SECRET_NAME in problems({"editor"}, ["hr"])
         assert SECRET_NAME in problems({"admin"}, [])
+
+
+def test_the_data_report_and_eval_runs_show_restricted_files_only_to_those_cleared(walk):
+    # The walk's leak checks need a positive control: the planted report and run are
+    # there, and shown whole to the hr editor who started the run and to the owner.
+    app, client = walk
+    ids = READ_VALUES
+    run = f"/v1/evals/{ids['eval_id']}/runs/{ids['run_id']}"
+    routes = [
+        f"/v1/evals/{ids['eval_id']}/runs",
+        run,
+        f"{run}/output_items",
+        f"{run}/output_items/{ids['output_item_id']}",
+    ]
+    for scopes, groups in (({"editor"}, ["hr"]), ({"owner"}, [])):
+        cleared = headers_for(app, frozenset(scopes), groups)
+        report = client.get("/v1/project/report", headers=cleared)
+        assert report.status_code == 200 and SECRET_NAME in report.text, (scopes, groups)
+        for route in routes:
+            assert CANARY in client.get(route, headers=cleared).text, (scopes, route)
+    editor = headers_for(app, frozenset({"editor"}), [])
+    report = client.get("/v1/project/report", headers=editor)
+    assert report.status_code == 200 and "Data report" in report.text
+    assert "files this key may not read" in report.text and SECRET_NAME not in report.text
+    assert client.get(f"/v1/evals/{ids['eval_id']}/runs", headers=editor).json()["data"] == []
+    for route in routes[1:]:
+        assert client.get(route, headers=editor).status_code == 404
+    # A key holding other groups than the run's key reads no more of it than one with none.
+    sales = headers_for(app, frozenset({"editor"}), ["sales"])
+    assert client.get(f"{run}/output_items", headers=sales).status_code == 404

@@ -11,6 +11,7 @@ free-text errors from the manifest are redacted again before they are shown.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import statistics
@@ -236,6 +237,53 @@ def build_report(
         changes = diff(dataset_items(previous), items)
         report["previous"] = {"dataset": previous.hash, "built": built_at(previous), **changes}
     return report
+
+
+def report_for(report: dict, may_see: Callable[[str], bool]) -> dict:
+    """The report as shown to a reader who may see only the source files `may_see` allows.
+
+    A restricted file's name, and the records and errors that name it, are left out;
+    what was left out is counted (totals and aggregate numbers stay as they are).
+    """
+    seen: dict[str, bool] = {}
+
+    def shown(source: str | None) -> bool:
+        if not source:
+            return True
+        name = source_file(source)
+        if name not in seen:
+            seen[name] = may_see(name)
+        return seen[name]
+
+    out = json.loads(json.dumps(report))
+    sources, hidden = {}, Counter()
+    for name, per_kind in report["counts"]["sources"].items():
+        if shown(name):
+            sources[name] = per_kind
+        else:
+            hidden.update(per_kind)
+    if hidden:
+        files = sum(not shown(name) for name in report["counts"]["sources"])
+        sources[f"({files} files this key may not read)"] = dict(hidden)
+    out["counts"]["sources"] = sources
+    for group in out["filtered"]["by_reason"]:
+        group["examples"] = [e for e in group["examples"] if shown(e["source"])]
+    # A skipped source's error starts with its file: "docs/a.md:12: ...".
+    skipped = [e for e in report["filtered"]["skipped"] if shown(e.split(": ", 1)[0])]
+    if len(skipped) < len(report["filtered"]["skipped"]):
+        left_out = len(report["filtered"]["skipped"]) - len(skipped)
+        skipped.append(f"({left_out} errors in files this key may not read)")
+    out["filtered"]["skipped"] = skipped
+    out["duplicates"] = [
+        d
+        for d in report["duplicates"]
+        if shown(d["kept"]["source"]) and all(shown(r["source"]) for r in d["removed"])
+    ]
+    if out.get("previous"):
+        for name in ("added", "removed", "changed"):
+            change = out["previous"][name]
+            change["examples"] = [e for e in change["examples"] if shown(e["source"])]
+    return out
 
 
 def redactor(settings: PiiSettings, root: Path) -> Callable[[str], str]:

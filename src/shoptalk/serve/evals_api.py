@@ -4,9 +4,12 @@ Shapes follow OpenAI's, so `client.evals.create(...)` and
 `client.evals.runs.create(...)` work unchanged (docs/evals.md). Graders are
 `eval.graders`; runs execute in the background (`serve.eval_runs`), every
 model call through the API's request path as the key that started the run.
-Every route needs `editor`: a run's outputs and items may quote documents of
-any group the starting key could read, and every editor reads every run's
-outputs (docs/permissions.md, "Evals").
+Every route needs `editor`. A run's items, outputs and data source may quote
+documents of any group the key that started it could read, so a run is shown
+only to keys that read at least as much (`may_read_run`): the key itself, the
+owner's scope, or a key holding every group of the starting key. To any other
+key the run does not exist (404; left out of lists), like a made-up id
+(docs/permissions.md, "Evals").
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shoptalk.eval import graders
 from shoptalk.registry.evals import EvalOutputItemRow, EvalRow, EvalRunRow, EvalStore
-from shoptalk.serve.auth import Editor
+from shoptalk.registry.keys import UnknownKeyError
+from shoptalk.serve.auth import Editor, Principal, held_groups
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.eval_runs import EvalRunner, rows_of
 
@@ -285,13 +289,34 @@ def run_object(row: EvalRunRow, items: list[EvalOutputItemRow], criteria: list[d
     }  # fmt: skip
 
 
-def find_run(store: EvalStore, eval_id: str, run_id: str) -> EvalRunRow:
+def find_run(
+    store: EvalStore, eval_id: str, run_id: str, principal: Principal, runner: EvalRunner
+) -> EvalRunRow:
+    """The run, if the key may read it (`may_read_run`); a 404 as for an unknown id if not."""
     row = store.get_run(eval_id, run_id)
-    if row is None:
+    if row is None or not may_read_run(runner, principal, row):
         raise ApiError(
             404, f"No run {run_id!r} of eval {eval_id!r}.", code="not_found", param="run_id"
         )
     return row
+
+
+def may_read_run(runner: EvalRunner, principal: Principal, row: EvalRunRow) -> bool:
+    """Whether `principal` reads everything the key that started the run could read.
+
+    The run asked its models and retrieval as that key, and its items are what that
+    key sent: any of it may come from a document of that key's groups (serve.auth.held_groups).
+    A key since deleted is treated as the owner's: its runs are the owner's to read.
+    """
+    reader = held_groups(principal)
+    if reader is None or row.key_id == principal.key_id:
+        return True
+    try:
+        starter = Principal.from_key(runner.app.state.services.keys.get(row.key_id))
+    except UnknownKeyError:
+        return False
+    reach = held_groups(starter)
+    return reach is not None and set(reach) <= set(reader)
 
 
 def show_run(store: EvalStore, evaluation: EvalRow, row: EvalRunRow) -> dict:
@@ -316,35 +341,40 @@ async def create_run(eval_id: str, body: RunCreate, runner: Runner, principal: E
 
 @router.get("/{eval_id}/runs")
 def list_runs(
-    eval_id: str, runner: Runner, _: Editor, after: str | None = None,
+    eval_id: str, runner: Runner, principal: Editor, after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20, order: Literal["asc", "desc"] = "asc",
     status: Literal["queued", "in_progress", "completed", "canceled", "failed"] | None = None,
 ) -> dict:  # fmt: skip
     store = runner.store
     evaluation = find_eval(store, eval_id)
-    runs = [r for r in store.list_runs(eval_id) if status is None or r.status == status]
+    runs = [
+        r
+        for r in store.list_runs(eval_id)
+        if (status is None or r.status == status) and may_read_run(runner, principal, r)
+    ]
     return page([show_run(store, evaluation, r) for r in runs], after, limit, order)
 
 
 @router.get("/{eval_id}/runs/{run_id}")
-def get_run(eval_id: str, run_id: str, runner: Runner, _: Editor) -> dict:
+def get_run(eval_id: str, run_id: str, runner: Runner, principal: Editor) -> dict:
     store = runner.store
-    return show_run(store, find_eval(store, eval_id), find_run(store, eval_id, run_id))
+    evaluation = find_eval(store, eval_id)
+    return show_run(store, evaluation, find_run(store, eval_id, run_id, principal, runner))
 
 
 @router.post("/{eval_id}/runs/{run_id}/cancel")
-def cancel_run(eval_id: str, run_id: str, runner: Runner, _: Editor) -> dict:
+def cancel_run(eval_id: str, run_id: str, runner: Runner, principal: Editor) -> dict:
     store = runner.store
     evaluation = find_eval(store, eval_id)
-    find_run(store, eval_id, run_id)
+    find_run(store, eval_id, run_id, principal, runner)
     store.request_cancel(run_id)
-    return show_run(store, evaluation, find_run(store, eval_id, run_id))
+    return show_run(store, evaluation, find_run(store, eval_id, run_id, principal, runner))
 
 
 @router.delete("/{eval_id}/runs/{run_id}")
-def delete_run(eval_id: str, run_id: str, runner: Runner, _: Editor) -> dict:
+def delete_run(eval_id: str, run_id: str, runner: Runner, principal: Editor) -> dict:
     store = runner.store
-    find_run(store, eval_id, run_id)
+    find_run(store, eval_id, run_id, principal, runner)
     store.delete_run(run_id)
     return {"object": "eval.run.deleted", "deleted": True, "run_id": run_id}
 
@@ -367,22 +397,22 @@ def item_object(row: EvalOutputItemRow, eval_id: str) -> dict:
 
 @router.get("/{eval_id}/runs/{run_id}/output_items")
 def list_output_items(
-    eval_id: str, run_id: str, runner: Runner, _: Editor, after: str | None = None,
+    eval_id: str, run_id: str, runner: Runner, principal: Editor, after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20, order: Literal["asc", "desc"] = "asc",
     status: Literal["pass", "fail"] | None = None,
 ) -> dict:  # fmt: skip
     store = runner.store
-    find_run(store, eval_id, run_id)
+    find_run(store, eval_id, run_id, principal, runner)
     rows = [r for r in store.items(run_id) if status is None or r.status == status]
     return page([item_object(r, eval_id) for r in rows], after, limit, order)
 
 
 @router.get("/{eval_id}/runs/{run_id}/output_items/{output_item_id}")
 def get_output_item(
-    eval_id: str, run_id: str, output_item_id: str, runner: Runner, _: Editor
+    eval_id: str, run_id: str, output_item_id: str, runner: Runner, principal: Editor
 ) -> dict:
     store = runner.store
-    find_run(store, eval_id, run_id)
+    find_run(store, eval_id, run_id, principal, runner)
     for row in store.items(run_id):
         if row.id == output_item_id:
             return item_object(row, eval_id)

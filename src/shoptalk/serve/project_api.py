@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 import yaml
 from fastapi import APIRouter, Depends, File, Form, Header, Request, Response, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -305,8 +305,14 @@ def start_data_report(principal: Editor, st: State) -> QueuedJob:
 
 
 @router.get("/report", response_model=None, responses=QUEUED)
-def data_report(_: Editor, st: State, response: Response) -> FileResponse | QueuedJob:
-    """The latest data report (HTML); 202 while it is queued or running, 409 if it failed."""
+def data_report(
+    principal: Editor, st: State, response: Response
+) -> FileResponse | HTMLResponse | QueuedJob:
+    """The latest data report (HTML); 202 while it is queued or running, 409 if it failed.
+
+    It names source files and quotes records: a key without the owner's scope gets it
+    without the files its groups may not read (`data.report.report_for`).
+    """
     row = latest(st, "report")
     if row.status in store.ACTIVE:
         response.status_code = 202
@@ -314,7 +320,22 @@ def data_report(_: Editor, st: State, response: Response) -> FileResponse | Queu
     if row.status != "succeeded":
         message = (row.error or {}).get("message", row.status)
         raise ApiError(409, f"The data report {row.id} {row.status}: {message}")
-    return FileResponse(row.result["html"], media_type="text/html")
+    if held_groups(principal) is None:
+        return FileResponse(row.result["html"], media_type="text/html")
+    from shoptalk.artifacts import REPORT_JSON
+    from shoptalk.data.report import render_html, report_for
+
+    data = Path(row.result["html"]).with_name(REPORT_JSON)
+    if not data.is_file():
+        raise ApiError(
+            409,
+            f"The data report {row.id} has no {REPORT_JSON} to show it by this key's groups: "
+            "POST /v1/project/report to write it again.",
+        )
+    report = json.loads(data.read_text(encoding="utf-8"))
+    project = st.project()
+    shown = report_for(report, lambda name: may_see_file(project, principal, name))
+    return HTMLResponse(render_html(shown))
 
 
 @router.post("/plan", response_model=QueuedJob, status_code=202)
