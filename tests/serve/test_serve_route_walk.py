@@ -187,7 +187,17 @@ def plant_eval_run(app, client: TestClient) -> None:
         time.sleep(0.2)
     items = client.get(f"/v1/evals/{eval_id}/runs/{run_id}/output_items", headers=hr).json()
     assert CANARY in json.dumps(items)
-    READ_VALUES.update(eval_id=eval_id, run_id=run_id, output_item_id=items["data"][0]["id"])
+    # And an upload of the same items, named after the restricted document.
+    line = json.dumps({"item": item}).encode()
+    files = {"file": (f"{SECRET_NAME}.jsonl", line, "application/jsonl")}
+    upload = client.post("/v1/files", headers=hr, files=files, data={"purpose": "evals"})
+    assert upload.status_code == 200, upload.text
+    READ_VALUES.update(
+        eval_id=eval_id,
+        run_id=run_id,
+        output_item_id=items["data"][0]["id"],
+        file_id=upload.json()["id"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -377,3 +387,24 @@ def test_the_data_report_and_eval_runs_show_restricted_files_only_to_those_clear
     # A key holding other groups than the run's key reads no more of it than one with none.
     sales = headers_for(app, frozenset({"editor"}), ["sales"])
     assert client.get(f"{run}/output_items", headers=sales).status_code == 404
+
+
+def test_another_keys_upload_is_read_trained_on_and_evaluated_only_by_those_cleared(walk):
+    app, client = walk
+    file_id = READ_VALUES["file_id"]
+    editor = headers_for(app, frozenset({"editor"}), [])
+    listed = client.get("/v1/files", headers=editor).json()["data"]
+    assert file_id not in [f["id"] for f in listed]
+    assert client.get(f"/v1/files/{file_id}/content", headers=editor).status_code == 404
+    # Nor through work of its own: an eval run over the file, a fine-tuning job on it.
+    source = {"type": "jsonl", "source": {"type": "file_id", "id": file_id}}
+    evals = f"/v1/evals/{READ_VALUES['eval_id']}/runs"
+    run = client.post(evals, headers=editor, json={"data_source": source})
+    assert run.status_code == 404, run.text
+    job = {"model": "base", "training_file": file_id}
+    assert client.post("/v1/fine_tuning/jobs", headers=editor, json=job).status_code == 404
+    for scopes, groups in (({"editor"}, ["hr"]), ({"owner"}, [])):
+        cleared = headers_for(app, frozenset(scopes), groups)
+        assert client.get(f"/v1/files/{file_id}/content", headers=cleared).status_code == 200
+        listed = client.get("/v1/files", headers=cleared).json()["data"]
+        assert file_id in [f["id"] for f in listed]

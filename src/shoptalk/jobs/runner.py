@@ -163,6 +163,7 @@ def finish(sessions, job: JobRow, run: RunArtifact) -> None:
                 bytes=results.stat().st_size,
                 sha256=hashlib.sha256(results.read_bytes()).hexdigest(),
                 path=str(results),
+                key_id=job.key_id,
             )
         )
         store.add_event(session, job.id, "The job has successfully completed")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -139,6 +139,35 @@ def held_groups(principal: Principal) -> list[str] | None:
     restricted documents, chunks and file names through its groups like any key.
     """
     return None if principal.allows("admin") else principal.groups
+
+
+def reads_as_much(reader: Principal, owner: Principal | None) -> bool:
+    """Whether `reader` may read what `owner`'s key could: its eval runs, its uploads.
+
+    What a key made may quote any document its groups read, so another key sees it
+    only with the owner's scope or every group of that key. `owner` None (a key since
+    deleted, or a row older than keys on rows) is readable by the owner's scope only.
+    """
+    mine = held_groups(reader)
+    if mine is None:
+        return True
+    if owner is None:
+        return False
+    theirs = held_groups(owner)
+    return owner.key_id == reader.key_id or (theirs is not None and set(theirs) <= set(mine))
+
+
+def key_of(request_or_app: Request | Any, key_id: str | None) -> Principal | None:
+    """The Principal of the key `key_id` (whatever its status), or None if there is none."""
+    from shoptalk.registry.keys import UnknownKeyError
+
+    app = getattr(request_or_app, "app", request_or_app)
+    if key_id is None:
+        return None
+    try:
+        return Principal.from_key(app.state.services.keys.get(key_id))
+    except UnknownKeyError:
+        return None
 
 
 # The permission model, one name per role (see docs/architecture.md, "Serving"):

@@ -23,8 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shoptalk.eval import graders
 from shoptalk.registry.evals import EvalOutputItemRow, EvalRow, EvalRunRow, EvalStore
-from shoptalk.registry.keys import UnknownKeyError
-from shoptalk.serve.auth import Editor, Principal, held_groups
+from shoptalk.serve.auth import Editor, Principal, key_of, reads_as_much
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.eval_runs import EvalRunner, rows_of
 
@@ -231,10 +230,20 @@ def check_run(
             raise bad(exc.where, exc.detail) from exc
 
 
-def file_rows(store: EvalStore, file_id: str) -> list[SourceRow]:
-    """The items of an uploaded JSONL file (`POST /v1/files`): `{"item": {...}}` per line."""
+def file_rows(
+    store: EvalStore, file_id: str, principal: Principal, runner: EvalRunner
+) -> list[SourceRow]:
+    """The items of an uploaded JSONL file (`POST /v1/files`): `{"item": {...}}` per line.
+
+    Only a file the key may read (`serve.jobs_api.may_read_file`): a run's items are its.
+    """
+    from shoptalk.registry.jobs import FileRow
+
+    with store.sessions() as session:
+        row = session.get(FileRow, file_id)
+        owner = row.key_id if row is not None else None
     path = store.file_path(file_id)
-    if path is None:
+    if path is None or not reads_as_much(principal, key_of(runner.app, owner)):
         raise ApiError(
             404, f"No file {file_id!r}.", code="not_found", param="data_source.source.id"
         )
@@ -308,15 +317,7 @@ def may_read_run(runner: EvalRunner, principal: Principal, row: EvalRunRow) -> b
     key sent: any of it may come from a document of that key's groups (serve.auth.held_groups).
     A key since deleted is treated as the owner's: its runs are the owner's to read.
     """
-    reader = held_groups(principal)
-    if reader is None or row.key_id == principal.key_id:
-        return True
-    try:
-        starter = Principal.from_key(runner.app.state.services.keys.get(row.key_id))
-    except UnknownKeyError:
-        return False
-    reach = held_groups(starter)
-    return reach is not None and set(reach) <= set(reader)
+    return reads_as_much(principal, key_of(runner.app, row.key_id))
 
 
 def show_run(store: EvalStore, evaluation: EvalRow, row: EvalRunRow) -> dict:
@@ -331,7 +332,7 @@ async def create_run(eval_id: str, body: RunCreate, runner: Runner, principal: E
     if isinstance(source, FileContent):
         check_run(evaluation, body, source.content, lambda i: f"data_source.source.content.{i}")
     else:
-        rows = await asyncio.to_thread(file_rows, runner.store, source.id)
+        rows = await asyncio.to_thread(file_rows, runner.store, source.id, principal, runner)
         check_run(evaluation, body, rows, lambda i: f"data_source.source.id ({source.id}) item {i}")
         spec["items"] = [r.model_dump(exclude_none=True) for r in rows]
     row = await asyncio.to_thread(runner.store.add_run, eval_id, spec, principal.key_id)

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shoptalk.artifacts import private_dir
 from shoptalk.data.pii import redact
-from shoptalk.jobs.runner import JobError, validate
+from shoptalk.jobs.runner import RESULTS_PURPOSE, JobError, validate
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import FileRow, JobCheckpointRow, JobEventRow, JobRow
-from shoptalk.serve.auth import Principal, require
+from shoptalk.serve.auth import Principal, key_of, reads_as_much, require
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.uploads import upload_name
 
@@ -255,32 +255,64 @@ def upload_file(
     return FileObject.of(row)
 
 
+def may_read_file(request: Request, principal: Principal, row: FileRow) -> bool:
+    """An upload may hold what its key's groups read (training or eval items quoting a
+    restricted document): shown only to keys that read as much (`serve.auth.reads_as_much`).
+    A job's results file holds its metrics only (step, loss): every editor reads it."""
+    if row.purpose == RESULTS_PURPOSE:
+        return True
+    return reads_as_much(principal, key_of(request, row.key_id))
+
+
+def find_file(session: Session, request: Request, principal: Principal, file_id: str) -> FileRow:
+    """The upload, if the key may read it; a 404 as for an unknown id if not."""
+    row = find(session, FileRow, file_id, "file_id")
+    if not may_read_file(request, principal, row):
+        raise ApiError(404, f"No such object: {file_id}", code="not_found", param="file_id")
+    return row
+
+
 @files_router.get("", response_model=Page)
-def list_files(_: Editor, jobs: Annotated[JobsService, Depends(service)]) -> Page:
+def list_files(
+    principal: Editor, request: Request, jobs: Annotated[JobsService, Depends(service)]
+) -> Page:
     with jobs.sessions() as session:
         rows = session.scalars(select(FileRow).order_by(FileRow.created_at.desc())).all()
-        return Page(data=[FileObject.of(r) for r in rows])
+        return Page(data=[FileObject.of(r) for r in rows if may_read_file(request, principal, r)])
 
 
 @files_router.get("/{file_id}", response_model=FileObject)
-def get_file(file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> FileObject:
+def get_file(
+    file_id: str,
+    principal: Editor,
+    request: Request,
+    jobs: Annotated[JobsService, Depends(service)],
+) -> FileObject:
     with jobs.sessions() as session:
-        return FileObject.of(find(session, FileRow, file_id, "file_id"))
+        return FileObject.of(find_file(session, request, principal, file_id))
 
 
 @files_router.get("/{file_id}/content")
 def file_content(
-    file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]
+    file_id: str,
+    principal: Editor,
+    request: Request,
+    jobs: Annotated[JobsService, Depends(service)],
 ) -> FileResponse:
     with jobs.sessions() as session:
-        row = find(session, FileRow, file_id, "file_id")
+        row = find_file(session, request, principal, file_id)
     return FileResponse(row.path, filename=row.filename)
 
 
 @files_router.delete("/{file_id}")
-def delete_file(file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> dict:
+def delete_file(
+    file_id: str,
+    principal: Editor,
+    request: Request,
+    jobs: Annotated[JobsService, Depends(service)],
+) -> dict:
     with jobs.sessions() as session:
-        row = find(session, FileRow, file_id, "file_id")
+        row = find_file(session, request, principal, file_id)
         Path(row.path).unlink(missing_ok=True)
         session.delete(row)
         session.commit()
@@ -292,7 +324,10 @@ def delete_file(file_id: str, _: Editor, jobs: Annotated[JobsService, Depends(se
 
 @jobs_router.post("", response_model=JobObject)
 def create_job(
-    body: JobCreate, principal: Editor, jobs: Annotated[JobsService, Depends(service)]
+    body: JobCreate,
+    principal: Editor,
+    request: Request,
+    jobs: Annotated[JobsService, Depends(service)],
 ) -> JobObject:
     if body.model not in jobs.base_models:
         raise ApiError(
@@ -313,6 +348,13 @@ def create_job(
         key_id=principal.key_id,
     )
     with jobs.sessions() as session:
+        # Train only on files the key may read: another key's upload may hold what its
+        # groups read, and the job's model would tell it to this key.
+        for file_id, param in ((body.training_file, "training_file"),
+                               (body.validation_file, "validation_file")):  # fmt: skip
+            upload = session.get(FileRow, file_id) if file_id else None
+            if upload is not None and not may_read_file(request, principal, upload):
+                raise ApiError(404, f"No such object: {file_id}", code="not_found", param=param)
         session.add(row)
         store.add_event(session, row.id, "Validating training file")
         session.commit()
