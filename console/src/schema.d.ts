@@ -488,7 +488,7 @@ export interface paths {
         };
         /**
          * Pending
-         * @description Ratings from chat keys waiting for an editor's review.
+         * @description Ratings from chat keys waiting for an editor's review (those this key may read).
          */
         get: operations["pending_v1_project_feedback_pending_get"];
         put?: never;
@@ -577,6 +577,9 @@ export interface paths {
         /**
          * Data Report
          * @description The latest data report (HTML); 202 while it is queued or running, 409 if it failed.
+         *
+         *     It names source files and quotes records: a key without the owner's scope gets it
+         *     without the files its groups may not read (`data.report.report_for`).
          */
         get: operations["data_report_v1_project_report_get"];
         put?: never;
@@ -906,6 +909,11 @@ export interface components {
             created_at?: string | null;
             /** Id */
             id: string;
+            /**
+             * Key Id
+             * @description The API key that rated: the answer may quote what its groups read, so only keys that read as much review it (serve.feedback_api)
+             */
+            key_id?: string | null;
             /**
              * Model
              * @description The run that answered

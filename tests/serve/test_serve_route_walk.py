@@ -187,6 +187,10 @@ def plant_eval_run(app, client: TestClient) -> None:
         time.sleep(0.2)
     items = client.get(f"/v1/evals/{eval_id}/runs/{run_id}/output_items", headers=hr).json()
     assert CANARY in json.dumps(items)
+    # A rating of a grounded answer by an hr chat key, waiting for review.
+    rater = headers_for(app, frozenset({"chat"}), ["hr"])
+    rating = {"question": QUESTION, "answer": f"Every 42 months ({CANARY})", "rating": "up"}
+    assert client.post("/v1/project/feedback", headers=rater, json=rating).status_code == 200
     # And an upload of the same items, named after the restricted document.
     line = json.dumps({"item": item}).encode()
     files = {"file": (f"{SECRET_NAME}.jsonl", line, "application/jsonl")}
@@ -359,7 +363,7 @@ def test_the_data_check_names_a_restricted_files_problems_only_to_those_who_may_
         assert SECRET_NAME in problems({"admin"}, [])
 
 
-def test_the_data_report_and_eval_runs_show_restricted_files_only_to_those_cleared(walk):
+def test_the_data_report_eval_runs_and_ratings_show_restricted_text_only_to_those_cleared(walk):
     # The walk's leak checks need a positive control: the planted report and run are
     # there, and shown whole to the hr editor who started the run and to the owner.
     app, client = walk
@@ -373,6 +377,7 @@ def test_the_data_report_and_eval_runs_show_restricted_files_only_to_those_clear
     ]
     for scopes, groups in (({"editor"}, ["hr"]), ({"owner"}, [])):
         cleared = headers_for(app, frozenset(scopes), groups)
+        assert CANARY in client.get("/v1/project/feedback/pending", headers=cleared).text
         report = client.get("/v1/project/report", headers=cleared)
         assert report.status_code == 200 and SECRET_NAME in report.text, (scopes, groups)
         for route in routes:
@@ -384,6 +389,12 @@ def test_the_data_report_and_eval_runs_show_restricted_files_only_to_those_clear
     assert client.get(f"/v1/evals/{ids['eval_id']}/runs", headers=editor).json()["data"] == []
     for route in routes[1:]:
         assert client.get(route, headers=editor).status_code == 404
+    # Nor can it accept the hr rating into training without having read it.
+    hr = headers_for(app, frozenset({"editor"}), ["hr"])
+    waiting = client.get("/v1/project/feedback/pending", headers=hr).json()["data"]
+    rated = next(f["id"] for f in waiting if CANARY in f["answer"])
+    accept = f"/v1/project/feedback/{rated}/accept"
+    assert client.post(accept, headers=editor).status_code == 404
     # A key holding other groups than the run's key reads no more of it than one with none.
     sales = headers_for(app, frozenset({"editor"}), ["sales"])
     assert client.get(f"{run}/output_items", headers=sales).status_code == 404

@@ -169,6 +169,11 @@ class Feedback(BaseModel, extra="forbid"):
     correction: str | None = Field(None, description="The answer the user says is right")
     model: str | None = Field(None, description="The run that answered")
     created_at: datetime | None = None
+    key_id: str | None = Field(
+        None,
+        description="The API key that rated: the answer may quote what its groups read, so "
+        "only keys that read as much review it (serve.feedback_api)",
+    )
 
 
 def preferences_from_feedback(feedback: Iterable[Feedback]) -> list[Preference]:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from shoptalk.artifacts import open_private, private_dir, write_atomic
@@ -31,7 +31,7 @@ from shoptalk.data.preferences import Feedback
 from shoptalk.errors import ShoptalkError
 from shoptalk.records import Message
 from shoptalk.registry import jobs as store
-from shoptalk.serve.auth import Chat, Editor
+from shoptalk.serve.auth import Chat, Editor, Principal, key_of, reads_as_much
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.project_api import State
 
@@ -120,24 +120,39 @@ def feedback(body: FeedbackRequest, principal: Chat, st: State) -> FeedbackStore
         correction=redact(body.correction).text if body.correction else None,
         model=body.model,
         created_at=datetime.now(timezone.utc),
+        key_id=principal.key_id,
     )
     trusted = principal.allows("editor")
     store_feedback(st.root, item, trusted)
     return FeedbackStored(id=item.id, stored=True, pending_review=not trusted)
 
 
+def may_review(request: Request, principal: Principal, item: Feedback) -> bool:
+    """A rated answer may quote what the rating key's groups read (a `rag` answer): only
+    keys that read as much see it in the review queue (`serve.auth.reads_as_much`)."""
+    return reads_as_much(principal, key_of(request, item.key_id))
+
+
 @router.get("/pending", response_model=PendingFeedback)
-def pending(_: Editor, st: State) -> PendingFeedback:
-    """Ratings from chat keys waiting for an editor's review."""
-    return PendingFeedback(data=pending_feedback(st.root))
+def pending(principal: Editor, request: Request, st: State) -> PendingFeedback:
+    """Ratings from chat keys waiting for an editor's review (those this key may read)."""
+    waiting = pending_feedback(st.root)
+    return PendingFeedback(data=[f for f in waiting if may_review(request, principal, f)])
 
 
 @router.post("/{feedback_id}/{decision}", response_model=FeedbackStored)
 def review(
-    feedback_id: str, decision: Literal["accept", "reject"], _: Editor, st: State
+    feedback_id: str,
+    decision: Literal["accept", "reject"],
+    principal: Editor,
+    request: Request,
+    st: State,
 ) -> FeedbackStored:
     """Accept a pending rating as training data, or drop it."""
     try:
+        waiting = next((f for f in pending_feedback(st.root) if f.id == feedback_id), None)
+        if waiting is not None and not may_review(request, principal, waiting):
+            raise NoSuchFeedback(feedback_id)
         item = review_feedback(st.root, feedback_id, accept=decision == "accept")
     except NoSuchFeedback as exc:
         # The CLI's message names the file; a client learns only that the id is not waiting.
