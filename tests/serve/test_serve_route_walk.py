@@ -154,7 +154,17 @@ def plant_data_report(app, root: Path, html: Path) -> None:
             id="report-walk", project_root=str(root), kind="report", status="succeeded",
             result={"html": str(html)}, created_at=datetime(2100, 1, 1, tzinfo=timezone.utc),
         ))  # fmt: skip
+        # A build that stopped on a broken line of the restricted document: its error and
+        # event name the file (absolute, as a SourceError does) and quote the line.
+        from shoptalk.registry import jobs as store
+
+        broken = f"SourceError: {root}/docs/hr/{SECRET_NAME}.md:6: unreadable line '{CANARY}'"
+        error = {"code": "build_failed", "message": broken, "param": None}
+        session.add(BuildRow(id="build-walk", project_root=str(root), status="failed",
+                             error=error))  # fmt: skip
+        store.add_event(session, "build-walk", broken, level="error")
         session.commit()
+    READ_VALUES["build_id"] = "build-walk"
 
 
 def plant_eval_run(app, client: TestClient) -> None:
@@ -363,7 +373,7 @@ def test_the_data_check_names_a_restricted_files_problems_only_to_those_who_may_
         assert SECRET_NAME in problems({"admin"}, [])
 
 
-def test_the_data_report_eval_runs_and_ratings_show_restricted_text_only_to_those_cleared(walk):
+def test_reports_runs_ratings_and_builds_show_restricted_text_only_to_those_cleared(walk):
     # The walk's leak checks need a positive control: the planted report and run are
     # there, and shown whole to the hr editor who started the run and to the owner.
     app, client = walk
@@ -378,6 +388,7 @@ def test_the_data_report_eval_runs_and_ratings_show_restricted_text_only_to_thos
     for scopes, groups in (({"editor"}, ["hr"]), ({"owner"}, [])):
         cleared = headers_for(app, frozenset(scopes), groups)
         assert CANARY in client.get("/v1/project/feedback/pending", headers=cleared).text
+        assert CANARY in client.get("/v1/project/builds/build-walk", headers=cleared).text
         report = client.get("/v1/project/report", headers=cleared)
         assert report.status_code == 200 and SECRET_NAME in report.text, (scopes, groups)
         for route in routes:
@@ -386,6 +397,8 @@ def test_the_data_report_eval_runs_and_ratings_show_restricted_text_only_to_thos
     report = client.get("/v1/project/report", headers=editor)
     assert report.status_code == 200 and "Data report" in report.text
     assert "files this key may not read" in report.text and SECRET_NAME not in report.text
+    build = client.get("/v1/project/builds/build-walk", headers=editor).json()
+    assert build["status"] == "failed" and "may not read" in build["error"]["message"]
     assert client.get(f"/v1/evals/{ids['eval_id']}/runs", headers=editor).json()["data"] == []
     for route in routes[1:]:
         assert client.get(route, headers=editor).status_code == 404

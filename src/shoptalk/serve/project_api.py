@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from fastapi import APIRouter, Depends, File, Form, Header, Request, Response, UploadFile
@@ -237,6 +237,43 @@ def may_see_file(project: Project, principal: Principal, path: str) -> bool:
         return bool(bound) and may_read(bound, groups)
 
 
+Shown = TypeVar("Shown", bound=BaseModel)
+RESTRICTED_MESSAGE = "(a message about a file this key's groups may not read; an admin key sees it)"
+
+
+def hidden_files(project: Project, principal: Principal) -> list[str]:
+    """The names (relative and absolute) of the project's source files the key may not see."""
+    from shoptalk.data.dataset import source_files
+
+    if held_groups(principal) is None:
+        return []
+    names = []
+    for kind in ("docs", "faq", "conversations"):
+        for path in source_files(project.root, getattr(project.config.sources, kind)):
+            if not may_see_file(project, principal, str(path)):
+                names += [str(path), str(path.resolve())]
+                if path.is_relative_to(project.root):
+                    names.append(str(path.relative_to(project.root)))
+    return names
+
+
+def scrubbed(info: Shown, st: ProjectState, principal: Principal) -> Shown:
+    """A build's or queued job's error and events as the key may see them: a message naming
+    a file its groups may not read (a source error quotes the file and its line) is replaced."""
+    hidden = hidden_files(st.project(), principal)
+    if not hidden:
+        return info
+
+    def clean(text: str) -> str:
+        return RESTRICTED_MESSAGE if any(name in text for name in hidden) else text
+
+    if info.error and isinstance(info.error.get("message"), str):
+        info.error = info.error | {"message": clean(info.error["message"])}
+    for event in getattr(info, "events", []):
+        event["message"] = clean(event["message"])
+    return info
+
+
 # --- pipeline work for the console, queued for the worker: the data report and the plan
 
 
@@ -301,7 +338,7 @@ QUEUED = {202: {"model": QueuedJob, "description": "Queued or running"}}
 @router.post("/report", response_model=QueuedJob, status_code=202)
 def start_data_report(principal: Editor, st: State) -> QueuedJob:
     """Queue the data report of the current sources (it builds the dataset: the worker's work)."""
-    return queued_job(queue(st, principal, "report"))
+    return scrubbed(queued_job(queue(st, principal, "report")), st, principal)
 
 
 @router.get("/report", response_model=None, responses=QUEUED)
@@ -316,9 +353,9 @@ def data_report(
     row = latest(st, "report")
     if row.status in store.ACTIVE:
         response.status_code = 202
-        return queued_job(row)
+        return scrubbed(queued_job(row), st, principal)
     if row.status != "succeeded":
-        message = (row.error or {}).get("message", row.status)
+        message = (scrubbed(queued_job(row), st, principal).error or {}).get("message", row.status)
         raise ApiError(409, f"The data report {row.id} {row.status}: {message}")
     if held_groups(principal) is None:
         return FileResponse(row.result["html"], media_type="text/html")
@@ -345,17 +382,17 @@ def start_plan(principal: Editor, st: State) -> QueuedJob:
     Planning builds the dataset and loads the base model, so the worker runs it like
     a build; one plan per project at a time (a second request returns the active one).
     """
-    return queued_job(queue(st, principal, "plan"))
+    return scrubbed(queued_job(queue(st, principal, "plan")), st, principal)
 
 
 @router.get("/plan", response_model=QueuedJob, responses=QUEUED)
-def latest_plan(_: Editor, st: State, response: Response) -> QueuedJob:
+def latest_plan(principal: Editor, st: State, response: Response) -> QueuedJob:
     """The project's latest plan: 200 once it finished (its plan, or its error), 202 while
     it is queued or running, 404 before the first `POST /v1/project/plan`."""
     row = latest(st, "plan")
     if row.status in store.ACTIVE:
         response.status_code = 202
-    return queued_job(row)
+    return scrubbed(queued_job(row), st, principal)
 
 
 def queued_job(row: BuildRow) -> QueuedJob:
@@ -414,27 +451,27 @@ def start_build(principal: Editor, st: State) -> BuildInfo:
         session.add(row)
         store.add_event(session, row.id, "Build queued")
         session.commit()
-        return build_info(session, row)
+        return scrubbed(build_info(session, row), st, principal)
 
 
 @router.get("/builds", response_model=list[BuildInfo])
-def list_builds(_: Editor, st: State) -> list[BuildInfo]:
+def list_builds(principal: Editor, st: State) -> list[BuildInfo]:
     with st.sessions() as session:
         rows = session.scalars(
             select(BuildRow).where(builds_of(st)).order_by(BuildRow.created_at.desc()).limit(20)
         )
-        return [build_info(session, r, details=False) for r in rows]
+        return [scrubbed(build_info(session, r, details=False), st, principal) for r in rows]
 
 
 @router.get("/builds/{build_id}", response_model=BuildInfo)
-def get_build(build_id: str, _: Editor, st: State) -> BuildInfo:
+def get_build(build_id: str, principal: Editor, st: State) -> BuildInfo:
     with st.sessions() as session:
-        return build_info(session, find_build(session, st, build_id))
+        return scrubbed(build_info(session, find_build(session, st, build_id)), st, principal)
 
 
 @router.post("/builds/{build_id}/{action}", response_model=BuildInfo)
 def change_build(
-    build_id: str, action: Literal["cancel", "pause", "resume"], _: Editor, st: State
+    build_id: str, action: Literal["cancel", "pause", "resume"], principal: Editor, st: State
 ) -> BuildInfo:
     with st.sessions() as session:
         row = find_build(session, st, build_id)
@@ -451,7 +488,7 @@ def change_build(
         store.add_event(session, build_id, f"{action.capitalize()} requested")
         session.commit()
         session.refresh(row)
-        return build_info(session, row)
+        return scrubbed(build_info(session, row), st, principal)
 
 
 def builds_of(st: ProjectState) -> ColumnElement[bool]:
