@@ -206,6 +206,11 @@ def plant_eval_run(app, client: TestClient) -> None:
     files = {"file": (f"{SECRET_NAME}.jsonl", line, "application/jsonl")}
     upload = client.post("/v1/files", headers=hr, files=files, data={"purpose": "evals"})
     assert upload.status_code == 200, upload.text
+    # A fine-tuning job on it: eval items are no chat rows, so it fails naming the file.
+    job = {"model": "base", "training_file": upload.json()["id"]}
+    job = client.post("/v1/fine_tuning/jobs", headers=hr, json=job)
+    assert job.status_code == 200 and SECRET_NAME in job.text, job.text
+    READ_VALUES["job_id"] = job.json()["id"]
     READ_VALUES.update(
         eval_id=eval_id,
         run_id=run_id,
@@ -389,6 +394,8 @@ def test_reports_runs_ratings_and_builds_show_restricted_text_only_to_those_clea
         cleared = headers_for(app, frozenset(scopes), groups)
         assert CANARY in client.get("/v1/project/feedback/pending", headers=cleared).text
         assert CANARY in client.get("/v1/project/builds/build-walk", headers=cleared).text
+        job = client.get(f"/v1/fine_tuning/jobs/{READ_VALUES['job_id']}", headers=cleared)
+        assert SECRET_NAME in job.text
         report = client.get("/v1/project/report", headers=cleared)
         assert report.status_code == 200 and SECRET_NAME in report.text, (scopes, groups)
         for route in routes:

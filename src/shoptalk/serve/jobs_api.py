@@ -375,47 +375,69 @@ def create_job(
 
 @jobs_router.get("", response_model=Page)
 def list_jobs(
-    _: Editor,
+    principal: Editor,
+    request: Request,
     jobs: Annotated[JobsService, Depends(service)],
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Page:
     with jobs.sessions() as session:
         rows = session.scalars(select(JobRow).order_by(JobRow.created_at.desc())).all()
-        return paginate([JobObject.of(r) for r in rows], after, limit)
+        shown = [r for r in rows if reads_as_much(principal, key_of(request, r.key_id))]
+        return paginate([JobObject.of(r) for r in shown], after, limit)
+
+
+def find_job(session: Session, request: Request, principal: Principal, job_id: str) -> JobRow:
+    """The job, if the key reads as much as the key that started it (its files and errors
+    quote that key's uploads); a 404 as for an unknown id if not."""
+    row = find(session, JobRow, job_id, "fine_tuning_job_id")
+    if not reads_as_much(principal, key_of(request, row.key_id)):
+        raise ApiError(
+            404, f"No such object: {job_id}", code="not_found", param="fine_tuning_job_id"
+        )
+    return row
 
 
 @jobs_router.get("/{job_id}", response_model=JobObject)
-def get_job(job_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> JobObject:
+def get_job(
+    job_id: str, principal: Editor, request: Request, jobs: Annotated[JobsService, Depends(service)]
+) -> JobObject:
     with jobs.sessions() as session:
-        return JobObject.of(find(session, JobRow, job_id, "fine_tuning_job_id"))
+        return JobObject.of(find_job(session, request, principal, job_id))
 
 
 @jobs_router.post("/{job_id}/cancel", response_model=JobObject)
-def cancel_job(job_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> JobObject:
-    return change(jobs, job_id, "cancel")
+def cancel_job(
+    job_id: str, principal: Editor, request: Request, jobs: Annotated[JobsService, Depends(service)]
+) -> JobObject:
+    return change(jobs, request, principal, job_id, "cancel")
 
 
 @jobs_router.post("/{job_id}/pause", response_model=JobObject)
-def pause_job(job_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> JobObject:
-    return change(jobs, job_id, "pause")
+def pause_job(
+    job_id: str, principal: Editor, request: Request, jobs: Annotated[JobsService, Depends(service)]
+) -> JobObject:
+    return change(jobs, request, principal, job_id, "pause")
 
 
 @jobs_router.post("/{job_id}/resume", response_model=JobObject)
-def resume_job(job_id: str, _: Editor, jobs: Annotated[JobsService, Depends(service)]) -> JobObject:
-    return change(jobs, job_id, "resume")
+def resume_job(
+    job_id: str, principal: Editor, request: Request, jobs: Annotated[JobsService, Depends(service)]
+) -> JobObject:
+    return change(jobs, request, principal, job_id, "resume")
 
 
 @jobs_router.get("/{job_id}/events", response_model=Page)
 def job_events(
     job_id: str,
-    _: Editor,
+    principal: Editor,
+    request: Request,
     jobs: Annotated[JobsService, Depends(service)],
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> Page:
     with jobs.sessions() as session:
-        find(session, JobRow, job_id, "fine_tuning_job_id")
+        find_job(session, request, principal, job_id)
         rows = session.scalars(
             select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.seq.desc())
         ).all()
@@ -425,13 +447,14 @@ def job_events(
 @jobs_router.get("/{job_id}/checkpoints", response_model=Page)
 def job_checkpoints(
     job_id: str,
-    _: Editor,
+    principal: Editor,
+    request: Request,
     jobs: Annotated[JobsService, Depends(service)],
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> Page:
     with jobs.sessions() as session:
-        find(session, JobRow, job_id, "fine_tuning_job_id")
+        find_job(session, request, principal, job_id)
         rows = session.scalars(
             select(JobCheckpointRow)
             .where(JobCheckpointRow.job_id == job_id)
@@ -440,10 +463,12 @@ def job_checkpoints(
         return paginate([CheckpointObject.of(r) for r in rows], after, limit)
 
 
-def change(jobs: JobsService, job_id: str, action: str) -> JobObject:
+def change(
+    jobs: JobsService, request: Request, principal: Principal, job_id: str, action: str
+) -> JobObject:
     """Ask the worker to cancel or pause a job, or put a paused job back in the queue."""
     with jobs.sessions() as session:
-        row = find(session, JobRow, job_id, "fine_tuning_job_id")
+        row = find_job(session, request, principal, job_id)
         if action == "resume":
             if row.status != "paused":
                 raise ApiError(
