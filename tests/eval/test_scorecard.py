@@ -57,8 +57,12 @@ def test_score_suite_domain_hand_values():
         "rouge_l",
         "token_f1",
         "bleu",
+        "false_refusal_rate",
         "corpus_bleu",
     ]
+    # An answerable question refused ("我不知道") is a false refusal.
+    assert scores.base["false_refusal_rate"] == pytest.approx(1 / 3)
+    assert scores.tuned["false_refusal_rate"] == 0.0
     # recall per question: base 1/2, 0, 1; tuned 1, 1, 1.
     assert scores.base["key_fact_recall"] == pytest.approx(0.5)
     assert scores.tuned["key_fact_recall"] == pytest.approx(1.0)
@@ -159,7 +163,8 @@ def test_write_scorecard_is_atomic(tmp_path, monkeypatch):
 def test_render_table_has_a_row_per_suite_metric_and_colours_real_changes():
     card = make_card()
     table = render_table(card)
-    assert table.row_count == 6 + 1 + 1  # domain metrics with BLEU and corpus BLEU
+    # domain metrics with BLEU, false refusals and corpus BLEU
+    assert table.row_count == 7 + 1 + 1
     console = Console(record=True, width=160, color_system=None)
     console.print(table)
     text = console.export_text()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shoptalk import progress
+from shoptalk.artifacts import ABSTAIN_RULE, read_json
 from shoptalk.config import RagSettings, ShoptalkConfig
 from shoptalk.data.documents import content_id, source_path
 from shoptalk.data.faq import read_faq
@@ -26,6 +27,14 @@ from shoptalk.data.pii import redact
 from shoptalk.data.sources import listed_files, read_document_file, source_groups
 from shoptalk.errors import SourceError
 from shoptalk.modeling.embed import Embedder, load_embedder
+from shoptalk.rag.abstain import (
+    AbstainRule,
+    OwnQuestion,
+    fit_index_rule,
+    fit_key,
+    load_rule,
+    save_rule,
+)
 from shoptalk.rag.chunk import chunk_section, searchable_text
 from shoptalk.rag.connect import open_vector_store
 from shoptalk.rag.store import DocumentEntry, StoredIndex, load_index, save_index
@@ -99,8 +108,10 @@ def build_index(cfg: ShoptalkConfig, root: Path, folder: Path, embedder: Embedde
     vectors, keys, embedded = _embed(chunks, old, embedder)
     old_keys = set(old.embedding_keys) if old else set()
     reused = sum(key in old_keys for key in keys)
-    save_index(folder, StoredIndex(chunks, vectors, keys, documents, settings))
+    stored = StoredIndex(chunks, vectors, keys, documents, settings)
+    save_index(folder, stored)
     _sync_vector_store(cfg.rag, root, chunks, vectors, keys)
+    fit_abstention(cfg, root, folder, stored, embedder)
     removed = len(set(old_chunks) - {c.id for c in chunks})
     # An error may quote a cell: stored and shown redacted, like the dataset stage's.
     skipped = [redact(str(e), cfg.data.pii).text for e in errors or []]
@@ -115,6 +126,33 @@ def build_index(cfg: ShoptalkConfig, root: Path, folder: Path, embedder: Embedde
         removed,
     )
     return result
+
+
+def fit_abstention(
+    cfg: ShoptalkConfig, root: Path, folder: Path, stored: StoredIndex, embedder: Embedder
+) -> AbstainRule:
+    """Fit the abstention rule on the project's FAQ against this index; write it beside it.
+
+    Refitted only when what it reads changed (the chunks, the FAQ, the retrieval settings),
+    so an unchanged index loads no model. The FAQ rows are read as `faq_chunks` reads them
+    (redacted alike); with `rag.index_faq` off no row is in the index to leave out.
+    """
+    from shoptalk.rag.retrieve import RagIndex, load_reranker
+
+    path = folder / ABSTAIN_RULE
+    questions = []
+    for faq in listed_files(root, cfg.sources.faq, "faq", []):
+        for row in faq_chunks(faq, root, cfg, embedder, []):
+            own = frozenset([row.id] if cfg.rag.index_faq else [])
+            questions.append(OwnQuestion(row.headings[0], row.text, own))
+    index = RagIndex(stored, embedder, cfg.rag, load_reranker(cfg.rag.reranker, root))
+    key = fit_key(index, questions, json.dumps(cfg.rag.reranker))
+    old = read_json(path) or {}
+    if (old.get("fit") or {}).get("key") == key:
+        return load_rule(path)
+    rule = fit_index_rule(index, questions, cfg.rag.select.max_false_refusal, key)
+    save_rule(rule, path)
+    return rule
 
 
 def index_settings(cfg: ShoptalkConfig, embedder: Embedder) -> dict:

@@ -23,6 +23,7 @@ from typing import Literal
 
 from shoptalk.data.style import StyleRules, copies_message, problems, repair
 from shoptalk.modeling.chat_format import with_system
+from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.select import Passage
 from shoptalk.rag.verify import Verification, repaired, verify_answer
 from shoptalk.records import Message
@@ -117,15 +118,15 @@ def verify_reply(
     question: str,
     text: str,
     passages: list[Passage],
-    min_question_overlap: float,
+    abstention: Abstention,
     persona: str = "",
 ) -> Verification:
     """`verify_answer`, and for a draft: a repaired body keeps the draft's greeting and sign-off."""
-    checked = verify_answer(question, text, passages, min_question_overlap, persona)
+    checked = verify_answer(question, text, passages, abstention, persona)
     if route(question) != "draft":
         return checked
     if echoes(text, question):  # the customer's own message is no reply, nor is its frame
-        return repaired(question, text, passages, checked.unsupported, min_question_overlap)
+        return repaired(question, text, passages, checked.unsupported, abstention)
     if checked.status != "verified":
         checked.message = keep_frame(text, checked.message)
     return checked
