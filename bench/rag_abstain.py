@@ -23,7 +23,7 @@ import numpy as np
 
 from shoptalk.eval.questions import load_suites
 from shoptalk.project import Project
-from shoptalk.rag.abstain import DEFAULT_RULE, signals
+from shoptalk.rag.abstain import DEFAULT_RULE, _Remembering, signals
 from shoptalk.rag.index import index_project
 from shoptalk.rag.retrieve import open_index
 from shoptalk.rag.select import select_passages
@@ -47,6 +47,7 @@ def main() -> None:
         project = Project.open(root)
         print(f"{args.project}: {index_project(project).summary()}")
         index = open_index(project)
+        index.embedder = _Remembering(index.embedder)  # questions share retrieved sentences
         rule = index.rule
         print(f"fitted rule: {rule.model_dump_json()}")
         idf = index.abstention.idf

@@ -122,6 +122,8 @@ def test_with_rag_both_models_answer_each_suite_again_from_the_same_documents(
     assert with_documents[-1]["content"].startswith("Passages:\n[1] (handbook.md#Claims) ")
     rag_rows = [q for q in card.questions if q.suite == "faq+rag"]
     assert rag_rows[1].base_answer == rag_rows[1].tuned_answer == NOT_FOUND
+    # Both questions are in a domain suite: the one not found counts as refused.
+    assert card.abstention["tuned+rag"] == {"false_refusal": 0.5, "answerable": 2}
     # The tiny model's noise holds nothing the passage says: the passage is quoted instead.
     assert rag_rows[0].base_answer == '"The claim window is 47 days." [1]'
     rag_scores, closed_book = card.suites["faq+rag"], card.suites["faq"]

@@ -48,6 +48,17 @@ def test_a_wrong_number_is_repaired_with_the_passage_quoted_verbatim():
     assert "45" not in checked.message
 
 
+def test_the_repair_decides_by_the_abstention_rule():
+    # The same failed answer and passages: quoted when the rule finds they answer,
+    # "not in the documents" when it does not (as it decides before generation).
+    wrong = "Customers have 45 days to file a claim [1]."
+    refusing = Abstention(DEFAULT_RULE.model_copy(update={"threshold": 1.0}), {})
+    assert verify_answer(QUESTION, wrong, PASSAGES, ABSTAIN).status == "repaired"
+    refused = verify_answer(QUESTION, wrong, PASSAGES, refusing)
+    assert refused.status == "not_found" and refused.unsupported == ["45"]
+    assert refused.message.startswith(NOT_FOUND["en"]) and PASSAGES[0].source in refused.message
+
+
 def test_a_value_must_be_in_the_passage_it_cites_not_just_any():
     # A sentence's first word is no name (citations.named_values): "Ingrid" is not checked.
     wrong = unsupported_values("Ingrid Solberg runs the Oslo depot [1].", PASSAGES)
