@@ -23,7 +23,8 @@ import numpy as np
 
 from shoptalk.eval.questions import load_suites
 from shoptalk.project import Project
-from shoptalk.rag.abstain import DEFAULT_RULE, _Remembering, signals
+from shoptalk.rag.abstain import DEFAULT_RULE, signals
+from shoptalk.rag.abstain_fit import _Remembering
 from shoptalk.rag.index import index_project
 from shoptalk.rag.retrieve import open_index
 from shoptalk.rag.select import select_passages

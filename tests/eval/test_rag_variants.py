@@ -99,7 +99,9 @@ def test_with_rag_both_models_answer_each_suite_again_from_the_same_documents(
     index = FakeIndex()
     monkeypatch.setattr("shoptalk.rag.retrieve.open_index", lambda project: index)
     monkeypatch.setattr("shoptalk.eval.run.has_index", lambda project: True)
-    monkeypatch.setattr("shoptalk.rag.answer.not_found_message", lambda question, sources=None: NOT_FOUND)
+    monkeypatch.setattr(
+        "shoptalk.rag.answer.not_found_message", lambda question, sources=None: NOT_FOUND
+    )
     asked = []
     real_answer = eval_run.answer
 

@@ -233,7 +233,7 @@ def score_pair(
     timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values()) - checked), 2)
     card = build_scorecard(name, project.config.base_model, scored, answers)
     card.labels = labels
-    card.abstention = abstention_rates(card)
+    card.abstention = abstention_rates(card, frozenset({QA_SUITE}))
     add_claim_metrics(card, flags)
     if not rag_on:
         reason = RAG_OFF if not project.config.eval.rag else NO_INDEX

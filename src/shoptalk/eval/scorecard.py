@@ -142,17 +142,17 @@ class Scorecard(BaseModel):
     abstention: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
-def abstention_rates(card: Scorecard) -> dict[str, dict[str, float]]:
+def abstention_rates(
+    card: Scorecard, skip: frozenset[str] = frozenset()
+) -> dict[str, dict[str, float]]:
     """`Scorecard.abstention`: each mode's refusals, on questions it should and should not refuse.
 
-    A '+rag' suite's answers are its '<label>+rag' mode's; the general QA suite (retention)
-    is no project question and is left out.
+    A '+rag' suite's answers are its '<label>+rag' mode's; the suites in `skip` (the general
+    QA suite of retention: no project question) are left out.
     """
-    from shoptalk.eval.retention import QA_SUITE
-
     counts: dict[str, dict[str, list[float]]] = {}
     for q in card.questions:
-        if q.kind not in ("domain", "unanswerable") or q.suite.removesuffix("+rag") == QA_SUITE:
+        if q.kind not in ("domain", "unanswerable") or q.suite.removesuffix("+rag") in skip:
             continue
         rag = "+rag" if q.suite.endswith("+rag") else ""
         for label, answer in zip(card.labels, (q.base_answer, q.tuned_answer), strict=True):

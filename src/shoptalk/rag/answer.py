@@ -34,7 +34,13 @@ from shoptalk.rag.citations import Citation, check_citations
 from shoptalk.rag.retrieve import RagIndex, Retrieval
 from shoptalk.rag.select import Passage, select_passages
 from shoptalk.rag.verify import NOT_FOUND, Status, about_itself, not_found_message
-from shoptalk.rag.voice import DRAFT_INSTRUCTIONS, closed_book_messages, route, verify_reply
+from shoptalk.rag.voice import (
+    DRAFT_INSTRUCTIONS,
+    abstention_for,
+    closed_book_messages,
+    route,
+    verify_reply,
+)
 
 __all__ = ["NOT_FOUND", "not_found_message"]
 INSTRUCTIONS = (
@@ -147,7 +153,8 @@ def select_for(
     if not retrieval.found or not retrieval.hits:
         return Selection(question, [], False)
     passages = select_passages(question, retrieval.hits, index.embedder, index.settings.select)
-    return Selection(question, passages, not index.abstention.refuses(question, passages))
+    abstention = abstention_for(question, index.abstention)
+    return Selection(question, passages, not abstention.refuses(question, passages))
 
 
 def refusal(selection: Selection) -> RagAnswer:

@@ -27,14 +27,7 @@ from shoptalk.data.pii import redact
 from shoptalk.data.sources import listed_files, read_document_file, source_groups
 from shoptalk.errors import SourceError
 from shoptalk.modeling.embed import Embedder, load_embedder
-from shoptalk.rag.abstain import (
-    AbstainRule,
-    OwnQuestion,
-    fit_index_rule,
-    fit_key,
-    load_rule,
-    save_rule,
-)
+from shoptalk.rag.abstain import AbstainRule, load_rule, save_rule
 from shoptalk.rag.chunk import chunk_section, searchable_text
 from shoptalk.rag.connect import open_vector_store
 from shoptalk.rag.store import DocumentEntry, StoredIndex, load_index, save_index
@@ -137,6 +130,7 @@ def fit_abstention(
     so an unchanged index loads no model. The FAQ rows are read as `faq_chunks` reads them
     (redacted alike); with `rag.index_faq` off no row is in the index to leave out.
     """
+    from shoptalk.rag.abstain_fit import OwnQuestion, fit_index_rule, fit_key
     from shoptalk.rag.retrieve import RagIndex, load_reranker
 
     path = folder / ABSTAIN_RULE

@@ -168,10 +168,8 @@ def _ranked(scores: np.ndarray, allowed: np.ndarray, positive: bool = False) -> 
 
 def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
     """The project's index, ready to search (what `ask --rag` and the server use)."""
-    from shoptalk.rag.index import index_folder
-
     settings = project.config.rag
-    stored = require_index(index_folder(project), project.root)
+    stored = require_index(project.index, project.root)  # rag.index.index_folder
     embedder = embedder or load_embedder(
         settings.embedding_model, project.root, settings.batch_size
     )
@@ -183,7 +181,7 @@ def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
             f"run `shoptalk index {project.root}` to rebuild it."
         )
     reranker = load_reranker(settings.reranker, project.root)
-    rule = load_rule(index_folder(project) / ABSTAIN_RULE)
+    rule = load_rule(project.index / ABSTAIN_RULE)
     store = open_vector_store(settings, project.root)
     return RagIndex(stored, embedder, settings, reranker, store, rule)
 

@@ -18,6 +18,7 @@ organization's wording.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Literal
 
@@ -114,6 +115,15 @@ DRAFT_INSTRUCTIONS = (
 )
 
 
+def abstention_for(question: str, abstention: Abstention) -> Abstention:
+    """The decision for `question`: a drafting request is a reply to write, not a question
+    the passages must answer, and its framing ("draft a reply to...") would read as terms no
+    document holds, so it is not refused for lack of them; its values are still verified."""
+    if route(question) == "draft":
+        return dataclasses.replace(abstention, drafting=True)
+    return abstention
+
+
 def verify_reply(
     question: str,
     text: str,
@@ -122,6 +132,7 @@ def verify_reply(
     persona: str = "",
 ) -> Verification:
     """`verify_answer`, and for a draft: a repaired body keeps the draft's greeting and sign-off."""
+    abstention = abstention_for(question, abstention)
     checked = verify_answer(question, text, passages, abstention, persona)
     if route(question) != "draft":
         return checked
