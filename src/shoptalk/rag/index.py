@@ -50,11 +50,12 @@ class IndexReport:
     removed: int
     skipped: list[str]
     folder: Path
+    rule: AbstainRule | None = None  # the abstention rule written beside the index
 
     def summary(self) -> str:
         return (
             f"{self.documents} documents, {self.chunks} chunks: {self.embedded} embedded, "
-            f"{self.reused} reused, {self.removed} removed"
+            f"{self.reused} reused, {self.removed} removed{abstention_summary(self.rule)}"
         )
 
 
@@ -104,11 +105,13 @@ def build_index(cfg: ShoptalkConfig, root: Path, folder: Path, embedder: Embedde
     stored = StoredIndex(chunks, vectors, keys, documents, settings)
     save_index(folder, stored)
     _sync_vector_store(cfg.rag, root, chunks, vectors, keys)
-    fit_abstention(cfg, root, folder, stored, embedder)
+    rule = fit_abstention(cfg, root, folder, stored, embedder)
     removed = len(set(old_chunks) - {c.id for c in chunks})
     # An error may quote a cell: stored and shown redacted, like the dataset stage's.
     skipped = [redact(str(e), cfg.data.pii).text for e in errors or []]
-    result = IndexReport(len(documents), len(chunks), embedded, reused, removed, skipped, folder)
+    result = IndexReport(
+        len(documents), len(chunks), embedded, reused, removed, skipped, folder, rule
+    )
     log.info(
         "index %s: %d documents, %d chunks, %d embedded, %d reused, %d removed",
         folder,
@@ -119,6 +122,21 @@ def build_index(cfg: ShoptalkConfig, root: Path, folder: Path, embedder: Embedde
         removed,
     )
     return result
+
+
+def abstention_summary(rule: AbstainRule | None) -> str:
+    fit = rule.fit if rule else None
+    if fit is None:
+        return ""
+    if not fit.fitted:
+        return (
+            f"; abstention: the default rule ({fit.answerable} answerable and "
+            f"{fit.unanswerable} unanswerable FAQ questions are too few to fit one)"
+        )
+    return (
+        f"; abstention rule fitted on {fit.answerable}+{fit.unanswerable} FAQ questions "
+        f"(refuses {fit.false_refusal:.0%} of the answerable, {fit.refusal:.0%} of the others)"
+    )
 
 
 def fit_abstention(
