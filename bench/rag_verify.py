@@ -96,7 +96,7 @@ def measure(project: Project, index, assistant, rows: list[dict]) -> dict:
     ]
     seconds = time.perf_counter() - started
     verified = [
-        verify_answer(r["question"], t, p, select.min_question_overlap) if p else None
+        verify_answer(r["question"], t, p, index.abstention) if p else None
         for r, t, p in zip(rows, texts[len(rows) :], read_short, strict=True)
     ]
     return {

@@ -166,7 +166,7 @@ def test_rules_that_check_nothing_fail():
         "suite 'tone' was not scored (scored: 'faq', 'general', 'unanswerable')",
         "no suite of kind 'style' was scored, so the style_pass_rate rule checks nothing",
         "suite 'faq' has no metric 'rouge' (it has: key_fact_recall, strict_accuracy, "
-        "rouge_l, token_f1, bleu, corpus_bleu)",
+        "rouge_l, token_f1, bleu, false_refusal_rate, corpus_bleu)",
         "suite 'faq' is a domain suite, but the rule expects unanswerable",
     ]
 

@@ -47,8 +47,13 @@ class FakeIndex:
     """Finds the claim-window section for claim questions and nothing for anything else."""
 
     def __init__(self) -> None:
+        from shoptalk.config import RagSettings
+        from shoptalk.rag.abstain import DEFAULT_RULE, Abstention
+
         self.questions: list[str] = []
         self.embedder = FlatEmbedder()
+        self.settings = RagSettings()
+        self.abstention = Abstention(DEFAULT_RULE, {})
 
     def search(self, question, groups, top_k):
         from shoptalk.rag.retrieve import Hit, Retrieval
@@ -94,7 +99,9 @@ def test_with_rag_both_models_answer_each_suite_again_from_the_same_documents(
     index = FakeIndex()
     monkeypatch.setattr("shoptalk.rag.retrieve.open_index", lambda project: index)
     monkeypatch.setattr("shoptalk.eval.run.has_index", lambda project: True)
-    monkeypatch.setattr("shoptalk.rag.answer.not_found_message", lambda question: NOT_FOUND)
+    monkeypatch.setattr(
+        "shoptalk.rag.answer.not_found_message", lambda question, sources=None: NOT_FOUND
+    )
     asked = []
     real_answer = eval_run.answer
 
@@ -117,6 +124,8 @@ def test_with_rag_both_models_answer_each_suite_again_from_the_same_documents(
     assert with_documents[-1]["content"].startswith("Passages:\n[1] (handbook.md#Claims) ")
     rag_rows = [q for q in card.questions if q.suite == "faq+rag"]
     assert rag_rows[1].base_answer == rag_rows[1].tuned_answer == NOT_FOUND
+    # Both questions are in a domain suite: the one not found counts as refused.
+    assert card.abstention["tuned+rag"] == {"false_refusal": 0.5, "answerable": 2}
     # The tiny model's noise holds nothing the passage says: the passage is quoted instead.
     assert rag_rows[0].base_answer == '"The claim window is 47 days." [1]'
     rag_scores, closed_book = card.suites["faq+rag"], card.suites["faq"]

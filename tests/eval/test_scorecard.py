@@ -57,8 +57,12 @@ def test_score_suite_domain_hand_values():
         "rouge_l",
         "token_f1",
         "bleu",
+        "false_refusal_rate",
         "corpus_bleu",
     ]
+    # An answerable question refused ("我不知道") is a false refusal.
+    assert scores.base["false_refusal_rate"] == pytest.approx(1 / 3)
+    assert scores.tuned["false_refusal_rate"] == 0.0
     # recall per question: base 1/2, 0, 1; tuned 1, 1, 1.
     assert scores.base["key_fact_recall"] == pytest.approx(0.5)
     assert scores.tuned["key_fact_recall"] == pytest.approx(1.0)
@@ -159,7 +163,8 @@ def test_write_scorecard_is_atomic(tmp_path, monkeypatch):
 def test_render_table_has_a_row_per_suite_metric_and_colours_real_changes():
     card = make_card()
     table = render_table(card)
-    assert table.row_count == 6 + 1 + 1  # domain metrics with BLEU and corpus BLEU
+    # domain metrics with BLEU, false refusals and corpus BLEU
+    assert table.row_count == 7 + 1 + 1
     console = Console(record=True, width=160, color_system=None)
     console.print(table)
     text = console.export_text()
@@ -175,3 +180,34 @@ def test_render_table_has_a_row_per_suite_metric_and_colours_real_changes():
     # tone: base passes (Hi ... Acme), tuned fails -> -1 in every resample.
     assert styles["style_pass_rate"] == "red"
     assert "+1.000 [+1.000, +1.000]" in text
+
+
+def test_each_mode_reports_refusals_where_due_and_answerable_questions_refused(tmp_path):
+    from shoptalk.eval.report import render_report
+    from shoptalk.eval.scorecard import abstention_rates
+
+    suites = [domain_suite(), unanswerable_suite()]
+    rag = [s.model_copy(update={"name": f"{s.name}+rag"}) for s in suites]
+    refused = "I could not find this in the documents. (Searched: docs/a.md#A.)"
+    answers = {
+        "faq": (["?", "?", "?"], ["47 days receipt", "75天", "KX-220"]),
+        "unanswerable": (["Paris", "Rome"], ["I don't know", "我不知道"]),
+        # With retrieval: one answerable question refused by base, all unanswerable ones.
+        "faq+rag": ([refused, "47 days", "KX-220"], ["47 days", "75天", "KX-220"]),
+        "unanswerable+rag": ([refused, refused], [refused, "Rome"]),
+    }
+    card = build_scorecard("run-1", "m", suites + rag, answers)
+    card.abstention = abstention_rates(card)
+    assert card.abstention["base+rag"] == pytest.approx(
+        {"refusal": 1.0, "unanswerable": 2, "false_refusal": 1 / 3, "answerable": 3}
+    )
+    assert card.abstention["tuned+rag"]["refusal"] == 0.5
+    assert card.abstention["tuned+rag"]["false_refusal"] == 0.0
+    assert card.abstention["base"]["refusal"] == 0.0 and card.abstention["tuned"]["refusal"] == 1
+    assert card.suites["faq+rag"].base["false_refusal_rate"] == pytest.approx(1 / 3)
+    path = tmp_path / "scorecard.json"
+    write_scorecard(card, path)
+    assert json.loads(path.read_text())["abstention"]["base+rag"]["false_refusal"] == 1 / 3
+    page = render_report(card)
+    assert "<h2>Abstention</h2>" in page and "answerable questions refused" in page
+    assert "<td>base+rag</td><td class=n>1.000 <span class=meta>(n=2)</span></td>" in page

@@ -6,6 +6,7 @@ similar) and records every text it embeds, so tests can count embeddings.
 
 from __future__ import annotations
 
+import csv
 import re
 import zlib
 from pathlib import Path
@@ -89,5 +90,34 @@ def write_rag_project(root: Path, **rag: object) -> Path:
         "sources": {"docs": ["docs"]},
         "rag": {"access": {"docs/hr/*": ["hr"]}, "min_similarity": 0.1} | rag,
     }
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return root
+
+
+# FAQ rows whose answers the documents above also state, and one only the FAQ holds.
+FAQ_ROWS = [
+    ("How long do customers have to file a claim?", "Customers have 47 days to file a claim."),
+    ("Who looks at the big claims?", "Dr. Ana Ruiz reviews claims over $5,000 on Mondays."),
+    ("Who is in charge of the Oslo depot?", "Ingrid Solberg runs the Oslo depot."),
+    ("When can I get into the depot?", "The depot opens at 06:00."),
+    ("When do we get paid?", "Salaries are paid on the 25th of each month."),
+    ("How is overtime paid?", "Overtime is paid at 1.5 times the hourly rate."),
+    ("退货要在多少天内申请？", "退货期限是75天。"),
+    ("What is the office wifi password?", "The guest wifi password is on the kitchen door."),
+]
+
+
+def write_faq_project(root: Path, rows=FAQ_ROWS, questions: str | None = None) -> Path:
+    """`write_rag_project` with a FAQ (`rows`) and, if given, an evaluation question file."""
+    write_rag_project(root)
+    with (root / "faq.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["question", "answer"])
+        writer.writerows(rows)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text(encoding="utf-8"))
+    config["sources"]["faq"] = ["faq.csv"]
+    if questions is not None:
+        (root / "questions.jsonl").write_text(questions, encoding="utf-8")
+        config["sources"]["questions"] = ["questions.jsonl"]
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return root

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from rag_fakes import fake_embedder, write_rag_project
+from rag_fakes import fake_embedder, write_faq_project, write_rag_project
 
 from shoptalk.config import SelectSettings
 from shoptalk.modeling.generate import load_assistant
@@ -119,3 +119,35 @@ def test_an_answer_with_a_wrong_value_is_repaired_and_says_so(index, monkeypatch
     kept = answer_with_citations(object(), index, question, None)
     assert (kept.status, kept.message) == ("verified", "Customers have 47 days [1].")
     assert [c.number for c in kept.citations] == [1]
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model was asked though the passages do not answer")
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "refused"),
+    [
+        ("Do customers get gift vouchers, cashback coupons or loyalty points?", None, True),
+        ("退货期限内可以换礼品卡或者积分吗？", None, True),
+        ("How many days do customers have to file a freight claim?", "47 days [1].", False),
+        ("退货期限是多少天？", "退货期限是75天[1]。", False),
+    ],
+)
+def test_passages_that_do_not_answer_are_refused_before_generation(
+    tmp_path, monkeypatch, question, answer, refused
+):
+    project = Project.open(write_faq_project(tmp_path / "p"))
+    embedder = fake_embedder()
+    index_project(project, embedder)
+    index = open_index(project, embedder)
+    reply = _no_model if refused else (lambda *args, **kwargs: [answer])
+    monkeypatch.setattr("shoptalk.rag.answer.answer", reply)
+    result = answer_with_citations(object(), index, question, None)
+    if refused:
+        assert result.status == "not_found" and not result.found
+        assert result.message.startswith(NOT_FOUND[language(question)])
+        # What was searched is named, in the message and the passages shown.
+        assert result.retrieved and result.retrieved[0].source in result.message
+    else:
+        assert result.status == "verified" and result.message == answer

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from shoptalk.rag.abstain import DEFAULT_RULE, Abstention
 from shoptalk.rag.select import Passage
 from shoptalk.rag.verify import NOT_FOUND, about_itself, unsupported_values, verify_answer
 from shoptalk.records import Chunk
+
+# The default rule on plain word shares (no corpus: every term weighs alike).
+ABSTAIN = Abstention(DEFAULT_RULE, {})
 
 CLAIMS = "Customers have 47 days from delivery to file a freight claim."
 DEPOT = "Ingrid Solberg runs the Oslo depot."
@@ -24,7 +28,9 @@ QUESTION = "How many days do customers have to file a freight claim?"
 
 
 def test_a_correct_cited_answer_is_kept_with_its_supporting_quote():
-    checked = verify_answer(QUESTION, "Customers have 47 days to file a claim [1].", PASSAGES, 0.3)
+    checked = verify_answer(
+        QUESTION, "Customers have 47 days to file a claim [1].", PASSAGES, ABSTAIN
+    )
     assert checked.status == "verified"
     assert checked.message == "Customers have 47 days to file a claim [1]."
     assert (checked.quote, checked.source, checked.passage) == (CLAIMS, PASSAGES[0].source, 1)
@@ -32,12 +38,25 @@ def test_a_correct_cited_answer_is_kept_with_its_supporting_quote():
 
 
 def test_a_wrong_number_is_repaired_with_the_passage_quoted_verbatim():
-    checked = verify_answer(QUESTION, "Customers have 45 days to file a claim [1].", PASSAGES, 0.3)
+    checked = verify_answer(
+        QUESTION, "Customers have 45 days to file a claim [1].", PASSAGES, ABSTAIN
+    )
     assert checked.status == "repaired"
     assert checked.unsupported == ["45"]
     assert checked.message == f'"{CLAIMS}" [1]'
     assert checked.generated == "Customers have 45 days to file a claim [1]."
     assert "45" not in checked.message
+
+
+def test_the_repair_decides_by_the_abstention_rule():
+    # The same failed answer and passages: quoted when the rule finds they answer,
+    # "not in the documents" when it does not (as it decides before generation).
+    wrong = "Customers have 45 days to file a claim [1]."
+    refusing = Abstention(DEFAULT_RULE.model_copy(update={"threshold": 1.0}), {})
+    assert verify_answer(QUESTION, wrong, PASSAGES, ABSTAIN).status == "repaired"
+    refused = verify_answer(QUESTION, wrong, PASSAGES, refusing)
+    assert refused.status == "not_found" and refused.unsupported == ["45"]
+    assert refused.message.startswith(NOT_FOUND["en"]) and PASSAGES[0].source in refused.message
 
 
 def test_a_value_must_be_in_the_passage_it_cites_not_just_any():
@@ -50,14 +69,16 @@ def test_a_value_must_be_in_the_passage_it_cites_not_just_any():
 
 def test_values_compare_normalized_and_chinese_is_repaired_in_chinese():
     returns = [passage(RETURNS, "docs/returns_zh.md#退货期限")]
-    kept = verify_answer("退货期限是多少天？", "退货期限是75 天[1]。", returns, 0.3)
+    kept = verify_answer("退货期限是多少天？", "退货期限是75 天[1]。", returns, ABSTAIN)
     assert kept.status == "verified"
-    fixed = verify_answer("退货期限是多少天？", "退货期限是60天[1]。", returns, 0.3)
+    fixed = verify_answer("退货期限是多少天？", "退货期限是60天[1]。", returns, ABSTAIN)
     assert (fixed.status, fixed.message) == ("repaired", f"「{RETURNS}」[1]")
 
 
 def test_nothing_supporting_the_question_answers_not_found_with_the_sources():
-    checked = verify_answer("What is the CEO's salary?", "The CEO earns $900,000.", PASSAGES, 0.3)
+    checked = verify_answer(
+        "What is the CEO's salary?", "The CEO earns $900,000.", PASSAGES, ABSTAIN
+    )
     assert checked.status == "not_found"
     assert checked.message.startswith(NOT_FOUND["en"])
     assert "docs/handbook.md#Claims" in checked.message
@@ -65,12 +86,12 @@ def test_nothing_supporting_the_question_answers_not_found_with_the_sources():
 
 
 def test_an_answer_that_says_nothing_the_passages_hold_is_not_shown():
-    checked = verify_answer(QUESTION, "You should ask your manager about it.", PASSAGES, 0.3)
+    checked = verify_answer(QUESTION, "You should ask your manager about it.", PASSAGES, ABSTAIN)
     assert checked.status == "repaired" and CLAIMS in checked.message
 
 
 def test_an_answer_that_declines_becomes_not_found():
-    checked = verify_answer(QUESTION, "I could not find this in the documents.", PASSAGES, 0.3)
+    checked = verify_answer(QUESTION, "I could not find this in the documents.", PASSAGES, ABSTAIN)
     assert checked.status == "not_found" and checked.unsupported == []
 
 
@@ -79,10 +100,10 @@ PERSONA = "You are Harbor Help, the assistant of Lindqvist Shipping."
 
 def test_what_the_persona_says_of_the_assistant_is_shown_without_a_passage():
     said = "I'm Harbor Help, the assistant of Lindqvist Shipping."
-    checked = verify_answer("Who are you?", said, PASSAGES, 0.3, persona=PERSONA)
+    checked = verify_answer("Who are you?", said, PASSAGES, ABSTAIN, persona=PERSONA)
     assert (checked.status, checked.message, checked.source) == ("verified", said, None)
     # Without the persona the same reply holds nothing the passages hold: not shown.
-    assert verify_answer("Who are you?", said, PASSAGES, 0.3).status == "not_found"
+    assert verify_answer("Who are you?", said, PASSAGES, ABSTAIN).status == "not_found"
 
 
 def test_the_persona_vouches_for_nothing_it_does_not_say():

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from shoptalk.data.style import StyleRules, problems
+from shoptalk.rag.abstain import DEFAULT_RULE, Abstention
 from shoptalk.rag.answer import PASSAGE_INSTRUCTIONS, passage_messages
 from shoptalk.rag.select import Passage
 from shoptalk.rag.voice import closed_book_messages, follow_style, frame, route, verify_reply
 from shoptalk.records import Chunk
+
+# The default rule on plain word shares (no corpus: every term weighs alike).
+ABSTAIN = Abstention(DEFAULT_RULE, {})
 
 FACT = "Refunds are paid within 14 days of the returned item arriving."
 SYSTEM = "You are Wren, the assistant of an invented bakery. Greet with 'Dear {name},'."
@@ -66,7 +70,7 @@ def test_a_repaired_draft_keeps_its_greeting_and_sign_off():
         "Dear Ms Patel,\n\nYour refund will be paid within 30 days [1].\n\n"
         "Kind regards,\nThe support team"
     )
-    checked = verify_reply(request, draft, PASSAGES, 0.1)
+    checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
     assert checked.status == "repaired"
     assert checked.message.startswith("Dear Ms Patel,")
     assert checked.message.endswith("Kind regards,\nThe support team")
@@ -75,14 +79,14 @@ def test_a_repaired_draft_keeps_its_greeting_and_sign_off():
 
 
 def test_a_document_answer_is_repaired_without_a_frame():
-    checked = verify_reply("How long do refunds take?", "Within 30 days [1].", PASSAGES, 0.1)
+    checked = verify_reply("How long do refunds take?", "Within 30 days [1].", PASSAGES, ABSTAIN)
     assert checked.message == f'"{FACT}" [1]'
 
 
 def test_a_draft_that_echoes_the_customer_is_not_shown_as_the_reply():
     message = "I returned the blender two weeks ago and still have no refund, where is my money"
     request = f"Draft a reply to this customer: '{message}'"
-    checked = verify_reply(request, f"Hi,\n\n{message}.\n\nThanks", PASSAGES, 0.1)
+    checked = verify_reply(request, f"Hi,\n\n{message}.\n\nThanks", PASSAGES, ABSTAIN)
     assert message not in checked.message
     assert checked.status in ("repaired", "not_found")
 
@@ -110,7 +114,7 @@ def test_a_draft_missing_the_frame_gets_the_guides_greeting_and_sign_off():
 def test_a_repaired_draft_then_styled_keeps_facts_and_frame():
     request = "Draft a reply to a customer asking how long refunds take."
     draft = "Hello Sam,\n\nYour refund is paid within 30 days [1].\n\nWarm wishes, the Member Desk"
-    checked = verify_reply(request, draft, PASSAGES, 0.1)
+    checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
     shown = follow_style(request, checked.message, GUIDE_RULES)
     assert shown.startswith("Hello Sam,") and shown.endswith("Warm wishes, the Member Desk")
     assert FACT in shown and "30 days" not in shown

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from openai import OpenAI
 
+from shoptalk.artifacts import ABSTAIN_RULE
 from shoptalk.eval.grounded import grounded_prompts
 from shoptalk.eval.questions import Suite
 from shoptalk.eval.run import answer_suites
@@ -18,6 +19,8 @@ from shoptalk.modeling.chat_format import with_system
 from shoptalk.modeling.generate import answer, load_assistant
 from shoptalk.pipeline import index_documents
 from shoptalk.project import Project
+from shoptalk.rag.abstain import DEFAULT_RULE, save_rule
+from shoptalk.rag.answer import NOT_FOUND, answer_with_citations, select_for
 from shoptalk.rag.retrieve import open_index
 from shoptalk.records import DomainQuestion, Message
 from shoptalk.registry.keys import KeyLimits
@@ -31,6 +34,8 @@ QUESTIONS = [
     "Who manages the Oslo depot?",
     "How often do forklift drivers renew their licence?",
 ]
+# Retrieval finds the forklift section, but it does not say: the abstention rule refuses.
+UNANSWERED = "Is there a bonus for forklift drivers who work night shifts at weekends?"
 MAX_TOKENS = 12
 
 
@@ -59,6 +64,10 @@ def project(tmp_path_factory, talker) -> Project:
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     project = Project.open(root)
     index_documents(project)
+    # A rule as a fit writes it beside the index (six FAQ rows are too few to fit one):
+    # refuse below 40% of the question's weighted terms covered. Every path must read it.
+    strict = DEFAULT_RULE.model_copy(update={"bias": -8.0})
+    save_rule(strict, project.index / ABSTAIN_RULE)
     return project
 
 
@@ -101,3 +110,31 @@ def test_served_greedy_answers_with_retrieval_are_the_scorecards(project: Projec
     project.config.eval.max_new_tokens = MAX_TOKENS
     answers, _ = answer_suites(project, assistant, [suite], grounded)
     assert [served(client, q, rag=True) for q in QUESTIONS] == answers["parity+rag"]
+
+
+def test_passages_that_do_not_answer_are_refused_alike_and_no_model_is_asked(
+    project: Project, client
+):
+    index = open_index(project)
+    selection = select_for(index, UNANSWERED, None)
+    assert selection.passages and not selection.answerable, "retrieved, and refused by the rule"
+    suite = Suite(
+        name="parity",
+        kind="domain",
+        questions=[DomainQuestion(question=UNANSWERED, must_include=["x"])],
+        path="",
+    )
+    scorecard = grounded_prompts(project, index, [suite])["parity"][0]
+    assert scorecard.messages is None  # no prompt: neither model is asked
+    asked = answer_with_citations(None, index, UNANSWERED, None)  # None: a call would fail
+    served = client.chat.completions.create(
+        model="base",
+        messages=[{"role": "user", "content": UNANSWERED}],
+        max_tokens=MAX_TOKENS,
+        extra_body={"rag": True},
+    )
+    assert served.usage.completion_tokens == 0
+    assert served.choices[0].message.content == asked.message == scorecard.reply
+    assert asked.message.startswith(NOT_FOUND["en"])
+    assert selection.passages[0].source in asked.message  # what was searched is named
+    assert served.model_extra["verification"]["status"] == asked.status == "not_found"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import BaseModel, Field, model_validator
+
+log = logging.getLogger(__name__)
 
 
 class RaftSettings(BaseModel, extra="forbid"):
@@ -45,14 +49,27 @@ class SelectSettings(BaseModel, extra="forbid"):
         ge=16,
         description="Most tokens of selected text the model reads (the best sentence always)",
     )
-    min_question_overlap: float = Field(
-        0.2,
+    max_false_refusal: float = Field(
+        0.1,
         ge=0.0,
-        le=1.0,
-        description="An answer that fails verification is replaced by the best sentence when "
-        "that sentence (with its heading) holds at least this share of the question's words; "
-        "else by the 'not in the documents' message",
+        le=0.5,
+        description="The abstention rule fitted at index time (rag/abstain.py) refuses at most "
+        "this share of the project's own answerable FAQ questions; a higher bound refuses more "
+        "questions the documents do not answer, and more that they do",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: object) -> object:
+        # `min_question_overlap` was replaced by the fitted abstention rule: an older
+        # shoptalk.yaml still loads, and says the key no longer does anything.
+        if isinstance(data, dict) and "min_question_overlap" in data:
+            log.warning(
+                "rag.select.min_question_overlap is no longer used: the abstention rule fitted "
+                "at index time decides (rag.select.max_false_refusal); remove the key"
+            )
+            data = {k: v for k, v in data.items() if k != "min_question_overlap"}
+        return data
 
 
 class RagSettings(BaseModel, extra="forbid"):
@@ -114,8 +131,9 @@ class RagSettings(BaseModel, extra="forbid"):
     )
     select: SelectSettings = Field(
         default_factory=SelectSettings,
-        description="Which sentences of the retrieved chunks the model reads, and when a "
-        "failed answer is repaired from them (rag/select.py, rag/verify.py)",
+        description="Which sentences of the retrieved chunks the model reads, and how the "
+        "abstention rule that decides whether they answer is fitted (rag/select.py, "
+        "rag/abstain.py)",
     )
     raft: RaftSettings | None = Field(
         None,

@@ -1,12 +1,14 @@
 """The scorecard's retrieval modes: what each question reads, and how its answers are checked.
 
     grounded = grounded_prompts(project, index, suites)   # once, for both models
-    replies, claims = verified_replies(grounded[suite], texts, settings)
+    replies, claims = verified_replies(grounded[suite], texts)
 
 Base+RAG and tuned+RAG read the same selected sentences (`rag.select`) with
-the prompt `rag.answer` sends; their answers are verified and repaired as
-`shoptalk ask` shows them (`rag.verify`), and the repaired text is what is
-scored. Every mode also counts its *unsupported claims before repair*: the
+the prompt `rag.answer` sends, when the abstention rule finds that they answer
+(`rag.answer.select_for`, as `shoptalk ask` and the API decide; otherwise the
+reply is "not in the documents" and no model is asked); their answers are
+verified and repaired as `shoptalk ask` shows them (`rag.verify`), and the
+repaired text is what is scored. Every mode also counts its *unsupported claims before repair*: the
 share of answers holding a value (number, code, e-mail, name) that the
 question's passages do not hold, the closed-book modes included (against the
 passages their question retrieves), and the RAG modes count the answers repaired.
@@ -23,8 +25,8 @@ from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import Scorecard
 
 if TYPE_CHECKING:
-    from shoptalk.config import SelectSettings
     from shoptalk.project import Project
+    from shoptalk.rag.abstain import Abstention
     from shoptalk.rag.retrieve import RagIndex
     from shoptalk.rag.select import Passage
 
@@ -34,11 +36,12 @@ REPAIRED = "repaired"
 
 @dataclass
 class Grounded:
-    """One question with retrieval: the passages and messages, or the reply when none was found."""
+    """One question with retrieval: the passages and messages, or the reply when they do not answer."""
 
     question: str
     passages: list[Passage]
-    messages: list[dict] | None  # None: nothing relevant was retrieved
+    messages: list[dict] | None  # None: the passages do not answer (rag.answer.select_for)
+    abstention: Abstention  # the index's: repairs decide as the model was asked
     reply: str = ""
     verify: bool = True  # False: a question about the assistant, answered closed book
 
@@ -47,11 +50,10 @@ def grounded_prompts(
     project: Project, index: RagIndex, suites: list[Suite]
 ) -> dict[str, list[Grounded]]:
     """Retrieval and sentence selection for each question of `suites`, built once for both models."""
-    from shoptalk.rag.answer import not_found_message, passage_messages
-    from shoptalk.rag.select import select_passages
+    from shoptalk.rag.answer import passage_messages, refusal, select_for
     from shoptalk.rag.voice import closed_book_messages, route
 
-    settings = project.config.rag.select
+    abstention = index.abstention
     out: dict[str, list[Grounded]] = {}
     for suite in suites:
         items = []
@@ -59,15 +61,15 @@ def grounded_prompts(
             text = question.prompt_text
             if route(text) == "assistant":  # as `ask` answers it: closed book (rag.voice)
                 messages = closed_book_messages(text, project.system_prompt)
-                items.append(Grounded(text, [], messages, verify=False))
+                items.append(Grounded(text, [], messages, abstention, verify=False))
                 continue
-            found = index.search(text, None, None)
-            passages = select_passages(text, found.hits, index.embedder, settings)
-            if found.found and passages:
-                messages = passage_messages(text, passages, project.system_prompt)
-                items.append(Grounded(text, passages, messages))
+            selection = select_for(index, text, None)
+            if selection.answerable:
+                messages = passage_messages(text, selection.passages, project.system_prompt)
+                items.append(Grounded(text, selection.passages, messages, abstention))
             else:
-                items.append(Grounded(text, passages, None, not_found_message(text)))
+                reply = refusal(selection).message
+                items.append(Grounded(text, selection.passages, None, abstention, reply))
         out[suite.name] = items
     return out
 
@@ -75,7 +77,6 @@ def grounded_prompts(
 def verified_replies(
     items: list[Grounded],
     texts: list[str],
-    settings: SelectSettings,
     style: dict | None = None,
     persona: str = "",
 ) -> tuple[list[str], dict[str, list[float]]]:
@@ -99,13 +100,13 @@ def verified_replies(
             flags[REPAIRED].append(0.0)
             continue
         if not item.verify:
-            own = checked_reply(item.question, next(generated), [], settings, persona)
+            own = checked_reply(item.question, next(generated), [], item.abstention, persona)
             replies.append(own.message)
             flags[UNSUPPORTED].append(0.0)
             flags[REPAIRED].append(0.0)
             continue
         checked = verify_reply(
-            item.question, next(generated), item.passages, settings.min_question_overlap, persona
+            item.question, next(generated), item.passages, item.abstention, persona
         )
         replies.append(follow_style(item.question, checked.message, style))
         flags[UNSUPPORTED].append(float(bool(checked.unsupported)))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shoptalk.artifacts import write_atomic
 from shoptalk.eval.metrics import normalize
-from shoptalk.eval.scorecard import QuestionResult, Scorecard, SuiteScores
+from shoptalk.eval.scorecard import LOWER_IS_BETTER, QuestionResult, Scorecard, SuiteScores
 
 # Set by the LLM judge (eval/judge.py) when one is configured; the column is shown then.
 JUDGE_FIELD = "judge_verdict"
@@ -43,9 +43,14 @@ document.getElementById('suite-filter').addEventListener('change',e=>{
 _BAR_W, _ROW_H, _LABEL_W = 260, 34, 130
 
 
-def _cls(value: float, low: float | None = None, high: float | None = None) -> str:
-    # Colour a change only when it is real: the 95% interval excludes zero.
+def _cls(
+    value: float, low: float | None = None, high: float | None = None, metric: str = ""
+) -> str:
+    # Colour a change only when it is real: the 95% interval excludes zero; a rise of a
+    # metric where lower is better (false refusals, unsupported claims) is a loss.
     low, high = (value, value) if low is None else (low, high)
+    if metric in LOWER_IS_BETTER:
+        low, high = -high, -low
     return "up" if low > 0 else "down" if high < 0 else ""
 
 
@@ -71,7 +76,7 @@ def _chart(scores: SuiteScores, labels: list[str]) -> str:
                 f'<rect x="{_LABEL_W}" y="{yy}" width="{w:.1f}" height="12" fill="{colour}"/>'
                 f'<text x="{_LABEL_W + w + 4:.1f}" y="{yy + 10}">{value:.2f}</text>'
             )
-        fill = {"up": "#17803d", "down": "#b42318"}.get(_cls(mean, low, high), "#222")
+        fill = {"up": "#17803d", "down": "#b42318"}.get(_cls(mean, low, high, metric), "#222")
         parts.append(
             f'<text x="{_LABEL_W + _BAR_W + 40}" y="{y + 17}" fill="{fill}">'
             f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]</text>"
@@ -95,7 +100,7 @@ def _numbers(scores: SuiteScores, labels: list[str]) -> str:
         rows.append(
             f"<tr><td>{escape(metric)}</td><td class=n>{scores.base[metric]:.3f}</td>"
             f"<td class=n>{scores.tuned[metric]:.3f}</td>"
-            f'<td class="n {_cls(mean, low, high)}">{mean:+.3f} [{low:+.3f}, {high:+.3f}]</td></tr>'
+            f'<td class="n {_cls(mean, low, high, metric)}">{mean:+.3f} [{low:+.3f}, {high:+.3f}]</td></tr>'
         )
     a, b = (escape(label) for label in labels)
     head = f"<tr><th>metric</th><th>{a}</th><th>{b}</th><th>change [95% interval]</th></tr>"
@@ -246,6 +251,29 @@ def _modes(card: Scorecard) -> str:
     )
 
 
+def _abstention(card: Scorecard) -> str:
+    """Per mode: unanswerable questions refused (want high), answerable ones refused (want low)."""
+    if not card.abstention:
+        return ""
+
+    def cell(rates: dict[str, float], rate: str, n: str) -> str:
+        if rate not in rates:
+            return "<td class=n>—</td>"
+        return f"<td class=n>{rates[rate]:.3f} <span class=meta>(n={int(rates[n])})</span></td>"
+
+    rows = "".join(
+        f"<tr><td>{escape(mode)}</td>{cell(r, 'refusal', 'unanswerable')}"
+        f"{cell(r, 'false_refusal', 'answerable')}</tr>"
+        for mode, r in card.abstention.items()
+    )
+    return (
+        "<h2>Abstention</h2><p class=meta>share of the unanswerable suites' questions refused, "
+        "and of the answerable (domain) suites' questions refused</p><table><tr><th>mode</th>"
+        "<th>refusal on unanswerable</th><th>answerable questions refused</th></tr>"
+        f"{rows}</table>"
+    )
+
+
 def render_report(card: Scorecard, extra: str = "") -> str:
     """The whole report page as one HTML string; `extra` (HTML) goes before the questions."""
     sections = [
@@ -256,7 +284,7 @@ def render_report(card: Scorecard, extra: str = "") -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>shoptalk scorecard {escape(card.run_id)}</title><style>{_CSS}</style></head>"
-        f"<body>{_header(card)}{_modes(card)}{_gate(card)}{''.join(sections)}{extra}{_questions(card)}<script>{_JS}</script>"
+        f"<body>{_header(card)}{_modes(card)}{_abstention(card)}{_gate(card)}{''.join(sections)}{extra}{_questions(card)}<script>{_JS}</script>"
         "</body></html>\n"
     )
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from shoptalk.artifacts import (
+    ABSTAIN_RULE,
     FINAL_DIR,
     DatasetArtifact,
     EvalArtifact,
@@ -42,6 +43,7 @@ from shoptalk.eval.retrieval import retrieval_scores
 from shoptalk.eval.scorecard import (
     Scorecard,
     SuiteScores,
+    abstention_rates,
     build_scorecard,
     read_scorecard,
     write_scorecard,
@@ -186,8 +188,10 @@ def score_pair(
     suites = with_general_qa(suites, project.config.eval.retention)
     rag_on = project.config.eval.rag and has_index(project)
     extra = tuple(c.digest() for c in checks)
-    if rag_on:  # the selection settings shape what the RAG modes read
-        extra += (project.config.rag.model_dump_json(),)
+    if rag_on:  # the selection settings and the abstention rule shape what RAG modes read
+        rule = project.index / ABSTAIN_RULE
+        fitted = rule.read_text(encoding="utf-8") if rule.is_file() else ""
+        extra += (project.config.rag.model_dump_json(), fitted)
     digest = inputs_hash(project, name, suites, extra)
     stamp = out / "inputs.txt"
     files = EvalArtifact(path=out)
@@ -229,6 +233,7 @@ def score_pair(
     timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values()) - checked), 2)
     card = build_scorecard(name, project.config.base_model, scored, answers)
     card.labels = labels
+    card.abstention = abstention_rates(card, frozenset({QA_SUITE}))
     add_claim_metrics(card, flags)
     if not rag_on:
         reason = RAG_OFF if not project.config.eval.rag else NO_INDEX
@@ -342,7 +347,6 @@ def answer_suites(
         ]
         if suite.name in rag:
             flags[suite.name] = closed_book_flags(rag[suite.name], out[suite.name])
-    select = project.config.rag.select
     for suite in suites:
         if suite.name not in rag:
             continue
@@ -350,7 +354,7 @@ def answer_suites(
         generated, texts = texts[:asked], texts[asked:]
         name = rag_name(suite.name)
         out[name], flags[name] = verified_replies(
-            rag[suite.name], generated, select, project.style, project.system_prompt
+            rag[suite.name], generated, project.style, project.system_prompt
         )
     return out, flags
 

@@ -45,7 +45,14 @@ VariantScores = dict[str, float]
 # Display and JSON order of the metrics; the first of each kind is the
 # per-question score shown in QuestionResult.
 METRICS: dict[SuiteKind, tuple[str, ...]] = {
-    "domain": ("key_fact_recall", "strict_accuracy", "rouge_l", "token_f1", "bleu"),
+    "domain": (
+        "key_fact_recall",
+        "strict_accuracy",
+        "rouge_l",
+        "token_f1",
+        "bleu",
+        "false_refusal_rate",
+    ),
     "unanswerable": ("refusal_rate",),
     "style": ("style_pass_rate",),
 }
@@ -66,6 +73,9 @@ class QuestionResult(BaseModel):
     line: int = 0
     judge_verdict: str | None = None  # with eval.judge: the verdict and the judge's rationale
 
+
+# Lower is better: a rise is shown as a loss (eval/report.py).
+LOWER_IS_BETTER = {"false_refusal_rate", "unsupported_claims"}
 
 # Corpus BLEU of a domain suite: from n-gram counts summed over its questions,
 # so it has no per-question value; listed after the per-question metrics.
@@ -126,6 +136,39 @@ class Scorecard(BaseModel):
     modes: dict[str, float] = Field(default_factory=dict)
     mode: str | None = None
     mode_reason: str = ""
+    # Per mode ("base", "base+rag", ... or the compared labels): "refusal" on the
+    # unanswerable suites' questions and "false_refusal" (answerable questions refused) on
+    # the domain suites', with how many questions each ("unanswerable", "answerable").
+    abstention: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+def abstention_rates(
+    card: Scorecard, skip: frozenset[str] = frozenset()
+) -> dict[str, dict[str, float]]:
+    """`Scorecard.abstention`: each mode's refusals, on questions it should and should not refuse.
+
+    A '+rag' suite's answers are its '<label>+rag' mode's; the suites in `skip` (the general
+    QA suite of retention: no project question) are left out.
+    """
+    counts: dict[str, dict[str, list[float]]] = {}
+    for q in card.questions:
+        if q.kind not in ("domain", "unanswerable") or q.suite.removesuffix("+rag") in skip:
+            continue
+        rag = "+rag" if q.suite.endswith("+rag") else ""
+        for label, answer in zip(card.labels, (q.base_answer, q.tuned_answer), strict=True):
+            mode = counts.setdefault(label + rag, {"domain": [], "unanswerable": []})
+            mode[q.kind].append(float(is_refusal(answer)))
+    out: dict[str, dict[str, float]] = {}
+    for mode, kinds in counts.items():
+        rates: dict[str, float] = {}
+        if kinds["unanswerable"]:
+            rates["refusal"] = sum(kinds["unanswerable"]) / len(kinds["unanswerable"])
+            rates["unanswerable"] = len(kinds["unanswerable"])
+        if kinds["domain"]:
+            rates["false_refusal"] = sum(kinds["domain"]) / len(kinds["domain"])
+            rates["answerable"] = len(kinds["domain"])
+        out[mode] = rates
+    return out
 
 
 def question_metrics(question: Question, answer: str) -> VariantScores:
@@ -138,6 +181,8 @@ def question_metrics(question: Question, answer: str) -> VariantScores:
         scores = {
             "key_fact_recall": key_fact_recall(answer, question.must_include),
             "strict_accuracy": float(strict_match(answer, question.must_include)),
+            # An answerable question answered "not in the documents" (or any refusal).
+            "false_refusal_rate": float(is_refusal(answer)),
         }
         if question.answer:
             scores["rouge_l"] = rouge_l(answer, question.answer)

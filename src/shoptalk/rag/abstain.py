@@ -14,6 +14,17 @@ project's own questions (answerable ones, and the same questions with the
 document that answers them left out of retrieval), never on evaluation
 questions; its threshold keeps false refusals on those answerable questions at
 most `max_false_refusal`.
+
+    abstention = index.abstention                        # the rule written beside the index
+    if abstention.refuses(question, passages): ...       # before generation, on every path
+
+The rule is fitted at index time (`rag.abstain_fit.fit_index_rule`, called by
+`rag.index`) on
+the project's FAQ: each row's question, with the row itself left out of
+retrieval, is answerable when another chunk (a document, another row) states
+the row's answer; the same question with every chunk stating it left out is
+not. A row whose answer nothing but itself states is not used (it would teach
+the rule to answer from passages that do not answer). Too few rows: DEFAULT_RULE.
 """
 
 from __future__ import annotations
@@ -22,8 +33,9 @@ import json
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -31,9 +43,33 @@ from shoptalk.artifacts import write_json
 from shoptalk.rag.bm25 import terms
 
 if TYPE_CHECKING:
-    from shoptalk.rag.select import Passage
+    from shoptalk.records import Chunk
+
+
+class Passage(Protocol):
+    """What the signals read of a selected passage (`rag.select.Passage`; not imported:
+    retrieval, which selection reads, imports this module)."""
+
+    text: str
+    score: float
+
+    @property
+    def heading(self) -> str: ...
+
 
 SIGNALS = ("best_score", "best_coverage", "all_coverage")
+
+
+class FitStats(BaseModel, extra="forbid"):
+    """How the rule was fitted: on how many of the project's own rows, and how it does on them."""
+
+    answerable: int = Field(description="Own questions whose answer was left in the index")
+    unanswerable: int = Field(description="The same questions, every chunk stating it left out")
+    false_refusal: float = Field(description="Share of the answerable ones the rule refuses")
+    refusal: float = Field(description="Share of the unanswerable ones the rule refuses")
+    max_false_refusal: float = Field(description="The bound the threshold was chosen under")
+    fitted: bool = Field(description="False: too few rows, DEFAULT_RULE is used (stats of it)")
+    key: str = Field("", description="Digest of what the fit read; unchanged -> not refitted")
 
 
 class AbstainRule(BaseModel, extra="forbid"):
@@ -43,6 +79,7 @@ class AbstainRule(BaseModel, extra="forbid"):
     bias: float = Field(description="Intercept of the logistic regression")
     threshold: float = Field(description="Refuse below this probability of an answer")
     signals: list[str] = Field(default=list(SIGNALS), description="Names of the signals used")
+    fit: FitStats | None = Field(None, description="How it was fitted; none for DEFAULT_RULE")
 
     def probability(self, values: Sequence[float]) -> float:
         z = self.bias + sum(w * v for w, v in zip(self.weights, values, strict=True))
@@ -55,6 +92,30 @@ class AbstainRule(BaseModel, extra="forbid"):
 # Without a fitted rule: refuse when the passages cover under a fifth of the question's
 # IDF-weighted content terms (the old `min_question_overlap`, weighted by rarity).
 DEFAULT_RULE = AbstainRule(weights=[0.0, 20.0, 0.0], bias=-4.0, threshold=0.5)
+
+
+@dataclass
+class Abstention:
+    """The rule and the corpus statistics its signals need: one decision for every answer path."""
+
+    rule: AbstainRule
+    idf: dict[str, float]
+
+    def signals(self, question: str, passages: Sequence[Passage]) -> list[float]:
+        return signals(question, passages, self.idf)
+
+    drafting: bool = False  # a drafting request: see `rag.voice.abstention_for`
+
+    def refuses(self, question: str, passages: Sequence[Passage]) -> bool:
+        """The passages do not answer `question`: say "not in the documents", ask no model."""
+        if not passages:
+            return True
+        return not self.drafting and self.rule.refuses(self.signals(question, passages))
+
+
+def corpus_idf(chunks: Sequence[Chunk]) -> dict[str, float]:
+    """`term_idf` of the index's chunks, each with its headings (what a passage is shown under)."""
+    return term_idf([f"{' '.join(c.headings)}\n{c.text}" for c in chunks])
 
 
 def term_idf(texts: Sequence[str]) -> dict[str, float]:

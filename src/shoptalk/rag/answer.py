@@ -6,7 +6,11 @@
     result.message, result.status, result.quote, result.citations
 
 The model reads only the few sentences `rag.select` picks from the retrieved
-chunks (`passage_messages`: numbered, with their sources), then the answer is
+chunks (`passage_messages`: numbered, with their sources), when the abstention
+rule (`rag.abstain`) finds that they answer the question: `select_for` is that
+decision, taken the same way by `ask`, the scorecard and the API, and a refusal
+asks no model (`refusal`: "not in the documents", naming what was searched).
+Then the answer is
 verified against them and repaired when a value is not theirs (`rag.verify`):
 what is shown is the verified answer, a verbatim quote, or "not in the
 documents". The passages go into the user turn as quoted data, never into the
@@ -20,16 +24,23 @@ document ("ignore previous instructions...") is something to quote, not obey.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from shoptalk.config import SelectSettings
 from shoptalk.modeling.generate import Assistant, answer
+from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.citations import Citation, check_citations
 from shoptalk.rag.retrieve import RagIndex, Retrieval
 from shoptalk.rag.select import Passage, select_passages
 from shoptalk.rag.verify import NOT_FOUND, Status, about_itself, not_found_message
-from shoptalk.rag.voice import DRAFT_INSTRUCTIONS, closed_book_messages, route, verify_reply
+from shoptalk.rag.voice import (
+    DRAFT_INSTRUCTIONS,
+    abstention_for,
+    closed_book_messages,
+    route,
+    verify_reply,
+)
 
 __all__ = ["NOT_FOUND", "not_found_message"]
 INSTRUCTIONS = (
@@ -121,6 +132,51 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+@dataclass
+class Selection:
+    """What a question reads, and whether the model answers from it."""
+
+    question: str
+    passages: list[Passage]  # best first; none when nothing relevant was retrieved
+    answerable: bool  # False: "not in the documents" (`refusal`), no model is asked
+
+
+def select_for(
+    index: RagIndex, question: str, groups: list[str] | None, top_k: int | None = None
+) -> Selection:
+    """Retrieve what `groups` may read, select its best sentences, decide whether they answer.
+
+    The decision every answer path with retrieval takes before generation: the index's
+    abstention rule (`rag.abstain.Abstention.refuses`) on the question and its passages.
+    """
+    retrieval = index.search(question, groups, top_k)
+    if not retrieval.found or not retrieval.hits:
+        return Selection(question, [], False)
+    passages = select_passages(question, retrieval.hits, index.embedder, index.settings.select)
+    abstention = abstention_for(question, index.abstention)
+    return Selection(question, passages, not abstention.refuses(question, passages))
+
+
+def refusal(selection: Selection) -> RagAnswer:
+    """ "Not in the documents" in the question's language, naming the passages searched."""
+    passages = selection.passages
+    return RagAnswer(
+        message=not_found_message(selection.question, [p.source for p in passages]),
+        found=False,
+        citations=[],
+        dropped_citations=0,
+        retrieved=retrieved(passages),
+        status="not_found",
+    )
+
+
+def retrieved(passages: list[Passage]) -> list[RetrievedChunk]:
+    return [
+        RetrievedChunk(number=n, chunk_id=p.chunk.id, source=p.source, score=p.score)
+        for n, p in enumerate(passages, start=1)
+    ]
+
+
 def answer_with_citations(
     assistant: Assistant,
     index: RagIndex,
@@ -134,30 +190,29 @@ def answer_with_citations(
 
     `groups=None` reads everything (the project owner); `[]` only documents open to all.
     A question about the assistant itself is answered closed book (`rag.voice`): no
-    document holds who the assistant is, the system prompt does.
+    document holds who the assistant is, the system prompt does. Passages that do not
+    answer the question (`select_for`) get "not in the documents", and no model is asked.
     """
     if route(question) == "assistant":
         messages = closed_book_messages(question, system_prompt)
         text = answer(assistant, [messages], max_new_tokens, batch_size=1)[0]
-        return checked_reply(question, text, [], index.settings.select, system_prompt)
-    retrieval = index.search(question, groups, top_k)
-    if not retrieval.found or not retrieval.hits:
-        return checked_reply(question, "", [], index.settings.select, system_prompt)
-    settings = index.settings.select
-    passages = select_passages(question, retrieval.hits, index.embedder, settings)
-    messages = passage_messages(question, passages, system_prompt)
+        return checked_reply(question, text, [], index.abstention, system_prompt)
+    selection = select_for(index, question, groups, top_k)
+    if not selection.answerable:
+        return refusal(selection)
+    messages = passage_messages(question, selection.passages, system_prompt)
     text = answer(assistant, [messages], max_new_tokens, batch_size=1)[0]
-    return finish_passages(question, text, passages, settings, system_prompt)
+    return finish_passages(question, text, selection.passages, index.abstention, system_prompt)
 
 
 def checked_reply(
-    question: str, text: str, passages: list[Passage], settings: SelectSettings, persona: str
+    question: str, text: str, passages: list[Passage], abstention: Abstention, persona: str
 ) -> RagAnswer:
     """What users see of the generated `text`, in `ask`, the API and the scorecard alike:
     verified against the passages (or repaired); with no passage, `text` (the model's own
     reply) only if it says nothing but what the persona says, else "not in the documents"."""
     if passages:
-        return finish_passages(question, text, passages, settings, persona)
+        return finish_passages(question, text, passages, abstention, persona)
     if about_itself(text, persona):
         return RagAnswer(
             message=text,
@@ -182,11 +237,11 @@ def finish_passages(
     question: str,
     text: str,
     passages: list[Passage],
-    settings: SelectSettings,
+    abstention: Abstention,
     persona: str = "",
 ) -> RagAnswer:
     """The generated `text` verified against the passages (repaired if need be), with citations."""
-    checked = verify_reply(question, text, passages, settings.min_question_overlap, persona)
+    checked = verify_reply(question, text, passages, abstention, persona)
     found = checked.status != "not_found"
     citations = (
         check_citations(checked.message, [p.as_chunk() for p in passages]) if found else None
@@ -196,10 +251,7 @@ def finish_passages(
         found=True,
         citations=citations.citations if citations else [],
         dropped_citations=citations.dropped if citations else 0,
-        retrieved=[
-            RetrievedChunk(number=n, chunk_id=p.chunk.id, source=p.source, score=p.score)
-            for n, p in enumerate(passages, start=1)
-        ],
+        retrieved=retrieved(passages),
         status=checked.status,
         quote=checked.quote,
         generated=checked.generated,

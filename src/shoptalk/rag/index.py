@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shoptalk import progress
+from shoptalk.artifacts import ABSTAIN_RULE, read_json
 from shoptalk.config import RagSettings, ShoptalkConfig
 from shoptalk.data.documents import content_id, source_path
 from shoptalk.data.faq import read_faq
@@ -26,6 +27,7 @@ from shoptalk.data.pii import redact
 from shoptalk.data.sources import listed_files, read_document_file, source_groups
 from shoptalk.errors import SourceError
 from shoptalk.modeling.embed import Embedder, load_embedder
+from shoptalk.rag.abstain import AbstainRule, load_rule, save_rule
 from shoptalk.rag.chunk import chunk_section, searchable_text
 from shoptalk.rag.connect import open_vector_store
 from shoptalk.rag.store import DocumentEntry, StoredIndex, load_index, save_index
@@ -48,11 +50,12 @@ class IndexReport:
     removed: int
     skipped: list[str]
     folder: Path
+    rule: AbstainRule | None = None  # the abstention rule written beside the index
 
     def summary(self) -> str:
         return (
             f"{self.documents} documents, {self.chunks} chunks: {self.embedded} embedded, "
-            f"{self.reused} reused, {self.removed} removed"
+            f"{self.reused} reused, {self.removed} removed{abstention_summary(self.rule)}"
         )
 
 
@@ -99,12 +102,16 @@ def build_index(cfg: ShoptalkConfig, root: Path, folder: Path, embedder: Embedde
     vectors, keys, embedded = _embed(chunks, old, embedder)
     old_keys = set(old.embedding_keys) if old else set()
     reused = sum(key in old_keys for key in keys)
-    save_index(folder, StoredIndex(chunks, vectors, keys, documents, settings))
+    stored = StoredIndex(chunks, vectors, keys, documents, settings)
+    save_index(folder, stored)
     _sync_vector_store(cfg.rag, root, chunks, vectors, keys)
+    rule = fit_abstention(cfg, root, folder, stored, embedder)
     removed = len(set(old_chunks) - {c.id for c in chunks})
     # An error may quote a cell: stored and shown redacted, like the dataset stage's.
     skipped = [redact(str(e), cfg.data.pii).text for e in errors or []]
-    result = IndexReport(len(documents), len(chunks), embedded, reused, removed, skipped, folder)
+    result = IndexReport(
+        len(documents), len(chunks), embedded, reused, removed, skipped, folder, rule
+    )
     log.info(
         "index %s: %d documents, %d chunks, %d embedded, %d reused, %d removed",
         folder,
@@ -115,6 +122,49 @@ def build_index(cfg: ShoptalkConfig, root: Path, folder: Path, embedder: Embedde
         removed,
     )
     return result
+
+
+def abstention_summary(rule: AbstainRule | None) -> str:
+    fit = rule.fit if rule else None
+    if fit is None:
+        return ""
+    if not fit.fitted:
+        return (
+            f"; abstention: the default rule ({fit.answerable} answerable and "
+            f"{fit.unanswerable} unanswerable FAQ questions are too few to fit one)"
+        )
+    return (
+        f"; abstention rule fitted on {fit.answerable}+{fit.unanswerable} FAQ questions "
+        f"(refuses {fit.false_refusal:.0%} of the answerable, {fit.refusal:.0%} of the others)"
+    )
+
+
+def fit_abstention(
+    cfg: ShoptalkConfig, root: Path, folder: Path, stored: StoredIndex, embedder: Embedder
+) -> AbstainRule:
+    """Fit the abstention rule on the project's FAQ against this index; write it beside it.
+
+    Refitted only when what it reads changed (the chunks, the FAQ, the retrieval settings),
+    so an unchanged index loads no model. The FAQ rows are read as `faq_chunks` reads them
+    (redacted alike); with `rag.index_faq` off no row is in the index to leave out.
+    """
+    from shoptalk.rag.abstain_fit import OwnQuestion, fit_index_rule, fit_key
+    from shoptalk.rag.retrieve import RagIndex, load_reranker
+
+    path = folder / ABSTAIN_RULE
+    questions = []
+    for faq in listed_files(root, cfg.sources.faq, "faq", []):
+        for row in faq_chunks(faq, root, cfg, embedder, []):
+            own = frozenset([row.id] if cfg.rag.index_faq else [])
+            questions.append(OwnQuestion(row.headings[0], row.text, own))
+    index = RagIndex(stored, embedder, cfg.rag, load_reranker(cfg.rag.reranker, root))
+    key = fit_key(index, questions, json.dumps(cfg.rag.reranker))
+    old = read_json(path) or {}
+    if (old.get("fit") or {}).get("key") == key:
+        return load_rule(path)
+    rule = fit_index_rule(index, questions, cfg.rag.select.max_false_refusal, key)
+    save_rule(rule, path)
+    return rule
 
 
 def index_settings(cfg: ShoptalkConfig, embedder: Embedder) -> dict:

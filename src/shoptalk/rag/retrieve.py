@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from shoptalk.artifacts import ABSTAIN_RULE
 from shoptalk.config import RagSettings
 from shoptalk.errors import ShoptalkError
 from shoptalk.modeling.embed import Embedder, load_embedder
+from shoptalk.rag.abstain import DEFAULT_RULE, AbstainRule, Abstention, corpus_idf, load_rule
 from shoptalk.rag.bm25 import BM25, language, terms
 from shoptalk.rag.chunk import searchable_text
 from shoptalk.rag.connect import open_vector_store
@@ -26,6 +28,8 @@ from shoptalk.rag.vector_store import VectorStore
 from shoptalk.records import Chunk
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from shoptalk.project import Project
@@ -63,13 +67,20 @@ class RagIndex:
         settings: RagSettings,
         reranker=None,
         vector_store: VectorStore | None = None,
+        rule: AbstainRule | None = None,
     ) -> None:
         self.stored = stored
         self.embedder = embedder
         self.settings = settings
         self.reranker = reranker
         self.vector_store = vector_store  # Qdrant or pgvector, when rag names one
+        self.rule = rule or DEFAULT_RULE  # fitted at index time (rag.abstain), else the default
         self.rows = {chunk.id: row for row, chunk in enumerate(stored.chunks)}
+
+    @cached_property
+    def abstention(self) -> Abstention:
+        """When the selected passages do not answer: every answer path asks this (rag.abstain)."""
+        return Abstention(self.rule, corpus_idf(self.stored.chunks))
 
     @cached_property
     def bm25(self) -> BM25:
@@ -81,11 +92,23 @@ class RagIndex:
         return np.array([can_read(c, groups) for c in self.stored.chunks], dtype=bool)
 
     def search(
-        self, question: str, groups: list[str] | None = None, top_k: int | None = None
+        self,
+        question: str,
+        groups: list[str] | None = None,
+        top_k: int | None = None,
+        excluded: set[str] | frozenset[str] = frozenset(),
     ) -> Retrieval:
-        """The top k chunks `groups` may read, and whether the best is similar enough to use."""
+        """The top k chunks `groups` may read, and whether the best is similar enough to use.
+
+        `excluded` (chunk ids) are searched as if absent: the abstention fit asks questions
+        with the chunks that answer them left out (rag.abstain).
+        """
+        import numpy as np
+
         top_k = top_k or self.settings.top_k
         allowed = self.allowed(groups)
+        if excluded:
+            allowed &= np.array([c.id not in excluded for c in self.stored.chunks], dtype=bool)
         if not allowed.any():
             return Retrieval([], False)
         query = self.embedder.encode([question])[0]
@@ -145,10 +168,8 @@ def _ranked(scores: np.ndarray, allowed: np.ndarray, positive: bool = False) -> 
 
 def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
     """The project's index, ready to search (what `ask --rag` and the server use)."""
-    from shoptalk.rag.index import index_folder
-
     settings = project.config.rag
-    stored = require_index(index_folder(project), project.root)
+    stored = require_index(project.index, project.root)  # rag.index.index_folder
     embedder = embedder or load_embedder(
         settings.embedding_model, project.root, settings.batch_size
     )
@@ -159,11 +180,13 @@ def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
             f"embedded with {embedder.name!r} (rag.embedding_model): "
             f"run `shoptalk index {project.root}` to rebuild it."
         )
-    reranker = load_reranker(settings.reranker, project)
-    return RagIndex(stored, embedder, settings, reranker, open_vector_store(settings, project.root))
+    reranker = load_reranker(settings.reranker, project.root)
+    rule = load_rule(project.index / ABSTAIN_RULE)
+    store = open_vector_store(settings, project.root)
+    return RagIndex(stored, embedder, settings, reranker, store, rule)
 
 
-def load_reranker(name: str | None, project: Project):
+def load_reranker(name: str | None, root: Path):
     """A sentence-transformers CrossEncoder, or None when `rag.reranker` is not set."""
     if name is None:
         return None
@@ -171,7 +194,7 @@ def load_reranker(name: str | None, project: Project):
 
     from shoptalk.errors import ModelError
 
-    location = str(project.root / name) if (project.root / name).is_dir() else name
+    location = str(root / name) if (root / name).is_dir() else name
     try:
         return CrossEncoder(location)
     except Exception as err:  # OSError, ValueError, HTTP errors: all mean "cannot load it"

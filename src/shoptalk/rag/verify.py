@@ -15,9 +15,10 @@ A 135M-parameter model cannot be trusted to copy a value; the passage can. So:
   (`citations.support`): a reply that shares nothing with the passages is not
   an answer from them.
 An answer that fails is never shown as fact. It is replaced by the best
-selected sentence, quoted verbatim with its citation, when that sentence holds
-enough of the question's words (`min_question_overlap`); otherwise by the "not
-in the documents" message with the sources that were searched. An answer that
+selected sentence, quoted verbatim with its citation, when the abstention rule
+(`rag.abstain`, the decision every answer path takes before generation) finds
+that the passages answer the question; otherwise by the "not in the documents"
+message with the sources that were searched. An answer that
 declines is kept as the "not in the documents" message, sources shown too.
 
 The system prompt (the persona: the assistant's name, its organization) is a
@@ -35,6 +36,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.bm25 import language, terms
 from shoptalk.rag.chunk import sentence_spans
 from shoptalk.rag.citations import named_values, normalized, numbers_in, support
@@ -135,13 +137,6 @@ def grounded(answer: str, passages: list[Passage]) -> bool:
     return any(support(claim, chunk) for claim, _ in claims(answer) for chunk in chunks)
 
 
-def question_overlap(question: str, passage: Passage) -> float:
-    """Share of the question's words in the passage or its heading."""
-    wanted = set(terms(question))
-    have = set(terms(f"{passage.heading}\n{passage.text}"))
-    return len(wanted & have) / len(wanted) if wanted else 0.0
-
-
 def persona_passage(persona: str) -> Passage:
     """The system prompt as a passage answers may rest on but never cite."""
     return Passage(text=persona, chunk=Chunk(id="system-prompt", text=persona, source=""), score=0)
@@ -163,7 +158,7 @@ def verify_answer(
     question: str,
     answer: str,
     passages: list[Passage],
-    min_question_overlap: float,
+    abstention: Abstention,
     persona: str = "",
 ) -> Verification:
     """The answer as verified, or repaired from the passages, or "not in the documents".
@@ -190,7 +185,7 @@ def verify_answer(
             source=passage.source,
             passage=number,
         )
-    return repaired(question, answer, passages, unsupported, min_question_overlap)
+    return repaired(question, answer, passages, unsupported, abstention)
 
 
 def supporting_passage(answer: str, passages: list[Passage]) -> tuple[int, Passage]:
@@ -206,11 +201,11 @@ def repaired(
     answer: str,
     passages: list[Passage],
     unsupported: list[str],
-    min_question_overlap: float,
+    abstention: Abstention,
 ) -> Verification:
-    """The best passage quoted with its citation, or not found when none is about the question."""
+    """The best passage quoted with its citation, or not found when the passages do not answer."""
     best = passages[0]  # passages come best first (select_passages)
-    if question_overlap(question, best) < min_question_overlap:
+    if abstention.refuses(question, passages):
         return Verification(
             status="not_found",
             message=not_found_message(question, [p.source for p in passages]),

@@ -18,11 +18,13 @@ organization's wording.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Literal
 
 from shoptalk.data.style import StyleRules, copies_message, problems, repair
 from shoptalk.modeling.chat_format import with_system
+from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.select import Passage
 from shoptalk.rag.verify import Verification, repaired, verify_answer
 from shoptalk.records import Message
@@ -113,19 +115,29 @@ DRAFT_INSTRUCTIONS = (
 )
 
 
+def abstention_for(question: str, abstention: Abstention) -> Abstention:
+    """The decision for `question`: a drafting request is a reply to write, not a question
+    the passages must answer, and its framing ("draft a reply to...") would read as terms no
+    document holds, so it is not refused for lack of them; its values are still verified."""
+    if route(question) == "draft":
+        return dataclasses.replace(abstention, drafting=True)
+    return abstention
+
+
 def verify_reply(
     question: str,
     text: str,
     passages: list[Passage],
-    min_question_overlap: float,
+    abstention: Abstention,
     persona: str = "",
 ) -> Verification:
     """`verify_answer`, and for a draft: a repaired body keeps the draft's greeting and sign-off."""
-    checked = verify_answer(question, text, passages, min_question_overlap, persona)
+    abstention = abstention_for(question, abstention)
+    checked = verify_answer(question, text, passages, abstention, persona)
     if route(question) != "draft":
         return checked
     if echoes(text, question):  # the customer's own message is no reply, nor is its frame
-        return repaired(question, text, passages, checked.unsupported, min_question_overlap)
+        return repaired(question, text, passages, checked.unsupported, abstention)
     if checked.status != "verified":
         checked.message = keep_frame(text, checked.message)
     return checked

@@ -32,7 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from shoptalk.config import ServeSettings
-from shoptalk.rag.answer import RagAnswer, not_found_message
+from shoptalk.rag.answer import RagAnswer
 from shoptalk.serve import schemas
 from shoptalk.serve.audit import AuditEntry
 from shoptalk.serve.auth import Principal, check_model, check_model_groups
@@ -80,7 +80,7 @@ async def chat_completion(
                 principal, messages, system_prompt, documents
             )
             if grounded is None:
-                return call.not_found(body, call.grounding.question)
+                return call.not_found(body, call.grounding.refused())
             messages = grounded
         return await call.answer(
             body,
@@ -472,14 +472,14 @@ class Call:
                 data=data, model=embedder.name, usage=schemas.usage(tokens)
             )
 
-    def not_found(self, body: Any, question: str) -> Any:
-        """Nothing the key may read is relevant: say so without asking the model.
+    def not_found(self, body: Any, refused: RagAnswer) -> Any:
+        """Nothing the key may read answers: say so (`refused`) without asking the model.
 
         Still a request against the key's limits (rpm), `max_tokens_limit` and its models,
         and audited like any other (admitted before retrieval: `admit_early`): a refusal
         must not depend on what retrieval found.
         """
-        text = not_found_message(question)
+        text = refused.message
         if body.stream:
             chunks = Chunks(self.route, body.model)
             delta = Delta(index=0, text=text, finish_reason="stop")
@@ -494,6 +494,7 @@ class Call:
             usage=schemas.usage(0, 0),
             citations=[],
             dropped_citations=0,
+            verification=verification(refused),
         )
 
     async def done(self) -> None:

@@ -7,8 +7,9 @@ selected, and the model answers from them exactly as the scorecard's RAG modes
 and `shoptalk ask` ask it (`rag.answer.passage_messages`). The reply is then
 verified the same way (`rag.answer.checked_reply`): a value no passage holds is
 never shown as fact, and the response carries the checked citations and the
-verification beside the message. When nothing relevant is found the answer
-says so and the model is not asked.
+verification beside the message. When the passages do not answer the question
+(`rag.answer.select_for`: the abstention rule `ask` and the scorecard apply
+too) the answer says so, naming what was searched, and the model is not asked.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shoptalk.config import SelectSettings
-from shoptalk.rag.answer import RagAnswer, checked_reply, passage_messages
+from shoptalk.rag.abstain import Abstention
+from shoptalk.rag.answer import (
+    RagAnswer,
+    Selection,
+    checked_reply,
+    passage_messages,
+    refusal,
+    select_for,
+)
 from shoptalk.rag.retrieve import RagIndex
-from shoptalk.rag.select import Passage, select_passages
+from shoptalk.rag.select import Passage
 from shoptalk.rag.voice import route
 from shoptalk.serve.auth import Principal, held_groups
 from shoptalk.serve.errors import ApiError
@@ -62,11 +70,15 @@ class Grounding:
 
     question: str
     passages: list[Passage]
-    settings: SelectSettings
+    abstention: Abstention
     persona: str
 
     def check(self, text: str) -> RagAnswer:
-        return checked_reply(self.question, text, self.passages, self.settings, self.persona)
+        return checked_reply(self.question, text, self.passages, self.abstention, self.persona)
+
+    def refused(self) -> RagAnswer:
+        """The passages do not answer: "not in the documents", naming them; no model asked."""
+        return refusal(Selection(self.question, self.passages, False))
 
 
 async def ground(
@@ -88,16 +100,13 @@ async def ground(
     if route(question) == "assistant":  # who the assistant is: the system prompt, no document
         index = await asyncio.to_thread(project_index, app, root)
         persona = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        grounding = Grounding(question, [], index.settings.select, system_prompt)
+        grounding = Grounding(question, [], index.abstention, system_prompt)
         return [*persona, *history, users[-1]], grounding
     groups = held_groups(principal)
     index = await asyncio.to_thread(project_index, app, root)
-    settings = index.settings.select
-    retrieval = await asyncio.to_thread(index.search, question, groups, None)
-    if not retrieval.found or not retrieval.hits:
-        return None, Grounding(question, [], settings, system_prompt)
-    passages = await asyncio.to_thread(
-        select_passages, question, retrieval.hits, index.embedder, settings
-    )
-    system, user = passage_messages(question, passages, system_prompt)
-    return [system, *history, user], Grounding(question, passages, settings, system_prompt)
+    selection = await asyncio.to_thread(select_for, index, question, groups)
+    grounding = Grounding(question, selection.passages, index.abstention, system_prompt)
+    if not selection.answerable:
+        return None, grounding
+    system, user = passage_messages(question, selection.passages, system_prompt)
+    return [system, *history, user], grounding
