@@ -1,7 +1,8 @@
 """GGUF files in llama.cpp (llama-cpp-python): the one runtime for every stage that runs one.
 
-`load_llama` loads a GGUF on the CPU (the serving engine's contexts and
-`GgufChat` alike). `GgufChat` is a GGUF with what the file carries: its chat
+`load_llama` loads a GGUF on the CPU for one sequence (`GgufChat`);
+`BatchContext` is one context decoding many sequences at once (the serving
+engine's). `GgufChat` is a GGUF with what the file carries: its chat
 template (rendered the way llama-cpp-python renders it for
 `create_chat_completion`), its tokenizer and its end-of-generation tokens.
 The export's parity check answers with it; anything else that runs an

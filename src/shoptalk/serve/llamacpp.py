@@ -200,12 +200,11 @@ class LlamaCppEngine(CatalogEngine):
         with self._cond:
             self._load[slot] = len(held)
             while True:
+                # Requests whose client left while they waited never start.
+                self._waiting = [w for w in self._waiting if not w.job.cancelled]
                 taken = []
                 while self._waiting:
                     first = self._waiting[0]
-                    if first.job.cancelled:  # its client left while it waited
-                        self._waiting.pop(0)
-                        continue
                     if not self._may_take(slot, first, model):
                         break
                     taken.append(self._waiting.pop(0))
