@@ -250,3 +250,201 @@ def test_engine_llamacpp_serves_only_the_exports(project: Project) -> None:
         catalog.resolve(RUN_ID)
     assert refused.value.status == 404
     asyncio.run(engine.close())
+
+
+# --- continuous batching: many sequences in one llama_decode call per step
+
+
+def batching_engine(project: Project, **options):
+    """A llama.cpp engine on the export: one context of one thread unless told otherwise."""
+    from shoptalk.serve.llamacpp import LlamaCppEngine
+
+    settings = ServeSettings(engine="llamacpp")
+    catalog = Catalog.for_project(project, settings, "cpu", gguf=True)
+    return LlamaCppEngine(catalog, **({"contexts": 1, "threads": 1} | options))
+
+
+# Different lengths, so sequences sit at different positions in one batch.
+PROMPTS = [f"Question {i}: " + "how long is the claim window? " * (i % 3 + 1) for i in range(8)]
+
+
+@pytest.fixture
+def generated(monkeypatch) -> dict[tuple[str, int], list[int]]:
+    """Every token the engine takes into a row, by (prompt text, choice index)."""
+    from shoptalk.serve import llamacpp
+
+    tokens: dict[tuple[str, int], list[int]] = {}
+    advance = llamacpp.advance
+
+    def recording(row, token, eos, tokenizer):
+        tokens.setdefault((tokenizer.decode(row.prompt), row.index), []).append(token)
+        return advance(row, token, eos, tokenizer)
+
+    monkeypatch.setattr(llamacpp, "advance", recording)
+    return tokens
+
+
+async def ask(engine, prompt: str, n: int = 1, first_delta=None, **params) -> str:
+    """The text of the answer (choices joined), read off the engine's stream to its end."""
+    from shoptalk.serve.engine import Params
+
+    params = {"max_tokens": 12, "temperature": 0.0} | params
+    prepared = await engine.prepare_text(GGUF, [prompt], Params(**params), n)
+    deltas = await engine.start(prepared)
+    text = ""
+    async for delta in deltas:
+        text += delta.text
+        if first_delta is not None and not first_delta.is_set():
+            first_delta.set()
+    return text
+
+
+def answers_alone(project: Project, generated: dict, prompts: list[str], **params) -> dict:
+    """Each prompt's tokens when it is the only sequence in the engine."""
+    import asyncio
+
+    async def each() -> None:
+        engine = batching_engine(project)
+        for prompt in prompts:
+            await ask(engine, prompt, **params)
+        await engine.close()
+
+    asyncio.run(each())
+    alone = dict(generated)
+    generated.clear()
+    return alone
+
+
+def test_concurrent_greedy_answers_equal_each_answer_alone_token_for_token(
+    project: Project, generated
+) -> None:
+    import asyncio
+
+    alone = answers_alone(project, generated, PROMPTS)
+
+    async def together() -> int:
+        engine = batching_engine(project, max_rows=8)
+        # Half start at once, half join while the first ones decode.
+        first = [asyncio.create_task(ask(engine, p)) for p in PROMPTS[:4]]
+        await asyncio.sleep(0.05)
+        later = [asyncio.create_task(ask(engine, p)) for p in PROMPTS[4:]]
+        await asyncio.gather(*first, *later)
+        await engine.close()
+        return engine
+
+    engine = asyncio.run(together())
+    assert generated == alone
+    assert all(len(tokens) > 1 for tokens in alone.values())
+    # They shared llama_decode calls: alone they would have needed one each per token.
+    assert engine.widest > 1
+    assert engine.steps < sum(len(tokens) for tokens in alone.values())
+
+
+def test_a_cancelled_request_frees_its_sequence_and_the_others_go_on(
+    project: Project, generated
+) -> None:
+    import asyncio
+
+    prompts = PROMPTS[:3]
+    alone = answers_alone(project, generated, prompts, max_tokens=40)
+
+    async def with_a_client_leaving():
+        # Two sequences: the third request gets the one the cancelled request freed.
+        engine = batching_engine(project, max_rows=2)
+        started = asyncio.Event()
+        leaving = asyncio.create_task(ask(engine, prompts[0], first_delta=started, max_tokens=400))
+        staying = asyncio.create_task(ask(engine, prompts[1], max_tokens=40))
+        await started.wait()
+        leaving.cancel()  # as the server does when a client disconnects
+        later = await ask(engine, prompts[2], max_tokens=40)
+        await staying
+        await engine.close()
+        return engine, later
+
+    engine, _ = asyncio.run(with_a_client_leaving())
+    assert engine.cancelled_rows == 1
+    assert engine.widest == 2
+    for key in [k for k in alone if k[0] != prompts[0]]:
+        assert generated[key] == alone[key]
+
+
+def test_requests_beyond_the_batch_wait_and_then_complete(project: Project, generated) -> None:
+    import asyncio
+
+    alone = answers_alone(project, generated, PROMPTS[:5])
+
+    async def five_on_two():
+        engine = batching_engine(project, max_rows=2)
+        tasks = [asyncio.create_task(ask(engine, p)) for p in PROMPTS[:5]]
+        await asyncio.sleep(0)
+        waited = 0
+        while not all(t.done() for t in tasks):
+            waited = max(waited, engine.queue_depth)
+            await asyncio.sleep(0.001)
+        await engine.close()
+        return engine, waited
+
+    engine, waited = asyncio.run(five_on_two())
+    assert generated == alone
+    assert engine.widest == 2
+    assert waited >= 1
+
+
+def test_a_full_queue_answers_503_at_once(project: Project) -> None:
+    import asyncio
+
+    from shoptalk.serve.errors import ApiError
+
+    async def three_on_one():
+        engine = batching_engine(project, max_rows=1, max_queue=1)
+        started = asyncio.Event()
+        running = asyncio.create_task(ask(engine, PROMPTS[0], first_delta=started, max_tokens=400))
+        await started.wait()
+        waiting = asyncio.create_task(ask(engine, PROMPTS[1]))
+        await asyncio.sleep(0)
+        with pytest.raises(ApiError) as refused:
+            await ask(engine, PROMPTS[2])
+        running.cancel()
+        await waiting
+        await engine.close()
+        return refused.value
+
+    refused = asyncio.run(three_on_one())
+    assert (refused.status, refused.code) == (503, "server_overloaded")
+
+
+def test_a_seed_reproduces_each_choice_whoever_shares_the_batch(
+    project: Project, generated
+) -> None:
+    import asyncio
+
+    seeded = {"temperature": 1.0, "top_p": 0.9, "seed": 11, "max_tokens": 10}
+    alone = answers_alone(project, generated, PROMPTS[:1], n=2, **seeded)
+
+    async def among_others():
+        engine = batching_engine(project, max_rows=8)
+        others = [asyncio.create_task(ask(engine, p, temperature=1.0)) for p in PROMPTS[1:4]]
+        await ask(engine, PROMPTS[0], n=2, **seeded)
+        await asyncio.gather(*others)
+        await engine.close()
+
+    asyncio.run(among_others())
+    mine = {k: v for k, v in generated.items() if k[0] == PROMPTS[0]}
+    assert mine == alone
+    # The two choices are two streams (seed + choice), not one stream twice.
+    assert alone[(PROMPTS[0], 0)] != alone[(PROMPTS[0], 1)]
+
+
+def test_top_p_keeps_only_the_tokens_that_reach_it() -> None:
+    import numpy as np
+
+    from shoptalk.serve.engine import Params, Row
+    from shoptalk.serve.llamacpp import Seq, sample
+
+    logits = np.array([5.0, 4.9, -10.0, -10.0], dtype=np.float32)
+    row = Row(None, 0, [1], Params(max_tokens=1, temperature=1.0, top_p=0.4))
+    seq = Seq(row, np.random.default_rng(0), [1])
+    assert {sample(logits, seq) for _ in range(50)} == {0}
+    row.params.top_p = 1.0
+    assert {sample(logits, seq) for _ in range(200)} == {0, 1}
+    assert sample(logits, Seq(row, None, [1])) == 0

@@ -23,10 +23,17 @@ class ServeSettings(BaseModel, extra="forbid"):
     llamacpp_contexts: int = Field(
         2,
         ge=1,
-        description="llama.cpp engine: requests generated at once per model, each in its own "
-        "context (KV cache) and thread; more wait in order. 2 on 2 cores: one thread per "
-        "context beat one context of 2 threads 4-10x for 8 clients on a shared machine "
-        "(bench/RESULTS.md)",
+        description="llama.cpp engine: contexts per model, each with its own thread(s), decoding "
+        "up to max_batch_size sequences together; a new request goes to the least loaded one, "
+        "more wait in order. 2 on 2 cores: one thread per context beat one context of 2 threads "
+        "4-10x for 8 clients on a shared machine (bench/RESULTS.md)",
+    )
+    llamacpp_sequence_tokens: int = Field(
+        2048,
+        ge=0,
+        description="llama.cpp engine: KV cache cells of each sequence (prompt + completion; "
+        "longer requests get a 400); a context holds max_batch_size times this (default model: "
+        "23 KB a cell, 377 MB a context). 0 = the model's whole context length",
     )
     llamacpp_threads: int = Field(
         0,

@@ -190,6 +190,7 @@ def llamacpp_engine(settings: ServeSettings, catalog: Any, system_prompt: str) -
         settings.llamacpp_contexts,
         settings.llamacpp_threads,
         system_prompt=system_prompt,
+        sequence_tokens=settings.llamacpp_sequence_tokens,
     )
 
 

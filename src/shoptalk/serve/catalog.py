@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from shoptalk.artifacts import CARD_FILE, FINAL_DIR, RUNS_DIR, PromotedMode
 from shoptalk.serve.errors import ApiError
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from shoptalk.config import ServeSettings
+    from shoptalk.modeling.gguf import BatchContext
     from shoptalk.project import Project
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ class Catalog:
         self._lru: OrderedDict[Path, int] = OrderedDict()  # path -> bytes, oldest first
         self._full: dict[Path, PreTrainedModel] = {}
         self._adapter_names: dict[Path, str] = {}
-        self._llamas: dict[tuple[Path, int], Any] = {}  # (export folder, context slot) -> Llama
+        self._llamas: dict[tuple[Path, int], BatchContext] = {}  # (export folder, slot) -> context
         # The kinds of model the engine runs (None: all); the others are not served.
         self.kinds: set[str] | None = None
 
@@ -468,25 +469,25 @@ class Catalog:
         if adapter is not None:
             self._base.delete_adapter(adapter)
 
-    def llama(self, entry: ModelEntry, slot: int, threads: int) -> Any:
+    def llama(
+        self, entry: ModelEntry, slot: int, threads: int, sequences: int, sequence_tokens: int
+    ) -> BatchContext:
         """Context `slot` of a GGUF export in llama.cpp, loaded on first use.
 
-        Each slot is its own `llama_cpp.Llama` (its own KV cache; the weights are
-        mapped from the file once by the OS and shared). A Llama is not
-        thread-safe: one slot is used by one thread at a time (the engine's).
+        Each slot is its own context of `sequences` sequences with
+        `sequence_tokens` KV cells each (the weights are mapped from the file
+        once by the OS and shared). A llama.cpp context is not thread-safe: one
+        slot is used by one thread only (the engine's worker `slot`).
         """
         with self._load_lock:
             key = (entry.path, slot)
             if key not in self._llamas:
-                from shoptalk.modeling.gguf import load_llama
+                from shoptalk.modeling.gguf import BatchContext
 
                 self.verify(entry)
                 log.info("Loading %s in llama.cpp (context %d)", entry.name, slot)
-                self._llamas[key] = load_llama(
-                    entry.gguf_file,
-                    self.context_length(entry),
-                    threads,
-                    n_threads_batch=threads,
+                self._llamas[key] = BatchContext(
+                    entry.gguf_file, sequence_tokens, sequences, threads
                 )
             return self._llamas[key]
 

@@ -153,6 +153,10 @@ class CatalogEngine:
     def check_entry(self, entry: ModelEntry) -> None:
         """Refuse (ApiError) a model this engine cannot run."""
 
+    def context_length(self, entry: ModelEntry) -> int:
+        """Most tokens (prompt + completion) one choice may use."""
+        return self.catalog.context_length(entry)
+
     def _prepare_chat(
         self, model: str, messages: list[dict[str, str]], params: Params, n: int
     ) -> Prepared:
@@ -191,7 +195,7 @@ class CatalogEngine:
                 code="too_many_completions",
                 param="prompt" if len(ids) > 1 else "n",
             )
-        context = self.catalog.context_length(entry)
+        context = self.context_length(entry)
         longest = max(len(p) for p in ids)
         max_tokens = params.max_tokens or min(self.default_max_tokens, context - longest)
         if longest + max_tokens > context or max_tokens < 1:

@@ -1,4 +1,4 @@
-"""The llama.cpp engine: GGUF exports run in this process through `llama_cpp.Llama`.
+"""The llama.cpp engine: GGUF exports run in this process, many sequences per llama.cpp call.
 
 Prompts are rendered and tokenized exactly as for the transformers engine
 (`CatalogEngine`: shoptalk's chat format, the project's system prompt rule, the
@@ -8,10 +8,21 @@ never touch a request. Text is decoded, cut at stop strings and at the same
 end-of-turn tokens (`chat_format.stop_ids`) by the code the transformers engine
 uses (`engine.advance`).
 
-A `Llama` is not thread-safe. The engine owns `contexts` worker threads; worker
-i always uses context slot i of a model (the catalog loads it on first use),
-so a context is never shared between threads and requests beyond `contexts`
-wait in order. Each request's rows run one after another in one worker.
+Continuous batching: the engine owns `contexts` worker threads, and worker i
+always uses context slot i of a model (`gguf.BatchContext`, loaded by the
+catalog on first use), so a llama.cpp context is only ever used by one thread.
+Each worker holds up to `max_rows` sequences (one per choice of a request);
+every step is ONE `llama_decode` call that feeds one token of every decoding
+sequence plus the prompt (chunk) of each sequence that just joined. Requests
+join between steps, a finished or cancelled sequence leaves at once and its
+KV cells are freed. A new request goes to the least loaded worker that can
+take it (idle, or already running that model), so both cores work. Requests
+no worker can take wait in order (at most `max_queue`, then 503).
+
+Each sequence has its own KV stream (`kv_unified` off): its attention reads
+only its own cells, laid out as if it ran alone, so a greedy answer is the same
+token for token whoever shares the batch (and the same as the export's parity
+check). The price is a fixed `sequence_tokens` cells per sequence.
 """
 
 from __future__ import annotations
@@ -19,18 +30,28 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import random
 import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shoptalk.errors import ConfigError
 from shoptalk.serve.batcher import Job
-from shoptalk.serve.engine import CatalogEngine, Delta, Params, Prepared, Row, advance, job_deltas
+from shoptalk.serve.engine import (
+    CatalogEngine,
+    Delta,
+    Params,
+    Prepared,
+    Row,
+    advance,
+    job_deltas,
+)
 from shoptalk.serve.errors import ApiError
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from shoptalk.modeling.gguf import BatchContext
     from shoptalk.serve.catalog import Catalog, ModelEntry
 
 SETUP_HINT = "Install it with `scripts/setup.sh --llamacpp` (the llama-cpp-python package)."
@@ -57,6 +78,23 @@ def default_threads(contexts: int) -> int:
     return max(1, (os.cpu_count() or 1) // contexts)
 
 
+@dataclass(eq=False)
+class Seq:
+    """One choice in a worker: what llama.cpp still has to read, and where it is."""
+
+    row: Row
+    rng: np.random.Generator | None  # None: greedy
+    todo: list[int]  # tokens not yet fed: the prompt, then the last sampled token
+    pos: int = 0  # tokens already in this sequence's KV cells
+    id: int = -1  # llama.cpp sequence id while it runs
+
+
+@dataclass
+class Waiting:
+    job: Job
+    seqs: list[Seq]
+
+
 class LlamaCppEngine(CatalogEngine):
     """An `Engine` for the catalog's GGUF exports (kind 'gguf')."""
 
@@ -69,25 +107,36 @@ class LlamaCppEngine(CatalogEngine):
         contexts: int = 2,
         threads: int = 0,
         system_prompt: str = "",
+        sequence_tokens: int = 2048,
     ) -> None:
         super().__init__(catalog, default_max_tokens, max_rows, system_prompt)
         self.max_queue = max_queue
         self.contexts = contexts
         self.threads = threads or default_threads(contexts)
-        self._pending = 0
-        self._pending_lock = threading.Lock()
-        self._slots = iter(range(contexts))
-        self._slot = threading.local()
-        self._pool = ThreadPoolExecutor(
-            contexts, thread_name_prefix="shoptalk-llamacpp", initializer=self._take_slot
-        )
-
-    def _take_slot(self) -> None:
-        self._slot.index = next(self._slots)
+        self.sequence_tokens = sequence_tokens
+        # Counters for /metrics-style checks and the tests: llama_decode calls (all
+        # workers), the most sequences one call fed, rows dropped for a gone client.
+        self.steps = 0
+        self.widest = 0
+        self.cancelled_rows = 0
+        self._waiting: list[Waiting] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        # Per worker, read and written under _cond: rows it holds, and their model.
+        self._load = [0] * contexts
+        self._model: list[ModelEntry | None] = [None] * contexts
+        self._threads = [
+            threading.Thread(
+                target=self._work, args=(i,), name=f"shoptalk-llamacpp-{i}", daemon=True
+            )
+            for i in range(contexts)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def queue_depth(self) -> int:
-        return max(0, self._pending - self.contexts)
+        return len(self._waiting)
 
     def check_entry(self, entry: ModelEntry) -> None:
         if entry.kind != "gguf":
@@ -100,84 +149,191 @@ class LlamaCppEngine(CatalogEngine):
                 param="model",
             )
 
+    def context_length(self, entry: ModelEntry) -> int:
+        # Each sequence owns `sequence_tokens` KV cells, however long the model's context.
+        model = self.catalog.context_length(entry)
+        return min(model, self.sequence_tokens) if self.sequence_tokens else model
+
     async def start(self, prepared: Prepared) -> AsyncIterator[Delta]:
         """Queue the request (503 at once if max_queue requests wait); then iterate its deltas."""
+        import numpy as np
+
         entry = await asyncio.to_thread(self.catalog.resolve, prepared.model)
         job = Job(key=entry, rows=[], loop=asyncio.get_running_loop())
-        job.rows = [
-            Row(job, p * prepared.n + i, ids, prepared.params)
-            for p, ids in enumerate(prepared.prompts)
-            for i in range(prepared.n)
-        ]
-        with self._pending_lock:
-            if self._pending - self.contexts >= self.max_queue:
+        params, n = prepared.params, prepared.n
+        seqs = []
+        for p, ids in enumerate(prepared.prompts):
+            for choice in range(n):
+                row = Row(job, p * n + choice, ids, params)
+                # A seed gives each choice its own stream (seed + choice), whoever shares the batch.
+                seed = None if params.seed is None else params.seed + choice
+                rng = np.random.default_rng(seed) if params.temperature > 0 else None
+                job.rows.append(row)
+                seqs.append(Seq(row, rng, list(ids)))
+        with self._cond:
+            if self._closing:
+                raise ApiError(503, "The server is shutting down; retry shortly.", code="shutdown")
+            if len(self._waiting) >= self.max_queue:
                 raise ApiError(
                     503,
                     f"The server is at capacity ({self.max_queue} requests waiting); retry shortly.",
                     code="server_overloaded",
                     headers={"Retry-After": "1"},
                 )
-            self._pending += 1
-        try:
-            self._pool.submit(self._run, job, entry, prepared.n)
-        except RuntimeError as exc:  # the pool is shut down
-            self._finished()
-            raise ApiError(
-                503, "The server is shutting down; retry shortly.", code="shutdown"
-            ) from exc
+            self._waiting.append(Waiting(job, seqs))
+            self._cond.notify_all()
         return job_deltas(job, prepared)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._pool.shutdown, True)
+        """Finish every waiting and running request, then release the contexts."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
         await asyncio.to_thread(self.catalog.close)
-
-    def _finished(self) -> None:
-        with self._pending_lock:
-            self._pending -= 1
 
     # --- the worker threads
 
-    def _run(self, job: Job, entry: ModelEntry, n: int) -> None:
+    def _take(self, slot: int, held: list[Seq], model: ModelEntry | None) -> list[Waiting] | None:
+        """Requests worker `slot` takes now (waiting for one when it holds none); None: stop."""
+        with self._cond:
+            self._load[slot] = len(held)
+            while True:
+                # Requests whose client left while they waited never start.
+                self._waiting = [w for w in self._waiting if not w.job.cancelled]
+                taken = []
+                while self._waiting:
+                    first = self._waiting[0]
+                    if not self._may_take(slot, first, model):
+                        break
+                    taken.append(self._waiting.pop(0))
+                    model = first.job.key
+                    self._load[slot] += len(first.seqs)
+                    self._model[slot] = model
+                if taken or held:
+                    return taken
+                if self._closing:
+                    return None
+                self._cond.wait()
+
+    def _may_take(self, slot: int, waiting: Waiting, model: ModelEntry | None) -> bool:
+        """Whether worker `slot` should take the oldest waiting request.
+
+        A worker runs one model at a time; of the workers that could run the
+        request (idle, or on that model), the least loaded takes it, so 8
+        clients on 2 contexts decode 4 + 4, not 8 + 0.
+        """
+
+        def able(i: int) -> bool:
+            return self._load[i] == 0 or self._model[i] == waiting.job.key
+
+        if self._load[slot] and model != waiting.job.key:
+            return False
+        if self._load[slot] + len(waiting.seqs) > self.max_rows:
+            return False
+        return self._load[slot] == min(self._load[i] for i in range(self.contexts) if able(i))
+
+    def _work(self, slot: int) -> None:
         from shoptalk.modeling.chat_format import stop_ids
 
-        try:
-            if job.cancelled:
+        seqs: list[Seq] = []
+        entry = context = tokenizer = eos = None
+        while True:
+            taken = self._take(slot, seqs, entry if seqs else None)
+            if taken is None:
                 return
-            llama = self.catalog.llama(entry, self._slot.index, self.threads)
-            tokenizer = self.catalog.tokenizer(entry)
-            eos = set(stop_ids(tokenizer))
-            for row in job.rows:
-                if not job.cancelled:
-                    generate(llama, row, row.index % n, eos, tokenizer)
-        except Exception as exc:  # the worker must outlive any one bad request
-            job.send(exc)
-        finally:
-            self._finished()
+            try:
+                for waiting in taken:
+                    if waiting.job.key != entry:  # only when idle: a worker runs one model
+                        key = waiting.job.key
+                        context = self.catalog.llama(
+                            key, slot, self.threads, self.max_rows, self.context_length(key)
+                        )
+                        tokenizer = self.catalog.tokenizer(key)
+                        eos, entry = set(stop_ids(tokenizer)), key
+                    seqs += waiting.seqs
+                if seqs:
+                    seqs = self._step(context, seqs, tokenizer, eos)
+            except Exception as exc:  # the worker must outlive any one bad request
+                for job in {s.row.job for s in seqs} | {w.job for w in taken}:
+                    job.send(exc)
+                if context is not None:
+                    context.clear()
+                seqs = []
+
+    def _step(
+        self, context: BatchContext, seqs: list[Seq], tokenizer: Any, eos: set[int]
+    ) -> list[Seq]:
+        """One llama_decode for all `seqs`; returns those still running."""
+        running = []
+        for seq in seqs:
+            if seq.row.job.cancelled:
+                self.cancelled_rows += 1
+                if seq.id >= 0:
+                    context.free(seq.id)
+            else:
+                running.append(seq)
+        used = {s.id for s in running}
+        free = (i for i in range(context.n_seq) if i not in used)
+        for seq in running:
+            if seq.id < 0:
+                seq.id = next(free)
+        # Decoding sequences (one token each) first, so a long prompt never holds
+        # them back; prompts fill the rest of the batch and go on next step if cut.
+        budget = context.n_batch
+        feed = []
+        for seq in sorted(running, key=lambda s: len(s.todo) > 1):
+            take = min(len(seq.todo), budget)
+            if take:
+                feed.append((seq, take))
+                budget -= take
+        if not feed:
+            return running
+        logits = context.decode(
+            [(s.id, s.todo[:take], s.pos, take == len(s.todo)) for s, take in feed]
+        )
+        self.steps += 1
+        self.widest = max(self.widest, len(feed))
+        done = set()
+        for (seq, take), row_logits in zip(feed, logits, strict=True):
+            seq.pos += take
+            seq.todo = seq.todo[take:]
+            if row_logits is None:
+                continue  # the rest of its prompt comes next step
+            token = sample(row_logits, seq)
+            if advance(seq.row, token, eos, tokenizer):
+                context.free(seq.id)
+                done.add(seq)
+            else:
+                seq.todo = [token]
+        return [s for s in running if s not in done]
 
 
-def generate(llama: Any, row: Row, choice: int, eos: set[int], tokenizer: Any) -> None:
-    """One choice: the prompt ids in, tokens streamed into the row until it finishes.
+def sample(logits: np.ndarray, seq: Seq) -> int:
+    """The next token from one sequence's logits, as the transformers engine samples.
 
-    Only temperature and top_p shape the distribution, as in the transformers
-    engine: llama.cpp's own top_k, min_p and repeat penalty are switched off.
-    A seed gives each choice its own stream (seed + choice), as there.
+    Greedy is the argmax (of equal logits the lowest id, as llama.cpp's greedy
+    sampler takes it). Otherwise only temperature and top_p shape the
+    distribution: no top_k, min_p or repeat penalty.
     """
-    params = row.params
-    llama.set_seed(params.seed + choice if params.seed is not None else random.getrandbits(31))
-    tokens = llama.generate(
-        row.prompt,
-        temp=params.temperature,
-        top_p=params.top_p,
-        top_k=0,
-        min_p=0.0,
-        repeat_penalty=1.0,
-    )
-    try:
-        for token in tokens:
-            if row.job.cancelled or advance(row, token, eos, tokenizer):
-                return
-    finally:
-        tokens.close()
+    import numpy as np
+
+    if seq.rng is None:
+        return int(np.argmax(logits))
+    params = seq.row.params
+    scaled = logits.astype(np.float64) / params.temperature
+    probs = np.exp(scaled - scaled.max())
+    tokens = np.arange(len(probs))
+    if params.top_p < 1.0:
+        tokens = np.argsort(-probs, kind="stable")
+        probs = probs[tokens]
+        # Keep the smallest set of tokens whose mass reaches top_p (always the first).
+        cumulative = np.cumsum(probs)
+        probs = probs[: int(np.searchsorted(cumulative, params.top_p * cumulative[-1])) + 1]
+    cumulative = np.cumsum(probs)
+    pick = np.searchsorted(cumulative, seq.rng.random() * cumulative[-1], side="right")
+    return int(tokens[min(int(pick), len(probs) - 1)])
 
 
 class AutoEngine:
