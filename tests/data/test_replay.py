@@ -94,7 +94,10 @@ def talking_model(tmp_path_factory, tiny_model, one_thread) -> Path:
             tokenizer,
             Conversation(
                 id=str(i),
-                messages=[Message(role="user", content=p), Message(role="assistant", content=REPLY)],
+                messages=[
+                    Message(role="user", content=p),
+                    Message(role="assistant", content=REPLY),
+                ],
                 source="t",
             ),
             SYSTEM,
@@ -146,9 +149,9 @@ def test_the_builtin_source_adds_the_base_models_own_answers(project, capsys, mo
     (cache,) = (Path(project.root.parent / "cache") / "replay").glob("*.json")
     answers = json.loads(cache.read_text(encoding="utf-8"))["answers"]
     words = lambda text: " ".join(text.split())  # noqa: E731  (cleaning folds whitespace)
-    assert {words(c.messages[1].content) for c in used} <= {words(a) for a in answers}
-    prompts = [r["prompt"] for r in rows(replay.BUILTIN_FILES["general"])]
-    assert {c.messages[0].content for c in used} <= set(prompts)
+    for record in used:
+        prompt, reply = (m.content for m in record.messages)
+        assert words(reply) == words(answers[prompt])
     assert "data: replay answers of the base model (builtin:general)" in capsys.readouterr().err
 
 
@@ -160,6 +163,27 @@ def test_the_answers_are_generated_once_per_base_model(project, monkeypatch, tmp
     assert [c.id for c in replayed(again)] == [c.id for c in replayed(first)]
 
 
+def test_only_the_prompts_a_build_needs_are_answered_and_more_are_added_later(
+    project, monkeypatch, tmp_path
+):
+    asked: list[list[str]] = []
+    generate = replay.generate_self_answers
+    monkeypatch.setattr(
+        replay,
+        "generate_self_answers",
+        lambda prompts, *a: asked.append(prompts) or generate(prompts, *a),
+    )
+    build_dataset(project.config, project.root, project.datasets)
+    settings = project.config.data.replay.model_copy(update={"ratio": 0.5})
+    cfg = project.config.model_copy(
+        update={"data": project.config.data.model_copy(update={"replay": settings})}
+    )
+    build_dataset(cfg, project.root, tmp_path / "more")
+    first, second = asked
+    assert len(first) < 12, "a sample sized for the ratio, not every prompt"
+    assert second and not set(first) & set(second), "only the prompts not answered yet"
+
+
 def test_the_dataset_hash_follows_the_base_model_and_the_builtin_prompts(project, tmp_path):
     from shoptalk.data.dataset import dataset_hash
 
@@ -167,9 +191,7 @@ def test_the_dataset_hash_follows_the_base_model_and_the_builtin_prompts(project
     before = dataset_hash(cfg, project.root)
     other_model = cfg.model_copy(update={"base_model": str(tmp_path / "other")})
     assert dataset_hash(other_model, project.root) != before
-    off = cfg.model_copy(
-        update={"data": cfg.data.model_copy(update={"replay": ReplaySettings()})}
-    )
+    off = cfg.model_copy(update={"data": cfg.data.model_copy(update={"replay": ReplaySettings()})})
     assert dataset_hash(off, project.root) != before
     prompts = replay.BUILTIN_FILES["general"]
     prompts.write_text(prompts.read_text() + json.dumps({"prompt": "Hi?"}) + "\n")

@@ -50,6 +50,7 @@ from shoptalk.data.replay import (
     builtin_entries,
     builtin_file,
     read_replay,
+    replay_count,
     sample_replay,
     self_answer_pool,
 )
@@ -196,18 +197,19 @@ def build_dataset(
     if synth_report:
         report["synth"] = synth_report
     style, style_files = rules_from(sources.style, sources.chunks)
+    train, val, heldout, split = assemble(cfg, sources, synthesized, style)
     if builtin_entries(settings.replay):
         # Answered with the system prompt training will use, after the style rules are known.
         system_prompt = styled_system_prompt(cfg.system_prompt, style.model_dump())
+        wanted = replay_count(len(train), settings.replay.ratio)
         pii = Counter(report["pii_redacted"])
         own, dropped_own, own_clusters = prepare_conversations(
-            self_answers(cfg, root, base_path, system_prompt), settings, pii
+            self_answers(cfg, root, base_path, system_prompt, wanted), settings, pii
         )
         pool += own
         report["dropped"] += [d.model_dump() for d in dropped_own]
         report["duplicates"] += own_clusters
         report["pii_redacted"] = dict(pii)
-    train, val, heldout, split = assemble(cfg, sources, synthesized, style)
     in_train = {c.id for c in train}
     replay = sample_replay([c for c in pool if c.id not in in_train], len(train), settings.replay)
     train += replay
@@ -256,15 +258,15 @@ def build_dataset(
 
 
 def self_answers(
-    cfg: ShoptalkConfig, root: Path, base_path: str | None, system_prompt: str
+    cfg: ShoptalkConfig, root: Path, base_path: str | None, system_prompt: str, wanted: int
 ) -> list[Conversation]:
     """The base model's own answers to the built-in replay prompts (cached per base model)."""
     from shoptalk.modeling.load import resolve_base_model
 
     path = base_path or resolve_base_model(cfg.base_model, root)
-    return self_answer_pool(
-        cfg.data.replay, path, system_prompt, cfg.train.device, cfg.eval.batch_size
-    )
+    # Short prompts and answers: four eval batches in one cost little more than one.
+    batch = 4 * cfg.eval.batch_size
+    return self_answer_pool(cfg.data.replay, path, system_prompt, cfg.train.device, batch, wanted)
 
 
 def prepare_sources(

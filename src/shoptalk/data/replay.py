@@ -25,8 +25,10 @@ project's system prompt. Training on the base's own answers pulls the tuned
 model back towards what the base said to general requests, which is what the
 retention suite measures, on prompts that suite never shows. The answers are
 generated once (batched, with progress) and cached in
-`<cache>/replay/<key>.json`, keyed by the base model's identity, the prompts,
-the system prompt and the device: rebuilding a dataset reuses them.
+`<cache>/replay/<key>.json`, prompt by prompt, keyed by the base model's
+identity, the system prompt and the device: rebuilding a dataset reuses them.
+Only the prompts a build needs are answered (a seeded sample a quarter larger
+than the replay records `ratio` asks for).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 from pathlib import Path
@@ -51,11 +54,14 @@ logger = logging.getLogger(__name__)
 LLAMAFACTORY_INFO = "dataset_info.json"
 # Each name of config.BUILTIN_REPLAY_SOURCES: its bundled prompts.
 BUILTIN_FILES = {"general": Path(__file__).parent / "general" / "replay_prompts.jsonl"}
-# Longer than the retention suite's 48 tokens: a reply cut mid-sentence would
-# teach the model to stop mid-sentence, so cut replies are trimmed to their
-# last full sentence (or dropped), and room is left for most to finish.
-SELF_ANSWER_TOKENS = 128
-SELF_ANSWER_FORMAT = 1
+# A reply cut mid-sentence would teach the model to stop mid-sentence: cut
+# replies are trimmed to their last full sentence (or dropped). 64 tokens (the
+# retention suite scores 48) keep generation affordable on a CPU.
+SELF_ANSWER_TOKENS = 64
+SELF_ANSWER_FORMAT = 2
+# Prompts answered per replay record wanted: trimming and the loop check drop a few.
+SPARE = 1.25
+REPEATED_CHARACTER = re.compile(r"([^\s.])\1{5,}")
 SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)|[。！？]")
 
 
@@ -144,15 +150,22 @@ def builtin_prompts(entry: str) -> list[str]:
     return [json.loads(line)["prompt"] for line in lines if line.strip()]
 
 
-def self_answer_key(entry: str, base_path: str, system_prompt: str, device: str) -> str:
-    """Changes whenever the answers would: base model, prompts, system prompt, device."""
+def self_answer_key(base_path: str, system_prompt: str, device: str) -> str:
+    """Changes whenever an answer would: base model, system prompt, answer length, device."""
     from shoptalk.modeling.load import model_identity
 
     h = hashlib.sha256(f"self-answers={SELF_ANSWER_FORMAT}".encode())
     h.update(model_identity(base_path).encode())
-    h.update(hashlib.sha256(builtin_file(entry).read_bytes()).digest())
     h.update(json.dumps([system_prompt, SELF_ANSWER_TOKENS, device]).encode())
     return h.hexdigest()[:20]
+
+
+def asked_lines(n_prompts: int, wanted: int | None, seed: int) -> list[int]:
+    """Which prompts (0-based lines) the base answers: a seeded sample a little larger than
+    `wanted` (some answers are dropped), or all of them."""
+    if wanted is None or wanted * SPARE >= n_prompts:
+        return list(range(n_prompts))
+    return sorted(random.Random(seed).sample(range(n_prompts), math.ceil(wanted * SPARE)))
 
 
 def self_answer_pool(
@@ -161,21 +174,26 @@ def self_answer_pool(
     system_prompt: str,
     device: str = "auto",
     batch_size: int = 16,
+    wanted: int | None = None,
 ) -> list[Conversation]:
-    """The base model's answers to every built-in source listed, as chat records.
+    """The base model's answers to the built-in sources listed, as chat records.
 
-    A prompt whose answer is empty after trimming (a reply cut before its first
-    sentence ended) is left out.
+    Only about `wanted` prompts are answered (all without it): generation is
+    the slow part, and a bigger ratio later answers only the prompts not yet
+    cached. A reply that is empty after trimming, or degenerate, is left out.
     """
     pool: list[Conversation] = []
     for entry in builtin_entries(settings):
         prompts = builtin_prompts(entry)
-        answers = cached_self_answers(entry, prompts, base_path, system_prompt, device, batch_size)
-        name = builtin_file(entry).name
-        for line, (prompt, reply) in enumerate(zip(prompts, answers, strict=True), start=1):
-            if not reply:
+        lines = asked_lines(len(prompts), wanted, settings.seed)
+        asked = [prompts[i] for i in lines]
+        answers = cached_self_answers(entry, asked, base_path, system_prompt, device, batch_size)
+        kept = 0
+        for line, prompt, reply in zip(lines, asked, answers, strict=True):
+            if not reply or degenerate(reply):
                 continue
-            source = f"{entry}:{line}"
+            source = f"{entry}:{line + 1}"
+            kept += 1
             pool.append(
                 Conversation(
                     id=stable_id("self-replay", source, prompt, reply),
@@ -187,7 +205,9 @@ def self_answer_pool(
                     kind="chat",
                 )
             )
-        logger.info("data.replay: %s (%s): %d answers of the base model", entry, name, len(pool))
+        logger.info(
+            "data.replay: %s: %d of %d answers of the base model kept", entry, kept, len(asked)
+        )
     return pool
 
 
@@ -199,22 +219,26 @@ def cached_self_answers(
     device: str,
     batch_size: int,
 ) -> list[str]:
-    """The base's trimmed greedy answers to `prompts`, from the cache or generated once."""
+    """The base's trimmed greedy answers to `prompts`: those not in the cache are generated
+    (once) and added to it."""
     from shoptalk.modeling.load import cache_dir
 
-    cache = (
-        cache_dir() / "replay" / f"{self_answer_key(entry, base_path, system_prompt, device)}.json"
-    )
+    cache = cache_dir() / "replay" / f"{self_answer_key(base_path, system_prompt, device)}.json"
     try:
-        cached = json.loads(cache.read_text(encoding="utf-8"))["answers"]
-        if isinstance(cached, list) and len(cached) == len(prompts):
-            logger.info("data.replay: base answers to %s from %s", entry, cache)
-            return cached
+        known = json.loads(cache.read_text(encoding="utf-8"))["answers"]
+        known = known if isinstance(known, dict) else {}
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    answers = generate_self_answers(prompts, base_path, system_prompt, device, batch_size, entry)
-    write_json(cache, {"format": SELF_ANSWER_FORMAT, "source": entry, "answers": answers})
-    return answers
+        known = {}
+    missing = [p for p in dict.fromkeys(prompts) if p not in known]
+    if missing:
+        replies = generate_self_answers(
+            missing, base_path, system_prompt, device, batch_size, entry
+        )
+        known |= dict(zip(missing, replies, strict=True))
+        write_json(cache, {"format": SELF_ANSWER_FORMAT, "answers": known})
+    else:
+        logger.info("data.replay: base answers to %s from %s", entry, cache)
+    return [known[p] for p in prompts]
 
 
 def generate_self_answers(
@@ -246,3 +270,11 @@ def last_full_sentence(text: str) -> str:
     """`text` up to its last sentence end; "" when no sentence ended."""
     ends = [m.end() for m in SENTENCE_END.finditer(text)]
     return text[: ends[-1]].strip() if ends else ""
+
+
+def degenerate(text: str) -> bool:
+    """A reply stuck in a loop: one character six times over, or few distinct 4-grams."""
+    if REPEATED_CHARACTER.search(text):
+        return True
+    grams = [text[i : i + 4] for i in range(len(text) - 3)]
+    return len(grams) >= 40 and len(set(grams)) < 0.5 * len(grams)
