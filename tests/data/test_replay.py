@@ -67,6 +67,12 @@ def test_a_cut_reply_keeps_its_full_sentences():
     assert replay.last_full_sentence("Version 2.5 is out") == ""
 
 
+def test_a_looping_reply_is_degenerate():
+    assert replay.degenerate("你可以献上一窝吧－－－－－－－－－－")
+    assert replay.degenerate("A fleeting sight, " * 8)
+    assert not replay.degenerate("A glacier is a slow river of ice. It forms where snow builds up.")
+
+
 def test_an_unknown_builtin_source_is_a_config_error():
     with pytest.raises(ValueError, match="unknown built-in replay source"):
         ReplaySettings(files=["builtin:wiki"], ratio=0.2)
