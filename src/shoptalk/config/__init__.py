@@ -8,6 +8,8 @@ imports neither numpy, httpx nor torch.
 """
 
 from shoptalk.config.data import (
+    BUILTIN_REPLAY,
+    BUILTIN_REPLAY_SOURCES,
     CleanSettings,
     DataSettings,
     DedupeSettings,
@@ -32,6 +34,8 @@ from shoptalk.config.train import (
 )
 
 __all__ = [
+    "BUILTIN_REPLAY",
+    "BUILTIN_REPLAY_SOURCES",
     "CONFIG_NAME",
     "CleanSettings",
     "DataSettings",

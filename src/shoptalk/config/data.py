@@ -109,11 +109,18 @@ class PiiSettings(BaseModel, extra="forbid"):
         }
 
 
+# `data.replay.files` entries that are no file: bundled prompts the base model answers.
+BUILTIN_REPLAY = "builtin:"
+BUILTIN_REPLAY_SOURCES = ("general",)
+
+
 class ReplaySettings(BaseModel, extra="forbid"):
     files: list[str] = Field(
         default_factory=list,
         description="General-purpose chat files (Alpaca, ShareGPT, OpenAI-messages JSON/JSONL, "
-        "LLaMA-Factory dataset_info.json), relative to the project or absolute",
+        "LLaMA-Factory dataset_info.json), relative to the project or absolute; "
+        "'builtin:general' = ~240 bundled general prompts (English and Chinese) answered once "
+        "by the base model itself (self-replay, cached per base model)",
     )
     ratio: float = Field(
         0.0,
@@ -127,6 +134,12 @@ class ReplaySettings(BaseModel, extra="forbid"):
     def _ratio_needs_files(self) -> ReplaySettings:
         if self.ratio > 0 and not self.files:
             raise ValueError(f"ratio {self.ratio} needs at least one file under data.replay.files")
+        known = [BUILTIN_REPLAY + name for name in BUILTIN_REPLAY_SOURCES]
+        for entry in self.files:
+            if entry.startswith(BUILTIN_REPLAY) and entry not in known:
+                raise ValueError(
+                    f"unknown built-in replay source {entry!r}; expected one of {known}"
+                )
         return self
 
 

@@ -44,10 +44,20 @@ from shoptalk.data.documents import source_path
 from shoptalk.data.feedback import feedback_conversations, feedback_path, read_feedback
 from shoptalk.data.pii import redact, redact_conversation
 from shoptalk.data.preferences import preferences_from_feedback, prepare_preferences
-from shoptalk.data.replay import read_replay, sample_replay
+from shoptalk.data.replay import (
+    SELF_ANSWER_FORMAT,
+    SELF_ANSWER_TOKENS,
+    builtin_entries,
+    builtin_file,
+    read_replay,
+    replay_count,
+    sample_replay,
+    self_answer_pool,
+)
 from shoptalk.data.sources import Ingested, may_read, read_sources, source_groups
 from shoptalk.data.style import StyleRules, drafting_examples, rules_from
 from shoptalk.errors import SourceError
+from shoptalk.modeling.chat_format import styled_system_prompt
 from shoptalk.records import Chunk, Conversation
 from shoptalk.text import is_chinese
 
@@ -91,6 +101,11 @@ def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
         groups.append(cfg.sources.style)
     if cfg.data.replay.ratio > 0:
         groups.append(cfg.data.replay.files)
+    for entry in builtin_entries(cfg.data.replay):
+        # The base model's answers to the bundled prompts: what they depend on.
+        h.update(hashlib.sha256(builtin_file(entry).read_bytes()).digest())
+        answers = [cfg.base_model, cfg.system_prompt, cfg.train.device, SELF_ANSWER_TOKENS]
+        h.update(json.dumps([entry, SELF_ANSWER_FORMAT, *answers]).encode())
     kept_punctuation = False
     for group in groups:
         for path in source_files(root, group):
@@ -153,8 +168,14 @@ def settings_key(settings: DataSettings) -> str:
     return settings.model_dump_json(exclude=at_default)
 
 
-def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArtifact:
-    """Build (or reuse) the dataset for the project at `root` under `out_root/<hash>`."""
+def build_dataset(
+    cfg: ShoptalkConfig, root: Path, out_root: Path, base_path: str | None = None
+) -> DatasetArtifact:
+    """Build (or reuse) the dataset for the project at `root` under `out_root/<hash>`.
+
+    `base_path`: the resolved base model, which answers the built-in replay
+    prompts (`data.replay.files: [builtin:general]`); resolved here when not given.
+    """
     digest = dataset_hash(cfg, root)
     target = out_root / digest
     if DatasetArtifact(path=target, hash=digest).complete:
@@ -177,6 +198,18 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
         report["synth"] = synth_report
     style, style_files = rules_from(sources.style, sources.chunks)
     train, val, heldout, split = assemble(cfg, sources, synthesized, style)
+    if builtin_entries(settings.replay):
+        # Answered with the system prompt training will use, after the style rules are known.
+        system_prompt = styled_system_prompt(cfg.system_prompt, style.model_dump())
+        wanted = replay_count(len(train), settings.replay.ratio)
+        pii = Counter(report["pii_redacted"])
+        own, dropped_own, own_clusters = prepare_conversations(
+            self_answers(cfg, root, base_path, system_prompt, wanted), settings, pii
+        )
+        pool += own
+        report["dropped"] += [d.model_dump() for d in dropped_own]
+        report["duplicates"] += own_clusters
+        report["pii_redacted"] = dict(pii)
     in_train = {c.id for c in train}
     replay = sample_replay([c for c in pool if c.id not in in_train], len(train), settings.replay)
     train += replay
@@ -222,6 +255,18 @@ def build_dataset(cfg: ShoptalkConfig, root: Path, out_root: Path) -> DatasetArt
     return DatasetArtifact(path=target, hash=digest).write(
         splits, texts, sources.preferences, manifest, style.model_dump()
     )
+
+
+def self_answers(
+    cfg: ShoptalkConfig, root: Path, base_path: str | None, system_prompt: str, wanted: int
+) -> list[Conversation]:
+    """The base model's own answers to the built-in replay prompts (cached per base model)."""
+    from shoptalk.modeling.load import resolve_base_model
+
+    path = base_path or resolve_base_model(cfg.base_model, root)
+    # Short prompts and answers: four eval batches in one cost little more than one.
+    batch = 4 * cfg.eval.batch_size
+    return self_answer_pool(cfg.data.replay, path, system_prompt, cfg.train.device, batch, wanted)
 
 
 def prepare_sources(

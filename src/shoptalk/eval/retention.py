@@ -46,7 +46,7 @@ from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.questions import Suite, load_suite_file
 from shoptalk.eval.scorecard import SuiteScores
 from shoptalk.modeling.chat_format import encode_conversation, with_system
-from shoptalk.modeling.load import cache_dir
+from shoptalk.modeling.load import cache_dir, model_identity
 from shoptalk.modeling.score import example_losses
 from shoptalk.records import Conversation, Message
 
@@ -135,20 +135,10 @@ def answer_nll(
 # --- the suite ----------------------------------------------------------------
 
 
-def _model_identity(base_path: str) -> str:
-    """The base model's path, plus its files' sizes and times when it is a local folder."""
-    path = Path(base_path)
-    if not path.is_dir():
-        return base_path
-    files = sorted(p for p in path.iterdir() if p.is_file())
-    stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
-    return "|".join([str(path.resolve()), *stamps])
-
-
 def cache_key(model_paths: list[str], prompts_path: Path, system_prompt: str, device: str) -> str:
     h = hashlib.sha256(f"retention-cache={CACHE_FORMAT}".encode())
     for path in model_paths:
-        h.update(_model_identity(path).encode())
+        h.update(model_identity(path).encode())
     h.update(hashlib.sha256(prompts_path.read_bytes()).digest())
     h.update(json.dumps([system_prompt, ANSWER_TOKENS, device]).encode())
     return h.hexdigest()[:20]

@@ -174,6 +174,20 @@ def convert_gguf(gguf: Path) -> Path:
     return target
 
 
+def model_identity(path_or_id: str) -> str:
+    """A model's path, plus its files' sizes and times when it is a local folder.
+
+    Keys caches of what a base model produced (its answers to general prompts):
+    a folder rewritten in place (a reconverted GGUF, new weights) gets a new key.
+    """
+    path = Path(path_or_id)
+    if not path.is_dir():
+        return path_or_id
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    return "|".join([str(path.resolve()), *stamps])
+
+
 def pick_device(requested: str = "auto") -> str:
     import torch
 
