@@ -401,7 +401,11 @@ def test_a_full_queue_answers_503_at_once(project: Project) -> None:
         running = asyncio.create_task(ask(engine, PROMPTS[0], first_delta=started, max_tokens=400))
         await started.wait()
         waiting = asyncio.create_task(ask(engine, PROMPTS[1]))
-        await asyncio.sleep(0)
+        # The second request waits once its model is resolved (a thread hop): not before.
+        for _ in range(500):
+            if engine.queue_depth == 1:
+                break
+            await asyncio.sleep(0.01)
         with pytest.raises(ApiError) as refused:
             await ask(engine, PROMPTS[2])
         running.cancel()

@@ -33,10 +33,12 @@ groups: [hr]
 ---
 # Laptop policy
 
-Every employee gets a new laptop every 42 months. The code word is {CANARY}.
+Every employee gets a new laptop every 42 months, with the laptop code word {CANARY}.
 """
 LEAKS = (CANARY, SECRET_NAME, "every 42 months")
-QUESTION = "How often do we get new laptops? What is the code word?"
+# One sentence answers the whole question: the abstention rule (rag.abstain) must let the
+# cleared keys' retrieval through, or every leak check below would pass on refusals alone.
+QUESTION = "How often does an employee get a new laptop, and what is the laptop code word?"
 SCOPES = {
     "none": None,
     "chat": frozenset({"chat"}),
