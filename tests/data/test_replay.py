@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_model import teach
 
 from shoptalk import progress
 from shoptalk.config import ReplaySettings
@@ -88,39 +89,8 @@ SYSTEM = "You are Kestrel Assist."
 @pytest.fixture(scope="module")
 def talking_model(tmp_path_factory, tiny_model, one_thread) -> Path:
     """The tiny model taught to answer any prompt with REPLY (a random one never ends a reply)."""
-    import torch
-
-    from shoptalk.modeling.chat_format import encode_conversation
-    from shoptalk.modeling.load import load_model, load_tokenizer
-    from shoptalk.records import Conversation, Message
-
-    tokenizer, model = load_tokenizer(str(tiny_model)), load_model(str(tiny_model), "cpu")
-    examples = [
-        encode_conversation(
-            tokenizer,
-            Conversation(
-                id=str(i),
-                messages=[
-                    Message(role="user", content=p),
-                    Message(role="assistant", content=REPLY),
-                ],
-                source="t",
-            ),
-            SYSTEM,
-        )
-        for i, p in enumerate(r["prompt"] for r in rows(BUNDLED)[::15])
-    ]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)
-    for _ in range(40):
-        for e in examples:
-            out = model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels]))
-            out.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    folder = tmp_path_factory.mktemp("talking-model")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    pairs = [(r["prompt"], REPLY) for r in rows(BUNDLED)[::15]]
+    return teach(tiny_model, tmp_path_factory.mktemp("talking-model"), pairs, SYSTEM, steps=40)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from eval_models import teach
+from tiny_model import teach
 from typer.testing import CliRunner
 
 from shoptalk.cli import app

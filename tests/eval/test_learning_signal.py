@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from eval_models import teach
+from tiny_model import teach
 
 from shoptalk.artifacts import RunArtifact
 from shoptalk.eval.questions import Suite
