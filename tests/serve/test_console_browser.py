@@ -50,9 +50,8 @@ def rendered(url: str) -> str:
     return chromium(url, "--dump-dom")
 
 
-# Make a project with the form, switch to the served project and back with the
-# switcher, and drop an FAQ sheet on the new project's upload zone.
-PROBE = r"""
+# What every probe starts with: wait for an element, find a button by its text.
+HELPERS = r"""
 const wait = async (find, what) => {
   for (let i = 0; i < 200; i++) {
     const found = find();
@@ -61,6 +60,14 @@ const wait = async (find, what) => {
   }
   throw new Error("never appeared: " + what);
 };
+const button = (text) => () => [...document.querySelectorAll("button")].find((b) => b.textContent === text);
+"""
+
+# Make a project with the form, switch to the served project and back with the
+# switcher, and drop an FAQ sheet on the new project's upload zone.
+PROBE = (
+    HELPERS
+    + r"""
 const step = (name) => (document.body.dataset.steps = (document.body.dataset.steps || "") + name + " ");
 const showing = (name) => () => document.querySelector("main input")?.value === name && document.querySelector(".dropzone");
 const switchTo = async (slug, name) => {
@@ -91,19 +98,13 @@ const switchTo = async (slug, name) => {
   }
 })();
 """
+)
 
 
 # Open the playground tab, accept the rating that waits for review.
-REVIEW_PROBE = r"""
-const wait = async (find, what) => {
-  for (let i = 0; i < 200; i++) {
-    const found = find();
-    if (found) return found;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error("never appeared: " + what);
-};
-const button = (text) => () => [...document.querySelectorAll("button")].find((b) => b.textContent === text);
+REVIEW_PROBE = (
+    HELPERS
+    + r"""
 (async () => {
   try {
     (await wait(button("Playground"), "the Playground tab")).click();
@@ -115,19 +116,13 @@ const button = (text) => () => [...document.querySelectorAll("button")].find((b)
   }
 })();
 """
+)
 
 
 # Open the scorecard tab; note on <body> whether it offers the full report.
-SCORECARD_PROBE = r"""
-const wait = async (find, what) => {
-  for (let i = 0; i < 200; i++) {
-    const found = find();
-    if (found) return found;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error("never appeared: " + what);
-};
-const button = (text) => () => [...document.querySelectorAll("button")].find((b) => b.textContent === text);
+SCORECARD_PROBE = (
+    HELPERS
+    + r"""
 (async () => {
   try {
     (await wait(button("Scorecard"), "the Scorecard tab")).click();
@@ -138,6 +133,7 @@ const button = (text) => () => [...document.querySelectorAll("button")].find((b)
   }
 })();
 """
+)
 PROBES = {"review": REVIEW_PROBE, "scorecard": SCORECARD_PROBE}
 
 
