@@ -23,7 +23,7 @@ import numpy as np
 
 from shoptalk.eval.questions import load_suites
 from shoptalk.project import Project
-from shoptalk.rag.abstain import DEFAULT_RULE, signals
+from shoptalk.rag.abstain import DEFAULT_RULE, SIGNALS, Abstention, signals
 from shoptalk.rag.abstain_fit import _Remembering
 from shoptalk.rag.index import index_project
 from shoptalk.rag.retrieve import open_index
@@ -65,15 +65,21 @@ def main() -> None:
                 passages = select_passages(
                     text, found.hits, index.embedder, project.config.rag.select
                 )
-                values = signals(text, passages, idf) if found.found and passages else None
-                evals.append((values, suite.kind == "domain"))
-        report(rule, evals)
+                if not (found.found and passages):
+                    evals.append((None, suite.kind == "domain"))
+                    continue
+                decisions = {
+                    name: Abstention(r, idf).refuses(text, passages)
+                    for name, r in (("default", DEFAULT_RULE), ("fitted", rule))
+                }
+                evals.append(((signals(text, passages, idf), decisions), suite.kind == "domain"))
+        report(evals)
 
 
-def report(rule, evals) -> None:
+def report(evals) -> None:
     deciders = {
-        "default rule (IDF coverage of best passage < 0.2)": DEFAULT_RULE,
-        "fitted rule (own FAQ split)": rule,
+        "default rule (all passages' IDF coverage < 0.3) + value check": "default",
+        "fitted rule (own FAQ split) + value check": "fitted",
     }
     answerable = [v for v, a in evals if a]
     unanswerable = [v for v, a in evals if not a]
@@ -81,8 +87,8 @@ def report(rule, evals) -> None:
     print("| decision | refusal on unanswerable [95% CI] | false refusal on answerable [95% CI] |")
     print("| --- | --- | --- |")
     for name, decider in deciders.items():
-        r = [float(v is None or decider.refuses(v)) for v in unanswerable]
-        f = [float(v is None or decider.refuses(v)) for v in answerable]
+        r = [float(v is None or v[1][decider]) for v in unanswerable]
+        f = [float(v is None or v[1][decider]) for v in answerable]
         ri, fi = interval(r), interval(f)
         print(
             f"| {name} | {np.mean(r):.2f} [{ri[0]:.2f}, {ri[1]:.2f}] "
@@ -90,9 +96,9 @@ def report(rule, evals) -> None:
         )
     nothing = [sum(v is None for v in group) for group in (unanswerable, answerable)]
     print(f"\nretrieval found nothing: {nothing[0]} unanswerable, {nothing[1]} answerable")
-    for k, signal in enumerate(("best sentence score", "best coverage", "all coverage")):
-        a = np.median([v[k] for v in answerable if v is not None])
-        u = np.median([v[k] for v in unanswerable if v is not None])
+    for signal in SIGNALS:
+        a = np.median([v[0][signal] for v in answerable if v is not None])
+        u = np.median([v[0][signal] for v in unanswerable if v is not None])
         print(f"median {signal}: answerable {a:.2f}, unanswerable {u:.2f}")
 
 

@@ -7,12 +7,14 @@ import pytest
 from shoptalk.artifacts import ABSTAIN_RULE
 from shoptalk.rag.abstain import (
     DEFAULT_RULE,
+    Abstention,
     coverage,
     fit_rule,
     load_rule,
     save_rule,
     signals,
     term_idf,
+    words,
 )
 from shoptalk.rag.select import Passage
 from shoptalk.records import Chunk
@@ -49,9 +51,9 @@ def test_no_passages_is_refused() -> None:
     assert DEFAULT_RULE.refuses(signals("anything at all?", [], term_idf(CORPUS)))
 
 
-def _examples() -> tuple[list[list[float]], list[bool]]:
-    values = [[0.6 + 0.01 * i, 0.5 + 0.02 * i, 0.7] for i in range(10)]
-    values += [[0.3 + 0.01 * i, 0.05 * i, 0.2] for i in range(10)]
+def _examples() -> tuple[list[dict[str, float]], list[bool]]:
+    values = [{"best_coverage": 0.5 + 0.02 * i, "all_coverage": 0.7} for i in range(10)]
+    values += [{"best_coverage": 0.05 * i, "all_coverage": 0.2} for i in range(10)]
     return values, [True] * 10 + [False] * 10
 
 
@@ -70,7 +72,7 @@ def test_fit_is_deterministic() -> None:
 
 def test_fit_needs_both_classes() -> None:
     with pytest.raises(ValueError, match="answerable and unanswerable"):
-        fit_rule([[0.1, 0.2, 0.3]], [True])
+        fit_rule([{"best_coverage": 0.2, "all_coverage": 0.3}], [True])
 
 
 def test_rule_round_trips(tmp_path) -> None:
@@ -89,3 +91,39 @@ def test_broken_rule_names_its_file(tmp_path) -> None:
     path.write_text(json.dumps({"weights": "x"}), encoding="utf-8")
     with pytest.raises(ValueError, match=ABSTAIN_RULE):
         load_rule(path)
+
+
+def test_words_stem_english_and_drop_question_shape() -> None:
+    # "laptops" covers "laptop", a possessive its noun; "how much did" says nothing of the topic.
+    assert words("How much did the CEO's laptops cost?") == words("ceo laptop cost")
+
+
+def test_words_cut_chinese_into_pairs_whatever_the_segmentation() -> None:
+    # A question and a passage segmented differently still share their character pairs.
+    assert set(words("退款几天到账")) & set(words("退款在五个工作日内到账"))
+    assert "到账" in words("退款几天到账")
+
+
+def test_codes_and_numbers_are_kept_as_written() -> None:
+    assert {"kx-340", "4.5%"} <= set(words("Is KX-340 billed at 4.5%?"))
+
+
+def test_question_asking_for_an_amount_is_refused_without_one() -> None:
+    passages = [_passage("The company was founded in Reno.")]
+    abstention = Abstention(DEFAULT_RULE, term_idf([*CORPUS, passages[0].text]))
+    # Every content word is covered, but no amount is there to answer with.
+    assert abstention.refuses("How much did the company pay when it was founded in Reno?", passages)
+    priced = [_passage("The company was founded in Reno for $40,000.")]
+    assert not abstention.refuses("How much did it cost to found the company in Reno?", priced)
+
+
+def test_rule_of_an_older_version_falls_back_to_default(tmp_path) -> None:
+    path = tmp_path / ABSTAIN_RULE
+    old = {
+        "weights": [1.0, 2.0, 3.0],
+        "bias": 0.0,
+        "threshold": 0.5,
+        "signals": ["best_score", "best_coverage", "all_coverage"],
+    }
+    path.write_text(json.dumps(old), encoding="utf-8")
+    assert load_rule(path) == DEFAULT_RULE

@@ -23,8 +23,8 @@ from shoptalk.rag.abstain import (
     FitStats,
     corpus_idf,
     fit_rule,
+    words,
 )
-from shoptalk.rag.bm25 import terms
 from shoptalk.rag.citations import numbers_in
 from shoptalk.rag.select import Passage, select_passages
 from shoptalk.rag.store import ids_hash
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Bump when the own split or the fit changes: a stored rule with another version is refitted.
-FIT_VERSION = 3
+FIT_VERSION = 4
 # Fewer answerable (or unanswerable) rows than this: the fit is noise, DEFAULT_RULE is used.
 MIN_ROWS = 10
 # A chunk "states" a row's answer when it holds this IDF-weighted share of the answer's terms
@@ -55,7 +55,7 @@ class OwnQuestion:
 
 def own_split(
     index: RagIndex, questions: Sequence[OwnQuestion]
-) -> tuple[list[list[float]], list[bool]]:
+) -> tuple[list[dict[str, float]], list[bool]]:
     """Signals of own questions whose selected passages state the answer, and do not.
 
     Answerable: retrieval blind to the row itself (asked verbatim it answers itself, far
@@ -81,10 +81,10 @@ def own_split(
         index.embedder = own_embedder
 
 
-def _own_rows(index, questions, idf, passages) -> tuple[list[list[float]], list[bool]]:
-    held = [set(terms(f"{' '.join(c.headings)}\n{c.text}")) for c in index.stored.chunks]
+def _own_rows(index, questions, idf, passages) -> tuple[list[dict[str, float]], list[bool]]:
+    held = [set(words(f"{' '.join(c.headings)}\n{c.text}")) for c in index.stored.chunks]
     abstention = Abstention(DEFAULT_RULE, idf)
-    values: list[list[float]] = []
+    values: list[dict[str, float]] = []
     labels: list[bool] = []
     for item in progress.track(list(questions), "index: fitting the abstention rule"):
         weight = answer_weights(item.answer, idf)
@@ -128,7 +128,7 @@ class _Remembering:
 
 def answer_weights(answer: str, idf: dict[str, float]) -> dict[str, float]:
     unseen = max(idf.values(), default=1.0) + 1.0
-    return {t: idf.get(t, unseen) for t in set(terms(answer))}
+    return {t: idf.get(t, unseen) for t in set(words(answer))}
 
 
 def _share(weight: dict[str, float], have: set[str]) -> float:
@@ -142,7 +142,7 @@ def states(answer: str, passages: Sequence[Passage], idf: dict[str, float]) -> b
         return False
     text = "\n".join(f"{p.heading}\n{p.text}" for p in passages)
     wanted = answer_weights(answer, idf)
-    return _share(wanted, set(terms(text))) >= STATES and numbers_in(answer) <= numbers_in(text)
+    return _share(wanted, set(words(text))) >= STATES and numbers_in(answer) <= numbers_in(text)
 
 
 def fit_index_rule(

@@ -44,10 +44,15 @@ def _jieba():
     return jieba
 
 
+def tokens(text: str) -> list[str]:
+    """Lowercased Latin words and numbers, and runs of Chinese characters (unsegmented)."""
+    return _TOKEN.findall(text.lower())
+
+
 def terms(text: str) -> list[str]:
     """Lowercased words and numbers, Chinese segmented into words; stopwords dropped."""
     out: list[str] = []
-    for token in _TOKEN.findall(text.lower()):
+    for token in tokens(text):
         if _CJK.match(token):
             out += [w for w in _jieba().lcut(token) if w.strip()]
         else:
