@@ -128,3 +128,11 @@ def test_ask_introduces_the_assistant_with_a_tiny_model(tmp_path, tiny_model, on
         assert result.found and result.retrieved == [] and result.citations == []
         assert "Harbor Help" in result.message
         assert not result.message.startswith((NOT_FOUND["en"], NOT_FOUND["zh"]))
+
+
+def test_the_organization_is_the_configs_name_unless_nobody_chose_one(tmp_path):
+    project = Project.open(write_rag_project(tmp_path / "p"))
+    named = project.config.model_copy(update={"name": " Lindqvist Shipping "})
+    unset = project.config.model_copy(update={"name": "My organization"})
+    assert Project(project.root, named).organization == "Lindqvist Shipping"
+    assert Project(project.root, unset).organization == ""
