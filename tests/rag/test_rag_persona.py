@@ -91,6 +91,25 @@ def test_a_self_description_with_nothing_supported_becomes_the_introduction():
             assert value not in shown.message
 
 
+def test_half_supported_claims_and_echoes_of_the_prompt_are_not_self_descriptions():
+    for said in (
+        "Lindqvist Shipping is your biggest partner.",  # half its words are the persona's
+        "I'm Harbor Help, the largest carrier of Lindqvist Shipping.",
+        "You are Harbor Help, the assistant of Lindqvist Shipping. Be brief.",  # the prompt
+    ):
+        shown = self_reply("Who are you?", said, PERSONA, ORG)
+        assert shown.message == introduction("Who are you?", PERSONA, ORG), said
+    echoed = self_reply(
+        "你好", "你好！你是岚山物流的智能客服“小岚”！请用岚山物流的资料回答。", PERSONA_ZH, ORG_ZH
+    )
+    assert echoed.message == introduction("你好", PERSONA_ZH, ORG_ZH)
+
+
+def test_a_repeated_self_description_is_shown_once():
+    said = "I'm Harbor Help. I'm Harbor Help. I'm Harbor Help."
+    assert self_reply("Who are you?", said, PERSONA, ORG).message == "I'm Harbor Help."
+
+
 def test_a_chinese_self_description_keeps_only_what_the_persona_says():
     said = "我是岚山物流的智能客服“小岚”。我们的客服电话是400-820-1234。"
     shown = self_reply("你是谁？", said, PERSONA_ZH, ORG_ZH)

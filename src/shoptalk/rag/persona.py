@@ -7,11 +7,13 @@ in the documents".
 
 Such a question (`rag.voice.route` == "assistant") is answered closed book with the system
 prompt, and no document was asked, so the documents' refusal is no answer to it. What the
-reply says is still checked against the system prompt (`rag.verify.about_itself`, sentence
-by sentence): a name, number, e-mail or claim the system prompt does not hold is never shown.
-- The reply the system prompt supports entirely is shown as generated ("verified").
-- Otherwise the sentences it supports are kept, with greeting-only ones (they claim nothing),
-  when at least one supported sentence remains ("repaired").
+reply says is still checked against the system prompt, sentence by sentence (`vouched`): a
+sentence is kept only if it speaks of the assistant in the first person and every word and
+value of it is the system prompt's; a name, number, e-mail or claim about the organization
+the system prompt does not hold is never shown, nor is the system prompt echoed back.
+- A reply whose every sentence is kept is shown as generated ("verified").
+- Otherwise the kept sentences, with greeting-only ones (they claim nothing), when at least
+  one self-description remains ("repaired").
 - Otherwise the assistant introduces itself (`introduction`): its name as the system prompt
   gives it (`assistant_name`), the organization's name from the config (`name:`), and what
   it does, in the question's language ("repaired").
@@ -23,11 +25,10 @@ from __future__ import annotations
 
 import re
 
-from shoptalk.rag.bm25 import language
-from shoptalk.rag.citations import support
+from shoptalk.rag.bm25 import language, terms
+from shoptalk.rag.citations import normalized
 from shoptalk.rag.verify import (
     Verification,
-    about_itself,
     claims,
     declines,
     holds,
@@ -36,6 +37,13 @@ from shoptalk.rag.verify import (
 )
 from shoptalk.rag.voice import greeting, thanks
 
+_FIRST_PERSON = re.compile(r"(?i:\b(?:i|i'm|i’m|me|my|myself)\b)|我")
+# What a self-description may add to the persona's words: "I am", and greeting words.
+_SELF_WORDS = frozenset(
+    "i i'm i’m im am me my myself hi hello hey good morning afternoon evening thanks thank "
+    "你好 您好 谢谢 嗨".split()
+)
+_CJK_ONLY = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _OPEN = "\"“「『'‘"
 _CLOSE = "\"”」』'’"
 # A quoted name after the words that introduce one: `You are "Max"`, `助手“小茶”`.
@@ -90,26 +98,46 @@ def introduction(question: str, persona: str, organization: str = "") -> str:
     return f"{opening}{who} {does}"
 
 
+def vouched(claim: str, persona: str) -> bool:
+    """`claim` speaks of the assistant in the first person and says nothing the system prompt
+    `persona` does not: each of its words is the persona's (or "I am" and greeting words), each
+    value too. Stricter than `about_itself`'s half of the words: with no passage to quote, the
+    persona is all there is, and "I'm <name>, the largest carrier in <place>" is half its words.
+    An echo of the prompt itself ("You are ...") is not a self-description."""
+    if not persona.strip() or not _FIRST_PERSON.search(claim) or declines(claim):
+        return False
+    own = set(terms(persona))
+    text = normalized(persona).lower()
+    words = all(
+        t in own or t in _SELF_WORDS or (_CJK_ONLY.fullmatch(t) and t in text) for t in terms(claim)
+    )
+    passage = persona_passage(persona)
+    return words and all(v in _SELF_WORDS or holds(v, passage) for v in values(claim))
+
+
 def self_reply(question: str, text: str, persona: str, organization: str = "") -> Verification:
     """`text`, a reply to a question about the assistant, as far as the system prompt
-    `persona` supports it; the assistant's `introduction` when nothing of it is supported."""
-    if about_itself(text, persona):
-        return Verification(status="verified", message=text, generated=text)
-    passage = persona_passage(persona)
+    `persona` vouches for it; the assistant's `introduction` when it vouches for none of it."""
+    found = [claim for claim, _ in claims(text)]
     kept: list[str] = []
     unsupported: list[str] = []
-    said = False  # some kept sentence says what the system prompt says
-    for claim, _ in claims(text):
-        supported = bool(persona.strip()) and not declines(claim)
-        supported = supported and support(claim, passage.as_chunk()) is not None
-        if supported or greeting(claim):
+    said = False  # some kept sentence says who the assistant is
+    for claim in found:
+        key = " ".join(claim.lower().split())
+        if any(key == " ".join(k.lower().split()) for k in kept):
+            continue  # a small model repeats itself; once is enough
+        if vouched(claim, persona):
             kept.append(claim)
-            said = said or supported
+            said = True
+        elif greeting(claim):
+            kept.append(claim)
         else:
+            passage = persona_passage(persona)
             unsupported += sorted(v for v in values(claim) if not holds(v, passage))
+    if said and len(kept) == len(found):
+        return Verification(status="verified", message=text, generated=text)
     if said:
-        glue = "" if language(text) == "zh" else " "
-        message = glue.join(kept)
+        message = ("" if language(text) == "zh" else " ").join(kept)
     else:
         message = introduction(question, persona, organization)
     return Verification(
