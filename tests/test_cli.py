@@ -77,6 +77,11 @@ def test_ask_answers_with_the_tuned_and_the_base_model(tmp_path, tiny_model):
     )
     assert tuned.exit_code == 0 and base.exit_code == 0
     assert tuned.output.strip() and base.output.strip()
+    # With the build's index, a question about the assistant is still answered by it, in
+    # the system prompt's words (rag.persona), never "not in the documents".
+    who = runner.invoke(app, ["ask", str(project), "Who are you?", "--max-new-tokens", "5"])
+    assert who.exit_code == 0, who.output
+    assert "Kestrel Assist" in who.output and "could not find" not in who.output
 
 
 def test_ask_before_any_build_says_what_to_do(tmp_path, tiny_model):

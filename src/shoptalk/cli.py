@@ -390,11 +390,19 @@ def print_grounded(result: RagAnswer, prefix: str = "") -> None:
         console.print(
             f'  {mark} {citation.source}: "{citation.quote}"', highlight=False, markup=False
         )
-    if result.status == "repaired":
+    if result.status == "repaired" and result.retrieved:
         values = ", ".join(result.unsupported) or "nothing the documents say"
         console.print(
             f"  (the model's answer stated {values}, which the documents do not say: "
             "the passage is quoted instead)",
+            highlight=False,
+            markup=False,
+        )
+    elif result.status == "repaired":  # about the assistant itself (rag.persona)
+        values = f" ({', '.join(result.unsupported)})" if result.unsupported else ""
+        console.print(
+            f"  (the model's reply said more than the system prompt does{values}: "
+            "only what the system prompt says is shown)",
             highlight=False,
             markup=False,
         )

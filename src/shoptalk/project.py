@@ -74,6 +74,12 @@ class Project:
         return styled_system_prompt(self.config.system_prompt, self.style)
 
     @property
+    def organization(self) -> str:
+        """The organization's name (`name:`), or "" while it is the default nobody chose."""
+        name = self.config.name.strip()
+        return "" if name == ShoptalkConfig.model_fields["name"].default else name
+
+    @property
     def exports(self) -> Path:
         return self.state / EXPORTS_DIR
 

@@ -127,8 +127,9 @@ def test_a_grounded_reply_is_shown_verified_and_says_so(served):
     assert chunks[-1].model_extra["verification"] == verification
 
 
-def test_a_question_about_the_assistant_is_answered_from_the_system_prompt_or_not_at_all(served):
-    # No document is read; the tiny model's reply is not what the system prompt says.
+def test_a_question_about_the_assistant_is_answered_in_the_personas_words(served):
+    # No document is read; the tiny model's reply is not what the system prompt says, so
+    # the assistant introduces itself from the system prompt and the config's name.
     answer = served["sales"].chat.completions.create(
         model="base",
         messages=[{"role": "user", "content": "Who are you?"}],
@@ -136,6 +137,8 @@ def test_a_question_about_the_assistant_is_answered_from_the_system_prompt_or_no
         extra_body={"rag": True},
     )
     assert answer.usage.completion_tokens > 0  # the model was asked, closed book
-    assert "could not find" in answer.choices[0].message.content
+    content = answer.choices[0].message.content
+    assert content.startswith("I am Kestrel Assist, the assistant of Kestrel.")
+    assert "could not find" not in content
     assert answer.model_extra["citations"] == []
-    assert answer.model_extra["verification"]["status"] == "not_found"
+    assert answer.model_extra["verification"]["status"] == "repaired"

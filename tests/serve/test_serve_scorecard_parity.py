@@ -138,3 +138,37 @@ def test_passages_that_do_not_answer_are_refused_alike_and_no_model_is_asked(
     assert asked.message.startswith(NOT_FOUND["en"])
     assert selection.passages[0].source in asked.message  # what was searched is named
     assert served.model_extra["verification"]["status"] == asked.status == "not_found"
+
+
+def test_a_question_about_the_assistant_is_shown_alike_and_never_refused(
+    project: Project, client, talker
+):
+    # The talker's reply is empty: every path shows the assistant's introduction instead.
+    questions = ["Who are you?", "你好"]
+    suite = Suite(
+        name="parity",
+        kind="domain",
+        questions=[DomainQuestion(question=q, must_include=["x"]) for q in questions],
+        path="",
+    )
+    index = open_index(project)
+    grounded = grounded_prompts(project, index, [suite])
+    assert all(g.messages and not g.passages for g in grounded["parity"])
+    assistant = load_assistant(str(talker), device="cpu")
+    project.config.eval.max_new_tokens = MAX_TOKENS
+    scorecard = answer_suites(project, assistant, [suite], grounded)[0]["parity+rag"]
+    asked = [
+        answer_with_citations(
+            assistant,
+            index,
+            q,
+            None,
+            project.system_prompt,
+            MAX_TOKENS,
+            organization=project.organization,
+        ).message
+        for q in questions
+    ]
+    assert [served(client, q, rag=True) for q in questions] == scorecard == asked
+    assert all(project.organization in reply for reply in scorecard)
+    assert not any(reply.startswith((NOT_FOUND["en"], NOT_FOUND["zh"])) for reply in scorecard)

@@ -79,13 +79,15 @@ def verified_replies(
     texts: list[str],
     style: dict | None = None,
     persona: str = "",
+    organization: str = "",
 ) -> tuple[list[str], dict[str, list[float]]]:
     """The replies shown (verified, repaired or not found, drafts held to the `style` rules)
     and, per answer, the claim flags.
 
     `texts` are the generated answers of the items that have messages, in order; a
-    question about the assistant is answered as the system prompt `persona` says, or
-    not at all (`rag.verify.about_itself`), as `ask` and the API show it.
+    question about the assistant is shown as far as the system prompt `persona` supports
+    it, else as the assistant's introduction from it and `organization` (the config's
+    `name`; `rag.persona.self_reply`), as `ask` and the API show it.
     """
     from shoptalk.rag.answer import checked_reply
     from shoptalk.rag.voice import follow_style, verify_reply
@@ -100,10 +102,12 @@ def verified_replies(
             flags[REPAIRED].append(0.0)
             continue
         if not item.verify:
-            own = checked_reply(item.question, next(generated), [], item.abstention, persona)
+            own = checked_reply(
+                item.question, next(generated), [], item.abstention, persona, organization
+            )
             replies.append(own.message)
             flags[UNSUPPORTED].append(0.0)
-            flags[REPAIRED].append(0.0)
+            flags[REPAIRED].append(float(own.status == "repaired"))
             continue
         checked = verify_reply(
             item.question, next(generated), item.passages, item.abstention, persona

@@ -354,7 +354,7 @@ def answer_suites(
         generated, texts = texts[:asked], texts[asked:]
         name = rag_name(suite.name)
         out[name], flags[name] = verified_replies(
-            rag[suite.name], generated, project.style, project.system_prompt
+            rag[suite.name], generated, project.style, project.system_prompt, project.organization
         )
     return out, flags
 

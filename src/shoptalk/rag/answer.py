@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from shoptalk.modeling.generate import Assistant, answer
 from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.citations import Citation, check_citations
+from shoptalk.rag.persona import self_reply
 from shoptalk.rag.retrieve import RagIndex, Retrieval
 from shoptalk.rag.select import Passage, select_passages
 from shoptalk.rag.verify import NOT_FOUND, Status, about_itself, not_found_message
@@ -80,7 +81,7 @@ class RagAnswer(BaseModel):
     status: Status | None = Field(
         None,
         description="'verified', 'repaired' (an unsupported value: the passage is quoted "
-        "instead) or 'not_found'",
+        "instead; about the assistant itself: what the system prompt says) or 'not_found'",
     )
     quote: str | None = Field(None, description="The passage supporting the message, verbatim")
     generated: str | None = Field(None, description="The model's own answer, before repair")
@@ -185,18 +186,20 @@ def answer_with_citations(
     system_prompt: str = "",
     max_new_tokens: int = 256,
     top_k: int | None = None,
+    organization: str = "",
 ) -> RagAnswer:
     """Retrieve what `groups` may read, answer from its best sentences, verify and repair.
 
     `groups=None` reads everything (the project owner); `[]` only documents open to all.
     A question about the assistant itself is answered closed book (`rag.voice`): no
-    document holds who the assistant is, the system prompt does. Passages that do not
-    answer the question (`select_for`) get "not in the documents", and no model is asked.
+    document holds who the assistant is, the system prompt does (with `organization`,
+    the config's `name`: `rag.persona`). Passages that do not answer the question
+    (`select_for`) get "not in the documents", and no model is asked.
     """
     if route(question) == "assistant":
         messages = closed_book_messages(question, system_prompt)
         text = answer(assistant, [messages], max_new_tokens, batch_size=1)[0]
-        return checked_reply(question, text, [], index.abstention, system_prompt)
+        return checked_reply(question, text, [], index.abstention, system_prompt, organization)
     selection = select_for(index, question, groups, top_k)
     if not selection.answerable:
         return refusal(selection)
@@ -206,13 +209,33 @@ def answer_with_citations(
 
 
 def checked_reply(
-    question: str, text: str, passages: list[Passage], abstention: Abstention, persona: str
+    question: str,
+    text: str,
+    passages: list[Passage],
+    abstention: Abstention,
+    persona: str,
+    organization: str = "",
 ) -> RagAnswer:
     """What users see of the generated `text`, in `ask`, the API and the scorecard alike:
-    verified against the passages (or repaired); with no passage, `text` (the model's own
-    reply) only if it says nothing but what the persona says, else "not in the documents"."""
+    verified against the passages (or repaired). A greeting or a question about the
+    assistant (`route` "assistant", no passages): as much of `text` as the system prompt
+    `persona` supports, else the assistant's introduction from it and `organization`
+    (`rag.persona.self_reply`), never "not in the documents". Any other question without
+    passages: `text` only if it says nothing but what the persona says, else not found."""
     if passages:
         return finish_passages(question, text, passages, abstention, persona)
+    if route(question) == "assistant":
+        own = self_reply(question, text, persona, organization)
+        return RagAnswer(
+            message=own.message,
+            found=True,
+            citations=[],
+            dropped_citations=0,
+            retrieved=[],
+            status=own.status,
+            generated=text,
+            unsupported=own.unsupported,
+        )
     if about_itself(text, persona):
         return RagAnswer(
             message=text,

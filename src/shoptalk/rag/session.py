@@ -30,6 +30,7 @@ class Session:
     history: list[Message] = field(default_factory=list)
     index: RagIndex | None = None
     style: dict = field(default_factory=dict)  # the style rules drafts are held to (rag.voice)
+    organization: str = ""  # the config's `name`: how the assistant introduces itself (rag.persona)
 
     @classmethod
     def open(cls, project: Project, base: bool = False, rag: bool | None = None) -> Session:
@@ -48,14 +49,27 @@ class Session:
         label = f"base model {project.config.base_model}" if base else f"tuned model {run.run_id}"
         if index is not None:
             label += " with retrieval"
-        return cls(assistant, project.system_prompt, label, index=index, style=project.style)
+        return cls(
+            assistant,
+            project.system_prompt,
+            label,
+            index=index,
+            style=project.style,
+            organization=project.organization,
+        )
 
     def grounded(self, text: str, max_new_tokens: int = 256) -> RagAnswer:
         """`text` answered from the documents (every group: the owner at the terminal)."""
         from shoptalk.rag.answer import answer_with_citations
 
         result = answer_with_citations(
-            self.assistant, self.index, text, None, self.system_prompt, max_new_tokens
+            self.assistant,
+            self.index,
+            text,
+            None,
+            self.system_prompt,
+            max_new_tokens,
+            organization=self.organization,
         )
         result.message = follow_style(text, result.message, self.style)
         return result

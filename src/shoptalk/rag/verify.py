@@ -26,7 +26,9 @@ source too, never cited: "I'm Kestrel Assist, the assistant of Kestrel
 Logistics" answers "who are you?" from it. A question no document answers is
 still answered when the model's reply says only what the persona says
 (`about_itself`): greetings and questions about the assistant are not
-knowledge questions, and a value the persona does not hold still fails.
+knowledge questions, and a value the persona does not hold still fails. Such a
+reply that says more is cut to what the persona supports, or replaced by the
+assistant's introduction (`rag.persona`), never by "not in the documents".
 """
 
 from __future__ import annotations
@@ -135,6 +137,11 @@ def grounded(answer: str, passages: list[Passage]) -> bool:
     """Some sentence of `answer` is supported by a passage (values and most words)."""
     chunks = [p.as_chunk() for p in passages]
     return any(support(claim, chunk) for claim, _ in claims(answer) for chunk in chunks)
+
+
+def declines(answer: str) -> bool:
+    """`answer` says the passages do not hold the answer (as it was told to say, or near it)."""
+    return bool(_DECLINES.search(answer))
 
 
 def persona_passage(persona: str) -> Passage:

@@ -35,6 +35,7 @@ _GREETING_ONLY = re.compile(
     r"^\W*(hi|hello|hey|good (morning|afternoon|evening)|thanks?( you)?|thank you|你好|您好|谢谢|嗨)\W*$",
     re.IGNORECASE,
 )
+_THANKS_ONLY = re.compile(r"^\W*(thanks?( you)?|thank you|谢谢)\W*$", re.IGNORECASE)
 _ABOUT_YOU = re.compile(
     r"\b(who|what)\s+(are|were)\s+you\b|\byour\s+(name|purpose|creator|maker)\b"
     r"|\b(introduce|describe)\s+yourself\b|\babout\s+yourself\b"
@@ -62,9 +63,19 @@ def route(question: str) -> Route:
     text = question.strip()
     if _DRAFT.search(text):
         return "draft"
-    if _GREETING_ONLY.match(text) or _ABOUT_YOU.search(text):
+    if greeting(text) or _ABOUT_YOU.search(text):
         return "assistant"
     return "question"
+
+
+def greeting(text: str) -> bool:
+    """`text` is a greeting (or thanks) and nothing else: it asks and claims nothing."""
+    return bool(_GREETING_ONLY.match(text.strip()))
+
+
+def thanks(text: str) -> bool:
+    """`text` thanks and says nothing else."""
+    return bool(_THANKS_ONLY.match(text.strip()))
 
 
 def closed_book_messages(question: str, system_prompt: str) -> list[dict[str, str]]:

@@ -55,13 +55,21 @@ def project_index(app: FastAPI, root: Path | None = None) -> RagIndex:
             from shoptalk.rag.retrieve import open_index
 
             try:
-                index = open_index(Project.open(root) if root else project_state.project())
+                project = Project.open(root) if root else project_state.project()
+                index = open_index(project)
             except ShoptalkError as exc:
                 raise ApiError(
                     409, f"Retrieval is not ready: {exc}", code="no_index", param="rag"
                 ) from exc
             indexes[root] = index
+            app.state.__dict__.setdefault("rag_organizations", {})[root] = project.organization
         return index
+
+
+def project_organization(app: FastAPI, root: Path | None = None) -> str:
+    """The organization's name of the project `project_index` opened (rag.persona)."""
+    project_index(app, root)
+    return app.state.__dict__.get("rag_organizations", {}).get(root, "")
 
 
 @dataclass
@@ -72,9 +80,12 @@ class Grounding:
     passages: list[Passage]
     abstention: Abstention
     persona: str
+    organization: str = ""  # the config's `name`: how the assistant introduces itself
 
     def check(self, text: str) -> RagAnswer:
-        return checked_reply(self.question, text, self.passages, self.abstention, self.persona)
+        return checked_reply(
+            self.question, text, self.passages, self.abstention, self.persona, self.organization
+        )
 
     def refused(self) -> RagAnswer:
         """The passages do not answer: "not in the documents", naming them; no model asked."""
@@ -99,8 +110,9 @@ async def ground(
     history = [m for m in messages[: messages.index(users[-1])] if m["role"] != "system"]
     if route(question) == "assistant":  # who the assistant is: the system prompt, no document
         index = await asyncio.to_thread(project_index, app, root)
+        organization = project_organization(app, root)
         persona = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        grounding = Grounding(question, [], index.abstention, system_prompt)
+        grounding = Grounding(question, [], index.abstention, system_prompt, organization)
         return [*persona, *history, users[-1]], grounding
     groups = held_groups(principal)
     index = await asyncio.to_thread(project_index, app, root)
