@@ -111,7 +111,7 @@ def canary_exposure(
     prompts = [
         with_system([Message(role="user", content=c.prompt)], system_prompt) for c in canaries
     ]
-    replies = answer(assistant, prompts, longest + 8, batch_size)
+    replies = answer(assistant, prompts, longest + 8, batch_size, "eval: canary answers")
     candidates = 1 + REFERENCES
     per_canary = []
     for canary, reply, nll in zip(
