@@ -134,9 +134,7 @@ def test_file_upload_job_events_and_checkpoints(server, tmp_path):
         assert reply.model == model and reply.usage.completion_tokens > 0
 
 
-def test_a_job_over_before_the_workers_next_poll_lists_every_checkpoint_it_wrote(
-    server, tmp_path
-):
+def test_a_job_over_before_the_workers_next_poll_lists_every_checkpoint_it_wrote(server, tmp_path):
     api = client(server)
     file = upload(api, tmp_path, CHATS)
     job = api.fine_tuning.jobs.create(
