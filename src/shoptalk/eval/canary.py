@@ -149,11 +149,17 @@ def canary_exposure(
 
 
 def dataset_canaries(project: Project, run: RunArtifact) -> Path | None:
-    """The `canaries.json` of the dataset the run was trained on, if it has one."""
+    """The `canaries.json` of the dataset the run was trained on, if it has one.
+
+    A run trained on a view of the dataset (RAFT's `<hash>-raft-<key>`, CPT's
+    `<hash>-cpt`) trained on the dataset's planted copies too: its canaries are
+    the dataset's (a view does not copy the file).
+    """
     try:
         card = json.loads(run.card_file.read_text(encoding="utf-8"))
-        path = project.datasets / card["dataset_hash"] / CANARIES_FILE
-    except (OSError, ValueError, KeyError, TypeError):
+        dataset_hash = card["dataset_hash"].split("-", 1)[0]
+        path = project.datasets / dataset_hash / CANARIES_FILE
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return path if path.is_file() else None
 
