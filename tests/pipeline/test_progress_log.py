@@ -81,7 +81,8 @@ def test_a_build_logged_to_a_file_shows_progress_of_every_phase(tmp_path, tiny_m
 def test_every_loop_a_build_runs_reports_under_a_phase_name(
     tmp_path, tiny_model, monkeypatch, one_thread
 ):
-    # Every optional stage with a loop of its own: DPO (its reference log-probs), canaries.
+    # Every optional stage with a loop of its own: DPO (its reference log-probs), canaries,
+    # RAFT's retrieval per question.
     root = write_project(tmp_path / "p", tiny_model, epochs=1)
     pairs = [
         {"prompt": "What is the claim window?", "chosen": "47 days.", "rejected": "No idea."},
@@ -92,6 +93,7 @@ def test_every_loop_a_build_runs_reports_under_a_phase_name(
     config["sources"]["preferences"] = ["prefs.jsonl"]
     config["train"]["dpo"] = {"learning_rate": 1e-2, "epochs": 1}
     config["data"]["canaries"] = 2
+    config["rag"] = {"raft": {}}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     phases: list[str | None] = []
     real = progress.track
@@ -111,4 +113,5 @@ def test_every_loop_a_build_runs_reports_under_a_phase_name(
         "eval: coverage answers",
         "eval: canary answers",
         "eval: canary likelihoods",
+        "input: retrieving for RAFT examples",
     } <= set(phases)
