@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shoptalk.artifacts import RunArtifact
+from shoptalk.artifacts import DatasetArtifact, RunArtifact
 from shoptalk.data.canaries import CANARIES_FILE, Canary, load_canaries, new_secret
 from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.scorecard import SuiteScores
@@ -151,14 +151,12 @@ def canary_exposure(
 def dataset_canaries(project: Project, run: RunArtifact) -> Path | None:
     """The `canaries.json` of the dataset the run was trained on, if it has one.
 
-    A run trained on a view of the dataset (RAFT's `<hash>-raft-<key>`, CPT's
-    `<hash>-cpt`) trained on the dataset's planted copies too: its canaries are
-    the dataset's (a view does not copy the file).
+    A run trained on a view of the dataset (RAFT, CPT) trained on the dataset's
+    planted copies too: its canaries are the dataset's (a view has no copy).
     """
     try:
         card = json.loads(run.card_file.read_text(encoding="utf-8"))
-        dataset_hash = card["dataset_hash"].split("-", 1)[0]
-        path = project.datasets / dataset_hash / CANARIES_FILE
+        path = DatasetArtifact.of_run(project.datasets, card["dataset_hash"]).path / CANARIES_FILE
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return path if path.is_file() else None
