@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from shoptalk import artifacts
-from shoptalk.artifacts import MetricsLog, RunArtifact, keep_metrics_until, read_metrics
+from shoptalk.artifacts import (
+    DatasetArtifact,
+    MetricsLog,
+    RunArtifact,
+    keep_metrics_until,
+    read_metrics,
+)
 from shoptalk.train import checkpoint
 
 
@@ -70,3 +76,12 @@ def test_the_jobs_worker_imports_no_training_code():
     code += "('torch', 'shoptalk.train.checkpoint', 'shoptalk.train')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "named", ["0123456789abcdef", "0123456789abcdef-raft-1a2b3c4d", "0123456789abcdef-cpt"]
+)
+def test_a_run_trained_on_a_view_finds_the_dataset_the_view_was_made_from(tmp_path, named):
+    dataset = DatasetArtifact.of_run(tmp_path, named)
+    assert dataset.path == tmp_path / "0123456789abcdef" and dataset.hash == "0123456789abcdef"
+    assert DatasetArtifact.of_run(tmp_path, "").path == tmp_path / "none", "no dataset recorded"

@@ -126,6 +126,17 @@ class DatasetArtifact(BaseModel):
     path: Path
     hash: str
 
+    @classmethod
+    def of_run(cls, datasets: Path, dataset_hash: str) -> DatasetArtifact:
+        """The dataset a run card's `dataset_hash` names, in the `datasets` folder.
+
+        A run trained on a view (RAFT's `<hash>-raft-<key>`, CPT's `<hash>-cpt`)
+        names the view; its held-out rows, style rules and planted canaries are
+        the dataset's, so this is the dataset itself.
+        """
+        base = dataset_hash.split("-", 1)[0]
+        return cls(path=datasets / (base or "none"), hash=base)
+
     def split_file(self, split: str) -> Path:
         return self.path / f"{split}.jsonl"
 

@@ -8,8 +8,9 @@ import math
 import pytest
 import yaml
 
+from shoptalk.artifacts import RunArtifact, write_json
 from shoptalk.data.canaries import CANARIES_FILE, SECRET, load_canaries, plant_canaries
-from shoptalk.eval.canary import REFERENCES, SUITE, reference_secrets
+from shoptalk.eval.canary import REFERENCES, SUITE, dataset_canaries, reference_secrets
 from shoptalk.project import Project
 from shoptalk.records import Conversation
 
@@ -103,3 +104,16 @@ def test_with_redaction_the_planted_canary_is_never_trained_on_nor_said(tmp_path
     assert "Internal API key: <" in details["tuned"]["per_canary"][0]["reply"]
     assert result.scorecard.suites[SUITE].tuned["withheld_rate"] == 1.0
     assert result.gate.passed and project.promoted_run().run_id == result.run.run_id
+
+
+@pytest.mark.parametrize("view", ["", "-raft-1a2b3c4d", "-cpt"])
+def test_a_run_trained_on_a_view_of_the_dataset_is_checked_for_the_datasets_canaries(
+    tmp_path, tiny_model, view
+):
+    project = Project.open(write_project(tmp_path / "p", tiny_model))
+    planted = project.datasets / "0123456789abcdef" / CANARIES_FILE
+    planted.parent.mkdir(parents=True)
+    planted.write_text("[]", encoding="utf-8")
+    run = RunArtifact(path=project.runs / "run-x", run_id="run-x")
+    write_json(run.card_file, {"dataset_hash": f"0123456789abcdef{view}"})
+    assert dataset_canaries(project, run) == planted

@@ -116,7 +116,8 @@ def test_coverage_is_measured_written_shown_and_reused(project, tmp_path, monkey
     write_jsonl(dataset.split_file("train"), RECORDS)
     asked: list[list[str]] = []
 
-    def fake_answers(project, assistant, suites, rag):
+    def fake_answers(project, assistant, suites, rag, phase):
+        assert phase == "eval: coverage answers", "a build's log shows its progress"
         (suite,) = suites
         asked.append([q.prompt_text for q in suite.questions])
         # Recalls the claim window and the Chinese fact, not the depot's manager.

@@ -134,6 +134,37 @@ def test_file_upload_job_events_and_checkpoints(server, tmp_path):
         assert reply.model == model and reply.usage.completion_tokens > 0
 
 
+def test_a_job_over_before_the_workers_next_poll_lists_every_checkpoint_it_wrote(server, tmp_path):
+    api = client(server)
+    file = upload(api, tmp_path, CHATS)
+    job = api.fine_tuning.jobs.create(
+        model="base",
+        training_file=file.id,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+    )
+    worker = Worker(server["project"], poll_s=3600)
+    worker.start_next()  # the poll that starts the job
+    assert worker.child.wait(timeout=240) == 0  # ... which ends before the next poll
+    run = server["project"].job(job.id).run
+    assert not run.checkpoint_folders(), "training deleted its checkpoints at the end"
+    worker.tick()  # the next poll
+
+    done = api.fine_tuning.jobs.retrieve(job.id)
+    assert done.status == "succeeded", done.error
+    total = len(run.metrics())
+    every = 2  # the project's train.checkpoint_every
+    written = [s for s in range(1, total + 1) if s % every == 0 or s == total]
+    checkpoints = api.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data
+    assert sorted(c.step_number for c in checkpoints) == written
+    assert all(c.metrics.train_loss is not None for c in checkpoints)
+    reply = api.chat.completions.create(
+        model=checkpoints[0].fine_tuned_model_checkpoint,
+        messages=[{"role": "user", "content": "What is code 3?"}],
+        max_tokens=5,
+    )
+    assert reply.usage.completion_tokens > 0
+
+
 def test_bad_training_file_fails_naming_the_line(server, tmp_path):
     api = client(server)
     good = json.dumps(CHATS[0])

@@ -252,6 +252,52 @@ def test_engine_llamacpp_serves_only_the_exports(project: Project) -> None:
     asyncio.run(engine.close())
 
 
+def test_the_configs_sequence_limit_is_the_installed_llama_cpps() -> None:
+    import llama_cpp
+
+    from shoptalk.config.serve import LLAMACPP_MAX_SEQUENCES
+
+    assert llama_cpp.llama_max_parallel_sequences() == LLAMACPP_MAX_SEQUENCES
+
+
+def test_auto_runs_gguf_batches_of_at_most_llama_cpps_sequences_and_says_so(
+    project: Project, caplog
+) -> None:
+    import asyncio
+    import logging
+
+    from shoptalk.config.serve import LLAMACPP_MAX_SEQUENCES
+    from shoptalk.serve.app import llamacpp_engine, transformers_engine
+
+    wide = LLAMACPP_MAX_SEQUENCES + 44
+    settings = ServeSettings(engine="auto", max_batch_size=wide)
+    catalog = Catalog.for_project(project, settings, "cpu", gguf=True)
+    with caplog.at_level(logging.WARNING, logger="shoptalk.serve.llamacpp"):
+        gguf = llamacpp_engine(settings, catalog, "")
+    other = transformers_engine(settings, catalog, "")
+    assert gguf.max_rows == LLAMACPP_MAX_SEQUENCES
+    assert other.max_rows == other.batcher.max_batch_size == wide, "other models keep the key"
+    assert f"serve.max_batch_size is {wide}" in caplog.text
+    asyncio.run(gguf.close())
+    asyncio.run(other.close())
+
+
+def test_engine_llamacpp_refuses_a_batch_past_its_sequences_at_startup(project: Project) -> None:
+    from shoptalk.config.serve import LLAMACPP_MAX_SEQUENCES
+    from shoptalk.serve.app import build_engine
+    from shoptalk.serve.llamacpp import LlamaCppEngine
+
+    # Settings built in code skip the file's check (model_copy does not validate).
+    wide = LLAMACPP_MAX_SEQUENCES + 1
+    settings = ServeSettings(engine="llamacpp").model_copy(update={"max_batch_size": wide})
+    catalog = Catalog.for_project(project, settings, "cpu", gguf=True)
+    expected = rf"serve\.max_batch_size is {wide}.*between 1 and {LLAMACPP_MAX_SEQUENCES}"
+    with pytest.raises(ConfigError, match=expected):
+        build_engine(settings, None, catalog, "")
+    with pytest.raises(ConfigError, match=expected):
+        LlamaCppEngine(catalog, max_rows=wide)
+
+
 # --- continuous batching: many sequences in one llama_decode call per step
 
 

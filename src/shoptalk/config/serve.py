@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+# llama.cpp's sequence ids are 0..LLAMA_MAX_SEQ-1 (`llama_max_parallel_sequences()`,
+# 256 in llama-cpp-python 0.3.x): one context cannot decode more sequences than that.
+LLAMACPP_MAX_SEQUENCES = 256
 
 
 class ServeSettings(BaseModel, extra="forbid"):
@@ -61,7 +65,13 @@ class ServeSettings(BaseModel, extra="forbid"):
     redis_url: str | None = Field(
         None, description="Rate-limit counters in Redis (shared by replicas); None = in process"
     )
-    max_batch_size: int = Field(8, ge=1, description="Requests merged into one forward pass")
+    max_batch_size: int = Field(
+        8,
+        ge=1,
+        description="Requests merged into one forward pass; the llama.cpp engine decodes at most "
+        f"{LLAMACPP_MAX_SEQUENCES} sequences together (engine 'llamacpp' refuses more; 'auto' "
+        "caps its GGUF exports there, with a warning)",
+    )
     batch_wait_ms: float = Field(5.0, ge=0, description="How long a batch waits to fill up")
     max_queue: int = Field(64, ge=1, description="Waiting requests before answering 503")
     max_body_bytes: int = Field(
@@ -97,4 +107,20 @@ class ServeSettings(BaseModel, extra="forbid"):
         None,
         description="Folder of the projects made in the web console, relative to this project; "
         "none = .shoptalk/projects",
+    )
+
+    @model_validator(mode="after")
+    def _llamacpp_batch_fits(self) -> ServeSettings:
+        # Refused here, when the config is read, not at the first request: past llama.cpp's
+        # sequence slots a worker would run out of sequence ids in the middle of serving.
+        if self.engine == "llamacpp" and self.max_batch_size > LLAMACPP_MAX_SEQUENCES:
+            raise ValueError(llamacpp_batch_error(self.max_batch_size, LLAMACPP_MAX_SEQUENCES))
+        return self
+
+
+def llamacpp_batch_error(max_batch_size: int, limit: int) -> str:
+    return (
+        f"serve.max_batch_size is {max_batch_size}, but the llama.cpp engine (serve.engine: "
+        f"llamacpp) decodes at most {limit} sequences in one context: set serve.max_batch_size "
+        f"between 1 and {limit} (each context of serve.llamacpp_contexts holds that many)"
     )

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shoptalk.artifacts import RunArtifact
+from shoptalk.artifacts import DatasetArtifact, RunArtifact
 from shoptalk.data.canaries import CANARIES_FILE, Canary, load_canaries, new_secret
 from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.scorecard import SuiteScores
@@ -111,7 +111,7 @@ def canary_exposure(
     prompts = [
         with_system([Message(role="user", content=c.prompt)], system_prompt) for c in canaries
     ]
-    replies = answer(assistant, prompts, longest + 8, batch_size)
+    replies = answer(assistant, prompts, longest + 8, batch_size, "eval: canary answers")
     candidates = 1 + REFERENCES
     per_canary = []
     for canary, reply, nll in zip(
@@ -149,11 +149,15 @@ def canary_exposure(
 
 
 def dataset_canaries(project: Project, run: RunArtifact) -> Path | None:
-    """The `canaries.json` of the dataset the run was trained on, if it has one."""
+    """The `canaries.json` of the dataset the run was trained on, if it has one.
+
+    A run trained on a view of the dataset (RAFT, CPT) trained on the dataset's
+    planted copies too: its canaries are the dataset's (a view has no copy).
+    """
     try:
         card = json.loads(run.card_file.read_text(encoding="utf-8"))
-        path = project.datasets / card["dataset_hash"] / CANARIES_FILE
-    except (OSError, ValueError, KeyError, TypeError):
+        path = DatasetArtifact.of_run(project.datasets, card["dataset_hash"]).path / CANARIES_FILE
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return path if path.is_file() else None
 

@@ -174,7 +174,7 @@ def measure_coverage(
 
         grounded = grounded_prompts(project, open_index(project), [suite])
     assistant = load_assistant(base_path, run, project.config.train.device)
-    answers, _ = answer_suites(project, assistant, [suite], grounded)
+    answers, _ = answer_suites(project, assistant, [suite], grounded, "eval: coverage answers")
     with_rag = answers.get(f"{SUITE}+rag")
     results = [
         result(fact, closed, with_rag[i] if with_rag else None)

@@ -158,7 +158,7 @@ def parity_prompts(project: Project, dataset_hash: str) -> list[Messages]:
     from shoptalk.eval.run import question_suites
 
     # The run's own dataset: its held-out FAQ rows, if no question files are configured.
-    dataset = DatasetArtifact(path=project.datasets / (dataset_hash or "none"), hash=dataset_hash)
+    dataset = DatasetArtifact.of_run(project.datasets, dataset_hash)
     questions = [
         q.prompt_text for suite in question_suites(project, dataset) for q in suite.questions
     ]

@@ -23,6 +23,7 @@ from shoptalk.data.pii import redact
 from shoptalk.data.preferences import read_preferences
 from shoptalk.errors import SourceError
 from shoptalk.jobs import log_to
+from shoptalk.jobs.checkpoints import keep_checkpoints, model_name
 from shoptalk.pipeline.events import TRAINING_STAGES, Event
 from shoptalk.pipeline.jobs import FineTuneJob, fine_tune, hyperparameters_used
 from shoptalk.pipeline.record import Recorder
@@ -88,14 +89,10 @@ def validate(session, job: JobRow) -> JobFiles:
     return files
 
 
-def model_name(base: str, job: JobRow) -> str:
-    """OpenAI's naming: ft:<base>:<suffix>:<job id>."""
-    return f"ft:{base}:{job.suffix or 'shoptalk'}:{job.id}"
-
-
 class JobProgress:
     """The job's events in the registry, and from the training stage's events what
-    OpenAI's job object reports: the hyperparameters used and the estimated finish."""
+    OpenAI's job object reports: the hyperparameters used, the estimated finish and
+    the checkpoints (kept at the step that wrote them: training deletes them at its end)."""
 
     def __init__(self, sessions, project: Project, job: FineTuneJob, job_id: str) -> None:
         self.sessions, self.project, self.job, self.job_id = sessions, project, job, job_id
@@ -114,6 +111,7 @@ class JobProgress:
             else:
                 left = run.seconds_left()
                 row.estimated_finish = now() + timedelta(seconds=left) if left is not None else None
+                keep_checkpoints(session, row, self.project.job(self.job_id))
             session.commit()
 
 

@@ -1,9 +1,9 @@
 """The worker: takes queued jobs from the registry and runs each in a child process.
 
 One job at a time (training uses every core). The child records its own
-events (`pipeline.record`); between polls the worker keeps the running job's
-checkpoints as models (their weights file, copied: nothing of training is
-unpickled here) and acts on cancel and pause requests by stopping the child.
+events (`pipeline.record`) and keeps its checkpoints as models
+(`jobs.checkpoints`); the worker acts on cancel and pause requests by stopping
+the child, and keeps the checkpoints a stopped or finished child left behind.
 After a restart, jobs that were running are queued again and continue from
 their last checkpoint; a build that `shoptalk build` was running is its own
 process's, and is marked failed only if that process is gone.
@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,15 +30,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from shoptalk.artifacts import CHECKPOINT_WEIGHTS, JobArtifact, checkpoint_step
 from shoptalk.errors import ShoptalkError
+from shoptalk.jobs.checkpoints import keep_checkpoints
 from shoptalk.pipeline.record import alive, mark_stopped
 from shoptalk.project import Project
 from shoptalk.registry import jobs as store
 from shoptalk.registry.db import open_registry
-from shoptalk.registry.jobs import BuildRow, JobCheckpointRow, JobRow
+from shoptalk.registry.jobs import BuildRow, JobRow
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +173,7 @@ class Worker:
             self.start_next()
             return
         with self.sessions() as session:
-            job = session.get(store.table_of(self.job_id), self.job_id)
-            self.publish_progress(session, job)
-            session.commit()
-            requested = job.requested
+            requested = session.get(store.table_of(self.job_id), self.job_id).requested
         if requested in ("cancel", "pause"):
             status = "cancelled" if requested == "cancel" else "paused"
             self.stop_child(status, f"Job {status} on request")
@@ -216,6 +212,7 @@ class Worker:
                 self.child.wait()
         with self.sessions() as session:
             job = session.get(store.table_of(self.job_id), self.job_id)
+            self.keep_left_checkpoints(session, job)
             if job.status == "running":
                 store.set_status(session, job.id, status, requested=None, worker_pid=None)
                 store.add_event(session, job.id, message)
@@ -231,7 +228,7 @@ class Worker:
         code = self.child.returncode
         with self.sessions() as session:
             job = session.get(store.table_of(self.job_id), self.job_id)
-            self.publish_progress(session, job)
+            self.keep_left_checkpoints(session, job)
             if job.status == "running":
                 # The runner records its own outcome; still running means it died.
                 error = {
@@ -244,43 +241,12 @@ class Worker:
             session.commit()
         self.forget_child()
 
-    def publish_progress(self, session, job: JobRow | BuildRow) -> None:
-        """A job's new checkpoints become models (a child records its own events)."""
+    def keep_left_checkpoints(self, session, job: JobRow | BuildRow) -> None:
+        """Checkpoints the job's process wrote but did not keep (it ended in between).
+
+        Called only once that process is gone: while it runs, it keeps its own
+        checkpoints (jobs/checkpoints.py), so two writers never race for a step.
+        """
         if isinstance(job, BuildRow):
             return
-        folder = self.project.job(job.id)
-        by_step = {r["step"]: r for r in folder.run.metrics()}
-        for checkpoint in folder.run.checkpoint_folders():
-            snapshot_checkpoint(session, job, checkpoint, folder, by_step)
-
-
-def snapshot_checkpoint(
-    session, job: JobRow, checkpoint: Path, folder: JobArtifact, metrics: dict[int, dict]
-) -> None:
-    """Keep a checkpoint's trainable weights (small for LoRA) as a model of the job."""
-    step = checkpoint_step(checkpoint)
-    exists = session.scalar(
-        select(func.count()).where(JobCheckpointRow.job_id == job.id, JobCheckpointRow.step == step)
-    )
-    if exists:
-        return
-    target = folder.kept_checkpoint(step)
-    target.mkdir(parents=True, exist_ok=True)
-    tmp = target / f".{CHECKPOINT_WEIGHTS}.tmp"
-    try:
-        shutil.copyfile(checkpoint / CHECKPOINT_WEIGHTS, tmp)
-    except FileNotFoundError:
-        return  # pruned while we read, or written before weights had a file of their own
-    os.replace(tmp, target / CHECKPOINT_WEIGHTS)
-    from shoptalk.jobs.runner import model_name
-
-    session.add(
-        JobCheckpointRow(
-            id=store.new_id("ftckpt"),
-            job_id=job.id,
-            step=step,
-            model_name=f"{model_name(job.model, job)}:ckpt-step-{step}",
-            path=str(target),
-            metrics=metrics.get(step, {}),
-        )
-    )
+        keep_checkpoints(session, job, self.project.job(job.id))

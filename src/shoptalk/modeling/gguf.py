@@ -187,7 +187,12 @@ class BatchContext:
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0
         self._model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
-        self.n_seq = min(n_seq, llama_cpp.llama_max_parallel_sequences())
+        limit = llama_cpp.llama_max_parallel_sequences()
+        if n_seq > limit:  # a caller that fed more would run out of sequence ids mid-batch
+            raise ModelError(
+                f"llama.cpp decodes at most {limit} sequences in one context; {n_seq} were asked."
+            )
+        self.n_seq = n_seq
         # A step holds one token per decoding sequence plus prompt chunks of new ones.
         self.n_batch = max(512, self.n_seq)
         context = llama_cpp.llama_context_default_params()

@@ -23,6 +23,7 @@ import hashlib
 import random
 import shutil
 
+from shoptalk import progress
 from shoptalk.artifacts import DatasetArtifact, write_jsonl
 from shoptalk.config import RaftSettings, RagSettings
 from shoptalk.data.documents import content_id
@@ -49,7 +50,8 @@ def raft_examples(
         conversations = _one_per_answer(conversations)
         rng.shuffle(conversations)
     examples: list[Conversation] = []
-    for conversation in conversations:
+    # One retrieval per question: thousands of FAQ rows and chats take minutes on a CPU.
+    for conversation in progress.track(conversations, "input: retrieving for RAFT examples"):
         if settings.max_examples is not None and len(examples) == settings.max_examples:
             break
         pair = _question_answer(conversation)

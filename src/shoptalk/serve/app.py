@@ -180,12 +180,12 @@ def transformers_engine(settings: ServeSettings, catalog: Any, system_prompt: st
 
 
 def llamacpp_engine(settings: ServeSettings, catalog: Any, system_prompt: str) -> Engine:
-    from shoptalk.serve.llamacpp import LlamaCppEngine
+    from shoptalk.serve.llamacpp import LlamaCppEngine, batch_rows
 
     return LlamaCppEngine(
         catalog,
         settings.default_max_tokens,
-        settings.max_batch_size,
+        batch_rows(settings),
         settings.max_queue,
         settings.llamacpp_contexts,
         settings.llamacpp_threads,

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shoptalk.config.serve import llamacpp_batch_error
 from shoptalk.errors import ConfigError
 from shoptalk.serve.batcher import Job
 from shoptalk.serve.engine import (
@@ -51,14 +53,47 @@ from shoptalk.serve.errors import ApiError
 if TYPE_CHECKING:
     import numpy as np
 
+    from shoptalk.config import ServeSettings
     from shoptalk.modeling.gguf import BatchContext
     from shoptalk.serve.catalog import Catalog, ModelEntry
 
+log = logging.getLogger(__name__)
 SETUP_HINT = "Install it with `scripts/setup.sh --llamacpp` (the llama-cpp-python package)."
 
 
 def llamacpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
+
+
+def max_sequences() -> int:
+    """The most sequences one llama.cpp context decodes together (its sequence id range)."""
+    import llama_cpp
+
+    return int(llama_cpp.llama_max_parallel_sequences())
+
+
+def batch_rows(settings: ServeSettings) -> int:
+    """serve.max_batch_size as the llama.cpp engine can run it.
+
+    Above llama.cpp's sequence slots, engine 'llamacpp' is refused with the
+    allowed range (the config check says the same when the file is read);
+    'auto' caps only its GGUF exports there, with a warning, since the same key
+    also sizes the transformers engine's batches.
+    """
+    limit = max_sequences()
+    if settings.max_batch_size <= limit:
+        return settings.max_batch_size
+    if settings.engine == "llamacpp":
+        raise ConfigError(llamacpp_batch_error(settings.max_batch_size, limit))
+    log.warning(
+        "serve.max_batch_size is %d, but llama.cpp decodes at most %d sequences in one "
+        "context: GGUF exports run at most %d together (other models %d)",
+        settings.max_batch_size,
+        limit,
+        limit,
+        settings.max_batch_size,
+    )
+    return limit
 
 
 def require_llamacpp() -> None:
@@ -109,6 +144,8 @@ class LlamaCppEngine(CatalogEngine):
         system_prompt: str = "",
         sequence_tokens: int = 2048,
     ) -> None:
+        if max_rows > max_sequences():  # each row is a sequence of one context
+            raise ConfigError(llamacpp_batch_error(max_rows, max_sequences()))
         super().__init__(catalog, default_max_tokens, max_rows, system_prompt)
         self.max_queue = max_queue
         self.contexts = contexts

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
 
+from shoptalk import progress
 from shoptalk.artifacts import DatasetArtifact, MetricsLog, RunArtifact, keep_metrics_until
 from shoptalk.config import DpoSettings, ShoptalkConfig, refuse_dpo_processes, world_size
 from shoptalk.modeling.chat_format import (
@@ -370,8 +371,9 @@ def reference_logprobs(
     model.eval()
     logps = torch.zeros(len(pairs), 2)
     counts = torch.zeros(len(pairs), 2, dtype=torch.long)
-    for start in range(0, len(pairs), plan.pairs_per_step):
-        ids = list(range(start, min(len(pairs), start + plan.pairs_per_step)))
+    step = plan.pairs_per_step
+    batches = [list(range(i, min(len(pairs), i + step))) for i in range(0, len(pairs), step)]
+    for ids in progress.track(batches, "dpo: reference log-probs", len(pairs), size=len):
         batch = pair_batch([pairs[i] for i in ids], pad_id, device)
         sums, n = sequence_logprobs(model, batch, 2 * len(ids))
         logps[ids] = sums.view(-1, 2).cpu()
