@@ -11,6 +11,7 @@ from shoptalk.rag.abstain import (
     coverage,
     fit_rule,
     load_rule,
+    missing_name,
     save_rule,
     signals,
     term_idf,
@@ -127,3 +128,12 @@ def test_rule_of_an_older_version_falls_back_to_default(tmp_path) -> None:
     }
     path.write_text(json.dumps(old), encoding="utf-8")
     assert load_rule(path) == DEFAULT_RULE
+
+
+def test_a_name_the_passages_do_not_hold_is_refused() -> None:
+    table = [_passage("| Harbor Express | HX-1 | next day |", 0.8)]
+    assert missing_name("What does the Harbor Ocean service cost?", table) == "Harbor Ocean"
+    assert missing_name("What is the code of Harbor Express?", table) is None
+    # A capitalized first word is not part of a name; one capitalized word is no name.
+    assert missing_name("Does Harbor Express run daily?", table) is None
+    assert missing_name("What is the per diem in Seattle?", table) is None

@@ -16,7 +16,9 @@ sentence is not a signal: on the project's own split it separates well (its
 unanswerable questions lost their topic with their answer) but not on questions
 that keep the topic and miss the fact, which is what users ask. Before the rule,
 a question asking for an amount, a count or a time whose best passages hold no
-such value is refused (`rag.answer_type`). The rule is a logistic regression over
+such value is refused (`rag.answer_type`), and so is one naming something of
+several capitalized words ("Ocean Freight") that the passages do not name
+(`missing_name`). The rule is a logistic regression over
 these signals, fitted on the project's own questions (answerable ones, and the
 same questions with the document that answers them left out of retrieval), never
 on evaluation questions; its threshold keeps false refusals on those answerable
@@ -39,6 +41,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,6 +143,8 @@ class Abstention:
             return False
         if mismatch(question, [p.text for p in passages[:TYPE_PASSAGES]]):
             return True
+        if missing_name(question, passages):
+            return True
         return self.rule.refuses(self.signals(question, passages))
 
 
@@ -181,6 +186,36 @@ def _stemmer():
 @cache
 def _stem(word: str) -> str:
     return _stemmer().stemWord(word)
+
+
+# A run of two or more capitalized words: a product, a place, a team ("Blue Harbor Depot").
+_NAME_RUN = re.compile(r"[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)+")
+
+
+def missing_name(question: str, passages: Sequence[Passage]) -> str | None:
+    """A name of several words the question uses that the passages do not all hold.
+
+    "What does the Ocean Freight service cost?" read against the table of the services
+    that exist covers "freight", "service" and "cost": the passages are about another
+    service. A word that starts the sentence is not taken for part of a name.
+    """
+    text = " ".join(f"{p.heading} {p.text}" for p in passages).lower()
+    have = set(re.findall(r"\w+", text))
+    for match in _NAME_RUN.finditer(question):
+        run = match.group().split()
+        if _starts_sentence(question, match.start()):
+            run = run[1:]
+        if len(run) < 2:
+            continue
+        for word in run:
+            if not set(re.findall(r"\w+", word.lower().removesuffix("'s"))) <= have:
+                return " ".join(run)
+    return None
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    before = text[:at].rstrip()
+    return not before or before[-1] in ".?!:;\"'(“‘"
 
 
 def corpus_idf(chunks: Sequence[Chunk]) -> dict[str, float]:
