@@ -10,8 +10,10 @@ overlap and sentence similarity do not separate unanswerable questions
 (bench/RESULTS.md): a paraphrase also misses common words, so each word counts by
 how rare it is in the corpus. Words are compared as `words` cuts them: English
 stemmed ("laptops" covers "laptop") without question-shape words ("how much did
-...") and Chinese as character pairs, which do not depend on how jieba happened to
-segment the question and the passage. The embedding similarity of the best
+...") and Chinese as jieba's words, each covered wherever the passage holds it
+(jieba may segment the question and the passage differently). Character pairs
+were tried: they refused 0.12 of the Chinese example's own answerable questions
+(this cut: none) (bench/RESULTS.md, Abstention). The embedding similarity of the best
 sentence is not a signal: on the project's own split it separates well (its
 unanswerable questions lost their topic with their answer) but not on questions
 that keep the topic and miss the fact, which is what users ask. Before the rule,
@@ -53,7 +55,7 @@ from pydantic import BaseModel, Field
 
 from shoptalk.artifacts import write_json
 from shoptalk.rag.answer_type import mismatch
-from shoptalk.rag.bm25 import STOPWORDS, tokens
+from shoptalk.rag.bm25 import STOPWORDS, terms, tokens
 
 if TYPE_CHECKING:
     from shoptalk.records import Chunk
@@ -77,7 +79,8 @@ SIGNALS = ("best_coverage", "all_coverage")
 QUESTION_WORDS = frozenset(
     "much many did make made get got gets just some any each every also about would could "
     "should shall may might must am been being was were here there then than into out up "
-    "down over off very too so not no yes please tell know want need".split()
+    "down over off very too so not no yes please tell know want need "
+    "多久 多长 多长时间 什么时候 何时 哪里 哪儿 哪个 哪位 为什么 如何 怎样 请问 一下 是否".split()
 )
 # Chinese characters that pair with anything: skipped when cutting Chinese into pairs.
 _ZH_FILLER = frozenset("的了是在和吗呢吧我你您们什么怎多少哪些有要能会可以还就都也")
@@ -150,11 +153,11 @@ class Abstention:
 
 def words(text: str) -> list[str]:
     """The words coverage compares: English stemmed, without stopwords and QUESTION_WORDS;
-    Chinese runs as overlapping character pairs (jieba may cut 多少钱 and 钱 differently)."""
+    Chinese as jieba cuts it, without words of filler characters only (了, 可以, 多少)."""
     out: list[str] = []
     for token in tokens(text):
         if _is_cjk(token[0]):
-            out += _pairs(token)
+            out += [w for w in terms(token) if not set(w) <= _ZH_FILLER]
         elif token in STOPWORDS or token in QUESTION_WORDS:
             continue
         else:
@@ -166,13 +169,6 @@ def words(text: str) -> list[str]:
 
 def _is_cjk(char: str) -> bool:
     return "\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff"
-
-
-def _pairs(word: str) -> list[str]:
-    chars = [c for c in word if c not in _ZH_FILLER]
-    if len(chars) < 2:
-        return chars
-    return [a + b for a, b in zip(chars, chars[1:], strict=False)]
 
 
 @cache
@@ -238,7 +234,11 @@ def coverage(question: str, text: str, idf: dict[str, float]) -> float:
     unseen = max(idf.values(), default=1.0) + 1.0
     weight = {t: idf.get(t, unseen) for t in wanted}
     have = set(words(text))
-    return sum(w for t, w in weight.items() if t in have) / sum(weight.values())
+    raw = text.lower()
+    # A Chinese word is covered wherever the text holds it: jieba may cut 多少钱 and 钱
+    # differently in a question and a passage.
+    got = sum(w for t, w in weight.items() if t in have or (_is_cjk(t[0]) and t in raw))
+    return got / sum(weight.values())
 
 
 def signals(question: str, passages: Sequence[Passage], idf: dict[str, float]) -> dict[str, float]:
