@@ -907,6 +907,11 @@ export interface components {
             correction?: string | null;
             /** Created At */
             created_at?: string | null;
+            /**
+             * Groups
+             * @description The groups whose documents the rated answer or correction may quote: the rating key's groups, those of the passages the answer cited and of the model that answered. Trained only when `train.groups` holds every one (data.feedback.may_train); None (rated before groups were recorded): never trained
+             */
+            groups?: string[] | null;
             /** Id */
             id: string;
             /**
@@ -945,6 +950,11 @@ export interface components {
              * @enum {string}
              */
             rating: "up" | "down";
+            /**
+             * Sources
+             * @description The `source` of each citation shown with the answer: the rating then carries those passages' groups (trained only where `train.groups` may read them)
+             */
+            sources?: string[];
         };
         /** FeedbackStored */
         FeedbackStored: {
