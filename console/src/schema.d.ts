@@ -999,6 +999,11 @@ export interface components {
         };
         /** JobCreate */
         JobCreate: {
+            /**
+             * Groups
+             * @description shoptalk extension (`extra_body`): groups whose keys alone are served the model, besides those of the keys that uploaded its files; needed to serve beyond the owner's scope a model trained on a file an admin key uploaded
+             */
+            groups?: string[] | null;
             /** Hyperparameters */
             hyperparameters?: {
                 [key: string]: unknown;
@@ -1036,6 +1041,11 @@ export interface components {
             fine_tuned_model: string | null;
             /** Finished At */
             finished_at: number | null;
+            /**
+             * Groups
+             * @description shoptalk extension: the groups a key must hold to be served the job's model and checkpoints (those of the keys that uploaded its files); null: only the owner's scope (admin)
+             */
+            groups?: string[] | null;
             /** Hyperparameters */
             hyperparameters: {
                 [key: string]: unknown;

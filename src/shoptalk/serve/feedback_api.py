@@ -137,14 +137,15 @@ def feedback(body: FeedbackRequest, principal: Chat, request: Request, st: State
 
 def rating_groups(
     request: Request, principal: Principal, body: FeedbackRequest, st: ProjectState
-) -> list[str]:
+) -> list[str] | None:
     """The groups whose documents a rating may quote, so that it trains only models for them.
 
     - the rating key's groups: it may have read and typed anything they read (an admin
       reads everything, and is the owner: its own groups are not a bound);
     - the groups of the passages the answer cited (`sources`, as the index holds them):
       an admin's `rag` answer quotes restricted documents too;
-    - the groups of the model that answered (`train.groups` of its run): what it learnt.
+    - the groups of the model that answered (`train.groups` of its run): what it learnt;
+      None (never trained) for a model only the owner's scope is served.
     """
     groups = set(held_groups(principal) or [])
     if body.sources:
@@ -154,11 +155,14 @@ def rating_groups(
             if chunk.source in wanted:
                 groups.update(chunk.acl)
     catalog = getattr(request.app.state.engine, "catalog", None)
+    model_groups: list[str] | None = []
     if body.model and catalog is not None:
         # Not a model this server serves (404): it learnt nothing from here.
         with contextlib.suppress(ApiError):
-            groups.update(catalog.groups(body.model))
-    return sorted(groups)
+            model_groups = catalog.groups(body.model)
+    if model_groups is None:
+        return None  # a model only the owner is served: it may say anything, never trained
+    return sorted(groups | set(model_groups))
 
 
 def may_review(request: Request, principal: Principal, item: Feedback) -> bool:
