@@ -374,9 +374,12 @@ function reviewQueue(): HTMLElement {
 function answerCard(title: string, question: string, answer: Schemas["PlaygroundAnswer"]): HTMLElement {
   const correction = h("textarea", { rows: 2, placeholder: t("correction") }) as HTMLTextAreaElement;
   const status = h("span");
+  // The cited passages go with the rating: it then carries their groups, and trains only
+  // models built for them (an admin's grounded answer may quote restricted documents).
+  const sources = (answer.citations ?? []).map((c) => String(c.source ?? "")).filter(Boolean);
   const rate = (rating: "up" | "down") => async () => {
     const { data, error } = await api.POST("/v1/project/feedback", {
-      body: { question, answer: answer.answer, rating, correction: correction.value || null, model: answer.model },
+      body: { question, answer: answer.answer, rating, correction: correction.value || null, model: answer.model, sources },
     });
     status.replaceChildren(error || !data ? notice(errorMessage(error), "error") : notice(t(data.pending_review ? "thanksPending" : "thanks")));
   };

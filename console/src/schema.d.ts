@@ -907,6 +907,11 @@ export interface components {
             correction?: string | null;
             /** Created At */
             created_at?: string | null;
+            /**
+             * Groups
+             * @description The groups whose documents the rated answer or correction may quote: the rating key's groups, those of the passages the answer cited and of the model that answered. Trained only when `train.groups` holds every one (data.feedback.may_train); None (rated before groups were recorded): never trained
+             */
+            groups?: string[] | null;
             /** Id */
             id: string;
             /**
@@ -945,6 +950,11 @@ export interface components {
              * @enum {string}
              */
             rating: "up" | "down";
+            /**
+             * Sources
+             * @description The `source` of each citation shown with the answer: the rating then carries those passages' groups (trained only where `train.groups` may read them)
+             */
+            sources?: string[];
         };
         /** FeedbackStored */
         FeedbackStored: {
@@ -989,6 +999,11 @@ export interface components {
         };
         /** JobCreate */
         JobCreate: {
+            /**
+             * Groups
+             * @description shoptalk extension (`extra_body`): groups whose keys alone are served the model, besides those of the keys that uploaded its files; needed to serve beyond the owner's scope a model trained on a file an admin key uploaded
+             */
+            groups?: string[] | null;
             /** Hyperparameters */
             hyperparameters?: {
                 [key: string]: unknown;
@@ -1026,6 +1041,11 @@ export interface components {
             fine_tuned_model: string | null;
             /** Finished At */
             finished_at: number | null;
+            /**
+             * Groups
+             * @description shoptalk extension: the groups a key must hold to be served the job's model and checkpoints (those of the keys that uploaded its files); null: only the owner's scope (admin)
+             */
+            groups?: string[] | null;
             /** Hyperparameters */
             hyperparameters: {
                 [key: string]: unknown;

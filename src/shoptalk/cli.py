@@ -707,13 +707,21 @@ def feedback_review(
     reject: Annotated[list[str] | None, typer.Option(help="Drop this rating (repeatable)")] = None,
 ) -> None:
     """List the ratings from chat keys that wait for review; accept or reject them by id."""
+    from shoptalk.data.feedback import may_train
     from shoptalk.serve.feedback_api import pending_feedback, review_feedback
 
     project = open_project(project_dir)
     try:
         for feedback_id in accept or []:
-            review_feedback(project.root, feedback_id, accept=True)
-            console.print(f"accepted {feedback_id}: the next build trains on it", highlight=False)
+            item = review_feedback(project.root, feedback_id, accept=True)
+            if may_train(item, project.config.train.groups):
+                said = "the next build trains on it"
+            elif item.groups is None:
+                said = "its groups were never recorded: no build trains on it"
+            else:
+                # Like a restricted document: only a model trained for its groups learns it.
+                said = f"trained only by builds whose train.groups hold {', '.join(item.groups)}"
+            console.print(f"accepted {feedback_id}: {said}", highlight=False, markup=False)
         for feedback_id in reject or []:
             review_feedback(project.root, feedback_id, accept=False)
             console.print(f"rejected {feedback_id}", highlight=False)
@@ -722,8 +730,9 @@ def feedback_review(
     waiting = pending_feedback(project.root)
     for item in waiting:
         said = item.correction or item.answer
+        groups = "?" if item.groups is None else ",".join(item.groups) or "-"
         console.print(
-            f"{item.id}  {item.rating:>4}  {item.prompt[-1].content!r} -> {said!r}",
+            f"{item.id}  {item.rating:>4}  [{groups}]  {item.prompt[-1].content!r} -> {said!r}",
             highlight=False,
             markup=False,
         )

@@ -139,3 +139,68 @@ def test_a_console_made_project_on_the_same_base_is_asked_through_the_catalog(co
     assert answers.json()["tuned"]["model"] == f"{slug}/run-depot"
     loaded = [p.parent.name for p in app.state.engine.catalog.loaded()]
     assert loaded == ["run-depot"], "the adapter lives in the server's catalog, under its cap"
+
+
+def test_metrics_count_one_request_per_audit_row_and_each_model_call(tmp_path, tiny_model):
+    """The playground asks base and tuned for one question: one audit row, one request in
+    /metrics (model `base+<run>`), two model calls; refused requests are counted as audited."""
+    from prometheus_client.parser import text_string_to_metric_families
+    from test_serve_catalog import add_run
+
+    root = write_project(tmp_path / "p", tiny_model)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["serve"] = {"worker": False}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    add_run(root, "run-tuned", tiny_model, seed=1)
+    (root / ".shoptalk" / "promoted-run").write_text("run-tuned\n", encoding="utf-8")
+    app = create_app(root)
+    keys = app.state.services.keys
+    viewer = keys.create("viewer", KeyLimits(scopes=["chat"])).secret
+    admin = keys.create("admin", KeyLimits(scopes=["admin"])).secret
+    only_base = keys.create("only base", KeyLimits(scopes=["chat"], models=["base"])).secret
+    chat = {"model": "base", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 3}
+    with TestClient(app) as client:
+        played = ask(client, {"Authorization": f"Bearer {viewer}"}, max_tokens=3)
+        assert played.status_code == 200 and played.json()["tuned"] is not None
+        assert (
+            client.post(
+                "/v1/chat/completions", headers={"Authorization": f"Bearer {viewer}"}, json=chat
+            ).status_code
+            == 200
+        )
+        assert client.post("/v1/chat/completions", json=chat).status_code == 401
+        refused = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {only_base}"},
+            json=chat | {"model": "run-tuned"},
+        )
+        assert refused.status_code == 403
+        scraped = client.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text
+    families = {f.name: f for f in text_string_to_metric_families(scraped)}
+
+    def counted(family: str) -> dict[tuple, float]:
+        return {
+            (s.labels["route"], s.labels["model"], s.labels["status"]): s.value
+            for s in families[family].samples
+            if s.name.endswith("_total") and s.value
+        }
+
+    with app.state.services.audit.sessions() as session:
+        rows = list(session.scalars(select(AuditRow)))
+    audited: dict[tuple, float] = {}
+    for row in rows:
+        key = (row.route, row.model or "", str(row.status))
+        audited[key] = audited.get(key, 0) + 1
+    assert counted("shoptalk_requests") == audited
+    playground = ("/v1/project/playground", "base+run-tuned", "200")
+    assert audited[playground] == 1
+    calls = counted("shoptalk_model_calls")
+    assert calls[("/v1/project/playground", "base", "200")] == 1
+    assert calls[("/v1/project/playground", "run-tuned", "200")] == 1
+    assert calls[("/v1/chat/completions", "base", "200")] == 1
+    # Refused before a model was chosen (not on the key's list): a request, not a call.
+    assert audited[("/v1/chat/completions", "unknown", "403")] == 1
+    assert not any(status == "403" for _route, _model, status in calls)
+    # Each call's tokens: together, what the audit rows of model requests hold.
+    tokens = sum(s.value for s in families["shoptalk_tokens"].samples if s.name.endswith("_total"))
+    assert tokens == sum(r.prompt_tokens + r.completion_tokens for r in rows)

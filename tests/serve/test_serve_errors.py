@@ -142,7 +142,8 @@ def test_metrics_need_an_admin_key_and_count_per_model(served):
     )
     assert admin.status_code == 200
     assert (
-        'shoptalk_requests_total{adapter="",model="base",route="chat",status="200"}' in admin.text
+        'shoptalk_requests_total{adapter="",model="base",route="/v1/chat/completions",status="200"}'
+        in admin.text
     )
     assert "shoptalk_time_to_first_token_seconds_bucket" in admin.text
     assert "shoptalk_queue_depth" in admin.text

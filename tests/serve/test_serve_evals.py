@@ -378,6 +378,41 @@ def test_only_editors_reach_evals_and_runs_read_only_what_their_key_may(served):
         c["editor"].evals.retrieve(created.id)
 
 
+def test_an_eval_is_read_only_by_keys_that_read_as_much_as_its_author(served):
+    """A grader's reference may be copied from a document of the author's groups: the eval
+    (definition, item schema, references) is a 404 to an editor without them, like its runs."""
+    _app, c = served
+    grader = {"type": "string_check", "name": "policy", "input": "{{sample.output_text}}",
+              "reference": CANARY, "operation": "like"}  # fmt: skip
+    created = c["editor_hr"].evals.create(
+        name="hr policy",
+        data_source_config={"type": "custom", "item_schema": SCHEMA},
+        testing_criteria=[grader],
+    )
+    for name in ("editor_hr", "admin"):
+        assert c[name].evals.retrieve(created.id).testing_criteria[0].reference == CANARY
+        assert created.id in [e.id for e in c[name].evals.list()]
+    other = c["editor"]
+    assert created.id not in [e.id for e in other.evals.list()]
+    items = [{"question": "How often are laptops replaced?", "expected": ""}]
+    for attempt in (
+        lambda: other.evals.retrieve(created.id),
+        lambda: other.evals.update(created.id, name="mine now"),
+        lambda: other.evals.runs.list(created.id),
+        lambda: other.evals.runs.create(created.id, data_source=completions_source(items, "base")),
+        lambda: other.evals.delete(created.id),
+    ):
+        with pytest.raises(openai.NotFoundError) as refused:
+            attempt()
+        assert CANARY not in str(refused.value.body)
+    # An eval typed by a key without groups stays every editor's.
+    open_eval = other.evals.create(
+        data_source_config={"type": "custom", "item_schema": SCHEMA}, testing_criteria=[grader]
+    )
+    assert c["editor_hr"].evals.retrieve(open_eval.id).id == open_eval.id
+    assert c["editor_hr"].evals.delete(created.id).deleted
+
+
 def test_a_run_is_audited_as_its_key_and_refused_a_model_the_key_may_not_use(judged):
     _engine, client, app = judged
     created = client.evals.create(

@@ -179,7 +179,8 @@ def plant_eval_run(app, client: TestClient) -> None:
                                                "reference": {"type": "string"}}}  # fmt: skip
     grader = {"type": "string_check", "name": "same", "input": "{{sample.output_text}}",
               "reference": "{{item.reference}}", "operation": "eq"}  # fmt: skip
-    created = client.post("/v1/evals", headers=hr, json={
+    # Its name quotes the hr document too: the eval's definition is as restricted as its runs.
+    created = client.post("/v1/evals", headers=hr, json={"name": f"laptops ({CANARY})",
         "data_source_config": {"type": "custom", "item_schema": schema,
                                "include_sample_schema": True},
         "testing_criteria": [grader]})  # fmt: skip
@@ -400,7 +401,7 @@ def test_reports_runs_ratings_and_builds_show_restricted_text_only_to_those_clea
         assert SECRET_NAME in job.text
         report = client.get("/v1/project/report", headers=cleared)
         assert report.status_code == 200 and SECRET_NAME in report.text, (scopes, groups)
-        for route in routes:
+        for route in [f"/v1/evals/{ids['eval_id']}", *routes]:
             assert CANARY in client.get(route, headers=cleared).text, (scopes, route)
     editor = headers_for(app, frozenset({"editor"}), [])
     report = client.get("/v1/project/report", headers=editor)
@@ -408,8 +409,12 @@ def test_reports_runs_ratings_and_builds_show_restricted_text_only_to_those_clea
     assert "files this key may not read" in report.text and SECRET_NAME not in report.text
     build = client.get("/v1/project/builds/build-walk", headers=editor).json()
     assert build["status"] == "failed" and "may not read" in build["error"]["message"]
-    assert client.get(f"/v1/evals/{ids['eval_id']}/runs", headers=editor).json()["data"] == []
-    for route in routes[1:]:
+    # The eval itself is the hr key's (its references may quote hr text): none of it exists
+    # for this key, runs included.
+    listed = client.get("/v1/evals", headers=editor).json()["data"]
+    assert ids["eval_id"] not in [e["id"] for e in listed]
+    assert client.get(f"/v1/evals/{ids['eval_id']}", headers=editor).status_code == 404
+    for route in routes:
         assert client.get(route, headers=editor).status_code == 404
     # Nor can it accept the hr rating into training without having read it.
     hr = headers_for(app, frozenset({"editor"}), ["hr"])
@@ -431,9 +436,12 @@ def test_another_keys_upload_is_read_trained_on_and_evaluated_only_by_those_clea
     assert client.get(f"/v1/files/{file_id}/content", headers=editor).status_code == 404
     # Nor through work of its own: an eval run over the file, a fine-tuning job on it.
     source = {"type": "jsonl", "source": {"type": "file_id", "id": file_id}}
-    evals = f"/v1/evals/{READ_VALUES['eval_id']}/runs"
-    run = client.post(evals, headers=editor, json={"data_source": source})
-    assert run.status_code == 404, run.text
+    own = client.post("/v1/evals", headers=editor, json=BODIES[("POST", "/v1/evals")])
+    assert own.status_code == 200, own.text  # its own eval: only the file is refused
+    run = client.post(
+        f"/v1/evals/{own.json()['id']}/runs", headers=editor, json={"data_source": source}
+    )
+    assert run.status_code == 404 and run.json()["error"]["param"] == "data_source.source.id"
     job = {"model": "base", "training_file": file_id}
     assert client.post("/v1/fine_tuning/jobs", headers=editor, json=job).status_code == 404
     for scopes, groups in (({"editor"}, ["hr"]), ({"owner"}, [])):

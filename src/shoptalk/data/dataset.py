@@ -41,7 +41,12 @@ from shoptalk.data.clean import (
 )
 from shoptalk.data.dedupe import dedupe, leakage_free_split
 from shoptalk.data.documents import source_path
-from shoptalk.data.feedback import feedback_conversations, feedback_path, read_feedback
+from shoptalk.data.feedback import (
+    feedback_conversations,
+    feedback_path,
+    read_feedback,
+    trainable_feedback,
+)
 from shoptalk.data.pii import redact, redact_conversation
 from shoptalk.data.preferences import preferences_from_feedback, prepare_preferences
 from shoptalk.data.replay import (
@@ -120,6 +125,11 @@ def dataset_hash(cfg: ShoptalkConfig, root: Path) -> str:
         h.update(b"cjk-punctuation-kept")
     if feedback_path(root).is_file():
         h.update(hashlib.sha256(feedback_path(root).read_bytes()).digest())
+        _, held_back = trainable_feedback(read_feedback(feedback_path(root)), cfg.train.groups)
+        if held_back:
+            # Only when a rating is left out: which ones depends on train.groups.
+            groups = sorted(cfg.train.groups)
+            h.update(json.dumps({"groups": groups, "withheld_feedback": held_back}).encode())
     withheld = withheld_files(cfg, root)
     if withheld:
         # Only when a file is left out: a project without restricted documents keeps its hash.
@@ -186,7 +196,10 @@ def build_dataset(
     # listed by) the build here, before hours of training, not at the eval stage.
     withheld = withheld_files(cfg, root)
     sources = read_sources(root, cfg.sources, errors, withheld)
-    feedback = read_feedback(feedback_path(root))
+    # Ratings are trained like restricted documents: only what train.groups may read.
+    feedback, withheld_feedback = trainable_feedback(
+        read_feedback(feedback_path(root)), cfg.train.groups
+    )
     sources.conversations += feedback_conversations(feedback)
     sources.preferences += preferences_from_feedback(feedback)
     pool = read_replay(root, settings.replay, errors) if settings.replay.ratio > 0 else []
@@ -243,6 +256,8 @@ def build_dataset(
         # What the model may reveal: trained on what these groups may read (train.groups).
         "groups": cfg.train.groups,
         "withheld": sorted(source_path(p, root) for p in withheld),
+        # Ratings whose groups train.groups does not hold (or never recorded), by id.
+        "withheld_feedback": withheld_feedback,
         "replay": {
             "files": sorted({source_file(c.source) for c in pool}),
             "available": len(pool),

@@ -6,6 +6,11 @@
 - an answer rated wrong without a correction teaches nothing and is skipped.
 
 The console stores feedback in `.shoptalk/feedback.jsonl`, already redacted.
+
+A rating may quote what the key that gave it could read (an answer from
+restricted passages, or from a model trained on them), so it carries those
+groups (`Feedback.groups`) and is trained, like a restricted document, only into
+a model whose `train.groups` may read it (`may_train`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pydantic import ValidationError
 
 from shoptalk.data.formats import messages_id
 from shoptalk.data.preferences import Feedback
+from shoptalk.data.sources import may_read
 from shoptalk.errors import SourceError
 from shoptalk.records import Conversation, Message
 
@@ -40,6 +46,28 @@ def read_feedback(path: Path) -> list[Feedback]:
                 path, number, f"not a feedback record: {exc.errors()[0]['msg']}"
             ) from exc
     return items
+
+
+def may_train(item: Feedback, train_groups: list[str]) -> bool:
+    """Whether a model trained for `train_groups` may learn this rating.
+
+    The documents' rule (`data.sources.may_read`) for each group the rating carries:
+    a rating is not one document but what a key read, which may join an `hr` passage
+    with a `finance` one, so `train.groups` must hold every group, not one of them.
+    A rating whose groups were never recorded (None) could quote anything: withheld.
+    """
+    if item.groups is None:
+        return False
+    return all(may_read([group], train_groups) for group in item.groups)
+
+
+def trainable_feedback(
+    items: list[Feedback], train_groups: list[str]
+) -> tuple[list[Feedback], list[str]]:
+    """(the ratings a model for `train_groups` may learn, the ids of those withheld)."""
+    kept = [item for item in items if may_train(item, train_groups)]
+    withheld = [item.id for item in items if not may_train(item, train_groups)]
+    return kept, withheld
 
 
 def feedback_conversations(items: list[Feedback]) -> list[Conversation]:

@@ -174,6 +174,13 @@ class Feedback(BaseModel, extra="forbid"):
         description="The API key that rated: the answer may quote what its groups read, so "
         "only keys that read as much review it (serve.feedback_api)",
     )
+    groups: list[str] | None = Field(
+        None,
+        description="The groups whose documents the rated answer or correction may quote: the "
+        "rating key's groups, those of the passages the answer cited and of the model that "
+        "answered. Trained only when `train.groups` holds every one (data.feedback."
+        "may_train); None (rated before groups were recorded): never trained",
+    )
 
 
 def preferences_from_feedback(feedback: Iterable[Feedback]) -> list[Preference]:

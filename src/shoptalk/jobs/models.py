@@ -16,15 +16,17 @@ from sqlalchemy.orm import Session
 from shoptalk.artifacts import CHECKPOINT_WEIGHTS, RunArtifact
 from shoptalk.project import Project
 from shoptalk.registry.db import open_registry
-from shoptalk.registry.jobs import JobCheckpointRow, JobRow
+from shoptalk.registry.jobs import JobCheckpointRow, JobRow, add_missing_columns
 
 
 @dataclass(frozen=True)
 class JobModel:
-    """A LoRA adapter a job produced: its folder, and its run folder (None for a checkpoint)."""
+    """A LoRA adapter a job produced: its folder, its run folder (None for a checkpoint),
+    and the groups a key must hold to be served it (None: the owner's scope only)."""
 
     path: Path
     run_dir: Path | None = None
+    groups: tuple[str, ...] | None = None
 
 
 def job_models(project: Project, wanted: str = "") -> dict[str, JobModel]:
@@ -34,16 +36,25 @@ def job_models(project: Project, wanted: str = "") -> dict[str, JobModel]:
     writes that folder.
     """
     models = {}
-    with open_registry(project.config.serve.database_url, project.state)() as session:
+    sessions = open_registry(project.config.serve.database_url, project.state)
+    add_missing_columns(sessions)  # a registry made before jobs recorded their groups
+    with sessions() as session:
+        # What a job's model learnt is its training file: served as the job's groups say
+        # (`JobRow.model_groups`), whatever the project's train.groups.
+        groups = {
+            job_id: tuple(found) if found is not None else None
+            for job_id, found in session.execute(select(JobRow.id, JobRow.model_groups))
+        }
         for job in session.scalars(select(JobRow).where(JobRow.fine_tuned_model.is_not(None))):
             run_dir = Path(job.run_path)
-            models[job.fine_tuned_model] = JobModel(RunArtifact.at(run_dir).final, run_dir)
+            final = RunArtifact.at(run_dir).final
+            models[job.fine_tuned_model] = JobModel(final, run_dir, groups[job.id])
         for ckpt in session.scalars(select(JobCheckpointRow)):
             folder = Path(ckpt.path) / "adapter"
             if ckpt.model_name == wanted and not folder.is_dir():
                 folder = materialize_checkpoint(project, session, wanted)
             if folder.is_dir():
-                models[ckpt.model_name] = JobModel(folder)
+                models[ckpt.model_name] = JobModel(folder, groups=groups.get(ckpt.job_id))
     return models
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import threading
@@ -37,7 +38,13 @@ def default_url(state_dir: Path) -> str:
     gives its -wal and -shm files the same mode)."""
     private_dir(state_dir)
     database = state_dir / "shoptalk.db"
-    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+    if not database.exists():
+        # Only when missing: closing any descriptor of the file drops every POSIX lock
+        # this process holds on it, SQLite's included, and another process's checkpoint
+        # could then reset the WAL under this one's open connections (writes were lost:
+        # a worker's second job ended "failed" in one process and "succeeded" on disk).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     return f"sqlite:///{database}"
 
 

@@ -84,6 +84,11 @@ class JobRow(Base):
     hyperparameters_used: Mapped[dict | None] = mapped_column(JSON, default=None)
     estimated_finish: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     result_files: Mapped[list | None] = mapped_column(JSON, default=None)
+    # The groups a key must hold to be served the job's model and checkpoints: those of
+    # the keys that uploaded its files (what they could read, they could put in them),
+    # plus any the job named. None: the owner's scope (admin) only, for a file uploaded
+    # by a key that reads everything or was deleted, and for jobs made before this column.
+    model_groups: Mapped[list | None] = mapped_column(JSON, default=None)
 
 
 class BuildRow(Base):
@@ -149,6 +154,7 @@ ADDED_COLUMNS = [
     (JobRow, "hyperparameters_used"),
     (JobRow, "estimated_finish"),
     (JobRow, "result_files"),
+    (JobRow, "model_groups"),
 ]
 
 

@@ -118,8 +118,22 @@ def check_model(principal: Principal, model: str) -> None:
         )
 
 
-def check_model_groups(principal: Principal, model: str, groups: list[str]) -> None:
-    """A 403 unless the key holds every group whose documents `model` was trained on."""
+def check_model_groups(principal: Principal, model: str, groups: list[str] | None) -> None:
+    """A 403 unless the key holds every group whose documents `model` was trained on.
+
+    `groups` None: a model only the owner's scope is served (a fine-tuning job on a file
+    uploaded by a key that reads everything: it may hold any document).
+    """
+    if groups is None:
+        if principal.allows("admin"):
+            return
+        raise ApiError(
+            403,
+            f"The model '{model}' was trained on a file that may quote any document; only "
+            "the owner's scope (admin) is served it until its job names its groups.",
+            code="model_not_allowed",
+            param="model",
+        )
     missing = sorted(set(groups) - set(principal.groups))
     if missing and not principal.allows("admin"):
         raise ApiError(

@@ -41,7 +41,7 @@ from shoptalk.serve.engine import Delta, Params, Prepared
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.grounding import Grounding, ground
 from shoptalk.serve.limits import Reservation
-from shoptalk.serve.metrics import Metrics
+from shoptalk.serve.metrics import Metrics, route_label
 from shoptalk.serve.sse import Chunks, sse_error
 
 CLIENT_CLOSED = 499  # nginx's status for "the client went away first"
@@ -130,6 +130,7 @@ class Ledger:
     used: int = 0
     status: int = 200
     models: list[str] = field(default_factory=list)
+    adapters: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     prompts: list[str] = field(default_factory=list)
@@ -191,6 +192,7 @@ class Ledger:
         if prepared is not None:
             # Only served names reach metrics and audit: a client's typo could be anything.
             self.models.append(prepared.model)
+            self.adapters.append(prepared.adapter)
         if call.status != 200:
             self.status = call.status
         if call.prompt_text and call.prompt_text not in self.prompts:
@@ -211,18 +213,25 @@ class Ledger:
             self.closed = True
             if self.reservation is not None:
                 await self.reservation.settle(self.used)
+            seconds = time.monotonic() - self.started
+            model = "+".join(dict.fromkeys(self.models)) or "unknown"
             entry = AuditEntry(
                 key_id=self.principal.key_id,
                 route=self.request.url.path,
-                model="+".join(dict.fromkeys(self.models)) or "unknown",
+                model=model,
                 prompt_tokens=self.prompt_tokens,
                 completion_tokens=self.completion_tokens,
-                latency_ms=round((time.monotonic() - self.started) * 1000, 1),
+                latency_ms=round(seconds * 1000, 1),
                 status=self.status,
                 prompt="\n".join(self.prompts) or None,
                 completion="\n".join(self.completions) or None,
             )
             self.request.state.audited = True
+            # One request in the metrics as in the audit; its calls were counted each (`Call`).
+            adapter = "+".join(dict.fromkeys(a for a in self.adapters if a))
+            metrics: Metrics = self.request.app.state.metrics
+            label = route_label(self.request.scope)
+            metrics.request(label, model, adapter, self.status, seconds)
             await asyncio.to_thread(self.request.app.state.services.audit.record, entry)
 
     @contextlib.asynccontextmanager
@@ -507,16 +516,19 @@ class Call:
                 await self.ledger.close()
 
     def observe(self) -> None:
+        """This model call in the metrics (its request is counted once, by its `Ledger`).
+
+        A call refused before a served model was chosen (no such model, one the key may
+        not use) asked no model: it is in the request's count only.
+        """
         prepared = self.prepared
-        prompt_tokens = prepared.prompt_tokens if prepared else 0
-        completion_tokens = prepared.completion_tokens if prepared else 0
-        seconds = time.monotonic() - self.started
-        model = prepared.model if prepared else "unknown"
-        adapter = prepared.adapter if prepared else ""
+        if prepared is None:
+            return
+        model, adapter = prepared.model, prepared.adapter
         metrics: Metrics = self.app.state.metrics
-        metrics.observe(
-            self.route, model, adapter, self.status, seconds, prompt_tokens, completion_tokens
-        )
+        label = route_label(self.request.scope)
+        tokens = (prepared.prompt_tokens, prepared.completion_tokens)
+        metrics.call(label, model, adapter, self.status, *tokens)
         if self.first_token_at is not None:
             metrics.ttft.labels(model, adapter).observe(self.first_token_at - self.started)
 

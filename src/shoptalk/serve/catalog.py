@@ -62,8 +62,17 @@ class ModelEntry:
     run_dir: Path | None = None
     # The promoted mode's aliases answer with retrieval unless a request says `rag: false`.
     rag: bool = False
+    # A fine-tuning job's model: the groups its job recorded (`JobRow.model_groups`),
+    # not its card's; `owner_only` when it recorded none (`jobs.models.job_models`).
+    job_groups: tuple[str, ...] | None = None
+    owner_only: bool = False
 
-    def groups(self) -> list[str]:
+    def groups(self) -> list[str] | None:
+        """The groups a key must hold to be served this model; None: the owner's scope only."""
+        if self.owner_only:
+            return None
+        if self.job_groups is not None:
+            return list(self.job_groups)
         return card_groups(self.run_dir)
 
     @property
@@ -102,6 +111,12 @@ def card_groups(run_dir: Path | None) -> list[str]:
     if card is None or not card.is_file():
         return []
     return list(json.loads(card.read_text(encoding="utf-8")).get("groups") or [])
+
+
+def serves(groups: list[str] | None, held: list[str]) -> bool:
+    """Whether a key holding `held` (not the owner's scope) may be served a model that
+    needs `groups` (None: the owner's scope only)."""
+    return groups is not None and set(groups) <= set(held)
 
 
 @dataclass
@@ -266,7 +281,15 @@ class Catalog:
             entries = project_entries(project, base_path, settings, gguf)
             jobs = job_models(project, wanted)
             entries |= {
-                name: ModelEntry(name, "adapter", m.path, m.run_dir) for name, m in jobs.items()
+                name: ModelEntry(
+                    name,
+                    "adapter",
+                    m.path,
+                    m.run_dir,
+                    job_groups=m.groups,
+                    owner_only=m.groups is None,
+                )
+                for name, m in jobs.items()
             }
             if workspace is not None:
                 entries |= workspace_entries(workspace)
@@ -280,8 +303,9 @@ class Catalog:
     def names(self) -> list[str]:
         return sorted(self._served())
 
-    def groups(self, name: str) -> list[str]:
-        """The groups a key must hold to be served `name` (404 for an unknown name)."""
+    def groups(self, name: str) -> list[str] | None:
+        """The groups a key must hold to be served `name` (None: the owner's scope only;
+        404 for an unknown name)."""
         return self.resolve(name).groups()
 
     def names_for(self, held: list[str] | None) -> list[str]:
@@ -289,7 +313,7 @@ class Catalog:
         entries = self._served()
         if held is None:
             return sorted(entries)
-        return sorted(n for n, e in entries.items() if set(e.groups()) <= set(held))
+        return sorted(n for n, e in entries.items() if serves(e.groups(), held))
 
     def resolve(self, name: str) -> ModelEntry:
         """The model a request names, verified; raises ApiError for the client."""

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from fastapi import FastAPI
@@ -44,6 +45,7 @@ GRADERS = TypeAdapter(list[graders.Grader])
 # (a prompt too long for the model) are the item's.
 FATAL = (401, 403, 404, 409)
 RUN_PARAMS = ("model", "max_tokens", "rag")
+RUNS_ROUTE = "/v1/evals/{eval_id}/runs"  # the route a run's calls are audited and counted under
 
 
 class RunFailed(Exception):
@@ -154,6 +156,8 @@ def item_request(app: FastAPI, path: str) -> Request:
         "type": "http", "app": app, "method": "POST", "path": path, "raw_path": path.encode(),
         "query_string": b"", "headers": [], "state": {}, "scheme": "http", "root_path": "",
         "server": ("eval-runner", 0),
+        # The metrics' route label: the template, not one label per eval (`serve.metrics`).
+        "route": SimpleNamespace(path=RUNS_ROUTE),
     }  # fmt: skip
     return Request(scope, receive)
 

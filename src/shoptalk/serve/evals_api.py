@@ -9,7 +9,9 @@ documents of any group the key that started it could read, so a run is shown
 only to keys that read at least as much (`may_read_run`): the key itself, the
 owner's scope, or a key holding every group of the starting key. To any other
 key the run does not exist (404; left out of lists), like a made-up id
-(docs/permissions.md, "Evals").
+(docs/permissions.md, "Evals"). An eval itself (its grader references, labels and
+item schema, typed by the key that created it) follows the same rule
+(`may_read_eval`), and so do its runs' routes.
 """
 
 from __future__ import annotations
@@ -149,11 +151,23 @@ def eval_object(row: EvalRow) -> dict:
     }  # fmt: skip
 
 
-def find_eval(store: EvalStore, eval_id: str) -> EvalRow:
-    row = store.get_eval(eval_id)
-    if row is None:
+def find_eval(runner: EvalRunner, eval_id: str, principal: Principal) -> EvalRow:
+    """The eval, if the key may read it (`may_read_eval`); a 404 as for an unknown id if not."""
+    row = runner.store.get_eval(eval_id)
+    if row is None or not may_read_eval(runner, principal, row):
         raise ApiError(404, f"No eval with id {eval_id!r}.", code="not_found", param="eval_id")
     return row
+
+
+def may_read_eval(runner: EvalRunner, principal: Principal, row: EvalRow) -> bool:
+    """Whether `principal` reads everything the key that created the eval could read.
+
+    Its grader references, labels and item schema are what that key typed, and it may
+    have typed what its groups read (a reference answer copied from a restricted
+    document): the same rule as for its runs (`may_read_run`). An eval with no key
+    (made before keys were recorded) or whose key was deleted is the owner's.
+    """
+    return reads_as_much(principal, key_of(runner.app, row.key_id))
 
 
 @router.post("")
@@ -167,29 +181,29 @@ def create_eval(body: EvalCreate, runner: Runner, principal: Editor) -> dict:
 
 @router.get("")
 def list_evals(
-    runner: Runner, _: Editor, after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    order: Literal["asc", "desc"] = "asc",
+    runner: Runner, principal: Editor, after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20, order: Literal["asc", "desc"] = "asc",
 ) -> dict:  # fmt: skip
-    rows = runner.store.list_evals()
+    rows = [r for r in runner.store.list_evals() if may_read_eval(runner, principal, r)]
     return page([eval_object(r) for r in rows], after, limit, order)
 
 
 @router.get("/{eval_id}")
-def get_eval(eval_id: str, runner: Runner, _: Editor) -> dict:
-    return eval_object(find_eval(runner.store, eval_id))
+def get_eval(eval_id: str, runner: Runner, principal: Editor) -> dict:
+    return eval_object(find_eval(runner, eval_id, principal))
 
 
 @router.post("/{eval_id}")
-def update_eval(eval_id: str, body: EvalUpdate, runner: Runner, _: Editor) -> dict:
+def update_eval(eval_id: str, body: EvalUpdate, runner: Runner, principal: Editor) -> dict:
     store = runner.store
-    find_eval(store, eval_id)
+    find_eval(runner, eval_id, principal)
     return eval_object(store.update_eval(eval_id, body.model_dump(exclude_none=True)))
 
 
 @router.delete("/{eval_id}")
-def delete_eval(eval_id: str, runner: Runner, _: Editor) -> dict:
+def delete_eval(eval_id: str, runner: Runner, principal: Editor) -> dict:
     store = runner.store
-    find_eval(store, eval_id)
+    find_eval(runner, eval_id, principal)
     store.delete_eval(eval_id)
     return {"object": "eval.deleted", "deleted": True, "eval_id": eval_id}
 
@@ -326,7 +340,7 @@ def show_run(store: EvalStore, evaluation: EvalRow, row: EvalRunRow) -> dict:
 
 @router.post("/{eval_id}/runs")
 async def create_run(eval_id: str, body: RunCreate, runner: Runner, principal: Editor) -> dict:
-    evaluation = await asyncio.to_thread(find_eval, runner.store, eval_id)
+    evaluation = await asyncio.to_thread(find_eval, runner, eval_id, principal)
     spec = body.model_dump(mode="json", exclude_none=True)
     source = body.data_source.source
     if isinstance(source, FileContent):
@@ -347,7 +361,7 @@ def list_runs(
     status: Literal["queued", "in_progress", "completed", "canceled", "failed"] | None = None,
 ) -> dict:  # fmt: skip
     store = runner.store
-    evaluation = find_eval(store, eval_id)
+    evaluation = find_eval(runner, eval_id, principal)
     runs = [
         r
         for r in store.list_runs(eval_id)
@@ -359,14 +373,14 @@ def list_runs(
 @router.get("/{eval_id}/runs/{run_id}")
 def get_run(eval_id: str, run_id: str, runner: Runner, principal: Editor) -> dict:
     store = runner.store
-    evaluation = find_eval(store, eval_id)
+    evaluation = find_eval(runner, eval_id, principal)
     return show_run(store, evaluation, find_run(store, eval_id, run_id, principal, runner))
 
 
 @router.post("/{eval_id}/runs/{run_id}/cancel")
 def cancel_run(eval_id: str, run_id: str, runner: Runner, principal: Editor) -> dict:
     store = runner.store
-    evaluation = find_eval(store, eval_id)
+    evaluation = find_eval(runner, eval_id, principal)
     find_run(store, eval_id, run_id, principal, runner)
     store.request_cancel(run_id)
     return show_run(store, evaluation, find_run(store, eval_id, run_id, principal, runner))
@@ -375,6 +389,7 @@ def cancel_run(eval_id: str, run_id: str, runner: Runner, principal: Editor) -> 
 @router.delete("/{eval_id}/runs/{run_id}")
 def delete_run(eval_id: str, run_id: str, runner: Runner, principal: Editor) -> dict:
     store = runner.store
+    find_eval(runner, eval_id, principal)
     find_run(store, eval_id, run_id, principal, runner)
     store.delete_run(run_id)
     return {"object": "eval.run.deleted", "deleted": True, "run_id": run_id}
@@ -403,6 +418,7 @@ def list_output_items(
     status: Literal["pass", "fail"] | None = None,
 ) -> dict:  # fmt: skip
     store = runner.store
+    find_eval(runner, eval_id, principal)
     find_run(store, eval_id, run_id, principal, runner)
     rows = [r for r in store.items(run_id) if status is None or r.status == status]
     return page([item_object(r, eval_id) for r in rows], after, limit, order)
@@ -413,6 +429,7 @@ def get_output_item(
     eval_id: str, run_id: str, output_item_id: str, runner: Runner, principal: Editor
 ) -> dict:
     store = runner.store
+    find_eval(runner, eval_id, principal)
     find_run(store, eval_id, run_id, principal, runner)
     for row in store.items(run_id):
         if row.id == output_item_id:

@@ -19,7 +19,7 @@ import fcntl
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -29,11 +29,12 @@ from shoptalk.data.feedback import feedback_path, read_feedback
 from shoptalk.data.pii import redact
 from shoptalk.data.preferences import Feedback
 from shoptalk.errors import ShoptalkError
+from shoptalk.rag.store import load_index
 from shoptalk.records import Message
 from shoptalk.registry import jobs as store
-from shoptalk.serve.auth import Chat, Editor, Principal, key_of, reads_as_much
+from shoptalk.serve.auth import Chat, Editor, Principal, held_groups, key_of, reads_as_much
 from shoptalk.serve.errors import ApiError
-from shoptalk.serve.project_api import State
+from shoptalk.serve.project_api import ProjectState, State
 
 router = APIRouter(prefix="/v1/project/feedback", tags=["console"])
 PENDING_FILE = "feedback-pending.jsonl"
@@ -44,7 +45,13 @@ class FeedbackRequest(BaseModel, extra="forbid"):
     answer: str = Field(max_length=8000)
     rating: Literal["up", "down"]
     correction: str | None = Field(None, max_length=8000)
-    model: str | None = None
+    model: str | None = Field(None, max_length=300)
+    sources: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The `source` of each citation shown with the answer: the rating then "
+        "carries those passages' groups (trained only where `train.groups` may read them)",
+    )
 
 
 class FeedbackStored(BaseModel):
@@ -110,7 +117,7 @@ def append(path: Path, item: Feedback) -> None:
 
 
 @router.post("", response_model=FeedbackStored)
-def feedback(body: FeedbackRequest, principal: Chat, st: State) -> FeedbackStored:
+def feedback(body: FeedbackRequest, principal: Chat, request: Request, st: State) -> FeedbackStored:
     """Store a rating; an editor's trains the next build, a chat key's waits for review."""
     item = Feedback(
         id=store.new_id("fb"),
@@ -121,10 +128,41 @@ def feedback(body: FeedbackRequest, principal: Chat, st: State) -> FeedbackStore
         model=body.model,
         created_at=datetime.now(timezone.utc),
         key_id=principal.key_id,
+        groups=rating_groups(request, principal, body, st),
     )
     trusted = principal.allows("editor")
     store_feedback(st.root, item, trusted)
     return FeedbackStored(id=item.id, stored=True, pending_review=not trusted)
+
+
+def rating_groups(
+    request: Request, principal: Principal, body: FeedbackRequest, st: ProjectState
+) -> list[str] | None:
+    """The groups whose documents a rating may quote, so that it trains only models for them.
+
+    - the rating key's groups: it may have read and typed anything they read (an admin
+      reads everything, and is the owner: its own groups are not a bound);
+    - the groups of the passages the answer cited (`sources`, as the index holds them):
+      an admin's `rag` answer quotes restricted documents too;
+    - the groups of the model that answered (`train.groups` of its run): what it learnt;
+      None (never trained) for a model only the owner's scope is served.
+    """
+    groups = set(held_groups(principal) or [])
+    if body.sources:
+        index = load_index(st.project().index)
+        wanted = set(body.sources)
+        for chunk in index.chunks if index is not None else []:
+            if chunk.source in wanted:
+                groups.update(chunk.acl)
+    catalog = getattr(request.app.state.engine, "catalog", None)
+    model_groups: list[str] | None = []
+    if body.model and catalog is not None:
+        # Not a model this server serves (404): it learnt nothing from here.
+        with contextlib.suppress(ApiError):
+            model_groups = catalog.groups(body.model)
+    if model_groups is None:
+        return None  # a model only the owner is served: it may say anything, never trained
+    return sorted(groups | set(model_groups))
 
 
 def may_review(request: Request, principal: Principal, item: Feedback) -> bool:

@@ -25,7 +25,7 @@ from shoptalk.data.pii import redact
 from shoptalk.jobs.runner import RESULTS_PURPOSE, JobError, validate
 from shoptalk.registry import jobs as store
 from shoptalk.registry.jobs import FileRow, JobCheckpointRow, JobEventRow, JobRow
-from shoptalk.serve.auth import Principal, key_of, reads_as_much, require
+from shoptalk.serve.auth import Principal, held_groups, key_of, reads_as_much, require
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.uploads import upload_name
 
@@ -98,6 +98,12 @@ class JobObject(BaseModel):
     metadata: dict[str, str] | None = None
     estimated_finish: int | None = None
     integrations: list = Field(default_factory=list)
+    groups: list[str] | None = Field(
+        None,
+        description="shoptalk extension: the groups a key must hold to be served the job's "
+        "model and checkpoints (those of the keys that uploaded its files); null: only the "
+        "owner's scope (admin)",
+    )
 
     @classmethod
     def of(cls, row: JobRow) -> JobObject:
@@ -123,6 +129,7 @@ class JobObject(BaseModel):
             seed=row.seed,
             suffix=row.suffix,
             metadata=row.job_metadata,
+            groups=row.model_groups,
         )
 
 
@@ -184,6 +191,13 @@ class JobCreate(BaseModel, extra="ignore"):
     suffix: str | None = Field(None, max_length=64)
     seed: int | None = None
     metadata: dict[str, str] | None = None
+    groups: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None,
+        max_length=100,
+        description="shoptalk extension (`extra_body`): groups whose keys alone are served the "
+        "model, besides those of the keys that uploaded its files; needed to serve beyond the "
+        "owner's scope a model trained on a file an admin key uploaded",
+    )
 
     @field_validator("suffix")
     @classmethod
@@ -350,13 +364,24 @@ def create_job(
     with jobs.sessions() as session:
         # Train only on files the key may read: another key's upload may hold what its
         # groups read, and the job's model would tell it to this key.
+        uploads = []
         for file_id, param in ((body.training_file, "training_file"),
                                (body.validation_file, "validation_file")):  # fmt: skip
             upload = session.get(FileRow, file_id) if file_id else None
             if upload is not None and not may_read_file(request, principal, upload):
                 raise ApiError(404, f"No such object: {file_id}", code="not_found", param=param)
+            uploads += [upload] if upload is not None else []
+        row.model_groups = model_groups(request, uploads, body.groups)
         session.add(row)
         store.add_event(session, row.id, "Validating training file")
+        if row.model_groups is None:
+            store.add_event(
+                session,
+                row.id,
+                "The model will be served to admin keys only: a file was uploaded by a key "
+                "that reads every document; name its groups (`groups`) to serve it wider",
+                level="warn",
+            )
         session.commit()
         # Validation reads the files now, so a bad line is reported at once
         # with the file and line, before the job waits in the queue.
@@ -371,6 +396,24 @@ def create_job(
         session.commit()
         session.refresh(row)
         return JobObject.of(row)
+
+
+def model_groups(
+    request: Request, uploads: list[FileRow], named: list[str] | None
+) -> list[str] | None:
+    """The groups a key must hold to be served the job's model: what a file's uploader
+    could read it could put in the file, so the groups of each uploading key, plus those
+    the job names. A file from a key that reads everything (admin) or was deleted may
+    hold any document: the model is the owner's scope's only (None) unless the job names
+    its groups, which only such a key can do (only it may read such a file)."""
+    groups = set(named or [])
+    for upload in uploads:
+        uploader = key_of(request, upload.key_id)
+        theirs = held_groups(uploader) if uploader is not None else None
+        if theirs is None and named is None:
+            return None
+        groups.update(theirs or [])
+    return sorted(groups)
 
 
 @jobs_router.get("", response_model=Page)

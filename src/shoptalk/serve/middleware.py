@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from shoptalk.serve.audit import AuditEntry
 from shoptalk.serve.errors import ApiError
+from shoptalk.serve.metrics import route_label
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -121,11 +122,14 @@ class AuditTheRest:
             state = scope.get("state", {})
             if not state.get("audited"):
                 principal = state.get("principal")
+                seconds = time.monotonic() - started
                 entry = AuditEntry(
                     key_id=principal.key_id if principal else None,
                     # The route's template, never the raw path: a client can put anything there.
-                    route=getattr(scope.get("route"), "path", "unmatched"),
-                    latency_ms=round((time.monotonic() - started) * 1000, 1),
+                    route=route_label(scope),
+                    latency_ms=round(seconds * 1000, 1),
                     status=status,
                 )
+                # Counted as audited: one request, no model (`serve.metrics`).
+                scope["app"].state.metrics.request(entry.route, "", "", status, seconds)
                 await asyncio.to_thread(scope["app"].state.services.audit.record, entry)
