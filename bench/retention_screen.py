@@ -69,6 +69,8 @@ for su in suites:
         for a, q in zip(answers[su.name], su.questions, strict=True)
     ]
     out[su.name] = round(sum(rec) / len(rec), 3)
+    # Per question, in suite order: paired comparisons between two screened runs.
+    out.setdefault("per_question", {})[su.name] = [round(r, 3) for r in rec]
 out["seconds"] = round(time.time() - t)
-print(json.dumps(out, indent=1))
+print(json.dumps({k: v for k, v in out.items() if k != "per_question"}, indent=1))
 (root / "screen.json").write_text(json.dumps(out, indent=1))

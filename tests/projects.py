@@ -88,7 +88,10 @@ def write_project(root: Path, base_model: Path, **train: object) -> Path:
             "conversations": ["chats.jsonl"],
             "questions": ["questions/domain.jsonl", "questions/unanswerable.jsonl"],
         },
-        "data": {"question_variants": 2},
+        # Self-replay (on by default) has the base model answer general prompts; a tiny
+        # random model never ends a reply, so none would be kept (tests/data/test_replay.py
+        # tests self-replay on a taught tiny model).
+        "data": {"question_variants": 2, "replay": {"ratio": 0.0}},
         "train": settings,
         # A tiny random model shows no real gain: the default gate's domain rule would
         # fail every test build (tests/eval/test_gate_defaults.py tests that rule).

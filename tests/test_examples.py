@@ -23,6 +23,9 @@ def test_there_is_an_english_and_a_chinese_example():
 @pytest.mark.parametrize("root", EXAMPLES, ids=lambda p: p.name)
 def test_example_builds_a_dataset_and_its_questions_parse(root, tmp_path):
     project = Project.open(root)
+    # The examples' own data: self-replay (on by default) would load the base model to
+    # answer the bundled prompts; tests/data/test_replay.py tests that on a tiny model.
+    project.config.data.replay.ratio = 0.0
     dataset = build_dataset(project.config, project.root, tmp_path / "datasets")
     kinds = Counter(c.kind for c in dataset.conversations("train"))
     assert kinds["faq"] >= 30 and kinds["paraphrase"] > kinds["faq"] and kinds["doc_qa"] > 20

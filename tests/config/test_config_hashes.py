@@ -55,7 +55,8 @@ EVERYTHING = {
 RECORDED = {
     "kestrel": {
         "dataset_settings": "0132d9da1c735ae4",
-        "dataset_hash": "c0a6049cc4c61cb7",
+        # Changed on purpose (issue 17): self-replay on by default (data.replay).
+        "dataset_hash": "7fdbda4a04c49df9",
         "run_id": "run-e87922916d87",
         "dpo_run_id": "run-e87922916d87-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
@@ -63,12 +64,14 @@ RECORDED = {
         # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
         "rag": "ffe784fe88454c2e",
         "pii": "7354763fcc621605",
-        "manifest_settings": "d5ff5b0b80c39b16",
+        # Changed on purpose (issue 17): self-replay on by default (data.replay).
+        "manifest_settings": "1a2e7697d480f509",
     },
     "chaxiang": {
         "dataset_settings": "361ca4fb66082528",
-        # Changed on purpose: full-width punctuation now stays in Chinese text (was NFKC-folded).
-        "dataset_hash": "eccfb39e199b389e",
+        # Changed on purpose: full-width punctuation now stays in Chinese text (was NFKC-folded),
+        # and (issue 17) self-replay is on by default (data.replay).
+        "dataset_hash": "d03b1a800d5f8ad3",
         "run_id": "run-709cb1530fd1",
         "dpo_run_id": "run-709cb1530fd1-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
@@ -76,11 +79,13 @@ RECORDED = {
         # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
         "rag": "ffe784fe88454c2e",
         "pii": "54188a03df6694e4",
-        "manifest_settings": "4c6477b29a5e7b84",
+        # Changed on purpose (issue 17): self-replay on by default (data.replay).
+        "manifest_settings": "eeaf2492ef2dcfa7",
     },
     "default": {
         "dataset_settings": "838e2216bd2fd9fd",
-        "dataset_hash": "cb2ee82cc89a3a74",
+        # Changed on purpose (issue 17): self-replay on by default (data.replay).
+        "dataset_hash": "5314bd1b45215bcc",
         "run_id": "run-62b59ef6e0d0",
         "dpo_run_id": "run-62b59ef6e0d0-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
@@ -88,7 +93,8 @@ RECORDED = {
         # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
         "rag": "ffe784fe88454c2e",
         "pii": "54188a03df6694e4",
-        "manifest_settings": "7654f76d302abe53",
+        # Changed on purpose (issue 17): self-replay on by default (data.replay).
+        "manifest_settings": "2cd9ede7af392399",
     },
     "everything": {
         "dataset_settings": "a198cf1296098518",
@@ -135,3 +141,22 @@ def test_the_examples_keep_their_dataset_and_run(example):
 def test_a_config_keeps_its_hashes(name, tmp_path):
     cfg = ShoptalkConfig.model_validate({} if name == "default" else EVERYTHING)
     assert hashed(cfg, tmp_path) == RECORDED[name]
+
+
+# The hashes every project with default data settings had before self-replay became the
+# default (issue 17): `data.replay.ratio: 0` gives them back.
+BEFORE_SELF_REPLAY = {
+    "kestrel": "c0a6049cc4c61cb7",
+    "chaxiang": "eccfb39e199b389e",
+    "default": "cb2ee82cc89a3a74",
+}
+
+
+@pytest.mark.parametrize("name", ["kestrel", "chaxiang", "default"])
+def test_replay_turned_off_keeps_the_dataset_from_before_self_replay(name, tmp_path):
+    root = EXAMPLES / name if name != "default" else tmp_path
+    cfg = load_config(root, env={}) if name != "default" else ShoptalkConfig()
+    off = cfg.model_copy(deep=True)
+    off.data.replay.ratio = 0.0
+    assert dataset_hash(off, root) == BEFORE_SELF_REPLAY[name]
+    assert dataset_hash(cfg, root) != BEFORE_SELF_REPLAY[name]

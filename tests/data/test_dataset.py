@@ -78,15 +78,21 @@ def root(tmp_path: Path) -> Path:
 # --- replay ----------------------------------------------------------------------------
 
 
-def test_replay_is_off_by_default_and_leaves_the_hash_alone(root):
+def test_self_replay_is_on_by_default_and_off_leaves_the_hash_alone(root):
+    default = DataSettings()
+    assert default.replay.files == ["builtin:general"] and default.replay.ratio == 0.1
+    # The test projects turn it off (a tiny random model has nothing to replay).
     dataset = build(Project.open(root))
     m = manifest(dataset)
     assert m["counts"]["replay"] == 0 and m["replay"]["used"] == 0
-    assert m["settings"]["replay"] == {"files": [], "ratio": 0.0, "seed": 0}
+    assert m["settings"]["replay"] == {"files": ["builtin:general"], "ratio": 0.0, "seed": 0}
     assert m["settings"]["split_by"] == "ratio"
-    # Projects that use neither new setting keep their dataset hash (and trained run).
-    default = DataSettings()
+    # Projects that use none of the later settings, or turn replay off, keep their dataset
+    # hash (and trained run) from before those settings existed.
     assert settings_key(default) == default.model_dump_json(exclude=set(LATER_SETTINGS))
+    off = DataSettings(replay={"ratio": 0})
+    assert settings_key(off) == default.model_dump_json(exclude=set(LATER_SETTINGS))
+    assert settings_key(DataSettings(replay={"ratio": 0, "seed": 1})) != settings_key(off)
 
 
 @pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5])
@@ -146,7 +152,7 @@ def test_a_missing_replay_file_names_the_key(root):
     with pytest.raises(SourceError, match=r"nowhere\.json.*data\.replay\.files\[0\]"):
         build(project)
     with pytest.raises(ConfigError, match=r"data\.replay.*needs at least one file"):
-        configure(root, replay={"ratio": 0.1})
+        configure(root, replay={"files": [], "ratio": 0.1})
 
 
 # --- held-out split by source file -------------------------------------------------------

@@ -167,7 +167,9 @@ def test_the_dataset_hash_follows_the_base_model_and_the_builtin_prompts(project
     before = dataset_hash(cfg, project.root)
     other_model = cfg.model_copy(update={"base_model": str(tmp_path / "other")})
     assert dataset_hash(other_model, project.root) != before
-    off = cfg.model_copy(update={"data": cfg.data.model_copy(update={"replay": ReplaySettings()})})
+    off = cfg.model_copy(
+        update={"data": cfg.data.model_copy(update={"replay": ReplaySettings(ratio=0)})}
+    )
     assert dataset_hash(off, project.root) != before
     prompts = replay.BUILTIN_FILES["general"]
     prompts.write_text(prompts.read_text() + json.dumps({"prompt": "Hi?"}) + "\n")

@@ -10,6 +10,7 @@ imports neither numpy, httpx nor torch.
 from shoptalk.config.data import (
     BUILTIN_REPLAY,
     BUILTIN_REPLAY_SOURCES,
+    DEFAULT_REPLAY_FILES,
     CleanSettings,
     DataSettings,
     DedupeSettings,
@@ -37,6 +38,7 @@ __all__ = [
     "BUILTIN_REPLAY",
     "BUILTIN_REPLAY_SOURCES",
     "CONFIG_NAME",
+    "DEFAULT_REPLAY_FILES",
     "CleanSettings",
     "DataSettings",
     "DedupeSettings",

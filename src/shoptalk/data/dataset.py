@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 from shoptalk.artifacts import DatasetArtifact
-from shoptalk.config import DataSettings, ShoptalkConfig
+from shoptalk.config import DEFAULT_REPLAY_FILES, DataSettings, ReplaySettings, ShoptalkConfig
 from shoptalk.data import augment, synth
 from shoptalk.data.canaries import CANARIES_FILE, plant_canaries, write_canaries
 from shoptalk.data.clean import (
@@ -175,7 +175,15 @@ def settings_key(settings: DataSettings) -> str:
         for name in LATER_SETTINGS
         if getattr(settings, name) == fields[name].get_default(call_default_factory=True)
     }
+    if replay_off_as_before(settings.replay):
+        at_default.add("replay")
     return settings.model_dump_json(exclude=at_default)
+
+
+def replay_off_as_before(replay: ReplaySettings) -> bool:
+    """Replay turned off (`ratio: 0`) as it was by default before self-replay became the
+    default: such a project keeps the dataset (and run) it had before that change."""
+    return replay.ratio == 0 and replay.seed == 0 and replay.files in ([], DEFAULT_REPLAY_FILES)
 
 
 def build_dataset(

@@ -29,6 +29,10 @@ generated once (batched, with progress) and cached in
 identity, the system prompt and the device: rebuilding a dataset reuses them.
 Only the prompts a build needs are answered (a seeded sample a quarter larger
 than the replay records `ratio` asks for).
+
+Self-replay is the default (`files: [builtin:general]`, `ratio: 0.1`): without it the
+default recipe lost 0.64 nats/token of retention on the bundled English example, with
+it 0.05, at the same closed-book recall (bench/RESULTS.md). `ratio: 0` turns it off.
 """
 
 from __future__ import annotations
