@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from shoptalk.rag.citations import check_citations, find_span
+from shoptalk.rag.citations import check_citations, find_span, numbers_in
 from shoptalk.records import Chunk
 
 CLAIMS = Chunk(
@@ -147,3 +147,10 @@ def test_a_name_code_or_email_the_cited_chunk_lacks_is_not_checked():
     assert check_citations("Write to help@kestrel.example for help [1].", [FEES]).dropped == 1
     assert check_citations("Write to claims@kestrel.example for help [1].", [FEES]).dropped == 0
     assert check_citations('Cold freight ships on "tier KX-450" [1].', [FEES]).dropped == 1
+
+
+def test_amounts_in_wan_and_yi_are_multiplied_out():
+    assert numbers_in("注册资本1.2万元，年营收3亿") == {"12000", "300000000"}
+    assert numbers_in("注册资本12,000元") == {"12000"}
+    # 千 also opens units (千克, 千米): left as written.
+    assert numbers_in("每箱5千克") == {"5"}

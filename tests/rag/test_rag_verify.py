@@ -114,3 +114,30 @@ def test_the_persona_vouches_for_nothing_it_does_not_say():
     assert not about_itself("I could not find this in the documents.", PERSONA)
     assert not about_itself("I'm Harbor Help.", "")
     assert about_itself("我是 Harbor Help。", "你是 Harbor Help，Lindqvist Shipping 的助手。")
+
+
+def test_a_value_inside_a_longer_one_is_not_held():
+    # "5" is in "15" and "30" in "2023" as characters, not as values: a wrong amount
+    # that happens to be a piece of the right one is still unsupported.
+    fee = [passage("自2023年起，每单配送费为15元，押金300元。", "docs/fees_zh.md")]
+    assert unsupported_values("配送费为5元[1]。", fee) == ["5"]
+    assert unsupported_values("押金为30元[1]。", fee) == ["30"]
+    assert unsupported_values("配送费为15元，押金300元[1]。", fee) == []
+    hours = [passage("The front desk is open 08:00-18:30 on weekdays.", "docs/desk.md")]
+    assert unsupported_values("The desk closes at 18:30 [1].", hours) == []  # a range's end
+    assert unsupported_values("The desk opens at 8 [1].", hours) == ["8"]
+    assert unsupported_values("The desk closes at 30 [1].", hours) == ["30"]
+
+
+def test_a_code_inside_a_longer_code_is_not_held():
+    codes = [passage("Order form TR-5120 replaces the old one.", "docs/forms.md")]
+    assert unsupported_values("Use form TR-512 [1].", codes) == ["512", "tr-512"]
+    assert unsupported_values("Use form TR-5120 [1].", codes) == []
+
+
+def test_chinese_amounts_in_wan_compare_with_plain_numbers():
+    deposit = [passage("加盟保证金为2.5万元，一次付清。", "docs/franchise_zh.md")]
+    for answer in ("保证金是25000元[1]。", "保证金是25,000元[1]。", "保证金是２．５万元[1]。"):
+        assert unsupported_values(answer, deposit) == [], answer
+    assert unsupported_values("保证金是2.5元[1]。", deposit) == ["2.5"]
+    assert unsupported_values("保证金是250000元[1]。", deposit) == ["250000"]

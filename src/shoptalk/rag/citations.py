@@ -33,6 +33,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -48,6 +49,14 @@ _NUMBER = re.compile(r"\d")
 # A number as written: 1,200  3.5  06:00  2024-03-01 (after NFKC: full-width digits are ASCII).
 _VALUE_NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# A number written with 万 (10^4) or 亿 (10^8), as Chinese amounts are: 1.2万元, 3亿.
+# Only these two: 千 also opens units (千克 kg, 千米 km), so "5千" is left as written.
+_MYRIAD = re.compile(r"(\d+(?:\.\d+)?)\s*([万亿])")
+_MYRIADS = {"万": Decimal(10_000), "亿": Decimal(100_000_000)}
+# What may not touch a value found inside a longer text: another digit or letter of the
+# same value, or a decimal point, separator or colon that continues the number.
+_BEFORE = r"(?<![0-9a-z])(?<![0-9][.,:])"
+_AFTER = r"(?![0-9a-z])(?![.,:][0-9])"
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _CODE = re.compile(r"\b(?=[\w-]*[A-Za-z])(?=[\w-]*\d)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\b")
 _NAME = re.compile(r"\b[A-Z][\w'’-]*[A-Za-z]")
@@ -103,8 +112,21 @@ def check_citations(answer: str, chunks: list[Chunk]) -> CheckedCitations:
 
 
 def normalized(text: str) -> str:
-    """Full-width forms folded (NFKC), thousands separators dropped: values compare as written."""
-    return _THOUSANDS.sub("", unicodedata.normalize("NFKC", text))
+    """Full-width forms folded (NFKC), thousands separators dropped, 万/亿 multiplied out:
+    values compare as written (`１．２万` = `1.2万` = `12000` = `12,000`)."""
+    return _MYRIAD.sub(_multiplied, _THOUSANDS.sub("", unicodedata.normalize("NFKC", text)))
+
+
+def _multiplied(match: re.Match[str]) -> str:
+    # Decimal arithmetic: 1.2 x 10^4 must print 12000, not 11999.999999999998.
+    value = Decimal(match.group(1)) * _MYRIADS[match.group(2)]
+    return format(value.normalize(), "f")
+
+
+def contains(value: str, text: str) -> bool:
+    """`value` occurs in `text` as a whole value: "5" is not in "15", "30" not in "300" or
+    "9:30", "kx-22" not in "kx-220"; "17:00" is in "9:00-17:00" (a range's end)."""
+    return re.search(_BEFORE + re.escape(value) + _AFTER, text) is not None
 
 
 def numbers_in(text: str) -> set[str]:
@@ -125,7 +147,7 @@ def holds_values(claim: str, chunk: Chunk) -> bool:
     """Every number, code, e-mail and name of `claim` is in the chunk."""
     text = normalized(chunk.text).lower()
     return numbers_in(claim) <= numbers_in(chunk.text) and all(
-        v in text for v in named_values(claim)
+        contains(v, text) for v in named_values(claim)
     )
 
 

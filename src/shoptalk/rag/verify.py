@@ -7,7 +7,8 @@
 
 A 135M-parameter model cannot be trusted to copy a value; the passage can. So:
 - every number, code, e-mail and name of the answer (`citations.numbers_in`,
-  `citations.named_values`: normalized, `75 天` = `75天`, `£1,200` = `£1200`)
+  `citations.named_values`: normalized, `75 天` = `75天`, `£1,200` = `£1200`,
+  `1.2万` = `12000`; a value counts only whole: "5" is not held by "15")
   must occur in the passage the sentence cites ([n]); a sentence without a
   citation must have all its values in one of the passages given (one, so a
   value from one row cannot be pinned on the subject of another);
@@ -41,7 +42,7 @@ from pydantic import BaseModel, Field
 from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.bm25 import language, terms
 from shoptalk.rag.chunk import sentence_spans
-from shoptalk.rag.citations import named_values, normalized, numbers_in, support
+from shoptalk.rag.citations import contains, named_values, normalized, numbers_in, support
 from shoptalk.rag.select import Passage
 from shoptalk.records import Chunk
 
@@ -114,7 +115,7 @@ def values(claim: str) -> set[str]:
 def holds(value: str, passage: Passage) -> bool:
     """`value` (from `values`) is in the passage or the heading it was shown under."""
     text = f"{passage.heading}\n{passage.text}"
-    return value in numbers_in(text) or value in normalized(text).lower()
+    return value in numbers_in(text) or contains(value, normalized(text).lower())
 
 
 def unsupported_values(answer: str, passages: list[Passage]) -> list[str]:
