@@ -138,3 +138,7 @@ def test_a_name_the_passages_do_not_hold_is_refused() -> None:
     # A capitalized first word is not part of a name; one capitalized word is no name.
     assert missing_name("Does Harbor Express run daily?", table) is None
     assert missing_name("What is the per diem in Seattle?", table) is None
+
+
+def test_full_width_forms_are_the_same_words() -> None:
+    assert words("ＫＸ－２２０ 多少钱？") == words("KX-220 多少钱？")

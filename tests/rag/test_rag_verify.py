@@ -141,3 +141,35 @@ def test_chinese_amounts_in_wan_compare_with_plain_numbers():
         assert unsupported_values(answer, deposit) == [], answer
     assert unsupported_values("保证金是2.5元[1]。", deposit) == ["2.5"]
     assert unsupported_values("保证金是250000元[1]。", deposit) == ["250000"]
+
+
+def test_a_chinese_reply_that_declines_in_its_own_words_becomes_not_found():
+    returns = [passage(RETURNS, "docs/returns_zh.md#退货期限")]
+    # Kept as the model's decline even where the passages answer (the rule would quote them).
+    for reply in ("抱歉，我不清楚这个问题。", "资料中没有关于期限的内容。", "暂无相关信息。"):
+        checked = verify_answer("退货期限是多少天？", reply, returns, ABSTAIN)
+        assert checked.status == "not_found", reply
+        assert checked.message.startswith(NOT_FOUND["zh"])
+    # "不知道" alone opens helpful answers: such a reply is checked, not taken as declining.
+    helpful = verify_answer(
+        "退货期限是多少天？", "如果不知道期限：退货期限是75天[1]。", returns, ABSTAIN
+    )
+    assert helpful.status == "verified"
+
+
+def test_a_chinese_name_no_passage_gives_is_unsupported():
+    # No capitals to find names by: jieba's name tags do (person 刘芳, place 南京).
+    desk = [passage("南京新街口店的值班经理是刘芳，电话分机6203。", "docs/stores_zh.md")]
+    assert unsupported_values("南京新街口店的值班经理是刘芳[1]。", desk) == []
+    assert unsupported_values("南京新街口店的值班经理是张伟[1]。", desk) == ["张伟"]
+    assert unsupported_values("无锡新街口店的值班经理是刘芳[1]。", desk) == ["无锡"]
+
+
+def test_an_answer_that_only_asks_back_is_not_shown_as_an_answer():
+    fee = [passage("二楼会议室每小时收费80元，须提前预约。", "docs/rooms_zh.md")]
+    echoed = verify_answer("会议室怎么收费？", "二楼会议室怎么收费？", fee, ABSTAIN)
+    assert echoed.status == "repaired" and echoed.message == f"「{fee[0].text}」[1]"
+    answered = verify_answer(
+        "会议室怎么收费？", "二楼会议室每小时收费80元[1]。您要预约吗？", fee, ABSTAIN
+    )
+    assert answered.status == "verified"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -45,8 +46,11 @@ def _jieba():
 
 
 def tokens(text: str) -> list[str]:
-    """Lowercased Latin words and numbers, and runs of Chinese characters (unsegmented)."""
-    return _TOKEN.findall(text.lower())
+    """Lowercased Latin words and numbers, and runs of Chinese characters (unsegmented).
+
+    Full-width forms are folded first (NFKC): `ＫＸ－２２０` and `７５天` are KX-220 and 75天.
+    """
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 def terms(text: str) -> list[str]:

@@ -29,11 +29,13 @@ Support is lexical and strict on values, which is where a wrong answer hurts:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import unicodedata
 from collections import Counter
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -41,6 +43,7 @@ from pydantic import BaseModel, Field
 from shoptalk.rag.bm25 import terms
 from shoptalk.rag.chunk import sentence_spans
 from shoptalk.records import Chunk
+from shoptalk.text import CJK_CHAR
 
 # [1], [1, 2], [1][2], 【1】
 _MARKER = re.compile(r"[\[【]\s*(\d+(?:\s*[,，]\s*\d+)*)\s*[\]】]")
@@ -134,13 +137,37 @@ def numbers_in(text: str) -> set[str]:
 
 
 def named_values(claim: str) -> set[str]:
-    """Codes, e-mails and names of `claim`, lowercased; a sentence's first word is no name."""
+    """Codes, e-mails and names of `claim`, lowercased; a sentence's first word is no name.
+
+    Chinese has no capitals: its names of people, places and organizations are the words
+    jieba tags as such (王明 nr, 成都 ns), so "成都店的店长是王明" needs a passage naming 王明.
+    """
     text = normalized(claim).strip()
     found = set(_EMAIL.findall(text)) | set(_CODE.findall(text))
     first = re.match(r"\W*\w+", text)
     start = first.end() if first else 0
     found |= {m.group() for m in _NAME.finditer(text) if m.start() >= start}
+    if CJK_CHAR.search(text):
+        found |= chinese_names(text)
     return {v.lower() for v in found}
+
+
+# jieba's part-of-speech tags for names: person (nr, nrfg, nrt), place (ns), organization (nt).
+_NAME_TAGS = frozenset({"nr", "nrfg", "nrt", "ns", "nt"})
+
+
+@lru_cache(maxsize=4096)
+def chinese_names(text: str) -> frozenset[str]:
+    """The names jieba tags in `text`, two characters or more (one is too often a word)."""
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)  # it prints dictionary loading to stderr otherwise
+    return frozenset(
+        pair.word
+        for pair in jieba.posseg.cut(text)
+        if pair.flag in _NAME_TAGS and len(pair.word) > 1
+    )
 
 
 def holds_values(claim: str, chunk: Chunk) -> bool:

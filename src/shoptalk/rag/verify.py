@@ -55,9 +55,15 @@ _MARKER = re.compile(r"[\[【]\s*(\d+(?:\s*[,，]\s*\d+)*)\s*[\]】]")
 # How a reply says the passages do not answer (the message it was told to use, or near it).
 _DECLINES = re.compile(
     r"could ?n[o']t find|can ?n[o']t find|not (?:in|mentioned in|found in) the (?:documents|passages)"
-    r"|(?:documents|passages) do ?n[o']t (?:say|contain|mention)|没有找到|没有这方面|未找到|没有提到",
+    r"|(?:documents|passages) do ?n[o']t (?:say|contain|mention)|没有找到|没有这方面|未找到|没有提到"
+    # The Chinese ways the scorecard also counts as declining (eval.metrics.is_refusal):
+    # first person or about the documents, as "不知道" alone opens helpful answers.
+    r"|我不知道|我不清楚|无法回答|资料中没有|文档中没有|没有相关的?信息|暂无相关信息|未提及",
     re.IGNORECASE,
 )
+
+# A sentence that ends as a question (after its markers are taken out).
+_ASKS = re.compile(r"[?？]\W*$")
 
 Status = Literal["verified", "repaired", "not_found"]
 
@@ -135,9 +141,18 @@ def unsupported_values(answer: str, passages: list[Passage]) -> list[str]:
 
 
 def grounded(answer: str, passages: list[Passage]) -> bool:
-    """Some sentence of `answer` is supported by a passage (values and most words)."""
+    """Some sentence of `answer` is supported by a passage (values and most words).
+
+    A question is no claim: a model that echoes the question ("旗舰店的品茗室怎么收费？")
+    shares most of its words with the passage that answers it, and says nothing.
+    """
     chunks = [p.as_chunk() for p in passages]
-    return any(support(claim, chunk) for claim, _ in claims(answer) for chunk in chunks)
+    return any(
+        support(claim, chunk)
+        for claim, _ in claims(answer)
+        if not _ASKS.search(claim)
+        for chunk in chunks
+    )
 
 
 def declines(answer: str) -> bool:
