@@ -278,10 +278,15 @@ def fit_rule(
         b -= 0.5 * float(np.mean(p - y))
     weights = w / scale  # back to the raw signals' units
     bias = b - float(weights @ mean)
-    prob = np.sort(1.0 / (1.0 + np.exp(-(x[y == 1] @ weights + bias))))
+    rule = AbstainRule(weights=weights.tolist(), bias=bias, threshold=1.0)
+    # The rule's own arithmetic, not numpy's: a threshold one ulp above the probability
+    # `refuses` computes for the same row would refuse the row it was chosen to keep.
+    prob = sorted(
+        rule.probability(row) for row, keep in zip(values, answerable, strict=True) if keep
+    )
     allowed = int(math.floor(max_false_refusal * len(prob)))
     threshold = float(prob[allowed]) if allowed < len(prob) else 1.0
-    return AbstainRule(weights=weights.tolist(), bias=bias, threshold=threshold)
+    return rule.model_copy(update={"threshold": threshold})
 
 
 def save_rule(rule: AbstainRule, path: Path) -> None:
