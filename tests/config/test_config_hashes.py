@@ -68,19 +68,20 @@ RECORDED = {
         "manifest_settings": "1a2e7697d480f509",
     },
     "chaxiang": {
-        "dataset_settings": "361ca4fb66082528",
+        # Changed on purpose: the example allows its own hotline and e-mail (data.pii.allow).
+        "dataset_settings": "17d1a316c90d59d9",
         # Changed on purpose: full-width punctuation now stays in Chinese text (was NFKC-folded),
         # and (issue 17) self-replay is on by default (data.replay).
-        "dataset_hash": "d03b1a800d5f8ad3",
+        "dataset_hash": "26df9a07919f5a89",
         "run_id": "run-709cb1530fd1",
         "dpo_run_id": "run-709cb1530fd1-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "f448ab4cf419ab69",
         # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
         "rag": "ffe784fe88454c2e",
-        "pii": "54188a03df6694e4",
+        "pii": "c4d1a51ab02142af",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
-        "manifest_settings": "eeaf2492ef2dcfa7",
+        "manifest_settings": "2193e5af2dabf32a",
     },
     "default": {
         "dataset_settings": "838e2216bd2fd9fd",
@@ -147,7 +148,7 @@ def test_a_config_keeps_its_hashes(name, tmp_path):
 # default (issue 17): `data.replay.ratio: 0` gives them back.
 BEFORE_SELF_REPLAY = {
     "kestrel": "c0a6049cc4c61cb7",
-    "chaxiang": "eccfb39e199b389e",
+    "chaxiang": "4d3e5577ad0a754b",  # with its own contacts allowed (data.pii.allow)
     "default": "cb2ee82cc89a3a74",
 }
 
