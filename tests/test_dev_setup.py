@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REQUIRE_DEV_ENV
+# The variable tests/conftest.py reads (imported by name here: several conftest modules exist).
+REQUIRE_DEV_ENV = "SHOPTALK_TEST_REQUIRE_DEV"
 
 ROOT = Path(__file__).resolve().parents[1]
 
