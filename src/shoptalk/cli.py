@@ -679,6 +679,14 @@ def export(
         str | None,
         typer.Option(help="Model id from `shoptalk models list`; default: the promoted one"),
     ] = None,
+    scorecard: Annotated[
+        bool,
+        typer.Option(
+            "--scorecard",
+            help="gguf/ollama: then score the exported file on the project's suites in "
+            "llama.cpp and compare it with the model it was exported from",
+        ),
+    ] = False,
 ) -> None:
     """Export a trained model and check it answers like the model that was evaluated."""
     from shoptalk.export.run import export_model
@@ -686,7 +694,7 @@ def export(
     try:
         project = open_project(project_dir)
         check_base_model(project.config.base_model, project.root)
-        info = export_model(project, fmt, quant, model, say=console.print)
+        info = export_model(project, fmt, quant, model, say=console.print, scorecard=scorecard)
     except ShoptalkError as exc:
         fail(exc)
     console.print(f"exported {info.path}\nparity report: {info.report}", highlight=False)

@@ -50,6 +50,7 @@ from shoptalk.eval.scorecard import (
 )
 from shoptalk.modeling.chat_format import with_system
 from shoptalk.modeling.generate import Assistant, answer, load_assistant
+from shoptalk.modeling.gguf import GgufChat
 from shoptalk.project import Project
 from shoptalk.records import Message
 
@@ -314,7 +315,7 @@ def has_index(project: Project) -> bool:
 
 def answer_suites(
     project: Project,
-    assistant: Assistant,
+    assistant: Assistant | GgufChat,
     suites: list[Suite],
     rag: dict[str, list[Grounded]] | None = None,
     phase: str | None = None,
@@ -322,6 +323,7 @@ def answer_suites(
     """One batched generation over every question of every suite (and its RAG variant).
 
     `rag[suite]` holds, per question, what retrieval gave it (eval/grounded.py).
+    `assistant` may be an exported GGUF in llama.cpp (eval/exported.py).
     Returns the answers per suite ('<suite>+rag' verified and repaired as shown
     to users) and, per suite, the per-answer claim flags.
     """

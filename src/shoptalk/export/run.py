@@ -60,20 +60,32 @@ def export_model(
     model_id: str | None = None,
     say: Say = print,
     max_new_tokens: int | None = None,
+    scorecard: bool = False,
 ) -> ExportInfo:
     """Export the promoted model (or `model_id`), check parity, record it in the registry.
 
     Answers are compared as long as the scorecard generated them
-    (`eval.max_new_tokens`) unless `max_new_tokens` says otherwise.
+    (`eval.max_new_tokens`) unless `max_new_tokens` says otherwise. `scorecard`:
+    then score the exported GGUF on the project's suites in llama.cpp
+    (eval/exported.py) and print how it compares with the model it came from.
     """
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}.")
+    if scorecard and fmt == "hf":
+        raise ExportError(
+            "--scorecard re-runs the scorecard on an exported GGUF in llama.cpp: use it with "
+            "--format gguf or --format ollama (an hf export answers as the evaluated model, "
+            "which its parity check shows)."
+        )
     if fmt != "hf":
         from shoptalk.export.gguf import check_quant
         from shoptalk.modeling.gguf import require_llama_cpp
 
         check_quant(quant)
-        require_llama_cpp(f"`shoptalk export --format {fmt}` (it checks the file in llama.cpp)")
+        require_llama_cpp(
+            f"`shoptalk export --format {fmt}{' --scorecard' if scorecard else ''}` "
+            "(it checks and scores the file in llama.cpp)"
+        )
     max_new_tokens = max_new_tokens or project.config.eval.max_new_tokens
     run = pick_run(project, model_id)
     info = register_run(project, run)
@@ -139,7 +151,33 @@ def export_model(
     if fmt == "ollama":
         say(f"ollama   ollama create {run.run_id} -f {out / 'Modelfile'}")
     files = [gguf_file] + ([out / "Modelfile"] if fmt == "ollama" else [])
-    return add_export(db, run.run_id, _export_info(fmt, quant, out, files)).exports[-1]
+    exported = add_export(db, run.run_id, _export_info(fmt, quant, out, files)).exports[-1]
+    if scorecard:
+        score_export(project, run, base_path, info.dataset_hash, gguf_file, hf_dir, say)
+    return exported
+
+
+def score_export(
+    project: Project,
+    run: RunArtifact,
+    base_path: str,
+    dataset_hash: str,
+    gguf_file: Path,
+    hf_dir: Path,
+    say: Say = print,
+) -> Path:
+    """The scorecard re-run on the exported file, written to `<export>/scorecard/`."""
+    from shoptalk.eval.exported import CONTEXT, comparison_lines, score_gguf
+
+    folder = gguf_file.parent / "scorecard"
+    config = json.loads((hf_dir / "config.json").read_text("utf-8"))
+    # No more context than the model was trained for (llama.cpp warns; the KV cache grows).
+    context = min(CONTEXT, int(config.get("max_position_embeddings") or CONTEXT))
+    say(f"score    {gguf_file.name} on the project's suites in llama.cpp")
+    score = score_gguf(project, run, base_path, dataset_hash, gguf_file, folder, context)
+    for line in comparison_lines(score):
+        say(line)
+    return folder
 
 
 def pick_run(project: Project, model_id: str | None) -> RunArtifact:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from shoptalk import progress
 from shoptalk.modeling.chat_format import ensure_chat_template, prompt_ids, stop_ids
+from shoptalk.modeling.gguf import GgufChat, answer_gguf
 from shoptalk.modeling.load import load_model, load_tokenizer, pick_device
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def load_assistant(
 
 
 def answer(
-    assistant: Assistant,
+    assistant: Assistant | GgufChat,
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int = 64,
     batch_size: int = 16,
@@ -57,8 +58,12 @@ def answer(
 ) -> list[str]:
     """Greedy answers, batched with left padding; same order as the input.
 
+    A `GgufChat` (an exported GGUF in llama.cpp) answers with the file's own
+    template, tokenizer and stops, one conversation at a time.
     `phase` names the work in progress lines (none without it: a chat's one answer).
     """
+    if isinstance(assistant, GgufChat):
+        return answer_gguf(assistant, conversations, max_new_tokens, phase)
     import torch
 
     tokenizer, model = assistant.tokenizer, assistant.model

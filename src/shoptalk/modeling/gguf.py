@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from shoptalk import progress
 from shoptalk.errors import MissingExtraError, ModelError
 
 if TYPE_CHECKING:
@@ -153,6 +154,11 @@ class GgufChat:
         assert first is not None
         return Greedy(tokens, first, margins, close)
 
+    def answer(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
+        """The greedy reply to `messages`, as text: what a llama.cpp user of the file gets."""
+        prompt = self.encode(self.render(messages))
+        return self.decode(self.greedy(prompt, max_new_tokens).tokens).strip()
+
     def close(self) -> None:
         self.llm.close()
 
@@ -161,6 +167,24 @@ class GgufChat:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def answer_gguf(
+    chat: GgufChat,
+    conversations: list[list[dict[str, str]]],
+    max_new_tokens: int = 64,
+    phase: str | None = None,
+) -> list[str]:
+    """Greedy answers in llama.cpp, one conversation at a time; same order as the input.
+
+    The GGUF side of `modeling.generate.answer` (which hands a `GgufChat` here):
+    one sequence at a time, as the export's parity check answers, so each answer
+    is exactly what `GgufChat.greedy` gives for its prompt.
+    """
+    return [
+        chat.answer(messages, max_new_tokens)
+        for messages in progress.track(conversations, phase, len(conversations))
+    ]
 
 
 class BatchContext:
