@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,6 @@ def own_split(
     it. A question whose passages miss an answer the index holds is neither: it says
     nothing of whether passages that answer look answered.
     """
-    embedder = _Remembering(index.embedder)  # each row re-reads the same sentences
     idf = corpus_idf(index.stored.chunks)
 
     def passages(question: str, excluded: set[str]) -> list[Passage]:
@@ -74,11 +74,8 @@ def own_split(
             return []
         return select_passages(question, found.hits, index.embedder, index.settings.select)
 
-    index.embedder, own_embedder = embedder, index.embedder
-    try:
+    with remembering(index):  # each row re-reads the same sentences
         return _own_rows(index, questions, idf, passages)
-    finally:
-        index.embedder = own_embedder
 
 
 def _own_rows(index, questions, idf, passages) -> tuple[list[dict[str, float]], list[bool]]:
@@ -102,6 +99,16 @@ def _own_rows(index, questions, idf, passages) -> tuple[list[dict[str, float]], 
             values.append(abstention.signals(item.question, read))
             labels.append(False)
     return values, labels
+
+
+@contextmanager
+def remembering(index: RagIndex) -> Iterator[None]:
+    """`index` embeds each text once while inside: many questions over the same chunks."""
+    index.embedder, own_embedder = _Remembering(index.embedder), index.embedder
+    try:
+        yield
+    finally:
+        index.embedder = own_embedder
 
 
 class _Remembering:
