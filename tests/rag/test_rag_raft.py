@@ -10,7 +10,7 @@ from shoptalk.config import RagSettings
 from shoptalk.project import Project
 from shoptalk.rag.abstain import AbstainRule
 from shoptalk.rag.answer import NOT_FOUND, passage_messages, select_for
-from shoptalk.rag.citations import lexical_support
+from shoptalk.rag.citations import support
 from shoptalk.rag.index import index_project
 from shoptalk.rag.raft import RaftSettings, raft_examples, view_key
 from shoptalk.rag.retrieve import open_index
@@ -39,7 +39,8 @@ def passages(example) -> list[tuple[str, str]]:
 
 
 def answer_of(example) -> str:
-    return example.messages[-1].content.rsplit(" [", 1)[0]
+    """The known answer of the conversation the example was made from."""
+    return next(q.messages[1].content for q in QA if q.source == example.source)
 
 
 def test_examples_are_the_prompt_answering_builds_without_the_faq_row_itself(index):
@@ -61,15 +62,25 @@ def test_examples_are_the_prompt_answering_builds_without_the_faq_row_itself(ind
         assert example.kind == "doc_qa"
 
 
-def test_the_reply_is_the_known_answer_citing_the_passage_that_supports_it(index):
+def test_the_reply_is_the_answers_supported_sentences_each_citing_its_passage(index):
     examples = raft_examples(QA, index, "", RaftSettings())
-    answers = {a for _, a in FAQ_ROWS}
     for example in examples:
         reply = example.messages[-1].content
-        number = int(re.fullmatch(r".* \[(\d+)\]", reply, re.S).group(1))
-        assert answer_of(example) in answers, "the answer's values exactly as written"
-        cited = passages(example)[number - 1][1]
-        assert lexical_support(answer_of(example), Chunk(id="x", text=cited, source="x"))
+        cited = re.findall(r"([^\[]*?)\s?\[(\d+)\]([.。]?)\s*", reply)
+        assert cited and all(c + end in answer_of(example) for c, _, end in cited), (
+            "the answer's own sentences, values as written"
+        )
+        for claim, number, _ in cited:
+            passage = passages(example)[int(number) - 1][1]
+            assert support(claim, Chunk(id="x", text=passage, source="x")), (claim, passage)
+
+
+def test_a_sentence_no_passage_supports_is_left_out_of_the_reply(index):
+    extra = "Customers have 47 days to file a claim. The portal is slow."
+    qa = faq_record("x", FAQ_ROWS[0][0], extra)
+    (example,) = raft_examples([qa], index, "", RaftSettings())
+    assert example.messages[-1].content.startswith("Customers have 47 days to file a claim [")
+    assert "slow" not in example.messages[-1].content
 
 
 def test_no_refusal_is_trained_and_unsupported_answers_get_no_example(index):

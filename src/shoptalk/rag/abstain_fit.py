@@ -85,7 +85,7 @@ def _own_rows(index, questions, idf, passages) -> tuple[list[dict[str, float]], 
     labels: list[bool] = []
     for item in progress.track(list(questions), "index: fitting the abstention rule"):
         weight = answer_weights(item.answer, idf)
-        share = [_share(weight, have) for have in held]
+        share = [weighted_share(weight, have) for have in held]
         ids = [c.id for c in index.stored.chunks]
         if not any(s >= STATES and i not in item.own for i, s in zip(ids, share, strict=True)):
             continue  # only the row itself says it: not answerable without it
@@ -138,7 +138,8 @@ def answer_weights(answer: str, idf: dict[str, float]) -> dict[str, float]:
     return {t: idf.get(t, unseen) for t in set(words(answer))}
 
 
-def _share(weight: dict[str, float], have: set[str]) -> float:
+def weighted_share(weight: dict[str, float], have: set[str]) -> float:
+    """The share of `weight` (word -> weight, `answer_weights`) whose words `have` holds."""
     total = sum(weight.values())
     return sum(w for t, w in weight.items() if t in have) / total if total else 0.0
 
@@ -149,7 +150,9 @@ def states(answer: str, passages: Sequence[Passage], idf: dict[str, float]) -> b
         return False
     text = "\n".join(f"{p.heading}\n{p.text}" for p in passages)
     wanted = answer_weights(answer, idf)
-    return _share(wanted, set(words(text))) >= STATES and numbers_in(answer) <= numbers_in(text)
+    return weighted_share(wanted, set(words(text))) >= STATES and numbers_in(answer) <= numbers_in(
+        text
+    )
 
 
 def fit_index_rule(

@@ -11,9 +11,9 @@ written, and the citation `[n]` of the passage that supports it.
 - Retrieval is blind to the question's own FAQ row (`rag.index_faq` indexes it;
   asked verbatim it answers itself): the model must read a document passage, as
   the abstention fit does (`rag.abstain_fit.own_split`).
-- An example is kept only when the passages state the answer (`abstain_fit.states`)
-  and one of them supports it on its own (the one cited): training a model to
-  answer from passages that do not hold the answer teaches it to make values up.
+- An example is kept only when those supported sentences carry most of the answer
+  (`_reply`): training a model to answer from passages that do not hold the answer,
+  or to add what they do not say, teaches it to make values up.
 - No refusal is trained: the abstention rule decides "not in the documents"
   before any generation, so passages it would refuse are not trained on either.
 - Questions routed away from the documents (`rag.voice.route`: the assistant
@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import shutil
 from collections import Counter
 
@@ -36,9 +37,12 @@ from shoptalk import progress
 from shoptalk.artifacts import DatasetArtifact, write_jsonl
 from shoptalk.config import RaftSettings, RagSettings
 from shoptalk.data.documents import content_id
-from shoptalk.rag.abstain_fit import remembering, states
+from shoptalk.rag.abstain import words
+from shoptalk.rag.abstain_fit import STATES, answer_weights, remembering, weighted_share
 from shoptalk.rag.answer import passage_messages, select_for
-from shoptalk.rag.citations import lexical_support
+from shoptalk.rag.bm25 import language, terms
+from shoptalk.rag.chunk import sentence_spans
+from shoptalk.rag.citations import Context, best_support
 from shoptalk.rag.retrieve import RagIndex
 from shoptalk.rag.select import Passage
 from shoptalk.rag.store import ids_hash
@@ -85,12 +89,11 @@ def raft_examples(
             if not selection.answerable:
                 skipped["refused by the abstention rule"] += 1
                 continue
-            number = _cited(answer, selection.passages, idf)
-            if number is None:
+            reply = _reply(answer, selection.passages, idf)
+            if reply is None:
                 skipped["passages do not support the answer"] += 1
                 continue
             messages = passage_messages(question, selection.passages, system_prompt)
-            reply = f"{answer} [{number}]"
             examples.append(_conversation(conversation, messages, reply, "doc_qa"))
     log.info("raft: %d examples; skipped: %s", len(examples), dict(skipped))
     return examples
@@ -105,22 +108,38 @@ def _faq_rows(index: RagIndex) -> dict[str, frozenset[str]]:
     return {text: frozenset(ids) for text, ids in rows.items()}
 
 
-def _cited(answer: str, passages: list[Passage], idf: dict[str, float]) -> int | None:
-    """[n] of the best passage that supports `answer` on its own, when the passages state it.
+def _reply(answer: str, passages: list[Passage], idf: dict[str, float]) -> str | None:
+    """The sentences of `answer` the passages support, each citing its passage `[n]`.
 
-    Support is the citation checker's looser test (`lexical_support`: most of the answer's
-    words and every number in one sentence), else the passage alone stating the answer.
+    Support is the citation checker's (`citations.support`: the sentence's values, names
+    and most of its words in one passage sentence, its subject not another's), so the
+    reply says only what its passages say, its values as the answer writes them. None
+    when those sentences carry under `STATES` of the answer's weighted words: passages
+    that miss most of the answer do not answer its question.
     """
-    if not states(answer, passages, idf):
+    chunks = [p.as_chunk() for p in passages]
+    context = Context(chunks)
+    kept = []
+    for start, end in sentence_spans(answer):
+        sentence = answer[start:end].strip()
+        if len(terms(sentence)) < 2:
+            kept.append((sentence, None))  # "Yes." claims nothing a passage could hold
+        elif (found := best_support(sentence, chunks, context)) is not None:
+            kept.append((sentence, chunks.index(found[0]) + 1))
+    said = " ".join(sentence for sentence, n in kept if n is not None)
+    if not said or weighted_share(answer_weights(answer, idf), set(words(said))) < STATES:
         return None
-    for test in (
-        lambda p: lexical_support(answer, p.as_chunk()),
-        lambda p: states(answer, [p], idf),
-    ):
-        for n, passage in enumerate(passages, start=1):
-            if test(passage):
-                return n
-    return None
+    chinese = language(answer) == "zh"
+    space = "" if chinese else " "
+    cited = [
+        s if n is None else _END.sub(lambda m, n=n: f"{space}[{n}]{m.group()}", s, count=1)
+        for s, n in kept
+    ]
+    return space.join(cited)
+
+
+# A sentence's closing punctuation: the citation goes before it ("... 47 days [1].").
+_END = re.compile(r"[.!?。！？…]*\s*$")
 
 
 def _question_answer(conversation: Conversation) -> tuple[str, str] | None:
