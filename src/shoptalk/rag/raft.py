@@ -6,8 +6,8 @@
 The tuned model answers from retrieved text the way `answer_with_citations` asks
 it to, so it is trained on exactly that: for each one-turn QA conversation of the
 dataset, the passages `select_for` gives its question (the few selected sentences,
-in `passage_messages`' prompt), answered with the known answer, its values as
-written, and the citation `[n]` of the passage that supports it.
+in `passage_messages`' prompt), answered with the sentences of the known answer
+those passages support, verbatim (values as written), each citing its passage `[n]`.
 - Retrieval is blind to the question's own FAQ row (`rag.index_faq` indexes it;
   asked verbatim it answers itself): the model must read a document passage, as
   the abstention fit does (`rag.abstain_fit.own_split`).
