@@ -50,7 +50,7 @@ EVERYTHING = {
         "judge": {"url": "http://127.0.0.1:2/v1", "model": "j"},
         "rag": True,
     },
-    "rag": {"raft": {"chunks": 4}, "access": {"docs/hr/*": ["hr"]}, "top_k": 3},
+    "rag": {"raft": {"max_examples": 200}, "access": {"docs/hr/*": ["hr"]}, "top_k": 3},
 }
 RECORDED = {
     "kestrel": {
@@ -61,8 +61,10 @@ RECORDED = {
         "dpo_run_id": "run-e87922916d87-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "338bb622bad3756e",
-        # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
-        "rag": "ffe784fe88454c2e",
+        # Changed on purpose (issue 17): RAFT reads the selected passages, so its view is
+        # named by rag.select too (rag/raft.py view_key); no dataset or run of a default
+        # config changes (rag.raft is off).
+        "rag": "bb9d1e5cfddec0ab",
         "pii": "7354763fcc621605",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "1a2e7697d480f509",
@@ -77,8 +79,10 @@ RECORDED = {
         "dpo_run_id": "run-709cb1530fd1-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "f448ab4cf419ab69",
-        # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
-        "rag": "ffe784fe88454c2e",
+        # Changed on purpose (issue 17): RAFT reads the selected passages, so its view is
+        # named by rag.select too (rag/raft.py view_key); no dataset or run of a default
+        # config changes (rag.raft is off).
+        "rag": "bb9d1e5cfddec0ab",
         "pii": "c4d1a51ab02142af",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2193e5af2dabf32a",
@@ -91,8 +95,10 @@ RECORDED = {
         "dpo_run_id": "run-62b59ef6e0d0-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "f448ab4cf419ab69",
-        # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
-        "rag": "ffe784fe88454c2e",
+        # Changed on purpose (issue 17): RAFT reads the selected passages, so its view is
+        # named by rag.select too (rag/raft.py view_key); no dataset or run of a default
+        # config changes (rag.raft is off).
+        "rag": "bb9d1e5cfddec0ab",
         "pii": "54188a03df6694e4",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2cd9ede7af392399",
@@ -104,8 +110,9 @@ RECORDED = {
         "dpo_run_id": "run-122e62353774-dpo-ebe34b",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "b232627de4e00985",
-        # Changed on purpose (issue 17): FAQ rows are indexed (rag.index_faq), so RAFT reads them.
-        "rag": "73f9268118ce098f",
+        # Changed on purpose (issue 17): RAFT reads the selected passages (rag.select in the
+        # view's name) and lost chunks/oracle_ratio/candidates.
+        "rag": "e2fe1ab7c024e7df",
         "pii": "117e5a1413bd6223",
         "manifest_settings": "de1ca69fc69ad9d1",
     },
@@ -126,7 +133,8 @@ def hashed(cfg: ShoptalkConfig, root: Path) -> dict[str, str]:
         "run_id": run_id,
         "dpo_run_id": project.dpo_run_id(run_id),
         "eval": sha(cfg.eval.model_dump_json()),  # eval/run.py inputs_hash
-        "rag": sha(cfg.rag.model_dump_json(exclude={"select"})),  # rag/raft.py raft_view
+        # rag/raft.py view_key hashes this dump with the index's chunks and abstention rule.
+        "rag": sha(cfg.rag.model_dump_json()),
         "pii": sha(json.dumps(cfg.data.pii.model_dump(mode="json"), sort_keys=True)),  # index
         "manifest_settings": sha(json.dumps(cfg.data.model_dump(), sort_keys=True)),
     }

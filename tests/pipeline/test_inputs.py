@@ -17,7 +17,7 @@ runner = CliRunner()
 def raft_project(root, tiny_model) -> Project:
     root = write_project(root, tiny_model, epochs=1, checkpoint_every=1)
     config = yaml.safe_load((root / "shoptalk.yaml").read_text())
-    config["rag"] = {"raft": {"oracle_ratio": 1.0}}
+    config["rag"] = {"raft": {}}
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     return Project.open(root)
 

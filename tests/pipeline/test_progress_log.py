@@ -113,5 +113,5 @@ def test_every_loop_a_build_runs_reports_under_a_phase_name(
         "eval: coverage answers",
         "eval: canary answers",
         "eval: canary likelihoods",
-        "input: retrieving for RAFT examples",
+        "input: selecting RAFT passages",
     } <= set(phases)

@@ -1,100 +1,142 @@
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
-from rag_fakes import fake_embedder, write_rag_project
+from rag_fakes import FAQ_ROWS, fake_embedder, write_faq_project
 
+from shoptalk.config import RagSettings
 from shoptalk.project import Project
-from shoptalk.rag.answer import NOT_FOUND
+from shoptalk.rag.abstain import AbstainRule
+from shoptalk.rag.answer import NOT_FOUND, passage_messages, select_for
 from shoptalk.rag.citations import support
 from shoptalk.rag.index import index_project
-from shoptalk.rag.raft import RaftSettings, raft_examples
+from shoptalk.rag.raft import RaftSettings, raft_examples, view_key
 from shoptalk.rag.retrieve import open_index
 from shoptalk.records import Chunk
 
 from factories import faq_record
 
-QA = [
-    faq_record(
-        "1",
-        "How long do customers have to file a claim?",
-        "Customers have 47 days from delivery to file a freight claim.",
-    ),
-    faq_record("2", "Who runs the Oslo depot?", "Ingrid Solberg runs the Oslo depot."),
-    faq_record("3", "When is payday?", "Salaries are paid on the 25th of each month."),
-    faq_record("4", "Is there parking?", "Yes, twelve spaces behind depot B."),
-]
+# The FAQ rows (indexed as chunks, rag.index_faq), asked as training questions.
+QA = [faq_record(str(n), q, a) for n, (q, a) in enumerate(FAQ_ROWS, start=2)]
+PUBLIC_IN_DOCUMENTS = {FAQ_ROWS[i][1] for i in (0, 1, 2, 3, 6)}  # public documents state them
+HR_ONLY = {FAQ_ROWS[i][1] for i in (4, 5)}  # only docs/hr/pay.md states them
+FAQ_ONLY = FAQ_ROWS[7][1]  # no document holds it
 
 
 @pytest.fixture
 def index(tmp_path):
-    project = Project.open(write_rag_project(tmp_path / "p"))
+    project = Project.open(write_faq_project(tmp_path / "p"))
     embedder = fake_embedder()
     index_project(project, embedder)
     return open_index(project, embedder)
 
 
-def documents(example) -> list[str]:
-    return re.findall(r"<document [^>]*>\n(.*?)\n</document>", example.messages[1].content, re.S)
+def passages(example) -> list[tuple[str, str]]:
+    """(source, text) of each numbered passage the example's user turn holds, in order."""
+    return re.findall(r"^\[\d+\] \((.*?)\) (.*)$", example.messages[1].content, re.M)
 
 
-def test_oracle_examples_hold_the_answer_and_cite_its_number(index):
-    examples = raft_examples(
-        QA, index, "You are Kestrel.", RaftSettings(oracle_ratio=1.0, chunks=3)
-    )
-    assert [e.source for e in examples] == ["faq.csv:1", "faq.csv:2"], (
-        "payday is in an hr-only document, parking in none: no example"
-    )
-    for example, qa in zip(examples, QA, strict=False):
-        system, user, reply = example.messages
-        assert system.role == "system" and system.content.startswith("You are Kestrel.")
-        assert user.content.endswith(f"Question: {qa.messages[0].content}")
-        number = int(re.search(r"\[(\d+)\]$", reply.content).group(1))
-        cited = documents(example)[number - 1]
-        assert support(qa.messages[1].content, Chunk(id="x", text=cited, source="x"))
-        assert reply.content.startswith(qa.messages[1].content) and example.kind == "doc_qa"
+def answer_of(example) -> str:
+    """The known answer of the conversation the example was made from."""
+    return next(q.messages[1].content for q in QA if q.source == example.source)
 
 
-def test_distractor_only_examples_answer_not_found_and_hold_no_answer(index):
-    examples = raft_examples(QA, index, "", RaftSettings(oracle_ratio=0.0))
-    assert examples and all(e.kind == "refusal" for e in examples)
+def test_examples_are_the_prompt_answering_builds_without_the_faq_row_itself(index):
+    examples = raft_examples(QA, index, "You are Kestrel.", RaftSettings())
+    assert examples and {answer_of(e) for e in examples} <= PUBLIC_IN_DOCUMENTS
     for example in examples:
-        assert example.messages[-1].content == NOT_FOUND["en"]
-        qa = next(q for q in QA if q.source == example.source)
-        for text in documents(example):
-            assert not support(qa.messages[1].content, Chunk(id="x", text=text, source="x"))
+        system, user, reply = example.messages
+        question = user.content.rsplit("Question: ", 1)[1]
+        own = frozenset(c.id for c in index.stored.chunks if c.text == answer_of(example))
+        selection = select_for(index, question, [], excluded=own)
+        assert [system.model_dump(), user.model_dump()] == [
+            {"role": m["role"], "content": m["content"]}
+            for m in passage_messages(question, selection.passages, "You are Kestrel.")
+        ], "exactly the messages answer_with_citations sends the model"
+        read = passages(example)
+        assert read and example.source not in [source for source, _ in read], (
+            "retrieval is blind to the question's own FAQ row: it reads another passage"
+        )
+        assert example.kind == "doc_qa"
 
 
-def test_restricted_chunks_are_used_only_when_asked(index):
-    assert all(
-        "Salaries" not in e.messages[1].content
-        for e in raft_examples(QA, index, "", RaftSettings())
-    )
-    with_all = raft_examples(QA, index, "", RaftSettings(oracle_ratio=1.0), groups=None)
-    assert "faq.csv:3" in [e.source for e in with_all]
+def test_the_reply_is_the_answers_supported_sentences_each_citing_its_passage(index):
+    examples = raft_examples(QA, index, "", RaftSettings())
+    for example in examples:
+        reply = example.messages[-1].content
+        cited = re.findall(r"([^\[]*?)\s?\[(\d+)\]([.。]?)\s*", reply)
+        assert cited and all(c + end in answer_of(example) for c, _, end in cited), (
+            "the answer's own sentences, values as written"
+        )
+        for claim, number, _ in cited:
+            passage = passages(example)[int(number) - 1][1]
+            assert support(claim, Chunk(id="x", text=passage, source="x")), (claim, passage)
 
 
-def test_examples_are_deterministic_for_a_seed(index):
-    first = raft_examples(QA * 5, index, "", RaftSettings(oracle_ratio=0.5, seed=3))
-    again = raft_examples(QA * 5, index, "", RaftSettings(oracle_ratio=0.5, seed=3))
-    assert first == again
-    kinds = {e.kind for e in first}
-    assert kinds == {"doc_qa", "refusal"}
+def test_a_sentence_no_passage_supports_is_left_out_of_the_reply(index):
+    extra = "Customers have 47 days to file a claim. The portal is slow."
+    qa = faq_record("x", FAQ_ROWS[0][0], extra)
+    (example,) = raft_examples([qa], index, "", RaftSettings())
+    assert example.messages[-1].content.startswith("Customers have 47 days to file a claim [")
+    assert "slow" not in example.messages[-1].content
+
+
+def test_no_refusal_is_trained_and_unsupported_answers_get_no_example(index):
+    examples = raft_examples(QA, index, "", RaftSettings())
+    assert all(NOT_FOUND["en"] not in e.messages[-1].content for e in examples)
+    assert FAQ_ONLY not in {answer_of(e) for e in examples}, "only the FAQ row holds it"
+
+
+def test_passages_the_abstention_rule_refuses_are_not_trained_on(index):
+    assert raft_examples(QA, index, "", RaftSettings())
+    index.rule = AbstainRule(weights=[0.0, 0.0], bias=-10.0, threshold=0.5)  # refuses all
+    del index.abstention  # the cached decision of the old rule
+    assert raft_examples(QA, index, "", RaftSettings()) == []
+
+
+def test_restricted_chunks_are_read_only_when_asked(index):
+    public = raft_examples(QA, index, "", RaftSettings())
+    assert not HR_ONLY & {answer_of(e) for e in public}
+    assert all("docs/hr/" not in e.messages[1].content for e in public)
+    everything = raft_examples(QA, index, "", RaftSettings(), groups=None)
+    assert HR_ONLY & {answer_of(e) for e in everything}
+
+
+def test_questions_about_the_assistant_get_no_example(index):
+    about = faq_record("a", "Who are you?", "Customers have 47 days to file a claim.")
+    assert raft_examples([about], index, "", RaftSettings()) == []
 
 
 def test_max_examples_takes_one_example_per_answer_up_to_the_cap(index):
     paraphrased = QA + [
-        faq_record(
-            f"p{i}", f"Remind me of the claim deadline, take {i}?", QA[0].messages[1].content
-        )
+        faq_record(f"p{i}", f"Remind me of the claim deadline, take {i}?", FAQ_ROWS[0][1])
         for i in range(5)
     ]
-    settings = RaftSettings(oracle_ratio=1.0, max_examples=5)
+    settings = RaftSettings(max_examples=50)
     examples = raft_examples(paraphrased, index, "", settings)
-    answers = [e.messages[-1].content.rsplit(" [", 1)[0] for e in examples]
-    assert sorted(answers) == sorted({q.messages[1].content for q in QA[:2]}), (
-        "one example per answer a public document holds, the cap not reached"
-    )
+    answers = [answer_of(e) for e in examples]
+    assert len(answers) == len(set(answers)), "one example per answer"
+    assert examples == raft_examples(paraphrased, index, "", settings), "deterministic"
     capped = raft_examples(paraphrased, index, "", settings.model_copy(update={"max_examples": 1}))
     assert len(capped) == 1
+
+
+def test_removed_keys_load_with_a_warning_naming_them(caplog):
+    with caplog.at_level(logging.WARNING):
+        settings = RaftSettings.model_validate({"chunks": 4, "oracle_ratio": 0.8, "seed": 2})
+    assert settings.seed == 2
+    assert "rag.raft.chunks" in caplog.text and "rag.raft.oracle_ratio" in caplog.text
+    with pytest.raises(ValueError):
+        RaftSettings.model_validate({"chunkz": 4})
+
+
+def test_the_view_is_named_by_selection_settings_and_the_abstention_rule(index):
+    rag = index.settings.model_copy(update={"raft": RaftSettings()})
+    key = view_key(index, rag)
+    select = rag.select.model_copy(update={"sentences": 5})
+    assert view_key(index, rag.model_copy(update={"select": select})) != key
+    index.rule = AbstainRule(weights=[0.0, 0.0], bias=-10.0, threshold=0.5)
+    assert view_key(index, rag) != key
+    assert isinstance(rag, RagSettings)

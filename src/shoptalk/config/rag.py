@@ -10,19 +10,37 @@ log = logging.getLogger(__name__)
 
 
 class RaftSettings(BaseModel, extra="forbid"):
-    chunks: int = Field(3, ge=1, le=10, description="Chunks in each training prompt")
-    oracle_ratio: float = Field(
-        0.8, ge=0.0, le=1.0, description="Share of examples whose chunks hold the answer"
-    )
-    candidates: int = Field(10, ge=2, description="Hits retrieved per question to pick from")
-    seed: int = Field(0, description="Seed for which examples get the oracle and their order")
+    seed: int = Field(0, description="Seed for which examples `max_examples` picks")
     max_examples: int | None = Field(
         None,
         ge=1,
         description="At most this many examples, one per distinct answer, picked at random "
-        "(each is ~5x a FAQ row's tokens: this bounds the extra training time); none = one "
-        "per grounded training conversation",
+        "(each is ~4x a FAQ row's tokens: this bounds the extra training time; on the English "
+        "example none gives ~600 examples and 3.6x the training tokens, 150 gives 1.6x); "
+        "none = one per grounded training conversation whose selected passages support its "
+        "answer",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: object) -> object:
+        # RAFT now trains on the passages answering reads (rag/raft.py): the model reads
+        # what `rag.select` picks, and the abstention rule refuses before generation, so
+        # chunk counts and refusal examples no longer exist. An older shoptalk.yaml loads.
+        if isinstance(data, dict):
+            for key, why in REMOVED_RAFT_KEYS.items():
+                if key in data:
+                    log.warning("rag.raft.%s is no longer used: %s; remove the key", key, why)
+            data = {k: v for k, v in data.items() if k not in REMOVED_RAFT_KEYS}
+        return data
+
+
+REMOVED_RAFT_KEYS = {
+    "chunks": "examples read the passages rag.select picks (rag.select.sentences)",
+    "candidates": "examples read what rag.top_k retrieves, as answers do",
+    "oracle_ratio": "no refusal is trained: the abstention rule refuses before generation, "
+    "and every example's passages hold its answer",
+}
 
 
 class SelectSettings(BaseModel, extra="forbid"):
@@ -139,8 +157,10 @@ class RagSettings(BaseModel, extra="forbid"):
     )
     raft: RaftSettings | None = Field(
         None,
-        description="Also train on questions paired with retrieved chunks (RAFT), so the tuned "
-        "model learns to answer from them, cite them and refuse without them; none = off",
+        description="Also train on the dataset's questions paired with the passages answering "
+        "reads for them (RAFT: `rag.select`'s sentences, the question's own FAQ row left "
+        "out), answered with the known answer and its citation, so the tuned model learns to "
+        "read and cite passages the way it is asked to; none = off",
     )
     folder_groups: bool = Field(
         False,

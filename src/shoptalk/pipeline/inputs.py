@@ -1,7 +1,7 @@
 """The training input: which view of the dataset a run trains on, chosen here and nowhere else.
 
     plain   the dataset as built
-    raft    the dataset plus questions paired with retrieved chunks (`rag.raft` set)
+    raft    the dataset plus questions paired with the passages answering reads (`rag.raft` set)
     cpt     document text alone (`train.recipe: cpt`), of the plain or RAFT dataset
 
 The run is named by the hash of the plain or RAFT dataset (`Project.run_id`), so
@@ -58,7 +58,7 @@ def training_input(project: Project, dataset: DatasetArtifact, on_event: OnEvent
         named = raft_view(dataset, open_index(project), project.system_prompt, rag)
         kind = "raft"
         added = len(named.conversations("train")) - len(dataset.conversations("train"))
-        message = f"raft view: {added} examples with retrieved chunks  ({named.path})"
+        message = f"raft view: {added} examples with selected passages  ({named.path})"
     else:
         message = f"the dataset as built  ({dataset.path})"
     read = named

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,6 @@ def own_split(
     it. A question whose passages miss an answer the index holds is neither: it says
     nothing of whether passages that answer look answered.
     """
-    embedder = _Remembering(index.embedder)  # each row re-reads the same sentences
     idf = corpus_idf(index.stored.chunks)
 
     def passages(question: str, excluded: set[str]) -> list[Passage]:
@@ -74,11 +74,8 @@ def own_split(
             return []
         return select_passages(question, found.hits, index.embedder, index.settings.select)
 
-    index.embedder, own_embedder = embedder, index.embedder
-    try:
+    with remembering(index):  # each row re-reads the same sentences
         return _own_rows(index, questions, idf, passages)
-    finally:
-        index.embedder = own_embedder
 
 
 def _own_rows(index, questions, idf, passages) -> tuple[list[dict[str, float]], list[bool]]:
@@ -88,7 +85,7 @@ def _own_rows(index, questions, idf, passages) -> tuple[list[dict[str, float]], 
     labels: list[bool] = []
     for item in progress.track(list(questions), "index: fitting the abstention rule"):
         weight = answer_weights(item.answer, idf)
-        share = [_share(weight, have) for have in held]
+        share = [weighted_share(weight, have) for have in held]
         ids = [c.id for c in index.stored.chunks]
         if not any(s >= STATES and i not in item.own for i, s in zip(ids, share, strict=True)):
             continue  # only the row itself says it: not answerable without it
@@ -102,6 +99,16 @@ def _own_rows(index, questions, idf, passages) -> tuple[list[dict[str, float]], 
             values.append(abstention.signals(item.question, read))
             labels.append(False)
     return values, labels
+
+
+@contextmanager
+def remembering(index: RagIndex) -> Iterator[None]:
+    """`index` embeds each text once while inside: many questions over the same chunks."""
+    index.embedder, own_embedder = _Remembering(index.embedder), index.embedder
+    try:
+        yield
+    finally:
+        index.embedder = own_embedder
 
 
 class _Remembering:
@@ -131,7 +138,8 @@ def answer_weights(answer: str, idf: dict[str, float]) -> dict[str, float]:
     return {t: idf.get(t, unseen) for t in set(words(answer))}
 
 
-def _share(weight: dict[str, float], have: set[str]) -> float:
+def weighted_share(weight: dict[str, float], have: set[str]) -> float:
+    """The share of `weight` (word -> weight, `answer_weights`) whose words `have` holds."""
     total = sum(weight.values())
     return sum(w for t, w in weight.items() if t in have) / total if total else 0.0
 
@@ -142,7 +150,9 @@ def states(answer: str, passages: Sequence[Passage], idf: dict[str, float]) -> b
         return False
     text = "\n".join(f"{p.heading}\n{p.text}" for p in passages)
     wanted = answer_weights(answer, idf)
-    return _share(wanted, set(words(text))) >= STATES and numbers_in(answer) <= numbers_in(text)
+    return weighted_share(wanted, set(words(text))) >= STATES and numbers_in(answer) <= numbers_in(
+        text
+    )
 
 
 def fit_index_rule(

@@ -1,36 +1,58 @@
-"""Retrieval-aware training data (RAFT): questions paired with retrieved chunks.
+"""Retrieval-aware training data (RAFT): questions paired with the passages they are read with.
 
     examples = raft_examples(qa_conversations, index, cfg.system_prompt, RaftSettings())
     dataset = raft_view(dataset, index, cfg.system_prompt, cfg.rag)   # in `shoptalk build`
 
-The base model barely uses retrieved text, so the tuned one is taught to with
-conversations in exactly the prompt `answer_with_citations` builds:
-- the chunk that holds the answer ("oracle") among distractors retrieved for
-  the same question, answered with the known answer and a citation `[n]`;
-- sometimes distractors only, answered "I could not find this in the
-  documents" (in the question's language), so the model learns to refuse.
-The oracle is the retrieved chunk that supports the answer (the citation
-checker's test), so FAQ rows whose answer no document holds get no example.
-Distractors are the question's own top hits: near misses, the hard kind.
+The tuned model answers from retrieved text the way `answer_with_citations` asks
+it to, so it is trained on exactly that: for each one-turn QA conversation of the
+dataset, the passages `select_for` gives its question (the few selected sentences,
+in `passage_messages`' prompt), answered with the sentences of the known answer
+those passages support, verbatim (values as written), each citing its passage `[n]`.
+- Retrieval is blind to the question's own FAQ row (`rag.index_faq` indexes it;
+  asked verbatim it answers itself): the model must read a document passage, as
+  the abstention fit does (`rag.abstain_fit.own_split`).
+- An example is kept only when those supported sentences carry most of the answer
+  (`_reply`): training a model to answer from passages that do not hold the answer,
+  or to add what they do not say, teaches it to make values up.
+- No refusal is trained: the abstention rule decides "not in the documents"
+  before any generation, so passages it would refuse are not trained on either.
+- Questions routed away from the documents (`rag.voice.route`: the assistant
+  itself) are answered closed book, and get no example.
 
-Only chunks open to everyone are used by default: a tuned model answers every
+Only chunks open to everyone are read by default: a tuned model answers every
 caller, so it must not learn text that some groups may not read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import random
+import re
 import shutil
+from collections import Counter
 
 from shoptalk import progress
 from shoptalk.artifacts import DatasetArtifact, write_jsonl
 from shoptalk.config import RaftSettings, RagSettings
 from shoptalk.data.documents import content_id
-from shoptalk.rag.answer import not_found_message, rag_messages
-from shoptalk.rag.citations import lexical_support
-from shoptalk.rag.retrieve import RagIndex, Retrieval
+from shoptalk.rag.abstain import words
+from shoptalk.rag.abstain_fit import STATES, answer_weights, remembering, weighted_share
+from shoptalk.rag.answer import passage_messages, select_for
+from shoptalk.rag.bm25 import language, terms
+from shoptalk.rag.chunk import sentence_spans
+from shoptalk.rag.citations import Context, best_support
+from shoptalk.rag.retrieve import RagIndex
+from shoptalk.rag.select import Passage
+from shoptalk.rag.store import ids_hash
+from shoptalk.rag.voice import route
 from shoptalk.records import Conversation, Message
+
+log = logging.getLogger(__name__)
+
+# Bump when what an example holds changes: the view's name changes, so does the run's.
+RAFT_VERSION = 2
 
 
 def raft_examples(
@@ -40,44 +62,84 @@ def raft_examples(
     settings: RaftSettings,
     groups: tuple[str, ...] | None = (),
 ) -> list[Conversation]:
-    """One RAFT example per one-turn QA conversation whose answer a document holds.
+    """One example per one-turn QA conversation whose selected passages support its answer.
 
-    `groups`: () uses only chunks open to everyone; None every chunk.
+    `groups`: () reads only chunks open to everyone; None every chunk.
     """
     rng = random.Random(settings.seed)
     readable = None if groups is None else list(groups)
     if settings.max_examples is not None:
         conversations = _one_per_answer(conversations)
         rng.shuffle(conversations)
+    idf = index.abstention.idf
+    rows = _faq_rows(index)
     examples: list[Conversation] = []
-    # One retrieval per question: thousands of FAQ rows and chats take minutes on a CPU.
-    for conversation in progress.track(conversations, "input: retrieving for RAFT examples"):
-        if settings.max_examples is not None and len(examples) == settings.max_examples:
-            break
-        pair = _question_answer(conversation)
-        if pair is None:
-            continue
-        question, answer = pair
-        hits = index.search(question, readable, settings.candidates).hits
-        oracles = [h for h in hits if lexical_support(answer, h.chunk)]
-        if not oracles:
-            continue
-        distractors = [h for h in hits if h not in oracles]
-        if rng.random() < settings.oracle_ratio:
-            chosen = [oracles[0], *distractors[: settings.chunks - 1]]
-            rng.shuffle(chosen)
-            reply, kind = f"{answer} [{chosen.index(oracles[0]) + 1}]", "doc_qa"
-        else:
-            chosen, reply, kind = (
-                distractors[: settings.chunks],
-                not_found_message(question),
-                "refusal",
-            )
-        if not chosen:
-            continue
-        messages = rag_messages(question, Retrieval(chosen, True), system_prompt)
-        examples.append(_conversation(conversation, messages, reply, kind))
+    skipped: Counter[str] = Counter()
+    # One retrieval and selection per question: hundreds of rows re-read the same sentences.
+    with remembering(index):
+        for conversation in progress.track(conversations, "input: selecting RAFT passages"):
+            if settings.max_examples is not None and len(examples) == settings.max_examples:
+                break
+            pair = _question_answer(conversation)
+            if pair is None or route(pair[0]) == "assistant":
+                continue
+            question, answer = pair
+            own = rows.get(answer.strip(), frozenset())
+            selection = select_for(index, question, readable, excluded=own)
+            if not selection.answerable:
+                skipped["refused by the abstention rule"] += 1
+                continue
+            reply = _reply(answer, selection.passages, idf)
+            if reply is None:
+                skipped["passages do not support the answer"] += 1
+                continue
+            messages = passage_messages(question, selection.passages, system_prompt)
+            examples.append(_conversation(conversation, messages, reply, "doc_qa"))
+    log.info("raft: %d examples; skipped: %s", len(examples), dict(skipped))
     return examples
+
+
+def _faq_rows(index: RagIndex) -> dict[str, frozenset[str]]:
+    """Answer text -> the chunks that are that answer word for word: FAQ rows in the index
+    (`rag.index_faq`), which the row's question and its paraphrases must not read."""
+    rows: dict[str, set[str]] = {}
+    for chunk in index.stored.chunks:
+        rows.setdefault(chunk.text.strip(), set()).add(chunk.id)
+    return {text: frozenset(ids) for text, ids in rows.items()}
+
+
+def _reply(answer: str, passages: list[Passage], idf: dict[str, float]) -> str | None:
+    """The sentences of `answer` the passages support, each citing its passage `[n]`.
+
+    Support is the citation checker's (`citations.support`: the sentence's values, names
+    and most of its words in one passage sentence, its subject not another's), so the
+    reply says only what its passages say, its values as the answer writes them. None
+    when those sentences carry under `STATES` of the answer's weighted words: passages
+    that miss most of the answer do not answer its question.
+    """
+    chunks = [p.as_chunk() for p in passages]
+    context = Context(chunks)
+    kept = []
+    for start, end in sentence_spans(answer):
+        sentence = answer[start:end].strip()
+        if len(terms(sentence)) < 2:
+            kept.append((sentence, None))  # "Yes." claims nothing a passage could hold
+        elif (found := best_support(sentence, chunks, context)) is not None:
+            kept.append((sentence, chunks.index(found[0]) + 1))
+    said = " ".join(sentence for sentence, n in kept if n is not None)
+    if not said or weighted_share(answer_weights(answer, idf), set(words(said))) < STATES:
+        return None
+    chinese = language(answer) == "zh"
+    space = "" if chinese else " "
+    cited = [
+        s if n is None else _END.sub(lambda m, n=n: f"{space}[{n}]{m.group()}", s, count=1)
+        for s, n in kept
+    ]
+    return space.join(cited)
+
+
+# A sentence's closing punctuation: the citation goes before it ("... 47 days [1].").
+_END = re.compile(r"[.!?。！？…]*\s*$")
 
 
 def _question_answer(conversation: Conversation) -> tuple[str, str] | None:
@@ -111,16 +173,24 @@ def _conversation(
 GROUNDED_KINDS = ("faq", "paraphrase", "doc_qa")
 
 
+def view_key(index: RagIndex, rag: RagSettings) -> str:
+    """What shapes the examples: the retrieval and selection settings, the indexed chunks and
+    the abstention rule fitted on them (a changed document or rule makes another view)."""
+    h = hashlib.sha256(f"v{RAFT_VERSION}\n{ids_hash(index.stored.chunks)}\n".encode())
+    h.update(rag.model_dump_json().encode())
+    h.update(json.dumps(index.rule.model_dump(mode="json"), sort_keys=True).encode())
+    return h.hexdigest()[:8]
+
+
 def raft_view(
     dataset: DatasetArtifact, index: RagIndex, system_prompt: str, rag: RagSettings
 ) -> DatasetArtifact:
-    """`<dataset>/raft-<settings>/`: the dataset plus RAFT examples made from its QA rows.
+    """`<dataset>/raft-<key>/`: the dataset plus RAFT examples made from its QA rows.
 
     A view, like continued pretraining's: the dataset stays as built, and the
-    view is named by the retrieval settings that shaped its examples.
+    view is named by what shaped its examples (`view_key`).
     """
-    # Sentence selection does not shape RAFT's prompts: left out, so existing views keep their name.
-    key = hashlib.sha256(rag.model_dump_json(exclude={"select"}).encode()).hexdigest()[:8]
+    key = view_key(index, rag)
     view = dataset.path / f"raft-{key}"
     out = DatasetArtifact(path=view, hash=f"{dataset.hash}-raft-{key}")
     if not out.split_file("train").is_file():
