@@ -104,3 +104,18 @@ def write_project(root: Path, base_model: Path, **train: object) -> Path:
     }
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return root
+
+
+def write_ops_project(root: Path, base_model: Path, **serve: object) -> Path:
+    """`write_project` with its documents restricted to the `ops` group, indexed, the job
+    worker off (and `serve` settings added): what the serving tests of permissions read."""
+    from shoptalk.pipeline import index_documents
+    from shoptalk.project import Project
+
+    write_project(root, base_model)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["rag"] = {"access": {"docs/*": ["ops"]}}
+    config["serve"] = {"worker": False, **serve}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    index_documents(Project.open(root))
+    return root

@@ -9,25 +9,18 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from shoptalk.pipeline import index_documents
-from shoptalk.project import Project
 from shoptalk.registry.audit import AuditRow
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
 
-from projects import write_project
+from projects import write_ops_project, write_project
 
 QUESTION = "How often do forklift drivers renew their licence?"
 
 
 @pytest.fixture
 def console(tmp_path, tiny_model, one_thread):
-    root = write_project(tmp_path / "p", tiny_model)
-    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
-    config["rag"] = {"access": {"docs/*": ["ops"]}}
-    config["serve"] = {"worker": False, "max_tokens_limit": 12}
-    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
-    index_documents(Project.open(root))
+    root = write_ops_project(tmp_path / "p", tiny_model, max_tokens_limit=12)
     app = create_app(root)
     keys = app.state.services.keys
 

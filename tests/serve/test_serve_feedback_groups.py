@@ -8,30 +8,23 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from test_serve_catalog import add_run
 
 from shoptalk.data.dataset import build_dataset
 from shoptalk.data.feedback import feedback_path, read_feedback
-from shoptalk.pipeline import index_documents
 from shoptalk.project import Project
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
 
-from projects import write_project
+from projects import write_ops_project
 
 QUESTION = "How often do forklift drivers renew their licence?"
 
 
 @pytest.fixture
 def console(tmp_path, tiny_model, one_thread):
-    root = write_project(tmp_path / "p", tiny_model)
-    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
-    config["rag"] = {"access": {"docs/*": ["ops"]}}
-    config["serve"] = {"worker": False}
-    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
-    index_documents(Project.open(root))
+    root = write_ops_project(tmp_path / "p", tiny_model)
     # The promoted model was trained for `ops` (its card): what it says may be ops text.
     run_dir = add_run(root, "run-ops", tiny_model, seed=1)
     card = json.loads((run_dir / "card.json").read_text()) | {"groups": ["ops"]}

@@ -14,19 +14,14 @@ from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
 from shoptalk.serve.server import BackgroundServer
 
-from projects import write_project
+from projects import write_ops_project, write_project
 
 QUESTION = [{"role": "user", "content": "How often do forklift drivers renew their licence?"}]
 
 
 @pytest.fixture
 def served(tmp_path, tiny_model):
-    root = write_project(tmp_path / "p", tiny_model)
-    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
-    config["rag"] = {"access": {"docs/*": ["ops"]}}
-    config["serve"] = {"worker": False}
-    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
-    index_documents(Project.open(root))
+    root = write_ops_project(tmp_path / "p", tiny_model)
     app = create_app(root)
     keys = app.state.services.keys
     secrets = {
