@@ -55,7 +55,7 @@ class FakeIndex:
         self.settings = RagSettings()
         self.abstention = Abstention(DEFAULT_RULE, {})
 
-    def search(self, question, groups, top_k):
+    def search(self, question, groups, top_k, excluded=frozenset()):
         from shoptalk.rag.retrieve import Hit, Retrieval
 
         self.questions.append(question)
