@@ -61,10 +61,9 @@ RECORDED = {
         "dpo_run_id": "run-e87922916d87-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "338bb622bad3756e",
-        # Changed on purpose (issue 17): RAFT reads the selected passages, so its view is
-        # named by rag.select too (rag/raft.py view_key); no dataset or run of a default
-        # config changes (rag.raft is off).
-        "rag": "bb9d1e5cfddec0ab",
+        # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 150 examples),
+        # so a default build trains on the RAFT view and its run changes at run time.
+        "rag": "96ef858733aaf8ef",
         "pii": "7354763fcc621605",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "1a2e7697d480f509",
@@ -79,10 +78,9 @@ RECORDED = {
         "dpo_run_id": "run-709cb1530fd1-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "f448ab4cf419ab69",
-        # Changed on purpose (issue 17): RAFT reads the selected passages, so its view is
-        # named by rag.select too (rag/raft.py view_key); no dataset or run of a default
-        # config changes (rag.raft is off).
-        "rag": "bb9d1e5cfddec0ab",
+        # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 150 examples),
+        # so a default build trains on the RAFT view and its run changes at run time.
+        "rag": "96ef858733aaf8ef",
         "pii": "c4d1a51ab02142af",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2193e5af2dabf32a",
@@ -95,10 +93,9 @@ RECORDED = {
         "dpo_run_id": "run-62b59ef6e0d0-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "f448ab4cf419ab69",
-        # Changed on purpose (issue 17): RAFT reads the selected passages, so its view is
-        # named by rag.select too (rag/raft.py view_key); no dataset or run of a default
-        # config changes (rag.raft is off).
-        "rag": "bb9d1e5cfddec0ab",
+        # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 150 examples),
+        # so a default build trains on the RAFT view and its run changes at run time.
+        "rag": "96ef858733aaf8ef",
         "pii": "54188a03df6694e4",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2cd9ede7af392399",

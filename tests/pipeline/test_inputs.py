@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from shoptalk import pipeline
 from shoptalk.cli import app
+from shoptalk.pipeline.inputs import uses_raft
 from shoptalk.project import Project
 
 from projects import write_project
@@ -65,3 +66,18 @@ def test_the_plan_follows_the_recipe(tmp_path, tiny_model):
     (stage,) = plan.stages
     assert (plan.recipe, stage.stage, stage.epochs, stage.learning_rate) == ("dpo", "dpo", 2, 1e-3)
     assert plan.total_steps == stage.total_steps > 0 and "dpo" in plan.render()
+
+
+def test_raft_is_on_by_default_where_there_are_documents_to_read(tmp_path, tiny_model):
+    root = write_project(tmp_path / "p", tiny_model, epochs=1)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config.pop("rag", None)
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
+    assert uses_raft(Project.open(root)), "default settings train the reader"
+
+    for change in ({"rag": {"raft": None}}, {"sources": {**config["sources"], "docs": []}}):
+        (root / "shoptalk.yaml").write_text(yaml.safe_dump(config | change))
+        assert not uses_raft(Project.open(root)), change
+    cpt = config | {"train": {"recipe": "cpt"}}
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(cpt))
+    assert not uses_raft(Project.open(root)), "continued pretraining reads document text alone"

@@ -1,7 +1,7 @@
 """The training input: which view of the dataset a run trains on, chosen here and nowhere else.
 
     plain   the dataset as built
-    raft    the dataset plus questions paired with the passages answering reads (`rag.raft` set)
+    raft    the dataset plus questions paired with the passages answering reads (`rag.raft`, on by default when there are documents)
     cpt     document text alone (`train.recipe: cpt`), of the plain or RAFT dataset
 
 The run is named by the hash of the plain or RAFT dataset (`Project.run_id`), so
@@ -28,8 +28,15 @@ class TrainingInput:
 
 
 def uses_raft(project: Project) -> bool:
-    rag = project.config.rag
-    return rag.raft is not None and rag.enabled
+    """RAFT examples need documents to read, and only an SFT recipe trains on answers."""
+    config = project.config
+    rag = config.rag
+    return (
+        rag.raft is not None
+        and rag.enabled
+        and bool(config.sources.docs)
+        and config.train.recipe == "sft"
+    )
 
 
 def index_documents(project: Project, on_event: OnEvent = ignore) -> None:
