@@ -595,3 +595,30 @@ def test_shoptalk_serve_refuses_contexts_that_do_not_fit_with_a_plain_error(
     assert "error: llama.cpp would allocate 2.1 MB of KV cache" in result.output
     assert "but 1 KB of memory is available" in result.output
     assert "Traceback" not in result.output
+
+
+def test_available_memory_is_memavailable_else_psutils_else_unknown(monkeypatch) -> None:
+    import builtins
+    import sys
+    from types import SimpleNamespace
+
+    import psutil
+
+    from shoptalk.serve import llamacpp
+
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+    # Memory moves between the two reads: within 64 MB.
+    assert abs(llamacpp.available_memory() - kib * 1024) < 64 * 2**20
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path) == "/proc/meminfo":
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=12345))
+    assert llamacpp.available_memory() == 12345
+    monkeypatch.setitem(sys.modules, "psutil", None)  # what a missing package looks like
+    assert llamacpp.available_memory() is None
