@@ -64,6 +64,37 @@ def test_gguf_and_ollama_export(gguf_project: Project, llama_cpp) -> None:
     assert [(e.format, e.quant) for e in exports] == [("hf", None), ("ollama", "f16")]
 
 
+def test_a_conversion_logged_to_a_file_shows_its_progress(
+    gguf_project: Project, tmp_path: Path
+) -> None:
+    import os
+    import re
+    import subprocess
+
+    script = (
+        "import sys; from pathlib import Path; from shoptalk.export.gguf import convert; "
+        "convert(Path(sys.argv[1]), Path(sys.argv[2]), 'f16')"
+    )
+    final = gguf_project.runs / RUN_ID / "final"
+    # A tiny model converts in a second: a line at every count instead of every 10 s.
+    env = os.environ | {"SHOPTALK_PROGRESS_SECONDS": "0"}
+    log_file = tmp_path / "export.log"
+    with log_file.open("w", encoding="utf-8") as out:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(final), str(tmp_path / "model-f16.gguf")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            timeout=300,
+        )
+    text = log_file.read_text(encoding="utf-8")
+    assert done.returncode == 0, text[-3000:]
+    phase = re.escape("export: converting to GGUF f16 (MB)")
+    assert re.search(rf"^{phase}: \d+/[1-9]\d*, [\d,.]+/s, ETA ", text, re.M), text
+    assert re.search(rf"^{phase}: (\d+)/\1, [\d,.]+/s, in \d+:\d\d$", text, re.M), text
+
+
 def test_unknown_tokenizer_is_a_readable_converter_error(tiny_model: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="pre-tokenizer was not recognized.*not possible"):
         convert(tiny_model, tmp_path / "model-f16.gguf", "f16")

@@ -498,3 +498,127 @@ def test_top_p_keeps_only_the_tokens_that_reach_it() -> None:
     row.params.top_p = 1.0
     assert {sample(logits, seq) for _ in range(200)} == {0, 1}
     assert sample(logits, Seq(row, None, [1])) == 0
+
+
+# --- KV cache memory: every context allocates all its cells when it is made
+
+# The tiny export: 2 layers × 2 KV heads × (16 + 16) key and value sizes × 2 bytes (f16).
+CELL_BYTES = 2 * 2 * (16 + 16) * 2
+# 8 sequences (serve.max_batch_size) × 512 cells (the model's context, below 2048) a context.
+CONTEXT_BYTES = CELL_BYTES * 8 * 512  # 1.05 MB
+
+
+def test_a_cells_kv_bytes_are_read_from_the_gguf(project: Project) -> None:
+    from shoptalk.modeling.gguf import kv_cell_bytes
+
+    export = project.exports / RUN_ID / "gguf-f32" / "model-f32.gguf"
+    assert kv_cell_bytes(export) == CELL_BYTES
+
+
+def test_contexts_beyond_the_available_memory_are_refused_naming_the_keys(
+    project: Project, monkeypatch
+) -> None:
+    from shoptalk.serve import llamacpp
+
+    # One context would fit, two do not.
+    monkeypatch.setattr(llamacpp, "available_memory", lambda: CONTEXT_BYTES + 1)
+    keys = r"serve\.llamacpp_contexts \(2\).*serve\.max_batch_size \(8\).*"
+    keys += r"serve\.llamacpp_sequence_tokens \(2048: 512\) cells.*Lower one"
+    with pytest.raises(
+        ConfigError, match=rf"2\.1 MB of KV cache for {GGUF}, but 1\.05 MB .*{keys}"
+    ):
+        batching_engine(project, contexts=2)
+
+
+def test_contexts_that_fit_start_and_say_their_kv_cache_once(
+    project: Project, monkeypatch, caplog
+) -> None:
+    import asyncio
+    import logging
+
+    from shoptalk.serve import llamacpp
+
+    monkeypatch.setattr(llamacpp, "available_memory", lambda: 2 * CONTEXT_BYTES)
+    with caplog.at_level(logging.INFO, logger="shoptalk.serve.llamacpp"):
+        engine = batching_engine(project, contexts=2)
+        assert asyncio.run(ask(engine, "Hello")), "the first load checks again and passes"
+        asyncio.run(engine.close())
+    said = [r.getMessage() for r in caplog.records if "KV cache" in r.getMessage()]
+    assert said == [
+        f"llama.cpp contexts for {GGUF}: 2 × 1.05 MB KV cache (8 sequences × 512 cells × 256 bytes)"
+    ]
+    # No memory figure (neither /proc/meminfo nor psutil): nothing is refused.
+    monkeypatch.setattr(llamacpp, "available_memory", lambda: None)
+    asyncio.run(batching_engine(project, contexts=2).close())
+
+
+def test_memory_gone_by_the_first_load_is_a_503_and_the_reason_in_the_log(
+    project: Project, monkeypatch, caplog
+) -> None:
+    import asyncio
+    import logging
+
+    from shoptalk.serve import llamacpp
+    from shoptalk.serve.errors import ApiError
+
+    engine = batching_engine(project)  # fits at startup
+    monkeypatch.setattr(llamacpp, "available_memory", lambda: CONTEXT_BYTES // 2)
+
+    async def refused_then_answered() -> tuple[ApiError, str]:
+        try:
+            with pytest.raises(ApiError) as refused:
+                await ask(engine, "Hello")
+            monkeypatch.setattr(llamacpp, "available_memory", lambda: None)
+            return refused.value, await ask(engine, "Hello")
+        finally:
+            await engine.close()
+
+    with caplog.at_level(logging.ERROR, logger="shoptalk.serve.llamacpp"):
+        refused, answer = asyncio.run(refused_then_answered())
+    assert refused.status == 503 and refused.code == "insufficient_memory"
+    assert "serve.max_batch_size" not in refused.message, "the server's settings stay in its log"
+    assert "serve.max_batch_size (8)" in caplog.text
+    assert answer, "a refusal is not remembered: the next request loads the model"
+
+
+def test_shoptalk_serve_refuses_contexts_that_do_not_fit_with_a_plain_error(
+    project: Project, monkeypatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from shoptalk.cli import app
+    from shoptalk.serve import llamacpp
+
+    monkeypatch.setattr(llamacpp, "available_memory", lambda: 1000)
+    result = CliRunner().invoke(app, ["serve", str(project.root), "--no-worker"])
+    assert result.exit_code == 2, result.output
+    assert "error: llama.cpp would allocate 2.1 MB of KV cache" in result.output
+    assert "but 1 KB of memory is available" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_available_memory_is_memavailable_else_psutils_else_unknown(monkeypatch) -> None:
+    import builtins
+    import sys
+    from types import SimpleNamespace
+
+    import psutil
+
+    from shoptalk.serve import llamacpp
+
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+    # Memory moves between the two reads: within 64 MB.
+    assert abs(llamacpp.available_memory() - kib * 1024) < 64 * 2**20
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path) == "/proc/meminfo":
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=12345))
+    assert llamacpp.available_memory() == 12345
+    monkeypatch.setitem(sys.modules, "psutil", None)  # what a missing package looks like
+    assert llamacpp.available_memory() is None

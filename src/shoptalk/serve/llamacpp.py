@@ -34,6 +34,7 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shoptalk.config.serve import llamacpp_batch_error
@@ -59,6 +60,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SETUP_HINT = "Install it with `scripts/setup.sh --llamacpp` (the llama-cpp-python package)."
+
+
+class KvCacheTooLarge(ConfigError):
+    """Sizes, keys and a model name, no personal data: the CLI prints it unredacted."""
+
+    personal_data = False
 
 
 def llamacpp_available() -> bool:
@@ -102,6 +109,31 @@ def require_llamacpp() -> None:
         raise ConfigError(
             f"serve.engine is 'llamacpp' but llama-cpp-python is not installed. {SETUP_HINT}"
         )
+
+
+def available_memory() -> int | None:
+    """Bytes the system can give without swapping (MemAvailable; psutil elsewhere); None: unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file says kB, meaning KiB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil  # installed with accelerate; not a dependency of its own
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def size_text(n: float) -> str:
+    """Bytes as "377 MB", "12.1 GB" (powers of 1000, as the config's descriptions say them)."""
+    units = ["bytes", "KB", "MB", "GB", "TB"]
+    while n >= 1000 and len(units) > 1:
+        n /= 1000
+        units.pop(0)
+    return f"{n:.0f} {units[0]}" if n >= 100 or units[0] == "bytes" else f"{n:.3g} {units[0]}"
 
 
 def default_threads(contexts: int) -> int:
@@ -162,6 +194,14 @@ class LlamaCppEngine(CatalogEngine):
         # Per worker, read and written under _cond: rows it holds, and their model.
         self._load = [0] * contexts
         self._model: list[ModelEntry | None] = [None] * contexts
+        # Each GGUF's KV cache bytes a cell (None: unreadable), read and logged once.
+        self._cell_bytes: dict[Path, int | None] = {}
+        self._sizing = threading.Lock()
+        # Refused now, with the keys to change, rather than by the OOM killer at the first
+        # requests (a context allocates all its cells when it is made).
+        for model in catalog.entries.values():
+            if model.kind == "gguf":
+                self.check_memory(model)
         self._threads = [
             threading.Thread(
                 target=self._work, args=(i,), name=f"shoptalk-llamacpp-{i}", daemon=True
@@ -174,6 +214,70 @@ class LlamaCppEngine(CatalogEngine):
     @property
     def queue_depth(self) -> int:
         return len(self._waiting)
+
+    def check_memory(self, entry: ModelEntry) -> None:
+        """A ConfigError when `entry`'s contexts would hold more KV cache than the memory available.
+
+        Each of `contexts` contexts holds `max_rows` sequences of
+        `context_length` cells, all allocated when the context is made.
+        Unknown sizes (an unreadable file, no memory figure) are not refused.
+        """
+        from shoptalk.modeling.gguf import kv_cell_bytes
+
+        with self._sizing:
+            first = entry.path not in self._cell_bytes
+            if first:
+                try:
+                    self._cell_bytes[entry.path] = kv_cell_bytes(entry.gguf_file)
+                except Exception as exc:  # a check, not a loader: llama.cpp says what is wrong
+                    log.warning("The KV cache of %s is not sized (%s)", entry.name, exc)
+                    self._cell_bytes[entry.path] = None
+            cell = self._cell_bytes[entry.path]
+        if cell is None:
+            return
+        cells = self.context_length(entry)
+        context = cell * self.max_rows * cells
+        if first:
+            log.info(
+                "llama.cpp contexts for %s: %d × %s KV cache (%d sequences × %d cells × %s)",
+                entry.name,
+                self.contexts,
+                size_text(context),
+                self.max_rows,
+                cells,
+                size_text(cell),
+            )
+        available = available_memory()
+        if available is not None and context * self.contexts > available:
+            # 0, or more than the model's context, means the model's context length.
+            tokens = (
+                f"{cells}" if cells == self.sequence_tokens else f"{self.sequence_tokens}: {cells}"
+            )
+            raise KvCacheTooLarge(
+                f"llama.cpp would allocate {size_text(context * self.contexts)} of KV cache for "
+                f"{entry.name}, but {size_text(available)} of memory is available: "
+                f"serve.llamacpp_contexts ({self.contexts}) contexts × serve.max_batch_size "
+                f"({self.max_rows}) sequences × serve.llamacpp_sequence_tokens ({tokens}) "
+                f"cells × {size_text(cell)} a cell. Lower one of these keys."
+            )
+
+    def _check_first_load(self, entry: ModelEntry) -> None:
+        """`check_memory` before the model's first context (memory may have gone since startup).
+
+        The reason goes to the server's log, and the client gets a 503 without it.
+        """
+        if self.catalog.llama_loaded(entry):
+            return
+        try:
+            self.check_memory(entry)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            raise ApiError(
+                503,
+                f"The model {entry.name!r} does not fit in the server's memory as the server is "
+                "configured; its log says which setting to change.",
+                code="insufficient_memory",
+            ) from exc
 
     def check_entry(self, entry: ModelEntry) -> None:
         if entry.kind != "gguf":
@@ -284,6 +388,7 @@ class LlamaCppEngine(CatalogEngine):
                 for waiting in taken:
                     if waiting.job.key != entry:  # only when idle: a worker runs one model
                         key = waiting.job.key
+                        self._check_first_load(key)
                         context = self.catalog.llama(
                             key, slot, self.threads, self.max_rows, self.context_length(key)
                         )
