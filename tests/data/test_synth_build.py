@@ -52,9 +52,15 @@ TEACHER_PAIRS = {
     ),
     'Never say "no worries".': "Which phrase must replies never use?",
 }
-MADE_UP = ("Do refunds cover the return postage?", "Yes, return postage of 12 euros is refunded.")
+MADE_UP = ("Do refunds cover the return postage?", "Yes, the return postage is refunded too.")
+# A value the excerpt does not hold: the pair is dropped before it reaches the dataset.
+MADE_UP_VALUE = ("Who approves big refunds?", "Refunds over 500 euros need a manager.")
 # An address the teacher adds from its own knowledge: redacted like the sources' values.
 ADDRESS = "claims.desk@kestrel.example"
+
+
+def pair(question: str, answer: str) -> str:
+    return json.dumps({"question": question, "answer": answer})
 
 
 def fake_teacher(prompts: list[str]) -> FastAPI:
@@ -67,17 +73,12 @@ def fake_teacher(prompts: list[str]) -> FastAPI:
         prompt = body["messages"][-1]["content"]
         prompts.append(prompt)
         excerpt = prompt.split("):\n\n", 1)[1].split("\n\nWrite ", 1)[0]
-        lines = [
-            json.dumps({"question": q, "answer": a})
-            for a, q in TEACHER_PAIRS.items()
-            if a in excerpt
-        ]
+        lines = [pair(q, a) for a, q in TEACHER_PAIRS.items() if a in excerpt]
         if "Refunds" in excerpt:
-            lines.append(json.dumps({"question": MADE_UP[0], "answer": MADE_UP[1]}))
-            lines.append(json.dumps({"question": MADE_UP[0], "answer": MADE_UP[1]}))  # twice
+            lines += [pair(*MADE_UP), pair(*MADE_UP), pair(*MADE_UP_VALUE)]  # one twice
         if "damaged parcel" in excerpt:
             answer = f"Send the photos to {ADDRESS} through the Kestrel portal."
-            lines.append(json.dumps({"question": "Where do damage photos go?", "answer": answer}))
+            lines.append(pair("Where do damage photos go?", answer))
         reply = "Here are the pairs:\n" + "\n".join(lines)
         message = {"role": "assistant", "content": reply}
         return {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
@@ -111,7 +112,8 @@ def project(tmp_path, tiny_model, teacher_url, monkeypatch) -> Project:
     config = yaml.safe_load((root / "shoptalk.yaml").read_text(encoding="utf-8"))
     config["sources"]["style"] = ["voice"]
     del config["data"]["replay"]  # self-replay at its default
-    config["data"]["synth"] = {"teacher": {"base_url": teacher_url[0], "model": "big"}}
+    teacher = {"base_url": teacher_url[0], "model": "big", "questions_per_chunk": 4}
+    config["data"]["synth"] = {"teacher": teacher}
     assert "rag" not in config, "rag.raft at its default"
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return Project.open(root)
@@ -127,6 +129,7 @@ def test_teacher_pairs_join_style_replay_and_the_raft_view(project, teacher_url)
     # about. Declared style material is not knowledge: the teacher never reads it.
     asked = "\n".join(prompts)
     assert manifest["synth"]["requests"] == len(prompts) >= 3
+    assert manifest["synth"]["unsupported"] == 1  # MADE_UP_VALUE
     for source in ("docs/handbook.md", "docs/returns.md", "docs/tone.md"):
         assert f"({source}#" in asked
     assert "Member Desk" not in asked and "voice/" not in asked
