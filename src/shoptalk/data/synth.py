@@ -165,7 +165,8 @@ def teacher_examples(
             pairs = parse_pairs(reply)
             report.unparsed += not pairs
             for i, (question, answer) in enumerate(pairs[: settings.questions_per_chunk]):
-                if unsupported_numbers(answer, chunk.text):
+                # Against what the teacher read: the source's heading path holds values too.
+                if unsupported_numbers(answer, f"{chunk.source}\n{chunk.text}"):
                     report.unsupported += 1
                     continue
                 out.append(
