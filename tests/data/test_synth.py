@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from shoptalk.config import ServeSettings
-from shoptalk.data.synth import TeacherSettings, parse_pairs, teacher_examples
+from shoptalk.data.synth import (
+    TeacherSettings,
+    parse_pairs,
+    teacher_examples,
+    unsupported_numbers,
+)
 from shoptalk.records import Chunk
 from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
@@ -74,3 +79,22 @@ def test_pairs_are_parsed_from_prose_and_traced_to_their_chunk(tmp_path, monkeyp
     assert report.pairs == 2
     assert [p.source for p in pairs] == ["docs/depots.md#Depot 1"] * 2
     assert pairs[0].id == "synth-c1-0" and pairs[0].kind == "doc_qa"
+
+
+def test_a_pair_with_a_number_the_excerpt_does_not_hold_is_dropped(tmp_path, monkeypatch):
+    assert unsupported_numbers("It opens at 8:00 and costs £1200.", "8:00; fee £1,200") == set()
+    assert unsupported_numbers("退货期限是７５天。", "退货期限是75 天") == set()
+    assert unsupported_numbers("It opens at 9:00.", "Depot 1 opens at 8:00.") == {"9"}
+    reply = (
+        '{"question": "When does Depot 1 open?", "answer": "At 8:00 on weekdays."}\n'
+        '{"question": "And on Sundays?", "answer": "At 10:00 on Sundays."}\n'
+        '{"question": "Is it open on weekdays?", "answer": "Yes, every weekday."}'
+    )
+    monkeypatch.setattr("shoptalk.data.synth.Teacher.complete", lambda self, prompt: reply)
+    settings = TeacherSettings(base_url="http://127.0.0.1:9/v1", model="m")
+    pairs, report = teacher_examples(CHUNKS[1:2], settings, tmp_path / "cache", chinese=False)
+    assert [p.messages[0].content for p in pairs] == [
+        "When does Depot 1 open?",
+        "Is it open on weekdays?",
+    ]
+    assert (report.pairs, report.unsupported) == (2, 1)

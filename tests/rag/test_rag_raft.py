@@ -140,3 +140,14 @@ def test_the_view_is_named_by_selection_settings_and_the_abstention_rule(index):
     index.rule = AbstainRule(weights=[0.0, 0.0], bias=-10.0, threshold=0.5)
     assert view_key(index, rag) != key
     assert isinstance(rag, RagSettings)
+
+
+def test_a_document_question_reads_the_passage_that_is_its_answer_word_for_word(index):
+    # Only a FAQ row and its paraphrases are blind to the row: a document question (a
+    # teacher's or a rule's) reads the passage its answer was copied from, whole.
+    question, answer = FAQ_ROWS[7]
+    assert raft_examples([faq_record("8", question, answer)], index, "", RaftSettings()) == []
+    document_question = faq_record("d", question, answer, kind="doc_qa")
+    (example,) = raft_examples([document_question], index, "", RaftSettings())
+    assert ("faq.csv:9", answer) in passages(example)
+    assert example.messages[-1].content.startswith(answer.rstrip(".") + " [")

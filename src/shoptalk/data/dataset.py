@@ -217,20 +217,17 @@ def build_dataset(
     synthesized, synth_report = synthesize(cfg, sources, out_root.parent / "cache" / "synth")
     if synth_report:
         report["synth"] = synth_report
+        # The teacher's words are records like the sources': it read redacted text, but it
+        # may write a value redaction finds (from its own knowledge), or a pair twice.
+        synthesized = prepared(synthesized, settings, report)
     style, style_files = rules_from(sources.style, sources.chunks)
     train, val, heldout, split = assemble(cfg, sources, synthesized, style)
     if builtin_entries(settings.replay):
         # Answered with the system prompt training will use, after the style rules are known.
         system_prompt = styled_system_prompt(cfg.system_prompt, style.model_dump())
         wanted = replay_count(len(train), settings.replay.ratio)
-        pii = Counter(report["pii_redacted"])
-        own, dropped_own, own_clusters = prepare_conversations(
-            self_answers(cfg, root, base_path, system_prompt, wanted), settings, pii
-        )
-        pool += own
-        report["dropped"] += [d.model_dump() for d in dropped_own]
-        report["duplicates"] += own_clusters
-        report["pii_redacted"] = dict(pii)
+        own = self_answers(cfg, root, base_path, system_prompt, wanted)
+        pool += prepared(own, settings, report)
     in_train = {c.id for c in train}
     replay = sample_replay([c for c in pool if c.id not in in_train], len(train), settings.replay)
     train += replay
@@ -323,6 +320,19 @@ def prepare_sources(
     return kept, pool, report
 
 
+def prepared(
+    records: list[Conversation], settings: DataSettings, report: dict
+) -> list[Conversation]:
+    """`records` cleaned, redacted and deduplicated as the sources are; what was dropped,
+    merged and redacted added to `report` (`prepare_sources`')."""
+    pii = Counter(report["pii_redacted"])
+    kept, dropped, clusters = prepare_conversations(records, settings, pii)
+    report["dropped"] += [d.model_dump() for d in dropped]
+    report["duplicates"] += clusters
+    report["pii_redacted"] = dict(pii)
+    return kept
+
+
 def prepare_conversations(
     records: list[Conversation], settings: DataSettings, pii: Counter[str]
 ) -> tuple[list[Conversation], list[Dropped], list[dict]]:
@@ -388,9 +398,12 @@ def assemble(
     faq, heldout, split = holdout_split(list(sources.faq), cfg)
     train = augment.faq_examples(faq, settings.question_variants, settings.seed)
     train += sources.conversations
+    # A teacher's questions before the rule-based ones on the same sentences: where one
+    # example per answer is kept (RAFT under `rag.raft.max_examples`), it is the teacher's,
+    # written the way people ask, not the cloze.
+    train += synthesized or []
     if settings.document_qa:
         train += augment.document_examples(sources.chunks)
-    train += synthesized or []
     if style is not None:
         chinese = is_mostly_chinese(sources)
         train += drafting_examples(faq, style, chinese, settings.seed, DRAFTING_EXAMPLES)

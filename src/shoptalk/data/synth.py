@@ -9,7 +9,10 @@ a `shoptalk serve`), writes the questions people actually ask.
 - every answer is cached by (model, prompt), so a rerun never asks again;
 - transient failures (timeouts, 429, 5xx) are retried with backoff, honouring
   `Retry-After`;
-- every pair keeps its chunk's `source` and names the chunk in its id.
+- every pair keeps its chunk's `source` and names the chunk in its id;
+- a pair whose answer holds a number the excerpt does not is dropped: a teacher
+  that adds a value from its own knowledge (or makes one up) would teach the
+  model to do the same.
 
 Chunks arrive here already redacted: the teacher never sees personal data.
 """
@@ -22,6 +25,7 @@ import logging
 import os
 import re
 import time
+import unicodedata
 from pathlib import Path
 
 import httpx2 as httpx
@@ -48,6 +52,8 @@ PROMPT_ZH = (
 )
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+# A number as written: digits with thousands separators or a decimal part (1,200; 4.5).
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
 class SynthReport(BaseModel):
@@ -56,6 +62,7 @@ class SynthReport(BaseModel):
     cached: int = 0
     pairs: int = 0
     unparsed: int = 0
+    unsupported: int = 0
     skipped_over_cap: int = 0
     failed: int = 0
 
@@ -158,6 +165,10 @@ def teacher_examples(
             pairs = parse_pairs(reply)
             report.unparsed += not pairs
             for i, (question, answer) in enumerate(pairs[: settings.questions_per_chunk]):
+                # Against what the teacher read: the source's heading path holds values too.
+                if unsupported_numbers(answer, f"{chunk.source}\n{chunk.text}"):
+                    report.unsupported += 1
+                    continue
                 out.append(
                     Conversation(
                         id=f"synth-{chunk.id}-{i}",
@@ -180,6 +191,18 @@ def teacher_examples(
             settings.max_requests,
         )
     return out, report
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers in `text`, compared as values: `1,200` = `1200`, `07` = `7`, `７５` = `75`."""
+    found = NUMBER.findall(unicodedata.normalize("NFKC", text))
+    return {n.replace(",", "").lstrip("0") or "0" for n in found}
+
+
+def unsupported_numbers(answer: str, excerpt: str) -> set[str]:
+    """The numbers of `answer` that `excerpt` does not hold (a date or amount written in
+    words there counts as missing: dropping a good pair costs less than training a bad one)."""
+    return numbers(answer) - numbers(excerpt)
 
 
 def parse_pairs(reply: str) -> list[tuple[str, str]]:

@@ -10,7 +10,10 @@ in `passage_messages`' prompt), answered with the sentences of the known answer
 those passages support, verbatim (values as written), each citing its passage `[n]`.
 - Retrieval is blind to the question's own FAQ row (`rag.index_faq` indexes it;
   asked verbatim it answers itself): the model must read a document passage, as
-  the abstention fit does (`rag.abstain_fit.own_split`).
+  the abstention fit does (`rag.abstain_fit.own_split`). Only FAQ rows and their
+  paraphrases have such a row: a document question (`doc_qa`, rule-based or a
+  teacher's) reads the section its answer was copied from, even when that section
+  is the answer word for word.
 - An example is kept only when those supported sentences carry most of the answer
   (`_reply`): training a model to answer from passages that do not hold the answer,
   or to add what they do not say, teaches it to make values up.
@@ -84,7 +87,8 @@ def raft_examples(
             if pair is None or route(pair[0]) == "assistant":
                 continue
             question, answer = pair
-            own = rows.get(answer.strip(), frozenset())
+            faq_row = conversation.kind in FAQ_KINDS
+            own = rows.get(answer.strip(), frozenset()) if faq_row else frozenset()
             selection = select_for(index, question, readable, excluded=own)
             if not selection.answerable:
                 skipped["refused by the abstention rule"] += 1
@@ -171,6 +175,8 @@ def _conversation(
 
 # Kinds of training conversations whose answers may be in the documents.
 GROUNDED_KINDS = ("faq", "paraphrase", "doc_qa")
+# Kinds whose answer is a FAQ row's: retrieval leaves that row out (`_faq_rows`).
+FAQ_KINDS = ("faq", "paraphrase")
 
 
 def view_key(index: RagIndex, rag: RagSettings) -> str:
