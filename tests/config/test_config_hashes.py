@@ -61,9 +61,9 @@ RECORDED = {
         "dpo_run_id": "run-e87922916d87-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "338bb622bad3756e",
-        # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 150 examples),
+        # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
-        "rag": "96ef858733aaf8ef",
+        "rag": "3b603a7001b704a9",
         "pii": "7354763fcc621605",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "1a2e7697d480f509",
@@ -78,9 +78,9 @@ RECORDED = {
         "dpo_run_id": "run-709cb1530fd1-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "f448ab4cf419ab69",
-        # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 150 examples),
+        # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
-        "rag": "96ef858733aaf8ef",
+        "rag": "3b603a7001b704a9",
         "pii": "c4d1a51ab02142af",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2193e5af2dabf32a",
@@ -93,9 +93,9 @@ RECORDED = {
         "dpo_run_id": "run-62b59ef6e0d0-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "f448ab4cf419ab69",
-        # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 150 examples),
+        # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
-        "rag": "96ef858733aaf8ef",
+        "rag": "3b603a7001b704a9",
         "pii": "54188a03df6694e4",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2cd9ede7af392399",

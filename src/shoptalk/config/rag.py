@@ -12,11 +12,12 @@ log = logging.getLogger(__name__)
 class RaftSettings(BaseModel, extra="forbid"):
     seed: int = Field(0, description="Seed for which examples `max_examples` picks")
     max_examples: int | None = Field(
-        150,
+        100,
         ge=1,
         description="At most this many examples, one per distinct answer, picked at random "
         "(each is ~4x a FAQ row's tokens: this bounds the extra training time; on the English "
-        "example 150 adds ~0.6x the training tokens, none ~600 examples and 2.6x); none = one "
+        "example 100 add ~0.35x the training tokens, 150 ~0.55x, none ~600 examples and 2.6x: "
+        "the default keeps the example's build under 30 minutes on 2 cores); none = one "
         "per grounded training conversation whose selected passages support its answer",
     )
 
