@@ -12,6 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from shoptalk import pipeline
 from shoptalk.artifacts import DatasetArtifact, read_jsonl, write_jsonl
 from shoptalk.config import DpoSettings, ShoptalkConfig
 from shoptalk.errors import ConfigError
@@ -194,11 +195,12 @@ def test_build_runs_dpo_on_top_of_the_sft_model_when_pairs_exist(tmp_path, tiny_
     assert not any("claims@kestrel.example" in p.chosen for p in pairs)
     said: list = []
     run = run_train(project, on_event=said.append, dataset=dataset)
-    assert [e.stage for e in said if e.status == "started"] == ["sft", "dpo"]
-    assert run.run_id == project.dpo_run_id(project.run_id(dataset.hash))
+    assert [e.stage for e in said if e.status == "started"] == ["index", "sft", "dpo"]
+    sft_id = project.run_id(pipeline.prepare_input(project, dataset=dataset).hash)  # RAFT view
+    assert run.run_id == project.dpo_run_id(sft_id)
     assert project.latest_run().run_id == run.run_id
     card = json.loads((run.path / "card.json").read_text())
-    assert card["start_from"] == str(project.runs / project.run_id(dataset.hash) / "final")
+    assert card["start_from"] == str(project.runs / sft_id / "final")
     # The reference is the SFT model DPO started from: loss log 2 before the first update.
     assert metrics(run.path)[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)
     assert run.is_adapter
@@ -211,5 +213,5 @@ def test_build_runs_dpo_on_top_of_the_sft_model_when_pairs_exist(tmp_path, tiny_
     config["train"]["dpo"]["beta"] = 0.5
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     project = Project.open(root)
-    assert project.run_id(dataset.hash) == run.run_id.split("-dpo-")[0]
-    assert project.dpo_run_id(project.run_id(dataset.hash)) != run.run_id
+    assert sft_id == run.run_id.split("-dpo-")[0]
+    assert project.dpo_run_id(sft_id) != run.run_id

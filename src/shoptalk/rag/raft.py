@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import shutil
@@ -203,7 +204,8 @@ def raft_view(
         train = dataset.conversations("train")
         grounded = [c for c in train if c.kind in GROUNDED_KINDS]
         examples = raft_examples(grounded, index, system_prompt, rag.raft or RaftSettings())
-        tmp = dataset.path / f".raft-{key}.tmp"
+        # One folder per process: data-parallel ranks build the same view at once.
+        tmp = dataset.path / f".raft-{key}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for path in dataset.view_files():
@@ -211,6 +213,9 @@ def raft_view(
                 shutil.copyfile(path, tmp / path.name)
         # The training split is written last: its presence marks a complete view.
         write_jsonl(DatasetArtifact(path=tmp, hash="").split_file("train"), train + examples)
-        shutil.rmtree(view, ignore_errors=True)
-        tmp.rename(view)
+        if out.split_file("train").is_file():  # another rank finished the same view first
+            shutil.rmtree(tmp)
+        else:
+            shutil.rmtree(view, ignore_errors=True)
+            tmp.rename(view)
     return out
