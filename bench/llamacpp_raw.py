@@ -25,31 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# bench/ is on the path when this file runs: the bound is computed as serve_load.py does.
+from serve_load import gguf_weight_bytes, read_bandwidth
+
 PROMPT = "Explain in a few sentences why the sky looks blue during the day."
-
-
-def read_bandwidth(threads: int) -> float:
-    """Bytes per second `threads` threads read from memory (best of 5, 1 GiB)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    data = torch.ones(256 * 1024**2, dtype=torch.float32)
-    best = 0.0
-    for _ in range(5):
-        start = time.perf_counter()
-        data.sum()
-        best = max(best, data.numel() * 4 / (time.perf_counter() - start))
-    return best
-
-
-def weight_bytes_per_token(path: Path) -> int:
-    """Every tensor a decode step reads; a tied embedding table once, as the output head."""
-    from gguf import GGUFReader
-
-    sizes = {t.name: int(t.n_bytes) for t in GGUFReader(path).tensors}
-    if "output.weight" in sizes:
-        sizes.pop("token_embd.weight", None)
-    return sum(sizes.values())
 
 
 def decode_rate(path: Path, threads: int, prompt: list[int], steps: int) -> dict:
@@ -105,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for quant in args.quants:
             path = convert(base, Path(tmp) / f"model-{quant}.gguf", quant)
-            size = weight_bytes_per_token(path)
+            size = gguf_weight_bytes(path)
             for threads in args.threads:
                 runs = [decode_rate(path, threads, prompt, args.steps) for _ in range(args.repeats)]
                 best = max(runs, key=lambda r: r["tok_s"])

@@ -137,7 +137,6 @@ def weight_bytes_per_token(project_dir: Path, model: str) -> int:
     (counted once, as the output). So: all tensors, the embedding table counted
     only when it is also the output, plus nothing for lookups.
     """
-    from gguf import GGUFReader
 
     if "-gguf-" not in model:
         from shoptalk.modeling.load import resolve_base_model
@@ -149,17 +148,26 @@ def weight_bytes_per_token(project_dir: Path, model: str) -> int:
         return sum(p.stat().st_size for p in base.glob("*.safetensors"))
     quant = model.rsplit("-gguf-", 1)[1]
     gguf_path = project_dir / ".shoptalk" / "exports" / RUN_ID / f"gguf-{quant}"
-    reader = GGUFReader(gguf_path / f"model-{quant}.gguf")
-    sizes = {t.name: int(t.n_bytes) for t in reader.tensors}
+    return gguf_weight_bytes(gguf_path / f"model-{quant}.gguf")
+
+
+def gguf_weight_bytes(path: Path) -> int:
+    """Every tensor of the GGUF `path`, a tied embedding table once (as the output head)."""
+    from gguf import GGUFReader
+
+    sizes = {t.name: int(t.n_bytes) for t in GGUFReader(path).tensors}
     if "output.weight" in sizes:
         sizes.pop("token_embd.weight", None)
     return sum(sizes.values())
 
 
-def read_bandwidth() -> float:
-    """Bytes per second this machine reads from memory (best of 5, all cores, 1 GiB)."""
+def read_bandwidth(threads: int | None = None) -> float:
+    """Bytes per second this machine reads from memory (best of 5, 1 GiB), with `threads`
+    threads (None: torch's default, all cores)."""
     import torch
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     data = torch.ones(256 * 1024**2, dtype=torch.float32)
     best = 0.0
     for _ in range(5):
