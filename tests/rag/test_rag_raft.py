@@ -12,7 +12,7 @@ from shoptalk.rag.abstain import AbstainRule
 from shoptalk.rag.answer import NOT_FOUND, passage_messages, select_for
 from shoptalk.rag.citations import support
 from shoptalk.rag.index import index_project
-from shoptalk.rag.raft import RaftSettings, raft_examples, view_key
+from shoptalk.rag.raft import RaftSettings, publish, raft_examples, view_key
 from shoptalk.rag.retrieve import open_index
 from shoptalk.records import Chunk
 
@@ -151,3 +151,21 @@ def test_a_document_question_reads_the_passage_that_is_its_answer_word_for_word(
     (example,) = raft_examples([document_question], index, "", RaftSettings())
     assert ("faq.csv:9", answer) in passages(example)
     assert example.messages[-1].content.startswith(answer.rstrip(".") + " [")
+
+
+def test_a_view_another_rank_published_first_is_kept_and_a_stale_one_replaced(tmp_path):
+    view = tmp_path / "raft-1"
+    view.mkdir()
+    (view / "train.jsonl").write_text("first\n")
+    mine = tmp_path / ".raft-1.2.tmp"
+    mine.mkdir()
+    (mine / "train.jsonl").write_text("second\n")
+    publish(mine, view, view / "train.jsonl")
+    assert (view / "train.jsonl").read_text() == "first\n" and not mine.exists()
+
+    (view / "train.jsonl").unlink()
+    (view / "other.jsonl").write_text("stale\n")
+    mine.mkdir()
+    (mine / "train.jsonl").write_text("second\n")
+    publish(mine, view, view / "train.jsonl")
+    assert [p.name for p in view.iterdir()] == ["train.jsonl"] and not mine.exists()

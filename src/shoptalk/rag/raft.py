@@ -36,6 +36,7 @@ import random
 import re
 import shutil
 from collections import Counter
+from pathlib import Path
 
 from shoptalk import progress
 from shoptalk.artifacts import DatasetArtifact, write_jsonl
@@ -213,9 +214,21 @@ def raft_view(
                 shutil.copyfile(path, tmp / path.name)
         # The training split is written last: its presence marks a complete view.
         write_jsonl(DatasetArtifact(path=tmp, hash="").split_file("train"), train + examples)
-        if out.split_file("train").is_file():  # another rank finished the same view first
-            shutil.rmtree(tmp)
-        else:
-            shutil.rmtree(view, ignore_errors=True)
-            tmp.rename(view)
+        publish(tmp, view, out.split_file("train"))
     return out
+
+
+def publish(tmp: Path, view: Path, marker: Path) -> None:
+    """Rename `tmp` to `view`, unless another rank published a complete view first.
+
+    The rename is atomic, so a view holding `marker` is complete and is kept;
+    a view without it was left by an older version and is replaced.
+    """
+    try:
+        tmp.rename(view)
+    except OSError:
+        if marker.is_file():
+            shutil.rmtree(tmp)
+            return
+        shutil.rmtree(view, ignore_errors=True)
+        tmp.rename(view)
