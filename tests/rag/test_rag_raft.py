@@ -83,10 +83,26 @@ def test_a_sentence_no_passage_supports_is_left_out_of_the_reply(index):
     assert "slow" not in example.messages[-1].content
 
 
-def test_no_refusal_is_trained_and_unsupported_answers_get_no_example(index):
+def test_unsupported_answers_get_no_example(index):
     examples = raft_examples(QA, index, "", RaftSettings())
     assert all(NOT_FOUND["en"] not in e.messages[-1].content for e in examples)
     assert FAQ_ONLY not in {answer_of(e) for e in examples}, "only the FAQ row holds it"
+
+
+def test_refusals_ask_answered_questions_over_passages_without_their_answer(index):
+    examples = raft_examples(QA, index, "", RaftSettings(refusal_ratio=1.0))
+    answers = [e for e in examples if e.kind == "doc_qa"]
+    refusals = [e for e in examples if e.kind == "refusal"]
+    assert refusals and len(refusals) <= len(answers)
+    asked = {e.messages[1].content.split("Question: ")[1] for e in answers}
+    for refusal in refusals:
+        assert refusal.messages[-1].content == NOT_FOUND["en"]
+        assert refusal.messages[1].content.split("Question: ")[1] in asked, "the same question"
+        known = answer_of(refusal)
+        read = " ".join(text for _, text in passages(refusal))
+        assert support(known, Chunk(id="r", source="r", text=read)) is None
+    half = raft_examples(QA, index, "", RaftSettings(refusal_ratio=0.5))
+    assert sum(e.kind == "refusal" for e in half) <= round(len(answers) * 0.5)
 
 
 def test_passages_the_abstention_rule_refuses_are_not_trained_on(index):
@@ -116,7 +132,7 @@ def test_max_examples_takes_one_example_per_answer_up_to_the_cap(index):
     ]
     settings = RaftSettings(max_examples=50)
     examples = raft_examples(paraphrased, index, "", settings)
-    answers = [answer_of(e) for e in examples]
+    answers = [answer_of(e) for e in examples if e.kind == "doc_qa"]
     assert len(answers) == len(set(answers)), "one example per answer"
     assert examples == raft_examples(paraphrased, index, "", settings), "deterministic"
     capped = raft_examples(paraphrased, index, "", settings.model_copy(update={"max_examples": 1}))

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from shoptalk.rag.abstain import DEFAULT_RULE, Abstention
 from shoptalk.rag.select import Passage
-from shoptalk.rag.verify import NOT_FOUND, about_itself, unsupported_values, verify_answer
+from shoptalk.rag.verify import (
+    NOT_FOUND,
+    about_itself,
+    recited,
+    unsupported_values,
+    verify_answer,
+)
 from shoptalk.records import Chunk
 
 # The default rule on plain word shares (no corpus: every term weighs alike).
@@ -65,6 +71,17 @@ def test_a_value_must_be_in_the_passage_it_cites_not_just_any():
     assert wrong == ["oslo", "solberg"]
     assert unsupported_values("Ingrid Solberg runs the Oslo depot [2].", PASSAGES) == []
     assert unsupported_values("Ingrid Solberg runs the Oslo depot.", PASSAGES) == []
+
+
+def test_a_value_cited_to_the_wrong_passage_is_cited_to_the_one_holding_it():
+    wrong = "Ingrid Solberg runs the Oslo depot [1] [1]. Claims take 47 days [2]."
+    checked = verify_answer("Who runs the Oslo depot?", wrong, PASSAGES, ABSTAIN)
+    assert checked.status == "verified" and checked.unsupported == []
+    assert checked.message == "Ingrid Solberg runs the Oslo depot [2]. Claims take 47 days [1]."
+    assert checked.generated == wrong
+    # A value no passage holds is not re-cited: it still fails.
+    assert recited("Ingrid Larsen runs the Oslo depot [1].", PASSAGES).endswith("[1].")
+    assert recited("Ingrid Solberg runs the Oslo depot【1】。", PASSAGES).endswith("【2】。")
 
 
 def test_values_compare_normalized_and_chinese_is_repaired_in_chinese():

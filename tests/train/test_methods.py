@@ -13,7 +13,12 @@ from shoptalk.errors import ConfigError
 from shoptalk.modeling.load import load_model
 from shoptalk.pipeline import train as run_train
 from shoptalk.project import Project
-from shoptalk.train.methods import attach_method, check_method, quantization_config
+from shoptalk.train.methods import (
+    attach_method,
+    check_method,
+    load_for_method,
+    quantization_config,
+)
 
 from projects import write_project
 
@@ -78,3 +83,23 @@ def test_qlora_quantization_config_is_nf4_with_double_quantization():
     assert config.bnb_4bit_use_double_quant
     assert config.bnb_4bit_compute_dtype == torch.float16  # no bf16 on this hardware
     assert "bitsandbytes" not in sys.modules
+
+
+def test_lora_freezes_the_base_in_bf16_where_the_device_has_it_and_full_trains_fp32(
+    tiny_model, monkeypatch
+):
+    assert load_for_method(str(tiny_model), settings(), "cpu").dtype == torch.float32, (
+        "never bf16 on a CPU"
+    )
+    # A GPU with bf16 units, as `pick_dtype` sees one (the model itself stays on the CPU).
+    monkeypatch.setattr("shoptalk.modeling.load.pick_dtype", lambda device: torch.bfloat16)
+    base = load_for_method(str(tiny_model), settings(), "cpu")
+    tuned, _ = attach_method(base, settings(lora={"r": 4, "alpha": 8}))
+    frozen = {p.dtype for p in tuned.parameters() if not p.requires_grad}
+    trained = {p.dtype for p in tuned.parameters() if p.requires_grad}
+    assert frozen == {torch.bfloat16} and trained == {torch.float32}
+    ids = torch.tensor([[1, 2, 3, 4]])
+    tuned(input_ids=ids, labels=ids).loss.backward()
+    assert all(p.grad is not None for p in tuned.parameters() if p.requires_grad)
+    full = load_for_method(str(tiny_model), settings(method="full"), "cpu")
+    assert full.dtype == torch.float32, "trained weights keep fp32"

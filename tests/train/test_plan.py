@@ -25,6 +25,7 @@ def smollm2_135m(first_trainable: int = 14) -> ModelShape:
     head = 49_152 * 576
     return ModelShape(
         total_params=30 * layer + head + 576,
+        weight_bytes=(30 * layer + head + 576) * 4,
         trainable_params=(30 - first_trainable) * layer,
         layer_params=layer,
         n_layers=30,
@@ -41,6 +42,7 @@ def llama_7b() -> ModelShape:
     layer = 202_383_360
     return ModelShape(
         total_params=32 * layer + 2 * 32_000 * 4096,
+        weight_bytes=(32 * layer + 2 * 32_000 * 4096) * 4,
         trainable_params=40_000_000,
         layer_params=layer,
         n_layers=32,

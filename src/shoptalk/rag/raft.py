@@ -17,8 +17,13 @@ those passages support, verbatim (values as written), each citing its passage `[
 - An example is kept only when those supported sentences carry most of the answer
   (`_reply`): training a model to answer from passages that do not hold the answer,
   or to add what they do not say, teaches it to make values up.
-- No refusal is trained: the abstention rule decides "not in the documents"
-  before any generation, so passages it would refuse are not trained on either.
+- Refusals are trained on the same questions as answers, only with other
+  passages (`_refusals`): every chunk holding much of the answer searched as if
+  absent, as the abstention fit's unanswerable rows are. The question is the
+  same, so "not in the documents" follows the passages, never the question's
+  shape. Only passages the abstention rule lets through are used, either way:
+  what it refuses is decided before any generation. Off by default
+  (`rag.raft.refusal_ratio`): the default model learned to refuse when unsure.
 - Questions routed away from the documents (`rag.voice.route`: the assistant
   itself) are answered closed book, and get no example.
 
@@ -43,8 +48,15 @@ from shoptalk.artifacts import DatasetArtifact, write_jsonl
 from shoptalk.config import RaftSettings, RagSettings
 from shoptalk.data.documents import content_id
 from shoptalk.rag.abstain import words
-from shoptalk.rag.abstain_fit import STATES, answer_weights, remembering, weighted_share
-from shoptalk.rag.answer import passage_messages, select_for
+from shoptalk.rag.abstain_fit import (
+    NEAR,
+    STATES,
+    answer_weights,
+    remembering,
+    states,
+    weighted_share,
+)
+from shoptalk.rag.answer import not_found_message, passage_messages, select_for
 from shoptalk.rag.bm25 import language, terms
 from shoptalk.rag.chunk import sentence_spans
 from shoptalk.rag.citations import Context, best_support
@@ -57,7 +69,7 @@ from shoptalk.records import Conversation, Message
 log = logging.getLogger(__name__)
 
 # Bump when what an example holds changes: the view's name changes, so does the run's.
-RAFT_VERSION = 2
+RAFT_VERSION = 3
 
 
 def raft_examples(
@@ -67,7 +79,8 @@ def raft_examples(
     settings: RaftSettings,
     groups: tuple[str, ...] | None = (),
 ) -> list[Conversation]:
-    """One example per one-turn QA conversation whose selected passages support its answer.
+    """One example per one-turn QA conversation whose selected passages support its answer,
+    then `settings.refusal_ratio` as many refusals (`_refusals`) of the same questions.
 
     `groups`: () reads only chunks open to everyone; None every chunk.
     """
@@ -79,6 +92,7 @@ def raft_examples(
     idf = index.abstention.idf
     rows = _faq_rows(index)
     examples: list[Conversation] = []
+    answered: list[Conversation] = []
     skipped: Counter[str] = Counter()
     # One retrieval and selection per question: hundreds of rows re-read the same sentences.
     with remembering(index):
@@ -101,8 +115,49 @@ def raft_examples(
                 continue
             messages = passage_messages(question, selection.passages, system_prompt)
             examples.append(_conversation(conversation, messages, reply, "doc_qa"))
-    log.info("raft: %d examples; skipped: %s", len(examples), dict(skipped))
-    return examples
+            answered.append(conversation)
+        wanted = round(len(examples) * settings.refusal_ratio)
+        refusals = _refusals(answered, index, system_prompt, readable, rows, wanted)
+    log.info(
+        "raft: %d examples, %d refusals; skipped: %s", len(examples), len(refusals), dict(skipped)
+    )
+    return examples + refusals
+
+
+def _refusals(
+    answered: list[Conversation],
+    index: RagIndex,
+    system_prompt: str,
+    readable: list[str] | None,
+    rows: dict[str, frozenset[str]],
+    wanted: int,
+) -> list[Conversation]:
+    """Up to `wanted` answered questions, read again without the chunks that hold their
+    answer, and answered with the "not in the documents" message the prompt names.
+
+    Left out: every chunk holding NEAR of the answer's weighted words (and the FAQ row),
+    as for the abstention fit's unanswerable rows (`abstain_fit.own_split`). Kept when the
+    abstention rule still lets the model read what remains (passages it refuses never
+    reach the model) and that does not state the answer: the on-topic passages that
+    look like an answer, which the model itself must decline.
+    """
+    idf = index.abstention.idf
+    held = [(c.id, set(words(f"{' '.join(c.headings)}\n{c.text}"))) for c in index.stored.chunks]
+    refusals: list[Conversation] = []
+    for conversation in answered:
+        if len(refusals) == wanted:
+            break
+        question, answer = _question_answer(conversation) or ("", "")
+        weight = answer_weights(answer, idf)
+        near = frozenset(i for i, have in held if weighted_share(weight, have) >= NEAR)
+        own = rows.get(answer.strip(), frozenset())
+        selection = select_for(index, question, readable, excluded=near | own)
+        if not selection.answerable or states(answer, selection.passages, idf):
+            continue
+        messages = passage_messages(question, selection.passages, system_prompt)
+        reply = not_found_message(question)
+        refusals.append(_conversation(conversation, messages, reply, "refusal"))
+    return refusals
 
 
 def _faq_rows(index: RagIndex) -> dict[str, frozenset[str]]:

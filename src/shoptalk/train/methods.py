@@ -2,9 +2,9 @@
 
 | method | what trains                                     | base weights          |
 | ------ | ----------------------------------------------- | --------------------- |
-| lora   | LoRA adapters (rsLoRA/DoRA switches)            | frozen, fp32/bf16     |
+| lora   | LoRA adapters (rsLoRA/DoRA switches)            | frozen, bf16 on GPUs  |
 | qlora  | LoRA adapters                                   | frozen, 4-bit (CUDA)  |
-| full   | every weight of the top `trainable_layers`      | trained               |
+| full   | every weight of the top `trainable_layers`      | trained, fp32         |
 
 Every recipe (sft, cpt, dpo) loads its model with `load_for_method` and picks
 its weights with `attach_method`, so a method means the same thing everywhere.
@@ -61,14 +61,20 @@ def quantization_config(device: str) -> BitsAndBytesConfig:
 
 
 def load_for_method(path: str, settings: TrainSettings, device: str) -> PreTrainedModel:
-    """The base model as the method trains it: fp32 (never bf16 on a CPU) or 4-bit for QLoRA."""
+    """The base model as the method trains it: frozen weights in bf16 where the GPU has it
+    (`pick_dtype`: fp32 on a CPU), trained weights fp32, 4-bit for QLoRA."""
     import torch
 
-    from shoptalk.modeling.load import load_model
+    from shoptalk.modeling.load import load_model, pick_dtype
 
     check_method(settings, device)
-    if settings.method != "qlora":
+    if settings.method == "full":
+        # AdamW updates too small for bf16's 8-bit mantissa would be lost: fp32 weights.
         return load_model(path, device, dtype=torch.float32)
+    if settings.method == "lora":
+        # Frozen, so half the memory costs nothing in the update; peft keeps the adapters
+        # themselves in fp32 (`autocast_adapter_dtype`), as LoRA recipes do on GPUs.
+        return load_model(path, device, dtype=pick_dtype(device))
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 

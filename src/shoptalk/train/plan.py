@@ -48,6 +48,7 @@ class ModelShape(BaseModel):
     """What the estimates need to know about the model, after the method is attached."""
 
     total_params: int
+    weight_bytes: int  # as loaded: 4 bytes a weight in fp32, 2 in bf16, ~0.5 in 4 bits
     trainable_params: int
     layer_params: int  # one decoder layer
     n_layers: int
@@ -207,7 +208,7 @@ def estimate_memory(
     sharding: str = "none",
     processes: int = 1,
 ) -> MemoryEstimate:
-    """Peak bytes of one process training fp32 with AdamW.
+    """Peak bytes of one process training with AdamW (weights as loaded, the rest fp32).
 
     Sharded, a process keeps 1/N of the gradients and optimizer state, and with
     'fsdp' 1/N of the weights plus the two layers gathered around the one running.
@@ -229,9 +230,10 @@ def estimate_memory(
     # log-probabilities exist at a time, and a hidden-state gradient per labelled position.
     logits = int(min(labelled, CHUNK_TOKENS) * vocab * 4 * 2 + labelled * model.hidden * 4)
     shards = processes if sharding != "none" else 1
-    weights = model.total_params * 4
+    weights = model.weight_bytes
     if sharding == "fsdp":
-        weights = weights // shards + 2 * model.layer_params * 4
+        per_weight = model.weight_bytes / max(1, model.total_params)
+        weights = int(weights // shards + 2 * model.layer_params * per_weight)
     return MemoryEstimate(
         weights=weights,
         gradients=model.trainable_params * 4 // shards,
@@ -355,6 +357,7 @@ def model_shape(model: torch.nn.Module, first_trainable: int) -> ModelShape:
     config = getattr(model, "config", None) or decoder.config
     return ModelShape(
         total_params=sum(p.numel() for p in model.parameters()),
+        weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         layer_params=sum(p.numel() for p in decoder.layers[-1].parameters()),
         n_layers=len(decoder.layers),
