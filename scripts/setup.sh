@@ -53,20 +53,28 @@ fi
 
 # llama.cpp (llama-cpp-python, pinned in requirements-llamacpp.lock): PyPI has only its
 # source, so the wheel is built once into a cache folder and installed from there.
+# Built for this CPU (-march=native) but without AMX: ggml's AMX matmul segfaults on some
+# Sapphire Rapids machines (q8_0 here; ggml-org/llama.cpp#20824, unfixed upstream), and
+# AVX-512 already runs the small models' decode. The build tag names the wheel's folder and
+# is recorded in the venv, so a wheel built otherwise is neither reused nor kept.
 if [ "$LLAMACPP" = 1 ]; then
   LLAMACPP_PIN=$(grep -E '^llama-cpp-python==' requirements-llamacpp.lock)
   LLAMACPP_VERSION=${LLAMACPP_PIN#*==}
-  if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null)" != "$LLAMACPP_VERSION" ]; then
-    WHEELS=${SHOPTALK_WHEEL_CACHE:-$HOME/.cache/shoptalk/wheels}
+  LLAMACPP_BUILD="$LLAMACPP_VERSION-native-noamx"
+  if [ "$(cat "$VENV/.llamacpp-build" 2>/dev/null)" != "$LLAMACPP_BUILD" ]; then
+    WHEELS=${SHOPTALK_WHEEL_CACHE:-$HOME/.cache/shoptalk/wheels}/llama-cpp-$LLAMACPP_BUILD
     mkdir -p "$WHEELS"
     WHEEL=$(ls "$WHEELS"/llama_cpp_python-"$LLAMACPP_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
     if [ -z "$WHEEL" ]; then
-      echo "building llama-cpp-python $LLAMACPP_VERSION (compiles llama.cpp: the first build is slow, 10-20 min on 2 cores; the wheel is kept in $WHEELS for next time)"
-      "$VENV/bin/python" -m pip wheel --disable-pip-version-check -q --no-deps -w "$WHEELS" "$LLAMACPP_PIN"
+      echo "building llama-cpp-python $LLAMACPP_VERSION (compiles llama.cpp: the first build is slow, 5-20 min on 2 cores; the wheel is kept in $WHEELS for next time)"
+      NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+      CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$NO_AMX' -DCMAKE_CXX_FLAGS='$NO_AMX'" \
+        "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-cache-dir -q --no-deps -w "$WHEELS" "$LLAMACPP_PIN"
       WHEEL=$(ls "$WHEELS"/llama_cpp_python-"$LLAMACPP_VERSION"-*.whl | head -n 1)
     fi
     echo "installing llama-cpp-python $LLAMACPP_VERSION from $WHEEL"
-    "${PIP[@]}" --no-deps "$WHEEL"
+    "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
+    echo "$LLAMACPP_BUILD" > "$VENV/.llamacpp-build"
   fi
   "${PIP[@]}" --no-deps -r <(grep -v '^llama-cpp-python==' requirements-llamacpp.lock)
 fi
