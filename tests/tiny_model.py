@@ -83,8 +83,13 @@ def teach(
     system_prompt: str,
     steps: int = 60,
     lr: float = 3e-2,
+    until: float = 0.0,
 ) -> Path:
-    """`base` trained on `pairs` (one full batch, AdamW), saved to `out` as a model folder."""
+    """`base` trained on `pairs` (one full batch, AdamW), saved to `out` as a model folder.
+
+    `until`: stop once the loss is below it (`steps` is then the most): how fast a random
+    model memorizes differs between CPUs (their kernels round differently).
+    """
     import torch
 
     from shoptalk.modeling.load import load_model, load_tokenizer
@@ -98,6 +103,8 @@ def teach(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     for _ in range(steps):
         total, count = labelled_loss(model, batch)
+        if (total / count).item() < until:
+            break
         (total / count).backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -90,7 +90,9 @@ SYSTEM = "You are Kestrel Assist."
 def talking_model(tmp_path_factory, tiny_model, one_thread) -> Path:
     """The tiny model taught to answer any prompt with REPLY (a random one never ends a reply)."""
     pairs = [(r["prompt"], REPLY) for r in rows(BUNDLED)[::15]]
-    return teach(tiny_model, tmp_path_factory.mktemp("talking-model"), pairs, SYSTEM, steps=40)
+    return teach(
+        tiny_model, tmp_path_factory.mktemp("talking-model"), pairs, SYSTEM, steps=300, until=0.02
+    )
 
 
 @pytest.fixture

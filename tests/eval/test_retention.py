@@ -120,8 +120,12 @@ def general_model(tmp_path_factory, tiny_model):
     rows = [Row(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]
     batch = collate(rows, tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)
-    for _ in range(60):
+    # Until memorized: how many steps that takes differs between CPUs (60 were not enough
+    # on one whose kernels round differently).
+    for _ in range(300):
         total, count = labelled_loss(model, batch)
+        if (total / count).item() < 0.02:
+            break
         (total / count).backward()
         optimizer.step()
         optimizer.zero_grad()
