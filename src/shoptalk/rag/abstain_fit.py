@@ -32,6 +32,7 @@ from shoptalk.rag.store import ids_hash
 
 if TYPE_CHECKING:
     from shoptalk.rag.retrieve import RagIndex
+    from shoptalk.records import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def own_split(
 
 
 def _own_rows(index, questions, idf, passages) -> tuple[list[dict[str, float]], list[bool]]:
-    held = [set(words(f"{' '.join(c.headings)}\n{c.text}")) for c in index.stored.chunks]
+    held = chunk_words(index.stored.chunks)
     abstention = Abstention(DEFAULT_RULE, idf)
     values: list[dict[str, float]] = []
     labels: list[bool] = []
@@ -131,6 +132,11 @@ class _Remembering:
         if not texts:
             return self.embedder.encode([])
         return np.stack([self.vectors[t] for t in texts])
+
+
+def chunk_words(chunks: Sequence[Chunk]) -> list[set[str]]:
+    """Each chunk's words, its headings included: what a share of an answer is counted in."""
+    return [set(words(f"{' '.join(c.headings)}\n{c.text}")) for c in chunks]
 
 
 def answer_weights(answer: str, idf: dict[str, float]) -> dict[str, float]:

@@ -52,6 +52,7 @@ from shoptalk.rag.abstain_fit import (
     NEAR,
     STATES,
     answer_weights,
+    chunk_words,
     remembering,
     states,
     weighted_share,
@@ -92,7 +93,7 @@ def raft_examples(
     idf = index.abstention.idf
     rows = _faq_rows(index)
     examples: list[Conversation] = []
-    answered: list[Conversation] = []
+    answered: list[tuple[Conversation, str, str]] = []  # (conversation, question, answer)
     skipped: Counter[str] = Counter()
     # One retrieval and selection per question: hundreds of rows re-read the same sentences.
     with remembering(index):
@@ -115,7 +116,7 @@ def raft_examples(
                 continue
             messages = passage_messages(question, selection.passages, system_prompt)
             examples.append(_conversation(conversation, messages, reply, "doc_qa"))
-            answered.append(conversation)
+            answered.append((conversation, question, answer))
         wanted = round(len(examples) * settings.refusal_ratio)
         refusals = _refusals(answered, index, system_prompt, readable, rows, wanted)
     log.info(
@@ -125,7 +126,7 @@ def raft_examples(
 
 
 def _refusals(
-    answered: list[Conversation],
+    answered: list[tuple[Conversation, str, str]],
     index: RagIndex,
     system_prompt: str,
     readable: list[str] | None,
@@ -142,12 +143,12 @@ def _refusals(
     look like an answer, which the model itself must decline.
     """
     idf = index.abstention.idf
-    held = [(c.id, set(words(f"{' '.join(c.headings)}\n{c.text}"))) for c in index.stored.chunks]
+    chunks = index.stored.chunks
+    held = list(zip([c.id for c in chunks], chunk_words(chunks), strict=True))
     refusals: list[Conversation] = []
-    for conversation in answered:
+    for conversation, question, answer in answered:
         if len(refusals) == wanted:
             break
-        question, answer = _question_answer(conversation) or ("", "")
         weight = answer_weights(answer, idf)
         near = frozenset(i for i, have in held if weighted_share(weight, have) >= NEAR)
         own = rows.get(answer.strip(), frozenset())

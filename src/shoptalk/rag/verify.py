@@ -106,13 +106,23 @@ def claims(answer: str) -> list[tuple[str, list[int]]]:
     out: list[tuple[str, list[int]]] = []
     for start, end in sentence_spans(answer):
         sentence = answer[start:end]
-        cited = [int(n) for m in _MARKER.finditer(sentence) for n in re.split(r"[,，]", m.group(1))]
+        cited = _cited(sentence)
         claim = _MARKER.sub(" ", sentence).strip()
         if not terms(claim) and out:
             out[-1] = (out[-1][0], out[-1][1] + cited)
         elif terms(claim):
             out.append((claim, cited))
     return out
+
+
+def _cited(sentence: str) -> list[int]:
+    """The passage numbers `sentence`'s markers cite, in order."""
+    return [int(n) for m in _MARKER.finditer(sentence) for n in re.split(r"[,，]", m.group(1))]
+
+
+def _pool(cited: list[int], passages: list[Passage]) -> list[Passage]:
+    """The cited passages that exist, each once."""
+    return [passages[n - 1] for n in dict.fromkeys(cited) if 1 <= n <= len(passages)]
 
 
 def values(claim: str) -> set[str]:
@@ -139,9 +149,9 @@ def recited(answer: str, passages: list[Passage]) -> str:
     last = 0
     for start, end in sentence_spans(answer):
         sentence = answer[start:end]
-        cited = [int(n) for m in _MARKER.finditer(sentence) for n in re.split(r"[,，]", m.group(1))]
+        cited = _cited(sentence)
         wanted = values(_MARKER.sub(" ", sentence))
-        pool = [passages[n - 1] for n in cited if 1 <= n <= len(passages)]
+        pool = _pool(cited, passages)
         if cited and wanted and not all(any(holds(v, p) for p in pool) for v in wanted):
             holder = next(
                 (n for n, p in enumerate(passages, 1) if all(holds(v, p) for v in wanted)), None
@@ -178,7 +188,7 @@ def unsupported_values(answer: str, passages: list[Passage]) -> list[str]:
         wanted = values(claim)
         if not wanted:
             continue
-        pool = [passages[n - 1] for n in dict.fromkeys(cited) if 1 <= n <= len(passages)]
+        pool = _pool(cited, passages)
         if pool:  # cited: the cited passages together must hold them
             missing += sorted(v for v in wanted if not any(holds(v, p) for p in pool))
         elif not any(all(holds(v, p) for v in wanted) for p in passages):
