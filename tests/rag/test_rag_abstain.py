@@ -119,6 +119,13 @@ def test_question_asking_for_an_amount_is_refused_without_one() -> None:
     assert not abstention.refuses("How much did it cost to found the company in Reno?", priced)
 
 
+def test_a_question_about_a_period_no_passage_names_is_refused() -> None:
+    passages = [_passage("The warehouse ships parcels within two days of payment each month.")]
+    abstention = Abstention(DEFAULT_RULE, term_idf([*CORPUS, passages[0].text]))
+    assert not abstention.refuses("How fast does the warehouse ship parcels?", passages)
+    assert abstention.refuses("How fast did the warehouse ship parcels last month?", passages)
+
+
 def test_rule_of_an_older_version_falls_back_to_default(tmp_path) -> None:
     path = tmp_path / ABSTAIN_RULE
     old = {

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoptalk.rag.answer_type import asked_for, holds, mismatch
+from shoptalk.rag.answer_type import asked_for, holds, mismatch, unnamed_period
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,45 @@ def test_mismatch_only_when_a_kind_is_asked_and_missing() -> None:
     assert not mismatch("How much is the membership fee?", ["The fee is £20 a year."])
     assert not mismatch("Who runs the warehouse?", ["The warehouse opened in 2001."])
     assert not mismatch("How much is the fee?", [])  # no passages: another decision
+
+
+STANDING = ["The membership fee is reviewed on the first Monday of each month: now £20."]
+
+
+@pytest.mark.parametrize(
+    ("question", "texts", "period"),
+    [
+        ("What will the membership fee be next month?", STANDING, "next month"),
+        (
+            "What was our on-time rate last quarter?",
+            ["We commit to 97% per month."],
+            "last quarter",
+        ),
+        ("How much did we earn last year?", ["Revenue grows every year."], "last year"),
+        ("What are next year's rates?", ["Rates are set yearly."], "next year's"),
+        ("公司去年的营业额是多少？", ["公司每年公布营业额。"], "去年"),
+        ("下个月的会费是多少？", ["会费每月调整一次。"], "下个月"),
+    ],
+)
+def test_a_past_or_future_period_no_passage_names_is_unanswerable(question, texts, period):
+    assert unnamed_period(question, texts) == period
+
+
+@pytest.mark.parametrize(
+    ("question", "texts"),
+    [
+        # The passages name the period: the figure may be theirs.
+        ("What was the fee last year?", ["In 2025 the fee was £18."]),
+        ("What will the fee be next month?", ["From next month the fee is £22."]),
+        ("How much did we earn last quarter?", ["Q3 revenue was $4M."]),
+        ("去年的营业额是多少？", ["2025年营业额为三亿元。"]),
+        # The period is where a rule leads, or context of another sentence.
+        ("Can I carry unused days into next year?", ["Up to 5 days carry over."]),
+        ("I start next week. What do I need to wear?", ["Wear safety boots."]),
+        # A standing period, not one counted from now.
+        ("How many days off do I get per year?", ["You get 20 days a year."]),
+        ("What was the fee last year?", []),  # no passages: another decision
+    ],
+)
+def test_named_or_standing_periods_are_left_to_the_other_checks(question, texts):
+    assert unnamed_period(question, texts) is None

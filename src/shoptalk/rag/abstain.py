@@ -18,7 +18,8 @@ sentence is not a signal: on the project's own split it separates well (its
 unanswerable questions lost their topic with their answer) but not on questions
 that keep the topic and miss the fact, which is what users ask. Before the rule,
 a question asking for an amount, a count or a time whose best passages hold no
-such value is refused (`rag.answer_type`), and so is one naming something of
+such value is refused (`rag.answer_type`), so is one about a past or future
+period ("last quarter") no passage names, and so is one naming something of
 several capitalized words ("Ocean Freight") that the passages do not name
 (`missing_name`). The rule is a logistic regression over
 these signals, fitted on the project's own questions (answerable ones, and the
@@ -54,7 +55,7 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, Field
 
 from shoptalk.artifacts import write_json
-from shoptalk.rag.answer_type import mismatch
+from shoptalk.rag.answer_type import mismatch, unnamed_period
 from shoptalk.rag.bm25 import STOPWORDS, terms, tokens
 
 if TYPE_CHECKING:
@@ -145,6 +146,8 @@ class Abstention:
         if self.drafting:
             return False
         if mismatch(question, [p.text for p in passages[:TYPE_PASSAGES]]):
+            return True
+        if unnamed_period(question, [f"{p.heading}\n{p.text}" for p in passages]):
             return True
         if missing_name(question, passages):
             return True

@@ -11,6 +11,10 @@ deliberately narrow (three kinds, read off the question words of English and
 Chinese, and any value of the kind counts), so it refuses only when the passages
 plainly lack what was asked: on the examples' answerable questions it refused none
 (bench/RESULTS.md, "Abstention").
+
+A question about a past or future period ("What was the rate last quarter?", 去年的营业额)
+asks for a figure of that period; documents that name no such period state standing
+rules ("reviewed each month") and cannot answer it (`unnamed_period`).
 """
 
 from __future__ import annotations
@@ -95,3 +99,61 @@ def mismatch(question: str, texts: Sequence[str]) -> bool:
     """The question asks for a kind of value none of `texts` holds."""
     kind = asked_for(question)
     return kind is not None and bool(texts) and not holds(kind, "\n".join(texts))
+
+
+# A past or future period counted from now: "last quarter", "next year's", 去年, 下个月.
+# Not after "to/into/until/before": "carry over into next year" asks about a rule.
+_UNIT = r"(?P<unit>week|month|quarter|year)"
+_ASKED_PERIOD = re.compile(
+    rf"(?<!\bto )(?<!\binto )(?<!\buntil )(?<!\btill )(?<!\bbefore )"
+    rf"\b(?:last|previous|past|next|coming|upcoming)\s+{_UNIT}(?:'s|’s)?\b"
+    r"|(?P<zh>上周|上个?月|上季度|去年|前年|下周|下个?月|下季度|明年|后年)",
+    re.IGNORECASE,
+)
+# A passage naming a period of a unit, not a standing rule ("each month", "per year").
+_NAMED_PERIOD = {
+    "week": re.compile(
+        r"\b(?:last|previous|next|following|coming|this|current)\s+week|上周|下周|本周|这周", re.I
+    ),
+    "month": re.compile(
+        rf"\b(?:last|previous|next|following|coming|this|current)\s+month|\b(?:{_MONTHS})\b\.?\s+(?:\d|of\b)|上个?月|下个?月|本月|这个月|\d+\s*月",
+        re.I,
+    ),
+    "quarter": re.compile(
+        r"\b(?:last|previous|next|following|coming|this|current|first|second|third|fourth)\s+quarter|\bq[1-4]\b|季度",
+        re.I,
+    ),
+    "year": re.compile(
+        r"\b(?:last|previous|next|following|coming|this|current)\s+year|(?<!\d)(?:19|20)\d\d(?!\d)|去年|明年|今年|后年|前年",
+        re.I,
+    ),
+}
+_ZH_UNIT = {"周": "week", "月": "month", "季度": "quarter", "年": "year"}
+
+
+def unnamed_period(question: str, texts: Sequence[str]) -> str | None:
+    """A past or future period the question asks about ("last quarter") that no text names.
+
+    "What was our on-time rate last quarter?" retrieves "we commit to 97.2% each calendar
+    month": documents state standing rules, so a figure of one period (what it was, what
+    it will be) is theirs only when they name that period. Only the question's own
+    sentence counts: "I start next week. What do I wear?" asks about a rule.
+    """
+    asked = _question_sentence(question)
+    match = _ASKED_PERIOD.search(asked)
+    if match is None or not texts:
+        return None
+    unit = match.group("unit")
+    if unit is None:
+        zh = match.group("zh")
+        unit = next(u for end, u in _ZH_UNIT.items() if zh.endswith(end))
+    named = _NAMED_PERIOD[unit.lower()].search("\n".join(texts))
+    return None if named else match.group()
+
+
+def _question_sentence(question: str) -> str:
+    """The last sentence that asks (ends with ? or ？), else the whole text."""
+    asking = [
+        s for s in re.split(r"(?<=[.!?。！？])\s*", question) if s.rstrip().endswith(("?", "？"))
+    ]
+    return asking[-1] if asking else question
