@@ -9,6 +9,7 @@ from tiny_model import teach
 from shoptalk.artifacts import RunArtifact
 from shoptalk.eval.questions import Suite
 from shoptalk.eval.run import evaluate
+from shoptalk.eval.scorecard import Scorecard
 from shoptalk.project import Project
 from shoptalk.records import DomainQuestion
 
@@ -60,3 +61,23 @@ def test_nothing_learned_gives_an_interval_that_includes_zero(tmp_path, tiny_mod
     for metric in ("key_fact_recall", "strict_accuracy"):
         mean, low, high = scores.diff[metric]
         assert low <= 0 <= high, metric
+
+
+def test_unchanged_answers_are_reused_and_judged_by_the_current_gate(
+    tmp_path, tiny_model, monkeypatch
+):
+    project, run = project_with_run(tmp_path, tiny_model, FAQ)
+    card = evaluate(project, run, str(tiny_model), [faq_suite()])
+    assert card.gate is not None and card.gate.passed and card.mode == "tuned"
+    # A scorecard judged by an older gate: its answers stand, its verdict does not.
+    stale = card.model_copy(update={"gate": card.gate.model_copy(update={"passed": False})})
+    stored = project.eval_of(run.run_id).scorecard
+    stored.write_text(stale.model_copy(update={"mode": "base"}).model_dump_json())
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("unchanged inputs: no model is asked again")
+
+    monkeypatch.setattr("shoptalk.eval.run.load_assistant", no_model)
+    again = evaluate(project, run, str(tiny_model), [faq_suite()])
+    assert again.gate == card.gate and again.mode == "tuned"
+    assert Scorecard.model_validate_json(stored.read_text()).mode == "tuned"

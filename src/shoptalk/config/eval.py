@@ -56,7 +56,8 @@ class GateDefaults(BaseModel, extra="forbid"):
     domain_gain: bool = Field(
         True,
         description="The tuned model's key_fact_recall over every question of the project's "
-        "own domain suites (pooled; closed book) must rise: 95% interval of the change above 0",
+        "own domain suites (pooled) must rise, closed book or with retrieval (tuned+RAG vs "
+        "base+RAG): 95% interval of the change above 0",
     )
     refusal_not_below_base: bool = Field(
         True,

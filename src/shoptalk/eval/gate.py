@@ -29,6 +29,8 @@ interval alone (its top below -margin) lets a 0.1 drop on 67 questions pass.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from shoptalk.config import GateRule, GateSettings
 from shoptalk.eval.metrics import bootstrap_diff
 from shoptalk.eval.retention import METRIC as RETENTION_METRIC
@@ -243,35 +245,73 @@ def own_domain_suites(card: Scorecard) -> list[str]:
 
 
 def domain_gain(card: Scorecard) -> GateCheck:
-    """The tuned model's key-fact recall, pooled over the project's domain questions, rose:
-    the paired-bootstrap 95% interval of the change lies above 0."""
+    """The tuned model's key-fact recall, pooled over the project's domain questions, rose
+    closed book or with retrieval: the paired-bootstrap 95% interval of the change lies
+    above 0 over the closed-book suites or over their '+rag' copies (tuned+RAG vs base+RAG).
+
+    With retrieval is enough: the build serves tuned+RAG first (`eval.promote`), and a small
+    model trained to read may recall nothing closed book yet read passages better than the
+    base (the Chinese example: +0.250 [+0.062, +0.438] with retrieval, 0.000 closed book).
+    """
     names = own_domain_suites(card)
-    rule = f"{DOMAIN_METRIC} over the domain suites: a real gain ({DEFAULTS}.domain_gain)"
-    where = "+".join(names) or "domain suites"
-    rows = [q for q in card.questions if q.suite in names]
-    if not rows:
+    rule = (
+        f"{DOMAIN_METRIC} over the domain suites, closed book or with retrieval: a real gain "
+        f"({DEFAULTS}.domain_gain)"
+    )
+    closed = _pooled(card, names)
+    if closed is None:
+        where = ", ".join(names) or "domain suites"
         note = "no domain question of the project's was scored"
         return GateCheck(
             rule=rule, suite=where, metric=DOMAIN_METRIC, status="not checked", note=note
         )
-    base, tuned = [q.base_score for q in rows], [q.tuned_score for q in rows]
-    mean, low, high = bootstrap_diff(base, tuned)
+    grounded = _pooled(card, [n + RAG_SUFFIX for n in names if n + RAG_SUFFIX in card.suites])
+    gains = [g for g in (closed, grounded) if g is not None]
+    shown = next((g for g in gains if g.change[1] > 0), closed)
     failures = []
-    if low <= 0:
+    if shown.change[1] <= 0:
+        measured = "; ".join(
+            f"over the {g.n} questions of {g.suite}: gain {g.change[0]:+.3f} with 95% interval "
+            f"[{g.change[1]:+.3f}, {g.change[2]:+.3f}]"
+            for g in gains
+        )
         failures.append(
-            f"{DOMAIN_METRIC} over the {len(rows)} questions of {', '.join(names)}: "
-            f"gain {mean:+.3f} with 95% interval [{low:+.3f}, {high:+.3f}], which does not lie "
-            f"above 0: no real gain from tuning ({DEFAULTS}.domain_gain)"
+            f"{DOMAIN_METRIC} {measured}: no interval lies above 0: no real gain from tuning "
+            f"({DEFAULTS}.domain_gain)"
         )
     return GateCheck(
         rule=rule,
-        suite=where,
+        suite=shown.suite,
         metric=DOMAIN_METRIC,
         status="failed" if failures else "passed",
+        base=shown.base,
+        tuned=shown.tuned,
+        change=shown.change,
+        failures=failures,
+    )
+
+
+@dataclass
+class _Gain:
+    suite: str  # the pooled suites, "a, b"
+    n: int
+    base: float
+    tuned: float
+    change: list[float]  # [mean, 2.5th, 97.5th percentile] of tuned - base
+
+
+def _pooled(card: Scorecard, names: list[str]) -> _Gain | None:
+    """The change of key-fact recall over every question of `names`; None without any."""
+    rows = [q for q in card.questions if q.suite in names]
+    if not rows:
+        return None
+    base, tuned = [q.base_score for q in rows], [q.tuned_score for q in rows]
+    return _Gain(
+        suite=", ".join(names),
+        n=len(rows),
         base=sum(base) / len(base),
         tuned=sum(tuned) / len(tuned),
-        change=[mean, low, high],
-        failures=failures,
+        change=list(bootstrap_diff(base, tuned)),
     )
 
 

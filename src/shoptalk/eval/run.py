@@ -198,9 +198,15 @@ def score_pair(
     files = EvalArtifact(path=out)
     if not force and stamp.is_file() and stamp.read_text().strip() == digest:
         card = read_scorecard(files.scorecard)
-        if not files.report.is_file():
-            write_report(card, files.report)
-        return card
+        # The answers are still valid; the verdict is re-judged by this version's gate.
+        judged = card.model_copy(deep=True)
+        if labels == [BASE, TUNED]:
+            judge_modes(judged, project)
+        if judged != card:
+            write_scorecard(judged, files.scorecard)
+        if judged != card or not files.report.is_file():
+            write_report(judged, files.report)
+        return judged
     timing: dict[str, float] = {}
     answers: dict[str, tuple[list[str], list[str]]] = {}
     flags: dict[str, tuple[dict[str, list[float]], dict[str, list[float]]]] = {}
@@ -252,16 +258,19 @@ def score_pair(
         timing["judge_seconds"] = round(time.perf_counter() - started, 1)
     card.timing = timing
     if labels == [BASE, TUNED]:
-        card.gate = check_gate(card, project.config.eval.gate)
-        card.modes = mode_scores(card)
-        card.mode, card.mode_reason = choose_mode(
-            card, project.config.eval.promote, card.gate.passed
-        )
+        judge_modes(card, project)
     write_scorecard(card, files.scorecard)
     write_report(card, files.report)
     write_json(files.answers, {k: {BASE: v[0], TUNED: v[1]} for k, v in answers.items()})
     stamp.write_text(digest)
     return card
+
+
+def judge_modes(card: Scorecard, project: Project) -> None:
+    """The gate's verdict, each mode's score and the mode to serve, set on `card`."""
+    card.gate = check_gate(card, project.config.eval.gate)
+    card.modes = mode_scores(card)
+    card.mode, card.mode_reason = choose_mode(card, project.config.eval.promote, card.gate.passed)
 
 
 def add_judge(card: Scorecard, settings: JudgeSettings, out: Path) -> None:
