@@ -23,6 +23,8 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+from shoptalk.rag.chunk import sentence_spans
+
 Kind = Literal["money", "when", "number"]
 
 _MONTHS = (
@@ -110,23 +112,17 @@ _ASKED_PERIOD = re.compile(
     r"|(?P<zh>上周|上个?月|上季度|去年|前年|下周|下个?月|下季度|明年|后年)",
     re.IGNORECASE,
 )
-# A passage naming a period of a unit, not a standing rule ("each month", "per year").
+# A passage naming a period of a unit, not a standing rule ("each month", "per year"):
+# the unit after a relative word, or what names one period of it (a date, Q3, 2025).
+_RELATIVE = r"\b(?:last|previous|next|following|coming|this|current)\s+"
+_NAMES = {
+    "week": r"上周|下周|本周|这周",
+    "month": rf"\b(?:{_MONTHS})\b\.?\s+(?:\d|of\b)|上个?月|下个?月|本月|这个月|\d+\s*月",
+    "quarter": r"\b(?:first|second|third|fourth)\s+quarter|\bq[1-4]\b|季度",
+    "year": r"(?<!\d)(?:19|20)\d\d(?!\d)|去年|明年|今年|后年|前年",
+}
 _NAMED_PERIOD = {
-    "week": re.compile(
-        r"\b(?:last|previous|next|following|coming|this|current)\s+week|上周|下周|本周|这周", re.I
-    ),
-    "month": re.compile(
-        rf"\b(?:last|previous|next|following|coming|this|current)\s+month|\b(?:{_MONTHS})\b\.?\s+(?:\d|of\b)|上个?月|下个?月|本月|这个月|\d+\s*月",
-        re.I,
-    ),
-    "quarter": re.compile(
-        r"\b(?:last|previous|next|following|coming|this|current|first|second|third|fourth)\s+quarter|\bq[1-4]\b|季度",
-        re.I,
-    ),
-    "year": re.compile(
-        r"\b(?:last|previous|next|following|coming|this|current)\s+year|(?<!\d)(?:19|20)\d\d(?!\d)|去年|明年|今年|后年|前年",
-        re.I,
-    ),
+    unit: re.compile(rf"{_RELATIVE}{unit}|{names}", re.IGNORECASE) for unit, names in _NAMES.items()
 }
 _ZH_UNIT = {"周": "week", "月": "month", "季度": "quarter", "年": "year"}
 
@@ -153,7 +149,6 @@ def unnamed_period(question: str, texts: Sequence[str]) -> str | None:
 
 def _question_sentence(question: str) -> str:
     """The last sentence that asks (ends with ? or ？), else the whole text."""
-    asking = [
-        s for s in re.split(r"(?<=[.!?。！？])\s*", question) if s.rstrip().endswith(("?", "？"))
-    ]
+    sentences = [question[start:end] for start, end in sentence_spans(question)]
+    asking = [s for s in sentences if s.endswith(("?", "？"))]
     return asking[-1] if asking else question
