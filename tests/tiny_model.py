@@ -111,3 +111,26 @@ def teach(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def build_digit_model(folder: Path, tiny_model: Path, seed: int = 0) -> Path:
+    """The tiny model with an output layer that writes digits whenever it can: every other
+    token scores 0, the tokens holding a digit random scores (some always above 0)."""
+    import re
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model.config.tie_word_embeddings = False
+    weight = torch.zeros_like(model.lm_head.weight)
+    torch.manual_seed(seed)
+    for token in range(len(tokenizer)):
+        if re.search(r"\d", tokenizer.decode([token])):
+            weight[token] = torch.randn(weight.shape[1]) * 10
+    model.lm_head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    model.lm_head.weight = torch.nn.Parameter(weight)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -187,3 +187,14 @@ def test_bootstrap_diff_is_deterministic_and_checks_pairs():
         bootstrap_diff([1.0], [1.0, 0.0])
     with pytest.raises(ValueError):
         bootstrap_diff([], [])
+
+
+def test_the_projects_own_refusal_answer_counts_whatever_its_words():
+    own = "Please ask the front desk at extension 4300."
+    answer = "please ask the front  desk at extension 4300"
+    assert not is_refusal(answer)
+    assert is_refusal(answer, own) and is_refusal(f"Sorry. {own}", own)
+    assert not is_refusal("The front desk is at extension 4300.", own)
+    assert is_refusal("请咨询前台。", "请咨询前台。") and not is_refusal(
+        "前台在一楼。", "请咨询前台。"
+    )

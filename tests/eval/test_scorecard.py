@@ -211,3 +211,23 @@ def test_each_mode_reports_refusals_where_due_and_answerable_questions_refused(t
     page = render_report(card)
     assert "<h2>Abstention</h2>" in page and "answerable questions refused" in page
     assert "<td>base+rag</td><td class=n>1.000 <span class=meta>(n=2)</span></td>" in page
+
+
+def test_a_custom_refusal_answer_is_counted_as_a_refusal():
+    from shoptalk.eval.scorecard import abstention_rates
+
+    own = "Please ask the front desk."
+    suites = [domain_suite(), unanswerable_suite()]
+    answers = {
+        "faq": (["?", "?", "?"], ["47 days receipt", own, "KX-220"]),
+        "unanswerable": (["Paris", "Rome"], [own, "Rome"]),
+    }
+    card = build_scorecard("run-1", "m", suites, answers, own)
+    card.abstention = abstention_rates(card, refusal=own)
+    assert card.suites["unanswerable"].tuned["refusal_rate"] == 0.5
+    assert card.suites["faq"].tuned["false_refusal_rate"] == pytest.approx(1 / 3)
+    assert card.abstention["tuned"]["refusal"] == 0.5
+    assert (
+        build_scorecard("run-1", "m", suites, answers).suites["unanswerable"].tuned["refusal_rate"]
+        == 0.0
+    )

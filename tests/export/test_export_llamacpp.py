@@ -149,3 +149,24 @@ def test_llama_cpp_stops_at_every_end_of_turn_token_of_the_chat_format(
         stops = chat.stop_ids
 
     assert set(stop_ids(AutoTokenizer.from_pretrained(final))) <= set(stops)
+
+
+def test_a_gguf_answer_from_passages_takes_only_their_numbers(gguf_project: Project) -> None:
+    # The exported scorecard answers in llama.cpp: its guard (modeling.copy_numbers) masks
+    # what greedy decoding may pick. Told the unguarded answer's first token writes a number
+    # no passage holds, the guarded answer starts otherwise; the file's own pieces are read.
+    from shoptalk.export.gguf import convert
+    from shoptalk.modeling.copy_numbers import NumberGuard, pieces_from
+    from shoptalk.modeling.gguf import GgufChat
+
+    final = gguf_project.runs / RUN_ID / "final"
+    gguf = convert(final, gguf_project.root / "model-f32.gguf", "f32")
+    ask = [{"role": "user", "content": "How long is the claim window?"}]
+    with GgufChat(gguf, n_ctx=256) as chat:
+        prompt = chat.encode(chat.render(ask))
+        first = chat.greedy(prompt, 4).tokens[0]
+        guard = NumberGuard(pieces_from([(first, "7")]), ["No number here."])
+        guarded = chat.greedy(prompt, 4, guard).tokens
+        digits = {t for t, text in chat.number_pieces().pieces if text.strip().isdigit()}
+    assert guarded[0] != first
+    assert {chat.token_text(t) for t in digits} >= {str(d) for d in range(10)}

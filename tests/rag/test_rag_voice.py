@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shoptalk.data.style import StyleRules, problems
 from shoptalk.rag.abstain import DEFAULT_RULE, Abstention
-from shoptalk.rag.answer import PASSAGE_INSTRUCTIONS, passage_messages
+from shoptalk.rag.answer import PASSAGE_INSTRUCTIONS, passage_messages, passage_sources
 from shoptalk.rag.select import Passage
 from shoptalk.rag.voice import closed_book_messages, follow_style, frame, route, verify_reply
 from shoptalk.records import Chunk
@@ -76,6 +76,35 @@ def test_a_repaired_draft_keeps_its_greeting_and_sign_off():
     assert checked.message.endswith("Kind regards,\nThe support team")
     assert FACT in checked.message and "30 days" not in checked.message
     assert frame(draft) == ("Dear Ms Patel,", "Kind regards,\nThe support team")
+
+
+def test_a_drafts_frame_and_the_customers_own_case_number_are_not_claims():
+    # "Ms Patel", "The Acme Care team" and case 88123 are in no passage: the greeting and
+    # sign-off state no fact, and the case number is the customer's own.
+    request = "Draft a reply to Ms Patel (case 88123), who asks how long refunds take."
+    draft = (
+        "Dear Ms Patel,\n\nAbout case 88123: your refund is paid within 14 days [1].\n\n"
+        "Kind regards,\nThe Acme Care team"
+    )
+    checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
+    assert checked.status == "verified" and checked.message == draft
+    assert checked.unsupported == [] and checked.generated == draft
+    # A number neither the passages nor the customer gave is still a claim.
+    wrong = draft.replace("88123", "77777")
+    checked = verify_reply(request, wrong, PASSAGES, ABSTAIN)
+    assert checked.status == "repaired" and checked.unsupported == ["77777"]
+    assert "77777" not in checked.message and checked.message.startswith("Dear Ms Patel,")
+    # Outside a draft, the question's values are not the answer's support.
+    question = "How long do refunds take for case 88123?"
+    answer = "For case 88123, refunds take 14 days [1]."
+    assert verify_reply(question, answer, PASSAGES, ABSTAIN).unsupported == ["88123"]
+
+
+def test_a_draft_may_write_the_customers_numbers_an_answer_only_the_passages():
+    # What generation may copy numbers from (modeling.copy_numbers) is what verification reads.
+    draft = "Draft a reply to Ms Patel (case 88123), who asks how long refunds take."
+    assert passage_sources(PASSAGES, draft) == [f"\n{FACT}", draft]
+    assert passage_sources(PASSAGES, "How long do refunds take?") == [f"\n{FACT}"]
 
 
 def test_a_document_answer_is_repaired_without_a_frame():

@@ -622,3 +622,39 @@ def test_available_memory_is_memavailable_else_psutils_else_unknown(monkeypatch)
     assert llamacpp.available_memory() == 12345
     monkeypatch.setitem(sys.modules, "psutil", None)  # what a missing package looks like
     assert llamacpp.available_memory() is None
+
+
+def test_a_grounded_request_samples_only_its_passages_numbers(project: Project, monkeypatch):
+    # Params.numbers_from (set by the API for a reply from passages): the llama.cpp engine
+    # samples from logits where a number the passages do not hold cannot begin.
+    import asyncio
+
+    import numpy as np
+
+    from shoptalk.serve import llamacpp
+
+    seen: list[list[np.ndarray]] = []
+    sample = llamacpp.sample
+
+    def recording(logits, seq):
+        seen[-1].append(np.asarray(logits).copy())
+        return sample(logits, seq)
+
+    monkeypatch.setattr(llamacpp, "sample", recording)
+    tokenizer = Catalog.for_project(project, ServeSettings(), "cpu").tokenizer(
+        Catalog.for_project(project, ServeSettings(), "cpu").resolve(RUN_ID)
+    )
+    seven, four = tokenizer.convert_tokens_to_ids(["7", "4"])
+
+    async def both() -> None:
+        engine = batching_engine(project)
+        for numbers_from in (None, ["The claim window is 45 days."]):
+            seen.append([])
+            await ask(engine, PROMPTS[0], numbers_from=numbers_from)
+        await engine.close()
+
+    asyncio.run(both())
+    free, grounded = seen
+    assert free and all(np.isfinite(logits[seven]) for logits in free)
+    assert grounded and all(logits[seven] == -np.inf for logits in grounded)
+    assert np.isfinite(grounded[0][four])  # 45 may begin

@@ -3,6 +3,8 @@ the message, and no model call when nothing relevant may be read."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from openai import OpenAI
@@ -137,3 +139,25 @@ def test_a_question_about_the_assistant_is_answered_in_the_personas_words(served
     assert "could not find" not in content
     assert answer.model_extra["citations"] == []
     assert answer.model_extra["verification"]["status"] == "repaired"
+
+
+def test_a_grounded_reply_writes_only_the_passages_numbers(tmp_path, tiny_model):
+    # A model that writes digits whenever it can: without passages it makes numbers up; from
+    # the handbook's passages it writes only theirs (modeling.copy_numbers), in both engines'
+    # sampling, so the verifier finds no number to repair.
+    from tiny_model import build_digit_model
+
+    digits = build_digit_model(tmp_path / "digits", tiny_model)
+    root = write_ops_project(tmp_path / "p", digits)
+    app = create_app(root)
+    secret = app.state.services.keys.create("ops", KeyLimits(scopes=["chat"], groups=["ops"]))
+    with BackgroundServer(app) as url:
+        client = OpenAI(base_url=url + "/v1", api_key=secret.secret, max_retries=0)
+        ask = {"model": "base", "messages": QUESTION, "max_tokens": 12, "temperature": 0}
+        plain = client.chat.completions.create(**ask)
+        grounded = client.chat.completions.create(**ask, extra_body={"rag": True})
+    made_up = set(re.findall(r"\d+", plain.choices[0].message.content)) - {"18", "4", "1", "2"}
+    assert made_up
+    unsupported = grounded.model_extra["verification"]["unsupported"]
+    assert grounded.usage.completion_tokens > 0
+    assert not [v for v in unsupported if re.fullmatch(r"[\d.,:/-]+", v)]

@@ -114,9 +114,13 @@ def score_gguf(
         source = "answered again by the exported-from model (no matching eval answers)"
         timing[f"{TUNED}_seconds"] = round(time.perf_counter() - started, 1)
     answers = {name: (reference[name], exported[name]) for name in exported}
-    card = build_scorecard(run.run_id, project.config.base_model, scored, answers)
+    card = build_scorecard(
+        run.run_id, project.config.base_model, scored, answers, project.config.data.refusal_answer
+    )
     card.labels = [TUNED, label]
-    card.abstention = abstention_rates(card, frozenset({QA_SUITE}))
+    card.abstention = abstention_rates(
+        card, frozenset({QA_SUITE}), project.config.data.refusal_answer
+    )
     add_claim_metrics(
         card, {name: (reference_flags.get(name, {}), f) for name, f in exported_flags.items()}
     )

@@ -45,6 +45,12 @@ class Grounded:
     reply: str = ""
     verify: bool = True  # False: a question about the assistant, answered closed book
 
+    def sources(self) -> list[str] | None:
+        """What the answer's numbers must come from (`modeling.copy_numbers`), as `ask` asks."""
+        from shoptalk.rag.answer import passage_sources
+
+        return passage_sources(self.passages, self.question) if self.verify else None
+
 
 def grounded_prompts(
     project: Project, index: RagIndex, suites: list[Suite]

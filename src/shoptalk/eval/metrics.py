@@ -244,13 +244,20 @@ _REFUSAL_EN = re.compile(
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
 
-def is_refusal(answer: str) -> bool:
-    """True when the answer declines to answer, in English or Chinese (phrase heuristic)."""
-    folded = unicodedata.normalize("NFKC", answer).casefold().translate(_APOSTROPHES)
+def is_refusal(answer: str, own: str = "") -> bool:
+    """True when the answer declines to answer, in English or Chinese (phrase heuristic),
+    or says `own`: the project's own refusal (`data.refusal_answer`), whatever its words."""
+    folded = _folded(answer)
     if _REFUSAL_EN.search(_WHITESPACE.sub(" ", folded)):
         return True
     no_space = _WHITESPACE.sub("", folded)
+    if own.strip() and _WHITESPACE.sub("", _folded(own)).rstrip(".。!！") in no_space:
+        return True
     return any(phrase in no_space for phrase in _REFUSALS_ZH)
+
+
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold().translate(_APOSTROPHES)
 
 
 def style_pass(

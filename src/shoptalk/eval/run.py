@@ -238,9 +238,13 @@ def score_pair(
     n = sum(len(s.questions) for s in scored)
     checked = sum(c.seconds for c in checks)
     timing["questions_per_second"] = round(2 * n / max(1e-9, sum(timing.values()) - checked), 2)
-    card = build_scorecard(name, project.config.base_model, scored, answers)
+    card = build_scorecard(
+        name, project.config.base_model, scored, answers, project.config.data.refusal_answer
+    )
     card.labels = labels
-    card.abstention = abstention_rates(card, frozenset({QA_SUITE}))
+    card.abstention = abstention_rates(
+        card, frozenset({QA_SUITE}), project.config.data.refusal_answer
+    )
     add_claim_metrics(card, flags)
     if not rag_on:
         reason = RAG_OFF if not project.config.eval.rag else NO_INDEX
@@ -345,8 +349,11 @@ def answer_suites(
         for q in suite.questions
     ]
     rag = rag or {}
-    prompts += [g.messages for suite in suites for g in rag.get(suite.name, []) if g.messages]
-    texts = answer(assistant, prompts, settings.max_new_tokens, settings.batch_size, phase)
+    asked = [g for suite in suites for g in rag.get(suite.name, []) if g.messages]
+    # The closed-book prompts write any number; those with passages only theirs (copy_numbers).
+    sources = [None] * len(prompts) + [g.sources() for g in asked]
+    prompts += [g.messages for g in asked]
+    texts = answer(assistant, prompts, settings.max_new_tokens, settings.batch_size, phase, sources)
     out: dict[str, list[str]] = {}
     flags: Flags = {}
     for suite in suites:

@@ -143,12 +143,13 @@ class Scorecard(BaseModel):
 
 
 def abstention_rates(
-    card: Scorecard, skip: frozenset[str] = frozenset()
+    card: Scorecard, skip: frozenset[str] = frozenset(), refusal: str = ""
 ) -> dict[str, dict[str, float]]:
     """`Scorecard.abstention`: each mode's refusals, on questions it should and should not refuse.
 
     A '+rag' suite's answers are its '<label>+rag' mode's; the suites in `skip` (the general
-    QA suite of retention: no project question) are left out.
+    QA suite of retention: no project question) are left out. `refusal` is the project's
+    own refusal answer (`data.refusal_answer`), counted as one whatever its words.
     """
     counts: dict[str, dict[str, list[float]]] = {}
     for q in card.questions:
@@ -157,7 +158,7 @@ def abstention_rates(
         rag = "+rag" if q.suite.endswith("+rag") else ""
         for label, answer in zip(card.labels, (q.base_answer, q.tuned_answer), strict=True):
             mode = counts.setdefault(label + rag, {"domain": [], "unanswerable": []})
-            mode[q.kind].append(float(is_refusal(answer)))
+            mode[q.kind].append(float(is_refusal(answer, refusal)))
     out: dict[str, dict[str, float]] = {}
     for mode, kinds in counts.items():
         rates: dict[str, float] = {}
@@ -171,8 +172,9 @@ def abstention_rates(
     return out
 
 
-def question_metrics(question: Question, answer: str) -> VariantScores:
-    """Every metric of the question's kind for one answer.
+def question_metrics(question: Question, answer: str, refusal: str = "") -> VariantScores:
+    """Every metric of the question's kind for one answer (`refusal`: the project's own
+    refusal answer, `data.refusal_answer`, counted as declining).
 
     ROUGE-L and token F1 need a reference answer; a domain question with only
     `must_include` has neither, and those suite means cover the questions that do.
@@ -182,7 +184,7 @@ def question_metrics(question: Question, answer: str) -> VariantScores:
             "key_fact_recall": key_fact_recall(answer, question.must_include),
             "strict_accuracy": float(strict_match(answer, question.must_include)),
             # An answerable question answered "not in the documents" (or any refusal).
-            "false_refusal_rate": float(is_refusal(answer)),
+            "false_refusal_rate": float(is_refusal(answer, refusal)),
         }
         if question.answer:
             scores["rouge_l"] = rouge_l(answer, question.answer)
@@ -194,7 +196,7 @@ def question_metrics(question: Question, answer: str) -> VariantScores:
             answer, question.must_include, question.must_not_include, question.regex
         )
         return {"style_pass_rate": float(passed)}
-    return {"refusal_rate": float(is_refusal(answer))}
+    return {"refusal_rate": float(is_refusal(answer, refusal))}
 
 
 def _result(
@@ -220,7 +222,7 @@ def _result(
 
 
 def score_suite(
-    suite: Suite, base_answers: list[str], tuned_answers: list[str]
+    suite: Suite, base_answers: list[str], tuned_answers: list[str], refusal: str = ""
 ) -> tuple[SuiteScores, list[QuestionResult]]:
     """Score both models' answers (in question order) and bootstrap each metric's change."""
     n = len(suite.questions)
@@ -234,8 +236,8 @@ def score_suite(
     results = []
     rows = zip(suite.questions, base_answers, tuned_answers, strict=True)
     for question, base_answer, tuned_answer in rows:
-        base_m = question_metrics(question, base_answer)
-        tuned_m = question_metrics(question, tuned_answer)
+        base_m = question_metrics(question, base_answer, refusal)
+        tuned_m = question_metrics(question, tuned_answer, refusal)
         for metric, value in base_m.items():
             paired[metric][0].append(value)
             paired[metric][1].append(tuned_m[metric])
@@ -275,15 +277,17 @@ def build_scorecard(
     base_model: str,
     suites: list[Suite],
     answers: dict[str, tuple[list[str], list[str]]],
+    refusal: str = "",
 ) -> Scorecard:
-    """Score every suite; `answers[suite.name]` is (base answers, tuned answers)."""
+    """Score every suite; `answers[suite.name]` is (base answers, tuned answers); `refusal`
+    is the project's own refusal answer (`data.refusal_answer`)."""
     missing = [suite.name for suite in suites if suite.name not in answers]
     if missing:
         raise ValueError(f"no answers for suites {missing}")
     scores: dict[str, SuiteScores] = {}
     questions: list[QuestionResult] = []
     for suite in suites:
-        suite_scores, results = score_suite(suite, *answers[suite.name])
+        suite_scores, results = score_suite(suite, *answers[suite.name], refusal)
         scores[suite.name] = suite_scores
         questions.extend(results)
     return Scorecard(

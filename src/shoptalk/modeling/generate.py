@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING
 
 from shoptalk import progress
 from shoptalk.modeling.chat_format import ensure_chat_template, prompt_ids, stop_ids
+from shoptalk.modeling.copy_numbers import NumberGuard, number_pieces
 from shoptalk.modeling.gguf import GgufChat, answer_gguf
 from shoptalk.modeling.load import load_model, load_tokenizer, pick_device
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    import torch
+    from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
     from shoptalk.artifacts import RunArtifact
+    from shoptalk.modeling.copy_numbers import NumberPieces
 
 
 @dataclass
@@ -55,18 +58,22 @@ def answer(
     max_new_tokens: int = 64,
     batch_size: int = 16,
     phase: str | None = None,
+    sources: list[list[str] | None] | None = None,
 ) -> list[str]:
     """Greedy answers, batched with left padding; same order as the input.
 
+    `sources[i]`, when given, holds the passages conversation i answers from: its
+    answer writes no number they do not hold (`copy_numbers`).
     A `GgufChat` (an exported GGUF in llama.cpp) answers with the file's own
     template, tokenizer and stops, one conversation at a time.
     `phase` names the work in progress lines (none without it: a chat's one answer).
     """
     if isinstance(assistant, GgufChat):
-        return answer_gguf(assistant, conversations, max_new_tokens, phase)
+        return answer_gguf(assistant, conversations, max_new_tokens, phase, sources)
     import torch
 
     tokenizer, model = assistant.tokenizer, assistant.model
+    guards = guards_for(number_pieces(tokenizer) if sources else None, sources, len(conversations))
     encoded = [prompt_ids(tokenizer, messages) for messages in conversations]
     # Similar lengths in one batch waste less compute on padding.
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
@@ -88,7 +95,36 @@ def answer(
                 do_sample=False,
                 eos_token_id=stop_ids(tokenizer),
                 pad_token_id=pad,
+                logits_processor=guarded([guards[i] for i in group], tokenizer, width),
             )
         for row, i in enumerate(group):
             answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
     return answers
+
+
+def guards_for(
+    pieces: NumberPieces | None, sources: list[list[str] | None] | None, n: int
+) -> list[NumberGuard | None]:
+    """One guard per conversation that has sources (`answer`'s `sources`), else None."""
+    if pieces is None or sources is None:
+        return [None] * n
+    return [None if s is None else NumberGuard(pieces, s) for s in sources]
+
+
+def guarded(
+    guards: list[NumberGuard | None], tokenizer: PreTrainedTokenizerBase, width: int
+) -> LogitsProcessorList | None:
+    """The batch's number guards as a transformers logits processor (None: no row has one)."""
+    if not any(guards):
+        return None
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class GuardNumbers(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor):
+            for row, guard in enumerate(guards):
+                if guard is not None:
+                    text = tokenizer.decode(input_ids[row, width:], skip_special_tokens=True)
+                    scores[row] = guard.apply(scores[row], text)
+            return scores
+
+    return LogitsProcessorList([GuardNumbers()])

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoptalk import progress
 from shoptalk.errors import MissingExtraError, ModelError
+from shoptalk.modeling.copy_numbers import NumberGuard, NumberPieces, pieces_from
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,6 +93,7 @@ class GgufChat:
             i for i in range(self.llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, i)
         ]
         eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        self._pieces: NumberPieces | None = None
         self._formatter = None
         if self.template:
             self._formatter = Jinja2ChatFormatter(
@@ -121,8 +123,11 @@ class GgufChat:
         text = self.llm.detokenize([t for t in tokens if t not in self.stop_ids])
         return text.decode("utf-8", errors="replace")
 
-    def greedy(self, prompt: list[int], max_new_tokens: int) -> Greedy:
-        """Argmax token by token until a stop token or `max_new_tokens`."""
+    def greedy(
+        self, prompt: list[int], max_new_tokens: int, guard: NumberGuard | None = None
+    ) -> Greedy:
+        """Argmax token by token until a stop token or `max_new_tokens`; with a `guard`,
+        among the tokens it allows (`copy_numbers`)."""
         import numpy as np
 
         llama_cpp = require_llama_cpp()
@@ -141,6 +146,8 @@ class GgufChat:
         for _ in range(max_new_tokens):
             pointer = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
             logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+            if guard is not None:
+                logits = guard.apply(logits, self.decode(tokens))
             if first is None:
                 first = logits.copy()
             # Best first; of equal logits the lowest id, as argmax takes it.
@@ -156,10 +163,23 @@ class GgufChat:
         assert first is not None
         return Greedy(tokens, first, margins, close)
 
-    def answer(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
-        """The greedy reply to `messages`, as text: what a llama.cpp user of the file gets."""
+    def answer(
+        self, messages: list[dict[str, str]], max_new_tokens: int, sources: list[str] | None = None
+    ) -> str:
+        """The greedy reply to `messages`, as text: what a llama.cpp user of the file gets.
+        With `sources`, it writes no number they do not hold (`copy_numbers`)."""
         prompt = self.encode(self.render(messages))
-        return self.decode(self.greedy(prompt, max_new_tokens).tokens).strip()
+        guard = None if sources is None else NumberGuard(self.number_pieces(), sources)
+        return self.decode(self.greedy(prompt, max_new_tokens, guard).tokens).strip()
+
+    def number_pieces(self) -> NumberPieces:
+        """The file's own tokens that write numbers (read once)."""
+        if self._pieces is None:
+            self._pieces = pieces_from(
+                (i, self.llm.detokenize([i]).decode("utf-8", errors="replace"))
+                for i in range(self.llm.n_vocab())
+            )
+        return self._pieces
 
     def close(self) -> None:
         self.llm.close()
@@ -176,6 +196,7 @@ def answer_gguf(
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int = 64,
     phase: str | None = None,
+    sources: list[list[str] | None] | None = None,
 ) -> list[str]:
     """Greedy answers in llama.cpp, one conversation at a time; same order as the input.
 
@@ -183,9 +204,12 @@ def answer_gguf(
     one sequence at a time, as the export's parity check answers, so each answer
     is exactly what `GgufChat.greedy` gives for its prompt.
     """
+    sources = sources or [None] * len(conversations)
     return [
-        chat.answer(messages, max_new_tokens)
-        for messages in progress.track(conversations, phase, len(conversations))
+        chat.answer(messages, max_new_tokens, passages)
+        for messages, passages in progress.track(
+            list(zip(conversations, sources, strict=True)), phase, len(conversations)
+        )
     ]
 
 

@@ -97,6 +97,14 @@ def passage_messages(question: str, passages: list[Passage], system_prompt: str)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+def passage_sources(passages: list[Passage], question: str) -> list[str]:
+    """What an answer to `question` from `passages` may take its numbers from: what the
+    verifier checks them against (`rag.verify.holds`: each passage with its heading; a
+    draft's request too, `rag.voice.verify_reply`: the customer's case number)."""
+    request = [question] if route(question) == "draft" else []
+    return [f"{p.heading}\n{p.text}" for p in passages] + request
+
+
 def _one_line(text: str) -> str:
     # One passage, one line: a passage cannot start a line of its own ("Question: ...").
     return " ".join(text.split())
@@ -178,7 +186,8 @@ def answer_with_citations(
     if not selection.answerable:
         return refusal(selection)
     messages = passage_messages(question, selection.passages, system_prompt)
-    text = answer(assistant, [messages], max_new_tokens, batch_size=1)[0]
+    sources = [passage_sources(selection.passages, question)]
+    text = answer(assistant, [messages], max_new_tokens, batch_size=1, sources=sources)[0]
     return finish_passages(question, text, selection.passages, index.abstention, system_prompt)
 
 

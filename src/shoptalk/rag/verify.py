@@ -181,11 +181,13 @@ def _cite_only(sentence: str, number: int) -> str:
 _SPACED_MARKER = re.compile(rf"(\s*)({_MARKER.pattern})")
 
 
-def unsupported_values(answer: str, passages: list[Passage]) -> list[str]:
-    """The values of `answer` not held where they must be (see the module's doc)."""
+def unsupported_values(answer: str, passages: list[Passage], given: str = "") -> list[str]:
+    """The values of `answer` not held where they must be (see the module's doc); those the
+    request states itself (`given`: a draft's customer message, its case number) are no claim."""
+    stated = values(given) if given else set()
     missing: list[str] = []
     for claim, cited in claims(answer):
-        wanted = values(claim)
+        wanted = values(claim) - stated
         if not wanted:
             continue
         pool = _pool(cited, passages)
@@ -197,19 +199,28 @@ def unsupported_values(answer: str, passages: list[Passage]) -> list[str]:
     return list(dict.fromkeys(missing))
 
 
-def grounded(answer: str, passages: list[Passage]) -> bool:
-    """Some sentence of `answer` is supported by a passage (values and most words).
+def grounded(answer: str, passages: list[Passage], given: str = "") -> bool:
+    """Some sentence of `answer` is supported by a passage (values and most words), the
+    values the request states itself (`given`) aside.
 
     A question is no claim: a model that echoes the question ("旗舰店的品茗室怎么收费？")
     shares most of its words with the passage that answers it, and says nothing.
     """
     chunks = [p.as_chunk() for p in passages]
+    stated = values(given) if given else set()
     return any(
-        support(claim, chunk)
+        support(_without(claim, stated), chunk)
         for claim, _ in claims(answer)
         if not _ASKS.search(claim)
         for chunk in chunks
     )
+
+
+def _without(claim: str, stated: set[str]) -> str:
+    """`claim` with the `stated` values taken out where written as they are."""
+    for value in stated:
+        claim = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", " ", claim, flags=re.IGNORECASE)
+    return claim
 
 
 def declines(answer: str) -> bool:
@@ -240,10 +251,12 @@ def verify_answer(
     passages: list[Passage],
     abstention: Abstention,
     persona: str = "",
+    given: str = "",
 ) -> Verification:
     """The answer as verified, or repaired from the passages, or "not in the documents".
 
-    `persona` (the system prompt) supports what the answer says of the assistant itself.
+    `persona` (the system prompt) supports what the answer says of the assistant itself;
+    `given` is what the request states itself (a draft's customer message: `rag.voice`).
     """
     sources = [p.source for p in passages]
     if not passages or _DECLINES.search(answer):
@@ -255,8 +268,8 @@ def verify_answer(
     if about_itself(answer, persona):
         return Verification(status="verified", message=answer, generated=answer)
     shown = recited(answer, passages)
-    unsupported = unsupported_values(shown, passages)
-    if not unsupported and grounded(shown, passages):
+    unsupported = unsupported_values(shown, passages, given)
+    if not unsupported and grounded(shown, passages, given):
         number, passage = supporting_passage(shown, passages)
         return Verification(
             status="verified",

@@ -103,6 +103,17 @@ def frame(draft: str) -> tuple[str, str]:
     return greeting, closing
 
 
+def body(draft: str) -> str:
+    """The draft without its greeting line and sign-off paragraph: what states its facts."""
+    greeting, closing = frame(draft)
+    text = draft.strip()
+    if greeting:
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    if closing:  # the last paragraph, as `frame` found it
+        text = "\n\n".join(re.split(r"\n\s*\n", text.strip())[:-1])
+    return text.strip()
+
+
 def keep_frame(draft: str, repaired: str) -> str:
     """`repaired` (the verified body) inside the draft's own greeting and sign-off."""
     greeting, closing = frame(draft)
@@ -142,15 +153,18 @@ def verify_reply(
     abstention: Abstention,
     persona: str = "",
 ) -> Verification:
-    """`verify_answer`, and for a draft: a repaired body keeps the draft's greeting and sign-off."""
+    """`verify_answer`, and for a draft: its body is verified (a greeting or sign-off states
+    no fact, "Best regards, the Acme Care team" names no one a passage must hold), the
+    customer's own values (their case number) may be restated, and the checked body keeps
+    the draft's greeting and sign-off."""
     abstention = abstention_for(question, abstention)
-    checked = verify_answer(question, text, passages, abstention, persona)
     if route(question) != "draft":
-        return checked
+        return verify_answer(question, text, passages, abstention, persona)
+    checked = verify_answer(question, body(text), passages, abstention, persona, given=question)
+    checked.generated = text
     if echoes(text, question):  # the customer's own message is no reply, nor is its frame
         return repaired(question, text, passages, checked.unsupported, abstention)
-    if checked.status != "verified":
-        checked.message = keep_frame(text, checked.message)
+    checked.message = keep_frame(text, checked.message)
     return checked
 
 

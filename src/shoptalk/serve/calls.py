@@ -22,7 +22,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from shoptalk.serve import schemas
 from shoptalk.serve.audit import AuditEntry
 from shoptalk.serve.auth import Principal, check_model, check_model_groups
 from shoptalk.serve.embeddings import EmbeddingService
-from shoptalk.serve.engine import Delta, Params, Prepared
+from shoptalk.serve.engine import Delta, Engine, Params, Prepared
 from shoptalk.serve.errors import ApiError
 from shoptalk.serve.grounding import Grounding, ground
 from shoptalk.serve.limits import Reservation
@@ -82,11 +82,13 @@ async def chat_completion(
             if grounded is None:
                 return call.not_found(body, call.grounding.refused())
             messages = grounded
-        return await call.answer(
-            body,
-            lambda engine, params: engine.prepare_chat(body.model, messages, params, body.n),
-            outcome,
-        )
+        sources = call.grounding.sources() if call.grounding else None
+
+        def prepare(engine: Engine, params: Params) -> Awaitable[Prepared]:
+            params.numbers_from = sources
+            return engine.prepare_chat(body.model, messages, params, body.n)
+
+        return await call.answer(body, prepare, outcome)
 
 
 async def answers_with_retrieval(app: FastAPI, body: schemas.ChatCompletionRequest) -> bool:

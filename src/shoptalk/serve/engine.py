@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from shoptalk.modeling.copy_numbers import NumberGuard, number_pieces
 from shoptalk.serve.batcher import Batcher, Job
 from shoptalk.serve.errors import ApiError
 
@@ -45,6 +46,9 @@ class Params:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    # With retrieval: the passages answered from; the reply writes no number they do not
+    # hold (modeling.copy_numbers). None: any number.
+    numbers_from: list[str] | None = None
 
 
 @dataclass
@@ -112,6 +116,7 @@ class Row:
     generator: torch.Generator | None = None
     ids: list[int] = field(default_factory=list)
     sent: int = 0
+    guard: NumberGuard | None = None  # from params.numbers_from, for the model's tokenizer
 
 
 class CatalogEngine:
@@ -152,6 +157,13 @@ class CatalogEngine:
 
     def check_entry(self, entry: ModelEntry) -> None:
         """Refuse (ApiError) a model this engine cannot run."""
+
+    def guard_maker(self, entry: ModelEntry, params: Params) -> Callable[[], NumberGuard | None]:
+        """What makes each choice's number guard (`params.numbers_from`), for `entry`'s tokenizer."""
+        if params.numbers_from is None:
+            return lambda: None
+        pieces = number_pieces(self.catalog.tokenizer(entry))
+        return lambda: NumberGuard(pieces, params.numbers_from or [])
 
     def context_length(self, entry: ModelEntry) -> int:
         """Most tokens (prompt + completion) one choice may use."""
@@ -246,8 +258,16 @@ class TransformersEngine(CatalogEngine):
         """Queue the request (503 at once if the queue is full); then iterate its deltas."""
         entry = await asyncio.to_thread(self.catalog.resolve, prepared.model)
         job = Job(key=entry, rows=[], loop=asyncio.get_running_loop())
+        guard = await asyncio.to_thread(self.guard_maker, entry, prepared.params)
         job.rows = [
-            Row(job, p * prepared.n + i, ids, prepared.params, seeded(prepared.params.seed, i))
+            Row(
+                job,
+                p * prepared.n + i,
+                ids,
+                prepared.params,
+                seeded(prepared.params.seed, i),
+                guard=guard(),
+            )
             for p, ids in enumerate(prepared.prompts)
             for i in range(prepared.n)
         ]
@@ -345,7 +365,10 @@ class TransformersEngine(CatalogEngine):
         """Sample each row's next token, stream it, and drop the rows that finished."""
         import torch
 
-        tokens = [sample(logits[i], row) for i, row in enumerate(running.rows)]
+        tokens = [
+            sample(guarded(logits[i], row, loaded.tokenizer), row)
+            for i, row in enumerate(running.rows)
+        ]
         keep = [
             i
             for i, row in enumerate(running.rows)
@@ -366,6 +389,13 @@ class TransformersEngine(CatalogEngine):
             self.cancelled_rows += 1
             return True
         return advance(row, token, eos, tokenizer)
+
+
+def guarded(logits: Any, row: Row, tokenizer: Any) -> Any:
+    """`logits` (torch or numpy) without the tokens `row`'s number guard forbids next."""
+    if row.guard is None:
+        return logits
+    return row.guard.apply(logits, tokenizer.decode(row.ids, skip_special_tokens=True))
 
 
 def advance(row: Row, token: int, eos: set[int], tokenizer: Any) -> bool:

@@ -4,7 +4,8 @@ An extension of OpenAI's request: `extra_body={"rag": True}` in the openai
 package. The last user message is the question; what the caller's key may read
 (its groups; admin keys read everything) is retrieved, its best sentences are
 selected, and the model answers from them exactly as the scorecard's RAG modes
-and `shoptalk ask` ask it (`rag.answer.passage_messages`). The reply is then
+and `shoptalk ask` ask it (`rag.answer.passage_messages`; writing no number the
+passages do not hold, `modeling.copy_numbers`, in the in-process engines). The reply is then
 verified the same way (`rag.answer.checked_reply`): a value no passage holds is
 never shown as fact, and the response carries the checked citations and the
 verification beside the message. When the passages do not answer the question
@@ -27,6 +28,7 @@ from shoptalk.rag.answer import (
     Selection,
     checked_reply,
     passage_messages,
+    passage_sources,
     refusal,
     select_for,
 )
@@ -86,6 +88,11 @@ class Grounding:
         return checked_reply(
             self.question, text, self.passages, self.abstention, self.persona, self.organization
         )
+
+    def sources(self) -> list[str] | None:
+        """What the reply may take its numbers from (`modeling.copy_numbers`); None: any
+        (a question about the assistant, answered from the system prompt)."""
+        return passage_sources(self.passages, self.question) if self.passages else None
 
     def refused(self) -> RagAnswer:
         """The passages do not answer: "not in the documents", naming them; no model asked."""

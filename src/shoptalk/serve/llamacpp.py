@@ -47,6 +47,7 @@ from shoptalk.serve.engine import (
     Prepared,
     Row,
     advance,
+    guarded,
     job_deltas,
 )
 from shoptalk.serve.errors import ApiError
@@ -302,10 +303,11 @@ class LlamaCppEngine(CatalogEngine):
         entry = await asyncio.to_thread(self.catalog.resolve, prepared.model)
         job = Job(key=entry, rows=[], loop=asyncio.get_running_loop())
         params, n = prepared.params, prepared.n
+        guard = await asyncio.to_thread(self.guard_maker, entry, params)
         seqs = []
         for p, ids in enumerate(prepared.prompts):
             for choice in range(n):
-                row = Row(job, p * n + choice, ids, params)
+                row = Row(job, p * n + choice, ids, params, guard=guard())
                 # A seed gives each choice its own stream (seed + choice), whoever shares the batch.
                 seed = None if params.seed is None else params.seed + choice
                 rng = np.random.default_rng(seed) if params.temperature > 0 else None
@@ -443,7 +445,7 @@ class LlamaCppEngine(CatalogEngine):
             seq.todo = seq.todo[take:]
             if row_logits is None:
                 continue  # the rest of its prompt comes next step
-            token = sample(row_logits, seq)
+            token = sample(guarded(row_logits, seq.row, tokenizer), seq)
             if advance(seq.row, token, eos, tokenizer):
                 context.free(seq.id)
                 done.add(seq)
