@@ -130,8 +130,9 @@ def hashed(cfg: ShoptalkConfig, root: Path) -> dict[str, str]:
         "run_id": run_id,
         "dpo_run_id": project.dpo_run_id(run_id),
         "eval": sha(cfg.eval.model_dump_json()),  # eval/run.py inputs_hash
-        # rag/raft.py view_key hashes this dump with the index's chunks and abstention rule.
-        "rag": sha(cfg.rag.model_dump_json()),
+        # rag/raft.py view_key hashes this dump with the index's chunks and abstention rule;
+        # rag/abstain_fit.py the rule's own.
+        "rag": sha(cfg.rag.shaping_dump()),
         "pii": sha(json.dumps(cfg.data.pii.model_dump(mode="json"), sort_keys=True)),  # index
         "manifest_settings": sha(json.dumps(cfg.data.model_dump(), sort_keys=True)),
     }

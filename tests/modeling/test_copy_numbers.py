@@ -94,3 +94,16 @@ def test_a_model_that_writes_digits_writes_only_the_passages_numbers(tmp_path, t
     assert set(re.findall(r"\d+", free)) - {"47", "1"}  # unguarded: numbers of its own
     numbers = re.findall(r"\d+(?:[.,:/-]\d+)*", re.sub(r"\[[\d, ]*\]?", " ", held))
     assert numbers and set(numbers) <= {"47", "1"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "tuned", "base"),
+    [("tuned", True, False), ("always", True, True), ("never", False, False)],
+)
+def test_rag_copy_numbers_says_which_models_are_held_to_the_passages(setting, tuned, base):
+    from shoptalk.config import RagSettings
+
+    rag = RagSettings(copy_numbers=setting)
+    assert rag.copies_numbers(tuned=True) is tuned and rag.copies_numbers(tuned=False) is base
+    # How answers are decoded shapes no reader example nor abstention rule: no retraining.
+    assert rag.shaping_dump() == RagSettings().shaping_dump()

@@ -149,6 +149,9 @@ def test_a_grounded_reply_writes_only_the_passages_numbers(tmp_path, tiny_model)
 
     digits = build_digit_model(tmp_path / "digits", tiny_model)
     root = write_ops_project(tmp_path / "p", digits)
+    config = yaml.safe_load((root / "shoptalk.yaml").read_text())
+    config["rag"]["copy_numbers"] = "always"  # the default holds only tuned models to it
+    (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     app = create_app(root)
     secret = app.state.services.keys.create("ops", KeyLimits(scopes=["chat"], groups=["ops"]))
     with BackgroundServer(app) as url:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -176,11 +177,28 @@ class RagSettings(BaseModel, extra="forbid"):
         "answers with retrieval, and a model trained closed book answers from memory instead "
         "of the passage); null = off",
     )
+    copy_numbers: Literal["tuned", "always", "never"] = Field(
+        "tuned",
+        description="Answers from passages write no number the passages do not hold "
+        "(modeling/copy_numbers.py: the tokens that would are masked while generating): "
+        "'tuned' for the build's own models (trained to read; the untuned default model "
+        "answered worse under it: bench/RESULTS.md), 'always' for the base model too (a "
+        "larger instruct model), 'never'. Answers are verified either way",
+    )
     folder_groups: bool = Field(
         False,
         description="Also restrict each document to its folder's name as a group "
         "(docs/hr/a.md -> 'docs/hr') when neither front matter nor 'access' names groups",
     )
+
+    def shaping_dump(self) -> str:
+        """The settings as they shape the index's abstention rule and the reader examples
+        (hashed there): all but `copy_numbers`, which only decides how answers are decoded."""
+        return self.model_dump_json(exclude={"copy_numbers"})
+
+    def copies_numbers(self, tuned: bool) -> bool:
+        """`copy_numbers` for a tuned model (a build's run) or the base model."""
+        return self.copy_numbers == "always" or (self.copy_numbers == "tuned" and tuned)
 
     @model_validator(mode="after")
     def _one_vector_server(self) -> RagSettings:

@@ -350,8 +350,10 @@ def answer_suites(
     ]
     rag = rag or {}
     asked = [g for suite in suites for g in rag.get(suite.name, []) if g.messages]
-    # The closed-book prompts write any number; those with passages only theirs (copy_numbers).
-    sources = [None] * len(prompts) + [g.sources() for g in asked]
+    # The closed-book prompts write any number; those with passages only theirs, as
+    # `rag.copy_numbers` says for this model (modeling.copy_numbers).
+    copies = project.config.rag.copies_numbers(assistant.tuned)
+    sources = [None] * len(prompts) + [g.sources() if copies else None for g in asked]
     prompts += [g.messages for g in asked]
     texts = answer(assistant, prompts, settings.max_new_tokens, settings.batch_size, phase, sources)
     out: dict[str, list[str]] = {}

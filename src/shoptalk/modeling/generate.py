@@ -29,6 +29,7 @@ class Assistant:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     device: str
+    tuned: bool = False  # a build's run (its adapter merged, or its weights), not the base
 
 
 def load_assistant(
@@ -42,14 +43,14 @@ def load_assistant(
         return Assistant(load_model(base_path, device), tokenizer, device)
     tokenizer = load_tokenizer(str(run.final))
     if not run.is_adapter:
-        return Assistant(load_model(str(run.final), device), tokenizer, device)
+        return Assistant(load_model(str(run.final), device), tokenizer, device, tuned=True)
     from peft import PeftModel
 
     # Merged weights answer faster than a model with adapters on every layer.
     model = PeftModel.from_pretrained(
         load_model(base_path, device), str(run.final)
     ).merge_and_unload()
-    return Assistant(model, tokenizer, device)
+    return Assistant(model, tokenizer, device, tuned=True)
 
 
 def answer(

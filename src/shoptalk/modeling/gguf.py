@@ -79,6 +79,8 @@ def load_llama(path: Path, n_ctx: int, n_threads: int, **options: Any) -> Llama:
 class GgufChat:
     """A GGUF file loaded in llama.cpp on the CPU, with its own template, tokenizer and stops."""
 
+    tuned = True  # an export of a build's run (shoptalk export)
+
     def __init__(self, path: Path, n_ctx: int = 4096, n_threads: int | None = None) -> None:
         llama_cpp = require_llama_cpp(f"Loading {path.name}")
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter

@@ -189,7 +189,7 @@ def fit_index_rule(
 def fit_key(index: RagIndex, questions: Sequence[OwnQuestion], extra: str = "") -> str:
     """What the fit reads: the chunks, the own questions, the retrieval and selection settings."""
     h = hashlib.sha256(f"v{FIT_VERSION}\n{ids_hash(index.stored.chunks)}\n{extra}".encode())
-    h.update(index.settings.model_dump_json().encode())
+    h.update(index.settings.shaping_dump().encode())
     h.update(index.embedder.name.encode())
     for item in questions:
         h.update(json.dumps([item.question, item.answer, sorted(item.own)]).encode())

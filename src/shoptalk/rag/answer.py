@@ -186,7 +186,8 @@ def answer_with_citations(
     if not selection.answerable:
         return refusal(selection)
     messages = passage_messages(question, selection.passages, system_prompt)
-    sources = [passage_sources(selection.passages, question)]
+    copies = index.settings.copies_numbers(assistant.tuned)  # rag.copy_numbers
+    sources = [passage_sources(selection.passages, question) if copies else None]
     text = answer(assistant, [messages], max_new_tokens, batch_size=1, sources=sources)[0]
     return finish_passages(question, text, selection.passages, index.abstention, system_prompt)
 

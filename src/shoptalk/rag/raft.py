@@ -241,7 +241,7 @@ def view_key(index: RagIndex, rag: RagSettings) -> str:
     """What shapes the examples: the retrieval and selection settings, the indexed chunks and
     the abstention rule fitted on them (a changed document or rule makes another view)."""
     h = hashlib.sha256(f"v{RAFT_VERSION}\n{ids_hash(index.stored.chunks)}\n".encode())
-    h.update(rag.model_dump_json().encode())
+    h.update(rag.shaping_dump().encode())
     h.update(json.dumps(index.rule.model_dump(mode="json"), sort_keys=True).encode())
     return h.hexdigest()[:8]
 

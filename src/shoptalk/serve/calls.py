@@ -82,10 +82,12 @@ async def chat_completion(
             if grounded is None:
                 return call.not_found(body, call.grounding.refused())
             messages = grounded
-        sources = call.grounding.sources() if call.grounding else None
+        grounding = call.grounding
 
         def prepare(engine: Engine, params: Params) -> Awaitable[Prepared]:
-            params.numbers_from = sources
+            if grounding is not None:  # rag.copy_numbers (modeling.copy_numbers)
+                params.numbers_from = grounding.sources()
+                params.numbers_for_base = grounding.copy_numbers == "always"
             return engine.prepare_chat(body.model, messages, params, body.n)
 
         return await call.answer(body, prepare, outcome)

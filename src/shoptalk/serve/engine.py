@@ -46,9 +46,11 @@ class Params:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
-    # With retrieval: the passages answered from; the reply writes no number they do not
-    # hold (modeling.copy_numbers). None: any number.
+    # With retrieval: the passages answered from; the reply of a tuned model (and of the
+    # base with `numbers_for_base`) writes no number they do not hold
+    # (rag.copy_numbers, modeling.copy_numbers). None: any number.
     numbers_from: list[str] | None = None
+    numbers_for_base: bool = False
 
 
 @dataclass
@@ -160,7 +162,7 @@ class CatalogEngine:
 
     def guard_maker(self, entry: ModelEntry, params: Params) -> Callable[[], NumberGuard | None]:
         """What makes each choice's number guard (`params.numbers_from`), for `entry`'s tokenizer."""
-        if params.numbers_from is None:
+        if params.numbers_from is None or (entry.kind == "base" and not params.numbers_for_base):
             return lambda: None
         pieces = number_pieces(self.catalog.tokenizer(entry))
         return lambda: NumberGuard(pieces, params.numbers_from or [])

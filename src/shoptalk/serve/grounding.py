@@ -83,6 +83,7 @@ class Grounding:
     abstention: Abstention
     persona: str
     organization: str = ""  # the config's `name`: how the assistant introduces itself
+    copy_numbers: str = "tuned"  # the project's rag.copy_numbers
 
     def check(self, text: str) -> RagAnswer:
         return checked_reply(
@@ -91,8 +92,12 @@ class Grounding:
 
     def sources(self) -> list[str] | None:
         """What the reply may take its numbers from (`modeling.copy_numbers`); None: any
-        (a question about the assistant, answered from the system prompt)."""
-        return passage_sources(self.passages, self.question) if self.passages else None
+        (a question about the assistant, answered from the system prompt; or
+        `rag.copy_numbers: never`). Whether the model asked is held to them is the
+        engine's to apply (`Params.numbers_for_base`)."""
+        if not self.passages or self.copy_numbers == "never":
+            return None
+        return passage_sources(self.passages, self.question)
 
     def refused(self) -> RagAnswer:
         """The passages do not answer: "not in the documents", naming them; no model asked."""
@@ -124,7 +129,13 @@ async def ground(
     groups = held_groups(principal)
     index = await asyncio.to_thread(project_index, app, root)
     selection = await asyncio.to_thread(select_for, index, question, groups)
-    grounding = Grounding(question, selection.passages, index.abstention, system_prompt)
+    grounding = Grounding(
+        question,
+        selection.passages,
+        index.abstention,
+        system_prompt,
+        copy_numbers=index.settings.copy_numbers,
+    )
     if not selection.answerable:
         return None, grounding
     system, user = passage_messages(question, selection.passages, system_prompt)
