@@ -28,6 +28,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,8 +52,10 @@ class NumberPieces:
     continuing: tuple[tuple[int, str], ...]  # a separator first: may continue 3 -> 3.5
 
 
+@lru_cache(maxsize=8)
 def number_pieces(tokenizer: PreTrainedTokenizerBase) -> NumberPieces:
-    """The pieces of an HF tokenizer's vocabulary that touch numbers."""
+    """The pieces of an HF tokenizer's vocabulary that touch numbers (read once per tokenizer:
+    every answer and every API request asks)."""
     raw = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     # Raw tokens hold digits and separators as themselves (byte-level BPE, sentencepiece),
     # so only those few are decoded one by one.
