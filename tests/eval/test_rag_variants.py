@@ -102,11 +102,12 @@ def test_with_rag_both_models_answer_each_suite_again_from_the_same_documents(
     monkeypatch.setattr(
         "shoptalk.rag.answer.not_found_message", lambda question, sources=None: NOT_FOUND
     )
-    asked = []
+    asked, held = [], []
     real_answer = eval_run.answer
 
     def recording_answer(assistant, prompts, *args):
         asked.append(prompts)
+        held.append(args[-1])  # what each prompt's numbers must come from (rag.copy_numbers)
         return real_answer(assistant, prompts, *args)
 
     monkeypatch.setattr("shoptalk.eval.run.answer", recording_answer)
@@ -118,6 +119,10 @@ def test_with_rag_both_models_answer_each_suite_again_from_the_same_documents(
     assert index.questions == [q.question for q in SUITE.questions], "retrieval runs once"
     # Each model: 2 plain prompts and 1 with documents (nothing found needs no generation).
     assert [len(p) for p in asked] == [3, 3]
+    # The tuned model writes only the passages' numbers (rag.copy_numbers: tuned); the base
+    # and every closed-book prompt write freely.
+    assert held[0] == [None, None, None] and held[1][:2] == [None, None]
+    assert any("47 days" in source for source in held[1][2])
     with_documents = asked[0][2]
     assert "The claim window is 47 days." in with_documents[-1]["content"]
     assert with_documents[0]["content"].startswith(project.config.system_prompt)
