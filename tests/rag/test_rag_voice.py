@@ -94,6 +94,10 @@ def test_a_drafts_frame_and_the_customers_own_case_number_are_not_claims():
     checked = verify_reply(request, wrong, PASSAGES, ABSTAIN)
     assert checked.status == "repaired" and checked.unsupported == ["77777"]
     assert "77777" not in checked.message and checked.message.startswith("Dear Ms Patel,")
+    # A sign-off stating a value is no frame: it is verified as the body is.
+    called = draft.replace("Kind regards,", "Call us on 555-0100,")
+    checked = verify_reply(request, called, PASSAGES, ABSTAIN)
+    assert checked.status == "repaired" and "555-0100" not in checked.message
     # Outside a draft, the question's values are not the answer's support.
     question = "How long do refunds take for case 88123?"
     answer = "For case 88123, refunds take 14 days [1]."

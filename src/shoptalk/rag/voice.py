@@ -83,6 +83,9 @@ def closed_book_messages(question: str, system_prompt: str) -> list[dict[str, st
     return with_system([Message(role="user", content=question)], system_prompt)
 
 
+_STATES_VALUE = re.compile(r"\d|@")
+
+
 def _short(line: str) -> bool:
     words = line.split()
     return 0 < len(words) <= _MAX_FRAME_WORDS or 0 < len(line) <= 2 * _MAX_FRAME_WORDS
@@ -98,8 +101,10 @@ def frame(draft: str) -> tuple[str, str]:
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", draft.strip()) if p.strip()]
     last = paragraphs[-1] if len(paragraphs) > 1 else ""
     closing = last if last and last != first and all(_short(ln) for ln in last.splitlines()) else ""
-    if closing and re.search(r"[\[【]\d", closing):
-        closing = ""  # a cited fact is body, not a sign-off
+    # A frame states no fact: a line with a number or an e-mail address ("call 555-0100",
+    # a cited fact) is body, and verified as body is.
+    greeting = "" if _STATES_VALUE.search(greeting) else greeting
+    closing = "" if _STATES_VALUE.search(closing) else closing
     return greeting, closing
 
 
