@@ -19,6 +19,9 @@ CJK_RANGES = (
 CJK_CHAR = re.compile(f"[{CJK_RANGES}]")
 # A letter of any script: a word character that is not a digit or an underscore.
 LETTER = re.compile(r"[^\W\d_]")
+# A thousands separator: a comma before exactly 3 digits (1,200; not 4,5 nor 1,2345). What the
+# verifier drops to compare values and what answers may leave out when they copy a number.
+THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
 def is_chinese(text: str) -> bool:

@@ -31,12 +31,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from shoptalk.text import THOUSANDS
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 # A number being written: digits, and the separators that may continue it (1,200 3.5 9:30 24/7).
 _RUN = re.compile(r"\d[\d.,:/-]*")
-_OPEN_RUN = re.compile(r"\d[\d.,:/-]*$")
+_OPEN_RUN = re.compile(_RUN.pattern + "$")  # the number the answer ends in
 _SEPARATORS = ".,:/-"
 # What opens a citation marker: [ or 【, then maybe numbers already listed ("[1, ").
 _IN_MARKER = re.compile(r"[\[【](?:\s*\d+\s*[,，])*\s*$")
@@ -75,13 +77,9 @@ def pieces_from(texts: Any) -> NumberPieces:
     return NumberPieces(tuple(digits), tuple(continuing))
 
 
-# A thousands separator as the verifier reads one (rag.citations): before exactly 3 digits.
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-
-
 def written_forms(number: str) -> set[str]:
     """`number` as it may be written: with and without thousands separators (1200, 1,200)."""
-    plain = _THOUSANDS.sub("", number)
+    plain = THOUSANDS.sub("", number)
     forms = {number, plain}
     whole = re.fullmatch(r"([1-9]\d{3,})(\.\d+)?", plain)
     if whole:
@@ -132,10 +130,8 @@ class NumberGuard:
         """(tokens that may not come next, or else the only ones that may: None when any)."""
         tail = unicodedata.normalize("NFKC", text[-_TAIL:])
         run = _OPEN_RUN.search(tail)
-        if run is not None and _IN_MARKER.search(tail[: run.start()]):
+        if _IN_MARKER.search(tail[: run.start()] if run else tail):
             return [], None  # a citation's number
-        if run is None and _IN_MARKER.search(tail):
-            return [], None
         key = run.group() if run else ""
         if key not in self._banned:
             self._banned[key] = self._decide(key)

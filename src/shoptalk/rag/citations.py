@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field
 from shoptalk.rag.bm25 import terms
 from shoptalk.rag.chunk import sentence_spans
 from shoptalk.records import Chunk
-from shoptalk.text import CJK_CHAR
+from shoptalk.text import CJK_CHAR, THOUSANDS
 
 # [1], [1, 2], [1][2], 【1】
 _MARKER = re.compile(r"[\[【]\s*(\d+(?:\s*[,，]\s*\d+)*)\s*[\]】]")
@@ -51,7 +51,6 @@ _QUOTE = re.compile(r'"([^"\n]{3,})"|“([^”\n]{2,})”|「([^」\n]{2,})」')
 _NUMBER = re.compile(r"\d")
 # A number as written: 1,200  3.5  06:00  2024-03-01 (after NFKC: full-width digits are ASCII).
 _VALUE_NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # A number written with 万 (10^4) or 亿 (10^8), as Chinese amounts are: 1.2万元, 3亿.
 # Only these two: 千 also opens units (千克 kg, 千米 km), so "5千" is left as written.
 _MYRIAD = re.compile(r"(\d+(?:\.\d+)?)\s*([万亿])")
@@ -117,7 +116,7 @@ def check_citations(answer: str, chunks: list[Chunk]) -> CheckedCitations:
 def normalized(text: str) -> str:
     """Full-width forms folded (NFKC), thousands separators dropped, 万/亿 multiplied out:
     values compare as written (`１．２万` = `1.2万` = `12000` = `12,000`)."""
-    return _MYRIAD.sub(_multiplied, _THOUSANDS.sub("", unicodedata.normalize("NFKC", text)))
+    return _MYRIAD.sub(_multiplied, THOUSANDS.sub("", unicodedata.normalize("NFKC", text)))
 
 
 def _multiplied(match: re.Match[str]) -> str:

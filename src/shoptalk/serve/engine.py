@@ -118,6 +118,7 @@ class Row:
     generator: torch.Generator | None = None
     ids: list[int] = field(default_factory=list)
     sent: int = 0
+    text: str = ""  # the answer so far, decoded (what its number guard reads)
     guard: NumberGuard | None = None  # from params.numbers_from, for the model's tokenizer
 
 
@@ -367,10 +368,7 @@ class TransformersEngine(CatalogEngine):
         """Sample each row's next token, stream it, and drop the rows that finished."""
         import torch
 
-        tokens = [
-            sample(guarded(logits[i], row, loaded.tokenizer), row)
-            for i, row in enumerate(running.rows)
-        ]
+        tokens = [sample(guarded(logits[i], row), row) for i, row in enumerate(running.rows)]
         keep = [
             i
             for i, row in enumerate(running.rows)
@@ -393,11 +391,11 @@ class TransformersEngine(CatalogEngine):
         return advance(row, token, eos, tokenizer)
 
 
-def guarded(logits: Any, row: Row, tokenizer: Any) -> Any:
+def guarded(logits: Any, row: Row) -> Any:
     """`logits` (torch or numpy) without the tokens `row`'s number guard forbids next."""
     if row.guard is None:
         return logits
-    return row.guard.apply(logits, tokenizer.decode(row.ids, skip_special_tokens=True))
+    return row.guard.apply(logits, row.text)
 
 
 def advance(row: Row, token: int, eos: set[int], tokenizer: Any) -> bool:
@@ -412,7 +410,7 @@ def advance(row: Row, token: int, eos: set[int], tokenizer: Any) -> bool:
         finish = "stop"
     else:
         row.ids.append(token)
-    text = tokenizer.decode(row.ids, skip_special_tokens=True)
+    text = row.text = tokenizer.decode(row.ids, skip_special_tokens=True)
     for stop in row.params.stop:
         at = text.find(stop)
         if at != -1:

@@ -445,7 +445,7 @@ class LlamaCppEngine(CatalogEngine):
             seq.todo = seq.todo[take:]
             if row_logits is None:
                 continue  # the rest of its prompt comes next step
-            token = sample(guarded(row_logits, seq.row, tokenizer), seq)
+            token = sample(guarded(row_logits, seq.row), seq)
             if advance(seq.row, token, eos, tokenizer):
                 context.free(seq.id)
                 done.add(seq)
