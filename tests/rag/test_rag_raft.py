@@ -158,6 +158,17 @@ def test_the_view_is_named_by_selection_settings_and_the_abstention_rule(index):
     assert isinstance(rag, RagSettings)
 
 
+def test_a_rule_fitted_on_another_machine_names_the_same_view(index):
+    # The same fit differs in the 15th digit between machines; the view must not.
+    rag = index.settings.model_copy(update={"raft": RaftSettings()})
+    index.rule = AbstainRule(weights=[0.4131, 1.25], bias=-2.0, threshold=0.3)
+    key = view_key(index, rag)
+    index.rule = AbstainRule(weights=[0.4131000000000003, 1.25], bias=-2.0, threshold=0.3)
+    assert view_key(index, rag) == key
+    index.rule = AbstainRule(weights=[0.4132, 1.25], bias=-2.0, threshold=0.3)
+    assert view_key(index, rag) != key
+
+
 def test_a_document_question_reads_the_passage_that_is_its_answer_word_for_word(index):
     # Only a FAQ row and its paraphrases are blind to the row: a document question (a
     # teacher's or a rule's) reads the passage its answer was copied from, whole.

@@ -42,6 +42,7 @@ import re
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from shoptalk import progress
 from shoptalk.artifacts import DatasetArtifact, write_jsonl
@@ -242,8 +243,21 @@ def view_key(index: RagIndex, rag: RagSettings) -> str:
     the abstention rule fitted on them (a changed document or rule makes another view)."""
     h = hashlib.sha256(f"v{RAFT_VERSION}\n{ids_hash(index.stored.chunks)}\n".encode())
     h.update(rag.shaping_dump().encode())
-    h.update(json.dumps(index.rule.model_dump(mode="json"), sort_keys=True).encode())
+    rule = _rounded(index.rule.model_dump(mode="json"))
+    h.update(json.dumps(rule, sort_keys=True).encode())
     return h.hexdigest()[:8]
+
+
+def _rounded(value: Any) -> Any:
+    """`value` with every float to 6 significant digits: a rule fitted from the same data
+    on another machine differs in the 15th digit, and must name the same view."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def raft_view(
