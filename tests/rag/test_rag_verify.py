@@ -190,3 +190,12 @@ def test_an_answer_that_only_asks_back_is_not_shown_as_an_answer():
         "会议室怎么收费？", "二楼会议室每小时收费80元[1]。您要预约吗？", fee, ABSTAIN
     )
     assert answered.status == "verified"
+
+
+def test_a_reply_of_numbers_alone_is_not_shown_as_an_answer():
+    # Any passage holding "47" would "support" a sentence that is only "47."
+    numbers = verify_answer(QUESTION, "47. 47. 47. [1]", PASSAGES, ABSTAIN)
+    assert numbers.status == "repaired" and CLAIMS in numbers.message
+    code = [passage("The Priority tier's service code is KX-220.", "docs/tiers.md")]
+    terse = verify_answer("What is Priority's service code?", "KX-220 [1]", code, ABSTAIN)
+    assert terse.status == "verified"

@@ -204,16 +204,22 @@ def grounded(answer: str, passages: list[Passage], given: str = "") -> bool:
     values the request states itself (`given`) aside.
 
     A question is no claim: a model that echoes the question ("旗舰店的品茗室怎么收费？")
-    shares most of its words with the passage that answers it, and says nothing.
+    shares most of its words with the passage that answers it, and says nothing. Nor is a
+    sentence of numbers alone ("1. 1. 1."): any passage holding the number "supports" it.
     """
     chunks = [p.as_chunk() for p in passages]
     stated = values(given) if given else set()
     return any(
         support(_without(claim, stated), chunk)
         for claim, _ in claims(answer)
-        if not _ASKS.search(claim)
+        if not _ASKS.search(claim) and _has_words(claim)
         for chunk in chunks
     )
+
+
+def _has_words(claim: str) -> bool:
+    """`claim` has a term with a letter (a word or a code), not only numbers."""
+    return any(ch.isalpha() for term in terms(claim) for ch in term)
 
 
 def _without(claim: str, stated: set[str]) -> str:
