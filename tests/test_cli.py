@@ -310,6 +310,20 @@ def test_chat_keeps_lines_typed_while_an_answer_is_generated(tmp_path, tiny_mode
     ]
 
 
+def test_init_writes_the_system_prompt_in_the_sources_language(tmp_path):
+    rows = "退货期限是多久？,退货期限是75天。\n会员积分怎么用？,每100积分可以抵3元。\n"
+    (tmp_path / "faq.csv").write_text(f"question,answer\n{rows}", encoding="utf-8")
+    target = tmp_path / "zh"
+    result = runner.invoke(app, ["init", str(target), "--faq", str(tmp_path / "faq.csv")])
+    assert result.exit_code == 0, result.output
+    prompt = load_config(target).system_prompt
+    assert prompt.startswith("你是") and "My organization" in prompt
+    named = runner.invoke(app, ["init", str(tmp_path / "named"), "--name", "康宁医疗集团"])
+    assert load_config(tmp_path / "named").system_prompt.startswith("你是康宁医疗集团"), (
+        named.output
+    )
+
+
 def test_init_takes_several_files_after_one_flag(tmp_path):
     for name in ("a.csv", "b.csv"):
         (tmp_path / name).write_text("question,answer\nA?,B.\n")

@@ -26,6 +26,7 @@ from shoptalk.config import CONFIG_NAME, ShoptalkConfig, Sources, dump_config, l
 from shoptalk.errors import ConfigError, ShoptalkError
 from shoptalk.modeling.chat_format import styled_system_prompt
 from shoptalk.modeling.load import resolve_base_model
+from shoptalk.text import is_chinese
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,35 @@ def relative(path: str, root: Path) -> str:
     return Path(os.path.relpath(absolute, root.resolve())).as_posix()
 
 
+# How much of the sources `first_system_prompt` reads to tell their language.
+_LANGUAGE_SAMPLE_CHARS = 20_000
+_TEXT_SUFFIXES = {".md", ".txt", ".csv", ".jsonl", ".json", ".html", ".htm"}
+
+
+def first_system_prompt(name: str, sources: list[Path]) -> str:
+    """The system prompt `init` writes, in Chinese for a Chinese name or sources whose first
+    text files are mostly Chinese: a Chinese organization's assistant introduces itself in Chinese (the
+    persona and its introduction, `rag.persona`, are read from this prompt)."""
+    if is_chinese(name) or is_chinese(" ".join(_text_sample(path) for path in sources)):
+        return f"你是{name}的智能助手。请用{name}的资料回答；不知道时请直说。"
+    return (
+        f"You are the assistant of {name}. Answer with {name}'s facts; if you do not know, say so."
+    )
+
+
+def _text_sample(path: Path) -> str:
+    """The first characters of the text files at `path` (a file or a folder's files)."""
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    text = ""
+    for file in files:
+        if file.suffix.lower() in _TEXT_SUFFIXES and file.is_file():
+            with file.open(encoding="utf-8", errors="ignore") as handle:
+                text += handle.read(_LANGUAGE_SAMPLE_CHARS - len(text))
+        if len(text) >= _LANGUAGE_SAMPLE_CHARS:
+            break
+    return text
+
+
 def init_project(
     root: Path,
     docs: list[str],
@@ -181,8 +211,7 @@ def init_project(
         resolve_base_model(base_model, root)
     cfg = ShoptalkConfig(
         name=name,
-        system_prompt=f"You are the assistant of {name}. Answer with {name}'s facts; "
-        "if you do not know, say so.",
+        system_prompt=first_system_prompt(name, [Path(p).expanduser() for p in [*docs, *faq]]),
         base_model=base_model,
         sources=Sources(
             docs=[relative(p, root) for p in docs],
