@@ -2,10 +2,12 @@
 
 from shoptalk.data.style import (
     StyleRules,
+    addressee,
     copies_message,
     extract_rules,
     is_style_guide,
     problems,
+    reference_in,
     repair,
 )
 
@@ -110,3 +112,100 @@ def test_copied_message_rejected():
     assert copies_message(echo, message)
     assert not copies_message("We have traced your parcel; it arrives on Friday.", message)
     assert "copies the customer's message" in problems(echo, StyleRules(), message)
+
+
+# A guide laid out as a numbered structure with bold labels, a two-line sign-off, a table of
+# phrases never to write, a fallback greeting, a contact line and an example reference.
+GUIDE_EN_STRUCTURED = """# Writing to our clients
+
+## Every reply
+
+1. **Greeting.** Always "Hello" followed by the client's first name and a comma. If the
+name is not known, write "Hello there,".
+2. **Reference.** Always quote the ticket number in the first paragraph, for example "Your ticket is HX-4410."
+3. **Contact.** Always include this line: "You can reach us any weekday at 0800 555 0199."
+4. **Sign-off.** End with two lines: "All the best," and then "The Harbor Desk".
+
+## Words we avoid
+
+| Never write | Write instead |
+|---|---|
+| "Unfortunately" | What we can do |
+| "As per policy" or "per policy" | The reason in plain words |
+| Hi | Hello |
+"""
+
+GUIDE_ZH_STRUCTURED = """# 客户回复写作规范
+
+1. **称呼。** 统一使用“尊敬的”加客户姓名，例如“尊敬的王女士：”。不知道姓名时写“尊敬的客户：”。
+2. **编号。** 回复第一段务必注明工单号，例如“您的工单号是GD-2024-0012。”
+3. **联系方式。** 每封回复必须包含这句话：“如有疑问，请致电400-100-2000。”
+4. **落款。** 结尾落款为两行：“祝好，”和“客户服务中心”。
+
+| 禁用语 | 替代说法 |
+|---|---|
+| “没办法” | 说明我们能做什么 |
+"""
+
+
+def test_a_structured_guide_gives_its_frame_lines_and_table():
+    r = extract_rules(GUIDE_EN_STRUCTURED)
+    assert r.greeting == "Hello {first name}," and r.greeting_fallback == "Hello there,"
+    assert r.sign_off == "All the best,\nThe Harbor Desk"
+    assert r.forbidden == ["Unfortunately", "As per policy", "per policy", "Hi"]
+    assert r.lines == ["You can reach us any weekday at 0800 555 0199."]
+    assert r.reference_form == "Your ticket is {reference}." and "reference" in r.required
+    zh = extract_rules(GUIDE_ZH_STRUCTURED)
+    assert zh.greeting == "尊敬的{姓名}：" and zh.greeting_fallback == "尊敬的客户："
+    assert zh.sign_off == "祝好，\n客户服务中心" and zh.forbidden == ["没办法"]
+    assert zh.lines == ["如有疑问，请致电400-100-2000。"]
+    assert zh.reference_form == "您的工单号是{reference}。"
+
+
+def test_alternatives_are_one_sign_off_not_two_lines():
+    r = extract_rules('Sign off with "Best regards" or "Kind regards".')
+    assert r.sign_off == "Best regards"
+
+
+def test_a_repaired_draft_greets_by_name_quotes_the_case_and_ends_once():
+    r = extract_rules(GUIDE_EN_STRUCTURED)
+    draft = (
+        "Hi Maria,\nUnfortunately, the card fee is $5 [1]. This is per policy.\n"
+        "All the best,\nHarbor"
+    )
+    assert problems(draft, r, name="Maria Lopez", reference="HX-9000")
+    fixed = repair(draft, r, name="Maria Lopez", reference="HX-9000")
+    assert fixed == (
+        "Hello Maria,\n\nYour ticket is HX-9000. The card fee is $5 [1]. "
+        "You can reach us any weekday at 0800 555 0199.\n\nAll the best,\nThe Harbor Desk"
+    )
+    assert problems(fixed, r, name="Maria Lopez", reference="HX-9000") == []
+    assert repair("Your card is on its way.", r).startswith("Hello there,\n\n")
+    zh = extract_rules(GUIDE_ZH_STRUCTURED)
+    fixed_zh = repair("王女士您好：\n没办法，退款需要3个工作日[1]。", zh, "王芳", "GD-2025-0031")
+    assert fixed_zh == (
+        "尊敬的王芳：\n\n您的工单号是GD-2025-0031。退款需要3个工作日[1]。"
+        "如有疑问，请致电400-100-2000。\n\n祝好，\n客户服务中心"
+    )
+
+
+def test_a_forbidden_word_is_matched_as_a_word():
+    r = StyleRules(forbidden=["Hi"])
+    assert problems("This is which.", r) == []
+    assert problems("Hi there.", r) == ["uses forbidden 'Hi'"]
+
+
+def test_the_customers_name_and_case_number_come_from_their_message():
+    assert addressee("Hello, this is Maria Lopez. I was charged twice.") == "Maria Lopez"
+    assert addressee("hi its James Whitaker, my card was stolen") == "James Whitaker"
+    assert (
+        addressee("The teller was rude. - Aisha Rahman, reference RCU-2025-0233") == "Aisha Rahman"
+    )
+    assert addressee("Can you e-mail my balance? Thanks, Mark Feldman") == "Mark Feldman"
+    assert addressee("The ATM kept my card. - a frustrated member") == ""
+    assert addressee("我是李明，上周挂号多收了20元。") == "李明"
+    assert addressee("挂号费多收了，请退还。——张伟") == "张伟"
+    assert reference_in("My case number is RCU-2024-1187. Can you refund it?") == "RCU-2024-1187"
+    assert reference_in("投诉编号KN-2025-0031，请处理。") == "KN-2025-0031"
+    assert reference_in("我的工单号 20240518 还没处理") == "20240518"
+    assert reference_in("Call me at 1-800-555-0100.") == ""

@@ -158,3 +158,24 @@ def test_the_post_check_leaves_questions_and_projects_without_rules_alone():
     assert follow_style("How long do refunds take?", answer, GUIDE_RULES) == answer
     assert follow_style("Draft a reply about refunds.", answer, {}) == answer
     assert follow_style("Draft a reply about refunds.", answer, None) == answer
+
+
+def test_a_styled_draft_greets_the_customer_by_name_and_quotes_their_case_number():
+    rules = StyleRules(
+        greeting="Dear {first name},",
+        greeting_fallback="Dear Member,",
+        sign_off="Warm regards,\nThe Care Team",
+        required=["reference"],
+        reference_form="Your case reference is {reference}.",
+    ).model_dump()
+    request = 'Draft a reply to this member: "My refund is late. Maria Lopez, case RC-2024-1187"'
+    shown = follow_style(request, "Refunds are paid within 14 days [1].", rules)
+    assert shown == (
+        "Dear Maria,\n\nYour case reference is RC-2024-1187. Refunds are paid within 14 days "
+        "[1].\n\nWarm regards,\nThe Care Team"
+    )
+    unsigned = 'Draft a reply to this member: "My refund is late."'
+    assert follow_style(unsigned, "Refunds take 14 days [1].", rules).startswith("Dear Member,")
+    # "Not in the documents" is for the person drafting: no frame makes it a reply.
+    not_found = "I could not find this in the documents. (Searched: docs/policy.md.)"
+    assert follow_style(request, not_found, rules) == not_found

@@ -28,21 +28,38 @@ _PRESCRIPTIVE = re.compile(
     r"|^\W*(务必|必须|禁止|不要|不得|避免|请勿|应当|应|使用|统一|称呼|落款|开头|结尾|结束)",
     re.IGNORECASE,
 )
-_SENTENCE = re.compile(r"(?<=[.!?。！？])\s*|\n+")
+# A sentence ends at . ! ? before a space (a closing quote may come first: '... "Dear Member,".'),
+# or at 。！？ not followed by a closing quote; "$2.50" and "1-800-555-0142." stay whole.
+_SENTENCE = re.compile(
+    r"(?<=[.!?])\s+|(?<=[.!?][\"”’'」』])\s+|(?<=[。！？])(?![”」』\"])|(?<=[。！？][”」』])|\n+"
+)
 # Double and CJK quotes anywhere; single quotes only off word edges, so "that's" stays whole.
 _QUOTE = re.compile(
     r"[\"“「『]([^\"“”「」『』\n]{1,80})[\"”」』]|(?<!\w)['‘]([^'‘’\n]{1,80}?)['’](?!\w)"
 )
+# A list item's bold label ("- **Greeting.** Always ..."): the topic of the sentences after it.
+_LABEL = re.compile(r"^\s*(?:[-*+]|\d+[.)])?\s*\*\*([^*\n]{1,40}?)[.:：。]?\*\*[.:：]?\s*")
 
 
 class StyleRules(BaseModel, extra="forbid"):
     """The rules a draft must follow, with the sentence each came from."""
 
     greeting: str = Field("", description="the form a draft opens with, e.g. 'Dear {name},'")
-    sign_off: str = Field("", description="the line a draft ends with")
+    greeting_fallback: str = Field(
+        "", description="the greeting when the customer's name is not known, e.g. 'Dear Member,'"
+    )
+    sign_off: str = Field("", description="the line (or lines) a draft ends with")
     forbidden: list[str] = Field(default_factory=list, description="phrases a draft must not use")
     required: list[str] = Field(
         default_factory=list, description="elements a draft must carry (reference, apology)"
+    )
+    lines: list[str] = Field(
+        default_factory=list,
+        description="sentences the guide says every reply includes, word for word (a contact line)",
+    )
+    reference_form: str = Field(
+        "",
+        description="how the guide quotes a case number, e.g. 'Your case reference is {reference}.'",
     )
     formality: str = Field(
         "", description="register: 'formal' or 'informal' when the guide says so"
@@ -53,7 +70,7 @@ class StyleRules(BaseModel, extra="forbid"):
     )
 
     def empty(self) -> bool:
-        return not (self.greeting or self.sign_off or self.forbidden or self.required)
+        return not (self.greeting or self.sign_off or self.forbidden or self.required or self.lines)
 
 
 def sentences(text: str) -> list[str]:
@@ -96,12 +113,120 @@ _LIMIT = re.compile(
     r"(?:under|below|at most|no more than|maximum of|max\.?|不超过|少于|以内)\s*(\d+)\s*(words?|字)?|(\d+)\s*(words?|字)\s*(?:or less|or fewer|以内|之内)",
     re.I,
 )
+# The greeting names the customer ("Dear" followed by the first name) ...
+_NAME_WORD = re.compile(r"\b(first\s+)?name\b|姓名|名字|姓氏", re.I)
+# ... and says what to write when the name is not known.
+_UNKNOWN = re.compile(
+    r"\b(not known|unknown|no name|not given|is missing|don't know|do not know)\b|不知道|未知|没有提供|不详",
+    re.I,
+)
+# "for example "...": an example of a rule, not a sentence every reply must carry.
+_EXAMPLE = re.compile(r"\b(for example|for instance|e\.g\.|such as|like)\b|例如|比如|如：", re.I)
+# A case, order or ticket code: letters and digits joined by dashes (RCU-2024-1187), or
+# a long number after such a word ("case 48213", 工单号 20240518).
+_CODE = re.compile(
+    r"(?<![A-Za-z0-9-])(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z])[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)+"
+)
+_NUMBERED = re.compile(
+    r"(?:\b(?:case|ref\w*|ticket|order)\b|单号|编号|工单号?|#)\D{0,12}?(\d{4,})", re.I
+)
+# Between two quoted forms: alternatives ("Best regards" or "Kind regards"), not two lines.
+_ALTERNATIVE = re.compile(r"\bor\b|或|或者|/", re.I)
+
+
+def rule_sentences(text: str) -> list[str]:
+    """The guide's sentences, each with its list item's bold label ("Greeting: Always ...")
+    so that a rule stated under a label ("**Sign-off.** Always end with ...") has its topic."""
+    out: list[str] = []
+    for line in _paragraph_lines(text):
+        if line.lstrip().startswith("|"):
+            continue  # tables are read by `_table_forbidden`
+        label = _LABEL.match(line)
+        rest = line[label.end() :] if label else line
+        prefix = f"{label.group(1).strip()}: " if label else ""
+        out += [prefix + s for s in sentences(rest)]
+    return out
+
+
+_BLOCK_START = re.compile(r"^\s*(?:#|\||[-*+]\s|\d+[.)]\s)")
+
+
+def _paragraph_lines(text: str) -> list[str]:
+    """`text`'s lines with wrapped ones joined: a line that starts no heading, table row or
+    list item continues the one before it."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        joins = lines and line.strip() and lines[-1].strip() and not _BLOCK_START.match(line)
+        if joins and not lines[-1].lstrip().startswith(("#", "|")):
+            lines[-1] = f"{lines[-1].rstrip()} {line.strip()}"
+        else:
+            lines.append(line)
+    return lines
+
+
+def _table_forbidden(text: str) -> tuple[list[str], str]:
+    """The first column of a table headed as phrases to avoid ("Never write | Write instead",
+    "禁用语 | 替代说法"), and its header row."""
+    found: list[str] = []
+    source = ""
+    rows = [ln.strip() for ln in text.splitlines()]
+    for i, row in enumerate(rows):
+        if not row.startswith("|") or (i and rows[i - 1].startswith("|")):
+            continue  # not a table's first row
+        header = [c.strip(" *") for c in row.strip("|").split("|")]
+        if not _FORBID.search(header[0]):
+            continue
+        source = source or row
+        for body in rows[i + 1 :]:
+            if not body.startswith("|"):
+                break
+            cell = body.strip("|").split("|")[0].strip(" *")
+            if set(cell) <= set("-: "):
+                continue  # the separator row
+            quoted = _quoted(cell)
+            found += [q for q in (quoted or [cell]) if q not in found]
+    return found, source
+
+
+def _forms(sentence: str) -> list[str]:
+    """The quoted forms of `sentence` a rule lists together: "Warm regards," and then "The
+    Team" are two lines of one sign-off; "Best regards" or "Kind regards" is a choice (the first)."""
+    spans = [m for m in _QUOTE.finditer(sentence) if (m.group(1) or m.group(2) or "").strip(" ,，")]
+    if not spans:
+        return []
+    forms = [(spans[0].group(1) or spans[0].group(2)).strip()]
+    for before, after in zip(spans, spans[1:], strict=False):
+        between = sentence[before.end() : after.start()]
+        if _ALTERNATIVE.search(between) or _EXAMPLE.search(between):
+            break
+        forms.append((after.group(1) or after.group(2)).strip())
+    return forms
+
+
+def _named_greeting(form: str, sentence: str) -> str:
+    """'Dear' followed by the customer's first name -> 'Dear {first name},'."""
+    if re.search(r"[{\[<]", form) or len(form.split()) > 2 or not _NAME_WORD.search(sentence):
+        return form
+    first = "first " if re.search(r"\bfirst\s+name\b", sentence, re.I) else ""
+    if re.search(r"[\u4e00-\u9fff]", form):
+        return f"{form.rstrip('：:，,')}{{姓名}}："
+    return f"{form.rstrip(',:')} {{{first}name}},"
+
+
+def _is_line(quote: str) -> bool:
+    """A quoted full sentence (a contact line), not a word or a form."""
+    cjk = len(re.findall(r"[\u4e00-\u9fff]", quote))
+    return bool(re.search(r"[.!?。！？]$", quote)) and (len(quote.split()) >= 5 or cjk >= 6)
 
 
 def extract_rules(text: str) -> StyleRules:
-    """Read greeting, sign-off, forbidden phrases, required elements, register and length."""
+    """Read greeting, sign-off, forbidden phrases, required elements and lines, register and
+    length."""
     rules = StyleRules()
-    for s in sentences(text):
+    rules.forbidden, table = _table_forbidden(text)
+    if table:
+        rules.sources["forbidden"] = table
+    for s in rule_sentences(text):
         # Quotes after "never/avoid/禁止" are forbidden; quotes before it are the form to use.
         neg = _FORBID.search(s)
         forbids = neg is not None
@@ -110,10 +235,16 @@ def extract_rules(text: str) -> StyleRules:
         if banned:
             rules.forbidden += [q for q in banned if q not in rules.forbidden]
             rules.sources.setdefault("forbidden", s)
-        if quotes and not rules.greeting and _GREETING.search(s):
-            rules.greeting, rules.sources["greeting"] = quotes[0], s
+        greets = _GREETING.search(s)
+        if quotes and greets and rules.greeting and _UNKNOWN.search(s):
+            if not rules.greeting_fallback:
+                rules.greeting_fallback, rules.sources["greeting_fallback"] = quotes[0], s
+        elif quotes and not rules.greeting and greets:
+            rules.greeting, rules.sources["greeting"] = _named_greeting(quotes[0], s), s
         elif quotes and not rules.sign_off and _SIGN_OFF.search(s):
-            rules.sign_off, rules.sources["sign_off"] = quotes[0], s
+            rules.sign_off, rules.sources["sign_off"] = "\n".join(_forms(s)), s
+        elif quotes and _REQUIRE.search(s) and not forbids:
+            _read_required_quotes(rules, s, quotes)
         # A guide that mentions apologizing without forbidding it asks for an apology.
         wants = {"reference": bool(_REQUIRE.search(s)), "apology": True}
         if not forbids:
@@ -129,6 +260,30 @@ def extract_rules(text: str) -> StyleRules:
             rules.max_words = int(limit.group(1) or limit.group(3))
             rules.sources["max_words"] = s
     return rules
+
+
+def _read_required_quotes(rules: StyleRules, sentence: str, quotes: list[str]) -> None:
+    """A quoted example of quoting the case number becomes the reference form; a quoted full
+    sentence the guide says to include (not an example) becomes a required line."""
+    example = _EXAMPLE.search(sentence)
+    for quote in quotes:
+        code = _CODE.search(quote) or _NUMBERED.search(quote)
+        if code and _REFERENCE.search(sentence) and not rules.reference_form:
+            span = code.span(1) if code.re is _NUMBERED else code.span()
+            rules.reference_form = quote[: span[0]] + "{reference}" + quote[span[1] :]
+            rules.sources["reference_form"] = sentence
+        elif (
+            quote not in rules.lines
+            and _is_line(quote)
+            and not _exemplifies(example, sentence, quote)
+        ):
+            rules.lines.append(quote)
+            rules.sources.setdefault("lines", sentence)
+
+
+def _exemplifies(example: re.Match[str] | None, sentence: str, quote: str) -> bool:
+    """`quote` comes after "for example" in `sentence`."""
+    return example is not None and example.start() < sentence.find(quote)
 
 
 def _grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
@@ -161,32 +316,133 @@ def _prefix(form: str) -> str:
     return re.split(r"[{\[<]", form)[0].strip(" ,，:：")
 
 
-def problems(draft: str, rules: StyleRules, message: str = "") -> list[str]:
-    """What a draft breaks, in words; empty when it follows the rules."""
+def _flat(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def uses(text: str, phrase: str) -> bool:
+    """`text` holds `phrase` as words ("Hi" is not in "this"), case aside."""
+    if re.search(r"[\u4e00-\u9fff]", phrase):
+        return phrase in text
+    pattern = r"(?<![A-Za-z])" + r"\s+".join(map(re.escape, phrase.split())) + r"(?![A-Za-z])"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def greeting_for(rules: StyleRules, name: str = "") -> str:
+    """The greeting line for a customer called `name` ("" when not known: the guide's
+    fallback, or the form without the name)."""
+    if not rules.greeting:
+        return ""
+    if not name and rules.greeting_fallback:
+        return rules.greeting_fallback
+    if re.search(r"\{first", rules.greeting, re.IGNORECASE):
+        name = name.split()[0] if name.split() else ""
+    return _fill(rules.greeting, name).replace(" ,", ",").replace(" ：", "：")
+
+
+def reference_line(rules: StyleRules, reference: str, chinese: bool = False) -> str:
+    """The sentence quoting the customer's case number, in the guide's form when it gives one."""
+    if rules.reference_form:
+        return rules.reference_form.replace("{reference}", reference)
+    return f"您的编号是{reference}。" if chinese else f"Your reference number is {reference}."
+
+
+def problems(
+    draft: str, rules: StyleRules, message: str = "", name: str = "", reference: str = ""
+) -> list[str]:
+    """What a draft breaks, in words; empty when it follows the rules. `name` and `reference`
+    are the customer's name and case number, when the request gives them."""
     out = []
-    head = _prefix(rules.greeting)
-    if head and not draft.lstrip().lower().startswith(head.lower()):
-        out.append(f"does not open with {rules.greeting!r}")
-    tail = _fill(rules.sign_off, "").strip(" ,，")
-    if tail and tail.lower() not in draft[-len(tail) - 80 :].lower():
+    greeting = greeting_for(rules, name)
+    head = greeting if (name or rules.greeting_fallback) else _prefix(rules.greeting)
+    if head and not _flat(draft).startswith(_flat(head).rstrip(",:，：")):
+        out.append(f"does not open with {head!r}")
+    tail = _flat(_fill(rules.sign_off, "")).strip(" ,，")
+    if tail and tail not in _flat(draft)[-len(tail) - 80 :]:
         out.append(f"does not end with {rules.sign_off!r}")
-    out += [f"uses forbidden {p!r}" for p in rules.forbidden if p.lower() in draft.lower()]
+    out += [f"uses forbidden {p!r}" for p in rules.forbidden if uses(draft, p)]
+    if reference and "reference" in rules.required and reference not in draft:
+        out.append(f"does not quote the case number {reference!r}")
+    out += [f"lacks the line {line!r}" for line in rules.lines if _flat(line) not in _flat(draft)]
     if message and copies_message(draft, message):
         out.append("copies the customer's message")
     return out
 
 
-def repair(draft: str, rules: StyleRules, name: str = "") -> str:
-    """Add the greeting and sign-off and drop sentences with a forbidden phrase."""
-    kept = [s for s in sentences(draft) if not any(p.lower() in s.lower() for p in rules.forbidden)]
-    body = " ".join(kept)
-    greeting = _fill(rules.greeting, name).replace(" ,", ",")
-    if greeting and not body.lower().startswith(_prefix(rules.greeting).lower()):
-        body = f"{greeting}\n\n{body}"
-    sign_off = _fill(rules.sign_off, "").strip()
-    if sign_off and sign_off.lower() not in body[-len(sign_off) - 80 :].lower():
-        body = f"{body}\n\n{sign_off}"
-    return body.strip()
+def repair(draft: str, rules: StyleRules, name: str = "", reference: str = "") -> str:
+    """The draft in the guide's frame: its greeting (with the customer's `name`), the case
+    number quoted (`reference`), the required lines, the sign-off; sentences with a forbidden
+    phrase dropped. The draft's own greeting and sign-off give way to the guide's."""
+    chinese = bool(re.search(r"[\u4e00-\u9fff]", draft + rules.greeting + rules.sign_off))
+    text = _without_closing(_without_opening(draft.strip(), rules), rules)
+    cut = [_without_lead(s, rules.forbidden) for s in sentences(text)]
+    kept = [s for s in cut if not any(uses(s, p) for p in rules.forbidden)]
+    if reference and "reference" in rules.required and not any(reference in s for s in kept):
+        kept.insert(0, reference_line(rules, reference, chinese))
+    kept += [line for line in rules.lines if _flat(line) not in _flat(" ".join(kept))]
+    body = ("" if chinese else " ").join(kept)
+    parts = [greeting_for(rules, name), body, _fill(rules.sign_off, "").strip()]
+    return "\n\n".join(p for p in parts if p).strip()
+
+
+def _without_lead(sentence: str, forbidden: list[str]) -> str:
+    """`sentence` without a forbidden phrase that only leads it ("Unfortunately, the fee is
+    $25." -> "The fee is $25."): the fact stays, the phrase goes."""
+    for phrase in forbidden:
+        lead = re.match(rf"\W*{re.escape(phrase)}\s*[,，]\s*(\w)", sentence, re.IGNORECASE)
+        if lead:
+            rest = sentence[lead.start(1) :]
+            return rest[:1].upper() + rest[1:]
+    return sentence
+
+
+def _without_opening(text: str, rules: StyleRules) -> str:
+    """`text` without its first line when that line is a greeting ("Hi Maria,") and the guide
+    has its own."""
+    first, _, rest = text.partition("\n")
+    greets = len(first.split()) <= 6 and first.rstrip()[-1:] in ",:，：!！"
+    return rest.strip() if rules.greeting and greets and rest.strip() else text
+
+
+def _without_closing(text: str, rules: StyleRules) -> str:
+    """`text` cut where it starts the guide's sign-off (or any closing of its own form:
+    "Warm regards, Ridge"), so the guide's full sign-off ends it once."""
+    opening = _fill(rules.sign_off, "").strip().splitlines()
+    if not opening:
+        return text
+    first = opening[0].strip(" ,，")
+    found = [m.start() for m in re.finditer(re.escape(first), text, re.IGNORECASE)]
+    return text[: found[-1]].strip() if found and found[-1] > len(text) // 3 else text
+
+
+def addressee(message: str) -> str:
+    """The customer's name as their message gives it ("this is Maria Lopez", a signature line
+    "- Aisha Rahman, reference ...", "Thanks, Mark Feldman", "我是王芳"), or ""."""
+    said = re.search(
+        r"\b(?i:this is|i am|i'm|im|my name is|it's|its)\s+([A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+)?)",
+        message,
+    )
+    if said:
+        return said.group(1)
+    signed = re.search(
+        r"(?:^|[.!?\n]|\s[-–—]+|,)\s*(?:(?:thanks|thank you|regards|best|cheers|sincerely)[,!]?\s+)?"
+        r"([A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+){1,2})\s*(?:[,(]\s*[^.!?\n]{0,40})?[\s\"”)]*$",
+        message.strip(),
+    )
+    if signed:
+        return signed.group(1)
+    chinese = re.search(r"(?:我是|我叫|本人)([\u4e00-\u9fff]{2,3}?)(?:[，,。！\s]|$)", message)
+    chinese = chinese or re.search(r"[—-]{1,2}\s*([\u4e00-\u9fff]{2,4})\s*$", message.strip())
+    return chinese.group(1) if chinese else ""
+
+
+def reference_in(message: str) -> str:
+    """The case, order or ticket number the customer's message gives, or ""."""
+    code = _CODE.search(message)
+    if code:
+        return code.group(0)
+    numbered = _NUMBERED.search(message)
+    return numbered.group(1) if numbered else ""
 
 
 def merge(first: StyleRules, second: StyleRules) -> StyleRules:

@@ -22,11 +22,18 @@ import dataclasses
 import re
 from typing import Literal
 
-from shoptalk.data.style import StyleRules, copies_message, problems, repair
+from shoptalk.data.style import (
+    StyleRules,
+    addressee,
+    copies_message,
+    problems,
+    reference_in,
+    repair,
+)
 from shoptalk.modeling.chat_format import with_system
 from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.select import Passage
-from shoptalk.rag.verify import Verification, repaired, verify_answer
+from shoptalk.rag.verify import Verification, declines, repaired, verify_answer
 from shoptalk.records import Message
 
 Route = Literal["assistant", "draft", "question"]
@@ -174,14 +181,19 @@ def verify_reply(
 
 
 def follow_style(question: str, text: str, style: dict | None) -> str:
-    """The post-check: a draft that breaks the style rules (data.style) gets the greeting and
-    sign-off added and sentences with a forbidden phrase dropped.
+    """The post-check: a draft that breaks the style rules (data.style) gets the guide's
+    greeting (with the customer's name, as their message gives it), their case number
+    quoted, the lines every reply carries and the sign-off; sentences with a forbidden
+    phrase are dropped.
 
     Only drafts: the rules are about replies to customers, and a repair never touches a
     fact (it adds the frame or removes a whole sentence). A "not in the documents" reply
-    is left as it is.
+    is left as it is: it is for the person drafting, not for the customer.
     """
     rules = StyleRules.model_validate(style or {})
-    if rules.empty() or route(question) != "draft" or not text.strip():
+    if rules.empty() or route(question) != "draft" or not text.strip() or declines(text):
         return text
-    return repair(text, rules) if problems(text, rules) else text
+    name, reference = addressee(question), reference_in(question)
+    return (
+        repair(text, rules, name, reference) if problems(text, rules, "", name, reference) else text
+    )
