@@ -63,7 +63,7 @@ RECORDED = {
         "eval": "338bb622bad3756e",
         # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
-        "rag": "7195b224e722f586",
+        "rag": "2c24a03eefaacc84",
         "pii": "7354763fcc621605",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "1a2e7697d480f509",
@@ -80,7 +80,7 @@ RECORDED = {
         "eval": "f448ab4cf419ab69",
         # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
-        "rag": "7195b224e722f586",
+        "rag": "2c24a03eefaacc84",
         "pii": "c4d1a51ab02142af",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2193e5af2dabf32a",
@@ -95,7 +95,7 @@ RECORDED = {
         "eval": "f448ab4cf419ab69",
         # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
-        "rag": "7195b224e722f586",
+        "rag": "2c24a03eefaacc84",
         "pii": "54188a03df6694e4",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2cd9ede7af392399",
@@ -109,7 +109,7 @@ RECORDED = {
         "eval": "b232627de4e00985",
         # Changed on purpose (issue 17): RAFT reads the selected passages (rag.select in the
         # view's name) and lost chunks/oracle_ratio/candidates.
-        "rag": "5541b2668f15065e",
+        "rag": "37e4ad747d3d27b5",
         "pii": "117e5a1413bd6223",
         "manifest_settings": "de1ca69fc69ad9d1",
     },

@@ -142,10 +142,11 @@ def _no_model(*args, **kwargs):
 def test_passages_that_do_not_answer_are_refused_before_generation(
     tmp_path, monkeypatch, question, answer, refused
 ):
+    # With rag.select.refuse_on_coverage on (off by default): the fitted rule refuses.
     project = Project.open(write_faq_project(tmp_path / "p"))
     embedder = fake_embedder()
     index_project(project, embedder)
-    index = open_index(project, embedder)
+    index = with_coverage_rule(open_index(project, embedder))
     reply = _no_model if refused else (lambda *args, **kwargs: [answer])
     monkeypatch.setattr("shoptalk.rag.answer.answer", reply)
     result = answer_with_citations(TUNED, index, question, None)
@@ -156,3 +157,25 @@ def test_passages_that_do_not_answer_are_refused_before_generation(
         assert result.retrieved and result.retrieved[0].source in result.message
     else:
         assert result.status == "verified" and result.message == answer
+
+
+def with_coverage_rule(index):
+    select = index.settings.select.model_copy(update={"refuse_on_coverage": True})
+    index.settings = index.settings.model_copy(update={"select": select})
+    return index
+
+
+def test_by_default_the_model_reads_passages_that_cover_little_and_is_verified(
+    tmp_path, monkeypatch
+):
+    # Off by default: users word questions their own way, and coverage refused most of them
+    # on an organization whose questions someone else wrote. The reply is still verified.
+    project = Project.open(write_faq_project(tmp_path / "p"))
+    embedder = fake_embedder()
+    index_project(project, embedder)
+    index = open_index(project, embedder)
+    question = "Do customers get gift vouchers, cashback coupons or loyalty points?"
+    monkeypatch.setattr("shoptalk.rag.answer.answer", lambda *a, **k: ["Yes, 500 points [1]."])
+    result = answer_with_citations(TUNED, index, question, None)
+    assert result.status == "repaired" and result.unsupported == ["500"]
+    assert "500" not in result.message

@@ -108,6 +108,8 @@ def test_refusals_ask_answered_questions_over_passages_without_their_answer(inde
 def test_passages_the_abstention_rule_refuses_are_not_trained_on(index):
     assert raft_examples(QA, index, "", RaftSettings())
     index.rule = AbstainRule(weights=[0.0, 0.0], bias=-10.0, threshold=0.5)  # refuses all
+    select = index.settings.select.model_copy(update={"refuse_on_coverage": True})
+    index.settings = index.settings.model_copy(update={"select": select})
     del index.abstention  # the cached decision of the old rule
     assert raft_examples(QA, index, "", RaftSettings()) == []
 

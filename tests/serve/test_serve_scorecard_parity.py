@@ -61,6 +61,8 @@ def project(tmp_path_factory, talker) -> Project:
     root = write_project(tmp_path_factory.mktemp("parity"), talker)
     config = yaml.safe_load((root / "shoptalk.yaml").read_text())
     config["serve"] = {"worker": False}
+    # The fitted rule refuses only when asked to (off by default); every path must then read it.
+    config.setdefault("rag", {}).setdefault("select", {})["refuse_on_coverage"] = True
     (root / "shoptalk.yaml").write_text(yaml.safe_dump(config))
     project = Project.open(root)
     index_documents(project)

@@ -90,6 +90,15 @@ class SelectSettings(BaseModel, extra="forbid"):
         "worded less like the documents than FAQ questions are, were refused about twice as "
         "often (bench/RESULTS.md, Abstention), so this is half the rate aimed at",
     )
+    refuse_on_coverage: bool = Field(
+        False,
+        description="Also refuse, before generation, when the fitted abstention rule finds the "
+        "passages cover too little of the question's words (rag/abstain.py). Off: on an "
+        "organization whose questions were written by someone else, in their own words, it "
+        "refused 82% of the answerable questions (bench/RESULTS.md); the checks that a "
+        "question's value type, period and names are in the passages still refuse, and an "
+        "answer the passages do not support is still never shown as fact",
+    )
 
     @model_validator(mode="before")
     @classmethod

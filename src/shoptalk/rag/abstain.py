@@ -138,6 +138,7 @@ class Abstention:
         return signals(question, passages, self.idf)
 
     drafting: bool = False  # a drafting request: see `rag.voice.abstention_for`
+    coverage: bool = True  # the fitted rule refuses too (rag.select.refuse_on_coverage)
 
     def refuses(self, question: str, passages: Sequence[Passage]) -> bool:
         """The passages do not answer `question`: say "not in the documents", ask no model."""
@@ -151,7 +152,7 @@ class Abstention:
             return True
         if missing_name(question, passages):
             return True
-        return self.rule.refuses(self.signals(question, passages))
+        return self.coverage and self.rule.refuses(self.signals(question, passages))
 
 
 def words(text: str) -> list[str]:

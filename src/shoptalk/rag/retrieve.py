@@ -80,7 +80,8 @@ class RagIndex:
     @cached_property
     def abstention(self) -> Abstention:
         """When the selected passages do not answer: every answer path asks this (rag.abstain)."""
-        return Abstention(self.rule, corpus_idf(self.stored.chunks))
+        coverage = self.settings.select.refuse_on_coverage
+        return Abstention(self.rule, corpus_idf(self.stored.chunks), coverage=coverage)
 
     @cached_property
     def bm25(self) -> BM25:
