@@ -199,3 +199,18 @@ def test_a_reply_of_numbers_alone_is_not_shown_as_an_answer():
     code = [passage("The Priority tier's service code is KX-220.", "docs/tiers.md")]
     terse = verify_answer("What is Priority's service code?", "KX-220 [1]", code, ABSTAIN)
     assert terse.status == "verified"
+
+
+def test_a_reply_that_restates_the_question_is_not_shown_as_an_answer():
+    # "Yes" plus the question's own words says nothing a passage could hold, though the
+    # passage holds every one of those words.
+    text = "Yes: the dental plan covers braces for children under 18, not for adults."
+    plan = [passage(text, "docs/benefits.md")]
+    question = "Does the dental plan cover braces for adults?"
+    echoed = verify_answer(
+        question, "Yes, the dental plan covers braces for adults [1].", plan, ABSTAIN
+    )
+    assert echoed.status == "repaired" and text in echoed.message
+    assert verify_answer(question, "Yes.", plan, ABSTAIN).status == "repaired"
+    said = verify_answer(question, "It covers braces for children under 18 [1].", plan, ABSTAIN)
+    assert said.status == "verified"

@@ -41,7 +41,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shoptalk.rag.abstain import Abstention
+from shoptalk.rag.abstain import Abstention, words
 from shoptalk.rag.bm25 import language, terms
 from shoptalk.rag.chunk import sentence_spans
 from shoptalk.rag.citations import contains, named_values, normalized, numbers_in, support
@@ -199,22 +199,30 @@ def unsupported_values(answer: str, passages: list[Passage], given: str = "") ->
     return list(dict.fromkeys(missing))
 
 
-def grounded(answer: str, passages: list[Passage], given: str = "") -> bool:
+def grounded(answer: str, passages: list[Passage], given: str = "", question: str = "") -> bool:
     """Some sentence of `answer` is supported by a passage (values and most words), the
     values the request states itself (`given`) aside.
 
     A question is no claim: a model that echoes the question ("旗舰店的品茗室怎么收费？")
     shares most of its words with the passage that answers it, and says nothing. Nor is a
-    sentence of numbers alone ("1. 1. 1."): any passage holding the number "supports" it.
+    sentence of numbers alone ("1. 1. 1."): any passage holding the number "supports" it;
+    nor one that restates `question` ("Yes, the dental plan covers braces for adults" to
+    "Does the dental plan cover braces for adults?"): it adds nothing a passage could hold.
     """
     chunks = [p.as_chunk() for p in passages]
     stated = values(given) if given else set()
     return any(
         support(_without(claim, stated), chunk)
         for claim, _ in claims(answer)
-        if not _ASKS.search(claim) and _has_words(claim)
+        if not _ASKS.search(claim) and _has_words(claim) and _adds(claim, question)
         for chunk in chunks
     )
+
+
+def _adds(claim: str, question: str) -> bool:
+    """`claim` says something `question` does not: a value, or two words of its own."""
+    new = set(words(claim)) - set(words(question))
+    return any(ch.isdigit() for word in new for ch in word) or len(new) >= 2
 
 
 def _has_words(claim: str) -> bool:
@@ -275,7 +283,7 @@ def verify_answer(
         return Verification(status="verified", message=answer, generated=answer)
     shown = recited(answer, passages)
     unsupported = unsupported_values(shown, passages, given)
-    if not unsupported and grounded(shown, passages, given):
+    if not unsupported and grounded(shown, passages, given, question):
         number, passage = supporting_passage(shown, passages)
         return Verification(
             status="verified",
