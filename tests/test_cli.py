@@ -324,6 +324,20 @@ def test_init_writes_the_system_prompt_in_the_sources_language(tmp_path):
     )
 
 
+def test_init_keeps_the_organizations_own_contacts_out_of_redaction(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cards.md").write_text("Lost card? Call 1-800-555-0142 or cards@acme.example.\n")
+    (docs / "loans.md").write_text("Questions: 1-800-555-0142, loans@acme.example.\n")
+    # A number one file gives (a person's) stays redacted.
+    (docs / "case.md").write_text("Jane asked us to call her at 555-201-7788.\n")
+    target = tmp_path / "p"
+    result = runner.invoke(app, ["init", str(target), "--docs", str(docs)])
+    assert result.exit_code == 0, result.output
+    assert load_config(target).data.pii.allow == ["1-800-555-0142", "@acme.example"]
+    assert "remove any that are personal" in (target / "shoptalk.yaml").read_text()
+
+
 def test_init_takes_several_files_after_one_flag(tmp_path):
     for name in ("a.csv", "b.csv"):
         (tmp_path / name).write_text("question,answer\nA?,B.\n")

@@ -152,6 +152,7 @@ def init(
     ] = "default",
 ) -> None:
     """Write a shoptalk.yaml that works as is."""
+    from shoptalk.data.pii import own_contacts
     from shoptalk.project import init_project
 
     if questions is None:
@@ -162,8 +163,12 @@ def init(
         faq = []
     if docs is None:
         docs = []
+    listed = [Path(p).expanduser() for p in [*docs, *faq]]
     try:
-        path = init_project(project_dir, docs, faq, conversations, questions, name, base_model)
+        allow = own_contacts(listed)
+        path = init_project(
+            project_dir, docs, faq, conversations, questions, name, base_model, allow
+        )
     except ShoptalkError as exc:
         fail(exc)
     console.print(f"wrote {path}\nnext: shoptalk build {project_dir}")

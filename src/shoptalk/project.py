@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,7 @@ def relative(path: str, root: Path) -> str:
 
 # How much of the sources `first_system_prompt` reads to tell their language.
 _LANGUAGE_SAMPLE_CHARS = 20_000
+
 _TEXT_SUFFIXES = {".md", ".txt", ".csv", ".jsonl", ".json", ".html", ".htm"}
 
 
@@ -182,15 +184,18 @@ def first_system_prompt(name: str, sources: list[Path]) -> str:
 
 def _text_sample(path: Path) -> str:
     """The first characters of the text files at `path` (a file or a folder's files)."""
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
     text = ""
-    for file in files:
-        if file.suffix.lower() in _TEXT_SUFFIXES and file.is_file():
-            with file.open(encoding="utf-8", errors="ignore") as handle:
-                text += handle.read(_LANGUAGE_SAMPLE_CHARS - len(text))
+    for file in _text_files(path):
+        with file.open(encoding="utf-8", errors="ignore") as handle:
+            text += handle.read(_LANGUAGE_SAMPLE_CHARS - len(text))
         if len(text) >= _LANGUAGE_SAMPLE_CHARS:
             break
     return text
+
+
+def _text_files(path: Path) -> list[Path]:
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return [f for f in files if f.suffix.lower() in _TEXT_SUFFIXES and f.is_file()]
 
 
 def init_project(
@@ -201,17 +206,20 @@ def init_project(
     questions: list[str],
     name: str = "My organization",
     base_model: str = "default",
+    allow: Sequence[str] = (),
 ) -> Path:
-    """Create `root/shoptalk.yaml`; never overwrites an existing one."""
+    """Create `root/shoptalk.yaml`; never overwrites an existing one. `allow`: the
+    organization's own contacts, kept out of PII redaction (`data.pii.own_contacts`)."""
     root.mkdir(parents=True, exist_ok=True)
     target = root / CONFIG_NAME
     if target.exists():
         raise ConfigError(f"{target} already exists; edit it, or remove it to start over.")
     if base_model != "default":
         resolve_base_model(base_model, root)
+    listed = [Path(p).expanduser() for p in [*docs, *faq]]
     cfg = ShoptalkConfig(
         name=name,
-        system_prompt=first_system_prompt(name, [Path(p).expanduser() for p in [*docs, *faq]]),
+        system_prompt=first_system_prompt(name, listed),
         base_model=base_model,
         sources=Sources(
             docs=[relative(p, root) for p in docs],
@@ -220,9 +228,15 @@ def init_project(
             questions=[relative(p, root) for p in questions],
         ),
     )
+    cfg.data.pii.allow = list(allow)
     header = (
         "# shoptalk project. Every key, with its type, default and meaning: docs/config.md in\n"
         "# shoptalk's documentation, or run `python -m shoptalk.config.docs`.\n"
     )
+    if cfg.data.pii.allow:
+        header += (
+            "# data.pii.allow: contacts found in several of your files, taken for the\n"
+            "# organization's own and kept in training and answers; remove any that are personal.\n"
+        )
     write_atomic(target, header + dump_config(cfg))
     return target

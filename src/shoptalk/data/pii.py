@@ -30,6 +30,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
@@ -407,3 +408,35 @@ def redact_conversation(
     if not counts:
         return conv, {}
     return conv.model_copy(update={"messages": messages}), dict(counts)
+
+
+# The files `own_contacts` reads, and how much of each.
+_TEXT_SUFFIXES = {".md", ".txt", ".csv", ".jsonl", ".json", ".html", ".htm"}
+_CONTACT_SCAN_CHARS = 500_000
+
+
+def own_contacts(sources: list[Path]) -> list[str]:
+    """The contacts several of the organization's text files (under `sources`) state
+    (`recurring_contacts`): kept out of redaction, or its hotline is "<PHONE_1>" in answers."""
+    texts = {}
+    for path in sources:
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file() and file.suffix.lower() in _TEXT_SUFFIXES:
+                texts[str(file)] = file.read_text("utf-8", errors="ignore")[:_CONTACT_SCAN_CHARS]
+    return recurring_contacts(texts)
+
+
+def recurring_contacts(texts: dict[str, str], min_files: int = 2) -> list[str]:
+    """The organization's own contacts in its files (name -> text): e-mail domains and phone
+    numbers that `min_files` or more files state. A hotline or a team address recurs across
+    an organization's policies and FAQ; a person's number in one chat does not. For `init`'s
+    `data.pii.allow`, which the user reads and edits."""
+    seen: dict[str, set[str]] = {}
+    for name, text in texts.items():
+        for match in EMAIL.finditer(text):
+            seen.setdefault("@" + match.group().split("@", 1)[1].lower(), set()).add(name)
+        for pattern in PHONES:
+            for match in pattern.finditer(text):
+                seen.setdefault(match.group(), set()).add(name)
+    return sorted(value for value, files in seen.items() if len(files) >= min_files)
