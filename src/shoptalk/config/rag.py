@@ -84,7 +84,8 @@ class SelectSettings(BaseModel, extra="forbid"):
         0.05,
         ge=0.0,
         le=0.5,
-        description="The abstention rule fitted at index time (rag/abstain.py) refuses at most "
+        description="With `refuse_on_coverage`: the abstention rule fitted at index time "
+        "(rag/abstain.py) refuses at most "
         "this share of the project's own answerable FAQ questions; a higher bound refuses more "
         "questions the documents do not answer, and more that they do. Users' questions, "
         "worded less like the documents than FAQ questions are, were refused about twice as "
