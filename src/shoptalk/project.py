@@ -167,14 +167,14 @@ def relative(path: str, root: Path) -> str:
 
 # How much of the sources `first_system_prompt` reads to tell their language.
 _LANGUAGE_SAMPLE_CHARS = 20_000
-
+# What `text_files` lists: sources read as text without a parser.
 _TEXT_SUFFIXES = {".md", ".txt", ".csv", ".jsonl", ".json", ".html", ".htm"}
 
 
 def first_system_prompt(name: str, sources: list[Path]) -> str:
     """The system prompt `init` writes, in Chinese for a Chinese name or sources whose first
-    text files are mostly Chinese: a Chinese organization's assistant introduces itself in Chinese (the
-    persona and its introduction, `rag.persona`, are read from this prompt)."""
+    text files are mostly Chinese: a Chinese organization's assistant introduces itself in
+    Chinese (the persona and its introduction, `rag.persona`, are read from this prompt)."""
     if is_chinese(name) or is_chinese(" ".join(_text_sample(path) for path in sources)):
         return f"你是{name}的智能助手。请用{name}的资料回答；不知道时请直说。"
     return (
@@ -185,7 +185,7 @@ def first_system_prompt(name: str, sources: list[Path]) -> str:
 def _text_sample(path: Path) -> str:
     """The first characters of the text files at `path` (a file or a folder's files)."""
     text = ""
-    for file in _text_files(path):
+    for file in text_files(path):
         with file.open(encoding="utf-8", errors="ignore") as handle:
             text += handle.read(_LANGUAGE_SAMPLE_CHARS - len(text))
         if len(text) >= _LANGUAGE_SAMPLE_CHARS:
@@ -193,7 +193,8 @@ def _text_sample(path: Path) -> str:
     return text
 
 
-def _text_files(path: Path) -> list[Path]:
+def text_files(path: Path) -> list[Path]:
+    """The text files (Markdown, plain text, CSV, JSON, HTML) at `path`: a file or a folder's."""
     files = sorted(path.rglob("*")) if path.is_dir() else [path]
     return [f for f in files if f.suffix.lower() in _TEXT_SUFFIXES and f.is_file()]
 

@@ -410,20 +410,20 @@ def redact_conversation(
     return conv.model_copy(update={"messages": messages}), dict(counts)
 
 
-# The files `own_contacts` reads, and how much of each.
-_TEXT_SUFFIXES = {".md", ".txt", ".csv", ".jsonl", ".json", ".html", ".htm"}
+# How much of each text file `own_contacts` reads.
 _CONTACT_SCAN_CHARS = 500_000
 
 
 def own_contacts(sources: list[Path]) -> list[str]:
     """The contacts several of the organization's text files (under `sources`) state
     (`recurring_contacts`): kept out of redaction, or its hotline is "<PHONE_1>" in answers."""
-    texts = {}
-    for path in sources:
-        files = sorted(path.rglob("*")) if path.is_dir() else [path]
-        for file in files:
-            if file.is_file() and file.suffix.lower() in _TEXT_SUFFIXES:
-                texts[str(file)] = file.read_text("utf-8", errors="ignore")[:_CONTACT_SCAN_CHARS]
+    from shoptalk.project import text_files
+
+    texts = {
+        str(file): file.read_text("utf-8", errors="ignore")[:_CONTACT_SCAN_CHARS]
+        for path in sources
+        for file in text_files(path)
+    }
     return recurring_contacts(texts)
 
 

@@ -205,9 +205,10 @@ def _forms(sentence: str) -> list[str]:
 
 def _named_greeting(form: str, sentence: str) -> str:
     """'Dear' followed by the customer's first name -> 'Dear {first name},'."""
-    if re.search(r"[{\[<]", form) or len(form.split()) > 2 or not _NAME_WORD.search(sentence):
+    named = _NAME_WORD.search(sentence)
+    if re.search(r"[{\[<]", form) or len(form.split()) > 2 or not named:
         return form
-    first = "first " if re.search(r"\bfirst\s+name\b", sentence, re.I) else ""
+    first = "first " if named.group(1) else ""
     if re.search(r"[\u4e00-\u9fff]", form):
         return f"{form.rstrip('：:，,')}{{姓名}}："
     return f"{form.rstrip(',:')} {{{first}name}},"
