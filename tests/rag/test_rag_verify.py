@@ -214,3 +214,37 @@ def test_a_reply_that_restates_the_question_is_not_shown_as_an_answer():
     assert verify_answer(question, "Yes.", plan, ABSTAIN).status == "repaired"
     said = verify_answer(question, "It covers braces for children under 18 [1].", plan, ABSTAIN)
     assert said.status == "verified"
+
+
+def test_a_repair_quotes_a_sentence_holding_the_kind_of_value_asked_or_none():
+    # Two sentences of one chunk, then another chunk's: the quote of a failed answer to
+    # "how long" is the chunk's sentence with a time, never another chunk's amount.
+    card = Chunk(
+        id="cards", text="Report a stolen card to the branch. It arrives in 7 days.", source="c"
+    )
+    other = Chunk(id="fees", text="A wire costs $25.", source="f")
+    passages = [
+        Passage(text="Report a stolen card to the branch.", chunk=card, score=1.0),
+        Passage(text="It arrives in 7 days.", chunk=card, score=0.9),
+        Passage(text="A wire costs $25.", chunk=other, score=0.8),
+    ]
+    when = "My card was stolen, when will the new one arrive?"
+    repaired = verify_answer(when, "It arrives in 9 days [1].", passages, ABSTAIN)
+    assert (repaired.status, repaired.passage) == ("repaired", 2)
+    assert repaired.message == '"It arrives in 7 days." [2]'
+    cost = "How much does a new card cost?"
+    none = verify_answer(cost, "A new card costs $5 [1].", passages, ABSTAIN)
+    assert none.status == "not_found" and "$25" not in none.message
+    # A question that asks for no kind of value is repaired from the best passage as before.
+    what = verify_answer("What do I do about a stolen card?", "Call 555 [1].", passages, ABSTAIN)
+    assert (what.status, what.passage) == ("repaired", 1)
+
+
+def test_an_answer_without_the_kind_of_value_asked_is_repaired():
+    # Every word and number of the reply is in the passage, yet "how much" gets no amount.
+    fees = [passage("Regular slots open 14 days ahead and cost 10 yuan.", "docs/fees.md")]
+    question = "How much does a regular visit cost?"
+    off = verify_answer(question, "Regular slots open 14 days ahead [1].", fees, ABSTAIN)
+    assert off.status == "repaired" and "10 yuan" in off.message
+    right = verify_answer(question, "A regular visit costs 10 yuan [1].", fees, ABSTAIN)
+    assert right.status == "verified"

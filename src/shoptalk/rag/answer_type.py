@@ -36,7 +36,7 @@ _UNITS = "year|quarter|month|week|day|hour|minute|noon|midnight|morning|evening|
 
 # Values in a passage. A percentage counts as an amount: "how much is the match?" -> 4.5%.
 _MONEY = re.compile(
-    r"[$£€¥₹]\s?\d|\d\s?(?:usd|eur|gbp|cny|rmb|dollars?|euros?|pounds?|cents?)\b"
+    r"[$£€¥₹]\s?\d|\d\s?(?:usd|eur|gbp|cny|rmb|dollars?|euros?|pounds?|cents?|yuan|yen|rupees?)\b"
     r"|\d\s?(?:元|块|美元|欧元|英镑)|(?:人民币|rmb)\s?\d|\d\s?(?:%|％|percent\b)|百分之",
     re.IGNORECASE,
 )

@@ -41,6 +41,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from shoptalk.rag import answer_type
 from shoptalk.rag.abstain import Abstention, words
 from shoptalk.rag.bm25 import language, terms
 from shoptalk.rag.chunk import sentence_spans
@@ -283,7 +284,7 @@ def verify_answer(
         return Verification(status="verified", message=answer, generated=answer)
     shown = recited(answer, passages)
     unsupported = unsupported_values(shown, passages, given)
-    if not unsupported and grounded(shown, passages, given, question):
+    if not unsupported and grounded(shown, passages, given, question) and answers(question, shown):
         number, passage = supporting_passage(shown, passages)
         return Verification(
             status="verified",
@@ -294,6 +295,16 @@ def verify_answer(
             passage=number,
         )
     return repaired(question, answer, passages, unsupported, abstention)
+
+
+def answers(question: str, answer: str) -> bool:
+    """`answer` holds a value of the kind `question` asks for, if it asks for one.
+
+    "How much is a regular visit?" answered "Regular slots open 14 days ahead" is about the
+    passages but answers something else (`rag.answer_type`).
+    """
+    kind = answer_type.asked_for(question)
+    return kind is None or answer_type.holds(kind, answer)
 
 
 def supporting_passage(answer: str, passages: list[Passage]) -> tuple[int, Passage]:
@@ -311,16 +322,36 @@ def repaired(
     unsupported: list[str],
     abstention: Abstention,
 ) -> Verification:
-    """The best passage quoted with its citation, or not found when the passages do not answer."""
-    best = passages[0]  # passages come best first (select_passages)
-    if abstention.refuses(question, passages):
+    """The best passage quoted with its citation, or not found when the passages do not answer.
+
+    The quote is the best passage or, when it lacks the kind of value the question asks for
+    (an amount, a time, a count: `rag.answer_type`), the next sentence of the same chunk that
+    holds one ("when will the new card arrive?": the card section's delivery sentence). No
+    sentence of that chunk holding one: not found. "What does it cost to rent a box?"
+    answered with "Boxes are available at three branches" is a wrong answer, not a repair,
+    and another chunk's amount would be about something else. A draft (`rag.voice`)
+    quotes the best passage.
+    """
+    kind = None if abstention.drafting else answer_type.asked_for(question)
+    number = next(
+        (
+            n
+            for n, p in enumerate(passages, 1)
+            if p.chunk.id == passages[0].chunk.id and (not kind or answer_type.holds(kind, p.text))
+        ),
+        None,
+    )
+    if number is None or abstention.refuses(question, passages):
         return Verification(
             status="not_found",
             message=not_found_message(question, [p.source for p in passages]),
             generated=answer,
             unsupported=unsupported,
         )
-    quoted = f"「{best.text}」[1]" if language(question) == "zh" else f'"{best.text}" [1]'
+    best = passages[number - 1]
+    quoted = (
+        f"「{best.text}」[{number}]" if language(question) == "zh" else f'"{best.text}" [{number}]'
+    )
     return Verification(
         status="repaired",
         message=quoted,
@@ -328,5 +359,5 @@ def repaired(
         unsupported=unsupported,
         quote=best.text,
         source=best.source,
-        passage=1,
+        passage=number,
     )
