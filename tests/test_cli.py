@@ -353,3 +353,30 @@ def test_init_takes_several_files_after_one_flag(tmp_path):
     config = load_config(target)
     assert config.sources.faq == ["../a.csv", "../b.csv"]
     assert config.sources.docs == ["../docs1", "../docs2"]
+
+
+def test_init_gives_the_assistant_the_name_the_documents_give_it(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "guide.md").write_text("Replies drafted by Ridge, our assistant, are checked.\n")
+    (docs / "faq.md").write_text(
+        "Ask our virtual assistant, Ridge, about fees. Our assistant, The\n"
+    )
+    result = runner.invoke(
+        app, ["init", str(tmp_path / "en"), "--docs", str(docs), "--name", "Acme"]
+    )
+    assert result.exit_code == 0, result.output
+    prompt = load_config(tmp_path / "en").system_prompt
+    assert prompt.startswith("You are Ridge, the assistant of Acme.")
+    zh = tmp_path / "zh_docs"
+    zh.mkdir()
+    (zh / "介绍.md").write_text(
+        "欢迎使用我们的智能助手“小康”，它可以回答挂号问题。\n", encoding="utf-8"
+    )
+    runner.invoke(app, ["init", str(tmp_path / "zh"), "--docs", str(zh), "--name", "康宁医疗"])
+    assert load_config(tmp_path / "zh").system_prompt.startswith("你是康宁医疗的智能助手“小康”。")
+    # Without a name in the documents: the assistant of the organization, unnamed.
+    runner.invoke(app, ["init", str(tmp_path / "plain"), "--name", "Acme"])
+    assert load_config(tmp_path / "plain").system_prompt.startswith(
+        "You are the assistant of Acme."
+    )

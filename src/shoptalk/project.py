@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,12 +176,40 @@ _TEXT_SUFFIXES = {".md", ".txt", ".csv", ".jsonl", ".json", ".html", ".htm"}
 def first_system_prompt(name: str, sources: list[Path]) -> str:
     """The system prompt `init` writes, in Chinese for a Chinese name or sources whose first
     text files are mostly Chinese: a Chinese organization's assistant introduces itself in
-    Chinese (the persona and its introduction, `rag.persona`, are read from this prompt)."""
+    Chinese (the persona and its introduction, `rag.persona`, are read from this prompt).
+    It gives the assistant the name the sources give it, if they do (`assistant_named`)."""
+    called = assistant_named(sources)
     if is_chinese(name) or is_chinese(" ".join(_text_sample(path) for path in sources)):
-        return f"你是{name}的智能助手。请用{name}的资料回答；不知道时请直说。"
-    return (
-        f"You are the assistant of {name}. Answer with {name}'s facts; if you do not know, say so."
-    )
+        named = f"“{called}”" if called else ""
+        return f"你是{name}的智能助手{named}。请用{name}的资料回答；不知道时请直说。"
+    you = f"{called}, the assistant" if called else "the assistant"
+    return f"You are {you} of {name}. Answer with {name}'s facts; if you do not know, say so."
+
+
+# How documents name the organization's assistant: "Ridge, our assistant", "our virtual
+# assistant, Max", "an assistant called Max", 智能助手“小康”, 名为“小康”的助手.
+_ASSISTANT_NAMED = re.compile(
+    r"\b([A-Z][\w-]+),\s+our\s+(?:[\w-]+\s+){0,2}assistant\b"
+    r"|\bour\s+(?:[\w-]+\s+){0,2}assistant,?\s+(?:named\s+|called\s+)?\"?([A-Z][\w-]+)\b"
+    r"|\bassistant\s+(?:named|called)\s+\"?([A-Z][\w-]+)\b"
+    r"|助手(?:叫做|名叫|名为)?[“「\"]([^”」\"\n]{1,8})[”」\"]"
+    r"|(?:名为|叫做|名叫)[“「\"]([^”」\"\n]{1,8})[”」\"]的(?:智能)?助手"
+)
+# Capitalized words that follow "our assistant," without being its name.
+_NOT_NAMES = frozenset("The This That It We You Our A An If When For And But Please".split())
+
+
+def assistant_named(sources: list[Path]) -> str | None:
+    """The name the sources give the organization's assistant most often, if any."""
+    counts: Counter[str] = Counter()
+    for path in sources:
+        for file in text_files(path):
+            text = file.read_text(encoding="utf-8", errors="ignore")
+            for match in _ASSISTANT_NAMED.finditer(text):
+                found = next(group for group in match.groups() if group)
+                if found not in _NOT_NAMES:
+                    counts[found] += 1
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def _text_sample(path: Path) -> str:
