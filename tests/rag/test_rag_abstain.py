@@ -99,6 +99,11 @@ def test_words_stem_english_and_drop_question_shape() -> None:
     assert words("How much did the CEO's laptops cost?") == words("ceo laptop cost")
 
 
+def test_a_stopword_with_an_apostrophe_s_is_still_a_stopword() -> None:
+    # "it's" is "it" + 's: neither it nor "what's" says what the question is about.
+    assert words("What's the fee if it's late?") == words("fee late")
+
+
 def test_a_chinese_word_is_covered_wherever_the_passage_holds_it() -> None:
     idf = term_idf(["退款在五个工作日内到账。", "门店营业到晚上十点。"])
     # However jieba cuts the passage, the question's words are in it.

@@ -83,6 +83,7 @@ QUESTION_WORDS = frozenset(
     "down over off very too so not no yes please tell know want need "
     "多久 多长 多长时间 什么时候 何时 哪里 哪儿 哪个 哪位 为什么 如何 怎样 请问 一下 是否".split()
 )
+_SKIPPED = STOPWORDS | QUESTION_WORDS
 # Chinese characters that pair with anything: skipped when cutting Chinese into pairs.
 _ZH_FILLER = frozenset("的了是在和吗呢吧我你您们什么怎多少哪些有要能会可以还就都也")
 # How many of the best passages the value check (`rag.answer_type`) reads.
@@ -162,12 +163,13 @@ def words(text: str) -> list[str]:
     for token in tokens(text):
         if _is_cjk(token[0]):
             out += [w for w in terms(token) if not set(w) <= _ZH_FILLER]
-        elif token in STOPWORDS or token in QUESTION_WORDS:
             continue
-        else:
-            base = token.removesuffix("'s").removesuffix("’s")
-            # Codes and numbers as written (KX-340, 4.5%); words stemmed.
-            out.append(_stem(base) if base.isalpha() else base)
+        # "it's", "what's": the stopword is the word before the 's.
+        base = token.removesuffix("'s").removesuffix("’s")
+        if token in _SKIPPED or base in _SKIPPED:
+            continue
+        # Codes and numbers as written (KX-340, 4.5%); words stemmed.
+        out.append(_stem(base) if base.isalpha() else base)
     return [w for w in out if w not in QUESTION_WORDS]
 
 
