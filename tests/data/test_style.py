@@ -8,6 +8,7 @@ from shoptalk.data.style import (
     is_style_guide,
     problems,
     reference_in,
+    reference_line,
     repair,
 )
 
@@ -160,6 +161,48 @@ def test_a_structured_guide_gives_its_frame_lines_and_table():
     assert zh.sign_off == "祝好，\n客户服务中心" and zh.forbidden == ["没办法"]
     assert zh.lines == ["如有疑问，请致电400-100-2000。"]
     assert zh.reference_form == "您的工单号是{reference}。"
+
+
+# A guide whose contact line is a block quote, whose fallback greeting follows "If we don't
+# know", and whose table notes when a phrase is forbidden and lists alternatives.
+GUIDE_EN_BLOCKS = """## Greeting
+
+**Greeting:** always start with "Hi" and the first name, e.g. "Hi Ana,". If we don't know
+the first name, write "Hi," on its own. Never use "Dear Sir".
+
+## Contact line
+
+Every reply must include this line, word for word, before the sign-off:
+
+> Questions? Call our help desk on 0800 555 0101, weekdays 9am to 5pm.
+
+For example, a reply might end:
+
+> We will write again within five working days of today.
+
+| Never write | Write instead |
+|---|---|
+| Member (when writing to the member) | you |
+| Your request was refused / declined | We can't do this |
+"""
+
+
+def test_a_block_quoted_line_a_negated_condition_and_table_notes():
+    r = extract_rules(GUIDE_EN_BLOCKS)
+    assert r.greeting == "Hi {first name}," and r.greeting_fallback == "Hi,"
+    assert "Hi," not in r.forbidden and "Dear Sir" in r.forbidden
+    # The rule's block is a line every reply carries; the example's block is not.
+    assert r.lines == ["Questions? Call our help desk on 0800 555 0101, weekdays 9am to 5pm."]
+    assert r.forbidden[:3] == [
+        "Member",
+        "Your request was refused",
+        "Your request was declined",
+    ]
+
+
+def test_a_reference_form_quoted_mid_sentence_opens_a_sentence():
+    rules = StyleRules(reference_form="your claim reference {reference}")
+    assert reference_line(rules, "AB-1") == "Your claim reference AB-1."
 
 
 def test_alternatives_are_one_sign_off_not_two_lines():

@@ -101,6 +101,8 @@ _SIGN_OFF = re.compile(r"\b(sign[- ]?off|sign|close|closing|end)\w*|落款|结�
 _FORBID = re.compile(
     r"\b(never|avoid|do not|don't|must not|banned|forbidden)\b|禁止|不要|不得|避免|请勿|禁用", re.I
 )
+# "If we don't know the name, write ...": a negation inside a condition forbids nothing.
+_CONDITION = re.compile(r"\b(if|when|unless|whether)\b[^,;:]*$|(如果|若|假如)[^，,；;：:]*$", re.I)
 _REQUIRE = re.compile(r"\b(always|must|include|quote|mention)\b|务必|必须|注明|附上|提供", re.I)
 _REFERENCE = re.compile(
     r"\b(case|order|ticket|reference|ref)\b.{0,20}\b(number|id|no\.?)?|工单号|订单号|单号|编号",
@@ -148,7 +150,7 @@ def rule_sentences(text: str) -> list[str]:
     return out
 
 
-_BLOCK_START = re.compile(r"^\s*(?:#|\||[-*+]\s|\d+[.)]\s)")
+_BLOCK_START = re.compile(r"^\s*(?:#|\||>|[-*+]\s|\d+[.)]\s)")
 
 
 def _paragraph_lines(text: str) -> list[str]:
@@ -183,9 +185,24 @@ def _table_forbidden(text: str) -> tuple[list[str], str]:
             cell = body.strip("|").split("|")[0].strip(" *")
             if set(cell) <= set("-: "):
                 continue  # the separator row
-            quoted = _quoted(cell)
-            found += [q for q in (quoted or [cell]) if q not in found]
+            found += [q for q in _cell_phrases(cell) if q not in found]
     return found, source
+
+
+def _cell_phrases(cell: str) -> list[str]:
+    """The phrases a table cell forbids: its quotes, or its text without a note in brackets
+    ("Policyholder (when writing to the customer)"), alternatives after " / " each whole
+    ("has been denied / rejected" -> "has been denied", "has been rejected")."""
+    quoted = _quoted(cell)
+    if quoted:
+        return quoted
+    bare = re.sub(r"\s*[(（][^)）]*[)）]", "", cell).strip()
+    parts = [p.strip() for p in re.split(r"\s+/\s+|／", bare) if p.strip()]
+    if not parts:
+        return []
+    lead = parts[0].rsplit(" ", 1)[0] if " " in parts[0] else ""
+    others = [f"{lead} {p}" if lead and " " not in p else p for p in parts[1:]]
+    return [parts[0], *others]
 
 
 def _forms(sentence: str) -> list[str]:
@@ -227,9 +244,12 @@ def extract_rules(text: str) -> StyleRules:
     rules.forbidden, table = _table_forbidden(text)
     if table:
         rules.sources["forbidden"] = table
+    rules.lines, block = _block_lines(text)
+    if block:
+        rules.sources["lines"] = block
     for s in rule_sentences(text):
         # Quotes after "never/avoid/禁止" are forbidden; quotes before it are the form to use.
-        neg = _FORBID.search(s)
+        neg = _prohibition(s)
         forbids = neg is not None
         banned = _quoted(s[neg.start() :]) if neg else []
         quotes = _quoted(s[: neg.start()]) if neg else _quoted(s)
@@ -261,6 +281,38 @@ def extract_rules(text: str) -> StyleRules:
             rules.max_words = int(limit.group(1) or limit.group(3))
             rules.sources["max_words"] = s
     return rules
+
+
+def _prohibition(sentence: str) -> re.Match[str] | None:
+    """The first "never/avoid/禁止" of `sentence` that is not inside a condition."""
+    for match in _FORBID.finditer(sentence):
+        if not _CONDITION.search(sentence[: match.start()]):
+            return match
+    return None
+
+
+def _block_lines(text: str) -> tuple[list[str], str]:
+    """Block-quoted lines ("> If you have any questions, call ...") that the rule just before
+    them says every reply includes ("Every reply must include this line:"), and that rule."""
+    found: list[str] = []
+    source = ""
+    lines = _paragraph_lines(text)
+    for i, line in enumerate(lines):
+        if not line.lstrip().startswith(">") or (i and lines[i - 1].lstrip().startswith(">")):
+            continue  # not a block's first line
+        block = []
+        for quoted in lines[i:]:
+            if not quoted.lstrip().startswith(">"):
+                break
+            block.append(quoted.strip().lstrip(">").strip())
+        quote = " ".join(b for b in block if b)
+        before = [ln for ln in lines[:i] if ln.strip()]
+        rule = (rule_sentences(before[-1]) or [""])[-1] if before else ""
+        asks = rule.rstrip().endswith((":", "：")) and _REQUIRE.search(rule)
+        if asks and not _prohibition(rule) and not _EXAMPLE.search(rule) and _is_line(quote):
+            found.append(quote)
+            source = source or rule
+    return found, source
 
 
 def _read_required_quotes(rules: StyleRules, sentence: str, quotes: list[str]) -> None:
@@ -344,7 +396,10 @@ def greeting_for(rules: StyleRules, name: str = "") -> str:
 def reference_line(rules: StyleRules, reference: str, chinese: bool = False) -> str:
     """The sentence quoting the customer's case number, in the guide's form when it gives one."""
     if rules.reference_form:
-        return rules.reference_form.replace("{reference}", reference)
+        line = rules.reference_form.replace("{reference}", reference)
+        # A form quoted mid-sentence ("in the form "your claim reference X"") opens one here.
+        line = line[:1].upper() + line[1:]
+        return line if re.search(r"[.!?。！？]$", line) else line + ("。" if chinese else ".")
     return f"您的编号是{reference}。" if chinese else f"Your reference number is {reference}."
 
 

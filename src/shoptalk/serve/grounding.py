@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -34,7 +34,7 @@ from shoptalk.rag.answer import (
 )
 from shoptalk.rag.retrieve import RagIndex
 from shoptalk.rag.select import Passage
-from shoptalk.rag.voice import route
+from shoptalk.rag.voice import follow_style, route
 from shoptalk.serve.auth import Principal, held_groups
 from shoptalk.serve.errors import ApiError
 
@@ -65,6 +65,7 @@ def project_index(app: FastAPI, root: Path | None = None) -> RagIndex:
                 ) from exc
             indexes[root] = index
             app.state.__dict__.setdefault("rag_organizations", {})[root] = project.organization
+            app.state.__dict__.setdefault("rag_styles", {})[root] = project.style
         return index
 
 
@@ -72,6 +73,12 @@ def project_organization(app: FastAPI, root: Path | None = None) -> str:
     """The organization's name of the project `project_index` opened (rag.persona)."""
     project_index(app, root)
     return app.state.__dict__.get("rag_organizations", {}).get(root, "")
+
+
+def project_style(app: FastAPI, root: Path | None = None) -> dict:
+    """The style rules (data.style) of the project `project_index` opened."""
+    project_index(app, root)
+    return app.state.__dict__.get("rag_styles", {}).get(root, {})
 
 
 @dataclass
@@ -84,11 +91,16 @@ class Grounding:
     persona: str
     organization: str = ""  # the config's `name`: how the assistant introduces itself
     copy_numbers: str = "tuned"  # the project's rag.copy_numbers
+    style: dict = field(default_factory=dict)  # the style rules drafts are held to (rag.voice)
 
     def check(self, text: str) -> RagAnswer:
-        return checked_reply(
+        """The reply as `ask` and the scorecard show it: verified, and a draft in the guide's
+        frame (`rag.voice.follow_style`)."""
+        checked = checked_reply(
             self.question, text, self.passages, self.abstention, self.persona, self.organization
         )
+        checked.message = follow_style(self.question, checked.message, self.style)
+        return checked
 
     def sources(self) -> list[str] | None:
         """What the reply may take its numbers from (`modeling.copy_numbers`); None: any
@@ -124,7 +136,14 @@ async def ground(
         index = await asyncio.to_thread(project_index, app, root)
         organization = project_organization(app, root)
         persona = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        grounding = Grounding(question, [], index.abstention, system_prompt, organization)
+        grounding = Grounding(
+            question,
+            [],
+            index.abstention,
+            system_prompt,
+            organization,
+            style=project_style(app, root),
+        )
         return [*persona, *history, users[-1]], grounding
     groups = held_groups(principal)
     index = await asyncio.to_thread(project_index, app, root)
@@ -135,6 +154,7 @@ async def ground(
         index.abstention,
         system_prompt,
         copy_numbers=index.settings.copy_numbers,
+        style=project_style(app, root),
     )
     if not selection.answerable:
         return None, grounding
