@@ -74,7 +74,8 @@ class Project:
 
     @property
     def system_prompt(self) -> str:
-        """The system prompt every mode uses: the config's, then the style material's rules."""
+        """The system prompt every mode uses: the config's, then the style material's rules
+        (which only a drafting request is asked with: `chat_format.for_request`)."""
         return styled_system_prompt(self.config.system_prompt, self.style)
 
     @property

@@ -200,6 +200,16 @@ def test_a_block_quoted_line_a_negated_condition_and_table_notes():
     ]
 
 
+def test_a_sentence_length_is_no_reply_length_and_a_phrase_is_forbidden_once():
+    r = extract_rules(
+        'Aim for sentences of 20 words or fewer. Never write "Unfortunately". '
+        'Avoid "unfortunately" and "Please note".'
+    )
+    assert r.max_words is None
+    assert r.forbidden == ["Unfortunately", "Please note"]
+    assert extract_rules("Keep every reply under 120 words.").max_words == 120
+
+
 def test_a_reference_form_quoted_mid_sentence_opens_a_sentence():
     rules = StyleRules(reference_form="your claim reference {reference}")
     assert reference_line(rules, "AB-1") == "Your claim reference AB-1."

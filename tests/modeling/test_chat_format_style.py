@@ -1,6 +1,14 @@
-"""The one system prompt: the config's, then the style rules, in the prompt's language."""
+"""The one system prompt: the config's, then the style rules (in the prompt's language) that only
+a drafting request is asked with."""
 
-from shoptalk.modeling.chat_format import styled_system_prompt, with_system
+from shoptalk.modeling.chat_format import (
+    STYLE_HEADER,
+    drafting,
+    for_request,
+    styled_system_prompt,
+    with_system,
+    with_system_dicts,
+)
 from shoptalk.records import Message
 
 RULES = {
@@ -32,7 +40,33 @@ def test_a_chinese_prompt_gets_chinese_instructions():
     assert "“祝好”" in prompt and "200字" in prompt
 
 
-def test_the_styled_prompt_is_what_the_model_reads_first():
+def test_a_drafting_request_reads_the_styled_prompt_first():
     prompt = styled_system_prompt("You help.", RULES)
-    rendered = with_system([Message(role="user", content="Hi")], prompt)
-    assert rendered[0] == {"role": "system", "content": prompt}
+    asked = Message(role="user", content='Draft a reply to this customer: "Where is my parcel?"')
+    assert with_system([asked], prompt)[0] == {"role": "system", "content": prompt}
+    assert STYLE_HEADER[0] in prompt
+
+
+def test_any_other_request_reads_the_prompt_without_its_style_rules():
+    # The rules are for replies to customers: a plain question (in training as in use) is
+    # asked with the config's prompt, not told to greet and sign off.
+    prompt = styled_system_prompt("You help.", RULES)
+    rendered = with_system([Message(role="user", content="How long is the claim window?")], prompt)
+    assert rendered[0] == {"role": "system", "content": "You help."}
+    chat = [{"role": "user", "content": "请问退款多久到账？"}]
+    zh = styled_system_prompt("你是客服助手。", {"sign_off": "祝好"})
+    assert with_system_dicts(chat, zh)[0]["content"] == "你是客服助手。"
+    # The last request decides: a draft asked after a question gets the rules.
+    turns = [
+        *chat,
+        {"role": "assistant", "content": "三天。"},
+        {"role": "user", "content": "请起草回复邮件"},
+    ]
+    assert with_system_dicts(turns, zh)[0]["content"] == zh
+
+
+def test_drafting_requests_are_told_apart_from_questions():
+    assert drafting("Please draft an email replying to: 'Is my claim open?'")
+    assert drafting("Reply to this customer: 'Hi'") and drafting("帮我写一封回复邮件")
+    assert not drafting("How do I reply to a claim letter?") and not drafting("退款多久到账？")
+    assert for_request("You help.", "Draft a reply to this customer: hi") == "You help."

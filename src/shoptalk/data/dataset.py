@@ -62,7 +62,6 @@ from shoptalk.data.replay import (
 from shoptalk.data.sources import Ingested, may_read, read_sources, source_groups
 from shoptalk.data.style import StyleRules, drafting_examples, rules_from
 from shoptalk.errors import SourceError
-from shoptalk.modeling.chat_format import styled_system_prompt
 from shoptalk.records import Chunk, Conversation
 from shoptalk.text import is_chinese
 
@@ -223,10 +222,10 @@ def build_dataset(
     style, style_files = rules_from(sources.style, sources.chunks)
     train, val, heldout, split = assemble(cfg, sources, synthesized, style)
     if builtin_entries(settings.replay):
-        # Answered with the system prompt training will use, after the style rules are known.
-        system_prompt = styled_system_prompt(cfg.system_prompt, style.model_dump())
+        # Answered with the system prompt training puts before a general request: the
+        # config's (the style rules are for drafts only: modeling.chat_format.for_request).
         wanted = replay_count(len(train), settings.replay.ratio)
-        own = self_answers(cfg, root, base_path, system_prompt, wanted)
+        own = self_answers(cfg, root, base_path, cfg.system_prompt, wanted)
         pool += prepared(own, settings, report)
     in_train = {c.id for c in train}
     replay = sample_replay([c for c in pool if c.id not in in_train], len(train), settings.replay)

@@ -115,6 +115,7 @@ _LIMIT = re.compile(
     r"(?:under|below|at most|no more than|maximum of|max\.?|不超过|少于|以内)\s*(\d+)\s*(words?|字)?|(\d+)\s*(words?|字)\s*(?:or less|or fewer|以内|之内)",
     re.I,
 )
+_SENTENCE_WORD = re.compile(r"\bsentences?\b|每句|句子", re.I)
 # The greeting names the customer ("Dear" followed by the first name) ...
 _NAME_WORD = re.compile(r"\b(first\s+)?name\b|姓名|名字|姓氏", re.I)
 # ... and says what to write when the name is not known.
@@ -254,7 +255,8 @@ def extract_rules(text: str) -> StyleRules:
         banned = _quoted(s[neg.start() :]) if neg else []
         quotes = _quoted(s[: neg.start()]) if neg else _quoted(s)
         if banned:
-            rules.forbidden += [q for q in banned if q not in rules.forbidden]
+            known = {f.lower() for f in rules.forbidden}
+            rules.forbidden += [q for q in dict.fromkeys(banned) if q.lower() not in known]
             rules.sources.setdefault("forbidden", s)
         greets = _GREETING.search(s)
         if quotes and greets and rules.greeting and _UNKNOWN.search(s):
@@ -277,7 +279,8 @@ def extract_rules(text: str) -> StyleRules:
             rules.formality = "informal" if _INFORMAL.search(s) else "formal"
             rules.sources["formality"] = s
         limit = _LIMIT.search(s)
-        if limit and rules.max_words is None:
+        # "Sentences of 20 words or fewer" bounds a sentence, not the reply.
+        if limit and rules.max_words is None and not _SENTENCE_WORD.search(s):
             rules.max_words = int(limit.group(1) or limit.group(3))
             rules.sources["max_words"] = s
     return rules

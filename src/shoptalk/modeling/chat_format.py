@@ -6,6 +6,7 @@ prompt the model sees in use is byte-for-byte the prompt it was trained on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -87,23 +88,62 @@ def style_lines(style: dict, chinese: bool = False) -> list[str]:
     return lines
 
 
+# The style rules are for replies to customers: they follow this line, and only a drafting
+# request is asked with them (`for_request`), in training, evaluation and serving alike.
+# Measured on an organization with a tone guide: on every example they were 221 of its
+# tokens (the config's prompt: 37), 65% of all training tokens, and they told the model to
+# greet, sign off and stay under N words when answering a plain question.
+STYLE_HEADER = ("When you draft a reply to a customer:", "起草给客户的回复时：")
+# A request to draft a reply: an imperative "write/draft a reply", English and Chinese.
+_DRAFT = re.compile(
+    r"^\W*(please\s+)?(draft|write|compose|prepare)\b.{0,40}\b(reply|response|answer|email|e-mail|message|letter)\b"
+    r"|\b(reply|respond)\s+to\s+(this|the|a|our)\s+(customer|client|message|email|e-mail|complaint)"
+    r"|(起草|撰写|写一封|写一条|拟一封|拟写).{0,12}(回复|邮件|信|消息)|回复(这位|该|这个)(客户|用户|顾客)",
+    re.IGNORECASE,
+)
+
+
+def drafting(request: str) -> bool:
+    """`request` asks for a reply to be drafted (to a customer, a message, a complaint)."""
+    return bool(_DRAFT.search(request.strip()))
+
+
 def styled_system_prompt(system_prompt: str, style: dict) -> str:
-    """The config's system prompt, then the organization's style rules: the one prompt every
-    mode (closed book and retrieval, training, evaluation, serving) puts first. Without
-    style rules it is the config's prompt unchanged."""
+    """The config's system prompt, then the organization's style rules under STYLE_HEADER.
+    Without style rules it is the config's prompt unchanged."""
     chinese = sum("\u4e00" <= ch <= "\u9fff" for ch in system_prompt) > len(system_prompt) / 4
     lines = style_lines(style, chinese)
     if not lines:
         return system_prompt
-    return "\n".join([system_prompt, *lines]) if system_prompt else "\n".join(lines)
+    return "\n".join(p for p in [system_prompt, STYLE_HEADER[chinese], *lines] if p)
+
+
+def for_request(system_prompt: str, request: str) -> str:
+    """`system_prompt` as `request` is asked with it: its style rules only for a drafting
+    request, the prompt above them for any other."""
+    if drafting(request):
+        return system_prompt
+    for header in STYLE_HEADER:
+        at = system_prompt.find(header)
+        if at >= 0:
+            return system_prompt[:at].rstrip()
+    return system_prompt
 
 
 def with_system(messages: list[Message], system_prompt: str) -> list[dict[str, str]]:
-    """The system prompt from the config goes first unless the record has its own."""
+    """The system prompt from the config goes first unless the record has its own; its style
+    rules only before a drafting request (`for_request`: the last user message's)."""
     rendered = [m.model_dump() for m in messages]
-    if system_prompt and (not rendered or rendered[0]["role"] != "system"):
-        rendered.insert(0, {"role": "system", "content": system_prompt})
-    return rendered
+    return with_system_dicts(rendered, system_prompt)
+
+
+def with_system_dicts(messages: list[dict[str, str]], system_prompt: str) -> list[dict[str, str]]:
+    """`with_system` for messages already as role/content dicts (the chat API's)."""
+    if not system_prompt or (messages and messages[0]["role"] == "system"):
+        return messages
+    asked = [m["content"] for m in messages if m["role"] == "user"]
+    system = for_request(system_prompt, asked[-1] if asked else "")
+    return [{"role": "system", "content": system}, *messages] if system else messages
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
+from shoptalk.modeling.chat_format import for_request
 from shoptalk.modeling.generate import Assistant, answer
 from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.citations import Citation, check_citations
@@ -93,7 +94,8 @@ def passage_messages(question: str, passages: list[Passage], system_prompt: str)
         for n, p in enumerate(passages, start=1)
     )
     user = f"Passages:\n{lines}\n\nQuestion: {question}"
-    system = f"{system_prompt}\n\n{rules}" if system_prompt else rules
+    own = for_request(system_prompt, question)  # the style rules for a draft only
+    system = f"{own}\n\n{rules}" if own else rules
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

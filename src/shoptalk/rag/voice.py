@@ -30,7 +30,7 @@ from shoptalk.data.style import (
     reference_in,
     repair,
 )
-from shoptalk.modeling.chat_format import with_system
+from shoptalk.modeling.chat_format import drafting, with_system
 from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.select import Passage
 from shoptalk.rag.verify import Verification, declines, repaired, verify_answer
@@ -55,12 +55,6 @@ _ABOUT_YOU = re.compile(
     r"|你是谁|你叫什么|您是谁|介绍(一下)?你自己|自我介绍|你是(什么|哪)|谁(开发|创造|训练|制作)了你|你能(做|回答)什么",
     re.IGNORECASE,
 )
-_DRAFT = re.compile(
-    r"^\W*(please\s+)?(draft|write|compose|prepare)\b.{0,40}\b(reply|response|answer|email|e-mail|message|letter)\b"
-    r"|\b(reply|respond)\s+to\s+(this|the|a|our)\s+(customer|client|message|email|e-mail|complaint)"
-    r"|(起草|撰写|写一封|写一条|拟一封|拟写).{0,12}(回复|邮件|信|消息)|回复(这位|该|这个)(客户|用户|顾客)",
-    re.IGNORECASE,
-)
 # A short first line that greets, and a short last paragraph that signs off.
 _MAX_FRAME_WORDS = 8
 
@@ -68,7 +62,7 @@ _MAX_FRAME_WORDS = 8
 def route(question: str) -> Route:
     """Whether the request is about the assistant, a draft to write, or a document question."""
     text = question.strip()
-    if _DRAFT.search(text):
+    if drafting(text):
         return "draft"
     if greeting(text) or _ABOUT_YOU.search(text):
         return "assistant"

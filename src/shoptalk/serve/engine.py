@@ -175,15 +175,14 @@ class CatalogEngine:
     def _prepare_chat(
         self, model: str, messages: list[dict[str, str]], params: Params, n: int
     ) -> Prepared:
-        from shoptalk.modeling.chat_format import prompt_ids
+        from shoptalk.modeling.chat_format import prompt_ids, with_system_dicts
 
         entry = self.catalog.resolve(model)
         self.check_entry(entry)
         tokenizer = self.catalog.tokenizer(entry)
-        if self.system_prompt and messages[0]["role"] != "system":
-            # As at training time (render.with_system): the project's system prompt
-            # goes first unless the conversation brings its own.
-            messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        # As at training time: the project's system prompt goes first unless the
+        # conversation brings its own, its style rules only before a drafting request.
+        messages = with_system_dicts(messages, self.system_prompt)
         return self._prepared(entry, model, [prompt_ids(tokenizer, messages)], params, n)
 
     def _prepare_text(self, model: str, prompts: list[str], params: Params, n: int) -> Prepared:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from shoptalk.modeling.chat_format import for_request, with_system_dicts
 from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.answer import (
     RagAnswer,
@@ -135,7 +136,7 @@ async def ground(
     if route(question) == "assistant":  # who the assistant is: the system prompt, no document
         index = await asyncio.to_thread(project_index, app, root)
         organization = project_organization(app, root)
-        persona = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        persona = with_system_dicts([], for_request(system_prompt, question))
         grounding = Grounding(
             question,
             [],

@@ -640,14 +640,14 @@ async def ask(
     ledger: Ledger,
 ) -> PlaygroundAnswer:
     """One model's greedy answer, under the project's own system prompt and documents."""
+    from shoptalk.modeling.chat_format import with_system_dicts
     from shoptalk.serve.calls import chat_completion
     from shoptalk.serve.schemas import ChatCompletionRequest
 
     system_prompt = project.system_prompt
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     chat = ChatCompletionRequest(
         model=model,
-        messages=[*system, {"role": "user", "content": body.question}],
+        messages=with_system_dicts([{"role": "user", "content": body.question}], system_prompt),
         max_tokens=body.max_tokens,
         temperature=0,
         rag=body.rag,
