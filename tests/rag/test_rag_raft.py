@@ -7,6 +7,7 @@ import pytest
 from rag_fakes import FAQ_ROWS, fake_embedder, write_faq_project
 
 from shoptalk.config import RagSettings
+from shoptalk.modeling.chat_format import styled_system_prompt
 from shoptalk.project import Project
 from shoptalk.rag.abstain import AbstainRule
 from shoptalk.rag.answer import NOT_FOUND, passage_messages, select_for
@@ -150,13 +151,18 @@ def test_removed_keys_load_with_a_warning_naming_them(caplog):
         RaftSettings.model_validate({"chunkz": 4})
 
 
-def test_the_view_is_named_by_selection_settings_and_the_abstention_rule(index):
+def test_the_view_is_named_by_selection_settings_the_abstention_rule_and_the_prompt(index):
     rag = index.settings.model_copy(update={"raft": RaftSettings()})
-    key = view_key(index, rag)
+    key = view_key(index, rag, "You help.")
     select = rag.select.model_copy(update={"sentences": 5})
-    assert view_key(index, rag.model_copy(update={"select": select})) != key
+    assert view_key(index, rag.model_copy(update={"select": select}), "You help.") != key
+    # The examples hold the system prompt: another prompt, another view (style rules aside:
+    # no example is a draft).
+    assert view_key(index, rag, "You are Ridge.") != key
+    styled = styled_system_prompt("You help.", {"sign_off": "Kind regards"})
+    assert view_key(index, rag, styled) == key
     index.rule = AbstainRule(weights=[0.0, 0.0], bias=-10.0, threshold=0.5)
-    assert view_key(index, rag) != key
+    assert view_key(index, rag, "You help.") != key
     assert isinstance(rag, RagSettings)
 
 
@@ -164,11 +170,11 @@ def test_a_rule_fitted_on_another_machine_names_the_same_view(index):
     # The same fit differs in the 15th digit between machines; the view must not.
     rag = index.settings.model_copy(update={"raft": RaftSettings()})
     index.rule = AbstainRule(weights=[0.4131, 1.25], bias=-2.0, threshold=0.3)
-    key = view_key(index, rag)
+    key = view_key(index, rag, "")
     index.rule = AbstainRule(weights=[0.4131000000000003, 1.25], bias=-2.0, threshold=0.3)
-    assert view_key(index, rag) == key
+    assert view_key(index, rag, "") == key
     index.rule = AbstainRule(weights=[0.4132, 1.25], bias=-2.0, threshold=0.3)
-    assert view_key(index, rag) != key
+    assert view_key(index, rag, "") != key
 
 
 def test_a_document_question_reads_the_passage_that_is_its_answer_word_for_word(index):

@@ -48,6 +48,7 @@ from shoptalk import progress
 from shoptalk.artifacts import DatasetArtifact, write_jsonl
 from shoptalk.config import RaftSettings, RagSettings
 from shoptalk.data.documents import content_id
+from shoptalk.modeling.chat_format import for_request
 from shoptalk.rag.abstain import words
 from shoptalk.rag.abstain_fit import (
     NEAR,
@@ -238,10 +239,12 @@ GROUNDED_KINDS = ("faq", "paraphrase", "doc_qa")
 FAQ_KINDS = ("faq", "paraphrase")
 
 
-def view_key(index: RagIndex, rag: RagSettings) -> str:
-    """What shapes the examples: the retrieval and selection settings, the indexed chunks and
-    the abstention rule fitted on them (a changed document or rule makes another view)."""
+def view_key(index: RagIndex, rag: RagSettings, system_prompt: str) -> str:
+    """What shapes the examples: the retrieval and selection settings, the indexed chunks, the
+    abstention rule fitted on them and the system prompt the examples hold (its part before
+    a question: `for_request`), so a changed document, rule or prompt makes another view."""
     h = hashlib.sha256(f"v{RAFT_VERSION}\n{ids_hash(index.stored.chunks)}\n".encode())
+    h.update(for_request(system_prompt, "").encode())
     h.update(rag.shaping_dump().encode())
     rule = _rounded(index.rule.model_dump(mode="json"))
     h.update(json.dumps(rule, sort_keys=True).encode())
@@ -268,7 +271,7 @@ def raft_view(
     A view, like continued pretraining's: the dataset stays as built, and the
     view is named by what shaped its examples (`view_key`).
     """
-    key = view_key(index, rag)
+    key = view_key(index, rag, system_prompt)
     view = dataset.path / f"raft-{key}"
     out = DatasetArtifact(path=view, hash=f"{dataset.hash}-raft-{key}")
     if not out.split_file("train").is_file():
