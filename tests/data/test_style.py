@@ -10,7 +10,9 @@ from shoptalk.data.style import (
     reference_in,
     reference_line,
     repair,
+    rules_from,
 )
+from shoptalk.records import Chunk
 
 GUIDE_EN = """# How we write to members
 
@@ -262,3 +264,13 @@ def test_the_customers_name_and_case_number_come_from_their_message():
     assert reference_in("投诉编号KN-2025-0031，请处理。") == "KN-2025-0031"
     assert reference_in("我的工单号 20240518 还没处理") == "20240518"
     assert reference_in("Call me at 1-800-555-0100.") == ""
+
+
+def test_every_rule_read_from_a_guide_reaches_the_projects_rules():
+    # rules_from merges each guide's rules: a rule merge() does not carry was read and lost
+    # (the required line, the fallback greeting and the reference form were, in builds).
+    chunk = Chunk(id="g", text=GUIDE_EN_STRUCTURED, source="docs/guide.md", headings=["Writing"])
+    built, used = rules_from([], [chunk])
+    read = extract_rules(GUIDE_EN_STRUCTURED)
+    assert used == {"docs/guide.md": "heading about writing: 'Writing'"}
+    assert built.model_dump(exclude={"sources"}) == read.model_dump(exclude={"sources"})

@@ -505,14 +505,22 @@ def reference_in(message: str) -> str:
 
 
 def merge(first: StyleRules, second: StyleRules) -> StyleRules:
-    """`first`'s rules win where both set one; forbidden phrases and required elements add up."""
+    """`first`'s rules win where both set one; forbidden phrases, required elements and
+    required lines add up."""
     out = first.model_copy(deep=True)
-    for name in ("greeting", "sign_off", "formality", "max_words"):
+    for name in (
+        "greeting",
+        "greeting_fallback",
+        "sign_off",
+        "reference_form",
+        "formality",
+        "max_words",
+    ):
         if not getattr(out, name) and getattr(second, name):
             setattr(out, name, getattr(second, name))
             if name in second.sources:
                 out.sources[name] = second.sources[name]
-    for name in ("forbidden", "required"):
+    for name in ("forbidden", "required", "lines"):
         mine = getattr(out, name)
         added = [x for x in getattr(second, name) if x not in mine]
         mine += added
