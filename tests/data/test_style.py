@@ -274,3 +274,17 @@ def test_every_rule_read_from_a_guide_reaches_the_projects_rules():
     read = extract_rules(GUIDE_EN_STRUCTURED)
     assert used == {"docs/guide.md": "heading about writing: 'Writing'"}
     assert built.model_dump(exclude={"sources"}) == read.model_dump(exclude={"sources"})
+
+
+def test_a_rule_that_opens_a_chunk_keeps_its_label():
+    # Chunks of one guide: the second opens with its label; joined onto the first chunk's
+    # last line it lost it, and the fallback greeting ("If we don't know the name") with it.
+    first = Chunk(id="a", text='# Writing guide\n\nSay "claim", not "case".', source="g.md")
+    second = Chunk(
+        id="b",
+        text='**Greeting:** start with "Hi" and the first name. If we don\'t know the name, '
+        'write "Hi there," instead.',
+        source="g.md",
+    )
+    built, _ = rules_from([], [first, second])
+    assert built.greeting == "Hi {first name}," and built.greeting_fallback == "Hi there,"

@@ -539,6 +539,12 @@ def _by_file(chunks: list[Chunk]) -> dict[str, list[Chunk]]:
     return files
 
 
+def _joined(chunks: list[Chunk]) -> str:
+    """A file's chunks as its text: each a block of its own, so that a chunk's first line
+    (a bold label, "**Greeting:** ...") is not read as the end of the chunk before."""
+    return "\n\n".join(c.text for c in chunks)
+
+
 def rules_from(style: list[Chunk], documents: list[Chunk]) -> tuple[StyleRules, dict[str, str]]:
     """The rules of the declared style material, then of documents that read as tone guides,
     and which files they came from (file -> why it counts as style material).
@@ -549,11 +555,11 @@ def rules_from(style: list[Chunk], documents: list[Chunk]) -> tuple[StyleRules, 
     """
     rules, used = StyleRules(), {}
     for name, chunks in _by_file(style).items():
-        rules = merge(rules, extract_rules("\n".join(c.text for c in chunks)))
+        rules = merge(rules, extract_rules(_joined(chunks)))
         used[name] = "listed under sources.style"
     for name, chunks in _by_file(documents).items():
         title = chunks[0].headings[0] if chunks[0].headings else name
-        text = "\n".join(c.text for c in chunks)
+        text = _joined(chunks)
         found, why = is_style_guide(title, text)
         if found:
             rules = merge(rules, extract_rules(text))
