@@ -32,6 +32,8 @@ def test_questions_about_the_assistant_are_routed_away_from_the_documents():
         "你是谁？",
         "Who built you?",
         "What can you do?",
+        "Am I talking to a real person or a bot?",
+        "您是真人还是机器人？",
     ):
         assert route(q) == "assistant", q
     for q in (
@@ -39,6 +41,7 @@ def test_questions_about_the_assistant_are_routed_away_from_the_documents():
         "Can you tell me the refund window?",
         "退款需要多少天？",
         "Who approves a refund over the limit?",
+        "Who should I be talking to about a refund?",
     ):
         assert route(q) == "question", q
     for q in (

@@ -52,7 +52,10 @@ _ABOUT_YOU = re.compile(
     r"|\b(model|language model)\s+are\s+you\b|\bare\s+you\s+based\s+on\b"
     r"|\bwho\s+do\s+you\s+(work|belong)\b|\bcompany\s+do\s+you\s+(work|belong)\b"
     r"|\bwhat\s+(kinds?\s+of\s+)?(questions|things)\s+can\s+you\b|\bwhat\s+can\s+you\s+do\b"
-    r"|你是谁|你叫什么|您是谁|介绍(一下)?你自己|自我介绍|你是(什么|哪)|谁(开发|创造|训练|制作)了你|你能(做|回答)什么",
+    # "Am I talking to a real person or a bot?": who answers, not what the documents say.
+    r"|\b(talking|speaking|chatting|writing)\s+(to|with)\s+(an?\s+)?(real\s+)?(person|human|bot|robot|machine|computer|ai)\b"
+    r"|你是谁|你叫什么|您是谁|介绍(一下)?你自己|自我介绍|你是(什么|哪)|谁(开发|创造|训练|制作)了你|你能(做|回答)什么"
+    r"|(你|您)是(真人|机器人|人工)",
     re.IGNORECASE,
 )
 # A short first line that greets, and a short last paragraph that signs off.
