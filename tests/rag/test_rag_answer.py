@@ -5,13 +5,16 @@ from types import SimpleNamespace
 import pytest
 from rag_fakes import fake_embedder, write_faq_project, write_rag_project
 
+from shoptalk.artifacts import write_json
 from shoptalk.config import SelectSettings
+from shoptalk.data.style import StyleRules
 from shoptalk.modeling.generate import load_assistant
 from shoptalk.project import Project
 from shoptalk.rag.answer import (
     NOT_FOUND,
     answer_with_citations,
     passage_messages,
+    select_for,
 )
 from shoptalk.rag.bm25 import language
 from shoptalk.rag.index import index_project
@@ -179,3 +182,24 @@ def test_by_default_the_model_reads_passages_that_cover_little_and_is_verified(
     result = answer_with_citations(TUNED, index, question, None)
     assert result.status == "repaired" and result.unsupported == ["500"]
     assert "500" not in result.message
+
+
+def test_a_draft_does_not_read_the_style_material(tmp_path):
+    # A tone guide among the documents is knowledge for a question about it, but its rules
+    # are no facts to tell a customer: a drafting request reads without its passages.
+    root = write_faq_project(tmp_path / "p")
+    (root / "docs" / "tone.md").write_text(
+        "# Tone guide\n\nDepot customers are greeted by name. Never promise a depot date.\n",
+        encoding="utf-8",
+    )
+    project = Project.open(root)
+    embedder = fake_embedder()
+    index_project(project, embedder)
+    write_json(project.style_file, StyleRules(files=["docs/tone.md"]).model_dump())
+    index = open_index(project, embedder)
+    asked = "When does the depot open?"
+    sources = {p.source.split("#")[0] for p in select_for(index, asked, []).passages}
+    assert "docs/tone.md" in sources
+    draft = f"Draft a reply to this customer: '{asked}'"
+    drafted = {p.source.split("#")[0] for p in select_for(index, draft, []).passages}
+    assert drafted and "docs/tone.md" not in drafted

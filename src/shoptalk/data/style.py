@@ -68,6 +68,10 @@ class StyleRules(BaseModel, extra="forbid"):
     sources: dict[str, str] = Field(
         default_factory=dict, description="rule name -> the sentence it was read from"
     )
+    files: list[str] = Field(
+        default_factory=list,
+        description="the files the rules were read from (their passages are no facts for a draft)",
+    )
 
     def empty(self) -> bool:
         return not (self.greeting or self.sign_off or self.forbidden or self.required or self.lines)
@@ -564,6 +568,7 @@ def rules_from(style: list[Chunk], documents: list[Chunk]) -> tuple[StyleRules, 
         if found:
             rules = merge(rules, extract_rules(text))
             used[name] = why
+    rules.files = list(used)
     return rules, used
 
 

@@ -132,8 +132,11 @@ def select_for(
 
     The decision every answer path with retrieval takes before generation: the index's
     abstention rule (`rag.abstain.Abstention.refuses`) on the question and its passages.
-    `excluded` (chunk ids) are searched as if absent: RAFT reads without the FAQ row itself.
+    `excluded` (chunk ids) are searched as if absent: RAFT reads without the FAQ row itself;
+    a drafting request reads without the style material (`RagIndex.style_chunks`).
     """
+    if route(question) == "draft":
+        excluded = excluded | index.style_chunks
     retrieval = index.search(question, groups, top_k, excluded=excluded)
     if not retrieval.found or not retrieval.hits:
         return Selection(question, [], False)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from shoptalk.artifacts import ABSTAIN_RULE
 from shoptalk.config import RagSettings
+from shoptalk.data.clean import source_file
 from shoptalk.errors import ShoptalkError
 from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.rag.abstain import DEFAULT_RULE, AbstainRule, Abstention, corpus_idf, load_rule
@@ -68,6 +69,7 @@ class RagIndex:
         reranker=None,
         vector_store: VectorStore | None = None,
         rule: AbstainRule | None = None,
+        style_chunks: frozenset[str] = frozenset(),
     ) -> None:
         self.stored = stored
         self.embedder = embedder
@@ -76,6 +78,9 @@ class RagIndex:
         self.vector_store = vector_store  # Qdrant or pgvector, when rag names one
         self.rule = rule or DEFAULT_RULE  # fitted at index time (rag.abstain), else the default
         self.rows = {chunk.id: row for row, chunk in enumerate(stored.chunks)}
+        # Chunks of the style material (a tone guide among the documents): rules for writing,
+        # not facts to tell a customer; a draft does not read them (rag.answer.select_for).
+        self.style_chunks = style_chunks
 
     @cached_property
     def abstention(self) -> Abstention:
@@ -184,7 +189,9 @@ def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
     reranker = load_reranker(settings.reranker, project.root)
     rule = load_rule(project.index / ABSTAIN_RULE)
     store = open_vector_store(settings, project.root)
-    return RagIndex(stored, embedder, settings, reranker, store, rule)
+    style_files = set(project.style.get("files", []))
+    style = frozenset(c.id for c in stored.chunks if source_file(c.source) in style_files)
+    return RagIndex(stored, embedder, settings, reranker, store, rule, style)
 
 
 def load_reranker(name: str | None, root: Path):
