@@ -13,6 +13,7 @@ import re
 from pydantic import BaseModel, Field
 
 from shoptalk.data.augment import qa
+from shoptalk.data.clean import source_file
 from shoptalk.records import Chunk, Conversation
 
 # A heading or title about how to write (tone guides, brand voice, reply rules).
@@ -539,7 +540,7 @@ def merge(first: StyleRules, second: StyleRules) -> StyleRules:
 def _by_file(chunks: list[Chunk]) -> dict[str, list[Chunk]]:
     files: dict[str, list[Chunk]] = {}
     for chunk in chunks:
-        files.setdefault(chunk.source.split("#")[0].split(":")[0], []).append(chunk)
+        files.setdefault(source_file(chunk.source), []).append(chunk)
     return files
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shoptalk.modeling.chat_format import for_request, with_system_dicts
+from shoptalk.modeling.chat_format import with_system_dicts
 from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.answer import (
     RagAnswer,
@@ -136,7 +136,8 @@ async def ground(
     if route(question) == "assistant":  # who the assistant is: the system prompt, no document
         index = await asyncio.to_thread(project_index, app, root)
         organization = project_organization(app, root)
-        persona = with_system_dicts([], for_request(system_prompt, question))
+        # As training renders it: the config's prompt, no style rules (not a draft).
+        persona = with_system_dicts([users[-1]], system_prompt)[:-1]
         grounding = Grounding(
             question,
             [],
