@@ -6,6 +6,7 @@ from shoptalk.data.style import (
     copies_message,
     extract_rules,
     is_style_guide,
+    merge,
     problems,
     reference_in,
     reference_line,
@@ -291,3 +292,88 @@ def test_a_rule_that_opens_a_chunk_keeps_its_label():
     )
     built, _ = rules_from([], [first, second])
     assert built.greeting == "Hi {first name}," and built.greeting_fallback == "Hi there,"
+
+
+# A guide with a section per situation: rules that hold for one kind of reply only.
+GUIDE_SITUATIONS = """# Writing to our customers
+
+Always start with "Hi {first name}," and end with "Best wishes,".
+
+## When things are hard
+
+### Serious illness
+
+When a customer tells us they have been diagnosed with a serious illness:
+
+- Start with "I'm sorry to hear about your diagnosis." before anything else.
+- Give the **Care Team** line: 0800 555 0177 (weekdays 9am to 6pm).
+- Remind them that their payments can be paused for 90 days.
+- Never write "unfortunately"; do not mention late fees, upgrades or any new offer.
+
+### Refused refunds
+
+If we cannot refund an order:
+
+- Tell the customer they can ask for a second review.
+
+## Sign-off
+
+Sign every reply with the team's name.
+"""
+
+GUIDE_SITUATIONS_ZH = """# 客服话术规范
+
+回复以“您好，{姓名}：”开头。
+
+### 丧亲
+
+如果客户告知家人去世时：
+
+- 以“请节哀，我们深表慰问。”开头。
+- 提供关怀热线：400-800-1234（工作日9:00-18:00）。
+- 告知客户他们的保障继续有效。
+"""
+
+
+def test_a_situations_rules_hold_for_it_alone():
+    r = extract_rules(GUIDE_SITUATIONS)
+    illness, refunds = r.situations
+    assert illness.when == (
+        "Serious illness. When a customer tells us they have been diagnosed with a serious illness"
+    )
+    assert illness.opening == "I'm sorry to hear about your diagnosis."
+    assert illness.lines == [
+        "Care Team line: 0800 555 0177 (weekdays 9am to 6pm).",
+        "Your payments can be paused for 90 days.",
+    ]
+    assert illness.forbidden == ["unfortunately", "late fees", "upgrades", "new offer"]
+    assert refunds.when == "Refused refunds. If we cannot refund an order"
+    assert refunds.lines == ["You can ask for a second review."]
+    # Not rules for every reply: the general greeting stays, their lines are theirs; a
+    # quoted phrase they forbid is wording, forbidden everywhere, a topic ("late fees") not.
+    assert r.greeting == "Hi {first name}," and r.lines == [] and r.forbidden == ["unfortunately"]
+    zh = extract_rules(GUIDE_SITUATIONS_ZH).situations[0]
+    assert zh.when == "丧亲. 如果客户告知家人去世时"
+    assert zh.opening == "请节哀，我们深表慰问。"
+    assert zh.lines == ["关怀热线：400-800-1234（工作日9:00-18:00）。", "您的保障继续有效。"]
+
+
+def test_do_not_mention_lists_what_not_to_mention():
+    r = extract_rules(
+        "### Bereavement\n\nWhen a customer tells us someone has died:\n\n"
+        "- Do not mention renewals, add-ons or any sales offer.\n"
+    )
+    assert r.situations[0].forbidden == ["renewals", "add-ons", "sales offer"]
+
+
+def test_a_draft_in_a_situation_opens_with_its_sentence_and_carries_its_lines():
+    situation = extract_rules(GUIDE_SITUATIONS).situations[0]
+    rules = extract_rules(GUIDE_SITUATIONS)
+    draft = "Unfortunately, late fees apply. Your plan renews in May [1]."
+    fixed = repair(draft, rules, "Ana Silva", "", situation)
+    assert fixed.startswith("Hi Ana,\n\nI'm sorry to hear about your diagnosis. Your plan")
+    assert fixed.endswith("(weekdays 9am to 6pm). Your payments can be paused for 90 days.")
+    assert "late fees" not in fixed and "0800 555 0177" in fixed
+    assert problems(fixed, rules, "", "Ana Silva", "", situation) == []
+    # Merged with another guide, the situations are kept.
+    assert merge(StyleRules(), rules).situations == rules.situations

@@ -21,6 +21,15 @@ from shoptalk.rag.answer_type import asked_for, holds, mismatch, unnamed_period
         ("When are salaries paid?", "when"),
         ("How long is the claim window, and when are salaries paid?", None),
         ("没拆封的茶，几天内能退？", None),
+        ("What's the direct phone number for the harbour branch?", "phone"),
+        ("What number do I call for a spill?", "phone"),
+        ("客服热线是多少？", "phone"),
+        ("打电话找客服拨哪个号码？", "phone"),
+        ("Which email address takes refund requests?", "email"),
+        # An extension of a deadline, a phone line's hours, an e-mail as a channel: not asked.
+        ("Can I get an extension on my deadline?", None),
+        ("What time does the phone line close?", "when"),
+        ("I don't use email, can you post my documents?", None),
     ],
 )
 def test_what_a_question_asks_for(question: str, kind: str | None) -> None:
@@ -34,6 +43,11 @@ def test_values_of_each_kind_are_found_in_english_and_chinese() -> None:
     assert holds("when", "Reviews happen in April.") and holds("when", "五个工作日内到账")
     assert holds("when", "within 33 days") and not holds("when", "Ask the front desk.")
     assert holds("number", "two cleanings") and holds("number", "三间品茗室")
+    assert holds("phone", "Call 1-800-555-0192.") and holds("phone", "call extension 4300")
+    assert holds("phone", "热线400-820-6637") and holds("phone", "+44 20 7946 0018")
+    # Opening hours are no phone number; an address is no e-mail.
+    assert not holds("phone", "Open 16:00–17:00, Mon–Thu 9:00–16:00.")
+    assert holds("email", "Write to claims@acme.example.") and not holds("email", "12 Dock Road")
 
 
 def test_mismatch_only_when_a_kind_is_asked_and_missing() -> None:
@@ -41,6 +55,7 @@ def test_mismatch_only_when_a_kind_is_asked_and_missing() -> None:
     assert not mismatch("How much is the membership fee?", ["The fee is £20 a year."])
     assert not mismatch("Who runs the warehouse?", ["The warehouse opened in 2001."])
     assert not mismatch("How much is the fee?", [])  # no passages: another decision
+    assert mismatch("What's the phone number of the Leeds branch?", ["Leeds opens at 9:00."])
 
 
 STANDING = ["The membership fee is reviewed on the first Monday of each month: now £20."]

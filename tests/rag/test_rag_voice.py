@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from shoptalk.data.style import StyleRules, problems
+from shoptalk.data.style import StyleRules, extract_rules, problems
+from shoptalk.modeling.embed import load_embedder
 from shoptalk.rag.abstain import DEFAULT_RULE, Abstention
 from shoptalk.rag.answer import PASSAGE_INSTRUCTIONS, passage_messages, passage_sources
 from shoptalk.rag.select import Passage
-from shoptalk.rag.voice import closed_book_messages, follow_style, frame, route, verify_reply
+from shoptalk.rag.voice import (
+    closed_book_messages,
+    follow_style,
+    frame,
+    route,
+    situation_for,
+    verify_reply,
+)
 from shoptalk.records import Chunk
 
 # The default rule on plain word shares (no corpus: every term weighs alike).
@@ -182,3 +190,46 @@ def test_a_styled_draft_greets_the_customer_by_name_and_quotes_their_case_number
     # "Not in the documents" is for the person drafting: no frame makes it a reply.
     not_found = "I could not find this in the documents. (Searched: docs/policy.md.)"
     assert follow_style(request, not_found, rules) == not_found
+
+
+SITUATION_GUIDE = """Always start with "Hi {first name}," and sign off with "Best wishes,".
+
+### Loss in the family
+
+When a customer lets us know that someone in their family has died:
+
+- Open with "We're very sorry for your loss." before anything else.
+- Give the Care line: 0800 555 0177 (weekdays 9am to 6pm).
+
+### Refused refunds
+
+If we have to refuse a refund:
+
+- Tell the customer they can ask for a second review.
+"""
+
+
+def test_a_draft_about_a_customers_situation_follows_its_rules():
+    """By meaning, with the real embedding model: "passed away" is the guide's "has died"."""
+    rules = extract_rules(SITUATION_GUIDE)
+    embedder = load_embedder("default")
+    sad = 'Draft a reply to this customer: "My mother passed away on Sunday. What happens to her account? - Jo Park"'
+    shown = follow_style(sad, "Accounts can be closed online [1].", rules.model_dump(), embedder)
+    assert shown.startswith("Hi Jo,\n\nWe're very sorry for your loss. Accounts can be closed")
+    assert "0800 555 0177" in shown
+    # Another message gets the general rules only; our own decisions are not read from a
+    # customer's words ("you refused my refund" is not "if we have to refuse a refund").
+    for message in ("Where is my parcel? It was due on Monday.", "Why did you refuse my refund?"):
+        plain = follow_style(
+            f'Draft a reply to this customer: "{message}"',
+            "Parcels arrive in 3 days [1].",
+            rules.model_dump(),
+            embedder,
+        )
+        assert "sorry for your loss" not in plain and "second review" not in plain
+        assert situation_for(f'Draft a reply: "{message}"', rules, embedder) is None
+    # Without an embedder (or without situations) no situation is told.
+    assert situation_for(sad, rules, None) is None
+    assert "sorry for your loss" not in follow_style(
+        sad, "Accounts close online [1].", rules.model_dump()
+    )

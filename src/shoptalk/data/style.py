@@ -42,6 +42,18 @@ _QUOTE = re.compile(
 _LABEL = re.compile(r"^\s*(?:[-*+]|\d+[.)])?\s*\*\*([^*\n]{1,40}?)[.:：。]?\*\*[.:：]?\s*")
 
 
+class Situation(BaseModel, extra="forbid"):
+    """The rules a guide gives for one situation ("When a customer tells us that a family
+    member has died: ..."): they hold only for a reply about it (`rag.voice.situation_for`)."""
+
+    when: str = Field(description="the situation as the guide names it: heading and condition")
+    opening: str = Field("", description="the sentence a reply opens with, after the greeting")
+    lines: list[str] = Field(default_factory=list, description="sentences such a reply carries")
+    forbidden: list[str] = Field(
+        default_factory=list, description="phrases such a reply must not use"
+    )
+
+
 class StyleRules(BaseModel, extra="forbid"):
     """The rules a draft must follow, with the sentence each came from."""
 
@@ -73,9 +85,20 @@ class StyleRules(BaseModel, extra="forbid"):
         default_factory=list,
         description="the files the rules were read from (their passages are no facts for a draft)",
     )
+    situations: list[Situation] = Field(
+        default_factory=list,
+        description="rules for one situation only (bereavement, a complaint): see Situation",
+    )
 
     def empty(self) -> bool:
-        return not (self.greeting or self.sign_off or self.forbidden or self.required or self.lines)
+        return not (
+            self.greeting
+            or self.sign_off
+            or self.forbidden
+            or self.required
+            or self.lines
+            or self.situations
+        )
 
 
 def sentences(text: str) -> list[str]:
@@ -245,8 +268,10 @@ def _is_line(quote: str) -> bool:
 
 def extract_rules(text: str) -> StyleRules:
     """Read greeting, sign-off, forbidden phrases, required elements and lines, register and
-    length."""
-    rules = StyleRules()
+    length; and the rules of each situation the guide names (`situations`), which are not
+    rules for every reply."""
+    text, situations = split_situations(text)
+    rules = StyleRules(situations=situations)
     rules.forbidden, table = _table_forbidden(text)
     if table:
         rules.sources["forbidden"] = table
@@ -289,6 +314,126 @@ def extract_rules(text: str) -> StyleRules:
             rules.max_words = int(limit.group(1) or limit.group(3))
             rules.sources["max_words"] = s
     return rules
+
+
+# A section opening with the situation its rules are for: "When a customer tells us that a
+# policyholder has died:", "如果客户告知家人去世时：". The colon: what follows are its rules.
+_SITUATION = re.compile(
+    r"^\W*((?:when|whenever|if)\b[^:：]{8,160}?)\s*[:：]\s*$|^\W*((?:当|如果|若|遇到)[^:：]{4,60})[:：]\s*$",
+    re.IGNORECASE,
+)
+_HEADING = re.compile(r"^\s*#{1,6}\s+(.*)$")
+
+
+def split_situations(text: str) -> tuple[str, list[Situation]]:
+    """`text` without the sections that open with a situation, and those situations.
+
+    A section runs from a heading to the next one. Its rules are the situation's only:
+    "Open with "I'm so sorry for your loss."" is not how every reply opens. A quoted
+    phrase it forbids stays in `text` too (see below).
+    """
+    general: list[str] = []
+    found: list[Situation] = []
+    sections: list[list[str]] = [[]]
+    for line in _paragraph_lines(text):
+        if _HEADING.match(line):
+            sections.append([])
+        sections[-1].append(line)
+    for section in sections:
+        heading = _HEADING.match(section[0]) if section else None
+        body = [ln for ln in section[1 if heading else 0 :] if ln.strip()]
+        condition = _SITUATION.match(body[0]) if body else None
+        if not condition:
+            general += section
+            continue
+        title = re.sub(r"^[\d.\s]+", "", heading.group(1)).strip(" *") if heading else ""
+        named = condition.group(1) or condition.group(2)
+        when = f"{title}. {named.strip()}" if title else named.strip()
+        found.append(_situation(when, body[1:]))
+        # A phrase it forbids by quoting ("Never use "denied"") is wording, not a topic:
+        # it stays forbidden in every reply, as a guide's phrase list is.
+        general += [ln for ln in body[1:] if _prohibition(ln) and _quoted(ln)]
+    return "\n".join(general), found
+
+
+def _situation(when: str, lines: list[str]) -> Situation:
+    """The rules of one situation's section: the sentence to open with, quoted lines, contact
+    lines ("Give the Support Line: 1-800-..."), what to tell the customer, what not to say."""
+    situation = Situation(when=when)
+    for s in rule_sentences("\n".join(lines)):
+        s = s.replace("**", "")
+        neg = _prohibition(s)
+        if neg:
+            banned = _quoted(s[neg.start() :]) + _mentions(s)
+            situation.forbidden += [b for b in banned if b not in situation.forbidden]
+            continue
+        quotes = _quoted(s)
+        if quotes and _OPENING.search(s) and not situation.opening:
+            situation.opening = quotes[0]
+            continue
+        example = _EXAMPLE.search(s)
+        said = [q for q in quotes if _is_line(q) and not _exemplifies(example, s, q)]
+        said = said or [line for line in (_contact(s), _told(s)) if line]
+        situation.lines += [line for line in said if line not in situation.lines]
+    return situation
+
+
+# "Start with "..."", "以“……”开头" (the sentence may end at the quote: 以“请节哀。”).
+_OPENING = re.compile(
+    r"\b(open|start|begin)\s+(with|by)\b|以.{0,30}开头|^\W*以\s*[“「『]|开头(先)?(说|写)", re.I
+)
+_MENTION = re.compile(
+    r"\b(?:do not|don't|never|must not|avoid)\s+(?:mention\w*|discuss\w*|bring up|talk about|refer to)"
+    r"\s+([^;；.。]+)|(?:不要|不得|避免|切勿)(?:提及|提到|谈及)([^;；。]+)",
+    re.IGNORECASE,
+)
+_CONTACT = re.compile(
+    r"^\W*(?:give|provide|share|include|offer)\s+(?:them\s+|the\s+customer\s+)?(?:the\s+|our\s+)?"
+    r"([^:：]{3,60}?)\s*[:：]\s*(.*\d.*?)[.。]?$|^\W*(?:提供|告知|给出)(?:客户)?([^:：]{2,20})[:：](.*\d.*?)。?$",
+    re.IGNORECASE,
+)
+_TOLD = re.compile(
+    r"^\W*(?:tell|remind|reassure|let)\s+(?:the\s+customer|customers|them)\s+(?:know\s+)?(?:that\s+)?(.+?)[.]?$"
+    r"|^\W*(?:告知|告诉|提醒)(?:客户|对方)[，,]?(.+?)。?$",
+    re.IGNORECASE,
+)
+_THIRD_PERSON = {"they": "you", "their": "your", "them": "you", "theirs": "yours"}
+
+
+def _mentions(sentence: str) -> list[str]:
+    """ "Do not mention renewals, add-ons or any sales offer" -> the things not to mention."""
+    listed = _MENTION.search(sentence)
+    if not listed:
+        return []
+    items = re.split(r",\s*|\s+(?:or|and|nor)\s+|、|或", listed.group(1) or listed.group(2))
+    return [re.sub(r"^(any|an?|the)\s+", "", i.strip(), flags=re.I) for i in items if i.strip()]
+
+
+def _contact(sentence: str) -> str:
+    """ "Give the Bereavement Support Line: 1-800-555-0163 (9am to 5pm)" -> that line, as said."""
+    found = _CONTACT.match(sentence)
+    if not found:
+        return ""
+    if found.group(1):
+        label, value = found.group(1).strip(), found.group(2).strip()
+        return f"{label[:1].upper()}{label[1:]}: {value}."
+    return f"{found.group(3).strip()}：{found.group(4).strip()}。"
+
+
+def _told(sentence: str) -> str:
+    """ "Tell the customer they can ask us to review it" -> "You can ask us to review it."."""
+    found = _TOLD.match(sentence)
+    if not found:
+        return ""
+    if found.group(2):
+        return re.sub(r"他们|他|她", "您", found.group(2).strip()) + "。"
+    said = re.sub(
+        r"\b(they|their|them|theirs)\b",
+        lambda m: _THIRD_PERSON[m.group(1).lower()],
+        found.group(1).strip(),
+        flags=re.IGNORECASE,
+    )
+    return f"{said[:1].upper()}{said[1:]}."
 
 
 def _prohibition(sentence: str) -> re.Match[str] | None:
@@ -412,10 +557,17 @@ def reference_line(rules: StyleRules, reference: str, chinese: bool = False) -> 
 
 
 def problems(
-    draft: str, rules: StyleRules, message: str = "", name: str = "", reference: str = ""
+    draft: str,
+    rules: StyleRules,
+    message: str = "",
+    name: str = "",
+    reference: str = "",
+    situation: Situation | None = None,
 ) -> list[str]:
     """What a draft breaks, in words; empty when it follows the rules. `name` and `reference`
-    are the customer's name and case number, when the request gives them."""
+    are the customer's name and case number, when the request gives them; `situation` the
+    guide's situation the customer's message is about, if any."""
+    situation = situation or Situation(when="")
     out = []
     greeting = greeting_for(rules, name)
     head = greeting if (name or rules.greeting_fallback) else _prefix(rules.greeting)
@@ -424,26 +576,43 @@ def problems(
     tail = _flat(_fill(rules.sign_off, "")).strip(" ,，")
     if tail and tail not in _flat(draft)[-len(tail) - 80 :]:
         out.append(f"does not end with {rules.sign_off!r}")
-    out += [f"uses forbidden {p!r}" for p in rules.forbidden if uses(draft, p)]
+    forbidden = rules.forbidden + situation.forbidden
+    out += [f"uses forbidden {p!r}" for p in forbidden if uses(draft, p)]
     if reference and "reference" in rules.required and reference not in draft:
         out.append(f"does not quote the case number {reference!r}")
-    out += [f"lacks the line {line!r}" for line in rules.lines if _flat(line) not in _flat(draft)]
+    wanted = [situation.opening] if situation.opening else []
+    wanted += rules.lines + situation.lines
+    out += [f"lacks the line {line!r}" for line in wanted if _flat(line) not in _flat(draft)]
     if message and copies_message(draft, message):
         out.append("copies the customer's message")
     return out
 
 
-def repair(draft: str, rules: StyleRules, name: str = "", reference: str = "") -> str:
-    """The draft in the guide's frame: its greeting (with the customer's `name`), the case
-    number quoted (`reference`), the required lines, the sign-off; sentences with a forbidden
-    phrase dropped. The draft's own greeting and sign-off give way to the guide's."""
+def repair(
+    draft: str,
+    rules: StyleRules,
+    name: str = "",
+    reference: str = "",
+    situation: Situation | None = None,
+) -> str:
+    """The draft in the guide's frame: its greeting (with the customer's `name`), the
+    `situation`'s opening sentence, the case number quoted (`reference`), the situation's
+    and the guide's required lines, the sign-off; sentences with a forbidden phrase dropped.
+    The draft's own greeting and sign-off give way to the guide's."""
+    situation = situation or Situation(when="")
+    forbidden = rules.forbidden + situation.forbidden
     chinese = bool(re.search(r"[\u4e00-\u9fff]", draft + rules.greeting + rules.sign_off))
     text = _without_closing(_without_opening(draft.strip(), rules), rules)
-    cut = [_without_lead(s, rules.forbidden) for s in sentences(text)]
-    kept = [s for s in cut if not any(uses(s, p) for p in rules.forbidden)]
+    cut = [_without_lead(s, forbidden) for s in sentences(text)]
+    kept = [s for s in cut if not any(uses(s, p) for p in forbidden)]
+    kept = [s for s in kept if _flat(s) != _flat(situation.opening)]
     if reference and "reference" in rules.required and not any(reference in s for s in kept):
         kept.insert(0, reference_line(rules, reference, chinese))
-    kept += [line for line in rules.lines if _flat(line) not in _flat(" ".join(kept))]
+    if situation.opening:  # "before anything else"
+        kept.insert(0, situation.opening)
+    for line in situation.lines + rules.lines:
+        if _flat(line) not in _flat(" ".join(kept)):
+            kept.append(line)
     body = ("" if chinese else " ").join(kept)
     parts = [greeting_for(rules, name), body, _fill(rules.sign_off, "").strip()]
     return "\n\n".join(p for p in parts if p).strip()
@@ -510,8 +679,8 @@ def reference_in(message: str) -> str:
 
 
 def merge(first: StyleRules, second: StyleRules) -> StyleRules:
-    """`first`'s rules win where both set one; forbidden phrases, required elements and
-    required lines add up."""
+    """`first`'s rules win where both set one; forbidden phrases, required elements,
+    required lines and situations add up."""
     out = first.model_copy(deep=True)
     for name in (
         "greeting",
@@ -525,7 +694,7 @@ def merge(first: StyleRules, second: StyleRules) -> StyleRules:
             setattr(out, name, getattr(second, name))
             if name in second.sources:
                 out.sources[name] = second.sources[name]
-    for name in ("forbidden", "required", "lines"):
+    for name in ("forbidden", "required", "lines", "situations"):
         mine = getattr(out, name)
         added = [x for x in getattr(second, name) if x not in mine]
         mine += added
@@ -546,8 +715,17 @@ def _by_file(chunks: list[Chunk]) -> dict[str, list[Chunk]]:
 
 def _joined(chunks: list[Chunk]) -> str:
     """A file's chunks as its text: each a block of its own, so that a chunk's first line
-    (a bold label, "**Greeting:** ...") is not read as the end of the chunk before."""
-    return "\n\n".join(c.text for c in chunks)
+    (a bold label, "**Greeting:** ...") is not read as the end of the chunk before; under
+    its section's heading where a section starts, so the guide's sections (a situation's
+    rules: `split_situations`) are read as written."""
+    parts: list[str] = []
+    section: list[str] = []
+    for chunk in chunks:
+        if chunk.headings and chunk.headings != section:
+            parts.append(f"{'#' * min(len(chunk.headings), 6)} {chunk.headings[-1]}")
+        section = chunk.headings
+        parts.append(chunk.text)
+    return "\n\n".join(parts)
 
 
 def rules_from(style: list[Chunk], documents: list[Chunk]) -> tuple[StyleRules, dict[str, str]]:

@@ -25,6 +25,7 @@ from shoptalk.eval.questions import Suite
 from shoptalk.eval.scorecard import Scorecard
 
 if TYPE_CHECKING:
+    from shoptalk.modeling.embed import Embedder
     from shoptalk.project import Project
     from shoptalk.rag.abstain import Abstention
     from shoptalk.rag.retrieve import RagIndex
@@ -86,6 +87,7 @@ def verified_replies(
     style: dict | None = None,
     persona: str = "",
     organization: str = "",
+    embedder: Embedder | None = None,
 ) -> tuple[list[str], dict[str, list[float]]]:
     """The replies shown (verified, repaired or not found, drafts held to the `style` rules)
     and, per answer, the claim flags.
@@ -118,7 +120,7 @@ def verified_replies(
         checked = verify_reply(
             item.question, next(generated), item.passages, item.abstention, persona
         )
-        replies.append(follow_style(item.question, checked.message, style))
+        replies.append(follow_style(item.question, checked.message, style, embedder))
         flags[UNSUPPORTED].append(float(bool(checked.unsupported)))
         flags[REPAIRED].append(float(checked.status == "repaired"))
     return replies, flags

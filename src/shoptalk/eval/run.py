@@ -340,9 +340,13 @@ def answer_suites(
     Returns the answers per suite ('<suite>+rag' verified and repaired as shown
     to users) and, per suite, the per-answer claim flags.
     """
+    from shoptalk.modeling.embed import load_embedder
     from shoptalk.rag.voice import follow_style
 
     settings = project.config.eval
+    # Which of the guide's situations a draft is about (rag.voice.situation_for); loaded
+    # on first use, so only for a guide that names situations.
+    embedder = load_embedder(project.config.rag.embedding_model, project.root)
     prompts = [
         with_system([Message(role="user", content=q.prompt_text)], project.system_prompt)
         for suite in suites
@@ -362,7 +366,7 @@ def answer_suites(
         out[suite.name], texts = texts[: len(suite.questions)], texts[len(suite.questions) :]
         # The post-check users get in every mode: drafts held to the style rules.
         out[suite.name] = [
-            follow_style(q.prompt_text, a, project.style)
+            follow_style(q.prompt_text, a, project.style, embedder)
             for q, a in zip(suite.questions, out[suite.name], strict=True)
         ]
         if suite.name in rag:
@@ -374,7 +378,12 @@ def answer_suites(
         generated, texts = texts[:asked], texts[asked:]
         name = rag_name(suite.name)
         out[name], flags[name] = verified_replies(
-            rag[suite.name], generated, project.style, project.system_prompt, project.organization
+            rag[suite.name],
+            generated,
+            project.style,
+            project.system_prompt,
+            project.organization,
+            embedder,
         )
     return out, flags
 

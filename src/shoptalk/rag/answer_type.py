@@ -4,10 +4,10 @@
     holds(kind, "Express costs $386 per pallet.")                      # True
     mismatch(question, [p.text for p in passages[:2]])                 # refuse when True
 
-A question asking for an amount, a count or a time cannot be answered by passages
-that hold no such value, however many of its words they share: "How much revenue
-did we make last year?" retrieves "The company was founded in 1996." The check is
-deliberately narrow (three kinds, read off the question words of English and
+A question asking for an amount, a count, a time, a phone number or an e-mail address
+cannot be answered by passages that hold no such value, however many of its words they
+share: "How much revenue did we make last year?" retrieves "The company was founded in
+1996." The check is deliberately narrow (five kinds, read off the question words of English and
 Chinese, and any value of the kind counts), so it refuses only when the passages
 plainly lack what was asked: on the examples' answerable questions it refused none
 (bench/RESULTS.md, "Abstention").
@@ -25,7 +25,7 @@ from typing import Literal
 
 from shoptalk.rag.chunk import sentence_spans
 
-Kind = Literal["money", "when", "number"]
+Kind = Literal["money", "when", "number", "phone", "email"]
 
 _MONTHS = (
     "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
@@ -52,6 +52,12 @@ _TIME = re.compile(
     re.IGNORECASE,
 )
 
+# A phone number ("1-800-555-0192", "+44 20 7946 0018", "400-820-6637") or an extension.
+_PHONE = re.compile(
+    r"\+?\d[\d ().-]{5,}\d|\b(?:ext|extension|x)\.?\s?\d{2,6}\b|分机\s?\d{2,6}", re.IGNORECASE
+)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
 # What the question asks for, from its question words.
 _ASKS_MONEY = re.compile(
     r"\bhow much\b.*\b(?:cost|costs|price|pay|paid|charge|charged|fee|fees|salary|revenue"
@@ -68,6 +74,20 @@ _ASKS_WHEN = re.compile(
     re.IGNORECASE,
 )
 _ASKS_NUMBER = re.compile(r"\bhow many\b|多少|几[个位家名次天年月周人]", re.IGNORECASE)
+# "What's the direct phone number for the Greyhaven branch?" is not answered by its opening
+# hours, nor "which email address ..." by a sentence without one.
+_ASKS_PHONE = re.compile(
+    r"\b(?:phone|telephone|fax|hotline|helpline|contact)\s+(?:number|no\.?|extension|ext\b)"
+    r"|\b(?:what|which)\s+(?:phone\s+)?number\s+(?:do|should|can|would)\s+(?:i|we|you)\s+(?:call|ring|dial)\b"
+    r"|\bextension\s+number\b"
+    r"|(?:电话|热线|分机|手机)(?:号码?)?(?:是)?(?:多少|几号)|(?:哪个|什么)号码|号码是多少",
+    re.IGNORECASE,
+)
+_ASKS_EMAIL = re.compile(
+    r"\be-?mail\s+address\b|\b(?:what|which)(?:'s|’s| is)?\s+(?:the\s+|their\s+|your\s+)?e-?mail\b"
+    r"|邮箱(?:地址)?(?:是)?(?:多少|什么)|(?:电子)?邮件地址",
+    re.IGNORECASE,
+)
 
 
 # A question of several parts ("How long ..., and when ...?") may ask for several kinds.
@@ -83,6 +103,10 @@ def asked_for(question: str) -> Kind | None:
         return "when"
     if _ASKS_MONEY.search(question):
         return "money"
+    if _ASKS_PHONE.search(question):
+        return "phone"
+    if _ASKS_EMAIL.search(question):
+        return "email"
     if _ASKS_NUMBER.search(question):
         return "number"
     return None
@@ -94,6 +118,10 @@ def holds(kind: Kind, text: str) -> bool:
         return bool(_MONEY.search(text))
     if kind == "when":
         return bool(_TIME.search(text) or _NUMBER.search(text))
+    if kind == "phone":
+        return bool(_PHONE.search(text))
+    if kind == "email":
+        return bool(_EMAIL.search(text))
     return bool(_NUMBER.search(text))
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shoptalk.modeling.chat_format import with_system
+from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.modeling.generate import Assistant, answer, load_assistant
 from shoptalk.modeling.load import resolve_base_model
 from shoptalk.project import Project
@@ -31,6 +32,7 @@ class Session:
     index: RagIndex | None = None
     style: dict = field(default_factory=dict)  # the style rules drafts are held to (rag.voice)
     organization: str = ""  # the config's `name`: how the assistant introduces itself (rag.persona)
+    embedder: Embedder | None = None  # tells a draft's situation (rag.voice.situation_for)
 
     @classmethod
     def open(cls, project: Project, base: bool = False, rag: bool | None = None) -> Session:
@@ -56,6 +58,9 @@ class Session:
             index=index,
             style=project.style,
             organization=project.organization,
+            embedder=index.embedder
+            if index is not None
+            else load_embedder(project.config.rag.embedding_model, project.root),
         )
 
     def grounded(self, text: str, max_new_tokens: int = 256) -> RagAnswer:
@@ -71,7 +76,7 @@ class Session:
             max_new_tokens,
             organization=self.organization,
         )
-        result.message = follow_style(text, result.message, self.style)
+        result.message = follow_style(text, result.message, self.style, self.embedder)
         return result
 
     def reply(self, text: str, max_new_tokens: int = 256, keep: bool = False) -> str:
@@ -79,7 +84,7 @@ class Session:
         reply = answer(
             self.assistant, [with_system(messages, self.system_prompt)], max_new_tokens, 1
         )[0]
-        reply = follow_style(text, reply, self.style)
+        reply = follow_style(text, reply, self.style, self.embedder)
         if keep:
             self.history = [*messages, Message(role="assistant", content=reply)]
         return reply

@@ -23,6 +23,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from shoptalk.modeling.chat_format import with_system_dicts
+from shoptalk.modeling.embed import Embedder
 from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.answer import (
     RagAnswer,
@@ -93,6 +94,7 @@ class Grounding:
     organization: str = ""  # the config's `name`: how the assistant introduces itself
     copy_numbers: str = "tuned"  # the project's rag.copy_numbers
     style: dict = field(default_factory=dict)  # the style rules drafts are held to (rag.voice)
+    embedder: Embedder | None = None  # tells a draft's situation (rag.voice.situation_for)
 
     def check(self, text: str) -> RagAnswer:
         """The reply as `ask` and the scorecard show it: verified, and a draft in the guide's
@@ -100,7 +102,7 @@ class Grounding:
         checked = checked_reply(
             self.question, text, self.passages, self.abstention, self.persona, self.organization
         )
-        checked.message = follow_style(self.question, checked.message, self.style)
+        checked.message = follow_style(self.question, checked.message, self.style, self.embedder)
         return checked
 
     def sources(self) -> list[str] | None:
@@ -145,6 +147,7 @@ async def ground(
             system_prompt,
             organization,
             style=project_style(app, root),
+            embedder=index.embedder,
         )
         return [*persona, *history, users[-1]], grounding
     groups = held_groups(principal)
@@ -157,6 +160,7 @@ async def ground(
         system_prompt,
         copy_numbers=index.settings.copy_numbers,
         style=project_style(app, root),
+        embedder=index.embedder,
     )
     if not selection.answerable:
         return None, grounding
