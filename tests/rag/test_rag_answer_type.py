@@ -30,6 +30,10 @@ from shoptalk.rag.answer_type import asked_for, holds, mismatch, unnamed_period
         ("Can I get an extension on my deadline?", None),
         ("What time does the phone line close?", "when"),
         ("I don't use email, can you post my documents?", None),
+        ("What's the street address of the harbour office?", "address"),
+        ("深圳门店的地址是什么？", "address"),
+        ("Do you deliver to a residential address?", None),
+        ("What's the way to update my address?", None),
     ],
 )
 def test_what_a_question_asks_for(question: str, kind: str | None) -> None:
@@ -48,6 +52,9 @@ def test_values_of_each_kind_are_found_in_english_and_chinese() -> None:
     # Opening hours are no phone number; an address is no e-mail.
     assert not holds("phone", "Open 16:00–17:00, Mon–Thu 9:00–16:00.")
     assert holds("email", "Write to claims@acme.example.") and not holds("email", "12 Dock Road")
+    assert holds("address", "We are at 12 Dock Road, Leeds.") and holds("address", "翠苑路126号")
+    assert holds("address", "Reno, NV 89502") and holds("address", "London SW1A 1AA")
+    assert not holds("address", "The limit is 10000, seven days a week.")
 
 
 def test_mismatch_only_when_a_kind_is_asked_and_missing() -> None:

@@ -4,10 +4,10 @@
     holds(kind, "Express costs $386 per pallet.")                      # True
     mismatch(question, [p.text for p in passages[:2]])                 # refuse when True
 
-A question asking for an amount, a count, a time, a phone number or an e-mail address
-cannot be answered by passages that hold no such value, however many of its words they
+A question asking for an amount, a count, a time, a phone number, an e-mail or a postal
+address cannot be answered by passages that hold no such value, however many of its words they
 share: "How much revenue did we make last year?" retrieves "The company was founded in
-1996." The check is deliberately narrow (five kinds, read off the question words of English and
+1996." The check is deliberately narrow (six kinds, read off the question words of English and
 Chinese, and any value of the kind counts), so it refuses only when the passages
 plainly lack what was asked: on the examples' answerable questions it refused none
 (bench/RESULTS.md, "Abstention").
@@ -25,7 +25,7 @@ from typing import Literal
 
 from shoptalk.rag.chunk import sentence_spans
 
-Kind = Literal["money", "when", "number", "phone", "email"]
+Kind = Literal["money", "when", "number", "phone", "email", "address"]
 
 _MONTHS = (
     "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
@@ -57,8 +57,25 @@ _PHONE = re.compile(
     r"\+?\d[\d ().-]{5,}\d|\b(?:ext|extension|x)\.?\s?\d{2,6}\b|分机\s?\d{2,6}", re.IGNORECASE
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# A postal address: a numbered street, a US ZIP after its state, a UK postcode, 路/街 ... 号.
+_STREETS = (
+    "street|st|avenue|ave|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl"
+    "|parkway|pkwy|highway|hwy|square|sq|terrace|close|crescent|row|quay|wharf"
+)
+_ADDRESS = re.compile(  # case matters: a name is capitalized, "is 10000" is no ZIP code
+    rf"\b\d{{1,5}}[A-Za-z]?\s+(?:[A-Z][\w'’-]*\s+){{1,4}}(?i:{_STREETS})\b"
+    r"|\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b|\b[A-Z]{1,2}\d[A-Z\d]?\s+\d[A-Z]{2}\b|\bP\.?\s?O\.?\s+Box\s+\d"
+    r"|[\u4e00-\u9fff][路街道巷弄里]\s?\d+\s?号"
+)
 
 # What the question asks for, from its question words.
+# "What's the address of the Dallas warehouse?"; not "delivering to a residential address".
+_ASKS_ADDRESS = re.compile(
+    r"\bwhat(?:'s|’s|s| is| are)?\s+(?:the\s+|their\s+|your\s+|its\s+)?"
+    r"(?:street\s+|postal\s+|mailing\s+|physical\s+|office\s+)?address(?:es)?\b(?!\s+(?:to|on)\b)"
+    r"|地址是(?:什么|哪里|多少)|(?:具体|详细)地址|地址在哪",
+    re.IGNORECASE,
+)
 _ASKS_MONEY = re.compile(
     r"\bhow much\b.*\b(?:cost|costs|price|pay|paid|charge|charged|fee|fees|salary|revenue"
     r"|spend|spent|earn|earns|budget|worth)\b"
@@ -107,6 +124,8 @@ def asked_for(question: str) -> Kind | None:
         return "phone"
     if _ASKS_EMAIL.search(question):
         return "email"
+    if _ASKS_ADDRESS.search(question):
+        return "address"
     if _ASKS_NUMBER.search(question):
         return "number"
     return None
@@ -122,6 +141,8 @@ def holds(kind: Kind, text: str) -> bool:
         return bool(_PHONE.search(text))
     if kind == "email":
         return bool(_EMAIL.search(text))
+    if kind == "address":
+        return bool(_ADDRESS.search(text))
     return bool(_NUMBER.search(text))
 
 
