@@ -36,7 +36,8 @@ class Sources(BaseModel, extra="forbid"):
     style: list[str] = Field(
         default_factory=list,
         description="Style material (.md, .markdown, .txt, .html, .htm, .pdf, .docx): tone guides, "
-        "past replies, brand copy. Their rules (greeting, sign-off, forbidden phrases, register) "
-        "are written to the dataset's style.json; they are never indexed or trained on as facts. "
+        "past replies, brand copy. Their rules (greeting, sign-off, forbidden phrases, register, "
+        "and a section's rules for one situation: 'When a customer tells us ...:') are written to "
+        "the dataset's style.json; they are never indexed or trained on as facts. "
         "Documents under `docs` that read as a tone guide add their rules too and stay in the index",
     )
