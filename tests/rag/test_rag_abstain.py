@@ -12,6 +12,7 @@ from shoptalk.rag.abstain import (
     fit_rule,
     load_rule,
     missing_name,
+    missing_place,
     save_rule,
     signals,
     term_idf,
@@ -150,6 +151,20 @@ def test_a_name_the_passages_do_not_hold_is_refused() -> None:
     # A capitalized first word is not part of a name; one capitalized word is no name.
     assert missing_name("Does Harbor Express run daily?", table) is None
     assert missing_name("What is the per diem in Seattle?", table) is None
+
+
+def test_a_site_at_a_place_the_passages_do_not_name_is_refused() -> None:
+    hq = [_passage("Harbor Freight's head office is at 12 Dock Road, Leeds LS1 4AB.", 0.8)]
+    assert missing_place("Do you have an office in Bristol?", hq) == "Bristol"
+    assert missing_place("What's the address of the Harbor depot in York?", hq) == "York"
+    assert missing_place("Where do visitors park at the Leeds office?", hq) is None
+    # A place without a site is a rule's place ("a trip to Seattle"); "Our office" no place.
+    assert missing_place("What is the per diem for a trip to Seattle?", hq) is None
+    assert missing_place("Is our Main office open on Sundays?", hq) is None
+    shops = [_passage("杭州西湖旗舰店位于翠苑路126号。", 0.8)]
+    assert missing_place("茶香在北京有门店吗？", shops) == "北京"
+    assert missing_place("杭州门店几点开门？", shops) is None
+    assert missing_place("上海出差的餐补是多少？", shops) is None
 
 
 def test_full_width_forms_are_the_same_words() -> None:

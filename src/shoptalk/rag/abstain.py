@@ -19,9 +19,10 @@ unanswerable questions lost their topic with their answer) but not on questions
 that keep the topic and miss the fact, which is what users ask. Before the rule,
 a question asking for an amount, a count or a time whose best passages hold no
 such value is refused (`rag.answer_type`), so is one about a past or future
-period ("last quarter") no passage names, and so is one naming something of
+period ("last quarter") no passage names, so is one naming something of
 several capitalized words ("Ocean Freight") that the passages do not name
-(`missing_name`). The rule is a logistic regression over
+(`missing_name`), and so is one about a site at a place they do not name ("an
+office in Denver", "深圳门店": `missing_place`). The rule is a logistic regression over
 these signals, fitted on the project's own questions (answerable ones, and the
 same questions with the document that answers them left out of retrieval), never
 on evaluation questions; its threshold keeps false refusals on those answerable
@@ -57,6 +58,7 @@ from pydantic import BaseModel, Field
 from shoptalk.artifacts import write_json
 from shoptalk.rag.answer_type import mismatch, unnamed_period
 from shoptalk.rag.bm25 import STOPWORDS, terms, tokens
+from shoptalk.rag.citations import chinese_places
 
 if TYPE_CHECKING:
     from shoptalk.records import Chunk
@@ -151,7 +153,7 @@ class Abstention:
             return True
         if unnamed_period(question, [f"{p.heading}\n{p.text}" for p in passages]):
             return True
-        if missing_name(question, passages):
+        if missing_name(question, passages) or missing_place(question, passages):
             return True
         return self.coverage and self.rule.refuses(self.signals(question, passages))
 
@@ -212,6 +214,51 @@ def missing_name(question: str, passages: Sequence[Passage]) -> str | None:
         for word in run:
             if not set(re.findall(r"\w+", word.lower().removesuffix("'s"))) <= have:
                 return " ".join(run)
+    return None
+
+
+# A site of the organization: "an office in Denver", "the Dallas warehouse", "深圳门店".
+_SITE = (
+    r"offices?|branch(?:es)?|stores?|shops?|warehouses?|depots?|sites?|locations?|facilit(?:y|ies)"
+    r"|plants?|factor(?:y|ies)|clinics?|hospitals?|campus(?:es)?|headquarters|hq|outlets?"
+    r"|(?:distribution|service|call)\s+cent(?:er|re)s?"
+)
+_PLACE = r"[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*"
+# Case matters for the place (a name is capitalized), not for the site. Two patterns, as
+# they overlap: "the Kestrel warehouse in Dallas".
+_SITE_PLACES = (
+    re.compile(rf"\b(?i:{_SITE})\s+(?i:in|at|near)\s+({_PLACE})"),
+    re.compile(rf"({_PLACE})\s+(?i:{_SITE})\b"),
+)
+_ZH_SITE = re.compile(
+    r"门店|分店|店铺|旗舰店|办公室|仓库|网点|分公司|营业部|营业厅|工厂|门市|诊所|医院|分院|校区|园区"
+)
+# Capitalized words that are no place: "Our office", "the Main branch", "Which store".
+_NOT_PLACES = frozenset(
+    "the our your their its which what each every any this that main head new local nearest "
+    "closest a an do does is are can i where how when who".split()
+)
+
+
+def missing_place(question: str, passages: Sequence[Passage]) -> str | None:
+    """A place the question names for one of the organization's sites that no passage names.
+
+    "Does Kestrel have an office in Denver?" reads the passage about the head office in
+    Reno: the passages answer for another site. Only with a site ("office", "warehouse",
+    "门店"): "the per diem for a trip to Seattle" is a rule for any city. Chinese places are
+    the words jieba tags as places (北京 ns).
+    """
+    text = " ".join(f"{p.heading} {p.text}" for p in passages)
+    lowered = text.lower()
+    for match in (m for pattern in _SITE_PLACES for m in pattern.finditer(question)):
+        bare = (w.removesuffix("'s").removesuffix("’s") for w in match.group(1).split())
+        words = [w for w in bare if w.lower() not in _NOT_PLACES]
+        if words and " ".join(words).lower() not in lowered:
+            return " ".join(words)
+    if _ZH_SITE.search(question):
+        for name in sorted(chinese_places(question)):
+            if name not in text:
+                return name
     return None
 
 

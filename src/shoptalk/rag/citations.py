@@ -155,18 +155,23 @@ def named_values(claim: str) -> set[str]:
 _NAME_TAGS = frozenset({"nr", "nrfg", "nrt", "ns", "nt"})
 
 
-@lru_cache(maxsize=4096)
 def chinese_names(text: str) -> frozenset[str]:
     """The names jieba tags in `text`, two characters or more (one is too often a word)."""
+    return frozenset(word for word, flag in _tagged(text) if flag in _NAME_TAGS and len(word) > 1)
+
+
+def chinese_places(text: str) -> frozenset[str]:
+    """The place names jieba tags in `text` (北京, 深圳: ns), two characters or more."""
+    return frozenset(word for word, flag in _tagged(text) if flag == "ns" and len(word) > 1)
+
+
+@lru_cache(maxsize=4096)
+def _tagged(text: str) -> tuple[tuple[str, str], ...]:
     import jieba
     import jieba.posseg
 
     jieba.setLogLevel(logging.WARNING)  # it prints dictionary loading to stderr otherwise
-    return frozenset(
-        pair.word
-        for pair in jieba.posseg.cut(text)
-        if pair.flag in _NAME_TAGS and len(pair.word) > 1
-    )
+    return tuple((pair.word, pair.flag) for pair in jieba.posseg.cut(text))
 
 
 def holds_values(claim: str, chunk: Chunk) -> bool:
