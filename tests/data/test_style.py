@@ -358,6 +358,15 @@ def test_a_situations_rules_hold_for_it_alone():
     assert zh.lines == ["关怀热线：400-800-1234（工作日9:00-18:00）。", "您的保障继续有效。"]
 
 
+def test_a_section_for_every_reply_is_no_situation():
+    r = extract_rules(
+        '## Greeting\n\nWhen writing to customers:\n\n- Always start with "Dear {name},".\n'
+    )
+    assert r.situations == [] and r.greeting == "Dear {name},"
+    zh = extract_rules("## 称呼\n\n当给客户回复时：\n\n- 回复以“尊敬的客户：”开头。\n")
+    assert zh.situations == [] and zh.greeting == "尊敬的客户："
+
+
 def test_do_not_mention_lists_what_not_to_mention():
     r = extract_rules(
         "### Bereavement\n\nWhen a customer tells us someone has died:\n\n"

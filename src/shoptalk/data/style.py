@@ -322,6 +322,15 @@ _SITUATION = re.compile(
     r"^\W*((?:when|whenever|if)\b[^:：]{8,160}?)\s*[:：]\s*$|^\W*((?:当|如果|若|遇到)[^:：]{4,60})[:：]\s*$",
     re.IGNORECASE,
 )
+# ... but "When you write to a customer:" opens rules for every reply, not a situation.
+_EVERY_REPLY = re.compile(
+    r"^\W*(?:when|whenever|if)\s+(?:you\s+|we\s+|staff\s+)?(?:are\s+)?"
+    r"(?:write|writing|reply|replying|respond|responding|draft|drafting|e-?mailing|answering"
+    r"|contacting|talking|speaking|communicating)"
+    r"(?:\s+(?:to|with)\s+(?:a\s+|the\s+|our\s+)?(?:customers?|members?|clients?|patients?|people|them|anyone))?\s*$"
+    r"|^\W*(?:当|如果)?(?:给|向|与)?(?:客户|用户|顾客)(?:写信|回复|沟通)(?:时)?$",
+    re.IGNORECASE,
+)
 _HEADING = re.compile(r"^\s*#{1,6}\s+(.*)$")
 
 
@@ -343,11 +352,11 @@ def split_situations(text: str) -> tuple[str, list[Situation]]:
         heading = _HEADING.match(section[0]) if section else None
         body = [ln for ln in section[1 if heading else 0 :] if ln.strip()]
         condition = _SITUATION.match(body[0]) if body else None
-        if not condition:
+        named = (condition.group(1) or condition.group(2)) if condition else ""
+        if not condition or _EVERY_REPLY.match(named):
             general += section
             continue
         title = re.sub(r"^[\d.\s]+", "", heading.group(1)).strip(" *") if heading else ""
-        named = condition.group(1) or condition.group(2)
         when = f"{title}. {named.strip()}" if title else named.strip()
         found.append(_situation(when, body[1:]))
         # A phrase it forbids by quoting ("Never use "denied"") is wording, not a topic:

@@ -206,8 +206,8 @@ def follow_style(
 _OURS = re.compile(r"\b(?:when|whenever|if)\s+(?:we|our|I)\b|(?:当|如果|若)我们", re.IGNORECASE)
 # The customer's message a drafting request quotes: 'Draft a reply to: "My father died ..."'.
 _QUOTED_MESSAGE = re.compile(r'["“「『]([^"“”「」『』]{12,})["”」』]')
-# Measured with all-MiniLM-L6-v2 (bench/RESULTS.md): 10 customer messages about one of six
-# customer situations written three ways (a death in the family, illness, money trouble, a
+# Measured with all-MiniLM-L6-v2 (bench/RESULTS.md): 10 customer messages about one of four
+# situations (a death in the family, in two guides' wordings; illness; money trouble; a
 # complaint) scored 0.26-0.46 against their own; 14 ordinary messages at most 0.31 against
 # any (a refused refund against "a complaint"). At 0.35, with 0.05 over the next situation:
 # 7 of the 10 told, none of the 14. A missed situation leaves the draft as the general rules
