@@ -48,6 +48,8 @@ def test_values_of_each_kind_are_found_in_english_and_chinese() -> None:
     assert holds("when", "within 33 days") and not holds("when", "Ask the front desk.")
     assert holds("number", "two cleanings") and holds("number", "三间品茗室")
     assert holds("phone", "Call 1-800-555-0192.") and holds("phone", "call extension 4300")
+    assert holds("phone", "The phone extension for IT support is 4300 [2].")
+    assert not holds("phone", "The fee is 1,250.50 a year.")
     assert holds("phone", "热线400-820-6637") and holds("phone", "+44 20 7946 0018")
     # Opening hours are no phone number; an address is no e-mail.
     assert not holds("phone", "Open 16:00–17:00, Mon–Thu 9:00–16:00.")

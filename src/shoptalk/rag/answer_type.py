@@ -52,9 +52,12 @@ _TIME = re.compile(
     re.IGNORECASE,
 )
 
-# A phone number ("1-800-555-0192", "+44 20 7946 0018", "400-820-6637") or an extension.
+# A phone number ("1-800-555-0192", "+44 20 7946 0018", "400-820-6637") or an extension,
+# also as an answer says it: "the extension for IT support is 4300".
 _PHONE = re.compile(
-    r"\+?\d[\d ().-]{5,}\d|\b(?:ext|extension|x)\.?\s?\d{2,6}\b|分机\s?\d{2,6}", re.IGNORECASE
+    r"\+?\d[\d ().-]{5,}\d|\b(?:ext|extension|x)\.?\s?\d{2,6}\b|分机\s?\d{2,6}"
+    r"|\b(?:is|at|on|dial|call)\s+\d{3,6}\b(?![.,:]\d)",
+    re.IGNORECASE,
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # A postal address: a numbered street, a US ZIP after its state, a UK postcode, 路/街 ... 号.
