@@ -12,8 +12,9 @@ from shoptalk.rag.answer_type import asked_for, holds, mismatch, unnamed_period
         ("What is the annual salary of the director?", "money"),
         ("会员卡多少钱？", "money"),
         ("When do unused vacation days expire?", "when"),
-        ("How long does a refund take?", "when"),
-        ("退款多久到账？", "when"),
+        ("How long does a refund take?", "duration"),
+        ("退款多久到账？", "duration"),
+        ("When is the company planning to go public?", "when"),
         ("How many parking spaces are there?", "number"),
         ("仓库有几个门？", "number"),
         ("Who is the head of sales?", None),
@@ -46,6 +47,9 @@ def test_values_of_each_kind_are_found_in_english_and_chinese() -> None:
     assert not holds("money", "Founded in 1996.")
     assert holds("when", "Reviews happen in April.") and holds("when", "五个工作日内到账")
     assert holds("when", "within 33 days") and not holds("when", "Ask the front desk.")
+    # "When ...?" is not answered by any number, "How long ...?" may be (a length).
+    assert holds("when", "Founded in 1996.") and not holds("when", "HQ is at 4820 Longspur Avenue.")
+    assert holds("duration", "at least 14 characters long")
     assert holds("number", "two cleanings") and holds("number", "三间品茗室")
     assert holds("phone", "Call 1-800-555-0192.") and holds("phone", "call extension 4300")
     assert holds("phone", "The phone extension for IT support is 4300 [2].")

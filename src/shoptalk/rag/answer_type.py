@@ -25,7 +25,7 @@ from typing import Literal
 
 from shoptalk.rag.chunk import sentence_spans
 
-Kind = Literal["money", "when", "number", "phone", "email", "address"]
+Kind = Literal["money", "when", "duration", "number", "phone", "email", "address"]
 
 _MONTHS = (
     "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
@@ -89,10 +89,15 @@ _ASKS_MONEY = re.compile(
 _ASKS_WHEN = re.compile(
     r"^\s*when\b|\bwhen (?:is|are|was|were|do|does|did|will|should|can)\b"
     r"|\bwhat (?:time|date|day|month|year)\b|\bwhich (?:days?|date|months?|year|time)\b"
-    r"|\bhow (?:long|soon|often|late|early)\b"
-    r"|什么时候|何时|哪天|哪一天|几点|几号|多久|多长时间|哪个月|什么时间",
+    r"|\bhow (?:soon|often|late|early)\b"
+    r"|什么时候|何时|哪天|哪一天|几点|几号|哪个月|什么时间",
     re.IGNORECASE,
 )
+# "How long ...?" asks for a time or a length ("at least 14 characters"): any number answers.
+_ASKS_DURATION = re.compile(r"\bhow long\b|多久|多长时间", re.IGNORECASE)
+# A year answers "when" ("founded in 1996"); other numbers do not ("4820 Longspur Avenue"
+# for "When is the company planning to go public?").
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
 _ASKS_NUMBER = re.compile(r"\bhow many\b|多少|几[个位家名次天年月周人]", re.IGNORECASE)
 # "What's the direct phone number for the Greyhaven branch?" is not answered by its opening
 # hours, nor "which email address ..." by a sentence without one.
@@ -119,6 +124,8 @@ def asked_for(question: str) -> Kind | None:
     explanation, or a question of several parts)."""
     if len([p for p in _PARTS.split(question) if p.strip()]) > 1:
         return None
+    if _ASKS_DURATION.search(question):
+        return "duration"
     if _ASKS_WHEN.search(question):
         return "when"
     if _ASKS_MONEY.search(question):
@@ -135,10 +142,13 @@ def asked_for(question: str) -> Kind | None:
 
 
 def holds(kind: Kind, text: str) -> bool:
-    """`text` holds a value of `kind` (a time may also be a number: "within 33 days")."""
+    """`text` holds a value of `kind`: a time is a date, a time of day, a period ("within 33
+    days") or a year; a duration that or any number."""
     if kind == "money":
         return bool(_MONEY.search(text))
     if kind == "when":
+        return bool(_TIME.search(text) or _YEAR.search(text))
+    if kind == "duration":
         return bool(_TIME.search(text) or _NUMBER.search(text))
     if kind == "phone":
         return bool(_PHONE.search(text))
