@@ -376,8 +376,8 @@ def test_do_not_mention_lists_what_not_to_mention():
 
 
 def test_a_draft_in_a_situation_opens_with_its_sentence_and_carries_its_lines():
-    situation = extract_rules(GUIDE_SITUATIONS).situations[0]
     rules = extract_rules(GUIDE_SITUATIONS)
+    situation = rules.situations[0]
     draft = "Unfortunately, late fees apply. Your plan renews in May [1]."
     fixed = repair(draft, rules, "Ana Silva", "", situation)
     assert fixed.startswith("Hi Ana,\n\nI'm sorry to hear about your diagnosis. Your plan")

@@ -54,6 +54,10 @@ class Situation(BaseModel, extra="forbid"):
     )
 
 
+# No situation: what `problems` and `repair` hold a draft to when none applies.
+_NO_SITUATION = Situation(when="")
+
+
 class StyleRules(BaseModel, extra="forbid"):
     """The rules a draft must follow, with the sentence each came from."""
 
@@ -576,7 +580,7 @@ def problems(
     """What a draft breaks, in words; empty when it follows the rules. `name` and `reference`
     are the customer's name and case number, when the request gives them; `situation` the
     guide's situation the customer's message is about, if any."""
-    situation = situation or Situation(when="")
+    situation = situation or _NO_SITUATION
     out = []
     greeting = greeting_for(rules, name)
     head = greeting if (name or rules.greeting_fallback) else _prefix(rules.greeting)
@@ -608,7 +612,7 @@ def repair(
     `situation`'s opening sentence, the case number quoted (`reference`), the situation's
     and the guide's required lines, the sign-off; sentences with a forbidden phrase dropped.
     The draft's own greeting and sign-off give way to the guide's."""
-    situation = situation or Situation(when="")
+    situation = situation or _NO_SITUATION
     forbidden = rules.forbidden + situation.forbidden
     chinese = bool(re.search(r"[\u4e00-\u9fff]", draft + rules.greeting + rules.sign_off))
     text = _without_closing(_without_opening(draft.strip(), rules), rules)

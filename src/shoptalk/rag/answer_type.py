@@ -119,44 +119,41 @@ _ASKS_EMAIL = re.compile(
 _PARTS = re.compile(r"[?？;；，]|,\s*(?:and|or)\b|\band (?:how|when|what|who|which|where)\b")
 
 
+# Question words -> the kind asked, the first that matches: "how long" before "when", a
+# price before "how many", a phone number before "多少".
+_ASKS: tuple[tuple[re.Pattern[str], Kind], ...] = (
+    (_ASKS_DURATION, "duration"),
+    (_ASKS_WHEN, "when"),
+    (_ASKS_MONEY, "money"),
+    (_ASKS_PHONE, "phone"),
+    (_ASKS_EMAIL, "email"),
+    (_ASKS_ADDRESS, "address"),
+    (_ASKS_NUMBER, "number"),
+)
+# The values that answer each kind: a time is a date, a time of day, a period ("within 33
+# days") or a year; a duration that or any number.
+_VALUES: dict[Kind, tuple[re.Pattern[str], ...]] = {
+    "money": (_MONEY,),
+    "when": (_TIME, _YEAR),
+    "duration": (_TIME, _NUMBER),
+    "number": (_NUMBER,),
+    "phone": (_PHONE,),
+    "email": (_EMAIL,),
+    "address": (_ADDRESS,),
+}
+
+
 def asked_for(question: str) -> Kind | None:
     """The kind of value a one-part `question` asks for, or None (a yes/no, a name, an
     explanation, or a question of several parts)."""
     if len([p for p in _PARTS.split(question) if p.strip()]) > 1:
         return None
-    if _ASKS_DURATION.search(question):
-        return "duration"
-    if _ASKS_WHEN.search(question):
-        return "when"
-    if _ASKS_MONEY.search(question):
-        return "money"
-    if _ASKS_PHONE.search(question):
-        return "phone"
-    if _ASKS_EMAIL.search(question):
-        return "email"
-    if _ASKS_ADDRESS.search(question):
-        return "address"
-    if _ASKS_NUMBER.search(question):
-        return "number"
-    return None
+    return next((kind for asks, kind in _ASKS if asks.search(question)), None)
 
 
 def holds(kind: Kind, text: str) -> bool:
-    """`text` holds a value of `kind`: a time is a date, a time of day, a period ("within 33
-    days") or a year; a duration that or any number."""
-    if kind == "money":
-        return bool(_MONEY.search(text))
-    if kind == "when":
-        return bool(_TIME.search(text) or _YEAR.search(text))
-    if kind == "duration":
-        return bool(_TIME.search(text) or _NUMBER.search(text))
-    if kind == "phone":
-        return bool(_PHONE.search(text))
-    if kind == "email":
-        return bool(_EMAIL.search(text))
-    if kind == "address":
-        return bool(_ADDRESS.search(text))
-    return bool(_NUMBER.search(text))
+    """`text` holds a value of `kind` (`_VALUES`)."""
+    return any(pattern.search(text) for pattern in _VALUES[kind])
 
 
 def mismatch(question: str, texts: Sequence[str]) -> bool:
