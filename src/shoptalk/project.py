@@ -267,8 +267,9 @@ def init_project(
     )
     if cfg.data.pii.allow:
         header += (
-            "# data.pii.allow: contacts found in several of your files, taken for the\n"
-            "# organization's own and kept in training and answers; remove any that are personal.\n"
+            "# data.pii.allow: contacts found in several of your files, or published as a line\n"
+            "# (toll-free, or a helpline, desk or service), taken for the organization's own\n"
+            "# and kept in training and answers; remove any that are personal.\n"
         )
     write_atomic(target, header + dump_config(cfg))
     return target

@@ -13,6 +13,8 @@ from shoptalk.data.pii import (
     cn_id_ok,
     find_pii,
     iban_ok,
+    published_number,
+    recurring_contacts,
     redact,
     redact_conversation,
 )
@@ -222,3 +224,28 @@ def test_a_mistyped_id_is_redacted_in_training_data(tmp_path):
     counts: Counter[str] = Counter()
     (kept,), _, _ = prepare_conversations([record], DataSettings(), counts)
     assert number not in kept.messages[0].content and counts["cn_id"] == 1
+
+
+def test_a_number_one_document_publishes_as_a_line_is_the_organizations():
+    texts = {
+        "complaints.md": "Refer it to the Ombudsman, free to use: 1-800-555-0199.",
+        "it.md": "Call the IT service desk on 555-201-7789 at any time.",
+        "hr.md": "客服热线：021-61234567",
+        "case.md": "Jane asked us to call her at 555-201-7788.",
+        "chat.md": "Reach me on my mobile line: 555-201-7790",
+        "note.md": "张经理手机 13812345678",
+    }
+    assert recurring_contacts(texts) == ["021-61234567", "1-800-555-0199", "555-201-7789"]
+
+
+def test_toll_free_numbers_are_told_from_personal_ones():
+    for number in (
+        "1-800-555-0199",
+        "(888) 555-0100",
+        "+1 877 555 0100",
+        "400-820-8820",
+        "+44 800 123 4567",
+    ):
+        assert published_number(number, 0, len(number)), number
+    for number in ("555-201-7788", "+44 20 7946 0123", "13812345678", "1-810-555-0100"):
+        assert not published_number(number, 0, len(number)), number

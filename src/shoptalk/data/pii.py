@@ -429,14 +429,51 @@ def own_contacts(sources: list[Path]) -> list[str]:
 
 def recurring_contacts(texts: dict[str, str], min_files: int = 2) -> list[str]:
     """The organization's own contacts in its files (name -> text): e-mail domains and phone
-    numbers that `min_files` or more files state. A hotline or a team address recurs across
-    an organization's policies and FAQ; a person's number in one chat does not. For `init`'s
+    numbers that `min_files` or more files state, and numbers one file publishes as a line
+    (`published_number`). A hotline or a team address recurs across an organization's
+    policies and FAQ; a person's number in one chat does not. For `init`'s
     `data.pii.allow`, which the user reads and edits."""
     seen: dict[str, set[str]] = {}
+    published: set[str] = set()
     for name, text in texts.items():
         for match in EMAIL.finditer(text):
             seen.setdefault("@" + match.group().split("@", 1)[1].lower(), set()).add(name)
         for pattern in PHONES:
             for match in pattern.finditer(text):
                 seen.setdefault(match.group(), set()).add(name)
-    return sorted(value for value, files in seen.items() if len(files) >= min_files)
+                if published_number(text, match.start(), match.end()):
+                    published.add(match.group())
+    recurring = {value for value, files in seen.items() if len(files) >= min_files}
+    return sorted(recurring | published)
+
+
+# Numbers no person has: toll-free and freephone ranges (North America's 800, 833 ... 888,
+# the UK's 0800/0808 and China's 400 dialled internationally or not, the global +800).
+TOLL_FREE = re.compile(
+    r"(?:\+?1[ .-]?)?\(?8(?:00|33|44|55|66|77|88)\)?[ .-]|\+44[ .-]?80[08]|(?:\+86[ -]?)?400[ -]"
+    r"|\+800",
+    re.A,
+)
+# What a document calls a number it publishes: "the Claims Line on", "Customer Care:",
+# "IT service desk", "客服热线："; read in the words just before the number, on its line.
+LINE_WORDS = re.compile(
+    r"\b(?:line|helpline|hotline|desk|care|support|service|switchboard|reception|centre|center)"
+    r"\b|热线|客服|服务台|服务中心|总机|前台",
+    re.I,
+)
+# Unless the words say whose it is: "her mobile", "his cell", "手机".
+PERSON_WORDS = re.compile(
+    r"\b(?:mobile|cell|personal|private|home|her|his|my)\b|手机|私人|个人|家庭", re.I
+)
+_LINE_WINDOW = 40
+
+
+def published_number(text: str, start: int, end: int) -> bool:
+    """The phone number at text[start:end] is one the organization publishes, though one file
+    states it: toll-free (`TOLL_FREE`), or given as a line, desk or service (`LINE_WORDS`)
+    and not as a person's (`PERSON_WORDS`). The Ombudsman's helpline in a complaints
+    procedure is such a number: redacted, the assistant could not give it."""
+    if TOLL_FREE.match(text, start, end):
+        return True
+    before = text[max(0, start - _LINE_WINDOW) : start].rsplit("\n", 1)[-1]
+    return bool(LINE_WORDS.search(before)) and not PERSON_WORDS.search(before)
