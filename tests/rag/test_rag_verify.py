@@ -7,6 +7,8 @@ from shoptalk.rag.select import Passage
 from shoptalk.rag.verify import (
     NOT_FOUND,
     about_itself,
+    in_own_words,
+    not_found_message,
     recited,
     unsupported_values,
     verify_answer,
@@ -248,3 +250,21 @@ def test_an_answer_without_the_kind_of_value_asked_is_repaired():
     assert off.status == "repaired" and "10 yuan" in off.message
     right = verify_answer(question, "A regular visit costs 10 yuan [1].", fees, ABSTAIN)
     assert right.status == "verified"
+
+
+def test_not_found_is_said_in_the_organizations_own_words_in_its_language():
+    searched = not_found_message("How long is the warranty?", ["docs/terms.md"])
+    own = "Sorry, we don't have that on file. Please ask Customer Care."
+    assert in_own_words(searched, "How long is the warranty?", own) == (
+        own + " (Searched: docs/terms.md.)"
+    )
+    # Their words are Chinese, the question English: shoptalk's English stays.
+    assert in_own_words(searched, "How long is the warranty?", "抱歉，资料中没有。") == searched
+    zh = not_found_message("保修期多久？", ["docs/条款.md"])
+    assert (
+        in_own_words(zh, "保修期多久？", "抱歉，资料中没有。")
+        == "抱歉，资料中没有。（已查阅：docs/条款.md）"
+    )
+    # An answer is no refusal; no words of their own: as it is.
+    assert in_own_words("Two years [1].", "How long is the warranty?", own) == "Two years [1]."
+    assert in_own_words(searched, "How long is the warranty?", "") == searched

@@ -10,7 +10,7 @@ from shoptalk.rag.abstain import DEFAULT_RULE, Abstention
 from shoptalk.rag.select import Passage
 from shoptalk.records import Chunk
 from shoptalk.serve.app import create_app
-from shoptalk.serve.grounding import Grounding, project_style
+from shoptalk.serve.grounding import Grounding, project_voice
 
 from projects import write_ops_project
 
@@ -35,7 +35,32 @@ def test_a_verified_draft_is_shown_in_the_guides_frame() -> None:
     assert "within 30 days [1]" in checked.message
 
 
-def test_the_server_reads_the_projects_style_rules(tmp_path, tiny_model) -> None:
+def test_a_refusal_is_said_in_the_organizations_own_words() -> None:
+    chunk = Chunk(id="c1", text="Claims must be filed within 30 days.", source="docs/claims.md")
+    passage = Passage(text=chunk.text, chunk=chunk, score=1.0)
+    own = "Sorry, we don't have that on file."
+    grounding = Grounding(
+        "Who audits the accounts?",
+        [passage],
+        Abstention(DEFAULT_RULE, {}),
+        "You are Ridge.",
+        refusal=own,
+    )
+    refused = grounding.refused()
+    assert refused.status == "not_found"
+    assert refused.message == f"{own} (Searched: docs/claims.md.)"
+    # A reply the passages do not support is refused in the same words.
+    checked = grounding.check("I could not find this in the documents.")
+    assert checked.status == "not_found" and checked.message.startswith(own)
+
+
+def test_the_server_reads_the_projects_style_rules_and_refusal(tmp_path, tiny_model) -> None:
     root = write_ops_project(tmp_path / "p", tiny_model)
     write_json(Project.open(root).style_file, RULES.model_dump())
-    assert project_style(create_app(root)) == RULES.model_dump()
+    config = root / "shoptalk.yaml"
+    own = "Sorry, we don't have that on file."
+    config.write_text(config.read_text() + f"data:\n  refusal_answer: {own}\n")
+    voice = project_voice(create_app(root))
+    assert voice.style == RULES.model_dump()
+    assert voice.refusal == own
+    assert Project.open(root).refusal_answer == own

@@ -226,7 +226,9 @@ class DataSettings(BaseModel, extra="forbid"):
     )
     refusal_answer: str = Field(
         "I'm sorry, I don't have that information in our documents.",
-        description="What the assistant says when the data does not answer a question",
+        description="What the assistant says when the data does not answer a question: "
+        "trained into the tuned model, and, when changed from this default, what answers "
+        "with retrieval say too (then naming what was searched) in its language",
     )
     split_by: Literal["ratio", "source"] = Field(
         "ratio",

@@ -88,9 +88,11 @@ def verified_replies(
     persona: str = "",
     organization: str = "",
     embedder: Embedder | None = None,
+    refusal: str = "",
 ) -> tuple[list[str], dict[str, list[float]]]:
-    """The replies shown (verified, repaired or not found, drafts held to the `style` rules)
-    and, per answer, the claim flags.
+    """The replies shown (verified, repaired or not found, drafts held to the `style` rules,
+    "not found" in the organization's words `refusal` when it has its own) and, per answer,
+    the claim flags.
 
     `texts` are the generated answers of the items that have messages, in order; a
     question about the assistant is shown as far as the system prompt `persona` supports
@@ -98,6 +100,7 @@ def verified_replies(
     `name`; `rag.persona.self_reply`), as `ask` and the API show it.
     """
     from shoptalk.rag.answer import checked_reply
+    from shoptalk.rag.verify import in_own_words
     from shoptalk.rag.voice import follow_style, verify_reply
 
     replies: list[str] = []
@@ -105,7 +108,7 @@ def verified_replies(
     generated = iter(texts)
     for item in items:
         if item.messages is None:
-            replies.append(item.reply)
+            replies.append(in_own_words(item.reply, item.question, refusal))
             flags[UNSUPPORTED].append(0.0)
             flags[REPAIRED].append(0.0)
             continue
@@ -113,14 +116,15 @@ def verified_replies(
             own = checked_reply(
                 item.question, next(generated), [], item.abstention, persona, organization
             )
-            replies.append(own.message)
+            replies.append(in_own_words(own.message, item.question, refusal))
             flags[UNSUPPORTED].append(0.0)
             flags[REPAIRED].append(float(own.status == "repaired"))
             continue
         checked = verify_reply(
             item.question, next(generated), item.passages, item.abstention, persona
         )
-        replies.append(follow_style(item.question, checked.message, style, embedder))
+        message = in_own_words(checked.message, item.question, refusal)
+        replies.append(follow_style(item.question, message, style, embedder))
         flags[UNSUPPORTED].append(float(bool(checked.unsupported)))
         flags[REPAIRED].append(float(checked.status == "repaired"))
     return replies, flags

@@ -384,6 +384,7 @@ def answer_suites(
             project.system_prompt,
             project.organization,
             embedder,
+            project.refusal_answer,
         )
     return out, flags
 

@@ -15,6 +15,7 @@ from shoptalk.modeling.embed import Embedder, load_embedder
 from shoptalk.modeling.generate import Assistant, answer, load_assistant
 from shoptalk.modeling.load import resolve_base_model
 from shoptalk.project import Project
+from shoptalk.rag.verify import in_own_words
 from shoptalk.rag.voice import follow_style
 from shoptalk.records import Message
 
@@ -33,6 +34,7 @@ class Session:
     style: dict = field(default_factory=dict)  # the style rules drafts are held to (rag.voice)
     organization: str = ""  # the config's `name`: how the assistant introduces itself (rag.persona)
     embedder: Embedder | None = None  # tells a draft's situation (rag.voice.situation_for)
+    refusal: str = ""  # the organization's "not in the documents" (Project.refusal_answer)
 
     @classmethod
     def open(cls, project: Project, base: bool = False, rag: bool | None = None) -> Session:
@@ -58,6 +60,7 @@ class Session:
             index=index,
             style=project.style,
             organization=project.organization,
+            refusal=project.refusal_answer,
             embedder=index.embedder
             if index is not None
             else load_embedder(project.config.rag.embedding_model, project.root),
@@ -76,7 +79,8 @@ class Session:
             max_new_tokens,
             organization=self.organization,
         )
-        result.message = follow_style(text, result.message, self.style, self.embedder)
+        message = in_own_words(result.message, text, self.refusal)
+        result.message = follow_style(text, message, self.style, self.embedder)
         return result
 
     def reply(self, text: str, max_new_tokens: int = 256, keep: bool = False) -> str:

@@ -99,6 +99,16 @@ def not_found_message(question: str, sources: list[str] | None = None) -> str:
     return f"{message} (Searched: {'; '.join(shown)}.)"
 
 
+def in_own_words(message: str, question: str, own: str) -> str:
+    """`message` with its "not in the documents" said in the organization's own words (`own`:
+    `Project.refusal_answer`, "" when they chose none) when those are in the question's
+    language; what was searched still follows. Any other message as it is."""
+    lang = language(question)
+    if not own.strip() or language(own) != lang or not message.startswith(NOT_FOUND[lang]):
+        return message
+    return own.strip() + message[len(NOT_FOUND[lang]) :]
+
+
 def claims(answer: str) -> list[tuple[str, list[int]]]:
     """Each sentence of `answer` without its [n] markers, and the passages it cites.
 

@@ -36,11 +36,22 @@ from shoptalk.rag.answer import (
 )
 from shoptalk.rag.retrieve import RagIndex
 from shoptalk.rag.select import Passage
+from shoptalk.rag.verify import in_own_words
 from shoptalk.rag.voice import follow_style, route
 from shoptalk.serve.auth import Principal, held_groups
 from shoptalk.serve.errors import ApiError
 
 _lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Voice:
+    """How the project `project_index` opened speaks: its name (`rag.persona`), its style
+    rules (`data.style`) and its own "not in the documents" (`Project.refusal_answer`)."""
+
+    organization: str = ""
+    style: dict = field(default_factory=dict)
+    refusal: str = ""
 
 
 def project_index(app: FastAPI, root: Path | None = None) -> RagIndex:
@@ -66,21 +77,15 @@ def project_index(app: FastAPI, root: Path | None = None) -> RagIndex:
                     409, f"Retrieval is not ready: {exc}", code="no_index", param="rag"
                 ) from exc
             indexes[root] = index
-            app.state.__dict__.setdefault("rag_organizations", {})[root] = project.organization
-            app.state.__dict__.setdefault("rag_styles", {})[root] = project.style
+            voices = app.state.__dict__.setdefault("rag_voices", {})
+            voices[root] = Voice(project.organization, project.style, project.refusal_answer)
         return index
 
 
-def project_organization(app: FastAPI, root: Path | None = None) -> str:
-    """The organization's name of the project `project_index` opened (rag.persona)."""
+def project_voice(app: FastAPI, root: Path | None = None) -> Voice:
+    """The `Voice` of the served project (or of the project at `root`)."""
     project_index(app, root)
-    return app.state.__dict__.get("rag_organizations", {}).get(root, "")
-
-
-def project_style(app: FastAPI, root: Path | None = None) -> dict:
-    """The style rules (data.style) of the project `project_index` opened."""
-    project_index(app, root)
-    return app.state.__dict__.get("rag_styles", {}).get(root, {})
+    return app.state.__dict__.get("rag_voices", {}).get(root, Voice())
 
 
 @dataclass
@@ -95,6 +100,7 @@ class Grounding:
     copy_numbers: str = "tuned"  # the project's rag.copy_numbers
     style: dict = field(default_factory=dict)  # the style rules drafts are held to (rag.voice)
     embedder: Embedder | None = None  # tells a draft's situation (rag.voice.situation_for)
+    refusal: str = ""  # the organization's "not in the documents" (Project.refusal_answer)
 
     def check(self, text: str) -> RagAnswer:
         """The reply as `ask` and the scorecard show it: verified, and a draft in the guide's
@@ -102,7 +108,8 @@ class Grounding:
         checked = checked_reply(
             self.question, text, self.passages, self.abstention, self.persona, self.organization
         )
-        checked.message = follow_style(self.question, checked.message, self.style, self.embedder)
+        message = in_own_words(checked.message, self.question, self.refusal)
+        checked.message = follow_style(self.question, message, self.style, self.embedder)
         return checked
 
     def sources(self) -> list[str] | None:
@@ -116,7 +123,9 @@ class Grounding:
 
     def refused(self) -> RagAnswer:
         """The passages do not answer: "not in the documents", naming them; no model asked."""
-        return refusal(Selection(self.question, self.passages, False))
+        refused = refusal(Selection(self.question, self.passages, False))
+        refused.message = in_own_words(refused.message, self.question, self.refusal)
+        return refused
 
 
 async def ground(
@@ -137,7 +146,7 @@ async def ground(
     history = [m for m in messages[: messages.index(users[-1])] if m["role"] != "system"]
     if route(question) == "assistant":  # who the assistant is: the system prompt, no document
         index = await asyncio.to_thread(project_index, app, root)
-        organization = project_organization(app, root)
+        voice = project_voice(app, root)
         # As training renders it: the config's prompt, no style rules (not a draft).
         persona = with_system_dicts([users[-1]], system_prompt)[:-1]
         grounding = Grounding(
@@ -145,22 +154,25 @@ async def ground(
             [],
             index.abstention,
             system_prompt,
-            organization,
-            style=project_style(app, root),
+            voice.organization,
+            style=voice.style,
             embedder=index.embedder,
+            refusal=voice.refusal,
         )
         return [*persona, *history, users[-1]], grounding
     groups = held_groups(principal)
     index = await asyncio.to_thread(project_index, app, root)
     selection = await asyncio.to_thread(select_for, index, question, groups)
+    voice = project_voice(app, root)
     grounding = Grounding(
         question,
         selection.passages,
         index.abstention,
         system_prompt,
         copy_numbers=index.settings.copy_numbers,
-        style=project_style(app, root),
+        style=voice.style,
         embedder=index.embedder,
+        refusal=voice.refusal,
     )
     if not selection.answerable:
         return None, grounding
