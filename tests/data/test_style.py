@@ -386,3 +386,26 @@ def test_a_draft_in_a_situation_opens_with_its_sentence_and_carries_its_lines():
     assert problems(fixed, rules, "", "Ana Silva", "", situation) == []
     # Merged with another guide, the situations are kept.
     assert merge(StyleRules(), rules).situations == rules.situations
+
+
+def test_a_line_added_under_a_condition_is_a_situation_not_every_replys():
+    guide = (
+        "## Contact line\n\nEvery reply must end with our number.\n\n"
+        'For anything to do with an open claim, add: "For urgent claim help, call our Claims '
+        'Line on 0800 555 0142."\n\nNever write "Dear Customer".\n'
+    )
+    rules = extract_rules(guide)
+    assert [(s.when, s.lines) for s in rules.situations] == [
+        (
+            "anything to do with an open claim",
+            ["For urgent claim help, call our Claims Line on 0800 555 0142."],
+        )
+    ]
+    assert not any("Claims Line" in line for line in rules.lines)
+    assert "Dear Customer" in rules.forbidden
+    zh = extract_rules(
+        "## 规则\n\n- 涉及理赔的回复，加上：“如需紧急理赔帮助，请拨打 400-820-1234。”\n"
+    )
+    assert [(s.when, s.lines) for s in zh.situations] == [
+        ("理赔", ["如需紧急理赔帮助，请拨打 400-820-1234。"])
+    ]

@@ -233,3 +233,21 @@ def test_a_draft_about_a_customers_situation_follows_its_rules():
     assert "sorry for your loss" not in follow_style(
         sad, "Accounts close online [1].", rules.model_dump()
     )
+
+
+def test_a_situation_of_our_doing_is_read_from_the_advisers_instruction():
+    """With the real embedding model: "explaining that we can't refund" is the guide's "If we
+    have to refuse a refund"; the same words without the negation, or in the customer's
+    mouth, are not."""
+    rules = extract_rules(SITUATION_GUIDE)
+    embedder = load_embedder("default")
+    refused = (
+        "Draft a reply to this customer explaining that we can't refund order 4471 because "
+        "the item was used"
+    )
+    shown = follow_style(refused, "Refunds need unused items [1].", rules.model_dump(), embedder)
+    assert "You can ask for a second review." in shown
+    paid = "Draft a reply to this customer explaining that we have refunded order 4471 in full"
+    assert situation_for(paid, rules, embedder) is None
+    quoted = 'Draft a reply to this customer: "You refused my refund for order 4471!"'
+    assert situation_for(quoted, rules, embedder) is None

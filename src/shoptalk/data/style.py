@@ -358,7 +358,7 @@ def split_situations(text: str) -> tuple[str, list[Situation]]:
         condition = _SITUATION.match(body[0]) if body else None
         named = (condition.group(1) or condition.group(2)) if condition else ""
         if not condition or _EVERY_REPLY.match(named):
-            general += section
+            general += _without_conditional_lines(section, found)
             continue
         title = re.sub(r"^[\d.\s]+", "", heading.group(1)).strip(" *") if heading else ""
         when = f"{title}. {named.strip()}" if title else named.strip()
@@ -367,6 +367,40 @@ def split_situations(text: str) -> tuple[str, list[Situation]]:
         # it stays forbidden in every reply, as a guide's phrase list is.
         general += [ln for ln in body[1:] if _prohibition(ln) and _quoted(ln)]
     return "\n".join(general), found
+
+
+# A line added under a condition inside a sentence: 'For anything to do with an open claim,
+# add: "For urgent claim help, call ..."', '涉及理赔的回复，加上：“……”'.
+_CONDITIONAL_LINE = re.compile(
+    r"^\W*(?:for|if|when|whenever|in)\s+(.{5,100}?),\s*(?:also\s+)?"
+    r"(?:add|include|say|write|give|append)\b[^\"“]{0,20}[\"“]([^\"”]{8,})[\"”]\W*$"
+    r"|^\W*(?:如果|若|当|凡|涉及)(.{2,40}?)(?:时|的回复)?[，,]\s*(?:请|还要|也要)?"
+    r"(?:加上|补充|附上|添加|写上|注明)[^“「]{0,6}[“「]([^”」]{4,})[”」]\W*$",
+    re.IGNORECASE,
+)
+
+
+def _without_conditional_lines(lines: list[str], found: list[Situation]) -> list[str]:
+    """`lines` without the sentences that add a line under a condition (`_CONDITIONAL_LINE`),
+    each of which becomes a situation of its own in `found`: the line is not every reply's."""
+    kept: list[str] = []
+    for line in lines:
+        parts = sentences(line) or [line]
+        rest = []
+        for sentence in parts:
+            conditional = _CONDITIONAL_LINE.match(sentence.replace("**", ""))
+            said = (conditional.group(2) or conditional.group(4)).strip() if conditional else ""
+            # 'If the name is not known, write "Hello,"' gives a form, not a line.
+            if conditional and _is_line(said):
+                when = (conditional.group(1) or conditional.group(3)).strip()
+                found.append(Situation(when=when, lines=[said]))
+            else:
+                rest.append(sentence)
+        if len(rest) == len(parts):
+            kept.append(line)
+        elif rest:
+            kept.append(" ".join(rest))
+    return kept
 
 
 def _situation(when: str, lines: list[str]) -> Situation:

@@ -217,25 +217,56 @@ SITUATION_MARGIN = 0.05
 
 
 def situation_for(request: str, rules: StyleRules, embedder: Embedder | None) -> Situation | None:
-    """The guide's situation the customer's message is about, by meaning: "My father passed
-    away last week" is the guide's "When a customer tells us that a family member has
-    died", though they share no word. None when no situation is clearly the one.
+    """The guide's situation the request is about, by meaning: "My father passed away last
+    week" is the guide's "When a customer tells us that a family member has died", though
+    they share no word. None when no situation is clearly the one.
 
-    Only the customer's words, against the situations they can be in: a situation of our
-    own doing ("when we can't pay a claim") is not read from the customer's message (a
-    complaint about a late call back scored 0.47 against it), nor from the request's
-    instruction ("explaining that we can't pay" and "telling them their claim is paid"
-    read alike to a sentence embedding: it does not see the negation).
+    A customer's situation is read from the customer's message the request quotes (the
+    whole request when it quotes none). A situation of our own doing ("When we can't pay a
+    claim") is read from the request's instruction, what the adviser asks for ("explaining
+    that we can't pay claim ..."), never from the customer's words (a complaint about a late
+    call back scored 0.47 against it), and only when the two agree on a negation: a
+    sentence embedding does not see it ("explaining that we can't pay" and "telling them
+    their claim is paid" read alike).
     """
-    theirs = [s for s in rules.situations if not _OURS.search(s.when)]
-    if not theirs or embedder is None:
+    if not rules.situations or embedder is None:
         return None
     quoted = _QUOTED_MESSAGE.findall(request)
-    message = max(quoted, key=len) if quoted else request
-    vectors = embedder.encode([message] + [s.when for s in theirs])
+    message = max(quoted, key=len) if quoted else ""
+    instruction = request.replace(message, " ") if message else request
+    theirs = [s for s in rules.situations if not _OURS.search(s.when)]
+    ours = [
+        s
+        for s in rules.situations
+        if _OURS.search(s.when) and _negated(s.when) == _negated(instruction)
+    ]
+    found = [_clearly(message or request, theirs, embedder), _clearly(instruction, ours, embedder)]
+    scored = [f for f in found if f is not None]
+    return max(scored, key=lambda f: f[0])[1] if scored else None
+
+
+# A negation in a situation or an instruction: "we can't pay", "declined", "无法赔付".
+_NEGATION = re.compile(
+    r"n['’]t\b|\b(?:not|no|never|cannot|unable|declin\w*|refus\w*|reject\w*)\b|不|无法|没|未|拒",
+    re.IGNORECASE,
+)
+
+
+def _negated(text: str) -> bool:
+    return bool(_NEGATION.search(text))
+
+
+def _clearly(
+    text: str, situations: list[Situation], embedder: Embedder
+) -> tuple[float, Situation] | None:
+    """The situation `text` is about, with its score: at least SITUATION_MIN, and
+    SITUATION_MARGIN above the next one; None when none clearly is."""
+    if not situations or not text.strip():
+        return None
+    vectors = embedder.encode([text] + [s.when for s in situations])
     scores = sorted(((float(vectors[0] @ v), n) for n, v in enumerate(vectors[1:])), reverse=True)
     best, n = scores[0]
     runner_up = scores[1][0] if len(scores) > 1 else -1.0
     if best < SITUATION_MIN or best - runner_up < SITUATION_MARGIN:
         return None
-    return theirs[n]
+    return best, situations[n]
