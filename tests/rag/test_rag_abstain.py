@@ -13,6 +13,7 @@ from shoptalk.rag.abstain import (
     load_rule,
     missing_name,
     missing_place,
+    missing_role,
     save_rule,
     signals,
     term_idf,
@@ -165,6 +166,29 @@ def test_a_site_at_a_place_the_passages_do_not_name_is_refused() -> None:
     assert missing_place("茶香在北京有门店吗？", shops) == "北京"
     assert missing_place("杭州门店几点开门？", shops) is None
     assert missing_place("上海出差的餐补是多少？", shops) is None
+
+
+def test_a_role_the_passages_do_not_name_is_refused() -> None:
+    ceo = [_passage("Dana Reyes is our Chief Executive Officer and one of the founders.", 0.8)]
+    assert missing_role("Who is Harbor's chief financial officer?", ceo) == (
+        "chief financial officer"
+    )
+    assert missing_role("Who's the current CEO?", ceo) is None  # initials of the words
+    assert missing_role("who runs Harbor?", ceo) is None  # no role asked
+    cfo = [_passage("The CFO, Ann Lee, signs off budgets above $50,000.", 0.8)]
+    assert missing_role("Who is the chief financial officer?", cfo) is None
+    ehs = [_passage("Marcus Bell, Director of Environment, Health and Safety (EHS).", 0.8)]
+    assert missing_role("Who is our director of EHS?", ehs) is None
+    assert missing_role("Who is our director of IT?", ehs) == "director of IT"
+    # A table row selected alone: its role is named in the chunk's header row.
+    table = "| Site | Code | Site lead |\n|---|---|---|\n| Leeds depot | LD-1 | Tom Hale |"
+    row = Passage(
+        "| Leeds depot | LD-1 | Tom Hale |", Chunk(id="t", text=table, source="s.md"), 0.8
+    )
+    assert missing_role("Who is the site lead in Leeds?", [row]) is None
+    shops = [_passage("成都宽巷店店长：李明。总部首席执行官：王芳。", 0.8)]
+    assert missing_role("成都宽巷店的店长是谁？", shops) is None
+    assert missing_role("财务总监是谁？", shops) == "财务"
 
 
 def test_full_width_forms_are_the_same_words() -> None:

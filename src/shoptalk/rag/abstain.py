@@ -22,7 +22,9 @@ such value is refused (`rag.answer_type`), so is one about a past or future
 period ("last quarter") no passage names, so is one naming something of
 several capitalized words ("Ocean Freight") that the passages do not name
 (`missing_name`), and so is one about a site at a place they do not name ("an
-office in Denver", "深圳门店": `missing_place`). The rule is a logistic regression over
+office in Denver", "深圳门店": `missing_place`), so is one asking who holds a role they
+do not name ("Who is the chief financial officer?" against the CEO's sentence:
+`missing_role`). The rule is a logistic regression over
 these signals, fitted on the project's own questions (answerable ones, and the
 same questions with the document that answers them left out of retrieval), never
 on evaluation questions; its threshold keeps false refusals on those answerable
@@ -72,6 +74,7 @@ class Passage(Protocol):
 
     text: str
     score: float
+    chunk: Chunk
 
     @property
     def heading(self) -> str: ...
@@ -154,6 +157,8 @@ class Abstention:
         if unnamed_period(question, [f"{p.heading}\n{p.text}" for p in passages]):
             return True
         if missing_name(question, passages) or missing_place(question, passages):
+            return True
+        if missing_role(question, passages):
             return True
         return self.coverage and self.rule.refuses(self.signals(question, passages))
 
@@ -260,6 +265,63 @@ def missing_place(question: str, passages: Sequence[Passage]) -> str | None:
             if name not in text:
                 return name
     return None
+
+
+# A role the question asks who holds: "Who is Kestrel's chief financial officer?", "Who's
+# the VP of People?", "成都店的店长是谁？". The role's own words, up to three before its noun.
+_ROLE_NOUN = (
+    r"officer|director|manager|lead|head|president|vp|chief|chair(?:man|woman|person)?"
+    r"|coordinator|supervisor|secretary|treasurer|controller|counsel|c[etofimp]o|ciso"
+)
+_WHO_ROLE = re.compile(
+    r"\bwho(?:'s|’s|\s+is|\s+are|\s+was)\s+(?:the\s+|our\s+|your\s+|its\s+|[\w-]+['’]s\s+)?"
+    rf"((?:[\w&-]+\s+){{0,3}}(?:{_ROLE_NOUN})(?:\s+(?:of|for)\s+[\w&-]+)?)\b",
+    re.IGNORECASE,
+)
+_ZH_ROLE = re.compile(
+    r"([\u4e00-\u9fff]{0,12}?)的?(负责人|总经理|经理|总监|主管|店长|总裁|董事长|主任|部长|首席[\u4e00-\u9fff]{1,4}官)"
+    r"(?:是谁|叫什么)|谁是([\u4e00-\u9fff]{0,12}?)的?(负责人|总经理|经理|总监|主管|店长|总裁|董事长|主任|部长)"
+)
+# Words of the question, not of the role's name: "the current head of IT".
+_ROLE_FILLER = frozenset("of for the our your its new current acting interim present".split())
+
+
+def missing_role(question: str, passages: Sequence[Passage]) -> str | None:
+    """A role the question asks who holds that the passages do not name.
+
+    "Who is Kestrel's chief financial officer?" read against "Dana Whitlock-Reyes, chief
+    executive officer" covers "chief", "officer" and a person's name: the passages name
+    another role. Each word of the role must be in them, stemmed ("directors"), or its
+    initials as an acronym ("CFO" for "chief financial officer", and an acronym asked
+    for by the words it stands for in them). Chinese: the role ("店长") and what it is of
+    ("成都宽巷店") as written. Read in the passages' whole chunks: a table row selected
+    alone names its role in the header row ("| Site | ... | Site lead |").
+    """
+    text = " ".join(f"{p.heading} {p.chunk.text}" for p in passages)
+    zh = _ZH_ROLE.search(question)
+    if zh:
+        parts = [g for g in zh.groups() if g]
+        return next((part for part in parts if part not in text), None)
+    asked = _WHO_ROLE.search(question)
+    if not asked:
+        return None
+    words = [w for w in re.findall(r"[\w&-]+", asked.group(1)) if w.lower() not in _ROLE_FILLER]
+    tokens = re.findall(r"[\w&-]+", text)
+    have = {_stem(t.lower()) for t in tokens}
+    written = {t.lower() for t in tokens if t.isupper() and len(t) >= 2}  # "CFO", "EHS"
+    if len(words) >= 2 and "".join(w[0] for w in words).lower() in written:
+        return None  # "chief financial officer" asked, "CFO" written
+    spelled = {
+        "".join(w[0] for w in tokens[i : i + n]).lower()
+        for n in (2, 3, 4)
+        for i in range(len(tokens) - n + 1)
+    }
+    missing = [
+        w
+        for w in words
+        if _stem(w.lower()) not in have and not (w.isupper() and w.lower() in spelled)
+    ]
+    return asked.group(1) if missing else None
 
 
 def _starts_sentence(text: str, at: int) -> bool:
