@@ -87,6 +87,8 @@ STANDING = ["The membership fee is reviewed on the first Monday of each month: n
         ("What are next year's rates?", ["Rates are set yearly."], "next year's"),
         ("公司去年的营业额是多少？", ["公司每年公布营业额。"], "去年"),
         ("下个月的会费是多少？", ["会费每月调整一次。"], "下个月"),
+        # Of two clauses, the one that asks: its period still counts.
+        ("What was the rate last quarter - was it on target?", ["97% a month."], "last quarter"),
     ],
 )
 def test_a_past_or_future_period_no_passage_names_is_unanswerable(question, texts, period):
@@ -104,6 +106,8 @@ def test_a_past_or_future_period_no_passage_names_is_unanswerable(question, text
         # The period is where a rule leads, or context of another sentence.
         ("Can I carry unused days into next year?", ["Up to 5 days carry over."]),
         ("I start next week. What do I need to wear?", ["Wear safety boots."]),
+        ("sent my forms last week - how long till you decide?", ["We decide in 30 days."]),
+        ("我们下个月搬家——怎么更新地址？", ["您可以在app中更新地址。"]),
         # A standing period, not one counted from now.
         ("How many days off do I get per year?", ["You get 20 days a year."]),
         ("What was the fee last year?", []),  # no passages: another decision

@@ -207,7 +207,20 @@ def unnamed_period(question: str, texts: Sequence[str]) -> str | None:
 
 
 def _question_sentence(question: str) -> str:
-    """The last sentence that asks (ends with ? or ？), else the whole text."""
+    """The last sentence that asks (ends with ? or ？), else the whole text; and of it, the
+    clause with the first question word when dashes or semicolons join several: "sent in
+    all my paperwork last week - how long till you tell me?" asks about the wait."""
     sentences = [question[start:end] for start, end in sentence_spans(question)]
     asking = [s for s in sentences if s.endswith(("?", "？"))]
-    return asking[-1] if asking else question
+    sentence = asking[-1] if asking else question
+    clauses = _CLAUSE_BREAK.split(sentence)
+    return next((c for c in clauses if _WH.search(c)), clauses[-1])
+
+
+# Where a user's message joins a situation and a question: " - ", " — ", "——", ";", "；".
+_CLAUSE_BREAK = re.compile(r"\s+[-–—]+\s+|——|[;；]")
+_WH = re.compile(
+    r"\b(?:what|what's|whats|how|when|where|who|whom|whose|which|why)\b"
+    r"|什么|多少|多久|几|哪|谁|何时|怎么|如何|为什么",
+    re.IGNORECASE,
+)
