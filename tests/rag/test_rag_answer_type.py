@@ -35,6 +35,11 @@ from shoptalk.rag.answer_type import asked_for, holds, mismatch, unnamed_period
         ("深圳门店的地址是什么？", "address"),
         ("Do you deliver to a residential address?", None),
         ("What's the way to update my address?", None),
+        ("What's the site code for the harbour depot?", "code"),
+        ("安溪铁观音的产品编号是什么？", "code"),
+        # A count of a code's parts is a number; "Is there a code?" may be answered "no".
+        ("How many digits come after HX in a tracking number?", "number"),
+        ("Is there a promo code for new customers?", None),
     ],
 )
 def test_what_a_question_asks_for(question: str, kind: str | None) -> None:
@@ -61,6 +66,11 @@ def test_values_of_each_kind_are_found_in_english_and_chinese() -> None:
     assert holds("address", "We are at 12 Dock Road, Leeds.") and holds("address", "翠苑路126号")
     assert holds("address", "Reno, NV 89502") and holds("address", "London SW1A 1AA")
     assert not holds("address", "The limit is 10000, seven days a week.")
+    assert holds("code", "| Harbour Depot | HD-6 | 14 Quay Street |")
+    assert holds("code", "产品编号是TG-03。") and holds("code", "site code 4410")
+    # An address or a time of day is no code.
+    assert not holds("code", "The depot is at 1428 Osprey Street.")
+    assert not holds("code", "Open 8am to 5pm.")
 
 
 def test_mismatch_only_when_a_kind_is_asked_and_missing() -> None:

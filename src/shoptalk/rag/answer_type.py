@@ -4,10 +4,10 @@
     holds(kind, "Express costs $386 per pallet.")                      # True
     mismatch(question, [p.text for p in passages[:2]])                 # refuse when True
 
-A question asking for an amount, a count, a time, a phone number, an e-mail or a postal
-address cannot be answered by passages that hold no such value, however many of its words they
+A question asking for an amount, a count, a time, a phone number, an e-mail, a postal
+address or a code cannot be answered by passages that hold no such value, however many of its words they
 share: "How much revenue did we make last year?" retrieves "The company was founded in
-1996." The check is deliberately narrow (six kinds, read off the question words of English and
+1996." The check is deliberately narrow (eight kinds, read off the question words of English and
 Chinese, and any value of the kind counts), so it refuses only when the passages
 plainly lack what was asked: on the examples' answerable questions it refused none
 (bench/RESULTS.md, "Abstention").
@@ -25,7 +25,7 @@ from typing import Literal
 
 from shoptalk.rag.chunk import sentence_spans
 
-Kind = Literal["money", "when", "duration", "number", "phone", "email", "address"]
+Kind = Literal["money", "when", "duration", "number", "phone", "email", "address", "code"]
 
 _MONTHS = (
     "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
@@ -114,6 +114,23 @@ _ASKS_EMAIL = re.compile(
     re.IGNORECASE,
 )
 
+# "What's the site code for the Portland cross-dock?" asks for a code ("PDX-6"), not its
+# address; a count of a code's parts ("how many digits ... tracking number") is a number,
+# and "Is there a promo code?" may be answered "no".
+_ASKS_CODE = re.compile(
+    r"^(?!\s*(?:is|are|do|does|did|can|could|will|would|should|have|has)\b).*?(?:"
+    r"\b(?:code|sku)s?\b"
+    r"|\b(?:tracking|reference|policy|form|model|part|item|booking|order|ticket)\s+(?:number|no\.?|id)\b"
+    r"|编号|代码|编码|代号|型号)",
+    re.IGNORECASE,
+)
+# A code: letters (one capital at least) and digits in one token ("PDX-6", "KX-220", "Q3"),
+# or digits a label calls a code ("site code 4410", "编号：0571"). ASCII edges: "是TG-03".
+_CODE = re.compile(
+    r"(?<![A-Za-z0-9-])(?=[A-Za-z0-9/-]*[A-Z])(?=[A-Za-z0-9/-]*\d)[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)*"
+    r"(?![A-Za-z0-9-])"
+    r"|(?i:\bcode|\bno\.|\bnumber|编号|代码|编码)\s*(?:is\s+)?[:：#]?\s*\d",
+)
 
 # A question of several parts ("How long ..., and when ...?") may ask for several kinds.
 _PARTS = re.compile(r"[?？;；，]|,\s*(?:and|or)\b|\band (?:how|when|what|who|which|where)\b")
@@ -129,6 +146,7 @@ _ASKS: tuple[tuple[re.Pattern[str], Kind], ...] = (
     (_ASKS_EMAIL, "email"),
     (_ASKS_ADDRESS, "address"),
     (_ASKS_NUMBER, "number"),
+    (_ASKS_CODE, "code"),
 )
 # The values that answer each kind: a time is a date, a time of day, a period ("within 33
 # days") or a year; a duration that or any number.
@@ -140,6 +158,7 @@ _VALUES: dict[Kind, tuple[re.Pattern[str], ...]] = {
     "phone": (_PHONE,),
     "email": (_EMAIL,),
     "address": (_ADDRESS,),
+    "code": (_CODE,),
 }
 
 
