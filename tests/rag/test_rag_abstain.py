@@ -13,6 +13,7 @@ from shoptalk.rag.abstain import (
     load_rule,
     missing_name,
     missing_place,
+    missing_qualifier,
     missing_role,
     save_rule,
     signals,
@@ -189,6 +190,21 @@ def test_a_role_the_passages_do_not_name_is_refused() -> None:
     shops = [_passage("成都宽巷店店长：李明。总部首席执行官：王芳。", 0.8)]
     assert missing_role("成都宽巷店的店长是谁？", shops) is None
     assert missing_role("财务总监是谁？", shops) == "财务"
+
+
+def test_a_kind_of_offering_the_passages_never_name_is_refused() -> None:
+    benefits = [_passage("Benefits include a dental plan, life insurance and a transit card.")]
+    assert missing_qualifier("Does Harbor offer pet insurance?", benefits) == "pet insurance"
+    assert missing_qualifier("How much is the gym membership?", benefits) == "gym membership"
+    assert missing_qualifier("Is life insurance free?", benefits) is None
+    assert missing_qualifier("What does the dental plan cover?", benefits) is None
+    # Only the clause that asks; no stopword or superlative is a kind.
+    assert missing_qualifier("I have the plus policy - is there a dental plan?", benefits) is None
+    assert missing_qualifier("What's the biggest service credit?", benefits) is None
+    assert missing_qualifier("Can I cancel a policy?", benefits) is None
+    zh = [_passage("员工福利包括补充医疗保险和每月交通补贴。")]
+    assert missing_qualifier("茶香有宠物保险吗？", zh) == "宠物保险"
+    assert missing_qualifier("医疗保险包括什么？", zh) is None
 
 
 def test_full_width_forms_are_the_same_words() -> None:

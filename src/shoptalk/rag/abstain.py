@@ -24,7 +24,8 @@ several capitalized words ("Ocean Freight") that the passages do not name
 (`missing_name`), and so is one about a site at a place they do not name ("an
 office in Denver", "深圳门店": `missing_place`), so is one asking who holds a role they
 do not name ("Who is the chief financial officer?" against the CEO's sentence:
-`missing_role`). The rule is a logistic regression over
+`missing_role`), so is one about a kind of offering they never name ("pet insurance"
+among the benefits: `missing_qualifier`). The rule is a logistic regression over
 these signals, fitted on the project's own questions (answerable ones, and the
 same questions with the document that answers them left out of retrieval), never
 on evaluation questions; its threshold keeps false refusals on those answerable
@@ -58,7 +59,7 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, Field
 
 from shoptalk.artifacts import write_json
-from shoptalk.rag.answer_type import mismatch, unnamed_period
+from shoptalk.rag.answer_type import mismatch, question_clause, unnamed_period
 from shoptalk.rag.bm25 import STOPWORDS, terms, tokens
 from shoptalk.rag.citations import chinese_places
 
@@ -158,7 +159,7 @@ class Abstention:
             return True
         if missing_name(question, passages) or missing_place(question, passages):
             return True
-        if missing_role(question, passages):
+        if missing_role(question, passages) or missing_qualifier(question, passages):
             return True
         return self.coverage and self.rule.refuses(self.signals(question, passages))
 
@@ -322,6 +323,43 @@ def missing_role(question: str, passages: Sequence[Passage]) -> str | None:
         if _stem(w.lower()) not in have and not (w.isupper() and w.lower() in spelled)
     ]
     return asked.group(1) if missing else None
+
+
+# What an organization offers, whose kinds a word before it names: "pet insurance", "a gym
+# membership", "宠物保险".
+_OFFER = (
+    r"insurance|policy|policies|cover|coverage|plan|plans|account|card|loan|membership"
+    r"|subscription|warranty|benefit|scheme|service"
+)
+_QUALIFIED = re.compile(rf"\b([a-z][\w'’-]*)\s+(?:{_OFFER})\b")
+_ZH_OFFER = frozenset("保险 险种 会员 套餐 服务 账户 贷款 福利 补贴 保障".split())
+
+
+def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
+    """The word that names which kind of an offering the question asks about ("pet" of "pet
+    insurance"), when the passages' chunks never use it.
+
+    "Does Kestrel offer pet insurance as a benefit?" reads the benefits overview: every
+    other word is there, and a small model answers "yes". Only the clause that asks
+    (`question_clause`: "I have the plus policy - will it pay for an engineer?" asks about
+    the engineer), the one lowercase word right before the offering (a name is
+    `missing_name`'s), no stopword and no superlative ("the biggest service credit").
+    Chinese: the word jieba cuts right before 保险, 会员, 套餐 ...
+    """
+    asked = question_clause(question)
+    text = " ".join(f"{p.heading} {p.chunk.text}" for p in passages)
+    have = {_stem(t.lower()) for t in re.findall(r"[\w'’-]+", text)}
+    for match in _QUALIFIED.finditer(asked):
+        word = match.group(1).removesuffix("'s").removesuffix("’s")
+        if word in _SKIPPED or word.endswith("est"):
+            continue
+        if _stem(word) not in have:
+            return match.group()
+    cut = [w for w in terms(asked) if _is_cjk(w[0])]
+    for before, word in zip(cut, cut[1:], strict=False):
+        if word in _ZH_OFFER and not set(before) <= _ZH_FILLER and before not in text:
+            return before + word
+    return None
 
 
 def _starts_sentence(text: str, at: int) -> bool:

@@ -213,7 +213,7 @@ def unnamed_period(question: str, texts: Sequence[str]) -> str | None:
     it will be) is theirs only when they name that period. Only the question's own
     sentence counts: "I start next week. What do I wear?" asks about a rule.
     """
-    asked = _question_sentence(question)
+    asked = question_clause(question)
     match = _ASKED_PERIOD.search(asked)
     if match is None or not texts:
         return None
@@ -225,7 +225,7 @@ def unnamed_period(question: str, texts: Sequence[str]) -> str | None:
     return None if named else match.group()
 
 
-def _question_sentence(question: str) -> str:
+def question_clause(question: str) -> str:
     """The last sentence that asks (ends with ? or ？), else the whole text; and of it, the
     clause with the first question word when dashes or semicolons join several: "sent in
     all my paperwork last week - how long till you tell me?" asks about the wait."""
