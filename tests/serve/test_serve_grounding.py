@@ -52,6 +52,16 @@ def test_a_refusal_is_said_in_the_organizations_own_words() -> None:
     # A reply the passages do not support is refused in the same words.
     checked = grounding.check("I could not find this in the documents.")
     assert checked.status == "not_found" and checked.message.startswith(own)
+    # A draft the documents do not support is for the adviser: in their words, unframed.
+    draft = Grounding(
+        DRAFT,
+        [passage],
+        Abstention(DEFAULT_RULE, {}),
+        "You are Ridge.",
+        style=RULES.model_dump(),
+        refusal=own,
+    ).check("I could not find this in the documents.")
+    assert draft.message.startswith(own) and "Kind regards" not in draft.message
 
 
 def test_the_server_reads_the_projects_style_rules_and_refusal(tmp_path, tiny_model) -> None:

@@ -123,8 +123,8 @@ def verified_replies(
         checked = verify_reply(
             item.question, next(generated), item.passages, item.abstention, persona
         )
-        message = in_own_words(checked.message, item.question, refusal)
-        replies.append(follow_style(item.question, message, style, embedder))
+        styled = follow_style(item.question, checked.message, style, embedder)
+        replies.append(in_own_words(styled, item.question, refusal))
         flags[UNSUPPORTED].append(float(bool(checked.unsupported)))
         flags[REPAIRED].append(float(checked.status == "repaired"))
     return replies, flags

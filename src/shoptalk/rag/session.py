@@ -79,8 +79,10 @@ class Session:
             max_new_tokens,
             organization=self.organization,
         )
-        message = in_own_words(result.message, text, self.refusal)
-        result.message = follow_style(text, message, self.style, self.embedder)
+        # Styled first: a draft that is "not in the documents" is left unframed (it is
+        # for the adviser), and then said in the organization's words.
+        styled = follow_style(text, result.message, self.style, self.embedder)
+        result.message = in_own_words(styled, text, self.refusal)
         return result
 
     def reply(self, text: str, max_new_tokens: int = 256, keep: bool = False) -> str:

@@ -108,8 +108,8 @@ class Grounding:
         checked = checked_reply(
             self.question, text, self.passages, self.abstention, self.persona, self.organization
         )
-        message = in_own_words(checked.message, self.question, self.refusal)
-        checked.message = follow_style(self.question, message, self.style, self.embedder)
+        styled = follow_style(self.question, checked.message, self.style, self.embedder)
+        checked.message = in_own_words(styled, self.question, self.refusal)
         return checked
 
     def sources(self) -> list[str] | None:
