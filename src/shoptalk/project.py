@@ -73,15 +73,6 @@ class Project:
         return read_json(self.style_file) or {}
 
     @property
-    def refusal_answer(self) -> str:
-        """The organization's own words for "not in the documents" (`data.refusal_answer`),
-        or "" when the config keeps the default: then retrieval's refusal names what was
-        searched in shoptalk's words (`rag.verify.in_own_words`)."""
-        own = self.config.data.refusal_answer
-        default = type(self.config.data).model_fields["refusal_answer"].default
-        return "" if own == default else own
-
-    @property
     def system_prompt(self) -> str:
         """The system prompt every mode uses: the config's, then the style material's rules
         (which only a drafting request is asked with: `chat_format.for_request`)."""

@@ -73,4 +73,4 @@ def test_the_server_reads_the_projects_style_rules_and_refusal(tmp_path, tiny_mo
     voice = project_voice(create_app(root))
     assert voice.style == RULES.model_dump()
     assert voice.refusal == own
-    assert Project.open(root).refusal_answer == own
+    assert Project.open(root).config.data.own_refusal_answer == own

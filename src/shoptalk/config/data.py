@@ -230,6 +230,15 @@ class DataSettings(BaseModel, extra="forbid"):
         "trained into the tuned model, and, when changed from this default, what answers "
         "with retrieval say too (then naming what was searched) in its language",
     )
+
+    @property
+    def own_refusal_answer(self) -> str:
+        """`refusal_answer` when the organization chose its words, "" while it is the default
+        (then Chinese data trains a Chinese refusal, and retrieval's refusal is shoptalk's,
+        naming what was searched: `rag.verify.in_own_words`)."""
+        default = type(self).model_fields["refusal_answer"].default
+        return "" if self.refusal_answer == default else self.refusal_answer
+
     split_by: Literal["ratio", "source"] = Field(
         "ratio",
         description="How held-out FAQ rows are chosen (no question files): 'ratio' = rows, "

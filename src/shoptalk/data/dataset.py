@@ -408,9 +408,8 @@ def assemble(
         train += drafting_examples(faq, style, chinese, settings.seed, DRAFTING_EXAMPLES)
     if settings.refusals:
         chinese = is_mostly_chinese(sources)
-        answer = settings.refusal_answer
-        if chinese and answer == type(settings).model_fields["refusal_answer"].default:
-            answer = CHINESE_REFUSAL
+        default = CHINESE_REFUSAL if chinese else settings.refusal_answer
+        answer = settings.own_refusal_answer or default
         n_refusals = max(4, len(train) // 12)
         train += augment.refusal_examples(answer, chinese, settings.seed, n_refusals)
     train = list({c.id: c for c in train}.values())

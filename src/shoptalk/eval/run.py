@@ -384,7 +384,7 @@ def answer_suites(
             project.system_prompt,
             project.organization,
             embedder,
-            project.refusal_answer,
+            project.config.data.own_refusal_answer,
         )
     return out, flags
 

@@ -298,7 +298,7 @@ def missing_role(question: str, passages: Sequence[Passage]) -> str | None:
     ("成都宽巷店") as written. Read in the passages' whole chunks: a table row selected
     alone names its role in the header row ("| Site | ... | Site lead |").
     """
-    text = " ".join(f"{p.heading} {p.chunk.text}" for p in passages)
+    text = _chunks_text(passages)
     zh = _ZH_ROLE.search(question)
     if zh:
         parts = [g for g in zh.groups() if g]
@@ -347,7 +347,7 @@ def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
     Chinese: the word jieba cuts right before 保险, 会员, 套餐 ...
     """
     asked = question_clause(question)
-    text = " ".join(f"{p.heading} {p.chunk.text}" for p in passages)
+    text = _chunks_text(passages)
     have = {_stem(t.lower()) for t in re.findall(r"[\w'’-]+", text)}
     for match in _QUALIFIED.finditer(asked):
         word = match.group(1).removesuffix("'s").removesuffix("’s")
@@ -360,6 +360,12 @@ def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
         if word in _ZH_OFFER and not set(before) <= _ZH_FILLER and before not in text:
             return before + word
     return None
+
+
+def _chunks_text(passages: Sequence[Passage]) -> str:
+    """The passages' whole chunks, each under its heading: a selected sentence without the
+    rest of its chunk may lack what names it (a table row its header row)."""
+    return " ".join(f"{p.heading} {p.chunk.text}" for p in passages)
 
 
 def _starts_sentence(text: str, at: int) -> bool:

@@ -4,12 +4,12 @@
     holds(kind, "Express costs $386 per pallet.")                      # True
     mismatch(question, [p.text for p in passages[:2]])                 # refuse when True
 
-A question asking for an amount, a count, a time, a phone number, an e-mail, a postal
-address or a code cannot be answered by passages that hold no such value, however many of its words they
-share: "How much revenue did we make last year?" retrieves "The company was founded in
-1996." The check is deliberately narrow (eight kinds, read off the question words of English and
-Chinese, and any value of the kind counts), so it refuses only when the passages
-plainly lack what was asked: on the examples' answerable questions it refused none
+A question asking for an amount, a count, a time, a duration, a phone number, an e-mail, a
+postal address or a code cannot be answered by passages that hold no such value, however
+many of its words they share: "How much revenue did we make last year?" retrieves "The
+company was founded in 1996." The check is deliberately narrow (eight kinds, read off the
+question words of English and Chinese, and any value of the kind counts), so it refuses
+only when the passages plainly lack what was asked: on the examples' answerable questions it refused none
 (bench/RESULTS.md, "Abstention").
 
 A question about a past or future period ("What was the rate last quarter?", 去年的营业额)

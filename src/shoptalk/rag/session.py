@@ -34,7 +34,7 @@ class Session:
     style: dict = field(default_factory=dict)  # the style rules drafts are held to (rag.voice)
     organization: str = ""  # the config's `name`: how the assistant introduces itself (rag.persona)
     embedder: Embedder | None = None  # tells a draft's situation (rag.voice.situation_for)
-    refusal: str = ""  # the organization's "not in the documents" (Project.refusal_answer)
+    refusal: str = ""  # the organization's "not in the documents" (data.own_refusal_answer)
 
     @classmethod
     def open(cls, project: Project, base: bool = False, rag: bool | None = None) -> Session:
@@ -60,7 +60,7 @@ class Session:
             index=index,
             style=project.style,
             organization=project.organization,
-            refusal=project.refusal_answer,
+            refusal=project.config.data.own_refusal_answer,
             embedder=index.embedder
             if index is not None
             else load_embedder(project.config.rag.embedding_model, project.root),

@@ -101,7 +101,7 @@ def not_found_message(question: str, sources: list[str] | None = None) -> str:
 
 def in_own_words(message: str, question: str, own: str) -> str:
     """`message` with its "not in the documents" said in the organization's own words (`own`:
-    `Project.refusal_answer`, "" when they chose none) when those are in the question's
+    `data.own_refusal_answer`, "" when they chose none) when those are in the question's
     language; what was searched still follows. Any other message as it is."""
     lang = language(question)
     if not own.strip() or language(own) != lang or not message.startswith(NOT_FOUND[lang]):

@@ -47,7 +47,7 @@ _lock = threading.Lock()
 @dataclass(frozen=True)
 class Voice:
     """How the project `project_index` opened speaks: its name (`rag.persona`), its style
-    rules (`data.style`) and its own "not in the documents" (`Project.refusal_answer`)."""
+    rules (`data.style`) and its own "not in the documents" (`data.own_refusal_answer`)."""
 
     organization: str = ""
     style: dict = field(default_factory=dict)
@@ -78,7 +78,8 @@ def project_index(app: FastAPI, root: Path | None = None) -> RagIndex:
                 ) from exc
             indexes[root] = index
             voices = app.state.__dict__.setdefault("rag_voices", {})
-            voices[root] = Voice(project.organization, project.style, project.refusal_answer)
+            refusal = project.config.data.own_refusal_answer
+            voices[root] = Voice(project.organization, project.style, refusal)
         return index
 
 
@@ -100,7 +101,7 @@ class Grounding:
     copy_numbers: str = "tuned"  # the project's rag.copy_numbers
     style: dict = field(default_factory=dict)  # the style rules drafts are held to (rag.voice)
     embedder: Embedder | None = None  # tells a draft's situation (rag.voice.situation_for)
-    refusal: str = ""  # the organization's "not in the documents" (Project.refusal_answer)
+    refusal: str = ""  # the organization's "not in the documents" (data.own_refusal_answer)
 
     def check(self, text: str) -> RagAnswer:
         """The reply as `ask` and the scorecard show it: verified, and a draft in the guide's
