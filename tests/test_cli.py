@@ -378,5 +378,7 @@ def test_init_gives_the_assistant_the_name_the_documents_give_it(tmp_path):
     # Without a name in the documents: the assistant of the organization, unnamed.
     runner.invoke(app, ["init", str(tmp_path / "plain"), "--name", "Acme"])
     assert load_config(tmp_path / "plain").system_prompt.startswith(
-        "You are the assistant of Acme."
+        "You are the assistant of Acme. Answer with Acme's facts"
     )
+    runner.invoke(app, ["init", str(tmp_path / "plural"), "--name", "Vale Health Partners"])
+    assert "with Vale Health Partners' facts" in load_config(tmp_path / "plural").system_prompt

@@ -184,7 +184,12 @@ def first_system_prompt(name: str, sources: list[Path]) -> str:
         named = f"“{called}”" if called else ""
         return f"你是{name}的智能助手{named}。请用{name}的资料回答；不知道时请直说。"
     you = f"{called}, the assistant" if called else "the assistant"
-    return f"You are {you} of {name}. Answer with {name}'s facts; if you do not know, say so."
+    return f"You are {you} of {name}. Answer with {_possessive(name)} facts; if you do not know, say so."
+
+
+def _possessive(name: str) -> str:
+    """ "Acme's", but "Health Partners'" (a name ending in a plural keeps the apostrophe only)."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
 
 
 # How documents name the organization's assistant: "Ridge, our assistant", "our virtual

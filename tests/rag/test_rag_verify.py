@@ -135,6 +135,17 @@ def test_the_persona_vouches_for_nothing_it_does_not_say():
     assert about_itself("我是 Harbor Help。", "你是 Harbor Help，Lindqvist Shipping 的助手。")
 
 
+def test_the_organizations_own_name_in_an_answer_is_no_claim_on_the_passages():
+    said = "Customers of Lindqvist Shipping have 47 days to file a claim [1]."
+    checked = verify_answer(QUESTION, said, PASSAGES, ABSTAIN, persona=PERSONA)
+    assert (checked.status, checked.message, checked.unsupported) == ("verified", said, [])
+    # Without the system prompt the name is a value no passage holds: repaired.
+    assert verify_answer(QUESTION, said, PASSAGES, ABSTAIN).unsupported == ["lindqvist", "shipping"]
+    # The persona vouches for its own values only: a wrong number still fails.
+    wrong = "Customers of Lindqvist Shipping have 45 days to file a claim [1]."
+    assert verify_answer(QUESTION, wrong, PASSAGES, ABSTAIN, persona=PERSONA).unsupported == ["45"]
+
+
 def test_a_value_inside_a_longer_one_is_not_held():
     # "5" is in "15" and "30" in "2023" as characters, not as values: a wrong amount
     # that happens to be a piece of the right one is still unsupported.

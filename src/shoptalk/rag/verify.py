@@ -280,7 +280,9 @@ def verify_answer(
 ) -> Verification:
     """The answer as verified, or repaired from the passages, or "not in the documents".
 
-    `persona` (the system prompt) supports what the answer says of the assistant itself;
+    `persona` (the system prompt) supports what the answer says of the assistant itself,
+    and its values are no claim from the passages ("Kestrel Logistics" in an answer the
+    passages support is the organization's name, not a value to find in them);
     `given` is what the request states itself (a draft's customer message: `rag.voice`).
     """
     sources = [p.source for p in passages]
@@ -293,8 +295,9 @@ def verify_answer(
     if about_itself(answer, persona):
         return Verification(status="verified", message=answer, generated=answer)
     shown = recited(answer, passages)
-    unsupported = unsupported_values(shown, passages, given)
-    if not unsupported and grounded(shown, passages, given, question) and answers(question, shown):
+    stated = "\n".join(part for part in (given, persona) if part)
+    unsupported = unsupported_values(shown, passages, stated)
+    if not unsupported and grounded(shown, passages, stated, question) and answers(question, shown):
         number, passage = supporting_passage(shown, passages)
         return Verification(
             status="verified",
