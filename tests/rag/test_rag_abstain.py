@@ -15,6 +15,7 @@ from shoptalk.rag.abstain import (
     missing_place,
     missing_qualifier,
     missing_role,
+    own_words,
     save_rule,
     signals,
     term_idf,
@@ -153,6 +154,18 @@ def test_a_name_the_passages_do_not_hold_is_refused() -> None:
     # A capitalized first word is not part of a name; one capitalized word is no name.
     assert missing_name("Does Harbor Express run daily?", table) is None
     assert missing_name("What is the per diem in Seattle?", table) is None
+    # The organization's own name is no name the passages must hold.
+    own = own_words("Harbor Ocean Partners")
+    assert missing_name("Is a Harbor Ocean clinic open late?", table, own) is None
+    assert missing_name("What does the Harbor Ocean Air service cost?", table, own) == (
+        "Harbor Ocean Air"
+    )
+
+
+def test_a_name_is_looked_for_in_the_passages_whole_chunks() -> None:
+    hours = _passage("Clinics open 8:00-18:00 on weekdays.", 0.8)
+    hours.chunk.text += " Clinics are closed on Christmas Day."
+    assert missing_name("Is anywhere open on Christmas Day?", [hours]) is None
 
 
 def test_a_site_at_a_place_the_passages_do_not_name_is_refused() -> None:
@@ -163,6 +176,10 @@ def test_a_site_at_a_place_the_passages_do_not_name_is_refused() -> None:
     # A place without a site is a rule's place ("a trip to Seattle"); "Our office" no place.
     assert missing_place("What is the per diem for a trip to Seattle?", hq) is None
     assert missing_place("Is our Main office open on Sundays?", hq) is None
+    own = own_words("Harbor Freight")
+    assert (
+        missing_place("I work at one of the Harbor Freight offices. Can I park?", hq, own) is None
+    )
     shops = [_passage("杭州西湖旗舰店位于翠苑路126号。", 0.8)]
     assert missing_place("茶香在北京有门店吗？", shops) == "北京"
     assert missing_place("杭州门店几点开门？", shops) is None

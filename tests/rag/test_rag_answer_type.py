@@ -40,6 +40,10 @@ from shoptalk.rag.answer_type import asked_for, holds, mismatch, unnamed_period
         # A count of a code's parts is a number; "Is there a code?" may be answered "no".
         ("How many digits come after HX in a tracking number?", "number"),
         ("Is there a promo code for new customers?", None),
+        # "paid" before what is paid is no price; as a verb it is.
+        ("How much paid parental leave do I get?", None),
+        ("How much is paid out for unused leave?", "money"),
+        ("How much will I be paid for overtime?", "money"),
     ],
 )
 def test_what_a_question_asks_for(question: str, kind: str | None) -> None:
@@ -99,6 +103,8 @@ STANDING = ["The membership fee is reviewed on the first Monday of each month: n
         ("下个月的会费是多少？", ["会费每月调整一次。"], "下个月"),
         # Of two clauses, the one that asks: its period still counts.
         ("What was the rate last quarter - was it on target?", ["97% a month."], "last quarter"),
+        # A short opening phrase is no situation: its period is asked about.
+        ("Last year, how many patients did you see?", ["We see patients daily."], "Last year"),
     ],
 )
 def test_a_past_or_future_period_no_passage_names_is_unanswerable(question, texts, period):
@@ -118,6 +124,8 @@ def test_a_past_or_future_period_no_passage_names_is_unanswerable(question, text
         ("I start next week. What do I need to wear?", ["Wear safety boots."]),
         ("sent my forms last week - how long till you decide?", ["We decide in 30 days."]),
         ("我们下个月搬家——怎么更新地址？", ["您可以在app中更新地址。"]),
+        # A situation told before a comma, then the question.
+        ("my son turns 17 next month, can he still see his doctor?", ["Until 18."]),
         # A standing period, not one counted from now.
         ("How many days off do I get per year?", ["You get 20 days a year."]),
         ("What was the fee last year?", []),  # no passages: another decision

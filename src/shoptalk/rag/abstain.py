@@ -146,6 +146,9 @@ class Abstention:
 
     drafting: bool = False  # a drafting request: see `rag.voice.abstention_for`
     coverage: bool = True  # the fitted rule refuses too (rag.select.refuse_on_coverage)
+    # The words of the organization's own name (the config's `name`, lowercased): "one of
+    # the Ashcombe Vale clinics" names the organization, not a thing the passages must name.
+    own_name: frozenset[str] = frozenset()
 
     def refuses(self, question: str, passages: Sequence[Passage]) -> bool:
         """The passages do not answer `question`: say "not in the documents", ask no model."""
@@ -157,7 +160,9 @@ class Abstention:
             return True
         if unnamed_period(question, [f"{p.heading}\n{p.text}" for p in passages]):
             return True
-        if missing_name(question, passages) or missing_place(question, passages):
+        if missing_name(question, passages, self.own_name):
+            return True
+        if missing_place(question, passages, self.own_name):
             return True
         if missing_role(question, passages) or missing_qualifier(question, passages):
             return True
@@ -202,20 +207,24 @@ def _stem(word: str) -> str:
 _NAME_RUN = re.compile(r"[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)+")
 
 
-def missing_name(question: str, passages: Sequence[Passage]) -> str | None:
+def missing_name(
+    question: str, passages: Sequence[Passage], own: frozenset[str] = frozenset()
+) -> str | None:
     """A name of several words the question uses that the passages do not all hold.
 
     "What does the Ocean Freight service cost?" read against the table of the services
     that exist covers "freight", "service" and "cost": the passages are about another
-    service. A word that starts the sentence is not taken for part of a name.
+    service. A word that starts the sentence is not taken for part of a name, nor is a
+    name of the organization's own words (`own`). Read in the passages' whole chunks:
+    "open on Christmas Day?" selects the opening hours, and the holidays are the next
+    sentence.
     """
-    text = " ".join(f"{p.heading} {p.text}" for p in passages).lower()
-    have = set(re.findall(r"\w+", text))
+    have = set(re.findall(r"\w+", _chunks_text(passages).lower()))
     for match in _NAME_RUN.finditer(question):
         run = match.group().split()
         if _starts_sentence(question, match.start()):
             run = run[1:]
-        if len(run) < 2:
+        if len(run) < 2 or _own(run, own):
             continue
         for word in run:
             if not set(re.findall(r"\w+", word.lower().removesuffix("'s"))) <= have:
@@ -246,20 +255,23 @@ _NOT_PLACES = frozenset(
 )
 
 
-def missing_place(question: str, passages: Sequence[Passage]) -> str | None:
+def missing_place(
+    question: str, passages: Sequence[Passage], own: frozenset[str] = frozenset()
+) -> str | None:
     """A place the question names for one of the organization's sites that no passage names.
 
     "Does Kestrel have an office in Denver?" reads the passage about the head office in
     Reno: the passages answer for another site. Only with a site ("office", "warehouse",
-    "门店"): "the per diem for a trip to Seattle" is a rule for any city. Chinese places are
-    the words jieba tags as places (北京 ns).
+    "门店"): "the per diem for a trip to Seattle" is a rule for any city; nor "the Ashcombe
+    Vale clinics" when that is the organization's name (`own`). Chinese places are the
+    words jieba tags as places (北京 ns).
     """
     text = " ".join(f"{p.heading} {p.text}" for p in passages)
     lowered = text.lower()
     for match in (m for pattern in _SITE_PLACES for m in pattern.finditer(question)):
         bare = (w.removesuffix("'s").removesuffix("’s") for w in match.group(1).split())
         words = [w for w in bare if w.lower() not in _NOT_PLACES]
-        if words and " ".join(words).lower() not in lowered:
+        if words and not _own(words, own) and " ".join(words).lower() not in lowered:
             return " ".join(words)
     if _ZH_SITE.search(question):
         for name in sorted(chinese_places(question)):
@@ -360,6 +372,17 @@ def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
         if word in _ZH_OFFER and not set(before) <= _ZH_FILLER and before not in text:
             return before + word
     return None
+
+
+def own_words(name: str) -> frozenset[str]:
+    """The lowercased words of the organization's name, for `Abstention.own_name`."""
+    return frozenset(re.findall(r"\w+", name.lower()))
+
+
+def _own(words: Sequence[str], own: frozenset[str]) -> bool:
+    """Every word of a name is one of the organization's own ("Ashcombe Vale's")."""
+    bare = (w.lower().removesuffix("'s").removesuffix("’s") for w in words)
+    return bool(own) and all(set(re.findall(r"\w+", w)) <= own for w in bare)
 
 
 def _chunks_text(passages: Sequence[Passage]) -> str:

@@ -79,8 +79,11 @@ _ASKS_ADDRESS = re.compile(
     r"|地址是(?:什么|哪里|多少)|(?:具体|详细)地址|地址在哪",
     re.IGNORECASE,
 )
+# "paid" as a verb ("how much is paid out?"), not before what is paid ("how much paid
+# parental leave": a length of leave).
+_PAID = r"paid(?!\s+(?!(?:out|back|for|to|by|in|on|at|per|each|every|if|when|after|before)\b)[a-z])"
 _ASKS_MONEY = re.compile(
-    r"\bhow much\b.*\b(?:cost|costs|price|pay|paid|charge|charged|fee|fees|salary|revenue"
+    rf"\bhow much\b.*\b(?:cost|costs|price|pay|{_PAID}|charge|charged|fee|fees|salary|revenue"
     r"|spend|spent|earn|earns|budget|worth)\b"
     r"|\b(?:cost|price|fee|salary|salaries|revenue|budget|wages?)\b"
     r"|多少钱|价格|价钱|费用|收费|工资|薪|营业额|收入|预算|售价|成本",
@@ -233,7 +236,26 @@ def question_clause(question: str) -> str:
     asking = [s for s in sentences if s.endswith(("?", "？"))]
     sentence = asking[-1] if asking else question
     clauses = _CLAUSE_BREAK.split(sentence)
-    return next((c for c in clauses if _WH.search(c)), clauses[-1])
+    return _after_situation(next((c for c in clauses if _WH.search(c)), clauses[-1]))
+
+
+def _after_situation(clause: str) -> str:
+    """The question after a comma that ends the user's situation: "my son is turning 17
+    next month, can he keep seeing the pediatrician?" asks whether he can. Only after a
+    clause of `SITUATION_WORDS` words or more: "Last year, how many ...?" asks of last year."""
+    parts = _ASKS_AFTER_COMMA.split(clause, maxsplit=1)
+    if len(parts) == 2 and len(parts[0].split()) >= SITUATION_WORDS:
+        return parts[1]
+    return clause
+
+
+# A comma followed by a question's opening words ("..., can he", "..., how long").
+_ASKS_AFTER_COMMA = re.compile(
+    r",\s+(?=(?:what|what's|how|when|where|who|which|why|can|could|do|does|did|is|are|will"
+    r"|would|should|may|am|have|has)\b)",
+    re.IGNORECASE,
+)
+SITUATION_WORDS = 4
 
 
 # Where a user's message joins a situation and a question: " - ", " — ", "——", ";", "；".

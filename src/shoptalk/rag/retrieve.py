@@ -20,7 +20,14 @@ from shoptalk.config import RagSettings
 from shoptalk.data.clean import source_file
 from shoptalk.errors import ShoptalkError
 from shoptalk.modeling.embed import Embedder, load_embedder
-from shoptalk.rag.abstain import DEFAULT_RULE, AbstainRule, Abstention, corpus_idf, load_rule
+from shoptalk.rag.abstain import (
+    DEFAULT_RULE,
+    AbstainRule,
+    Abstention,
+    corpus_idf,
+    load_rule,
+    own_words,
+)
 from shoptalk.rag.bm25 import BM25, language, terms
 from shoptalk.rag.chunk import searchable_text
 from shoptalk.rag.connect import open_vector_store
@@ -70,6 +77,7 @@ class RagIndex:
         vector_store: VectorStore | None = None,
         rule: AbstainRule | None = None,
         style_chunks: frozenset[str] = frozenset(),
+        organization: str = "",
     ) -> None:
         self.stored = stored
         self.embedder = embedder
@@ -81,12 +89,18 @@ class RagIndex:
         # Chunks of the style material (a tone guide among the documents): rules for writing,
         # not facts to tell a customer; a draft does not read them (rag.answer.select_for).
         self.style_chunks = style_chunks
+        self.organization = organization  # the config's `name`: no name the passages must hold
 
     @cached_property
     def abstention(self) -> Abstention:
         """When the selected passages do not answer: every answer path asks this (rag.abstain)."""
         coverage = self.settings.select.refuse_on_coverage
-        return Abstention(self.rule, corpus_idf(self.stored.chunks), coverage=coverage)
+        return Abstention(
+            self.rule,
+            corpus_idf(self.stored.chunks),
+            coverage=coverage,
+            own_name=own_words(self.organization),
+        )
 
     @cached_property
     def bm25(self) -> BM25:
@@ -191,7 +205,7 @@ def open_index(project: Project, embedder: Embedder | None = None) -> RagIndex:
     store = open_vector_store(settings, project.root)
     style_files = set(project.style.get("files", []))
     style = frozenset(c.id for c in stored.chunks if source_file(c.source) in style_files)
-    return RagIndex(stored, embedder, settings, reranker, store, rule, style)
+    return RagIndex(stored, embedder, settings, reranker, store, rule, style, project.config.name)
 
 
 def load_reranker(name: str | None, root: Path):
