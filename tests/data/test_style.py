@@ -12,6 +12,7 @@ from shoptalk.data.style import (
     reference_line,
     repair,
     rules_from,
+    sentences,
 )
 from shoptalk.records import Chunk
 
@@ -409,3 +410,69 @@ def test_a_line_added_under_a_condition_is_a_situation_not_every_replys():
     assert [(s.when, s.lines) for s in zh.situations] == [
         ("理赔", ["如需紧急理赔帮助，请拨打 400-820-1234。"])
     ]
+
+
+# A guide that states its forms on the line below the rule (block quotes, a list of quoted
+# phrases) and its situations as bold-labelled paragraphs under one heading.
+GUIDE_LAYOUTS = """## Sign-off
+
+End every reply with this exact line, on its own:
+
+> Warm wishes, the Fernhill Members Team
+
+## Reference
+
+Quote the case reference on the first line after the greeting, in this exact format:
+
+> Your reference: FM-2025-00017
+
+## Phrases never to use
+
+The following phrases must never appear in a reply:
+
+- "as per our terms"
+- "no worries"
+
+## Situations
+
+**A payment has failed.** Thank them for telling us, and always include this line:
+
+> We have paused any late fees while we sort this out with you.
+
+Do not say "your card was declined".
+
+**The member is unhappy with a delay.** Apologise first. Use this line:
+
+> We are sorry for the wait, and thank you for bearing with us.
+
+**Tone.** Keep it warm.
+"""
+
+
+def test_forms_below_their_rule_and_bold_labelled_situations():
+    r = extract_rules(GUIDE_LAYOUTS)
+    assert r.sign_off == "Warm wishes, the Fernhill Members Team"
+    assert r.reference_form == "Your reference: {reference}"
+    assert [
+        f for f in r.forbidden if f in {"as per our terms", "no worries", "your card was declined"}
+    ] == ["as per our terms", "no worries", "your card was declined"]
+    # A situation's line is its own, not every reply's; a topic label ("Tone.") is no situation.
+    assert r.lines == []
+    assert [(s.when, s.lines) for s in r.situations] == [
+        ("A payment has failed", ["We have paused any late fees while we sort this out with you."]),
+        (
+            "The member is unhappy with a delay",
+            ["We are sorry for the wait, and thank you for bearing with us."],
+        ),
+    ]
+
+
+def test_a_quote_is_one_sentence_and_before_the_sign_off_is_no_sign_off():
+    assert sentences('Include: "Questions? Call us." Then stop.') == [
+        'Include: "Questions? Call us."',
+        "Then stop.",
+    ]
+    r = extract_rules(
+        'Every reply must include, before the sign-off: "Questions? Call 0800 555 0101."'
+    )
+    assert r.sign_off == "" and r.lines == ["Questions? Call 0800 555 0101."]

@@ -228,6 +228,9 @@ def test_a_draft_about_a_customers_situation_follows_its_rules():
         )
         assert "sorry for your loss" not in plain and "second review" not in plain
         assert situation_for(f'Draft a reply: "{message}"', rules, embedder) is None
+    # The message quoted in single quotes after a colon, apostrophes inside, is read alone.
+    single = "Draft a reply to a customer who says: 'My mother passed away on Sunday, what's next?'"
+    assert situation_for(single, rules, embedder) == situation_for(sad, rules, embedder)
     # Without an embedder (or without situations) no situation is told.
     assert situation_for(sad, rules, None) is None
     assert "sorry for your loss" not in follow_style(

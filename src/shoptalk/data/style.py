@@ -36,10 +36,18 @@ _SENTENCE = re.compile(
 )
 # Double and CJK quotes anywhere; single quotes only off word edges, so "that's" stays whole.
 _QUOTE = re.compile(
-    r"[\"“「『]([^\"“”「」『』\n]{1,80})[\"”」』]|(?<!\w)['‘]([^'‘’\n]{1,80}?)['’](?!\w)"
+    r"[\"“「『]([^\"“”「」『』\n]{1,240})[\"”」』]|(?<!\w)['‘]([^'‘’\n]{1,80}?)['’](?!\w)"
 )
 # A list item's bold label ("- **Greeting.** Always ..."): the topic of the sentences after it.
-_LABEL = re.compile(r"^\s*(?:[-*+]|\d+[.)])?\s*\*\*([^*\n]{1,40}?)[.:：。]?\*\*[.:：]?\s*")
+_LABEL = re.compile(r"^\s*(?:[-*+]|\d+[.)])?\s*\*\*([^*\n]{1,80}?)[.:：。]?\*\*[.:：]?\s*")
+# A label that tells a situation ("**A bill is disputed.**", "**The patient is upset about
+# waiting time.**", "**客户投诉时**"), not a topic ("**Sign-off.**"): a clause with a verb.
+_SITUATION_LABEL = re.compile(
+    r"^(?:when|whenever|if)\b|\b(?:is|are|was|were|has|have|had|wants?|asks?|says?|describes?"
+    r"|complains?|needs?|requests?|reports?|cannot|can't|does|doesn't|did|didn't)\b"
+    r"|时$|的情况$",
+    re.IGNORECASE,
+)
 
 
 class Situation(BaseModel, extra="forbid"):
@@ -106,7 +114,23 @@ class StyleRules(BaseModel, extra="forbid"):
 
 
 def sentences(text: str) -> list[str]:
-    return [s.strip(" -*#>\t") for s in _SENTENCE.split(text) if s.strip(" -*#>\t")]
+    """`text`'s sentences; a quote stays whole ('include: "Questions? Call us."' is one)."""
+    pieces: list[str] = []
+    for piece in _SENTENCE.split(text):
+        if pieces and _open_quote(pieces[-1]):
+            pieces[-1] = f"{pieces[-1]} {piece}"
+        else:
+            pieces.append(piece)
+    return [s.strip(" -*#>\t") for s in pieces if s.strip(" -*#>\t")]
+
+
+def _open_quote(text: str) -> bool:
+    """`text` opens a double quote it does not close ("...", “...”, 「...」)."""
+    return (
+        text.count('"') % 2 == 1
+        or text.count("“") > text.count("”")
+        or text.count("「") > text.count("」")
+    )
 
 
 def is_style_guide(title: str, text: str) -> tuple[bool, str]:
@@ -270,18 +294,76 @@ def _is_line(quote: str) -> bool:
     return bool(re.search(r"[.!?。！？]$", quote)) and (len(quote.split()) >= 5 or cjk >= 6)
 
 
+def inline_blocks(text: str) -> str:
+    """`text` with what a rule ending in a colon introduces on the lines below, a block quote
+    ("End every reply with this exact line:" / "> With care, the Support Team") or a list of
+    quoted phrases ("These phrases must never appear:" / '- "calm down"'), joined to the rule
+    as quotes, so that it reads as one sentence: 'End every reply with this exact line:
+    "With care, the Support Team"'."""
+    out: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if (
+            not line.rstrip().endswith((":", "："))
+            or _BLOCK_START.match(line)
+            and line.lstrip()[0] in "#|"
+        ):
+            out.append(line)
+            continue
+        block, end = _introduced(lines, i)
+        if block:
+            line = f"{line.rstrip()} " + ", ".join(f'"{q}"' for q in block)
+            i = end
+        out.append(line)
+    return "\n".join(out)
+
+
+def _introduced(lines: list[str], start: int) -> tuple[list[str], int]:
+    """The quotes of the block quote or quoted-phrase list from `start` (blank lines before
+    it skipped), and the index after it; ([], start) when none follows."""
+    i = start
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    quotes: list[str] = []
+    quoted_block: list[str] = []
+    while i < len(lines):
+        line = lines[i].strip()
+        item = re.match(r"^(?:[-*+]|\d+[.)])\s+(.*)$", line)
+        phrase = _quoted(item.group(1)) if item else []
+        if line.startswith(">"):
+            quoted_block.append(line.lstrip("> ").strip())
+        elif item and len(phrase) == 1 and item.group(1).strip(" \"“”'‘’「」.,;") == phrase[0]:
+            quotes.append(phrase[0])
+        else:
+            break
+        i += 1
+    if quoted_block:
+        quotes.insert(0, " ".join(b for b in quoted_block if b))
+    quotes = [q.replace('"', "'") for q in quotes if q]
+    return (quotes, i) if quotes else ([], start)
+
+
+def _about(topic: re.Pattern[str], sentence: str) -> bool:
+    """`sentence` names `topic` (the greeting, the sign-off) as what it is about, not as
+    where something goes ("on the first line after the greeting", "before the sign-off")."""
+    return any(not _POSITION.search(sentence[: m.start()]) for m in topic.finditer(sentence))
+
+
+_POSITION = re.compile(r"\b(?:before|after|above|below|under)\s+(?:the\s+|your\s+|our\s+)?$", re.I)
+
+
 def extract_rules(text: str) -> StyleRules:
     """Read greeting, sign-off, forbidden phrases, required elements and lines, register and
     length; and the rules of each situation the guide names (`situations`), which are not
     rules for every reply."""
-    text, situations = split_situations(text)
+    text, situations = split_situations(inline_blocks(text))
     rules = StyleRules(situations=situations)
     rules.forbidden, table = _table_forbidden(text)
     if table:
         rules.sources["forbidden"] = table
-    rules.lines, block = _block_lines(text)
-    if block:
-        rules.sources["lines"] = block
     for s in rule_sentences(text):
         # Quotes after "never/avoid/禁止" are forbidden; quotes before it are the form to use.
         neg = _prohibition(s)
@@ -292,13 +374,13 @@ def extract_rules(text: str) -> StyleRules:
             known = {f.lower() for f in rules.forbidden}
             rules.forbidden += [q for q in dict.fromkeys(banned) if q.lower() not in known]
             rules.sources.setdefault("forbidden", s)
-        greets = _GREETING.search(s)
+        greets = _about(_GREETING, s)
         if quotes and greets and rules.greeting and _UNKNOWN.search(s):
             if not rules.greeting_fallback:
                 rules.greeting_fallback, rules.sources["greeting_fallback"] = quotes[0], s
         elif quotes and not rules.greeting and greets:
             rules.greeting, rules.sources["greeting"] = _named_greeting(quotes[0], s), s
-        elif quotes and not rules.sign_off and _SIGN_OFF.search(s):
+        elif quotes and not rules.sign_off and _about(_SIGN_OFF, s):
             rules.sign_off, rules.sources["sign_off"] = "\n".join(_forms(s)), s
         elif quotes and _REQUIRE.search(s) and not forbids:
             _read_required_quotes(rules, s, quotes)
@@ -349,10 +431,16 @@ def split_situations(text: str) -> tuple[str, list[Situation]]:
     found: list[Situation] = []
     sections: list[list[str]] = [[]]
     for line in _paragraph_lines(text):
-        if _HEADING.match(line):
+        if _HEADING.match(line) or _situation_label(line):
             sections.append([])
         sections[-1].append(line)
     for section in sections:
+        label = _situation_label(section[0]) if section else None
+        if label:  # "**A bill is disputed.** Thank the patient ..." and the lines below it
+            body = [section[0][label.end() :], *section[1:]]
+            found.append(_situation(label.group(1).strip(), body))
+            general += _forbidding(body)
+            continue
         heading = _HEADING.match(section[0]) if section else None
         body = [ln for ln in section[1 if heading else 0 :] if ln.strip()]
         condition = _SITUATION.match(body[0]) if body else None
@@ -363,10 +451,26 @@ def split_situations(text: str) -> tuple[str, list[Situation]]:
         title = re.sub(r"^[\d.\s]+", "", heading.group(1)).strip(" *") if heading else ""
         when = f"{title}. {named.strip()}" if title else named.strip()
         found.append(_situation(when, body[1:]))
-        # A phrase it forbids by quoting ("Never use "denied"") is wording, not a topic:
-        # it stays forbidden in every reply, as a guide's phrase list is.
-        general += [ln for ln in body[1:] if _prohibition(ln) and _quoted(ln)]
+        general += _forbidding(body[1:])
     return "\n".join(general), found
+
+
+def _forbidding(lines: list[str]) -> list[str]:
+    """The sentences of a situation's `lines` that forbid a quoted phrase ("Never use
+    "denied""): wording, not a topic, so forbidden in every reply, as a phrase list is; the
+    rest of the line (a line it asks for) stays the situation's."""
+    return [
+        s
+        for line in lines
+        for s in sentences(line)
+        if (neg := _prohibition(s)) and _quoted(s[neg.start() :])
+    ]
+
+
+def _situation_label(line: str) -> re.Match[str] | None:
+    """The bold label opening `line` when it tells a situation (`_SITUATION_LABEL`)."""
+    label = _LABEL.match(line)
+    return label if label and _SITUATION_LABEL.search(label.group(1).strip()) else None
 
 
 # A line added under a condition inside a sentence: 'For anything to do with an open claim,
@@ -427,7 +531,9 @@ def _situation(when: str, lines: list[str]) -> Situation:
 
 # "Start with "..."", "以“……”开头" (the sentence may end at the quote: 以“请节哀。”).
 _OPENING = re.compile(
-    r"\b(open|start|begin)\s+(with|by)\b|以.{0,30}开头|^\W*以\s*[“「『]|开头(先)?(说|写)", re.I
+    r"\b(open|start|begin)\s+(with|by)\b|\b(?:put|place)\s+(?:this|the)\s+(?:line|sentence)\s+first\b"
+    r"|以.{0,30}开头|^\W*以\s*[“「『]|开头(先)?(说|写)",
+    re.I,
 )
 _MENTION = re.compile(
     r"\b(?:do not|don't|never|must not|avoid)\s+(?:mention\w*|discuss\w*|bring up|talk about|refer to)"
@@ -489,30 +595,6 @@ def _prohibition(sentence: str) -> re.Match[str] | None:
         if not _CONDITION.search(sentence[: match.start()]):
             return match
     return None
-
-
-def _block_lines(text: str) -> tuple[list[str], str]:
-    """Block-quoted lines ("> If you have any questions, call ...") that the rule just before
-    them says every reply includes ("Every reply must include this line:"), and that rule."""
-    found: list[str] = []
-    source = ""
-    lines = _paragraph_lines(text)
-    for i, line in enumerate(lines):
-        if not line.lstrip().startswith(">") or (i and lines[i - 1].lstrip().startswith(">")):
-            continue  # not a block's first line
-        block = []
-        for quoted in lines[i:]:
-            if not quoted.lstrip().startswith(">"):
-                break
-            block.append(quoted.strip().lstrip(">").strip())
-        quote = " ".join(b for b in block if b)
-        before = [ln for ln in lines[:i] if ln.strip()]
-        rule = (rule_sentences(before[-1]) or [""])[-1] if before else ""
-        asks = rule.rstrip().endswith((":", "：")) and _REQUIRE.search(rule)
-        if asks and not _prohibition(rule) and not _EXAMPLE.search(rule) and _is_line(quote):
-            found.append(quote)
-            source = source or rule
-    return found, source
 
 
 def _read_required_quotes(rules: StyleRules, sentence: str, quotes: list[str]) -> None:

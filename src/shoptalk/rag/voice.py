@@ -204,8 +204,11 @@ def follow_style(
 
 # A situation of our own doing ("When we can't pay a claim"), not the customer's.
 _OURS = re.compile(r"\b(?:when|whenever|if)\s+(?:we|our|I)\b|(?:当|如果|若)我们", re.IGNORECASE)
-# The customer's message a drafting request quotes: 'Draft a reply to: "My father died ..."'.
-_QUOTED_MESSAGE = re.compile(r'["“「『]([^"“”「」『』]{12,})["”」』]')
+# The customer's message a drafting request quotes: 'Draft a reply to: "My father died ..."',
+# or in single quotes after a colon to the end ("who says: 'I can't ...'": apostrophes inside).
+_QUOTED_MESSAGE = re.compile(
+    r'["“「『]([^"“”「」『』]{12,})["”」』]|[:：]\s*[\'‘]([^\n]{12,})[\'’]\W*$'
+)
 # Measured with all-MiniLM-L6-v2 (bench/RESULTS.md): 10 customer messages about one of four
 # situations (a death in the family, in two guides' wordings; illness; money trouble; a
 # complaint) scored 0.26-0.46 against their own; 14 ordinary messages at most 0.31 against
@@ -231,7 +234,7 @@ def situation_for(request: str, rules: StyleRules, embedder: Embedder | None) ->
     """
     if not rules.situations or embedder is None:
         return None
-    quoted = _QUOTED_MESSAGE.findall(request)
+    quoted = [a or b for a, b in _QUOTED_MESSAGE.findall(request)]
     message = max(quoted, key=len) if quoted else ""
     instruction = request.replace(message, " ") if message else request
     theirs = [s for s in rules.situations if not _OURS.search(s.when)]
