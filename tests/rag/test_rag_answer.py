@@ -102,7 +102,10 @@ def test_an_answer_with_a_wrong_value_is_repaired_and_says_so(index, monkeypatch
     assert "47 days" in result.message and "45" not in result.message
     assert result.quote in result.message
     assert result.generated == "Customers have 45 days [1]."
-    assert [c.source for c in result.citations] == ["docs/handbook.md#Claims"]
+    # One citation: the quote, as shown.
+    assert [(c.source, c.quote) for c in result.citations] == [
+        ("docs/handbook.md#Claims", result.quote)
+    ]
     assert result.retrieved[0].source == "docs/handbook.md#Claims"
 
     monkeypatch.setattr(

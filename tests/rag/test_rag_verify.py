@@ -7,6 +7,7 @@ from shoptalk.rag.select import Passage
 from shoptalk.rag.verify import (
     NOT_FOUND,
     about_itself,
+    in_context,
     in_own_words,
     not_found_message,
     recited,
@@ -51,7 +52,8 @@ def test_a_wrong_number_is_repaired_with_the_passage_quoted_verbatim():
     )
     assert checked.status == "repaired"
     assert checked.unsupported == ["45"]
-    assert checked.message == f'"{CLAIMS}" [1]'
+    # Quoted with the sentences around it in its chunk ("Intro." before it).
+    assert checked.message == f'"Intro. {CLAIMS}" [1]'
     assert checked.generated == "Customers have 45 days to file a claim [1]."
     assert "45" not in checked.message
 
@@ -91,7 +93,7 @@ def test_values_compare_normalized_and_chinese_is_repaired_in_chinese():
     kept = verify_answer("退货期限是多少天？", "退货期限是75 天[1]。", returns, ABSTAIN)
     assert kept.status == "verified"
     fixed = verify_answer("退货期限是多少天？", "退货期限是60天[1]。", returns, ABSTAIN)
-    assert (fixed.status, fixed.message) == ("repaired", f"「{RETURNS}」[1]")
+    assert (fixed.status, fixed.message) == ("repaired", f"「Intro. {RETURNS}」[1]")
 
 
 def test_nothing_supporting_the_question_answers_not_found_with_the_sources():
@@ -198,7 +200,7 @@ def test_a_chinese_name_no_passage_gives_is_unsupported():
 def test_an_answer_that_only_asks_back_is_not_shown_as_an_answer():
     fee = [passage("二楼会议室每小时收费80元，须提前预约。", "docs/rooms_zh.md")]
     echoed = verify_answer("会议室怎么收费？", "二楼会议室怎么收费？", fee, ABSTAIN)
-    assert echoed.status == "repaired" and echoed.message == f"「{fee[0].text}」[1]"
+    assert echoed.status == "repaired" and echoed.message == f"「Intro. {fee[0].text}」[1]"
     answered = verify_answer(
         "会议室怎么收费？", "二楼会议室每小时收费80元[1]。您要预约吗？", fee, ABSTAIN
     )
@@ -244,7 +246,7 @@ def test_a_repair_quotes_a_sentence_holding_the_kind_of_value_asked_or_none():
     when = "My card was stolen, when will the new one arrive?"
     repaired = verify_answer(when, "It arrives in 9 days [1].", passages, ABSTAIN)
     assert (repaired.status, repaired.passage) == ("repaired", 2)
-    assert repaired.message == '"It arrives in 7 days." [2]'
+    assert repaired.message == '"Report a stolen card to the branch. It arrives in 7 days." [2]'
     cost = "How much does a new card cost?"
     none = verify_answer(cost, "A new card costs $5 [1].", passages, ABSTAIN)
     assert none.status == "not_found" and "$25" not in none.message
@@ -279,3 +281,16 @@ def test_not_found_is_said_in_the_organizations_own_words_in_its_language():
     # An answer is no refusal; no words of their own: as it is.
     assert in_own_words("Two years [1].", "How long is the warranty?", own) == "Two years [1]."
     assert in_own_words(searched, "How long is the warranty?", "") == searched
+
+
+def test_a_repair_quotes_its_sentence_in_context_but_a_table_row_alone():
+    text = "Open 8:00 am to 10:00 pm daily. Last registration is at 9:30 pm. Parking is free."
+    hours = Chunk(id="uc", text=text, source="docs/hours.md")
+    assert in_context(Passage(text="Open 8:00 am to 10:00 pm daily.", chunk=hours, score=1)) == (
+        "Open 8:00 am to 10:00 pm daily. Last registration is at 9:30 pm."
+    )
+    middle = Passage(text="Last registration is at 9:30 pm.", chunk=hours, score=1)
+    assert in_context(middle) == text
+    rows = "| Site | Opens |\n| --- | --- |\n| North | 8:00 |\n| South | 9:00 |"
+    table = Chunk(id="t", text=rows, source="docs/sites.md")
+    assert in_context(Passage(text="| North | 8:00 |", chunk=table, score=1)) == "| North | 8:00 |"

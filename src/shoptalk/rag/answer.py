@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from shoptalk.modeling.chat_format import for_request
 from shoptalk.modeling.generate import Assistant, answer
 from shoptalk.rag.abstain import Abstention
-from shoptalk.rag.citations import Citation, check_citations
+from shoptalk.rag.citations import CheckedCitations, Citation, check_citations, citation
 from shoptalk.rag.persona import self_reply
 from shoptalk.rag.retrieve import RagIndex
 from shoptalk.rag.select import Passage, select_passages
@@ -255,9 +255,13 @@ def finish_passages(
     """The generated `text` verified against the passages (repaired if need be), with citations."""
     checked = verify_reply(question, text, passages, abstention, persona)
     found = checked.status != "not_found"
-    citations = (
-        check_citations(checked.message, [p.as_chunk() for p in passages]) if found else None
-    )
+    if checked.status == "repaired" and checked.passage and checked.quote:
+        # A repair is one quote of one passage, in context (`rag.verify.in_context`).
+        cited = citation(passages[checked.passage - 1].chunk, checked.quote, checked.passage)
+        citations = CheckedCitations(citations=[cited], dropped=0)
+    else:
+        read = [p.as_chunk() for p in passages]
+        citations = check_citations(checked.message, read) if found else None
     return RagAnswer(
         message=checked.message,
         found=True,

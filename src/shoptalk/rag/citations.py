@@ -104,11 +104,11 @@ def check_citations(answer: str, chunks: list[Chunk]) -> CheckedCitations:
                 dropped += 1
                 continue
             for quote in quotes:
-                cited = _citation(chunks[number - 1], quote, "cited", number)
+                cited = citation(chunks[number - 1], quote, number)
                 citations[(cited.chunk_id, quote)] = cited  # replaces a "supported" one
         if not numbers and (found := best_support(claim, chunks, context)):
             chunk, quote = found
-            supported = _citation(chunk, quote, "supported", None)
+            supported = citation(chunk, quote, None, "supported")
             citations.setdefault((chunk.id, quote), supported)
     return CheckedCitations(citations=list(citations.values()), dropped=dropped)
 
@@ -285,7 +285,8 @@ def best_support(
     return chunk, sentence
 
 
-def _citation(chunk: Chunk, quote: str, kind: str, number: int | None) -> Citation:
+def citation(chunk: Chunk, quote: str, number: int | None, kind: str = "cited") -> Citation:
+    """`quote` (verbatim from `chunk`) as the citation [number] of a message."""
     heading = chunk.headings[-1] if chunk.headings else ""
     return Citation(
         number=number,
