@@ -57,8 +57,16 @@ NOT_FOUND = {
 _MARKER = re.compile(r"[\[【]\s*(\d+(?:\s*[,，]\s*\d+)*)\s*[\]】]")
 # How a reply says the passages do not answer (the message it was told to use, or near it).
 _DECLINES = re.compile(
-    r"could ?n[o']t find|can ?n[o']t find|not (?:in|mentioned in|found in) the (?:documents|passages)"
-    r"|(?:documents|passages) do ?n[o']t (?:say|contain|mention)|没有找到|没有这方面|未找到|没有提到"
+    # "I could not find this", not "if we cannot find a suitable time": what is not found is
+    # the answer, information about it, or "this".
+    r"(?:could ?n[o']t|could not|can[o']t|can't|can ?not) find (?:this|that|it|any|anything"
+    r"|the answer|information|details)\b"
+    r"|not (?:in|mentioned in|found in) the (?:documents|passages)"
+    r"|(?:documents|passages) do ?n[o']t (?:say|contain|mention)"
+    # The default `data.refusal_answer` ("I'm sorry, I don't have that information in our
+    # documents."), which a tuned model learns to say: a decline, as the scorecard counts it.
+    r"|\bI (?:don't|do ?not) have (?:that|this|any|the|enough) (?:information|info|details)\b"
+    r"|\bI have no information\b|没有找到|没有这方面|未找到|没有提到"
     # The Chinese ways the scorecard also counts as declining (eval.metrics.is_refusal):
     # first person or about the documents, as "不知道" alone opens helpful answers.
     r"|我不知道|我不清楚|无法回答|资料中没有|文档中没有|没有相关的?信息|暂无相关信息|未提及",
