@@ -5,6 +5,7 @@ from shoptalk.data.style import (
     addressee,
     copies_message,
     extract_rules,
+    greeting_for,
     is_style_guide,
     merge,
     problems,
@@ -476,3 +477,14 @@ def test_a_quote_is_one_sentence_and_before_the_sign_off_is_no_sign_off():
         'Every reply must include, before the sign-off: "Questions? Call 0800 555 0101."'
     )
     assert r.sign_off == "" and r.lines == ["Questions? Call 0800 555 0101."]
+
+
+def test_a_greeting_for_a_customer_whose_name_is_not_known():
+    said = 'Always open with "Dear" followed by the member\'s first name and a comma.'
+    r = extract_rules(said)
+    assert (r.greeting, r.greeting_fallback) == ("Dear {first name},", "Dear Member,")
+    assert greeting_for(r, "") == "Dear Member," and greeting_for(r, "Ana Ruiz") == "Dear Ana,"
+    # The guide's own fallback wins; a greeting without a name needs none.
+    own = extract_rules(said + ' If we do not know the name, open with "Hello,".')
+    assert own.greeting_fallback == "Hello,"
+    assert extract_rules('Always open with "Good morning".').greeting_fallback == ""

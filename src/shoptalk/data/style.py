@@ -399,7 +399,21 @@ def extract_rules(text: str) -> StyleRules:
         if limit and rules.max_words is None and not _SENTENCE_WORD.search(s):
             rules.max_words = int(limit.group(1) or limit.group(3))
             rules.sources["max_words"] = s
+    if rules.greeting and not rules.greeting_fallback:
+        rules.greeting_fallback = _unnamed_greeting(rules.greeting, rules.sources["greeting"])
     return rules
+
+
+def _unnamed_greeting(greeting: str, sentence: str) -> str:
+    """The greeting for a customer whose name is not known, when the guide gives none: the
+    one it names ("Dear" followed by "the patient's first name" -> "Dear Patient,"), not
+    "Dear,"; "" when the greeting has no name in it or the guide does not say whose it is."""
+    whose = re.search(
+        r"\bthe\s+([a-z]+)['’]s\s+(?:first\s+|full\s+|last\s+)?name\b", sentence, re.I
+    )
+    if "{" not in greeting or not whose:
+        return ""
+    return f"{_prefix(greeting).rstrip(' ,')} {whose.group(1).capitalize()},"
 
 
 # A section opening with the situation its rules are for: "When a customer tells us that a
