@@ -305,3 +305,11 @@ def test_a_repair_quotes_its_sentence_in_context_but_a_table_row_alone():
     rows = "| Site | Opens |\n| --- | --- |\n| North | 8:00 |\n| South | 9:00 |"
     table = Chunk(id="t", text=rows, source="docs/sites.md")
     assert in_context(Passage(text="| North | 8:00 |", chunk=table, score=1)) == "| North | 8:00 |"
+
+
+def test_a_count_written_as_a_word_is_a_value():
+    staff = [passage("Urgent care has 4 physicians on duty.", "docs/staff.md")]
+    assert unsupported_values("It has four physicians [1].", staff) == []
+    assert unsupported_values("It has three physicians [1].", staff) == ["3"]
+    # "one" is as often no count: "one of our clinics".
+    assert unsupported_values("Ask at one of our front desks [1].", staff) == []

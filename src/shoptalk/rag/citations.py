@@ -55,6 +55,24 @@ _VALUE_NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
 # Only these two: 千 also opens units (千克 kg, 千米 km), so "5千" is left as written.
 _MYRIAD = re.compile(r"(\d+(?:\.\d+)?)\s*([万亿])")
 _MYRIADS = {"万": Decimal(10_000), "亿": Decimal(100_000_000)}
+# A count written as a word is a value like its digits: "The centre has four physicians"
+# must be held by the passage ("4 physicians" or "four"). Not "one" (as often "one of our
+# clinics" as a count), nor a part of "twenty-five" (left as written).
+_NUMBER_WORDS = {
+    word: str(n)
+    for n, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve".split()
+    )
+    if n > 1
+} | {
+    word: str(n)
+    for n, word in zip(
+        range(20, 100, 10),
+        "twenty thirty forty fifty sixty seventy eighty ninety".split(),
+        strict=True,
+    )
+}
+_NUMBER_WORD = re.compile(rf"(?<![\w-])(?:{'|'.join(_NUMBER_WORDS)})(?![\w-])", re.IGNORECASE)
 # What may not touch a value found inside a longer text: another digit or letter of the
 # same value, or a decimal point, separator or colon that continues the number.
 _BEFORE = r"(?<![0-9a-z])(?<![0-9][.,:])"
@@ -114,9 +132,13 @@ def check_citations(answer: str, chunks: list[Chunk]) -> CheckedCitations:
 
 
 def normalized(text: str) -> str:
-    """Full-width forms folded (NFKC), thousands separators dropped, 万/亿 multiplied out:
-    values compare as written (`１．２万` = `1.2万` = `12000` = `12,000`)."""
-    return _MYRIAD.sub(_multiplied, THOUSANDS.sub("", unicodedata.normalize("NFKC", text)))
+    """Full-width forms folded (NFKC), thousands separators dropped, 万/亿 multiplied out,
+    counts written as words as digits: values compare as written (`１．２万` = `1.2万` =
+    `12000` = `12,000`; "four physicians" = "4 physicians")."""
+    folded = THOUSANDS.sub("", unicodedata.normalize("NFKC", text))
+    return _NUMBER_WORD.sub(
+        lambda m: _NUMBER_WORDS[m.group().lower()], _MYRIAD.sub(_multiplied, folded)
+    )
 
 
 def _multiplied(match: re.Match[str]) -> str:
