@@ -313,3 +313,11 @@ def test_a_count_written_as_a_word_is_a_value():
     assert unsupported_values("It has three physicians [1].", staff) == ["3"]
     # "one" is as often no count: "one of our clinics".
     assert unsupported_values("Ask at one of our front desks [1].", staff) == []
+
+
+def test_a_citation_marker_or_the_verb_may_is_no_value_of_the_kind_asked():
+    # "How long ...?" answered without a time: "[1]" is no number, "may" no month.
+    bill = [passage("An unpaid bill may go to a collection agency after 120 days.", "d.md")]
+    said = "The account may be referred to a collection agency [1]."
+    checked = verify_answer("How long before a bill goes to collections?", said, bill, ABSTAIN)
+    assert checked.status == "repaired" and "120 days" in checked.message

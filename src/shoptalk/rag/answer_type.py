@@ -27,8 +27,9 @@ from shoptalk.rag.chunk import sentence_spans
 
 Kind = Literal["money", "when", "duration", "number", "phone", "email", "address", "code"]
 
+# "May" only capitalized: "may" is a verb ("the account may be referred").
 _MONTHS = (
-    "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|(?-i:May)|june?|july?|aug(?:ust)?"
     "|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
 )
 _DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekday|weekend"

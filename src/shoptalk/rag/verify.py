@@ -325,7 +325,8 @@ def answers(question: str, answer: str) -> bool:
     passages but answers something else (`rag.answer_type`).
     """
     kind = answer_type.asked_for(question)
-    return kind is None or answer_type.holds(kind, answer)
+    # The citation markers are no value: "[1]" answers no "how many".
+    return kind is None or answer_type.holds(kind, _MARKER.sub(" ", answer))
 
 
 def supporting_passage(answer: str, passages: list[Passage]) -> tuple[int, Passage]:
