@@ -115,16 +115,12 @@ def test_an_answer_that_says_nothing_the_passages_hold_is_not_shown():
 def test_an_answer_that_declines_becomes_not_found():
     checked = verify_answer(QUESTION, "I could not find this in the documents.", PASSAGES, ABSTAIN)
     assert checked.status == "not_found" and checked.unsupported == []
-    # The default refusal a tuned model learns, and other ways of saying it.
-    for said in (
-        "I'm sorry, I don't have that information in our documents.",
-        "I can't find any record of it.",
-        "I have no information about that.",
-    ):
-        assert declines(said), said
+    assert declines("I can't find any record of it.")
     # Not finding something else is no decline.
     assert not declines("We rebook you if we cannot find a suitable time.")
-    assert not declines("I don't have access to your account.")
+    # The refusal a tuned model learns is said to answerable questions too: the repair's
+    # quote is shown (it holds the fact more often than not).
+    assert not declines("I'm sorry, I don't have that information in our documents.")
 
 
 PERSONA = "You are Harbor Help, the assistant of Lindqvist Shipping."

@@ -63,10 +63,10 @@ _DECLINES = re.compile(
     r"|the answer|information|details)\b"
     r"|not (?:in|mentioned in|found in) the (?:documents|passages)"
     r"|(?:documents|passages) do ?n[o']t (?:say|contain|mention)"
-    # The default `data.refusal_answer` ("I'm sorry, I don't have that information in our
-    # documents."), which a tuned model learns to say: a decline, as the scorecard counts it.
-    r"|\bI (?:don't|do ?not) have (?:that|this|any|the|enough) (?:information|info|details)\b"
-    r"|\bI have no information\b|没有找到|没有这方面|未找到|没有提到"
+    # Not the tuned model's "I don't have that information" (the default refusal answer it
+    # is trained on): it says so to answerable questions too, and the repair's quote then
+    # holds the fact (held-out organization: 7 of 60 answerable, 1 of 15 unanswerable).
+    r"|没有找到|没有这方面|未找到|没有提到"
     # The Chinese ways the scorecard also counts as declining (eval.metrics.is_refusal):
     # first person or about the documents, as "不知道" alone opens helpful answers.
     r"|我不知道|我不清楚|无法回答|资料中没有|文档中没有|没有相关的?信息|暂无相关信息|未提及",
