@@ -306,14 +306,8 @@ def inline_blocks(text: str) -> str:
     while i < len(lines):
         line = lines[i]
         i += 1
-        if (
-            not line.rstrip().endswith((":", "："))
-            or _BLOCK_START.match(line)
-            and line.lstrip()[0] in "#|"
-        ):
-            out.append(line)
-            continue
-        block, end = _introduced(lines, i)
+        rule = line.rstrip().endswith((":", "：")) and not line.lstrip().startswith(("#", "|"))
+        block, end = _introduced(lines, i) if rule else ([], i)
         if block:
             line = f"{line.rstrip()} " + ", ".join(f'"{q}"' for q in block)
             i = end
