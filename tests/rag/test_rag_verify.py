@@ -144,15 +144,12 @@ def test_the_persona_vouches_for_nothing_it_does_not_say():
     assert about_itself("我是 Harbor Help。", "你是 Harbor Help，Lindqvist Shipping 的助手。")
 
 
-def test_the_organizations_own_name_in_an_answer_is_no_claim_on_the_passages():
-    said = "Customers of Lindqvist Shipping have 47 days to file a claim [1]."
-    checked = verify_answer(QUESTION, said, PASSAGES, ABSTAIN, persona=PERSONA)
-    assert (checked.status, checked.message, checked.unsupported) == ("verified", said, [])
-    # Without the system prompt the name is a value no passage holds: repaired.
-    assert verify_answer(QUESTION, said, PASSAGES, ABSTAIN).unsupported == ["lindqvist", "shipping"]
-    # The persona vouches for its own values only: a wrong number still fails.
-    wrong = "Customers of Lindqvist Shipping have 45 days to file a claim [1]."
-    assert verify_answer(QUESTION, wrong, PASSAGES, ABSTAIN, persona=PERSONA).unsupported == ["45"]
+def test_the_persona_vouches_for_no_value_of_an_answer_from_the_passages():
+    # The organization's or the assistant's name as the answer to a question the passages
+    # answer with another name is wrong, whatever the system prompt says.
+    said = "Lindqvist Shipping runs the Oslo depot [2]."
+    checked = verify_answer("Who runs the Oslo depot?", said, PASSAGES, ABSTAIN, persona=PERSONA)
+    assert checked.status == "repaired" and checked.unsupported == ["lindqvist", "shipping"]
 
 
 def test_a_value_inside_a_longer_one_is_not_held():

@@ -289,8 +289,9 @@ def verify_answer(
     """The answer as verified, or repaired from the passages, or "not in the documents".
 
     `persona` (the system prompt) supports what the answer says of the assistant itself,
-    and its values are no claim from the passages ("Kestrel Logistics" in an answer the
-    passages support is the organization's name, not a value to find in them);
+    not a value of an answer from the passages: "The mentoring program is Kestrel Assist"
+    (the assistant's name) and "Kestrel Logistics provides our counseling" (the employer's
+    name, where the passages name another provider) are wrong answers (bench/RESULTS.md);
     `given` is what the request states itself (a draft's customer message: `rag.voice`).
     """
     sources = [p.source for p in passages]
@@ -303,9 +304,8 @@ def verify_answer(
     if about_itself(answer, persona):
         return Verification(status="verified", message=answer, generated=answer)
     shown = recited(answer, passages)
-    stated = "\n".join(part for part in (given, persona) if part)
-    unsupported = unsupported_values(shown, passages, stated)
-    if not unsupported and grounded(shown, passages, stated, question) and answers(question, shown):
+    unsupported = unsupported_values(shown, passages, given)
+    if not unsupported and grounded(shown, passages, given, question) and answers(question, shown):
         number, passage = supporting_passage(shown, passages)
         return Verification(
             status="verified",
