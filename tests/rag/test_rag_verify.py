@@ -149,7 +149,7 @@ def test_the_persona_vouches_for_no_value_of_an_answer_from_the_passages():
     # answer with another name is wrong, whatever the system prompt says.
     said = "Lindqvist Shipping runs the Oslo depot [2]."
     checked = verify_answer("Who runs the Oslo depot?", said, PASSAGES, ABSTAIN, persona=PERSONA)
-    assert checked.status == "repaired" and checked.unsupported == ["lindqvist", "shipping"]
+    assert checked.status == "repaired" and checked.unsupported == ["shipping"]
 
 
 def test_a_value_inside_a_longer_one_is_not_held():
