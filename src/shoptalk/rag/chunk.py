@@ -43,6 +43,13 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return [trimmed for s, e in spans if (trimmed := _trim(text, s, e))]
 
 
+def around(text: str, spans: list[tuple[int, int]], at: int, neighbours: int) -> str:
+    """Sentence `at` of `text` (cut as `spans`) with up to `neighbours` sentences each side,
+    as the text writes them."""
+    first, last = max(0, at - neighbours), min(len(spans) - 1, at + neighbours)
+    return text[spans[first][0] : spans[last][1]]
+
+
 def _ends(line: str) -> list[int]:
     """Offsets in `line` just after each sentence terminator."""
     ends = [m.end() for m in _CJK_END.finditer(line)]

@@ -58,19 +58,10 @@ _MYRIADS = {"万": Decimal(10_000), "亿": Decimal(100_000_000)}
 # A count written as a word is a value like its digits: "The centre has four physicians"
 # must be held by the passage ("4 physicians" or "four"). Not "one" (as often "one of our
 # clinics" as a count), nor a part of "twenty-five" (left as written).
-_NUMBER_WORDS = {
-    word: str(n)
-    for n, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve".split()
-    )
-    if n > 1
-} | {
-    word: str(n)
-    for n, word in zip(
-        range(20, 100, 10),
-        "twenty thirty forty fifty sixty seventy eighty ninety".split(),
-        strict=True,
-    )
+_SMALL = "two three four five six seven eight nine ten eleven twelve".split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_NUMBER_WORDS = {word: n for n, word in enumerate(_SMALL, start=2)} | {
+    word: 10 * n for n, word in enumerate(_TENS, start=2)
 }
 _NUMBER_WORD = re.compile(rf"(?<![\w-])(?:{'|'.join(_NUMBER_WORDS)})(?![\w-])", re.IGNORECASE)
 # What may not touch a value found inside a longer text: another digit or letter of the
@@ -137,7 +128,7 @@ def normalized(text: str) -> str:
     `12000` = `12,000`; "four physicians" = "4 physicians")."""
     folded = THOUSANDS.sub("", unicodedata.normalize("NFKC", text))
     return _NUMBER_WORD.sub(
-        lambda m: _NUMBER_WORDS[m.group().lower()], _MYRIAD.sub(_multiplied, folded)
+        lambda m: str(_NUMBER_WORDS[m.group().lower()]), _MYRIAD.sub(_multiplied, folded)
     )
 
 

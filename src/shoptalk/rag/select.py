@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from shoptalk.config import SelectSettings
 from shoptalk.rag.bm25 import language, terms
-from shoptalk.rag.chunk import heading_line, sentence_spans
+from shoptalk.rag.chunk import around, heading_line, sentence_spans
 from shoptalk.records import Chunk
 
 if TYPE_CHECKING:
@@ -136,6 +136,4 @@ def _headed(candidate: _Candidate) -> str:
 
 def _with_neighbours(candidate: _Candidate, neighbours: int) -> str:
     """The sentence and up to `neighbours` sentences each side of it, as the chunk writes them."""
-    first = max(0, candidate.index - neighbours)
-    last = min(len(candidate.spans) - 1, candidate.index + neighbours)
-    return candidate.chunk.text[candidate.spans[first][0] : candidate.spans[last][1]]
+    return around(candidate.chunk.text, candidate.spans, candidate.index, neighbours)
