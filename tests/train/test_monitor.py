@@ -14,7 +14,7 @@ from shoptalk.modeling.load import load_model, load_tokenizer
 from shoptalk.pipeline import prepare_dataset
 from shoptalk.pipeline import train as run_train
 from shoptalk.project import Project
-from shoptalk.train import monitor, sft
+from shoptalk.train import checkpoint, monitor, sft
 from shoptalk.train.trackers import open_trackers
 
 from projects import write_project
@@ -108,6 +108,34 @@ def test_early_stopping_continues_correctly_after_a_resume(tmp_path, tiny_model,
     assert [r["step"] for r in records] == [1, 2]
     card = json.loads((run.path / "card.json").read_text())
     assert card["early_stopping"]["final_weights_step"] == 1
+
+
+class Killed(Exception):
+    """A SIGTERM at the worst moment: right after a checkpoint was written."""
+
+
+def test_a_kill_right_after_a_checkpoint_loses_no_step_record(
+    tmp_path, tiny_model, one_thread, monkeypatch
+):
+    root = write_project(tmp_path / "p", tiny_model, epochs=1, checkpoint_every=1)
+    project = Project.open(root)
+    dataset = prepare_dataset(project)
+    save = checkpoint.save
+
+    def save_then_die(ckpt_dir, step, *args, **kwargs):
+        save(ckpt_dir, step, *args, **kwargs)
+        if step == 2:
+            raise Killed
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(Killed):
+        run_train(project, dataset=dataset)
+    monkeypatch.undo()
+    run = run_train(project, dataset=dataset)
+    steps = [
+        json.loads(line)["step"] for line in (run.path / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert len(steps) > 2 and steps == list(range(1, len(steps) + 1)), "no step lost or repeated"
 
 
 def test_validation_runs_every_eval_every_steps_not_only_at_checkpoints(

@@ -182,9 +182,10 @@ def run(
                 "tokens_per_s": round(n_tokens / (time.perf_counter() - t0), 1),
             }
             done = step + 1
+            # The record first: a kill before the checkpoint leaves a record the resume drops.
+            metrics.write(record)
             if done % settings.checkpoint_every == 0 or done == plan.total_steps:
                 checkpoint.save(ckpt_dir, done, trainable, scheduler, settings.keep_checkpoints)
-            metrics.write(record)
             if on_step is not None:
                 on_step(done, plan.total_steps, record)
     if end < plan.total_steps:

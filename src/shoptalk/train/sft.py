@@ -197,18 +197,20 @@ def run(
                         stopper.best_step,
                         stopper.patience,
                     )
-            if done % settings.checkpoint_every == 0 or done == plan.total_steps or stopped_at:
-                checkpoint.save(
-                    ckpt_dir, done, trainable, scheduler, settings.keep_checkpoints, procs.is_main
-                )
+            # The record before the checkpoint: a kill between the two leaves a record the
+            # resume drops (keep_metrics_until), never a checkpoint whose step has no record.
             if procs.is_main:
                 metrics.write(record)
                 for tracker in trackers:
                     tracker.log(record)
                 if evaluated:
                     loss_plot.update()
-                if on_step is not None:
-                    on_step(done, plan.total_steps, record)
+            if done % settings.checkpoint_every == 0 or done == plan.total_steps or stopped_at:
+                checkpoint.save(
+                    ckpt_dir, done, trainable, scheduler, settings.keep_checkpoints, procs.is_main
+                )
+            if procs.is_main and on_step is not None:
+                on_step(done, plan.total_steps, record)
             if stopped_at:
                 break
     if stopped_at is None and end < plan.total_steps:
