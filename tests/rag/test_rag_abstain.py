@@ -184,6 +184,12 @@ def test_a_site_at_a_place_the_passages_do_not_name_is_refused() -> None:
     assert missing_place("茶香在北京有门店吗？", shops) == "北京"
     assert missing_place("杭州门店几点开门？", shops) is None
     assert missing_place("上海出差的餐补是多少？", shops) is None
+    # Another party's site, or a place of the user's situation, is not one of ours.
+    assert missing_place("I'm at a client office in Bristol. Can I expense lunch?", hq) is None
+    assert (
+        missing_place("visiting our supplier's plant in Derby, what's the mileage rate?", hq)
+        is None
+    )
 
 
 def test_a_role_the_passages_do_not_name_is_refused() -> None:
@@ -219,6 +225,9 @@ def test_a_kind_of_offering_the_passages_never_name_is_refused() -> None:
     assert missing_qualifier("I have the plus policy - is there a dental plan?", benefits) is None
     assert missing_qualifier("What's the biggest service credit?", benefits) is None
     assert missing_qualifier("Can I cancel a policy?", benefits) is None
+    # A preposition, or a verb after "to", names no kind.
+    assert missing_qualifier("Is my laptop still under warranty?", benefits) is None
+    assert missing_qualifier("When can I choose to switch plans?", benefits) is None
     zh = [_passage("员工福利包括补充医疗保险和每月交通补贴。")]
     assert missing_qualifier("茶香有宠物保险吗？", zh) == "宠物保险"
     assert missing_qualifier("医疗保险包括什么？", zh) is None

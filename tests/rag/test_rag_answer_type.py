@@ -44,6 +44,9 @@ from shoptalk.rag.answer_type import asked_for, holds, mismatch, unnamed_period
         ("How much paid parental leave do I get?", None),
         ("How much is paid out for unused leave?", "money"),
         ("How much will I be paid for overtime?", "money"),
+        # "make" as earning only with a period: not "how much do we make of each part?"
+        ("How much does a forklift driver make an hour?", "money"),
+        ("How much scrap does the press line make?", None),
     ],
 )
 def test_what_a_question_asks_for(question: str, kind: str | None) -> None:
@@ -54,6 +57,11 @@ def test_values_of_each_kind_are_found_in_english_and_chinese() -> None:
     assert holds("money", "Returns cost $12.50.") and holds("money", "每盒售价88元")
     assert holds("money", "The match is 4.5% of salary.")
     assert not holds("money", "Founded in 1996.")
+    # "Free" said of a thing is a price; "free of defects" and "toll-free" are not.
+    assert holds("money", "Calibration certificates are free.")
+    assert holds("money", "**Certificates:** free when ordered with the parts.")
+    assert holds("money", "Re-delivery is at no extra charge.") and holds("money", "取件免费")
+    assert not holds("money", "Parts are free of defects; call our toll-free line.")
     assert holds("when", "Reviews happen in April.") and holds("when", "五个工作日内到账")
     assert holds("when", "within 33 days") and not holds("when", "Ask the front desk.")
     # "When ...?" is not answered by any number, "How long ...?" may be (a length).
@@ -126,6 +134,7 @@ def test_a_past_or_future_period_no_passage_names_is_unanswerable(question, text
         ("我们下个月搬家——怎么更新地址？", ["您可以在app中更新地址。"]),
         # A situation told before a comma, then the question.
         ("my son turns 17 next month, can he still see his doctor?", ["Until 18."]),
+        ("flying to leeds next week, whats the taxi limit?", ["Taxis up to £40 a trip."]),
         # A standing period, not one counted from now.
         ("How many days off do I get per year?", ["You get 20 days a year."]),
         ("What was the fee last year?", []),  # no passages: another decision

@@ -255,6 +255,18 @@ _NOT_PLACES = frozenset(
 )
 
 
+# Whose site it is, when not the organization's: "a customer site in Ohio".
+_OTHER_PARTIES = frozenset(
+    "customer customers client clients supplier suppliers vendor vendors partner partners "
+    "their his her".split()
+)
+
+
+def _other_party(text: str, at: int) -> bool:
+    before = re.findall(r"[\w'’]+", text[:at].lower())
+    return bool(before) and before[-1].removesuffix("'s").removesuffix("’s") in _OTHER_PARTIES
+
+
 def missing_place(
     question: str, passages: Sequence[Passage], own: frozenset[str] = frozenset()
 ) -> str | None:
@@ -263,18 +275,23 @@ def missing_place(
     "Does Kestrel have an office in Denver?" reads the passage about the head office in
     Reno: the passages answer for another site. Only with a site ("office", "warehouse",
     "门店"): "the per diem for a trip to Seattle" is a rule for any city; nor "the Ashcombe
-    Vale clinics" when that is the organization's name (`own`). Chinese places are the
-    words jieba tags as places (北京 ns).
+    Vale clinics" when that is the organization's name (`own`), nor another party's site
+    ("a customer site in Ohio"). Only the clause that asks (`question_clause`): "going to a
+    customer site in Ohio, how much can I spend on food?" asks about the meal allowance.
+    Chinese places are the words jieba tags as places (北京 ns).
     """
     text = " ".join(f"{p.heading} {p.text}" for p in passages)
     lowered = text.lower()
-    for match in (m for pattern in _SITE_PLACES for m in pattern.finditer(question)):
+    asked = question_clause(question)
+    for match in (m for pattern in _SITE_PLACES for m in pattern.finditer(asked)):
+        if _other_party(asked, match.start()):
+            continue
         bare = (w.removesuffix("'s").removesuffix("’s") for w in match.group(1).split())
         words = [w for w in bare if w.lower() not in _NOT_PLACES]
         if words and not _own(words, own) and " ".join(words).lower() not in lowered:
             return " ".join(words)
-    if _ZH_SITE.search(question):
-        for name in sorted(chinese_places(question)):
+    if _ZH_SITE.search(asked):
+        for name in sorted(chinese_places(asked)):
             if name not in text:
                 return name
     return None
@@ -343,7 +360,13 @@ _OFFER = (
     r"insurance|policy|policies|cover|coverage|plan|plans|account|card|loan|membership"
     r"|subscription|warranty|benefit|scheme|service"
 )
-_QUALIFIED = re.compile(rf"\b([a-z][\w'’-]*)\s+(?:{_OFFER})\b")
+# The word before the offering, unless "to" makes it a verb ("to switch plans").
+_QUALIFIED = re.compile(rf"(?<!\bto )\b([a-z][\w'’-]*)\s+(?:{_OFFER})\b")
+# Prepositions the stopword list lacks: "still under warranty" asks of no kind of warranty.
+_PREPOSITIONS = frozenset(
+    "under within without after before across through during per via beyond toward towards "
+    "against among between beneath beside besides despite except inside outside onto upon".split()
+)
 _ZH_OFFER = frozenset("保险 险种 会员 套餐 服务 账户 贷款 福利 补贴 保障".split())
 
 
@@ -363,7 +386,7 @@ def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
     have = {_stem(t.lower()) for t in re.findall(r"[\w'’-]+", text)}
     for match in _QUALIFIED.finditer(asked):
         word = match.group(1).removesuffix("'s").removesuffix("’s")
-        if word in _SKIPPED or word.endswith("est"):
+        if word in _SKIPPED or word in _PREPOSITIONS or word.endswith("est"):
             continue
         if _stem(word) not in have:
             return match.group()

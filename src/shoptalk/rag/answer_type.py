@@ -36,9 +36,14 @@ _DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekday|weeken
 _UNITS = "year|quarter|month|week|day|hour|minute|noon|midnight|morning|evening|night"
 
 # Values in a passage. A percentage counts as an amount: "how much is the match?" -> 4.5%.
+# "Free" answers a price when it is said of the thing ("certificates are free", "free of
+# charge", "free when requested"), not "free coffee", "free of defects" nor "toll-free".
 _MONEY = re.compile(
     r"[$£€¥₹]\s?\d|\d\s?(?:usd|eur|gbp|cny|rmb|dollars?|euros?|pounds?|cents?|yuan|yen|rupees?)\b"
-    r"|\d\s?(?:元|块|美元|欧元|英镑)|(?:人民币|rmb)\s?\d|\d\s?(?:%|％|percent\b)|百分之",
+    r"|\d\s?(?:元|块|美元|欧元|英镑)|(?:人民币|rmb)\s?\d|\d\s?(?:%|％|percent\b)|百分之"
+    r"|\b(?:is|are|be|been|remains?|stays?)\s+free\b(?!\s+of\s+(?!charge))|(?<!-)\bfree\s+(?:of\s+charge|when|if|on|for|with|upon)\b"
+    r"|\b(?:at\s+)?no\s+(?:extra\s+|additional\s+)?(?:charge|cost|fee)\b"
+    r"|免费|不收费",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(
@@ -86,6 +91,7 @@ _PAID = r"paid(?!\s+(?!(?:out|back|for|to|by|in|on|at|per|each|every|if|when|aft
 _ASKS_MONEY = re.compile(
     rf"\bhow much\b.*\b(?:cost|costs|price|pay|{_PAID}|charge|charged|fee|fees|salary|revenue"
     r"|spend|spent|earn|earns|budget|worth)\b"
+    r"|\bhow much\b.*\bmakes?\s+(?:a|an|per|each|every)\s+(?:year|month|week|hour)\b"
     r"|\b(?:cost|price|fee|salary|salaries|revenue|budget|wages?)\b"
     r"|多少钱|价格|价钱|费用|收费|工资|薪|营业额|收入|预算|售价|成本",
     re.IGNORECASE,
@@ -252,7 +258,7 @@ def _after_situation(clause: str) -> str:
 
 # A comma followed by a question's opening words ("..., can he", "..., how long").
 _ASKS_AFTER_COMMA = re.compile(
-    r",\s+(?=(?:what|what's|how|when|where|who|which|why|can|could|do|does|did|is|are|will"
+    r",\s+(?=(?:what|what's|whats|how|hows|when|where|wheres|who|which|why|can|could|do|does|did|is|are|will"
     r"|would|should|may|am|have|has)\b)",
     re.IGNORECASE,
 )
