@@ -488,3 +488,83 @@ def test_a_greeting_for_a_customer_whose_name_is_not_known():
     own = extract_rules(said + ' If we do not know the name, open with "Hello,".')
     assert own.greeting_fallback == "Hello,"
     assert extract_rules('Always open with "Good morning".').greeting_fallback == ""
+
+
+GUIDE_SECTIONS = """# Member Letters Standard
+
+## 1. Salutation
+
+- The first line is always "Dear", followed by the title and surname and a comma.
+- Use "Mr." or "Ms.". If the member signs with "Prof.", use "Prof.".
+- If the name is unknown, write exactly "Dear Fernhill member,".
+
+## 2. Closing
+
+- The last sentence before the sign-off must be exactly: "Call us on 0800 555 0134 with any questions."
+- The sign-off is "Yours sincerely," then "The Fernhill Members Team" on the line below.
+
+## 3. Codes
+
+1. **Tracking Numbers:** always write them in full, for example TRK-2025-0093.
+
+## 4. Handling specific situations
+
+### 4.1 Lost parcel
+
+1. Include the sentence "We have opened a search with the courier." exactly once.
+2. Never write "misplaced".
+
+### 4.2 Refund refused
+
+- Include exactly this sentence: "You can ask for this decision to be reviewed within 30 days."
+
+## 5. Email subject
+
+Start the subject line with the reference in brackets, for example "[TRK-2025-0093] Your parcel".
+"""
+
+
+def test_a_guides_headings_say_what_its_rules_are_about():
+    r = extract_rules(GUIDE_SECTIONS)
+    # Under "Salutation" a sentence without the word is about the greeting; a member who
+    # signs with a title is no sign-off; a subject line is no greeting.
+    assert (r.greeting, r.greeting_fallback) == (
+        "Dear {title} {last name},",
+        "Dear Fernhill member,",
+    )
+    assert r.sign_off == "Yours sincerely,\nThe Fernhill Members Team"
+    assert r.lines == ["Call us on 0800 555 0134 with any questions."]
+    # Sub-headings under a heading about situations are situations; a label in title case
+    # ("Tracking Numbers:") names a thing, not a situation.
+    assert [(s.when, s.lines) for s in r.situations] == [
+        ("Lost parcel", ["We have opened a search with the courier."]),
+        ("Refund refused", ["You can ask for this decision to be reviewed within 30 days."]),
+    ]
+    assert "misplaced" in r.forbidden
+
+
+def test_a_drafting_request_names_who_the_reply_is_to():
+    r = extract_rules(GUIDE_SECTIONS)
+    name = addressee("Write to Ms. Ada Okafor about her lost parcel 5521.")
+    assert name == "Ms. Ada Okafor" and greeting_for(r, name) == "Dear Ms. Okafor,"
+    assert addressee("Prof. Lena Ward's refund was refused. Draft the reply.") == "Prof. Lena Ward"
+    assert greeting_for(r, "Ada Okafor") == "Dear Ada Okafor,"  # no title given: the full name
+
+
+def test_a_guide_read_from_its_chunks_keeps_headings_without_text_of_their_own():
+    chunks = [
+        Chunk(id=f"g{i}", text=text, source="docs/letters.md", headings=headings)
+        for i, (headings, text) in enumerate(
+            [
+                (["Letters", "Closing"], 'End with "Yours sincerely,".'),
+                (["Letters", "Situations", "Lost parcel"], 'Include "We have opened a search."'),
+                (
+                    ["Letters", "Situations", "Refund refused"],
+                    'Include "You may ask for a review."',
+                ),
+            ]
+        )
+    ]
+    rules, _ = rules_from(chunks, [])
+    assert [s.when for s in rules.situations] == ["Lost parcel", "Refund refused"]
+    assert rules.lines == []

@@ -70,3 +70,10 @@ def test_drafting_requests_are_told_apart_from_questions():
     assert drafting("Reply to this customer: 'Hi'") and drafting("帮我写一封回复邮件")
     assert not drafting("How do I reply to a claim letter?") and not drafting("退款多久到账？")
     assert for_request("You help.", "Draft a reply to this customer: hi") == "You help."
+    # The instruction after the case it is about.
+    assert drafting("Mr. Ito's parcel is lost (ref 4410). Write him an update.")
+    assert drafting("The kettle arrived broken. Reply to her with the next steps.")
+    assert drafting("Ms. Ng was charged twice. Draft the answer.")
+    assert drafting("Write to Dr. Lee about the refund of order 5521.")
+    assert not drafting("What should the draft contract say about notice?")
+    assert not drafting("Who do I write to about my pension?")

@@ -135,6 +135,19 @@ def test_a_draft_that_echoes_the_customer_is_not_shown_as_the_reply():
     assert checked.status in ("repaired", "not_found")
 
 
+def test_a_draft_that_tells_the_advisers_account_is_no_echo_and_needs_no_passage():
+    request = (
+        "Mr. Ito's parcel 4410 was due on 3 June and will now arrive on 6 June because the "
+        "van broke down. Write him an update."
+    )
+    draft = "Dear Mr. Ito,\n\nYour parcel 4410 will now arrive on 6 June.\n\nKind regards,\nAnna"
+    checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
+    assert checked.status == "verified" and "will now arrive on 6 June" in checked.message
+    # A value neither the request nor a passage holds is still no fact.
+    wrong = draft.replace("6 June", "9 June")
+    assert verify_reply(request, wrong, PASSAGES, ABSTAIN).status != "verified"
+
+
 # --- the style post-check -----------------------------------------------------------------
 
 GUIDE_RULES = {
@@ -254,3 +267,15 @@ def test_a_situation_of_our_doing_is_read_from_the_advisers_instruction():
     assert situation_for(paid, rules, embedder) is None
     quoted = 'Draft a reply to this customer: "You refused my refund for order 4471!"'
     assert situation_for(quoted, rules, embedder) is None
+
+
+def test_a_repaired_draft_drops_the_models_own_closing_greeting_and_placeholders():
+    request = "Draft a reply to a customer asking how long refunds take."
+    draft = (
+        "Dear [Customer Name],\n\nRefunds are paid within 14 days [1].\n\nBest regards,\n"
+        "[Your Name]\n[Your Company's Address]"
+    )
+    fixed = follow_style(request, draft, GUIDE_RULES)
+    assert fixed == (
+        "Hello,\n\nRefunds are paid within 14 days [1].\n\nWarm wishes, the Member Desk"
+    )

@@ -173,7 +173,7 @@ _LIMIT = re.compile(
 )
 _SENTENCE_WORD = re.compile(r"\bsentences?\b|每句|句子", re.I)
 # The greeting names the customer ("Dear" followed by the first name) ...
-_NAME_WORD = re.compile(r"\b(first\s+)?name\b|姓名|名字|姓氏", re.I)
+_NAME_WORD = re.compile(r"\b(first\s+|last\s+|family\s+)?name\b|\bsurname\b|姓名|名字|姓氏", re.I)
 # ... and says what to write when the name is not known.
 _UNKNOWN = re.compile(
     r"\b(not known|unknown|no name|not given|is missing|don't know|do not know)\b|不知道|未知|没有提供|不详",
@@ -278,14 +278,20 @@ def _forms(sentence: str) -> list[str]:
 
 
 def _named_greeting(form: str, sentence: str) -> str:
-    """'Dear' followed by the customer's first name -> 'Dear {first name},'."""
+    """'Dear' followed by the customer's first name -> 'Dear {first name},'; by "the title
+    and last name" -> 'Dear {title} {last name},'."""
     named = _NAME_WORD.search(sentence)
     if re.search(r"[{\[<]", form) or len(form.split()) > 2 or not named:
         return form
-    first = "first " if named.group(1) else ""
     if re.search(r"[\u4e00-\u9fff]", form):
         return f"{form.rstrip('：:，,')}{{姓名}}："
-    return f"{form.rstrip(',:')} {{{first}name}},"
+    which = "last" if named.group().lower() == "surname" else (named.group(1) or "").strip().lower()
+    name = {"first": "{first name}", "last": "{last name}", "family": "{last name}"}.get(
+        which, "{name}"
+    )
+    if which in ("last", "family") and re.search(r"\btitle\b", sentence, re.I):
+        name = "{title} {last name}"
+    return f"{form.rstrip(',:')} {name},"
 
 
 def _is_line(quote: str) -> bool:
@@ -349,6 +355,48 @@ def _about(topic: re.Pattern[str], sentence: str) -> bool:
 _POSITION = re.compile(r"\b(?:before|after|above|below|under)\s+(?:the\s+|your\s+|our\s+)?$", re.I)
 
 
+# A subject line is neither greeting nor sign-off ("Start the subject line with the code").
+_SUBJECT = re.compile(r"\bsubject\b|邮件标题|主题行", re.I)
+
+
+def _topic(heading: str) -> str | None:
+    """What a section's heading says its rules are about: "greeting", "sign_off", "subject",
+    or None (a heading about neither, or both: each sentence then says what it is about)."""
+    if _SUBJECT.search(heading):
+        return "subject"
+    greets, signs = bool(_GREETING.search(heading)), bool(_SIGN_OFF.search(heading))
+    return "greeting" if greets and not signs else "sign_off" if signs and not greets else None
+
+
+def _sections(text: str) -> list[tuple[str, str]]:
+    """`text` cut at its headings: (heading, the section's text, heading line included)."""
+    found: list[tuple[str, list[str]]] = [("", [])]
+    for line in text.splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            found.append((heading.group(2).strip(" *"), []))
+        found[-1][1].append(line)
+    return [(heading, "\n".join(lines)) for heading, lines in found if lines]
+
+
+def _placed(sentence: str) -> bool:
+    """`sentence` names the greeting or the sign-off only as a place ("before the sign-off")."""
+    marks = [*_GREETING.finditer(sentence), *_SIGN_OFF.finditer(sentence)]
+    return any(_POSITION.search(sentence[: m.start()]) for m in marks)
+
+
+def _addresses(topic: str | None, sentence: str) -> tuple[bool, bool]:
+    """Whether `sentence` is about the greeting, and about the sign-off: its section's
+    `topic` when the heading names one ("## Greeting": "The first line is always "Dear"";
+    'If the customer signs with "Dr."' there is no sign-off), else its own words."""
+    if topic is not None:
+        placed = _placed(sentence)
+        return topic == "greeting" and not placed, topic == "sign_off" and not placed
+    if _SUBJECT.search(sentence):
+        return False, False
+    return _about(_GREETING, sentence), _about(_SIGN_OFF, sentence)
+
+
 def extract_rules(text: str) -> StyleRules:
     """Read greeting, sign-off, forbidden phrases, required elements and lines, register and
     length; and the rules of each situation the guide names (`situations`), which are not
@@ -358,6 +406,15 @@ def extract_rules(text: str) -> StyleRules:
     rules.forbidden, table = _table_forbidden(text)
     if table:
         rules.sources["forbidden"] = table
+    for heading, section in _sections(text):
+        _read_section(rules, _topic(heading), section)
+    if rules.greeting and not rules.greeting_fallback:
+        rules.greeting_fallback = _unnamed_greeting(rules.greeting, rules.sources["greeting"])
+    return rules
+
+
+def _read_section(rules: StyleRules, topic: str | None, text: str) -> None:
+    """Add to `rules` what the sentences of one section of the guide say."""
     for s in rule_sentences(text):
         # Quotes after "never/avoid/禁止" are forbidden; quotes before it are the form to use.
         neg = _prohibition(s)
@@ -368,13 +425,13 @@ def extract_rules(text: str) -> StyleRules:
             known = {f.lower() for f in rules.forbidden}
             rules.forbidden += [q for q in dict.fromkeys(banned) if q.lower() not in known]
             rules.sources.setdefault("forbidden", s)
-        greets = _about(_GREETING, s)
+        greets, signs = _addresses(topic, s)
         if quotes and greets and rules.greeting and _UNKNOWN.search(s):
             if not rules.greeting_fallback:
                 rules.greeting_fallback, rules.sources["greeting_fallback"] = quotes[0], s
         elif quotes and not rules.greeting and greets:
             rules.greeting, rules.sources["greeting"] = _named_greeting(quotes[0], s), s
-        elif quotes and not rules.sign_off and _about(_SIGN_OFF, s):
+        elif quotes and not rules.sign_off and signs:
             rules.sign_off, rules.sources["sign_off"] = "\n".join(_forms(s)), s
         elif quotes and _REQUIRE.search(s) and not forbids:
             _read_required_quotes(rules, s, quotes)
@@ -393,9 +450,6 @@ def extract_rules(text: str) -> StyleRules:
         if limit and rules.max_words is None and not _SENTENCE_WORD.search(s):
             rules.max_words = int(limit.group(1) or limit.group(3))
             rules.sources["max_words"] = s
-    if rules.greeting and not rules.greeting_fallback:
-        rules.greeting_fallback = _unnamed_greeting(rules.greeting, rules.sources["greeting"])
-    return rules
 
 
 def _unnamed_greeting(greeting: str, sentence: str) -> str:
@@ -425,15 +479,23 @@ _EVERY_REPLY = re.compile(
     r"|^\W*(?:当|如果)?(?:给|向|与)?(?:客户|用户|顾客)(?:写信|回复|沟通)(?:时)?$",
     re.IGNORECASE,
 )
-_HEADING = re.compile(r"^\s*#{1,6}\s+(.*)$")
+_HEADING = re.compile(r"^\s*(#{1,6})\s+(.*)$")
+# A heading over sections that are each one situation ("## Specific situations" /
+# "### Late shipment"): its sub-headings name the situations.
+_SITUATIONS_HEADING = re.compile(
+    r"\b(?:situations?|scenarios?|special cases|specific cases|circumstances)\b|情形|场景|特殊情况",
+    re.IGNORECASE,
+)
 
 
 def split_situations(text: str) -> tuple[str, list[Situation]]:
     """`text` without the sections that open with a situation, and those situations.
 
     A section runs from a heading to the next one. Its rules are the situation's only:
-    "Open with "I'm so sorry for your loss."" is not how every reply opens. A quoted
-    phrase it forbids stays in `text` too (see below).
+    "Open with "I'm so sorry for your loss."" is not how every reply opens. A section is a
+    situation when it opens with one ("When a customer tells us ...:"), when a bold label
+    tells one, or when its heading is under a heading about situations ("## Specific
+    situations" / "### Late shipment"). A quoted phrase it forbids stays in `text` too.
     """
     general: list[str] = []
     found: list[Situation] = []
@@ -442,6 +504,7 @@ def split_situations(text: str) -> tuple[str, list[Situation]]:
         if _HEADING.match(line) or _situation_label(line):
             sections.append([])
         sections[-1].append(line)
+    under: int | None = None  # the level of the heading about situations we are under
     for section in sections:
         label = _situation_label(section[0]) if section else None
         if label:  # "**A bill is disputed.** Thank the patient ..." and the lines below it
@@ -451,12 +514,22 @@ def split_situations(text: str) -> tuple[str, list[Situation]]:
             continue
         heading = _HEADING.match(section[0]) if section else None
         body = [ln for ln in section[1 if heading else 0 :] if ln.strip()]
+        title = re.sub(r"^[\d.\s]+", "", heading.group(2)).strip(" *") if heading else ""
+        if heading:
+            level = len(heading.group(1))
+            if under is not None and level <= under:
+                under = None
+            if under is not None and body:  # "### Late shipment" under "## Situations"
+                found.append(_situation(title, body))
+                general += _forbidding(body)
+                continue
+            if _SITUATIONS_HEADING.search(title):
+                under = level
         condition = _SITUATION.match(body[0]) if body else None
         named = (condition.group(1) or condition.group(2)) if condition else ""
         if not condition or _EVERY_REPLY.match(named):
             general += _without_conditional_lines(section, found)
             continue
-        title = re.sub(r"^[\d.\s]+", "", heading.group(1)).strip(" *") if heading else ""
         when = f"{title}. {named.strip()}" if title else named.strip()
         found.append(_situation(when, body[1:]))
         general += _forbidding(body[1:])
@@ -476,9 +549,17 @@ def _forbidding(lines: list[str]) -> list[str]:
 
 
 def _situation_label(line: str) -> re.Match[str] | None:
-    """The bold label opening `line` when it tells a situation (`_SITUATION_LABEL`)."""
+    """The bold label opening `line` when it tells a situation (`_SITUATION_LABEL`), not a
+    name in title case ("**Quality Inspection Reports:**" is a kind of document)."""
     label = _LABEL.match(line)
-    return label if label and _SITUATION_LABEL.search(label.group(1).strip()) else None
+    if not label or _title_case(label.group(1)):
+        return None
+    return label if _SITUATION_LABEL.search(label.group(1).strip()) else None
+
+
+def _title_case(text: str) -> bool:
+    words = [w for w in re.findall(r"[A-Za-z]+", text) if len(w) > 3]
+    return len(words) >= 2 and all(w[0].isupper() for w in words)
 
 
 # A line added under a condition inside a sentence: 'For anything to do with an open claim,
@@ -678,9 +759,26 @@ def greeting_for(rules: StyleRules, name: str = "") -> str:
         return ""
     if not name and rules.greeting_fallback:
         return rules.greeting_fallback
+    title, words = _titled(name)
     if re.search(r"\{first", rules.greeting, re.IGNORECASE):
-        name = name.split()[0] if name.split() else ""
-    return _fill(rules.greeting, name).replace(" ,", ",").replace(" ：", "：")
+        name = words[0] if words else ""
+    elif re.search(r"\{title", rules.greeting, re.IGNORECASE) and title and words:
+        name = f"{title} {words[-1]}"
+    elif re.search(r"\{last", rules.greeting, re.IGNORECASE) and words:
+        name = " ".join([title, words[-1]] if title else words)
+    form = re.sub(r"\{title\}\s*", "", rules.greeting)
+    return _fill(form, name).replace(" ,", ",").replace(" ：", "：")
+
+
+_TITLE = re.compile(r"^(Mr|Ms|Mrs|Miss|Mx|Dr|Prof)\.?$")
+
+
+def _titled(name: str) -> tuple[str, list[str]]:
+    """A name's title ("Mr.", "Dr.") and its other words."""
+    words = name.split()
+    if words and _TITLE.match(words[0]):
+        return words[0].rstrip(".") + ".", words[1:]
+    return "", words
 
 
 def reference_line(rules: StyleRules, reference: str, chinese: bool = False) -> str:
@@ -740,6 +838,10 @@ def repair(
     forbidden = rules.forbidden + situation.forbidden
     chinese = bool(re.search(r"[\u4e00-\u9fff]", draft + rules.greeting + rules.sign_off))
     text = _without_closing(_without_opening(draft.strip(), rules), rules)
+    # A placeholder ("[Your Name]") is for a person to fill, never sent as written.
+    text = re.sub(r"\[(?:your|customer|insert|name)[^\]\n]*\]?", " ", text, flags=re.IGNORECASE)
+    if rules.greeting:  # the guide's greeting opens it: none of the draft's own stays
+        text = _GREETING_LINE.sub("", text)
     cut = [_without_lead(s, forbidden) for s in sentences(text)]
     kept = [s for s in cut if not any(uses(s, p) for p in forbidden)]
     kept = [s for s in kept if _flat(s) != _flat(situation.opening)]
@@ -776,13 +878,30 @@ def _without_opening(text: str, rules: StyleRules) -> str:
 
 def _without_closing(text: str, rules: StyleRules) -> str:
     """`text` cut where it starts the guide's sign-off (or any closing of its own form:
-    "Warm regards, Ridge"), so the guide's full sign-off ends it once."""
+    "Warm regards, Ridge"), or a closing line of its own ("Best regards," and the "[Your
+    Name]" lines a model writes under it), so the guide's full sign-off ends it once."""
     opening = _fill(rules.sign_off, "").strip().splitlines()
     if not opening:
         return text
     first = opening[0].strip(" ,，")
     found = [m.start() for m in re.finditer(re.escape(first), text, re.IGNORECASE)]
-    return text[: found[-1]].strip() if found and found[-1] > len(text) // 3 else text
+    found += [m.start() for m in _CLOSING_LINE.finditer(text)]
+    late = [at for at in found if at > len(text) // 3]
+    return text[: min(late)].strip() if late else text
+
+
+# A line that greets: "Dear ,", "Hello Maria,", "尊敬的客户：".
+_GREETING_LINE = re.compile(
+    r"^[ \t]*(?:dear|hi|hello|hey|greetings|尊敬的|亲爱的)\b[^\n.!?]{0,40}[,:，：][ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+# A line that closes a letter: "Best regards,", "Sincerely", "此致".
+_CLOSING_LINE = re.compile(
+    r"^[ \t]*(?:(?:best|kind|warm|warmest|with\s+kind)\s+regards|regards|sincerely"
+    r"|yours\s+(?:sincerely|truly|faithfully)|best(?:\s+wishes)?|many\s+thanks|thanks"
+    r"|thank\s+you|cheers)[ \t]*[,!.]?[ \t]*$|^[ \t]*此致",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def addressee(message: str) -> str:
@@ -794,6 +913,15 @@ def addressee(message: str) -> str:
     )
     if said:
         return said.group(1)
+    # A drafting request names who the reply is to: "Draft a reply to Mr. Dietrich Hahn",
+    # "Dr. Elena Petrova wants to ...".
+    titled = re.search(
+        r"(?:\bto\s+|^\W*|[.!?]\s+)((?:Mr|Ms|Mrs|Miss|Mx|Dr|Prof)\.?\s+[A-Z][a-z'’-]+"
+        r"(?:\s+[A-Z][a-z'’-]+)?)",
+        message,
+    )
+    if titled:
+        return titled.group(1).removesuffix("'s").removesuffix("’s")
     signed = re.search(
         r"(?:^|[.!?\n]|\s[-–—]+|,)\s*(?:(?:thanks|thank you|regards|best|cheers|sincerely)[,!]?\s+)?"
         r"([A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+){1,2})\s*(?:[,(]\s*[^.!?\n]{0,40})?[\s\"”)]*$",
@@ -858,8 +986,15 @@ def _joined(chunks: list[Chunk]) -> str:
     parts: list[str] = []
     section: list[str] = []
     for chunk in chunks:
-        if chunk.headings and chunk.headings != section:
-            parts.append(f"{'#' * min(len(chunk.headings), 6)} {chunk.headings[-1]}")
+        # Every heading on the chunk's path that the chunk before was not under: a section
+        # without text of its own ("## Specific situations" over "### Late shipment") too.
+        shared = 0
+        while shared < min(len(section), len(chunk.headings)) and (
+            section[shared] == chunk.headings[shared]
+        ):
+            shared += 1
+        for depth in range(shared, len(chunk.headings)):
+            parts.append(f"{'#' * min(depth + 1, 6)} {chunk.headings[depth]}")
         section = chunk.headings
         parts.append(chunk.text)
     return "\n\n".join(parts)

@@ -95,8 +95,15 @@ def style_lines(style: dict, chinese: bool = False) -> list[str]:
 # greet, sign off and stay under N words when answering a plain question.
 STYLE_HEADER = ("When you draft a reply to a customer:", "起草给客户的回复时：")
 # A request to draft a reply: an imperative "write/draft a reply", English and Chinese.
+# The instruction may open the request or follow the case it is about ("Ms. Chen's order
+# arrived damaged. Reply to her with next steps."): any sentence may give it.
 _DRAFT = re.compile(
-    r"^\W*(please\s+)?(draft|write|compose|prepare)\b.{0,40}\b(reply|response|answer|email|e-mail|message|letter)\b"
+    r"(?:^|[.!?:]\s+|\n)\W*(?:please\s+)?(?:"
+    r"(?:draft|write|compose|prepare)\b.{0,40}\b(?:reply|response|answer|email|e-mail|message|letter"
+    r"|update|confirmation|note|apology)\b"
+    r"|draft\s+(?:a|an|the|my|our|this|that|me|him|her|them|quick|short|brief|polite)\b"
+    r"|write\s+(?:back\s+)?(?:to\s+)?(?:him|her|them|mr|ms|mrs|miss|mx|dr|prof)\b"
+    r"|(?:reply|respond)\s+(?:to\s+(?:him|her|them)\b|confirming\b|with\b))"
     r"|\b(reply|respond)\s+to\s+(this|the|a|our)\s+(customer|client|message|email|e-mail|complaint)"
     r"|(起草|撰写|写一封|写一条|拟一封|拟写).{0,12}(回复|邮件|信|消息)|回复(这位|该|这个)(客户|用户|顾客)",
     re.IGNORECASE,

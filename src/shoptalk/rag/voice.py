@@ -34,9 +34,10 @@ from shoptalk.data.style import (
 from shoptalk.modeling.chat_format import drafting, with_system
 from shoptalk.modeling.embed import Embedder
 from shoptalk.rag.abstain import Abstention
+from shoptalk.rag.citations import support
 from shoptalk.rag.select import Passage
-from shoptalk.rag.verify import Verification, declines, repaired, verify_answer
-from shoptalk.records import Message
+from shoptalk.rag.verify import Verification, claims, declines, repaired, verify_answer
+from shoptalk.records import Chunk, Message
 
 Route = Literal["assistant", "draft", "question"]
 
@@ -133,8 +134,22 @@ def keep_frame(draft: str, repaired: str) -> str:
 
 
 def echoes(draft: str, question: str) -> bool:
-    """The draft mostly copies the customer's message quoted in the request."""
-    return copies_message(draft, question)
+    """The draft mostly copies the customer's message the request quotes (`customer_message`).
+    The request's own account ("His order 48213 will now ship on June 14") is what the
+    reply should say: restating it is no echo."""
+    message = customer_message(question)
+    return bool(message) and copies_message(draft, message)
+
+
+def customer_message(request: str) -> str:
+    """The customer's words a drafting request quotes ('Reply to: "My bill is wrong ..."'),
+    or what follows the instruction's colon ("Draft a reply to this message: my bill ..."),
+    else ""."""
+    quoted = [a or b for a, b in _QUOTED_MESSAGE.findall(request)]
+    if quoted:
+        return max(quoted, key=len)
+    head, colon, rest = request.partition(":")
+    return rest.strip() if colon and drafting(head) else ""
 
 
 DRAFT_INSTRUCTIONS = (
@@ -175,8 +190,21 @@ def verify_reply(
     checked.generated = text
     if echoes(text, question):  # the customer's own message is no reply, nor is its frame
         return repaired(question, text, passages, checked.unsupported, abstention)
+    if checked.status == "repaired" and not checked.unsupported and tells(body(text), question):
+        checked = Verification(status="verified", message=body(text), generated=text)
     checked.message = keep_frame(text, checked.message)
     return checked
+
+
+def tells(draft: str, request: str) -> bool:
+    """Some sentence of `draft` says what the request's own account says ("Mr. Hahn's order
+    48213 will now ship on June 14"; the customer's quoted words aside): the adviser gave
+    the facts of the reply, and a draft that tells them is grounded in the request, though
+    no document holds them."""
+    message = customer_message(request)
+    account = request.replace(message, " ") if message else request
+    told = Chunk(id="request", text=account, source="request")
+    return any(support(claim, told) for claim, _ in claims(draft))
 
 
 def follow_style(
