@@ -549,6 +549,9 @@ def test_a_drafting_request_names_who_the_reply_is_to():
     assert name == "Ms. Ada Okafor" and greeting_for(r, name) == "Dear Ms. Okafor,"
     assert addressee("Prof. Lena Ward's refund was refused. Draft the reply.") == "Prof. Lena Ward"
     assert greeting_for(r, "Ada Okafor") == "Dear Ada Okafor,"  # no title given: the full name
+    # A title the guide forbids gives way to the neutral one.
+    banned = r.model_copy(update={"forbidden": [*r.forbidden, "Mrs."]})
+    assert greeting_for(banned, "Mrs. Ada Okafor") == "Dear Ms. Okafor,"
 
 
 def test_a_guide_read_from_its_chunks_keeps_headings_without_text_of_their_own():

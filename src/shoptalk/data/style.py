@@ -760,6 +760,9 @@ def greeting_for(rules: StyleRules, name: str = "") -> str:
     if not name and rules.greeting_fallback:
         return rules.greeting_fallback
     title, words = _titled(name)
+    if title and any(title.lower() == f.lower() for f in rules.forbidden):
+        # "Never use "Mrs." or "Miss"": the neutral "Ms." they stand for.
+        title = "Ms." if title in ("Mrs.", "Miss") else ""
     if re.search(r"\{first", rules.greeting, re.IGNORECASE):
         name = words[0] if words else ""
     elif re.search(r"\{title", rules.greeting, re.IGNORECASE) and title and words:
@@ -777,7 +780,8 @@ def _titled(name: str) -> tuple[str, list[str]]:
     """A name's title ("Mr.", "Dr.") and its other words."""
     words = name.split()
     if words and _TITLE.match(words[0]):
-        return words[0].rstrip(".") + ".", words[1:]
+        bare = words[0].rstrip(".")
+        return (bare if bare == "Miss" else bare + "."), words[1:]
     return "", words
 
 
