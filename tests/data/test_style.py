@@ -543,6 +543,14 @@ def test_a_guides_headings_say_what_its_rules_are_about():
     assert "misplaced" in r.forbidden
 
 
+def test_under_a_greeting_heading_only_a_salutation_is_the_greeting():
+    r = extract_rules(
+        '## Addressing customers\n\nRefer to them as "members", never "clients".\n\n'
+        'Open with "Hello" and their first name.'
+    )
+    assert r.greeting == "Hello {first name}," and "clients" in r.forbidden
+
+
 def test_a_drafting_request_names_who_the_reply_is_to():
     r = extract_rules(GUIDE_SECTIONS)
     name = addressee("Write to Ms. Ada Okafor about her lost parcel 5521.")

@@ -379,6 +379,15 @@ def _sections(text: str) -> list[tuple[str, str]]:
     return [(heading, "\n".join(lines)) for heading, lines in found if lines]
 
 
+# What a greeting form looks like when only its section says it is one: a salutation word,
+# or a form ending in its comma or colon ("Dear", "Good morning", "Hello {name},").
+_SALUTATION = re.compile(
+    r"^(?:dear|hi|hello|hey|good\s+(?:morning|afternoon|evening|day)|greetings)\b|[,:，：]$"
+    r"|^(?:尊敬的|亲爱的|您好|你好)",
+    re.IGNORECASE,
+)
+
+
 def _placed(sentence: str) -> bool:
     """`sentence` names the greeting or the sign-off only as a place ("before the sign-off")."""
     marks = [*_GREETING.finditer(sentence), *_SIGN_OFF.finditer(sentence)]
@@ -426,6 +435,8 @@ def _read_section(rules: StyleRules, topic: str | None, text: str) -> None:
             rules.forbidden += [q for q in dict.fromkeys(banned) if q.lower() not in known]
             rules.sources.setdefault("forbidden", s)
         greets, signs = _addresses(topic, s)
+        if topic == "greeting" and quotes and not _SALUTATION.search(quotes[0]):
+            greets = False  # 'Refer to them as "member"' under "## Addressing customers"
         if quotes and greets and rules.greeting and _UNKNOWN.search(s):
             if not rules.greeting_fallback:
                 rules.greeting_fallback, rules.sources["greeting_fallback"] = quotes[0], s
