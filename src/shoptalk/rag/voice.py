@@ -145,11 +145,17 @@ def customer_message(request: str) -> str:
     """The customer's words a drafting request quotes ('Reply to: "My bill is wrong ..."'),
     or what follows the instruction's colon ("Draft a reply to this message: my bill ..."),
     else ""."""
-    quoted = [a or b for a, b in _QUOTED_MESSAGE.findall(request)]
+    quoted = quoted_message(request)
     if quoted:
-        return max(quoted, key=len)
+        return quoted
     head, colon, rest = request.partition(":")
     return rest.strip() if colon and drafting(head) else ""
+
+
+def quoted_message(request: str) -> str:
+    """The longest customer message the request quotes (`_QUOTED_MESSAGE`), or ""."""
+    quoted = [a or b for a, b in _QUOTED_MESSAGE.findall(request)]
+    return max(quoted, key=len) if quoted else ""
 
 
 DRAFT_INSTRUCTIONS = (
@@ -262,8 +268,7 @@ def situation_for(request: str, rules: StyleRules, embedder: Embedder | None) ->
     """
     if not rules.situations or embedder is None:
         return None
-    quoted = [a or b for a, b in _QUOTED_MESSAGE.findall(request)]
-    message = max(quoted, key=len) if quoted else ""
+    message = quoted_message(request)
     instruction = request.replace(message, " ") if message else request
     theirs = [s for s in rules.situations if not _OURS.search(s.when)]
     ours = [
