@@ -135,6 +135,18 @@ def test_a_question_about_a_period_no_passage_names_is_refused() -> None:
     assert abstention.refuses("How fast did the warehouse ship parcels last month?", passages)
 
 
+def test_a_year_or_a_count_the_whole_chunks_do_not_hold_is_refused() -> None:
+    text = "Pay is reviewed in 2024. The programme lasts 4 years. Apprentices start each June."
+    chunk = Chunk(id="a", text=text, source="d.md")
+    selected = "The programme lasts 4 years. Apprentices start each June."
+    passages = [Passage(selected, chunk, 0.5)]  # a number, but no count of apprentices
+    abstention = Abstention(DEFAULT_RULE, term_idf([*CORPUS, text]))
+    assert not abstention.refuses("When do apprentices start?", passages)
+    assert abstention.refuses("When did the 2023 apprentices start?", passages)
+    assert not abstention.refuses("When did the 2024 apprentices start?", passages)  # its chunk
+    assert abstention.refuses("How many apprentices start each June?", passages)
+
+
 def test_rule_of_an_older_version_falls_back_to_default(tmp_path) -> None:
     path = tmp_path / ABSTAIN_RULE
     old = {

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from shoptalk.rag.answer_type import asked_for, holds, mismatch, unnamed_period
+from shoptalk.rag.answer_type import (
+    asked_for,
+    holds,
+    mismatch,
+    uncounted,
+    unnamed_period,
+    unnamed_year,
+)
 
 
 @pytest.mark.parametrize(
@@ -142,3 +149,62 @@ def test_a_past_or_future_period_no_passage_names_is_unanswerable(question, text
 )
 def test_named_or_standing_periods_are_left_to_the_other_checks(question, texts):
     assert unnamed_period(question, texts) is None
+
+
+@pytest.mark.parametrize(
+    ("question", "texts", "year"),
+    [
+        ("How many apprentices joined the 2023 cohort?", ["Cohorts start each June."], "2023"),
+        ("What was revenue in 2019?", ["Revenue grew in 2021."], "2019"),
+        ("2024年的营业额是多少？", ["营业额每年公布。"], "2024"),
+        # Named in the passages; a situation's year; a year inside a code or a version.
+        ("What was revenue in 2021?", ["Revenue grew in 2021."], None),
+        ("I started in 2024 at the plant, how many days do I get?", ["20 days."], None),
+        ("Are you ISO 9001:2015 certified?", ["We are ISO certified."], None),
+        ("Is part 2023-08 in stock?", ["Part numbers are listed."], None),
+    ],
+)
+def test_a_year_no_passage_names_is_unanswerable(question, texts, year):
+    assert unnamed_year(question, texts) == year
+
+
+@pytest.mark.parametrize(
+    ("question", "texts", "thing"),
+    [
+        # Numbers are there, but none counts the thing asked about.
+        (
+            "How many parking spaces are there at the distribution center?",
+            ["The distribution center is open 6 a.m. to 10 p.m., 7 days a week."],
+            "spaces",
+        ),
+        # A number of the question's own ("5-axis") counts nothing.
+        (
+            "How many 5-axis machining centers are installed at the plant?",
+            ["Address: 880 Mill Road. The plant makes parts on 5-axis machining centers."],
+            "centers",
+        ),
+    ],
+)
+def test_a_count_no_passage_states_is_unanswerable(question, texts, thing):
+    assert uncounted(question, texts) == thing
+
+
+@pytest.mark.parametrize(
+    ("question", "texts"),
+    [
+        ("How many trailers does the company run?", ["The company runs 212 dry van trailers."]),
+        ("How many holidays are there each year?", ["There are ten paid holidays a year."]),
+        # A FAQ answer after its question; a table names the thing in its header row.
+        (
+            "How many electric car chargers are there at HQ?",
+            ["Are there EV chargers at HQ? Yes, there are 14 charging stalls in Lot A."],
+        ),
+        ("How many docks does Reno have?", ["| Site | Docks |\n|---|---|\n| Reno | 12 |"]),
+        # Nothing countable read: an irregular plural, no plural at all, no "how many".
+        ("How many people can I bring?", ["Up to 4 guests."]),
+        ("How many is too many?", ["Order limits apply."]),
+        ("What do trailers cost?", ["Trailers are leased."]),
+    ],
+)
+def test_a_stated_count_or_no_counted_thing_is_left_to_the_other_checks(question, texts):
+    assert uncounted(question, texts) is None

@@ -52,15 +52,20 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
 
 from shoptalk.artifacts import write_json
-from shoptalk.rag.answer_type import mismatch, question_clause, unnamed_period
-from shoptalk.rag.bm25 import STOPWORDS, terms, tokens
+from shoptalk.rag.answer_type import (
+    mismatch,
+    question_clause,
+    uncounted,
+    unnamed_period,
+    unnamed_year,
+)
+from shoptalk.rag.bm25 import STOPWORDS, stem, terms, tokens
 from shoptalk.rag.citations import chinese_places
 
 if TYPE_CHECKING:
@@ -160,6 +165,9 @@ class Abstention:
             return True
         if unnamed_period(question, [f"{p.heading}\n{p.text}" for p in passages]):
             return True
+        chunks = [f"{p.heading}\n{p.chunk.text}" for p in passages]
+        if unnamed_year(question, chunks) or uncounted(question, chunks):
+            return True
         if missing_name(question, passages, self.own_name):
             return True
         if missing_place(question, passages, self.own_name):
@@ -182,25 +190,12 @@ def words(text: str) -> list[str]:
         if token in _SKIPPED or base in _SKIPPED:
             continue
         # Codes and numbers as written (KX-340, 4.5%); words stemmed.
-        out.append(_stem(base) if base.isalpha() else base)
+        out.append(stem(base) if base.isalpha() else base)
     return [w for w in out if w not in QUESTION_WORDS]
 
 
 def _is_cjk(char: str) -> bool:
     return "\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff"
-
-
-@cache
-def _stemmer():
-    # Snowball (Porter 2) rather than our own suffix list: the standard English stemmer.
-    import snowballstemmer
-
-    return snowballstemmer.stemmer("english")
-
-
-@cache
-def _stem(word: str) -> str:
-    return _stemmer().stemWord(word)
 
 
 # A run of two or more capitalized words: a product, a place, a team ("Blue Harbor Depot").
@@ -337,7 +332,7 @@ def missing_role(question: str, passages: Sequence[Passage]) -> str | None:
         return None
     words = [w for w in re.findall(r"[\w&-]+", asked.group(1)) if w.lower() not in _ROLE_FILLER]
     tokens = re.findall(r"[\w&-]+", text)
-    have = {_stem(t.lower()) for t in tokens}
+    have = {stem(t.lower()) for t in tokens}
     written = {t.lower() for t in tokens if t.isupper() and len(t) >= 2}  # "CFO", "EHS"
     if len(words) >= 2 and "".join(w[0] for w in words).lower() in written:
         return None  # "chief financial officer" asked, "CFO" written
@@ -349,7 +344,7 @@ def missing_role(question: str, passages: Sequence[Passage]) -> str | None:
     missing = [
         w
         for w in words
-        if _stem(w.lower()) not in have and not (w.isupper() and w.lower() in spelled)
+        if stem(w.lower()) not in have and not (w.isupper() and w.lower() in spelled)
     ]
     return asked.group(1) if missing else None
 
@@ -383,12 +378,12 @@ def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
     """
     asked = question_clause(question)
     text = _chunks_text(passages)
-    have = {_stem(t.lower()) for t in re.findall(r"[\w'’-]+", text)}
+    have = {stem(t.lower()) for t in re.findall(r"[\w'’-]+", text)}
     for match in _QUALIFIED.finditer(asked):
         word = match.group(1).removesuffix("'s").removesuffix("’s")
         if word in _SKIPPED or word in _PREPOSITIONS or word.endswith("est"):
             continue
-        if _stem(word) not in have:
+        if stem(word) not in have:
             return match.group()
     cut = [w for w in terms(asked) if _is_cjk(w[0])]
     for before, word in zip(cut, cut[1:], strict=False):

@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+from shoptalk.rag.bm25 import stem
 from shoptalk.rag.chunk import sentence_spans
 
 Kind = Literal["money", "when", "duration", "number", "phone", "email", "address", "code"]
@@ -233,6 +234,83 @@ def unnamed_period(question: str, texts: Sequence[str]) -> str | None:
         unit = next(u for end, u in _ZH_UNIT.items() if zh.endswith(end))
     named = _NAMED_PERIOD[unit.lower()].search("\n".join(texts))
     return None if named else match.group()
+
+
+# A year the question names: "the 2023 apprenticeship cohort", "2024年的营业额".
+_ASKED_YEAR = re.compile(r"(?<![\d.:/-])(?:19|20)\d\d(?![\d.:/-]?\d)")
+
+
+def unnamed_year(question: str, texts: Sequence[str]) -> str | None:
+    """A year the question asks about that no text names: "How many apprentices were
+    accepted into the 2023 cohort?" read against the programme's standing rules. Only the
+    clause that asks (`question_clause`): "I started in 2024, how many days do I get?" asks
+    about a rule. Not a year in a code or a version ("ISO 9001:2015")."""
+    joined = "\n".join(texts)
+    for match in _ASKED_YEAR.finditer(question_clause(question)):
+        if not re.search(rf"(?<!\d){match.group()}(?!\d)", joined):
+            return match.group()
+    return None
+
+
+# "How many parking spaces ...": the thing counted is the first plural word after "how
+# many" (not "5-axis"), before the verb or a preposition ends its phrase. Irregular plurals
+# ("people", "staff") are not read: the passages may count them by another word.
+_HOW_MANY = re.compile(r"\bhow\s+many\s+([^?.,;!]*)", re.IGNORECASE)
+_PHRASE_END = frozenset(
+    "are is was were do does did can could will would should have has had of in at on for per "
+    "until off with to from we i you they he she it my our your their the a an there this that "
+    "each every".split()
+)
+_COUNT = re.compile(
+    r"(?<![\w.-])\d[\d,.]*(?![\w])|\b(?:one|two|three|four|five|six|seven|eight|nine|ten"
+    r"|eleven|twelve|fifteen|twenty|thirty|forty|fifty|hundred|dozen)\b",
+    re.IGNORECASE,
+)
+
+
+def uncounted(question: str, texts: Sequence[str]) -> str | None:
+    """The thing a "how many" question counts, when no text states a count of it.
+
+    "How many parking spaces are there at the distribution center?" retrieves the
+    center's hours: they hold numbers (so `mismatch` lets them pass) but count no spaces;
+    nor does "Millrace makes parts on 5-axis machining centers" count the centers (a
+    number of the question's own is none). A count is a number in the sentence naming
+    the thing or the one after it (a FAQ answer after its question), or in a table that
+    names it. Words are compared by their stem ("centers", "center").
+    """
+    head = _counted(question_clause(question))
+    if head is None or not texts:
+        return None
+    own = {m.group().lower() for m in _COUNT.finditer(question)}
+    for text in texts:
+        for naming, read in _units(text):
+            named = {stem(w.lower()) for w in re.findall(r"[A-Za-z]+", naming)}
+            counts = {m.group().lower() for m in _COUNT.finditer(read)} - own
+            if stem(head) in named and counts:
+                return None
+    return head
+
+
+def _counted(clause: str) -> str | None:
+    match = _HOW_MANY.search(clause)
+    if match is None:
+        return None
+    for word in match.group(1).lower().split():
+        if word in _PHRASE_END:
+            return None
+        if word.endswith("s") and word.isalpha() and len(word) > 3:
+            return word
+    return None
+
+
+def _units(text: str) -> list[tuple[str, str]]:
+    """(what names the thing, where its count is read): a table whole; each sentence, read
+    with the one after it (a FAQ answer after its question), not the one before it."""
+    lines = text.splitlines()
+    table = "\n".join(line for line in lines if line.lstrip().startswith("|"))
+    sentences = [text[start:end] for start, end in sentence_spans(text)]
+    units = [(s, " ".join(sentences[i : i + 2])) for i, s in enumerate(sentences)]
+    return ([(table, table)] if table else []) + units
 
 
 def question_clause(question: str) -> str:

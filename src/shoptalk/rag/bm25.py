@@ -45,6 +45,20 @@ def _jieba():
     return jieba
 
 
+@cache
+def _stemmer():
+    # Snowball (Porter 2) rather than our own suffix list: the standard English stemmer.
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+@cache
+def stem(word: str) -> str:
+    """The English stem of a lowercased word ("centers" -> "center", "laptops" -> "laptop")."""
+    return _stemmer().stemWord(word)
+
+
 def tokens(text: str) -> list[str]:
     """Lowercased Latin words and numbers, and runs of Chinese characters (unsegmented).
 
