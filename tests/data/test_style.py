@@ -579,3 +579,41 @@ def test_a_guide_read_from_its_chunks_keeps_headings_without_text_of_their_own()
     rules, _ = rules_from(chunks, [])
     assert [s.when for s in rules.situations] == ["Lost parcel", "Refund refused"]
     assert rules.lines == []
+
+
+GUIDE_FORMS = """# Letters to customers
+
+## Greeting
+
+- Always open with "Dear", followed by the title and last name.
+
+## Sign-off
+
+- The sign-off is "Best wishes," on its own line, then your full name, then "Orchard Care" below.
+
+## Numbers
+
+1. **Work orders:** always write "WO-" and the six-digit number, for example WO-120044.
+2. **Dates:** day, month name and year, for example "3 March 2025". Never write 03/03/2025.
+"""
+
+
+def test_a_guides_value_forms_and_signer_line_shape_the_repaired_draft():
+    rules = extract_rules(GUIDE_FORMS)
+    assert [(f.kind, f.example) for f in rules.formats] == [
+        ("code", "WO-120044"),
+        ("date", "3 March 2025"),
+    ]
+    draft = (
+        "Your work order 120044 is booked for 14/04/2025. We will call you. We will call you. "
+        "We will call you. We will ca"
+    )
+    assert problems(draft, rules, name="Mr. Ian Ward")
+    fixed = repair(draft, rules, name="Mr. Ian Ward")
+    # The values as the guide writes them, the loop said once, the sender left to sign.
+    assert fixed == (
+        "Dear Mr. Ward,\n\nYour work order WO-120044 is booked for 14 April 2025. We will call "
+        "you.\n\nBest wishes,\n[Your name]\nOrchard Care"
+    )
+    assert not problems(fixed, rules, name="Mr. Ian Ward")
+    assert repair(fixed, rules, name="Mr. Ian Ward") == fixed

@@ -18,6 +18,10 @@ RULES = {
     "required": ["reference"],
     "formality": "formal",
     "max_words": 120,
+    "formats": [
+        {"kind": "code", "example": "SO-48213"},
+        {"kind": "date", "example": "June 14, 2024"},
+    ],
 }
 
 
@@ -31,7 +35,8 @@ def test_every_rule_is_an_instruction_after_the_config_prompt():
     prompt = styled_system_prompt("You help.", RULES)
     lines = prompt.splitlines()
     assert lines[0] == "You help."
-    for text in ('"Dear {name},"', '"Kind regards"', '"unfortunately"', "reference", "120"):
+    shown = ('"Dear {name},"', '"Kind regards"', '"unfortunately"', "reference", "120", "SO-48213")
+    for text in shown:
         assert any(text in line for line in lines[1:]), text
 
 

@@ -279,3 +279,22 @@ def test_a_repaired_draft_drops_the_models_own_closing_greeting_and_placeholders
     assert fixed == (
         "Hello,\n\nRefunds are paid within 14 days [1].\n\nWarm wishes, the Member Desk"
     )
+
+
+def test_a_drafts_sentence_with_an_invented_value_is_dropped_not_the_draft():
+    request = (
+        "Mr. Ito's parcel 4410 was due on 3 June and will now arrive on 6 June because the "
+        "van broke down. Write him an update."
+    )
+    draft = (
+        "Dear Mr. Ito,\n\nYour parcel 4410 will now arrive on 6 June. As a thank you, we "
+        "refund $15 of the delivery fee.\n\nKind regards,\nAnna"
+    )
+    checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
+    assert checked.status == "repaired" and checked.unsupported == ["15"]
+    assert checked.message == (
+        "Dear Mr. Ito,\n\nYour parcel 4410 will now arrive on 6 June.\n\nKind regards,\nAnna"
+    )
+    # Nothing left that tells the request or a passage: the best passage is quoted.
+    invented = draft.replace("Your parcel 4410 will now arrive on 6 June. ", "")
+    assert FACT in verify_reply(request, invented, PASSAGES, ABSTAIN).message

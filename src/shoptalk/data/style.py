@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from shoptalk.data.augment import qa
 from shoptalk.data.clean import source_file
+from shoptalk.data.value_forms import ValueForm, apply_forms, read_forms
 from shoptalk.records import Chunk, Conversation
 
 # A heading or title about how to write (tone guides, brand voice, reply rules).
@@ -101,6 +102,10 @@ class StyleRules(BaseModel, extra="forbid"):
         default_factory=list,
         description="rules for one situation only (bereavement, a complaint): see Situation",
     )
+    formats: list[ValueForm] = Field(
+        default_factory=list,
+        description="how codes, dates and amounts are written, by the guide's examples",
+    )
 
     def empty(self) -> bool:
         return not (
@@ -110,6 +115,7 @@ class StyleRules(BaseModel, extra="forbid"):
             or self.required
             or self.lines
             or self.situations
+            or self.formats
         )
 
 
@@ -273,8 +279,20 @@ def _forms(sentence: str) -> list[str]:
         between = sentence[before.end() : after.start()]
         if _ALTERNATIVE.search(between) or _EXAMPLE.search(between):
             break
+        if _SIGNER_WORDS.search(between):  # '"Kind regards," then your name, then "The Team"'
+            forms.append(SIGNER)
         forms.append((after.group(1) or after.group(2)).strip())
     return forms
+
+
+# The line of a sign-off where the person sending the reply signs, and how a draft shows it.
+SIGNER = "{your name}"
+_SIGNER_LINE = "[Your name]"
+_SIGNER_WORDS = re.compile(
+    r"\byour\s+(?:(?:first|full|own)\s+(?:and\s+(?:last|family)\s+)?)?name\b|\bsignature\b"
+    r"|(?:您|你)的(?:姓名|名字)",
+    re.IGNORECASE,
+)
 
 
 def _named_greeting(form: str, sentence: str) -> str:
@@ -417,6 +435,7 @@ def extract_rules(text: str) -> StyleRules:
         rules.sources["forbidden"] = table
     for heading, section in _sections(text):
         _read_section(rules, _topic(heading), section)
+    rules.formats = read_forms(rule_sentences(text))
     if rules.greeting and not rules.greeting_fallback:
         rules.greeting_fallback = _unnamed_greeting(rules.greeting, rules.sources["greeting"])
     return rules
@@ -737,9 +756,21 @@ def form_prefix(form: str) -> str:
     return _prefix(form)
 
 
-def form_text(form: str) -> str:
-    """A sign-off form without its placeholders and trailing punctuation."""
-    return _fill(form, "").strip(" ,，")
+def form_lines(form: str) -> list[str]:
+    """A sign-off form's fixed lines, without placeholders (the signer's line) and trailing
+    punctuation: what every draft's sign-off holds."""
+    lines = (_fill(line, "").strip(" ,，") for line in form.splitlines())
+    return [line for line in lines if line]
+
+
+def sign_off_text(rules: StyleRules) -> str:
+    """The sign-off a draft ends with: the signer's line (`SIGNER`) left for the person
+    sending it to fill ("[Your name]"), other placeholders dropped."""
+    lines = (
+        _SIGNER_LINE if line.strip() == SIGNER else _fill(line, "")
+        for line in rules.sign_off.splitlines()
+    )
+    return "\n".join(line for line in lines if line.strip())
 
 
 def _fill(form: str, name: str) -> str:
@@ -823,7 +854,7 @@ def problems(
     head = greeting if (name or rules.greeting_fallback) else _prefix(rules.greeting)
     if head and not _flat(draft).startswith(_flat(head).rstrip(",:，：")):
         out.append(f"does not open with {head!r}")
-    tail = _flat(_fill(rules.sign_off, "")).strip(" ,，")
+    tail = _flat(sign_off_text(rules)).strip(" ,，")
     if tail and tail not in _flat(draft)[-len(tail) - 80 :]:
         out.append(f"does not end with {rules.sign_off!r}")
     forbidden = rules.forbidden + situation.forbidden
@@ -835,6 +866,8 @@ def problems(
     out += [f"lacks the line {line!r}" for line in wanted if _flat(line) not in _flat(draft)]
     if message and copies_message(draft, message):
         out.append("copies the customer's message")
+    if apply_forms(draft, rules.formats) != draft:
+        out.append("writes a code, date or amount in a form the guide does not use")
     return out
 
 
@@ -847,17 +880,22 @@ def repair(
 ) -> str:
     """The draft in the guide's frame: its greeting (with the customer's `name`), the
     `situation`'s opening sentence, the case number quoted (`reference`), the situation's
-    and the guide's required lines, the sign-off; sentences with a forbidden phrase dropped.
-    The draft's own greeting and sign-off give way to the guide's."""
+    and the guide's required lines, the sign-off; sentences with a forbidden phrase dropped;
+    codes, dates and amounts written in the guide's forms (`data.value_forms`). The draft's
+    own greeting and sign-off give way to the guide's."""
     situation = situation or _NO_SITUATION
     forbidden = rules.forbidden + situation.forbidden
     chinese = bool(re.search(r"[\u4e00-\u9fff]", draft + rules.greeting + rules.sign_off))
     text = _without_closing(_without_opening(draft.strip(), rules), rules)
+    # Before the forbidden phrases: "order #48213" is rewritten ("order SO-48213"), not dropped.
+    text = apply_forms(text, rules.formats)
     # A placeholder ("[Your Name]") is for a person to fill, never sent as written.
     text = re.sub(r"\[(?:your|customer|insert|name)[^\]\n]*\]?", " ", text, flags=re.IGNORECASE)
+    # The passages' list copied ("[1] (docs/returns.md#3. RMA) [2] (...)"): no words of a reply.
+    text = _SOURCE_LIST.sub(" ", text)
     if rules.greeting:  # the guide's greeting opens it: none of the draft's own stays
         text = _GREETING_LINE.sub("", text)
-    cut = [_without_lead(s, forbidden) for s in sentences(text)]
+    cut = [_without_lead(s, forbidden) for s in _once(sentences(text))]
     kept = [s for s in cut if not any(uses(s, p) for p in forbidden)]
     kept = [s for s in kept if _flat(s) != _flat(situation.opening)]
     if reference and "reference" in rules.required and not any(reference in s for s in kept):
@@ -867,9 +905,26 @@ def repair(
     for line in situation.lines + rules.lines:
         if _flat(line) not in _flat(" ".join(kept)):
             kept.append(line)
-    body = ("" if chinese else " ").join(kept)
-    parts = [greeting_for(rules, name), body, _fill(rules.sign_off, "").strip()]
+    body = apply_forms(("" if chinese else " ").join(kept), rules.formats)  # the added lines
+    parts = [greeting_for(rules, name), body, sign_off_text(rules)]
     return "\n\n".join(p for p in parts if p).strip()
+
+
+_SOURCE_LIST = re.compile(r"(?:\[\d+\]\s*\([^)\n]*\)\s*)+")
+
+
+def _once(found: list[str]) -> list[str]:
+    """The draft's sentences without a small model's loops: a sentence said before, and its
+    cut-off repeat at the end ("I am working on a project that involves exped")."""
+    out: list[str] = []
+    for sentence in found:
+        flat = _flat(sentence)
+        if any(flat == _flat(s) for s in out):
+            continue
+        if sentence is found[-1] and any(_flat(s).startswith(flat) for s in out):
+            continue
+        out.append(sentence)
+    return out
 
 
 def _without_lead(sentence: str, forbidden: list[str]) -> str:
@@ -974,7 +1029,7 @@ def merge(first: StyleRules, second: StyleRules) -> StyleRules:
             setattr(out, name, getattr(second, name))
             if name in second.sources:
                 out.sources[name] = second.sources[name]
-    for name in ("forbidden", "required", "lines", "situations"):
+    for name in ("forbidden", "required", "lines", "situations", "formats"):
         mine = getattr(out, name)
         added = [x for x in getattr(second, name) if x not in mine]
         mine += added

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from shoptalk.data.questions import key_facts, question_kind, read_questions
-from shoptalk.data.style import StyleRules, form_prefix, form_text
+from shoptalk.data.style import StyleRules, form_lines, form_prefix
 from shoptalk.errors import SourceError
 from shoptalk.records import DomainQuestion, Question, StyleQuestion, SuiteKind
 from shoptalk.text import is_chinese
@@ -99,7 +99,7 @@ def suite_from_style(style: dict, asked: list[str], limit: int = STYLE_PROMPTS) 
     None when the rules say nothing a reply can be checked on, or there is nothing asked.
     """
     rules = StyleRules.model_validate(style)
-    must = [p for p in (form_prefix(rules.greeting), form_text(rules.sign_off)) if p]
+    must = [p for p in (form_prefix(rules.greeting), *form_lines(rules.sign_off)) if p]
     if not (must or rules.forbidden) or not asked:
         return None
     questions: list[Question] = []

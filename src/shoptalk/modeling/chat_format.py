@@ -60,6 +60,7 @@ _STYLE_EN = {
     "formal": "Write formally.",
     "informal": "Write in a friendly, informal register.",
     "max_words": "Keep replies under {} words.",
+    "formats": "Write codes, dates and amounts as in: {}.",
 }
 _STYLE_ZH = {
     "greeting": "回复以“{}”开头。",
@@ -70,6 +71,7 @@ _STYLE_ZH = {
     "formal": "使用正式、礼貌的语气（称“您”）。",
     "informal": "语气亲切、口语化。",
     "max_words": "回复不超过{}字。",
+    "formats": "编号、日期和金额的写法如：{}。",
 }
 
 
@@ -85,6 +87,9 @@ def style_lines(style: dict, chinese: bool = False) -> list[str]:
         lines.append(words[style["formality"]])
     if style.get("max_words"):
         lines.append(words["max_words"].format(style["max_words"]))
+    if style.get("formats"):
+        examples = ("、" if chinese else ", ").join(f["example"] for f in style["formats"])
+        lines.append(words["formats"].format(examples))
     return lines
 
 

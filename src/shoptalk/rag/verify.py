@@ -82,8 +82,9 @@ Status = Literal["verified", "repaired", "not_found"]
 class Verification(BaseModel):
     status: Status = Field(
         description="'verified': every value is in a cited or given passage; 'repaired': it "
-        "was not, and the best passage is quoted instead; 'not_found': the answer is that "
-        "the documents do not say"
+        "was not, and the best passage is quoted instead (a draft's sentences stating it are "
+        "dropped, when the rest still tells the request or a passage); 'not_found': the answer "
+        "is that the documents do not say"
     )
     message: str = Field(description="What is shown: the answer, the quote, or not found")
     generated: str = Field(description="The model's own answer, before any repair")

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from shoptalk.data.value_forms import ValueForm, apply_forms, read_forms
+
+GUIDE = [
+    'Sales orders: always write "SO-" followed by the five-digit number, for example SO-48213.',
+    'Never write "#48213", "order no. 48213" or the number alone.',
+    "RMA numbers: always the full format RMA-YYYY-NNNNN, for example RMA-2024-01387.",
+    'Never shorten to "RMA 1387".',
+    "Part numbers: exactly as in the catalog, for example BW-HF-2200-08-SS.",
+    'Dates: month name, day and four-digit year, for example "June 14, 2024".',
+    "Never use numeric formats such as 06/14/2024 or 14.6.24.",
+    'Amounts: dollar sign, thousands separator, two decimals, then "USD", for example "$1,250.00 USD".',
+    "Our office is like a second home, for example on Fridays.",  # no value shown: no form
+]
+
+
+def test_forms_are_read_from_the_guides_examples() -> None:
+    forms = {(f.kind, f.example): f for f in read_forms(GUIDE)}
+    assert set(forms) == {
+        ("code", "SO-48213"),
+        ("code", "RMA-2024-01387"),
+        ("date", "June 14, 2024"),
+        ("money", "$1,250.00 USD"),
+    }  # a part number is written "exactly as in the catalog": no form to rewrite into
+    assert forms["code", "SO-48213"].label == "order"  # from "Sales orders:"
+    # 06/14/2024 is the example's date month first; 14.6.24 is day first.
+    assert forms["date", "June 14, 2024"].day_first == ["."]
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("Your order 48213 ships soon.", "Your order SO-48213 ships soon."),
+        ("Order no. 48213 and #48213.", "Order SO-48213 and SO-48213."),
+        ("Claim RMA 2024-1387 is closed.", "Claim RMA-2024-01387 is closed."),
+        ("It ships on 06/14/2024, not 14.6.24.", "It ships on June 14, 2024, not June 14, 2024."),
+        (
+            "The fee is $400, the credit $1284.5.",
+            "The fee is $400.00 USD, the credit $1,284.50 USD.",
+        ),
+        # Already in form, or not values of these kinds: left as written.
+        ("SO-48213, RMA-2024-01387, $830.00 USD.", "SO-48213, RMA-2024-01387, $830.00 USD."),
+        ("ZIP 48213, 25% off, 1.5 kg, 2024-06-14.", "ZIP 48213, 25% off, 1.5 kg, 2024-06-14."),
+        # Shortened beyond repair ("RMA 1387" lost its year), or a value the form would change.
+        ("RMA 1387 at $4.155 each.", "RMA 1387 at $4.155 each."),
+        ("Part BW-HF-2200-08-SS.", "Part BW-HF-2200-08-SS."),
+    ],
+)
+def test_values_are_rewritten_into_the_forms_never_changed(written: str, expected: str) -> None:
+    assert apply_forms(written, read_forms(GUIDE)) == expected
+
+
+def test_a_day_first_example_reads_numeric_dates_day_first() -> None:
+    form = ValueForm(kind="date", example="14 June 2024", day_first=["/", "."])
+    assert apply_forms("Due 03/07/2024.", [form]) == "Due 3 July 2024."
+    money = ValueForm(kind="money", example="£12.50")
+    assert apply_forms("It costs £8 or $8.", [money]) == "It costs £8.00 or $8."  # its symbol only
