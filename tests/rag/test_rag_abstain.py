@@ -240,6 +240,11 @@ def test_a_kind_of_offering_the_passages_never_name_is_refused() -> None:
     # A preposition, or a verb after "to", names no kind.
     assert missing_qualifier("Is my laptop still under warranty?", benefits) is None
     assert missing_qualifier("When can I choose to switch plans?", benefits) is None
+    # Allowances, bonuses and discounts are offerings too; a hyphenated word holds its parts.
+    pay = [_passage("New drivers get a $3,500 sign-on bonus and a 10% fleet discount.")]
+    assert missing_qualifier("Is there a relocation allowance?", pay) == "relocation allowance"
+    assert missing_qualifier("How much is the signing bonus?", pay) is None
+    assert missing_qualifier("What's the fleet discount?", pay) is None
     zh = [_passage("员工福利包括补充医疗保险和每月交通补贴。")]
     assert missing_qualifier("茶香有宠物保险吗？", zh) == "宠物保险"
     assert missing_qualifier("医疗保险包括什么？", zh) is None

@@ -353,7 +353,7 @@ def missing_role(question: str, passages: Sequence[Passage]) -> str | None:
 # membership", "宠物保险".
 _OFFER = (
     r"insurance|policy|policies|cover|coverage|plan|plans|account|card|loan|membership"
-    r"|subscription|warranty|benefit|scheme|service"
+    r"|subscription|warranty|benefit|scheme|service|allowances?|stipends?|bonus(?:es)?|discounts?"
 )
 # The word before the offering, unless "to" makes it a verb ("to switch plans").
 _QUALIFIED = re.compile(rf"(?<!\bto )\b([a-z][\w'’-]*)\s+(?:{_OFFER})\b")
@@ -367,7 +367,7 @@ _ZH_OFFER = frozenset("保险 险种 会员 套餐 服务 账户 贷款 福利 �
 
 def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
     """The word that names which kind of an offering the question asks about ("pet" of "pet
-    insurance"), when the passages' chunks never use it.
+    insurance", "relocation" of "relocation allowance"), when the passages' chunks never use it.
 
     "Does Kestrel offer pet insurance as a benefit?" reads the benefits overview: every
     other word is there, and a small model answers "yes". Only the clause that asks
@@ -378,7 +378,9 @@ def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
     """
     asked = question_clause(question)
     text = _chunks_text(passages)
-    have = {stem(t.lower()) for t in re.findall(r"[\w'’-]+", text)}
+    # A hyphenated word holds its parts: "sign-on bonus" names the "signing bonus".
+    found = re.findall(r"[\w'’-]+", text) + re.findall(r"[\w'’]+", text)
+    have = {stem(t.lower()) for t in found}
     for match in _QUALIFIED.finditer(asked):
         word = match.group(1).removesuffix("'s").removesuffix("’s")
         if word in _SKIPPED or word in _PREPOSITIONS or word.endswith("est"):
