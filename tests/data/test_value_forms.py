@@ -58,3 +58,17 @@ def test_a_day_first_example_reads_numeric_dates_day_first() -> None:
     assert apply_forms("Due 03/07/2024.", [form]) == "Due 3 July 2024."
     money = ValueForm(kind="money", example="£12.50")
     assert apply_forms("It costs £8 or $8.", [money]) == "It costs £8.00 or $8."  # its symbol only
+
+
+def test_a_chinese_guides_forms_and_values_written_into_chinese_text() -> None:
+    forms = read_forms(
+        [
+            "日期：统一写成年月日格式，例如“2024年6月14日”，不要写2024/06/14。",
+            "订单号：一律写作SO-加五位数字，例如SO-48213。",
+        ]
+    )
+    assert [(f.kind, f.example) for f in forms] == [("date", "2024年6月14日"), ("code", "SO-48213")]
+    written = "您的订单SO 48213将于2024/06/14发货，原定2024-6-12。"
+    assert (
+        apply_forms(written, forms) == "您的订单SO-48213将于2024年6月14日发货，原定2024年6月12日。"
+    )

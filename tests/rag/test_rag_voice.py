@@ -298,3 +298,13 @@ def test_a_drafts_sentence_with_an_invented_value_is_dropped_not_the_draft():
     # Nothing left that tells the request or a passage: the best passage is quoted.
     invented = draft.replace("Your parcel 4410 will now arrive on 6 June. ", "")
     assert FACT in verify_reply(request, invented, PASSAGES, ABSTAIN).message
+
+
+def test_a_drafts_placeholders_are_no_values_to_verify():
+    request = "Draft a reply to a customer asking how long refunds take."
+    draft = (
+        "Dear [Customer Name],\n\nRefunds are paid within 14 days [1]. I am [Your Name], "
+        "[Your Position].\n\nBest regards,\n[Your Name]"
+    )
+    checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
+    assert checked.status == "verified" and checked.unsupported == []

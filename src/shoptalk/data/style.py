@@ -890,7 +890,7 @@ def repair(
     # Before the forbidden phrases: "order #48213" is rewritten ("order SO-48213"), not dropped.
     text = apply_forms(text, rules.formats)
     # A placeholder ("[Your Name]") is for a person to fill, never sent as written.
-    text = re.sub(r"\[(?:your|customer|insert|name)[^\]\n]*\]?", " ", text, flags=re.IGNORECASE)
+    text = PLACEHOLDER.sub(" ", text)
     # The passages' list copied ("[1] (docs/returns.md#3. RMA) [2] (...)"): no words of a reply.
     text = _SOURCE_LIST.sub(" ", text)
     if rules.greeting:  # the guide's greeting opens it: none of the draft's own stays
@@ -910,6 +910,9 @@ def repair(
     return "\n\n".join(p for p in parts if p).strip()
 
 
+# A placeholder a model writes for a person to fill ("[Your Name]", "[Customer Name]"): never
+# sent as written, and no fact to verify.
+PLACEHOLDER = re.compile(r"\[(?:your|customer|insert|name)[^\]\n]*\]?", re.IGNORECASE)
 _SOURCE_LIST = re.compile(r"(?:\[\d+\]\s*\([^)\n]*\)\s*)+")
 
 

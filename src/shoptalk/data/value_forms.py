@@ -29,15 +29,25 @@ _MONTH = "|".join(_MONTHS)
 _WORD_DATE = re.compile(
     rf"\b(?:(?:{_MONTH})\s+\d{{1,2}},?\s+\d{{4}}|\d{{1,2}}\s+(?:{_MONTH})\s+\d{{4}})\b"
 )
+# The Chinese form: "2024年6月14日"; numeric dates in Chinese text are year first (2024/6/14).
+_ZH_DATE = re.compile(r"\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*[日号]")
+_YEAR_FIRST = re.compile(
+    r"(?<![A-Za-z0-9_/.-])(\d{4})([/.-])(\d{1,2})\2(\d{1,2})(?![A-Za-z0-9_/]|\.\d)"
+)
 # An amount with the parts a form fixes: "$1,250.00 USD", "€1.250,00", "£12.50".
 _MONEY_FORM = re.compile(r"[$£€¥]\s?\d{1,3}(?:[,.]\d{3})*[.,]\d{2}(?:\s?[A-Z]{3}\b)?")
 # A reference code: capital letters, then groups of digits joined by dashes ("SO-48213",
 # "RMA-2024-01387"); not a part number with letters after its digits ("BW-HF-2200-08-SS").
-_CODE_FORM = re.compile(r"(?<![\w-])([A-Z]{2,6})-(\d{2,}(?:-\d{2,})*)(?![\w-])")
+_CODE_FORM = re.compile(r"(?<![A-Za-z0-9_-])([A-Z]{2,6})-(\d{2,}(?:-\d{2,})*)(?![A-Za-z0-9_-])")
+# Value edges are ASCII: Chinese text runs into a value ("例如SO-48213。", "于2024/6/14发货").
 # What introduces an example of the form.
-_EXAMPLE = re.compile(r"\b(?:for example|for instance|e\.g\.|such as|like)\b|例如|比如", re.I)
+_EXAMPLE = re.compile(
+    r"\b(?:for example|for instance|e\.g\.|such as|like)\b|例如|比如|如[:：]", re.I
+)
 # A numeric date in a text: 06/14/2024, 14.6.24, 2024-06-14 is ISO and left as written.
-_NUMERIC_DATE = re.compile(r"(?<![\w/.-])(\d{1,2})([/.])(\d{1,2})\2(\d{4}|\d{2})(?![\w/]|\.\d)")
+_NUMERIC_DATE = re.compile(
+    r"(?<![A-Za-z0-9_/.-])(\d{1,2})([/.])(\d{1,2})\2(\d{4}|\d{2})(?![A-Za-z0-9_/]|\.\d)"
+)
 _AMOUNT = re.compile(r"([$£€¥])\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:\s?([A-Z]{3})\b)?")
 
 
@@ -84,8 +94,11 @@ _WRITES = re.compile(
 
 def _forms_in(sentence: str, avoided: str) -> list[ValueForm]:
     found: list[ValueForm] = []
+    zh = _ZH_DATE.search(sentence)
+    if zh:
+        found.append(ValueForm(kind="date", example=zh.group(), source=sentence))
     date = _WORD_DATE.search(sentence)
-    if date:
+    if date and not zh:
         found.append(
             ValueForm(
                 kind="date",
@@ -141,6 +154,8 @@ def apply_forms(text: str, forms: list[ValueForm]) -> str:
     for form in forms:
         if form.kind == "code":
             text = _write_code(text, form)
+        elif form.kind == "date" and _ZH_DATE.fullmatch(form.example):
+            text = _YEAR_FIRST.sub(_write_zh_date, text)
         elif form.kind == "date":
             text = _NUMERIC_DATE.sub(lambda m, f=form: _write_date(m, f), text)
         else:
@@ -157,7 +172,9 @@ def _write_code(text: str, form: ValueForm) -> str:
     # have lost their leading zeros ("2024-1387"); groups are apart, never run together.
     first, *rest = sizes
     parts = r"[\s:#.-]+".join([rf"(\d{{{first}}})", *(rf"(\d{{1,{n}}})" for n in rest)])
-    prefixed = re.compile(rf"(?<![\w-]){prefix}(?:\s*(?:no\.?|number|#)?)[\s:#.-]*{parts}(?![\w-])")
+    prefixed = re.compile(
+        rf"(?<![A-Za-z0-9_-]){prefix}(?:\s*(?:no\.?|number|#)?)[\s:#.-]*{parts}(?![A-Za-z0-9_-])"
+    )
 
     def canonical(match: re.Match[str]) -> str:
         padded = [g.zfill(n) for g, n in zip(match.groups(), sizes, strict=True)]
@@ -166,9 +183,11 @@ def _write_code(text: str, form: ValueForm) -> str:
     text = prefixed.sub(canonical, text)
     if len(sizes) == 1:
         size = sizes[0]
-        text = re.sub(rf"(?<![\w-])#\s?(\d{{{size}}})(?![\w-])", rf"{prefix}-\1", text)
+        text = re.sub(
+            rf"(?<![A-Za-z0-9_-])#\s?(\d{{{size}}})(?![A-Za-z0-9_-])", rf"{prefix}-\1", text
+        )
         if form.label:
-            bare = rf"(\b{form.label}s?\s+)(?:no\.?\s*|number\s+)?(\d{{{size}}})(?![\w-])"
+            bare = rf"(\b{form.label}s?\s+)(?:no\.?\s*|number\s+)?(\d{{{size}}})(?![A-Za-z0-9_-])"
             text = re.sub(bare, rf"\1{prefix}-\2", text, flags=re.IGNORECASE)
     return text
 
@@ -184,6 +203,13 @@ def _write_date(match: re.Match[str], form: ValueForm) -> str:
         return f"{day} {name} {full}"
     comma = "," if "," in form.example else ""
     return f"{name} {day}{comma} {full}"
+
+
+def _write_zh_date(match: re.Match[str]) -> str:
+    year, _, month, day = match.groups()
+    if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
+        return match.group()
+    return f"{year}年{int(month)}月{int(day)}日"
 
 
 def _write_amount(match: re.Match[str], form: ValueForm) -> str:

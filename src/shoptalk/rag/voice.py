@@ -23,6 +23,7 @@ import re
 from typing import Literal
 
 from shoptalk.data.style import (
+    PLACEHOLDER,
     Situation,
     StyleRules,
     addressee,
@@ -124,7 +125,9 @@ def frame(draft: str) -> tuple[str, str]:
 
 
 def body(draft: str) -> str:
-    """The draft without its greeting line and sign-off paragraph: what states its facts."""
+    """The draft without its greeting line and sign-off paragraph, and without placeholders
+    ("[Your Position]"): what states its facts."""
+    draft = PLACEHOLDER.sub(" ", draft)
     greeting, closing = frame(draft)
     text = draft.strip()
     if greeting:
