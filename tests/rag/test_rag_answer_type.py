@@ -27,6 +27,9 @@ from shoptalk.rag.answer_type import (
         ("Who is the head of sales?", None),
         ("Do you deliver on Sundays?", None),
         ("When are salaries paid?", "when"),
+        # A condition asked with "when" is stated by a number ("orders over $500").
+        ("When does shipping become free?", "number"),
+        ("When do I qualify for the quantity discount?", "number"),
         ("How long is the claim window, and when are salaries paid?", None),
         ("没拆封的茶，几天内能退？", None),
         ("What's the direct phone number for the harbour branch?", "phone"),

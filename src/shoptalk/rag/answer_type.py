@@ -104,6 +104,13 @@ _ASKS_WHEN = re.compile(
     r"|什么时候|何时|哪天|哪一天|几点|几号|哪个月|什么时间",
     re.IGNORECASE,
 )
+# "When does shipping become free?", "When do I qualify for the discount?" ask for a
+# condition ("orders over $500", "250 pieces or more"), which a number states, not a time.
+_ASKS_CONDITION = re.compile(
+    r"\bwhen\s+(?:do|does|will|would|can)\b[^?]*\b(?:become|becomes|qualify|qualifies"
+    r"|eligible|apply|applies|kick\s+in|kicks\s+in)\b",
+    re.IGNORECASE,
+)
 # "How long ...?" asks for a time or a length ("at least 14 characters"): any number answers.
 _ASKS_DURATION = re.compile(r"\bhow long\b|多久|多长时间", re.IGNORECASE)
 # A year answers "when" ("founded in 1996"); other numbers do not ("4820 Longspur Avenue"
@@ -151,6 +158,7 @@ _PARTS = re.compile(r"[?？;；，]|,\s*(?:and|or)\b|\band (?:how|when|what|who|
 # price before "how many", a phone number before "多少".
 _ASKS: tuple[tuple[re.Pattern[str], Kind], ...] = (
     (_ASKS_DURATION, "duration"),
+    (_ASKS_CONDITION, "number"),
     (_ASKS_WHEN, "when"),
     (_ASKS_MONEY, "money"),
     (_ASKS_PHONE, "phone"),
