@@ -222,6 +222,14 @@ def test_a_role_the_passages_do_not_name_is_refused() -> None:
         "| Leeds depot | LD-1 | Tom Hale |", Chunk(id="t", text=table, source="s.md"), 0.8
     )
     assert missing_role("Who is the site lead in Leeds?", [row]) is None
+    # The role named, but nobody holding it: an owner's e-mail, another role's holder.
+    owner = [
+        _passage("Owner: EHS Manager, ehs@harbor.example, ext. 5510", 0.8),
+        _passage("Owner: IT Manager, Harbor Point Plant", 0.7),
+    ]
+    assert missing_role("What is the name of the EHS Manager?", owner) == "EHS Manager"
+    named = [_passage("Owner: EHS Manager, Dana Cole, ext. 5510", 0.8)]
+    assert missing_role("What is the name of the EHS Manager?", named) is None
     shops = [_passage("成都宽巷店店长：李明。总部首席执行官：王芳。", 0.8)]
     assert missing_role("成都宽巷店的店长是谁？", shops) is None
     assert missing_role("财务总监是谁？", shops) == "财务"

@@ -299,7 +299,8 @@ _ROLE_NOUN = (
     r"|coordinator|supervisor|secretary|treasurer|controller|counsel|c[etofimp]o|ciso"
 )
 _WHO_ROLE = re.compile(
-    r"\bwho(?:'s|’s|\s+is|\s+are|\s+was)\s+(?:the\s+|our\s+|your\s+|its\s+|[\w-]+['’]s\s+)?"
+    r"(?:\bwho(?:'s|’s|\s+is|\s+are|\s+was)|\bname\s+of)\s+"
+    r"(?:the\s+|our\s+|your\s+|its\s+|[\w-]+['’]s\s+)?"
     rf"((?:[\w&-]+\s+){{0,3}}(?:{_ROLE_NOUN})(?:\s+(?:of|for)\s+[\w&-]+)?)\b",
     re.IGNORECASE,
 )
@@ -320,7 +321,9 @@ def missing_role(question: str, passages: Sequence[Passage]) -> str | None:
     initials as an acronym ("CFO" for "chief financial officer", and an acronym asked
     for by the words it stands for in them). Chinese: the role ("店长") and what it is of
     ("成都宽巷店") as written. Read in the passages' whole chunks: a table row selected
-    alone names its role in the header row ("| Site | ... | Site lead |").
+    alone names its role in the header row ("| Site | ... | Site lead |"). Also asked as
+    "What is the name of the EHS Manager?"; and named, the role must have a person's name
+    beside it (`_holder_named`).
     """
     text = _chunks_text(passages)
     zh = _ZH_ROLE.search(question)
@@ -346,7 +349,44 @@ def missing_role(question: str, passages: Sequence[Passage]) -> str | None:
         for w in words
         if stem(w.lower()) not in have and not (w.isupper() and w.lower() in spelled)
     ]
-    return asked.group(1) if missing else None
+    if missing or not _holder_named(passages, words):
+        return asked.group(1)
+    return None
+
+
+def _role_units(text: str) -> list[str]:
+    """A table whole (its header row names the role, a row the person), and each sentence."""
+    lines = text.splitlines()
+    table = "\n".join(line for line in lines if line.lstrip().startswith("|"))
+    prose = "\n".join(line for line in lines if not line.lstrip().startswith("|"))
+    sentences = re.split(r"(?<=[.!?])\s+|\n+", prose)
+    return [table, *sentences] if table else sentences
+
+
+# A person's name: two or more capitalized words ("Marisol Etxeberria"), not an acronym.
+_PERSON = re.compile(
+    r"\b[A-Z][a-z'’]+(?:-[A-Z]?[a-z'’]+)?(?:\s+[A-Z][a-z'’]+(?:-[A-Z]?[a-z'’]+)?)+\b"
+)
+
+
+def _holder_named(passages: Sequence[Passage], role: list[str]) -> bool:
+    """Some sentence naming the role also names a person (two capitalized words): "Owner:
+    EHS Manager, ehs@example.com, ext. 5510" names the role, nobody in it, and "What is the
+    name of the EHS Manager?" is not answered by its e-mail, nor by "Owner: IT Manager,
+    Harbor Point Plant" (another role). Every word of the role, stemmed, or as an acronym
+    either way ("CEO", "Chief Executive Officer")."""
+    initials = "".join(w[0] for w in role).lower()
+    for passage in passages:
+        for unit in _role_units(passage.chunk.text):
+            tokens = re.findall(r"[\w&]+", unit)
+            have = {stem(t.lower()) for t in tokens}
+            spelled = "".join(t[0] for t in tokens if t[0].isupper()).lower()
+            named = initials in {t.lower() for t in tokens} or all(
+                stem(w.lower()) in have or (w.isupper() and w.lower() in spelled) for w in role
+            )
+            if named and _PERSON.search(unit):
+                return True
+    return False
 
 
 # What an organization offers, whose kinds a word before it names: "pet insurance", "a gym
