@@ -617,3 +617,11 @@ def test_a_guides_value_forms_and_signer_line_shape_the_repaired_draft():
     )
     assert not problems(fixed, rules, name="Mr. Ian Ward")
     assert repair(fixed, rules, name="Mr. Ian Ward") == fixed
+    # A code of a form the guide gives is the reference a reply quotes, as the guide writes it.
+    reference = reference_in(
+        "Mr. Ward's work order 120044 is late. Write him an update.", rules.formats
+    )
+    assert reference == "WO-120044"
+    assert problems("We are sorry for the wait.", rules, name="Mr. Ian Ward", reference=reference)
+    quoted = repair("We are sorry for the wait.", rules, name="Mr. Ian Ward", reference=reference)
+    assert "Your reference number is WO-120044." in quoted

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoptalk.data.value_forms import ValueForm, apply_forms, read_forms
+from shoptalk.data.value_forms import ValueForm, apply_forms, form_code, read_forms
 
 GUIDE = [
     'Sales orders: always write "SO-" followed by the five-digit number, for example SO-48213.',
@@ -72,3 +72,11 @@ def test_a_chinese_guides_forms_and_values_written_into_chinese_text() -> None:
     assert (
         apply_forms(written, forms) == "您的订单SO-48213将于2024年6月14日发货，原定2024年6月12日。"
     )
+
+
+def test_the_first_code_of_a_form_is_found_as_the_guide_writes_it() -> None:
+    forms = read_forms(GUIDE)
+    request = "Write to Mr. Nowak about claim RMA 2024-1387; report QIR-2024-0412 shows a burst."
+    assert form_code(request, forms) == "RMA-2024-01387"  # QIR has no form in this guide
+    assert form_code("Her custom order 51077 is late.", forms) == "SO-51077"
+    assert form_code("No code here, 51077 alone.", forms) == ""

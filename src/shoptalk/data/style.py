@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from shoptalk.data.augment import qa
 from shoptalk.data.clean import source_file
-from shoptalk.data.value_forms import ValueForm, apply_forms, read_forms
+from shoptalk.data.value_forms import ValueForm, apply_forms, form_code, read_forms
 from shoptalk.records import Chunk, Conversation
 
 # A heading or title about how to write (tone guides, brand voice, reply rules).
@@ -859,7 +859,7 @@ def problems(
         out.append(f"does not end with {rules.sign_off!r}")
     forbidden = rules.forbidden + situation.forbidden
     out += [f"uses forbidden {p!r}" for p in forbidden if uses(draft, p)]
-    if reference and "reference" in rules.required and reference not in draft:
+    if reference and _quotes_reference(rules, reference) and reference not in draft:
         out.append(f"does not quote the case number {reference!r}")
     wanted = [situation.opening] if situation.opening else []
     wanted += rules.lines + situation.lines
@@ -898,7 +898,7 @@ def repair(
     cut = [_without_lead(s, forbidden) for s in _once(sentences(text))]
     kept = [s for s in cut if not any(uses(s, p) for p in forbidden)]
     kept = [s for s in kept if _flat(s) != _flat(situation.opening)]
-    if reference and "reference" in rules.required and not any(reference in s for s in kept):
+    if reference and _quotes_reference(rules, reference) and not any(reference in s for s in kept):
         kept.insert(0, reference_line(rules, reference, chinese))
     if situation.opening:  # "before anything else"
         kept.insert(0, situation.opening)
@@ -1007,8 +1007,18 @@ def addressee(message: str) -> str:
     return chinese.group(1) if chinese else ""
 
 
-def reference_in(message: str) -> str:
-    """The case, order or ticket number the customer's message gives, or ""."""
+def _quotes_reference(rules: StyleRules, reference: str) -> bool:
+    """The guide asks for the case number quoted, or gives the form of its code: a reply
+    about RMA-2024-01387 quotes it as the guide writes it."""
+    return "reference" in rules.required or form_code(reference, rules.formats) == reference
+
+
+def reference_in(message: str, forms: list[ValueForm] | None = None) -> str:
+    """The case, order or ticket number the customer's message gives, or "": first one of
+    a code the guide gives the form of, as the guide writes it (`data.value_forms`)."""
+    written = form_code(message, forms or [])
+    if written:
+        return written
     code = _CODE.search(message)
     if code:
         return code.group(0)

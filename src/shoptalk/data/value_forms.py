@@ -232,3 +232,16 @@ def _write_amount(match: re.Match[str], form: ValueForm) -> str:
     suffix = example.group(3) or code
     spaced = " " if re.search(r"\d\s[A-Z]{3}", form.example) else ""
     return f"{symbol}{written}{spaced if suffix else ''}{suffix or ''}"
+
+
+def form_code(text: str, forms: list[ValueForm]) -> str:
+    """The first code in `text` of a form the guide gives, as the guide writes it ("RMA
+    2024-01387" -> "RMA-2024-01387", "order 48213" -> "SO-48213"), or ""."""
+    for form in (f for f in forms if f.kind == "code"):
+        prefix = _prefix(form)
+        written = re.search(
+            rf"(?<![A-Za-z0-9_-]){prefix}-\d+(?:-\d+)*(?![A-Za-z0-9_-])", _write_code(text, form)
+        )
+        if written:
+            return written.group()
+    return ""

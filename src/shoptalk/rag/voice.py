@@ -259,7 +259,7 @@ def follow_style(
     rules = StyleRules.model_validate(style or {})
     if rules.empty() or route(question) != "draft" or not text.strip() or declines(text):
         return text
-    name, reference = addressee(question), reference_in(question)
+    name, reference = addressee(question), reference_in(question, rules.formats)
     situation = situation_for(question, rules, embedder)
     if problems(text, rules, "", name, reference, situation):
         return repair(text, rules, name, reference, situation)
