@@ -14,7 +14,13 @@ from pydantic import BaseModel, Field
 
 from shoptalk.data.augment import qa
 from shoptalk.data.clean import source_file
-from shoptalk.data.value_forms import ValueForm, apply_forms, form_code, read_forms
+from shoptalk.data.value_forms import (
+    EXAMPLE,
+    ValueForm,
+    apply_forms,
+    form_code,
+    read_forms,
+)
 from shoptalk.records import Chunk, Conversation
 
 # A heading or title about how to write (tone guides, brand voice, reply rules).
@@ -186,7 +192,6 @@ _UNKNOWN = re.compile(
     re.I,
 )
 # "for example "...": an example of a rule, not a sentence every reply must carry.
-_EXAMPLE = re.compile(r"\b(for example|for instance|e\.g\.|such as|like)\b|例如|比如|如：", re.I)
 # A case, order or ticket code: letters and digits joined by dashes (RCU-2024-1187), or
 # a long number after such a word ("case 48213", 工单号 20240518).
 _CODE = re.compile(
@@ -277,7 +282,7 @@ def _forms(sentence: str) -> list[str]:
     forms = [(spans[0].group(1) or spans[0].group(2)).strip()]
     for before, after in zip(spans, spans[1:], strict=False):
         between = sentence[before.end() : after.start()]
-        if _ALTERNATIVE.search(between) or _EXAMPLE.search(between):
+        if _ALTERNATIVE.search(between) or EXAMPLE.search(between):
             break
         if _SIGNER_WORDS.search(between):  # '"Kind regards," then your name, then "The Team"'
             forms.append(SIGNER)
@@ -641,7 +646,7 @@ def _situation(when: str, lines: list[str]) -> Situation:
         if quotes and _OPENING.search(s) and not situation.opening:
             situation.opening = quotes[0]
             continue
-        example = _EXAMPLE.search(s)
+        example = EXAMPLE.search(s)
         said = [q for q in quotes if _is_line(q) and not _exemplifies(example, s, q)]
         said = said or [line for line in (_contact(s), _told(s)) if line]
         situation.lines += [line for line in said if line not in situation.lines]
@@ -719,7 +724,7 @@ def _prohibition(sentence: str) -> re.Match[str] | None:
 def _read_required_quotes(rules: StyleRules, sentence: str, quotes: list[str]) -> None:
     """A quoted example of quoting the case number becomes the reference form; a quoted full
     sentence the guide says to include (not an example) becomes a required line."""
-    example = _EXAMPLE.search(sentence)
+    example = EXAMPLE.search(sentence)
     for quote in quotes:
         code = _CODE.search(quote) or _NUMBERED.search(quote)
         if code and _REFERENCE.search(sentence) and not rules.reference_form:

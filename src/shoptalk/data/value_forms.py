@@ -23,6 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# Value edges are ASCII: Chinese text runs into a value ("例如SO-48213。", "于2024/6/14发货").
 _MONTHS = [m for m in calendar.month_name if m]
 _MONTH = "|".join(_MONTHS)
 # A date the guide shows as its form: "June 14, 2024", "14 June 2024".
@@ -39,11 +40,8 @@ _MONEY_FORM = re.compile(r"[$£€¥]\s?\d{1,3}(?:[,.]\d{3})*[.,]\d{2}(?:\s?[A-Z
 # A reference code: capital letters, then groups of digits joined by dashes ("SO-48213",
 # "RMA-2024-01387"); not a part number with letters after its digits ("BW-HF-2200-08-SS").
 _CODE_FORM = re.compile(r"(?<![A-Za-z0-9_-])([A-Z]{2,6})-(\d{2,}(?:-\d{2,})*)(?![A-Za-z0-9_-])")
-# Value edges are ASCII: Chinese text runs into a value ("例如SO-48213。", "于2024/6/14发货").
-# What introduces an example of the form.
-_EXAMPLE = re.compile(
-    r"\b(?:for example|for instance|e\.g\.|such as|like)\b|例如|比如|如[:：]", re.I
-)
+# What introduces an example (of a value's form here, of a phrase in `data.style`).
+EXAMPLE = re.compile(r"\b(for example|for instance|e\.g\.|such as|like)\b|例如|比如|如：", re.I)
 # A numeric date in a text: 06/14/2024, 14.6.24, 2024-06-14 is ISO and left as written.
 _NUMERIC_DATE = re.compile(
     r"(?<![A-Za-z0-9_/.-])(\d{1,2})([/.])(\d{1,2})\2(\d{4}|\d{2})(?![A-Za-z0-9_/]|\.\d)"
@@ -75,7 +73,7 @@ def read_forms(sentences: list[str]) -> list[ValueForm]:
     bare number follows."""
     forms: list[ValueForm] = []
     for at, sentence in enumerate(sentences):
-        if not (_EXAMPLE.search(sentence) and _WRITES.search(sentence)):
+        if not (EXAMPLE.search(sentence) and _WRITES.search(sentence)):
             continue
         avoided = " ".join(sentences[at : at + 2])
         for form in _forms_in(sentence, avoided):

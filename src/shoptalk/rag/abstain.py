@@ -61,6 +61,7 @@ from shoptalk.artifacts import write_json
 from shoptalk.rag.answer_type import (
     mismatch,
     question_clause,
+    table_rows,
     uncounted,
     unnamed_period,
     unnamed_year,
@@ -356,9 +357,8 @@ def missing_role(question: str, passages: Sequence[Passage]) -> str | None:
 
 def _role_units(text: str) -> list[str]:
     """A table whole (its header row names the role, a row the person), and each sentence."""
-    lines = text.splitlines()
-    table = "\n".join(line for line in lines if line.lstrip().startswith("|"))
-    prose = "\n".join(line for line in lines if not line.lstrip().startswith("|"))
+    table = table_rows(text)
+    prose = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("|"))
     sentences = re.split(r"(?<=[.!?])\s+|\n+", prose)
     return [table, *sentences] if table else sentences
 

@@ -314,11 +314,15 @@ def _counted(clause: str) -> str | None:
 def _units(text: str) -> list[tuple[str, str]]:
     """(what names the thing, where its count is read): a table whole; each sentence, read
     with the one after it (a FAQ answer after its question), not the one before it."""
-    lines = text.splitlines()
-    table = "\n".join(line for line in lines if line.lstrip().startswith("|"))
+    table = table_rows(text)
     sentences = [text[start:end] for start, end in sentence_spans(text)]
     units = [(s, " ".join(sentences[i : i + 2])) for i, s in enumerate(sentences)]
     return ([(table, table)] if table else []) + units
+
+
+def table_rows(text: str) -> str:
+    """The markdown table rows of `text`, one table: its header row names what its rows hold."""
+    return "\n".join(line for line in text.splitlines() if line.lstrip().startswith("|"))
 
 
 def question_clause(question: str) -> str:
