@@ -15,10 +15,12 @@ from shoptalk.rag.abstain import (
     missing_place,
     missing_qualifier,
     missing_role,
+    missing_subject,
     own_words,
     save_rule,
     signals,
     term_idf,
+    unpaid_role,
     words,
 )
 from shoptalk.rag.select import Passage
@@ -172,6 +174,10 @@ def test_a_name_the_passages_do_not_hold_is_refused() -> None:
     assert missing_name("What does the Harbor Ocean Air service cost?", table, own) == (
         "Harbor Ocean Air"
     )
+    # A name given beside another: the passages may use the other ("Call 811").
+    call = [_passage("Call 811 at least three business days before any digging.", 0.8)]
+    assert missing_name("How many days notice do we give Miss Utility / 811?", call) is None
+    assert missing_name("Do we give Miss Utility notice?", call) == "Miss Utility"
 
 
 def test_a_name_is_looked_for_in_the_passages_whole_chunks() -> None:
@@ -185,6 +191,7 @@ def test_a_site_at_a_place_the_passages_do_not_name_is_refused() -> None:
     assert missing_place("Do you have an office in Bristol?", hq) == "Bristol"
     assert missing_place("What's the address of the Harbor depot in York?", hq) == "York"
     assert missing_place("Where do visitors park at the Leeds office?", hq) is None
+    assert missing_place("What are the hours of the Bristol payment office?", hq) == "Bristol"
     # A place without a site is a rule's place ("a trip to Seattle"); "Our office" no place.
     assert missing_place("What is the per diem for a trip to Seattle?", hq) is None
     assert missing_place("Is our Main office open on Sundays?", hq) is None
@@ -253,6 +260,19 @@ def test_a_kind_of_offering_the_passages_never_name_is_refused() -> None:
     assert missing_qualifier("Is there a relocation allowance?", pay) == "relocation allowance"
     assert missing_qualifier("How much is the signing bonus?", pay) is None
     assert missing_qualifier("What's the fleet discount?", pay) is None
+    # A kind of leave; the means of paying is not what is asked about.
+    leave = [_passage("Employees get 12 days of sick leave a year.")]
+    assert missing_qualifier("How many days of bereavement leave do we get?", leave) == (
+        "bereavement leave"
+    )
+    assert missing_qualifier("Can I leave early on Fridays?", leave) is None
+    fee = [_passage("Card payments carry a $2.25 convenience fee.")]
+    assert missing_qualifier("Is there a fee if I pay with a visa card?", fee) is None
+    # A word the documents use elsewhere: retrieval chose other chunks.
+    plans = [_passage("Coverage begins on the first day of the month after hire.")]
+    assert missing_qualifier("When does my health insurance start?", plans) == "health insurance"
+    assert missing_qualifier("When does my health insurance start?", plans, {"health"}) is None
+
     zh = [_passage("员工福利包括补充医疗保险和每月交通补贴。")]
     assert missing_qualifier("茶香有宠物保险吗？", zh) == "宠物保险"
     assert missing_qualifier("医疗保险包括什么？", zh) is None
@@ -260,3 +280,47 @@ def test_a_kind_of_offering_the_passages_never_name_is_refused() -> None:
 
 def test_full_width_forms_are_the_same_words() -> None:
     assert words("ＫＸ－２２０ 多少钱？") == words("KX-220 多少钱？")
+
+
+def test_a_roles_pay_no_sentence_naming_the_role_states_is_refused() -> None:
+    apart = [
+        _passage("Harbor matches 4.5% of your salary into the pension."),
+        _passage("Our CEO is Dana Reyes, who has led Harbor since 2017."),
+    ]
+    assert unpaid_role("What is the CEO's annual salary?", apart) == "CEO"
+    assert unpaid_role("How much does the plant manager make a year?", apart) == "plant manager"
+    assert unpaid_role("What is the salary of the chief executive officer?", apart) == (
+        "chief executive officer"
+    )
+    stated = [_passage("The chief executive officer earns a base salary of $240,000.")]
+    assert unpaid_role("What is the CEO's annual salary?", stated) is None  # as an acronym
+    assert unpaid_role("What's the CEO's name?", apart) is None  # no pay asked
+    table = "| Role | Shift premium |\n|---|---|\n| Line lead | $1.50/hour |"
+    row = Passage("| Line lead | $1.50/hour |", Chunk(id="t", text=table, source="p.md"), 0.8)
+    assert unpaid_role("How much does a line lead make on top?", [row]) is None
+    zh = [_passage("总经理王芳负责全部门店。"), _passage("员工年终奖为一个月工资。")]
+    assert unpaid_role("总经理的年薪是多少？", zh) == "总经理"
+
+
+def test_a_subject_no_word_of_which_the_documents_hold_is_refused() -> None:
+    corpus = set(words(" ".join(CORPUS)))
+    about = [_passage(CORPUS[0]), _passage(CORPUS[1])]
+    assert missing_subject("What is Harbor's stock ticker symbol?", about, corpus) == (
+        "stock ticker symbol"
+    )
+    assert missing_subject("Does the plan cover braces for adults?", about, corpus) == (
+        "braces for adults"
+    )
+    # One word is no evidence (another word may name it); a word anywhere in the documents
+    # keeps the question (retrieval may have missed its passage).
+    assert missing_subject("Does the plan cover glasses?", about, corpus) is None
+    assert missing_subject("whats the holiday surcharge?", about[:1], corpus) is None
+    assert missing_subject("What is the refund window?", about, corpus) is None
+    assert missing_subject("How do refunds work?", about, corpus) is None  # no subject named
+    # "wifi" is the documents' "Wi-Fi"; the organization's own name is no subject.
+    wifi = [_passage("Guests use the Harbor Wi-Fi network.")]
+    assert missing_subject("What's the wifi network?", wifi, corpus) is None
+    assert (
+        missing_subject("What is Harbor Logistics?", about, corpus, own_words("Harbor Logistics"))
+        is None
+    )

@@ -30,6 +30,9 @@ from shoptalk.rag.answer_type import (
         # A condition asked with "when" is stated by a number ("orders over $500").
         ("When does shipping become free?", "number"),
         ("When do I qualify for the quantity discount?", "number"),
+        ("When does a trench need shoring?", "number"),
+        # "How much time" is a length, which a number states ("a minimum of two hours").
+        ("how much time do i get paid for a callout?", "duration"),
         ("How long is the claim window, and when are salaries paid?", None),
         ("没拆封的茶，几天内能退？", None),
         ("What's the direct phone number for the harbour branch?", "phone"),
@@ -57,6 +60,13 @@ from shoptalk.rag.answer_type import (
         # "make" as earning only with a period: not "how much do we make of each part?"
         ("How much does a forklift driver make an hour?", "money"),
         ("How much scrap does the press line make?", None),
+        # A credential, also beside a statement; not a rule about passwords.
+        ("What is this week's password for the guest Wi-Fi?", "secret"),
+        ("whats the guest wifi password? im at reception", "secret"),
+        ("访客WiFi密码是多少？", "secret"),
+        ("What are the password requirements?", None),
+        ("How do I reset my password?", None),
+        ("What is the pin spacing on the connector?", None),
     ],
 )
 def test_what_a_question_asks_for(question: str, kind: str | None) -> None:
@@ -90,6 +100,15 @@ def test_values_of_each_kind_are_found_in_english_and_chinese() -> None:
     assert not holds("address", "The limit is 10000, seven days a week.")
     assert holds("code", "| Harbour Depot | HD-6 | 14 Quay Street |")
     assert holds("code", "产品编号是TG-03。") and holds("code", "site code 4410")
+    # A password itself (a digit or a symbol, or quoted), not a rule about one.
+    assert holds("secret", "The guest Wi-Fi password is Harbor2024!")
+    assert holds("secret", 'Network: Guest, password: "anchorline"')
+    assert holds("secret", "访客网络密码：bw888888")
+    assert not holds("secret", "The guest password changes every Monday; ask at reception.")
+    # Where it is found answers too.
+    assert holds("secret", "The guest password is posted at reception.")
+    assert holds("secret", "The guest wifi password is on the kitchen door.")
+    assert not holds("secret", "Passwords must be at least 14 characters long.")
     # An address or a time of day is no code.
     assert not holds("code", "The depot is at 1428 Osprey Street.")
     assert not holds("code", "Open 8am to 5pm.")

@@ -25,7 +25,9 @@ several capitalized words ("Ocean Freight") that the passages do not name
 office in Denver", "深圳门店": `missing_place`), so is one asking who holds a role they
 do not name ("Who is the chief financial officer?" against the CEO's sentence:
 `missing_role`), so is one about a kind of offering they never name ("pet insurance"
-among the benefits: `missing_qualifier`). The rule is a logistic regression over
+among the benefits: `missing_qualifier`), so is one asking a role's pay no sentence naming
+the role states ("the CEO's salary": `unpaid_role`), so is one whose subject has no word
+anywhere in the documents ("the stock ticker symbol": `missing_subject`). The rule is a logistic regression over
 these signals, fitted on the project's own questions (answerable ones, and the
 same questions with the document that answers them left out of retrieval), never
 on evaluation questions; its threshold keeps false refusals on those answerable
@@ -50,7 +52,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -59,6 +61,7 @@ from pydantic import BaseModel, Field
 
 from shoptalk.artifacts import write_json
 from shoptalk.rag.answer_type import (
+    holds,
     mismatch,
     question_clause,
     table_rows,
@@ -173,7 +176,11 @@ class Abstention:
             return True
         if missing_place(question, passages, self.own_name):
             return True
-        if missing_role(question, passages) or missing_qualifier(question, passages):
+        if missing_role(question, passages) or missing_qualifier(question, passages, self.idf):
+            return True
+        if unpaid_role(question, passages) or missing_subject(
+            question, passages, self.idf, self.own_name
+        ):
             return True
         return self.coverage and self.rule.refuses(self.signals(question, passages))
 
@@ -203,6 +210,11 @@ def _is_cjk(char: str) -> bool:
 _NAME_RUN = re.compile(r"[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)+")
 
 
+# A name given beside another for the same thing: "Miss Utility / 811", "(811)".
+_ALIAS = re.compile(r"\s*(?:/|\(|\bor\s+\d)")
+_ALIAS_BEFORE = re.compile(r"(?:/|\()\s*$")
+
+
 def missing_name(
     question: str, passages: Sequence[Passage], own: frozenset[str] = frozenset()
 ) -> str | None:
@@ -211,12 +223,15 @@ def missing_name(
     "What does the Ocean Freight service cost?" read against the table of the services
     that exist covers "freight", "service" and "cost": the passages are about another
     service. A word that starts the sentence is not taken for part of a name, nor is a
-    name of the organization's own words (`own`). Read in the passages' whole chunks:
+    name of the organization's own words (`own`), nor one given beside another ("Miss
+    Utility / 811": the passages may use the other). Read in the passages' whole chunks:
     "open on Christmas Day?" selects the opening hours, and the holidays are the next
     sentence.
     """
     have = set(re.findall(r"\w+", _chunks_text(passages).lower()))
     for match in _NAME_RUN.finditer(question):
+        if _ALIAS.match(question, match.end()) or _ALIAS_BEFORE.search(question[: match.start()]):
+            continue  # "Miss Utility / 811": the question names it another way too
         run = match.group().split()
         if _starts_sentence(question, match.start()):
             run = run[1:]
@@ -239,7 +254,7 @@ _PLACE = r"[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*"
 # they overlap: "the Kestrel warehouse in Dallas".
 _SITE_PLACES = (
     re.compile(rf"\b(?i:{_SITE})\s+(?i:in|at|near)\s+({_PLACE})"),
-    re.compile(rf"({_PLACE})\s+(?i:{_SITE})\b"),
+    re.compile(rf"({_PLACE})\s+(?:[a-z]+\s+)?(?i:{_SITE})\b"),  # "the Westbrook payment office"
 )
 _ZH_SITE = re.compile(
     r"门店|分店|店铺|旗舰店|办公室|仓库|网点|分公司|营业部|营业厅|工厂|门市|诊所|医院|分院|校区|园区"
@@ -375,25 +390,79 @@ def _holder_named(passages: Sequence[Passage], role: list[str]) -> bool:
     name of the EHS Manager?" is not answered by its e-mail, nor by "Owner: IT Manager,
     Harbor Point Plant" (another role). Every word of the role, stemmed, or as an acronym
     either way ("CEO", "Chief Executive Officer")."""
-    initials = "".join(w[0] for w in role).lower()
+    return any(
+        _names_role(unit, role) and _PERSON.search(unit)
+        for passage in passages
+        for unit in _role_units(passage.chunk.text)
+    )
+
+
+# A role's pay the question asks: "What is the CEO's annual salary?", "How much does the
+# Millrace plant manager make a year?", "总经理的年薪是多少？".
+_PAY = r"salary|salaries|pay|compensation|bonus|wages?|income|earnings"
+_ROLE = rf"((?:[\w&-]+\s+){{0,3}}(?:{_ROLE_NOUN}))"
+_ROLE_PAY = re.compile(
+    rf"\b{_ROLE}['’]s\s+(?:[\w-]+\s+){{0,2}}(?:{_PAY})\b"
+    rf"|\b(?:{_PAY})\s+of\s+(?:the\s+|our\s+|your\s+|its\s+|[\w-]+['’]s\s+)?{_ROLE}\b"
+    r"|\bhow\s+much\s+(?:does|do|did|will|would)\s+(?:the\s+|our\s+|your\s+|its\s+|an?\s+"
+    rf"|[\w-]+['’]s\s+)?{_ROLE}s?\s+(?:make|earn|get\s+paid|take\s+home)\b",
+    re.IGNORECASE,
+)
+_ZH_ROLE_PAY = re.compile(
+    r"(负责人|总经理|经理|总监|主管|店长|总裁|董事长|主任|部长|首席[\u4e00-\u9fff]{1,4}官)"
+    r"的?(?:年薪|月薪|工资|薪水|薪酬|收入|奖金)"
+)
+
+
+def unpaid_role(question: str, passages: Sequence[Passage]) -> str | None:
+    """A role whose pay the question asks when no sentence naming the role states an amount.
+
+    "What is the CEO's annual salary?" retrieves "the 401(k) match is 4.5% of your salary"
+    and "Our CEO is Dana Whitlock-Reyes": an amount, a salary and the CEO, but never in one
+    sentence, and `rag.answer_type` sees only that an amount is there. The role's words as
+    `missing_role` compares them (stemmed, or as an acronym either way); the amount as
+    `rag.answer_type` reads money. A table whole counts as one sentence.
+    """
+    asked = question_clause(question)
+    zh = _ZH_ROLE_PAY.search(asked)
+    match = zh or _ROLE_PAY.search(asked)
+    if match is None:
+        return None
+    found = next(g for g in match.groups() if g)
+    if not zh:  # "What is the CEO's": the role starts after the question's own words
+        words = found.split()
+        while words[:-1] and words[0].lower() in _SKIPPED | _ROLE_FILLER:
+            words = words[1:]
+        found = " ".join(words)
+    role = [w for w in re.findall(r"[\w&-]+", found) if w.lower() not in _ROLE_FILLER]
     for passage in passages:
         for unit in _role_units(passage.chunk.text):
-            tokens = re.findall(r"[\w&]+", unit)
-            have = {stem(t.lower()) for t in tokens}
-            spelled = "".join(t[0] for t in tokens if t[0].isupper()).lower()
-            named = initials in {t.lower() for t in tokens} or all(
-                stem(w.lower()) in have or (w.isupper() and w.lower() in spelled) for w in role
-            )
-            if named and _PERSON.search(unit):
-                return True
-    return False
+            if holds("money", unit) and (found in unit if zh else _names_role(unit, role)):
+                return None
+    return found
+
+
+def _names_role(unit: str, role: list[str]) -> bool:
+    """`unit` names every word of `role`, stemmed, or the role as an acronym either way."""
+    tokens = re.findall(r"[\w&]+", unit)
+    have = {stem(t.lower()) for t in tokens}
+    spelled = {
+        "".join(t[0] for t in tokens[i : i + n]).lower()
+        for n in (2, 3, 4)
+        for i in range(len(tokens) - n + 1)
+    }
+    initials = "".join(w[0] for w in role).lower()
+    return initials in {t.lower() for t in tokens} or all(
+        stem(w.lower()) in have or (w.isupper() and w.lower() in spelled) for w in role
+    )
 
 
 # What an organization offers, whose kinds a word before it names: "pet insurance", "a gym
-# membership", "宠物保险".
+# membership", "bereavement leave", "宠物保险".
 _OFFER = (
     r"insurance|policy|policies|cover|coverage|plan|plans|account|card|loan|membership"
     r"|subscription|warranty|benefit|scheme|service|allowances?|stipends?|bonus(?:es)?|discounts?"
+    r"|leave"
 )
 # The word before the offering, unless "to" makes it a verb ("to switch plans").
 _QUALIFIED = re.compile(rf"(?<!\bto )\b([a-z][\w'’-]*)\s+(?:{_OFFER})\b")
@@ -402,10 +471,14 @@ _PREPOSITIONS = frozenset(
     "under within without after before across through during per via beyond toward towards "
     "against among between beneath beside besides despite except inside outside onto upon".split()
 )
+# "... with a visa card", "by credit card": the means of paying, not what is asked about.
+_INSTRUMENT = re.compile(r"\b(?:with|by|using|via|through)\s+(?:an?\s+|the\s+|my\s+|our\s+)?$")
 _ZH_OFFER = frozenset("保险 险种 会员 套餐 服务 账户 贷款 福利 补贴 保障".split())
 
 
-def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
+def missing_qualifier(
+    question: str, passages: Sequence[Passage], corpus: Collection[str] = frozenset()
+) -> str | None:
     """The word that names which kind of an offering the question asks about ("pet" of "pet
     insurance", "relocation" of "relocation allowance"), when the passages' chunks never use it.
 
@@ -413,7 +486,10 @@ def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
     other word is there, and a small model answers "yes". Only the clause that asks
     (`question_clause`: "I have the plus policy - will it pay for an engineer?" asks about
     the engineer), the one lowercase word right before the offering (a name is
-    `missing_name`'s), no stopword and no superlative ("the biggest service credit").
+    `missing_name`'s), no stopword and no superlative ("the biggest service credit"), nor
+    the means of doing something ("if I pay with a visa card?" asks about a fee), and not a
+    word the documents use elsewhere (`corpus`, the index's words: "my health insurance"
+    retrieves the medical plans' chunks, and the documents name health insurance too).
     Chinese: the word jieba cuts right before 保险, 会员, 套餐 ...
     """
     asked = question_clause(question)
@@ -425,13 +501,66 @@ def missing_qualifier(question: str, passages: Sequence[Passage]) -> str | None:
         word = match.group(1).removesuffix("'s").removesuffix("’s")
         if word in _SKIPPED or word in _PREPOSITIONS or word.endswith("est"):
             continue
-        if stem(word) not in have:
+        if _INSTRUMENT.search(asked[: match.start()]):
+            continue
+        if stem(word) not in have and stem(word) not in corpus:
             return match.group()
     cut = [w for w in terms(asked) if _is_cjk(w[0])]
     for before, word in zip(cut, cut[1:], strict=False):
         if word in _ZH_OFFER and not set(before) <= _ZH_FILLER and before not in text:
             return before + word
     return None
+
+
+# A question naming what it asks about in its last words: "What is Kestrel's stock ticker
+# symbol?", "Does the dental plan cover braces for adults?".
+_DET = r"(?:the\s+|our\s+|your\s+|its\s+|their\s+|an?\s+|[\w-]+['’]s\s+)?"
+_SUBJECT = (
+    re.compile(
+        rf"^\s*what(?:'s|’s|s|\s+is|\s+are|\s+was|\s+were)\s+{_DET}"
+        r"(?P<thing>[\w'’&-]+(?:\s+[\w'’&-]+){0,4})\s*\?*\s*$",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"^\s*(?:does|do|will|would|can|is|are)\b.*?\b(?:covers?|includes?|offers?|provides?"
+        r"|pays?\s+for|reimburses?)\s+(?P<thing>[^?,;]+?)\s*\?*\s*$",
+        re.IGNORECASE,
+    ),
+)
+# Fewer content words are no evidence: "Does the plan cover glasses?" against "frames or
+# contact lenses" is one word the documents say otherwise.
+SUBJECT_WORDS = 2
+
+
+def missing_subject(
+    question: str,
+    passages: Sequence[Passage],
+    corpus: Collection[str] = frozenset(),
+    own: frozenset[str] = frozenset(),
+) -> str | None:
+    """What the question asks about, when the passages' chunks hold none of its words.
+
+    "What is Kestrel's stock ticker symbol?" retrieves the tracking-number format and the
+    head office: a small model reads a code there. "Does the dental plan cover braces for
+    adults?" retrieves the dental plan: "yes". Only a question that names its subject in
+    its last words (after "what is", or after "cover", "include", "offer", "pay for" in a
+    yes/no question), of `SUBJECT_WORDS` content words or more (`words`: stemmed, without
+    stopwords), none of them in the chunks nor anywhere in the `corpus` (the words of the
+    index: "whats the rush charge?" retrieves the wrong passage, but the documents charge
+    for an expedite), nor of the organization's own name ("wifi" is "Wi-Fi"'s).
+    """
+    asked = question_clause(question)
+    match = next((m for pattern in _SUBJECT if (m := pattern.search(asked))), None)
+    if match is None:
+        return None
+    thing = match.group("thing")
+    wanted = {w for w in words(thing) if w not in own}
+    if len(wanted) < SUBJECT_WORDS:
+        return None
+    text = _chunks_text(passages)
+    joined = re.sub(r"(?<=\w)-(?=\w)", "", text)  # "Wi-Fi" is also "WiFi"
+    have = set(words(text)) | set(words(joined)) | set(words(text.replace("-", " ")))
+    return None if wanted & (have | set(corpus)) else thing
 
 
 def own_words(name: str) -> frozenset[str]:

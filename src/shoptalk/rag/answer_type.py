@@ -5,11 +5,12 @@
     mismatch(question, [p.text for p in passages[:2]])                 # refuse when True
 
 A question asking for an amount, a count, a time, a duration, a phone number, an e-mail, a
-postal address or a code cannot be answered by passages that hold no such value, however
-many of its words they share: "How much revenue did we make last year?" retrieves "The
-company was founded in 1996." The check is deliberately narrow (eight kinds, read off the
-question words of English and Chinese, and any value of the kind counts), so it refuses
-only when the passages plainly lack what was asked: on the examples' answerable questions it refused none
+postal address, a code or a password cannot be answered by passages that hold no such
+value, however many of its words they share: "How much revenue did we make last year?"
+retrieves "The company was founded in 1996." The check is deliberately narrow (nine kinds,
+read off the question words of English and Chinese, and any value of the kind counts), so
+it refuses only when the passages plainly lack what was asked: on the examples' answerable
+questions it refused none
 (bench/RESULTS.md, "Abstention").
 
 A question about a past or future period ("What was the rate last quarter?", 去年的营业额)
@@ -26,7 +27,7 @@ from typing import Literal
 from shoptalk.rag.bm25 import stem
 from shoptalk.rag.chunk import sentence_spans
 
-Kind = Literal["money", "when", "duration", "number", "phone", "email", "address", "code"]
+Kind = Literal["money", "when", "duration", "number", "phone", "email", "address", "code", "secret"]
 
 # "May" only capitalized: "may" is a verb ("the account may be referred").
 _MONTHS = (
@@ -104,15 +105,19 @@ _ASKS_WHEN = re.compile(
     r"|什么时候|何时|哪天|哪一天|几点|几号|哪个月|什么时间",
     re.IGNORECASE,
 )
-# "When does shipping become free?", "When do I qualify for the discount?" ask for a
-# condition ("orders over $500", "250 pieces or more"), which a number states, not a time.
+# "When does shipping become free?", "When do I qualify for the discount?", "When does a
+# trench need shoring?" ask for a condition ("orders over $500", "5 feet deep or deeper"),
+# which a number states, not a time.
 _ASKS_CONDITION = re.compile(
     r"\bwhen\s+(?:do|does|will|would|can)\b[^?]*\b(?:become|becomes|qualify|qualifies"
-    r"|eligible|apply|applies|kick\s+in|kicks\s+in)\b",
+    r"|eligible|apply|applies|kick\s+in|kicks\s+in|need|needs|require|requires)\b",
     re.IGNORECASE,
 )
-# "How long ...?" asks for a time or a length ("at least 14 characters"): any number answers.
-_ASKS_DURATION = re.compile(r"\bhow long\b|多久|多长时间", re.IGNORECASE)
+# "How long ...?" asks for a time or a length ("at least 14 characters"): any number answers;
+# so does "how much time do I get paid for?" ("a minimum of two hours").
+_ASKS_DURATION = re.compile(
+    r"\bhow long\b|\bhow much (?:time|longer|notice)\b|多久|多长时间", re.IGNORECASE
+)
 # A year answers "when" ("founded in 1996"); other numbers do not ("4820 Longspur Avenue"
 # for "When is the company planning to go public?").
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
@@ -150,6 +155,29 @@ _CODE = re.compile(
     r"|(?i:\bcode|\bno\.|\bnumber|编号|代码|编码)\s*(?:is\s+)?[:：#]?\s*\d",
 )
 
+# "What's this week's password for the guest Wi-Fi?" asks for a credential; "What are the
+# password rules?" and "How do I reset my password?" do not. Documents seldom hold one
+# ("the password changes every Monday", "is posted at reception"): a passage answers only
+# when it gives the value itself.
+_SECRET_WORD = (
+    r"(?:(?i:pass(?:word|code|phrase)|pin\s+(?:code|number)|wi-?fi\s+key|door\s+code)|\bPIN\b)"
+)
+_ASKS_SECRET = re.compile(
+    r"(?i:\bwhat(?:'s|’s|s|\s+is|\s+are|\s+was)?)\s+(?:[\w'’-]+\s+){0,5}?"
+    rf"{_SECRET_WORD}s?\b"
+    r"(?!\s+(?i:polic|rule|requirement|length|reset|manager|expir|change)\w*)"
+    r"|(?:密码|口令)(?:是)?(?:多少|什么)",
+)
+# The credential itself, after "is" or a colon: a token with a digit or a symbol
+# ("Harbor2024!"), or quoted; or where it is found ("posted at reception", "is on the
+# kitchen door"). "The guest password changes every Monday" gives neither.
+_SECRET = re.compile(
+    rf"(?:{_SECRET_WORD}|密码|口令)[^.\n]{{0,40}}?(?:(?:\bis\b|[:：=]|为|是)\s*"
+    r"(?:[\"“‘'][^\"”’'\s]{3,}[\"”’']|[^\s\"”’',.;]*[\d!@#$%^&*][^\s\"”’',;]*)"
+    r"|\b(?i:posted|printed|written|displayed|shown|kept|(?:is|are)\s+(?:on|at|in))\b"
+    r"|贴在|写在|张贴|见)",
+)
+
 # A question of several parts ("How long ..., and when ...?") may ask for several kinds.
 _PARTS = re.compile(r"[?？;；，]|,\s*(?:and|or)\b|\band (?:how|when|what|who|which|where)\b")
 
@@ -178,12 +206,16 @@ _VALUES: dict[Kind, tuple[re.Pattern[str], ...]] = {
     "email": (_EMAIL,),
     "address": (_ADDRESS,),
     "code": (_CODE,),
+    "secret": (_SECRET,),
 }
 
 
 def asked_for(question: str) -> Kind | None:
     """The kind of value a one-part `question` asks for, or None (a yes/no, a name, an
-    explanation, or a question of several parts)."""
+    explanation, or a question of several parts). A password is asked whatever else is:
+    "whats the wifi password? im at reception" (the passages must give one)."""
+    if _ASKS_SECRET.search(question_clause(question)):
+        return "secret"
     if len([p for p in _PARTS.split(question) if p.strip()]) > 1:
         return None
     return next((kind for asks, kind in _ASKS if asks.search(question)), None)
