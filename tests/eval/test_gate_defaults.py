@@ -100,6 +100,10 @@ def test_general_qa_fails_on_a_significant_drop_and_passes_noise():
     # Issue 17's held-out organization: 0.328 -> 0.284, an interval that reaches 0.
     noise = card(general_qa=scores("domain", "key_fact_recall", 0.328, 0.284, (-0.10, 0.01)))
     assert check_gate(noise, only(qa)).passed
+    # The fifth held-out organization: 0.373 -> 0.269, an interval whose top is 0 exactly.
+    touching = card(general_qa=scores("domain", "key_fact_recall", 0.373, 0.269, (-0.209, 0.0)))
+    (failure,) = check_gate(touching, only(qa)).failures
+    assert "[-0.209, +0.000] does not reach above 0" in failure
     assert check_gate(card(), only(qa)).checks[0].status == "not checked"
 
 

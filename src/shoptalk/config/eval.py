@@ -51,7 +51,7 @@ class GateDefaults(BaseModel, extra="forbid"):
         0.05,
         ge=0,
         description="Suite 'general_qa', key_fact_recall: fail when the tuned model's drop "
-        "exceeds this and its 95% interval lies below 0; null = no such rule",
+        "exceeds this and its 95% interval does not reach above 0; null = no such rule",
     )
     domain_gain: bool = Field(
         True,
