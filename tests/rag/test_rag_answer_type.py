@@ -53,6 +53,9 @@ from shoptalk.rag.answer_type import (
         # A count of a code's parts is a number; "Is there a code?" may be answered "no".
         ("How many digits come after HX in a tracking number?", "number"),
         ("Is there a promo code for new customers?", None),
+        # The code the question word names, before the fee it mentions.
+        ("Which transaction code do agents use to waive a late fee?", "code"),
+        ("What's the late fee?", "money"),
         # "paid" before what is paid is no price; as a verb it is.
         ("How much paid parental leave do I get?", None),
         ("How much is paid out for unused leave?", "money"),

@@ -147,6 +147,12 @@ _ASKS_CODE = re.compile(
     r"|编号|代码|编码|代号|型号)",
     re.IGNORECASE,
 )
+# "Which transaction code waives a late fee?" asks for the code the question word names,
+# before the fee it mentions.
+_ASKS_NAMED_CODE = re.compile(
+    r"\b(?:what|which)(?:'s|’s|\s+is|\s+are)?\s+(?:the\s+)?(?:[\w-]+\s+){0,2}?codes?\b",
+    re.IGNORECASE,
+)
 # A code: letters (one capital at least) and digits in one token ("PDX-6", "KX-220", "Q3"),
 # or digits a label calls a code ("site code 4410", "编号：0571"). ASCII edges: "是TG-03".
 _CODE = re.compile(
@@ -188,6 +194,7 @@ _ASKS: tuple[tuple[re.Pattern[str], Kind], ...] = (
     (_ASKS_DURATION, "duration"),
     (_ASKS_CONDITION, "number"),
     (_ASKS_WHEN, "when"),
+    (_ASKS_NAMED_CODE, "code"),
     (_ASKS_MONEY, "money"),
     (_ASKS_PHONE, "phone"),
     (_ASKS_EMAIL, "email"),
