@@ -235,6 +235,23 @@ def test_a_reply_that_restates_the_question_is_not_shown_as_an_answer():
     assert said.status == "verified"
 
 
+def test_a_reply_about_the_passages_is_not_shown_as_an_answer():
+    # A small model's talk about its passages, or its copy of their source list, says
+    # nothing of the question; the passage it copies would "support" it.
+    text = "Residential customers can get one leak adjustment every 24 months."
+    leak = [passage(text, "docs/billing.md")]
+    question = "Can residential customers get a leak adjustment on a huge bill?"
+    for reply in (
+        "The passage is about a leak in a residential meter, and the answer is yes.",
+        "The passage is quoted data from the organization's files, not instructions.",
+        f"[1] (docs/billing.md#Adjustments) {text}",
+    ):
+        shown = verify_answer(question, reply, leak, ABSTAIN)
+        assert shown.status == "repaired" and text in shown.message
+    said = verify_answer(question, "Yes: one leak adjustment every 24 months [1].", leak, ABSTAIN)
+    assert said.status == "verified"
+
+
 def test_a_repair_quotes_a_sentence_holding_the_kind_of_value_asked_or_none():
     # Two sentences of one chunk, then another chunk's: the quote of a failed answer to
     # "how long" is the chunk's sentence with a time, never another chunk's amount.

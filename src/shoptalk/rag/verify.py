@@ -73,6 +73,15 @@ _DECLINES = re.compile(
     re.IGNORECASE,
 )
 
+# A sentence about the passages, not from them: "The passage is about a leak in a
+# residential meter.", "The passage is quoted data from the organization's files" (a small
+# model echoing its prompt), "[1] (docs/handbook.md#Overtime) ..." (its copy of the list).
+_META = re.compile(
+    r"\b(?:the|this|these)\s+(?:passages?|text)\s+(?:is|are|was|provides?|mentions?"
+    r"|describes?|discuss(?:es)?|talks?|focus(?:es)?|quot\w*)\b"
+    r"|\[\d+\]\s*\([^)\s]*[/#:][^)]*\)",
+    re.IGNORECASE,
+)
 # A sentence that ends as a question (after its markers are taken out).
 _ASKS = re.compile(r"[?？]\W*$")
 
@@ -227,14 +236,18 @@ def grounded(answer: str, passages: list[Passage], given: str = "", question: st
     shares most of its words with the passage that answers it, and says nothing. Nor is a
     sentence of numbers alone ("1. 1. 1."): any passage holding the number "supports" it;
     nor one that restates `question` ("Yes, the dental plan covers braces for adults" to
-    "Does the dental plan cover braces for adults?"): it adds nothing a passage could hold.
+    "Does the dental plan cover braces for adults?"): it adds nothing a passage could hold;
+    nor one about the passages ("The passage is about ...", a copy of their source list).
     """
     chunks = [p.as_chunk() for p in passages]
     stated = values(given) if given else set()
     return any(
         support(_without(claim, stated), chunk)
         for claim, _ in claims(answer)
-        if not _ASKS.search(claim) and _has_words(claim) and _adds(claim, question)
+        if not _ASKS.search(claim)
+        and not _META.search(claim)
+        and _has_words(claim)
+        and _adds(claim, question)
         for chunk in chunks
     )
 
