@@ -81,3 +81,7 @@ def test_unchanged_answers_are_reused_and_judged_by_the_current_gate(
     again = evaluate(project, run, str(tiny_model), [faq_suite()])
     assert again.gate == card.gate and again.mode == "tuned"
     assert Scorecard.model_validate_json(stored.read_text()).mode == "tuned"
+    # Another version of shoptalk may answer or verify differently: it asks the model again.
+    monkeypatch.setattr("shoptalk.__version__", "0.0.0-other")
+    with pytest.raises(AssertionError, match="no model is asked again"):
+        evaluate(project, run, str(tiny_model), [faq_suite()])

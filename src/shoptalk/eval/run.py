@@ -12,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+import shoptalk
 from shoptalk.artifacts import (
     ABSTAIN_RULE,
     FINAL_DIR,
@@ -99,6 +100,8 @@ def inputs_hash(
     project: Project, name: str, suites: list[Suite], extra: tuple[str, ...] = ()
 ) -> str:
     h = hashlib.sha256(name.encode())
+    # Another version may answer, verify or score differently: its answers are not reused.
+    h.update(shoptalk.__version__.encode())
     for part in extra:
         h.update(part.encode())
     h.update(project.config.eval.model_dump_json().encode())
