@@ -27,11 +27,11 @@ do not name ("Who is the chief financial officer?" against the CEO's sentence:
 `missing_role`), so is one about a kind of offering they never name ("pet insurance"
 among the benefits: `missing_qualifier`), so is one asking a role's pay no sentence naming
 the role states ("the CEO's salary": `unpaid_role`), so is one whose subject has no word
-anywhere in the documents ("the stock ticker symbol": `missing_subject`). The rule is a logistic regression over
-these signals, fitted on the project's own questions (answerable ones, and the
-same questions with the document that answers them left out of retrieval), never
-on evaluation questions; its threshold keeps false refusals on those answerable
-questions at most `max_false_refusal`.
+anywhere in the documents ("Does the dental plan cover braces for adults?":
+`missing_subject`). The rule is a logistic regression over these signals, fitted on
+the project's own questions (answerable ones, and the same questions with the document
+that answers them left out of retrieval), never on evaluation questions; its threshold
+keeps false refusals on those answerable questions at most `max_false_refusal`.
 
     abstention = index.abstention                        # the rule written beside the index
     if abstention.refuses(question, passages): ...       # before generation, on every path
