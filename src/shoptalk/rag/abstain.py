@@ -320,8 +320,11 @@ _WHO_ROLE = re.compile(
     rf"((?:[\w&-]+\s+){{0,3}}(?:{_ROLE_NOUN})(?:\s+(?:of|for)\s+[\w&-]+)?)\b",
     re.IGNORECASE,
 )
+_ZH_ROLE_NOUN = (
+    r"负责人|总经理|经理|总监|主管|店长|总裁|董事长|主任|部长|首席[\u4e00-\u9fff]{1,4}官"
+)
 _ZH_ROLE = re.compile(
-    r"([\u4e00-\u9fff]{0,12}?)的?(负责人|总经理|经理|总监|主管|店长|总裁|董事长|主任|部长|首席[\u4e00-\u9fff]{1,4}官)"
+    rf"([\u4e00-\u9fff]{{0,12}}?)的?({_ZH_ROLE_NOUN})"
     r"(?:是谁|叫什么)|谁是([\u4e00-\u9fff]{0,12}?)的?(负责人|总经理|经理|总监|主管|店长|总裁|董事长|主任|部长)"
 )
 # Words of the question, not of the role's name: "the current head of IT".
@@ -408,10 +411,7 @@ _ROLE_PAY = re.compile(
     rf"|[\w-]+['’]s\s+)?{_ROLE}s?\s+(?:make|earn|get\s+paid|take\s+home)\b",
     re.IGNORECASE,
 )
-_ZH_ROLE_PAY = re.compile(
-    r"(负责人|总经理|经理|总监|主管|店长|总裁|董事长|主任|部长|首席[\u4e00-\u9fff]{1,4}官)"
-    r"的?(?:年薪|月薪|工资|薪水|薪酬|收入|奖金)"
-)
+_ZH_ROLE_PAY = re.compile(rf"({_ZH_ROLE_NOUN})的?(?:年薪|月薪|工资|薪水|薪酬|收入|奖金)")
 
 
 def unpaid_role(question: str, passages: Sequence[Passage]) -> str | None:
@@ -560,7 +560,7 @@ def missing_subject(
     text = _chunks_text(passages)
     joined = re.sub(r"(?<=\w)-(?=\w)", "", text)  # "Wi-Fi" is also "WiFi"
     have = set(words(text)) | set(words(joined)) | set(words(text.replace("-", " ")))
-    return None if wanted & (have | set(corpus)) else thing
+    return None if any(w in have or w in corpus for w in wanted) else thing
 
 
 def own_words(name: str) -> frozenset[str]:
