@@ -5,6 +5,7 @@ from shoptalk.data.style import (
     addressee,
     copies_message,
     extract_rules,
+    for_channel,
     greeting_for,
     is_style_guide,
     merge,
@@ -625,3 +626,92 @@ def test_a_guides_value_forms_and_signer_line_shape_the_repaired_draft():
     assert problems("We are sorry for the wait.", rules, name="Mr. Ian Ward", reference=reference)
     quoted = repair("We are sorry for the wait.", rules, name="Mr. Ian Ward", reference=reference)
     assert "Your reference number is WO-120044." in quoted
+
+
+GUIDE_TABLE = """# Writing to customers
+
+Open letters with "Dear [Title] [Last name],".
+Close every letter with "Sincerely,".
+For deadlines, include the day of the week: "by Friday, March 14, 2025."
+
+| Do not write | Write instead |
+|---|---|
+| "Delinquent" | "Past due" |
+| "Shutoff" or "cut off" | "Service disconnection" |
+| "Per our policy" | "Our rules require…" or explain the reason |
+| "ASAP" | A specific date, such as "by Friday, March 14, 2025" |
+"""
+
+
+def test_a_forbidden_phrase_the_guide_gives_words_for_is_replaced_not_dropped():
+    rules = extract_rules(GUIDE_TABLE)
+    # Words to write, not a description of what to do nor a phrase to complete.
+    assert rules.instead == {
+        "Delinquent": "Past due",
+        "Shutoff": "Service disconnection",
+        "cut off": "Service disconnection",
+    }
+    draft = (
+        "Hi,\n\nDelinquent accounts face shutoff on 5/2/2025. We offer no plan per our policy."
+        "\n\nBest regards,"
+    )
+    fixed = repair(draft, rules, "Mr. Tomasz Nowak")
+    assert fixed == (
+        "Dear Mr. Nowak,\n\nPast due accounts face service disconnection on 5/2/2025.\n\nSincerely,"
+    )
+    assert "Per our policy" in rules.forbidden and not problems(fixed, rules, "", "Mr. Nowak")
+
+
+def test_a_greetings_slots_in_square_brackets_take_the_name_and_a_dated_quote_is_no_line():
+    rules = extract_rules(GUIDE_TABLE)
+    assert greeting_for(rules, "Ms. Dana Whitfield") == "Dear Ms. Whitfield,"
+    # "by Friday, March 14, 2025." shows how a deadline is written: no reply carries it.
+    assert rules.lines == []
+
+
+def test_a_table_cut_in_two_by_chunking_is_read_as_one():
+    head = '| Never write | Write instead |\n|---|---|\n| "Cheap" | "Cost-effective" |\n'
+    tail = '| "Cheap" | "Cost-effective" |\n| "Denied" / "rejected" | "Not approved" |\n'
+    other = '| Term | Meaning |\n|---|---|\n| "RMA" | "Return authorization" |\n'
+    rules = merge(
+        StyleRules(), extract_rules(f"# Tone\n\n{head}\n{tail}\nTerms we use:\n\n{other}")
+    )
+    assert rules.instead == {
+        "Cheap": "Cost-effective",
+        "Denied": "Not approved",
+        "rejected": "Not approved",
+    }
+
+
+def test_a_drafts_copied_source_paths_are_no_words_of_a_reply():
+    rules = extract_rules(GUIDE_TABLE)
+    draft = (
+        "Hi,\n\n(docs/billing.md#10. Reconnection) The fee is $125.00 (faq.csv:3).\n\nBest regards,"
+    )
+    fixed = repair(draft, rules)
+    assert "The fee is $125.00" in fixed and ".md" not in fixed and "faq.csv" not in fixed
+
+
+def test_a_signature_rule_adds_the_signers_line_and_the_quoted_ones_to_the_sign_off():
+    guide = (
+        '## Sign-offs\n\n- Letters close with **"Sincerely,"**.\n- Every message must be signed '
+        'with your **full name, job title, "Tidewater Water," and a phone number**.\n'
+    )
+    rules = extract_rules(guide)
+    assert rules.sign_off == "Sincerely,\n{your name}\nTidewater Water"
+
+
+def test_a_closing_per_channel_is_the_one_of_the_channel_the_request_names():
+    guide = (
+        '## Sign-offs\n\n- **Letters:** close with **"Sincerely,"**.\n'
+        '- **Emails:** close with **"Thank you,"**.\n'
+        '- Sign with your full name and "Tidewater Water".\n'
+    )
+    rules = extract_rules(guide)
+    assert rules.channel_closings == {"letter": "Sincerely,", "email": "Thank you,"}
+    assert merge(StyleRules(), rules).channel_closings == rules.channel_closings
+    emailed = for_channel(rules, "Ms. Ng emailed us about her bill. Write her back.")
+    assert emailed.sign_off == "Thank you,\n{your name}\nTidewater Water"
+    assert for_channel(rules, "Reply to Mr. Vo about his bill.").sign_off == rules.sign_off
+    both = "Printed letter for Ms. Ng, who emailed us twice."
+    assert for_channel(rules, both).sign_off == rules.sign_off

@@ -80,3 +80,18 @@ def test_the_first_code_of_a_form_is_found_as_the_guide_writes_it() -> None:
     assert form_code(request, forms) == "RMA-2024-01387"  # QIR has no form in this guide
     assert form_code("Her custom order 51077 is late.", forms) == "SO-51077"
     assert form_code("No code here, 51077 alone.", forms) == ""
+
+
+def test_a_form_shown_against_one_to_avoid_is_a_form():
+    forms = read_forms(["Write dollar amounts with two decimal places: **$45.00**, not $45."])
+    assert [(f.kind, f.example) for f in forms] == [("money", "$45.00")]
+    assert apply_forms("Please pay $86.4 by Friday.", forms) == "Please pay $86.40 by Friday."
+
+
+def test_times_are_written_as_the_guides_example():
+    forms = read_forms(['Write times with "a.m." and "p.m.": **5:30 p.m.**, not 5:30PM.'])
+    assert [(f.kind, f.example) for f in forms] == [("time", "5:30 p.m.")]
+    text = "Booked for 9:30am; restored at 4:15 PM, or 9 a.m. tomorrow. I am 3.5 pm"
+    assert apply_forms(text, forms) == (
+        "Booked for 9:30 a.m.; restored at 4:15 p.m., or 9 a.m. tomorrow. I am 3.5 pm"
+    )

@@ -82,3 +82,11 @@ def test_drafting_requests_are_told_apart_from_questions():
     assert drafting("Write to Dr. Lee about the refund of order 5521.")
     assert not drafting("What should the draft contract say about notice?")
     assert not drafting("Who do I write to about my pension?")
+    # Other ways advisers ask for one.
+    assert drafting("Mr. Haddad's meter test is booked. Send him a short reply.")
+    assert drafting("Kevin asks about inspections. Answer him.")
+    assert drafting("Need a quick acknowledgment email to her about the lawn.")
+    assert drafting("Printed letter going to the service address for Mr. Okonkwo.")
+    assert drafting("Web contact form, no name, reply goes out by email: 'How much is it?'")
+    assert not drafting("Do I need a letter from my employer for the deposit?")
+    assert not drafting("How do I send an email to the billing office?")

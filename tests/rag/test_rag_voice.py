@@ -12,6 +12,7 @@ from shoptalk.rag.voice import (
     follow_style,
     frame,
     route,
+    signed,
     situation_for,
     verify_reply,
 )
@@ -87,6 +88,8 @@ def test_a_repaired_draft_keeps_its_greeting_and_sign_off():
     assert checked.message.endswith("Kind regards,\nThe support team")
     assert FACT in checked.message and "30 days" not in checked.message
     assert frame(draft) == ("Dear Ms Patel,", "Kind regards,\nThe support team")
+    # A draft cut off after "[Your Name]\n[": the "[" is no sign-off to keep.
+    assert frame("Dear Ms Patel,\n\nYour refund is paid.\n\n[") == ("Dear Ms Patel,", "")
 
 
 def test_a_drafts_frame_and_the_customers_own_case_number_are_not_claims():
@@ -269,6 +272,23 @@ def test_a_situation_of_our_doing_is_read_from_the_advisers_instruction():
     assert situation_for(quoted, rules, embedder) is None
 
 
+def test_the_customers_words_and_the_advisers_account_each_tell_a_situation():
+    """With the real embedding model: the customer's grief is in their words, the refused
+    refund in the adviser's account around them; the reply follows both."""
+    rules = extract_rules(SITUATION_GUIDE)
+    embedder = load_embedder("default")
+    request = (
+        "Jo Park wrote: 'My mother passed away on Sunday, please close her account.' "
+        "We can't refund her last order 4471 because the item was used. Draft a reply."
+    )
+    both = situation_for(request, rules, embedder)
+    assert both is not None and both.opening == "We're very sorry for your loss."
+    assert set(both.lines) == {
+        "You can ask for a second review.",
+        "Care line: 0800 555 0177 (weekdays 9am to 6pm).",
+    }
+
+
 def test_a_repaired_draft_drops_the_models_own_closing_greeting_and_placeholders():
     request = "Draft a reply to a customer asking how long refunds take."
     draft = (
@@ -279,6 +299,9 @@ def test_a_repaired_draft_drops_the_models_own_closing_greeting_and_placeholders
     assert fixed == (
         "Hello,\n\nRefunds are paid within 14 days [1].\n\nWarm wishes, the Member Desk"
     )
+    # Cut off after "[Your Title]\n[": the lone "[" goes too.
+    cut = draft.replace("[Your Company's Address]", "[Your Title]\n[")
+    assert follow_style(request, cut, GUIDE_RULES) == fixed
 
 
 def test_a_drafts_sentence_with_an_invented_value_is_dropped_not_the_draft():
@@ -295,9 +318,35 @@ def test_a_drafts_sentence_with_an_invented_value_is_dropped_not_the_draft():
     assert checked.message == (
         "Dear Mr. Ito,\n\nYour parcel 4410 will now arrive on 6 June.\n\nKind regards,\nAnna"
     )
-    # Nothing left that tells the request or a passage: the best passage is quoted.
+    # Nothing left that tells the request or a passage: not the best passage quoted (a
+    # refund rule is no news about a parcel) but the request's account, told to him.
     invented = draft.replace("Your parcel 4410 will now arrive on 6 June. ", "")
-    assert FACT in verify_reply(request, invented, PASSAGES, ABSTAIN).message
+    shown = verify_reply(request, invented, PASSAGES, ABSTAIN)
+    assert shown.status == "repaired" and FACT not in shown.message and shown.quote is None
+    assert shown.message == (
+        "Dear Mr. Ito,\n\nYour parcel 4410 was due on 3 June and will now arrive on 6 June "
+        "because the van broke down.\n\nKind regards,\nAnna"
+    )
+
+
+def test_a_draft_that_lost_the_requests_value_gets_the_told_sentence():
+    request = (
+        "Mrs. Becker asks about the credit for her return. Our records show a credit of "
+        "$1284.5 was issued on 07/03/2024. Draft the reply."
+    )
+    draft = (
+        "Dear Mrs. Becker,\n\nRefunds are paid within 14 days of the returned item arriving "
+        "[1].\n\nKind regards,\nAnna"
+    )
+    checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
+    assert checked.message == (
+        "Dear Mrs. Becker,\n\nOur records show a credit of $1284.5 was issued on 07/03/2024. "
+        "Refunds are paid within 14 days of the returned item arriving [1].\n\nKind regards,"
+        "\nAnna"
+    )
+    # Told in other forms ("$1,284.50", "July 3, 2024"): nothing is added.
+    told = draft.replace("Refunds", "A credit of $1,284.50 was issued on July 3, 2024. Refunds")
+    assert verify_reply(request, told, PASSAGES, ABSTAIN).message == told
 
 
 def test_a_drafts_placeholders_are_no_values_to_verify():
@@ -308,3 +357,20 @@ def test_a_drafts_placeholders_are_no_values_to_verify():
     )
     checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
     assert checked.status == "verified" and checked.unsupported == []
+
+
+def test_a_draft_is_signed_as_the_adviser_asks_and_greets_the_customer_not_the_adviser():
+    slot = "Dear Ms. Ng,\n\nDone.\n\nKind regards,\n[Your name]\nThe Desk"
+    assert signed(slot, ["Jo Pike", "ext. 31"]) == (
+        "Dear Ms. Ng,\n\nDone.\n\nKind regards,\nJo Pike\next. 31\nThe Desk"
+    )
+    assert signed("Dear Ms. Ng,\n\nDone.\n\nSincerely,", ["Jo Pike"]).endswith(
+        "Sincerely,\nJo Pike"
+    )
+    request = (
+        "Ms. Dana Ng emailed: 'Can I pay later? Thanks, Dana'. Write her back. "
+        "I'm Tasha Greene, ext 3105."
+    )
+    rules = {"greeting": "Dear [Title] [Last name],", "sign_off": "Sincerely,"}
+    shown = follow_style(request, "Hi,\n\nYes, a plan is possible.", rules)
+    assert shown == "Dear Ms. Ng,\n\nYes, a plan is possible.\n\nSincerely,\nTasha Greene\next 3105"

@@ -18,6 +18,7 @@ from shoptalk.data.value_forms import (
     EXAMPLE,
     ValueForm,
     apply_forms,
+    dated,
     form_code,
     read_forms,
 )
@@ -38,8 +39,10 @@ _PRESCRIPTIVE = re.compile(
 )
 # A sentence ends at . ! ? before a space (a closing quote may come first: '... "Dear Member,".'),
 # or at 。！？ not followed by a closing quote; "$2.50" and "1-800-555-0142." stay whole.
+# No sentence starts in lower case: 'with "a.m." and "p.m." with periods' is one sentence.
 _SENTENCE = re.compile(
-    r"(?<=[.!?])\s+|(?<=[.!?][\"”’'」』])\s+|(?<=[。！？])(?![”」』\"])|(?<=[。！？][”」』])|\n+"
+    r"(?<=[.!?])\s+(?![a-z])|(?<=[.!?][\"”’'」』])\s+(?![a-z])|(?<=[。！？])(?![”」』\"])"
+    r"|(?<=[。！？][”」』])|\n+"
 )
 # Double and CJK quotes anywhere; single quotes only off word edges, so "that's" stays whole.
 _QUOTE = re.compile(
@@ -81,7 +84,18 @@ class StyleRules(BaseModel, extra="forbid"):
         "", description="the greeting when the customer's name is not known, e.g. 'Dear Member,'"
     )
     sign_off: str = Field("", description="the line (or lines) a draft ends with")
+    channel_closings: dict[str, str] = Field(
+        default_factory=dict,
+        description="channel ('email', 'letter', 'text', 'chat') -> its closing line, when "
+        "the guide gives one per channel ('Emails close with \"Thank you,\"'); the "
+        "sign-off's first line is the first one read",
+    )
     forbidden: list[str] = Field(default_factory=list, description="phrases a draft must not use")
+    instead: dict[str, str] = Field(
+        default_factory=dict,
+        description="a forbidden phrase -> what the guide's table says to write instead "
+        "('Denied' -> 'Not approved'), when it gives the words",
+    )
     required: list[str] = Field(
         default_factory=list, description="elements a draft must carry (reference, apology)"
     )
@@ -257,6 +271,36 @@ def _table_forbidden(text: str) -> tuple[list[str], str]:
     return found, source
 
 
+def _table_instead(text: str) -> dict[str, str]:
+    """What to write instead of each phrase a table forbids, from its "Write instead" column
+    ("替代说法"), where the cell opens with the words to write ('"Not approved"'); a cell that
+    describes what to do ("A specific date", '"Our rules require…"' to be completed) gives
+    none: the sentence with the phrase is dropped, as without a table. A table cut in two
+    by chunking (its second part without a header row) is still the same table."""
+    rows = [[c.strip(" *") for c in ln.strip().strip("|").split("|")] for ln in text.splitlines()]
+    found: dict[str, str] = {}
+    column = None
+    for at, row in enumerate(rows):
+        below = rows[at + 1] if at + 1 < len(rows) else []
+        if len(row) >= 2 and below and set("".join(below)) <= set("-: ") and "".join(below):
+            # A header row: a new table, a forbidding one or not.
+            forbids = _FORBID.search(row[0])
+            column = next((n for n, c in enumerate(row) if _INSTEAD.search(c)), None)
+            column = column if forbids else None
+        elif len(row) < 2 and "".join(row).strip():
+            column = None  # text between tables
+        elif column is not None and column < len(row) and not set(row[0]) <= set("-: "):
+            said = _QUOTE.match(row[column])
+            quoted = (said.group(1) or said.group(2) or "") if said else ""
+            words = quoted.strip(" .。")
+            if words and len(words.split()) <= 6 and not re.search(r"…|\.\.\.", quoted):
+                found.update(dict.fromkeys(_cell_phrases(row[0]), words))
+    return found
+
+
+_INSTEAD = re.compile(r"\binstead\b|\brather\b|\bpreferred\b|\buse\b|替代|改用|应(?:说|写)", re.I)
+
+
 def _cell_phrases(cell: str) -> list[str]:
     """The phrases a table cell forbids: its quotes, or its text without a note in brackets
     ("Policyholder (when writing to the customer)"), alternatives after " / " each whole
@@ -318,9 +362,11 @@ def _named_greeting(form: str, sentence: str) -> str:
 
 
 def _is_line(quote: str) -> bool:
-    """A quoted full sentence (a contact line), not a word or a form."""
+    """A quoted full sentence (a contact line), not a word or a form: a sentence naming a
+    day ("by Friday, March 14, 2025.") shows how to write a deadline, no reply carries it."""
     cjk = len(re.findall(r"[\u4e00-\u9fff]", quote))
-    return bool(re.search(r"[.!?。！？]$", quote)) and (len(quote.split()) >= 5 or cjk >= 6)
+    full = bool(re.search(r"[.!?。！？]$", quote)) and (len(quote.split()) >= 5 or cjk >= 6)
+    return full and not dated(quote)
 
 
 def inline_blocks(text: str) -> str:
@@ -436,6 +482,7 @@ def extract_rules(text: str) -> StyleRules:
     text, situations = split_situations(inline_blocks(text))
     rules = StyleRules(situations=situations)
     rules.forbidden, table = _table_forbidden(text)
+    rules.instead = _table_instead(text)
     if table:
         rules.sources["forbidden"] = table
     for heading, section in _sections(text):
@@ -459,6 +506,9 @@ def _read_section(rules: StyleRules, topic: str | None, text: str) -> None:
             rules.forbidden += [q for q in dict.fromkeys(banned) if q.lower() not in known]
             rules.sources.setdefault("forbidden", s)
         greets, signs = _addresses(topic, s)
+        channel = _channel(_LABELLED_CHANNEL.match(s.replace("*", "")))
+        if quotes and signs and channel and _is_closing(quotes[0]):
+            rules.channel_closings.setdefault(channel, quotes[0])
         if topic == "greeting" and quotes and not _SALUTATION.search(quotes[0]):
             greets = False  # 'Refer to them as "member"' under "## Addressing customers"
         if quotes and greets and rules.greeting and _UNKNOWN.search(s):
@@ -468,6 +518,16 @@ def _read_section(rules: StyleRules, topic: str | None, text: str) -> None:
             rules.greeting, rules.sources["greeting"] = _named_greeting(quotes[0], s), s
         elif quotes and not rules.sign_off and signs:
             rules.sign_off, rules.sources["sign_off"] = "\n".join(_forms(s)), s
+        elif (
+            quotes
+            and signs
+            and _SIGNER_WORDS.search(s.replace("*", ""))
+            and SIGNER not in rules.sign_off
+        ):
+            # 'Sign with your full name, job title, "Tidewater Water," and a phone number':
+            # the signer's lines, then the quoted ones, under the closing already read.
+            lines = [SIGNER, *(q.strip(" ,，") for q in quotes)]
+            rules.sign_off = "\n".join([rules.sign_off, *lines]).strip()
         elif quotes and _REQUIRE.search(s) and not forbids:
             _read_required_quotes(rules, s, quotes)
         # A guide that mentions apologizing without forbidding it asks for an apology.
@@ -768,6 +828,46 @@ def form_lines(form: str) -> list[str]:
     return [line for line in lines if line]
 
 
+# A rule for one channel: "Emails: close with ...", "Letters close with ...", "短信：...".
+_LABELLED_CHANNEL = re.compile(
+    r"\W*(?:in\s+|for\s+)?(?:(?P<email>e-?mails?)|(?P<letter>(?:printed\s+)?letters?)"
+    r"|(?P<text>text(?:\s+messages?)?|sms)|(?P<chat>chats?)|(?P<zh_email>邮件)|(?P<zh_letter>信函)"
+    r"|(?P<zh_text>短信))\b\W",
+    re.IGNORECASE,
+)
+# A request's channel: "emailed us", "a printed letter", "by text".
+_REQUEST_CHANNEL = re.compile(
+    r"\b(?:(?P<email>e-?mail(?:s|ed)?|inbox)|(?P<letter>letters?|mailed|by post)"
+    r"|(?P<text>texts?|texted|sms)|(?P<chat>chat)|(?P<zh_email>邮件)|(?P<zh_letter>信函|来信)"
+    r"|(?P<zh_text>短信))\b",
+    re.IGNORECASE,
+)
+
+
+def _channel(match: re.Match[str] | None) -> str:
+    if match is None:
+        return ""
+    found = next(name for name, value in match.groupdict().items() if value)
+    return found.removeprefix("zh_")
+
+
+def _is_closing(quote: str) -> bool:
+    return len(quote.split()) <= 4 and quote.rstrip()[-1:] in ",，!"
+
+
+def for_channel(rules: StyleRules, request: str) -> StyleRules:
+    """`rules` with the closing of the channel the request names ("emailed us": "Thank you,"
+    where letters close with "Sincerely,"); unchanged when it names none the guide has, or
+    when it names two (a printed letter about an e-mail)."""
+    named = {_channel(m) for m in _REQUEST_CHANNEL.finditer(request)}
+    channel = next(iter(named)) if len(named) == 1 else ""
+    closing = rules.channel_closings.get(channel)
+    first = rules.sign_off.split("\n", 1)
+    if not closing or not rules.sign_off:
+        return rules
+    return rules.model_copy(update={"sign_off": "\n".join([closing, *first[1:]])})
+
+
 def sign_off_text(rules: StyleRules) -> str:
     """The sign-off a draft ends with: the signer's line (`SIGNER`) left for the person
     sending it to fill ("[Your name]"), other placeholders dropped."""
@@ -810,13 +910,15 @@ def greeting_for(rules: StyleRules, name: str = "") -> str:
     if title and any(title.lower() == f.lower() for f in rules.forbidden):
         # "Never use "Mrs." or "Miss"": the neutral "Ms." they stand for.
         title = "Ms." if title in ("Mrs.", "Miss") else ""
-    if re.search(r"\{first", rules.greeting, re.IGNORECASE):
+    # A guide's slots in any brackets: "Dear [Title] [Last name]," is "Dear {title} {last name},".
+    form = re.sub(r"[\[<]([^\]>\n]{1,30})[\]>]", lambda m: "{" + m.group(1) + "}", rules.greeting)
+    if re.search(r"\{first", form, re.IGNORECASE):
         name = words[0] if words else ""
-    elif re.search(r"\{title", rules.greeting, re.IGNORECASE) and title and words:
+    elif re.search(r"\{title", form, re.IGNORECASE) and title and words:
         name = f"{title} {words[-1]}"
-    elif re.search(r"\{last", rules.greeting, re.IGNORECASE) and words:
+    elif re.search(r"\{last", form, re.IGNORECASE) and words:
         name = " ".join([title, words[-1]] if title else words)
-    form = re.sub(r"\{title\}\s*", "", rules.greeting)
+    form = re.sub(r"\{title\}\s*", "", form, flags=re.IGNORECASE)
     return _fill(form, name).replace(" ,", ",").replace(" ：", "：")
 
 
@@ -900,6 +1002,7 @@ def repair(
     text = _SOURCE_LIST.sub(" ", text)
     if rules.greeting:  # the guide's greeting opens it: none of the draft's own stays
         text = _GREETING_LINE.sub("", text)
+    text = _written_instead(text, rules.instead)
     cut = [_without_lead(s, forbidden) for s in _once(sentences(text))]
     kept = [s for s in cut if not any(uses(s, p) for p in forbidden)]
     kept = [s for s in kept if _flat(s) != _flat(situation.opening)]
@@ -915,10 +1018,15 @@ def repair(
     return "\n\n".join(p for p in parts if p).strip()
 
 
-# A placeholder a model writes for a person to fill ("[Your Name]", "[Customer Name]"): never
-# sent as written, and no fact to verify.
-PLACEHOLDER = re.compile(r"\[(?:your|customer|insert|name)[^\]\n]*\]?", re.IGNORECASE)
-_SOURCE_LIST = re.compile(r"(?:\[\d+\]\s*\([^)\n]*\)\s*)+")
+# A placeholder a model writes for a person to fill ("[Your Name]", "[Customer Name]", or
+# the "[" it was cut off after): never sent as written, and no fact to verify.
+PLACEHOLDER = re.compile(
+    r"\[(?:your|customer|insert|name)[^\]\n]*\]?|\[[ \t]*(?=\n|$)", re.IGNORECASE
+)
+_SOURCE_LIST = re.compile(
+    r"(?:\[\d+\]\s*\([^)\n]*\)\s*)+"
+    r"|\([\w./ -]+\.(?:md|csv|txt|pdf|docx?|html?|xlsx|jsonl?)(?:[#:][^)\n]*)?\)"
+)
 
 
 def _once(found: list[str]) -> list[str]:
@@ -933,6 +1041,20 @@ def _once(found: list[str]) -> list[str]:
             continue
         out.append(sentence)
     return out
+
+
+def _written_instead(text: str, instead: dict[str, str]) -> str:
+    """`text` with each forbidden phrase the guide gives words for replaced by them ("the
+    claim is rejected" -> "the claim is not approved"): the sentence keeps its facts."""
+    for phrase, words in instead.items():
+
+        def cased(match: re.Match[str], words: str = words) -> str:
+            first = match.group()[:1]
+            return (words[:1].upper() if first.isupper() else words[:1].lower()) + words[1:]
+
+        edges = (r"(?<!\w)", r"(?!\w)") if re.match(r"\w", phrase) else ("", "")
+        text = re.sub(edges[0] + re.escape(phrase) + edges[1], cased, text, flags=re.I)
+    return text
 
 
 def _without_lead(sentence: str, forbidden: list[str]) -> str:
@@ -982,22 +1104,26 @@ _CLOSING_LINE = re.compile(
 )
 
 
-def addressee(message: str) -> str:
+def addressee(message: str, titled_first: bool = False) -> str:
     """The customer's name as their message gives it ("this is Maria Lopez", a signature line
-    "- Aisha Rahman, reference ...", "Thanks, Mark Feldman", "我是王芳"), or ""."""
+    "- Aisha Rahman, reference ...", "Thanks, Mark Feldman", "我是王芳"), or "".
+
+    `titled_first`: `message` is an adviser's instruction, where "I'm Tasha Greene" is the
+    adviser and the customer is the one named with a title ("Ms. Dana Morales ... Write her
+    back. I'm Tasha Greene, ext 3105.")."""
     said = re.search(
         r"\b(?i:this is|i am|i'm|im|my name is|it's|its)\s+([A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+)?)",
         message,
     )
-    if said:
-        return said.group(1)
     # A drafting request names who the reply is to: "Draft a reply to Mr. Dietrich Hahn",
-    # "Dr. Elena Petrova wants to ...".
+    # "Dr. Elena Petrova wants to ...", "a letter for Mr. Okonkwo".
     titled = re.search(
-        r"(?:\bto\s+|^\W*|[.!?]\s+)((?:Mr|Ms|Mrs|Miss|Mx|Dr|Prof)\.?\s+[A-Z][a-z'’-]+"
+        r"(?:\b(?:to|for)\s+|^\W*|[.!?]\s+)((?:Mr|Ms|Mrs|Miss|Mx|Dr|Prof)\.?\s+[A-Z][a-z'’-]+"
         r"(?:\s+[A-Z][a-z'’-]+)?)",
         message,
     )
+    if said and not (titled and titled_first):
+        return said.group(1)
     if titled:
         return titled.group(1).removesuffix("'s").removesuffix("’s")
     signed = re.search(
@@ -1053,6 +1179,8 @@ def merge(first: StyleRules, second: StyleRules) -> StyleRules:
         mine += added
         if added and name in second.sources:
             out.sources.setdefault(name, second.sources[name])
+    out.instead = {**second.instead, **out.instead}
+    out.channel_closings = {**second.channel_closings, **out.channel_closings}
     for name in set(second.sources) - set(out.sources):
         if name in out.required:
             out.sources[name] = second.sources[name]

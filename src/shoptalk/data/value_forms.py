@@ -46,13 +46,17 @@ EXAMPLE = re.compile(r"\b(for example|for instance|e\.g\.|such as|like)\b|例如
 _NUMERIC_DATE = re.compile(
     r"(?<![A-Za-z0-9_/.-])(\d{1,2})([/.])(\d{1,2})\2(\d{4}|\d{2})(?![A-Za-z0-9_/]|\.\d)"
 )
+# A time of day with a.m./p.m. in any writing: "5:30 p.m.", "9:30am", "4:15 PM", "9 a.m.".
+_TIME = re.compile(
+    r"(?<![\d:.])(\d{1,2})(?::(\d{2}))?\s?((?:[ap]\.\s?m\.?|[ap]m|[AP]\.\s?M\.?|[AP]M))(?![A-Za-z])"
+)
 _AMOUNT = re.compile(r"([$£€¥])\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:\s?([A-Z]{3})\b)?")
 
 
 class ValueForm(BaseModel, extra="forbid"):
     """One kind of value as the guide writes it, by its example."""
 
-    kind: Literal["code", "date", "money"] = Field(description="what kind of value")
+    kind: Literal["code", "date", "money", "time"] = Field(description="what kind of value")
     example: str = Field(description="the guide's example: 'SO-48213', 'June 14, 2024'")
     label: str = Field(
         "", description="codes: the word a bare number follows in a sentence ('order 48213')"
@@ -64,16 +68,23 @@ class ValueForm(BaseModel, extra="forbid"):
     source: str = Field("", description="the guide's sentence it was read from")
 
 
+def dated(text: str) -> bool:
+    """`text` names a day: "March 14, 2025", "2025年3月14日", "03/14/2025", "2025-03-14"."""
+    found = (_WORD_DATE, _ZH_DATE, _NUMERIC_DATE, _YEAR_FIRST)
+    return any(pattern.search(text) for pattern in found)
+
+
 def read_forms(sentences: list[str]) -> list[ValueForm]:
     """The value forms the guide's sentences give by example, one per code prefix and kind.
 
-    A sentence gives a form when it shows an example ("for example SO-48213") and says how
-    to write (`_WRITES`); the sentence after it may list the forms to avoid ("Never write
+    A sentence gives a form when it shows an example ("for example SO-48213", or against a
+    form to avoid: "$45.00, not $45") and says how to write (`_WRITES`); the sentence after it may list the forms to avoid ("Never write
     "#48213" or the number alone"), which say how numeric dates are ordered and the word a
     bare number follows."""
     forms: list[ValueForm] = []
     for at, sentence in enumerate(sentences):
-        if not (EXAMPLE.search(sentence) and _WRITES.search(sentence)):
+        shown = EXAMPLE.search(sentence) or _CONTRASTED.search(sentence)
+        if not (shown and _WRITES.search(sentence)):
             continue
         avoided = " ".join(sentences[at : at + 2])
         for form in _forms_in(sentence, avoided):
@@ -82,6 +93,8 @@ def read_forms(sentences: list[str]) -> list[ValueForm]:
     return forms
 
 
+# A form shown against one to avoid: "**$45.00**, not $45", "5:30 p.m., not 5:30PM".
+_CONTRASTED = re.compile(r"\S,?\s+not\s+\W?[$£€¥\d]")
 # A sentence about how to write a value ("always write", "format", "Dates:").
 _WRITES = re.compile(
     r"\b(?:always|write|written|format|formats|use|full|exactly|dates?|amounts?|numbers?)\b"
@@ -108,6 +121,9 @@ def _forms_in(sentence: str, avoided: str) -> list[ValueForm]:
     money = _MONEY_FORM.search(sentence)
     if money:
         found.append(ValueForm(kind="money", example=money.group(), source=sentence))
+    time = _TIME.search(sentence)
+    if time:
+        found.append(ValueForm(kind="time", example=time.group(), source=sentence))
     for code in _CODE_FORM.finditer(sentence):
         label = _label(sentence, code.group(2), avoided)
         found.append(ValueForm(kind="code", example=code.group(), label=label, source=sentence))
@@ -156,9 +172,24 @@ def apply_forms(text: str, forms: list[ValueForm]) -> str:
             text = _YEAR_FIRST.sub(_write_zh_date, text)
         elif form.kind == "date":
             text = _NUMERIC_DATE.sub(lambda m, f=form: _write_date(m, f), text)
+        elif form.kind == "time":
+            text = _TIME.sub(lambda m, f=form: _write_time(m, f), text)
         else:
             text = _AMOUNT.sub(lambda m, f=form: _write_amount(m, f), text)
     return text
+
+
+def _write_time(match: re.Match[str], form: ValueForm) -> str:
+    """'9:30am' -> '9:30 a.m.' when the guide writes '5:30 p.m.': its space, periods and case."""
+    example = _TIME.fullmatch(form.example)
+    if example is None:
+        return match.group()
+    hour, minutes, half = match.group(1), match.group(2), match.group(3)[0].lower()
+    mark = example.group(3)
+    letters = f"{half}.m." if "." in mark else f"{half}m"
+    letters = letters.upper() if mark.isupper() else letters
+    space = " " if re.search(r"\d\s", form.example) else ""
+    return f"{hour}{':' + minutes if minutes else ''}{space}{letters}"
 
 
 def _write_code(text: str, form: ValueForm) -> str:

@@ -102,14 +102,23 @@ STYLE_HEADER = ("When you draft a reply to a customer:", "起草给客户的回�
 # A request to draft a reply: an imperative "write/draft a reply", English and Chinese.
 # The instruction may open the request or follow the case it is about ("Ms. Chen's order
 # arrived damaged. Reply to her with next steps."): any sentence may give it.
+_LETTER = r"(?:reply|response|answer|email|e-mail|message|letter|update|confirmation|note|apology|acknowledge?ment)"
+_ADDRESSEE = r"(?:him|her|them|mr|ms|mrs|miss|mx|dr|prof)\b"
 _DRAFT = re.compile(
     r"(?:^|[.!?:]\s+|\n)\W*(?:please\s+)?(?:"
-    r"(?:draft|write|compose|prepare)\b.{0,40}\b(?:reply|response|answer|email|e-mail|message|letter"
-    r"|update|confirmation|note|apology)\b"
+    rf"(?:draft|write|compose|prepare)\b.{{0,40}}\b{_LETTER}\b"
     r"|draft\s+(?:a|an|the|my|our|this|that|me|him|her|them|quick|short|brief|polite)\b"
-    r"|write\s+(?:back\s+)?(?:to\s+)?(?:him|her|them|mr|ms|mrs|miss|mx|dr|prof)\b"
-    r"|(?:reply|respond)\s+(?:to\s+(?:him|her|them)\b|confirming\b|with\b))"
+    rf"|write\s+(?:back\s+)?(?:to\s+)?{_ADDRESSEE}"
+    rf"|(?:reply|respond)\s+(?:to\s+{_ADDRESSEE}|confirming\b|with\b)"
+    # "Send her a reply.", "Answer him.", "Need a quick confirmation for Mr. Vo."
+    rf"|send\s+(?:{_ADDRESSEE}\s+)?(?:(?:a|an|the|our)\s+)?(?:\w+\s+)?{_LETTER}\b"
+    rf"|answer\s+{_ADDRESSEE}"
+    rf"|need\s+(?:a|an)\s+(?:\w+\s+){{0,2}}{_LETTER}(?:\s+\w+)?\s+(?:to|for)\s+{_ADDRESSEE}"
+    # "Printed letter going to the service address for Mr. Okonkwo."
+    rf"|(?:\w+\s+)?(?:letter|email|e-mail)\s+(?:going\s+)?(?:out\s+)?to\b[^.?!]{{0,40}}\b(?:for|to)\s+{_ADDRESSEE})"
     r"|\b(reply|respond)\s+to\s+(this|the|a|our)\s+(customer|client|message|email|e-mail|complaint)"
+    # The reply to a message the request quotes: "reply goes out by email: 'If my water ...'".
+    r"|\b(?:reply|response)\b[^.?!'\"‘“]{0,40}[:：]\s*['\"‘“]"
     r"|(起草|撰写|写一封|写一条|拟一封|拟写).{0,12}(回复|邮件|信|消息)|回复(这位|该|这个)(客户|用户|顾客)",
     re.IGNORECASE,
 )

@@ -28,12 +28,14 @@ from shoptalk.data.style import (
     StyleRules,
     addressee,
     copies_message,
+    for_channel,
     problems,
     reference_in,
     repair,
 )
 from shoptalk.modeling.chat_format import drafting, with_system
 from shoptalk.modeling.embed import Embedder
+from shoptalk.rag import account
 from shoptalk.rag.abstain import Abstention
 from shoptalk.rag.citations import support
 from shoptalk.rag.select import Passage
@@ -117,6 +119,8 @@ def frame(draft: str) -> tuple[str, str]:
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", draft.strip()) if p.strip()]
     last = paragraphs[-1] if len(paragraphs) > 1 else ""
     closing = last if last and last != first and all(_short(ln) for ln in last.splitlines()) else ""
+    # A frame has words: a cut-off "[" the model ended on is neither greeting nor sign-off.
+    greeting, closing = (part if re.search(r"\w", part) else "" for part in (greeting, closing))
     # A frame states no fact: a line with a number or an e-mail address ("call 555-0100",
     # a cited fact) is body, and verified as body is.
     greeting = "" if _STATES_VALUE.search(greeting) else greeting
@@ -203,7 +207,8 @@ def verify_reply(
     abstention = abstention_for(question, abstention)
     if route(question) != "draft":
         return verify_answer(question, text, passages, abstention, persona)
-    checked = verify_answer(question, body(text), passages, abstention, persona, given=question)
+    given = account.as_written_in_drafts(question, text)
+    checked = verify_answer(question, body(text), passages, abstention, persona, given=given)
     checked.generated = text
     if echoes(text, question):  # the customer's own message is no reply, nor is its frame
         return repaired(question, text, passages, checked.unsupported, abstention)
@@ -211,7 +216,29 @@ def verify_reply(
         checked = Verification(status="verified", message=body(text), generated=text)
     elif checked.status == "repaired" and checked.unsupported:
         checked = _without_unsupported(question, text, passages, checked)
+    checked = _with_account(question, text, checked)
     checked.message = keep_frame(text, checked.message)
+    return checked
+
+
+def _with_account(request: str, draft: str, checked: Verification) -> Verification:
+    """The checked body with the request's account of the case (`rag.account`) where the
+    draft lost it: a passage quoted in place of the body gives way to the account ("the new
+    ship date is 07/22/2024" is the letter's news, a lead-time table is not), and when a
+    told sentence's numbers are not in the draft, the account opens the body. A "not in the documents"
+    reply stays as it is: it tells the person drafting what is missing."""
+    told = account.told(request, customer_message(request))
+    if not told or checked.status == "not_found":
+        return checked
+    if checked.status == "repaired" and checked.quote:  # the best passage, quoted
+        return Verification(
+            status="repaired",
+            message=" ".join(told),
+            generated=checked.generated,
+            unsupported=checked.unsupported,
+        )
+    if account.missing(told, draft):  # the whole account: "It ships on ..." needs its order
+        checked.message = " ".join([*told, checked.message]).strip()
     return checked
 
 
@@ -225,7 +252,8 @@ def _without_unsupported(
     for one invented date or amount in a sentence of their own."""
     wrong = set(checked.unsupported)
     kept = " ".join(claim for claim, _ in claims(body(draft)) if not values(claim) & wrong)
-    if not kept or not (tells(kept, request) or grounded(kept, passages, request, request)):
+    given = account.as_written_in_drafts(request, draft)
+    if not kept or not (tells(kept, request) or grounded(kept, passages, given, request)):
         return checked
     return Verification(
         status="repaired", message=kept, generated=draft, unsupported=checked.unsupported
@@ -250,7 +278,8 @@ def follow_style(
     greeting (with the customer's name, as their message gives it), their case number
     quoted, the lines every reply carries and the sign-off; sentences with a forbidden
     phrase are dropped. With `embedder`, the rules of the guide's situation the customer's
-    message is about (`situation_for`) hold too.
+    message is about (`situation_for`) hold too. The adviser's signature, when the request
+    gives one, signs it (`signed`).
 
     Only drafts: the rules are about replies to customers, and a repair never touches a
     fact (it adds the frame or removes a whole sentence). A "not in the documents" reply
@@ -259,19 +288,40 @@ def follow_style(
     rules = StyleRules.model_validate(style or {})
     if rules.empty() or route(question) != "draft" or not text.strip() or declines(text):
         return text
-    name, reference = addressee(question), reference_in(question, rules.formats)
+    rules = for_channel(rules, question)  # "emailed us": the guide's closing for e-mails
+    message = customer_message(question)
+    instruction = question.replace(message, " ") if message else question
+    # The adviser's "Reply to Mr. Haddad" names them as the greeting does; else the name the
+    # customer signs with ("Gregory Haddad"); never the adviser's own ("I'm Tasha Greene").
+    named = addressee(instruction, titled_first=True)
+    titled = re.match(r"(?:Mr|Ms|Mrs|Miss|Mx|Dr|Prof)\b", named)
+    name = named if titled else (addressee(message) if message else "") or named
+    reference = reference_in(question, rules.formats)
     situation = situation_for(question, rules, embedder)
     if problems(text, rules, "", name, reference, situation):
-        return repair(text, rules, name, reference, situation)
-    return text
+        text = repair(text, rules, name, reference, situation)
+    return signed(text, account.signature(question))
+
+
+def signed(draft: str, signature: list[str]) -> str:
+    """`draft` signed with the lines the adviser gave ("Sign it Jordan Pike, Billing
+    Specialist"): in place of the guide's "[Your name]" slot, else under the sign-off."""
+    if not signature or signature[0] in draft:
+        return draft
+    lines = "\n".join(signature)
+    slot = PLACEHOLDER.search(draft)
+    if slot:
+        return draft[: slot.start()] + lines + draft[slot.end() :]
+    return f"{draft.rstrip()}\n{lines}"
 
 
 # A situation of our own doing ("When we can't pay a claim"), not the customer's.
 _OURS = re.compile(r"\b(?:when|whenever|if)\s+(?:we|our|I)\b|(?:当|如果|若)我们", re.IGNORECASE)
 # The customer's message a drafting request quotes: 'Draft a reply to: "My father died ..."',
-# or in single quotes after a colon to the end ("who says: 'I can't ...'": apostrophes inside).
+# or in single quotes after a colon ("who says: 'I can't ...'. I booked ...": apostrophes
+# inside, the quote ends before a space or the end).
 _QUOTED_MESSAGE = re.compile(
-    r'["“「『]([^"“”「」『』]{12,})["”」』]|[:：]\s*[\'‘]([^\n]{12,})[\'’]\W*$'
+    r'["“「『]([^"“”「」『』]{12,})["”」』]|[:：]\s*[\'‘]([^\n]{12,}?)[\'’](?=[\s.,;!?]*(?:\s|$))'
 )
 # Measured with all-MiniLM-L6-v2 (bench/RESULTS.md): 10 customer messages about one of four
 # situations (a death in the family, in two guides' wordings; illness; money trouble; a
@@ -288,8 +338,9 @@ def situation_for(request: str, rules: StyleRules, embedder: Embedder | None) ->
     week" is the guide's "When a customer tells us that a family member has died", though
     they share no word. None when no situation is clearly the one.
 
-    A customer's situation is read from the customer's message the request quotes (the
-    whole request when it quotes none). A situation of our own doing ("When we can't pay a
+    A customer's situation is read from the customer's message the request quotes, and from
+    the adviser's account around it (the whole request when it quotes none): the customer's
+    anger is in their words, their late order in the account; both hold (`_together`). A situation of our own doing ("When we can't pay a
     claim") is read from the request's instruction, what the adviser asks for ("explaining
     that we can't pay claim ..."), never from the customer's words (a complaint about a late
     call back scored 0.47 against it), and only when the two agree on a negation: a
@@ -306,9 +357,27 @@ def situation_for(request: str, rules: StyleRules, embedder: Embedder | None) ->
         for s in rules.situations
         if _OURS.search(s.when) and _negated(s.when) == _negated(instruction)
     ]
-    found = [_clearly(message or request, theirs, embedder), _clearly(instruction, ours, embedder)]
-    scored = [f for f in found if f is not None]
-    return max(scored, key=lambda f: f[0])[1] if scored else None
+    found = [
+        _clearly(message, theirs, embedder) if message else None,
+        _clearly(instruction, theirs, embedder),
+        _clearly(instruction, ours, embedder),
+    ]
+    scored = sorted((f for f in found if f is not None), key=lambda f: -f[0])
+    chosen = list({s.when: s for _, s in scored}.values())
+    return _together(chosen) if chosen else None
+
+
+def _together(situations: list[Situation]) -> Situation:
+    """One situation with the rules of all: an angry customer's late order is both ("I
+    understand this situation is frustrating." and "We apologize for the delay.")."""
+    if len(situations) == 1:
+        return situations[0]
+    return Situation(
+        when=" + ".join(s.when for s in situations),
+        opening=next((s.opening for s in situations if s.opening), ""),
+        lines=list(dict.fromkeys(line for s in situations for line in s.lines)),
+        forbidden=list(dict.fromkeys(p for s in situations for p in s.forbidden)),
+    )
 
 
 # A negation in a situation or an instruction: "we can't pay", "declined", "无法赔付".
