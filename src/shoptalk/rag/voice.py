@@ -225,8 +225,8 @@ def _with_account(request: str, draft: str, checked: Verification) -> Verificati
     """The checked body with the request's account of the case (`rag.account`) where the
     draft lost it: a passage quoted in place of the body gives way to the account ("the new
     ship date is 07/22/2024" is the letter's news, a lead-time table is not), and when a
-    told sentence's numbers are not in the draft, the account opens the body. A "not in the documents"
-    reply stays as it is: it tells the person drafting what is missing."""
+    told sentence's numbers are not in the draft, the account opens the body. A "not in
+    the documents" reply stays as it is: it tells the person drafting what is missing."""
     told = account.told(request, customer_message(request))
     if not told or checked.status == "not_found":
         return checked
@@ -340,12 +340,12 @@ def situation_for(request: str, rules: StyleRules, embedder: Embedder | None) ->
 
     A customer's situation is read from the customer's message the request quotes, and from
     the adviser's account around it (the whole request when it quotes none): the customer's
-    anger is in their words, their late order in the account; both hold (`_together`). A situation of our own doing ("When we can't pay a
-    claim") is read from the request's instruction, what the adviser asks for ("explaining
-    that we can't pay claim ..."), never from the customer's words (a complaint about a late
-    call back scored 0.47 against it), and only when the two agree on a negation: a
-    sentence embedding does not see it ("explaining that we can't pay" and "telling them
-    their claim is paid" read alike).
+    anger is in their words, their late order in the account; both hold (`_together`). A
+    situation of our own doing ("When we can't pay a claim") is read from the request's
+    instruction, what the adviser asks for ("explaining that we can't pay claim ..."), never
+    from the customer's words (a complaint about a late call back scored 0.47 against it),
+    and only when the two agree on a negation: a sentence embedding does not see it
+    ("explaining that we can't pay" and "telling them their claim is paid" read alike).
     """
     if not rules.situations or embedder is None:
         return None
