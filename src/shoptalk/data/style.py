@@ -862,10 +862,10 @@ def for_channel(rules: StyleRules, request: str) -> StyleRules:
     named = {_channel(m) for m in _REQUEST_CHANNEL.finditer(request)}
     channel = next(iter(named)) if len(named) == 1 else ""
     closing = rules.channel_closings.get(channel)
-    first = rules.sign_off.split("\n", 1)
     if not closing or not rules.sign_off:
         return rules
-    return rules.model_copy(update={"sign_off": "\n".join([closing, *first[1:]])})
+    _, *signature = rules.sign_off.split("\n", 1)  # the closing line gives way, not the rest
+    return rules.model_copy(update={"sign_off": "\n".join([closing, *signature])})
 
 
 def sign_off_text(rules: StyleRules) -> str:
