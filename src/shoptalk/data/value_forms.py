@@ -78,9 +78,9 @@ def read_forms(sentences: list[str]) -> list[ValueForm]:
     """The value forms the guide's sentences give by example, one per code prefix and kind.
 
     A sentence gives a form when it shows an example ("for example SO-48213", or against a
-    form to avoid: "$45.00, not $45") and says how to write (`_WRITES`); the sentence after it may list the forms to avoid ("Never write
-    "#48213" or the number alone"), which say how numeric dates are ordered and the word a
-    bare number follows."""
+    form to avoid: "$45.00, not $45") and says how to write (`_WRITES`); the sentence after
+    it may list the forms to avoid ("Never write "#48213" or the number alone"), which say
+    how numeric dates are ordered and the word a bare number follows."""
     forms: list[ValueForm] = []
     for at, sentence in enumerate(sentences):
         shown = EXAMPLE.search(sentence) or _CONTRASTED.search(sentence)

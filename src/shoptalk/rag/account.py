@@ -81,7 +81,8 @@ _BARE_SIGNER = re.compile(
 )
 # Sixteen digits in fours, as people type a card number (Luhn-valid or not).
 _CARD_SHAPED = re.compile(r"(?<!\d)\d{4}([ -]?)\d{4}\1\d{4}\1\d{1,4}(?!\d)")
-_CONTRACTED = {"'s": "'re", "'ll": "'ll", "'d": "'d", "’s": "’re", "’ll": "’ll", "’d": "’d"}
+# "he's" -> "you're"; "he'll", "he'd" keep their ending.
+_CONTRACTED = {"'s": "'re", "’s": "’re"}
 # Chinese: the third person (他, 她; not 其他, 他们); names are jieba's (`chinese_names`).
 _ZH_THIRD = re.compile(r"(?<!其)[他她](?!们)")
 _ZH_INSTRUCTION = re.compile(r"^\W*(?:请|帮我|麻烦|起草|撰写|拟写|写一|回复)")
@@ -131,7 +132,8 @@ def missing(sentences: list[str], draft: str) -> list[str]:
     "$1,284.50 USD", "06/14/2024" by "June 14, 2024"). Most, not one: a draft that tells the
     new date has told the news, though it leaves out the date that was missed."""
     have = _numbers(draft)
-    return [s for s in sentences if 2 * len(_numbers(s) - have) > len(_numbers(s))]
+    counted = [(s, _numbers(s)) for s in sentences]
+    return [s for s, numbers in counted if 2 * len(numbers - have) > len(numbers)]
 
 
 def as_written_in_drafts(request: str, draft: str) -> str:
@@ -204,7 +206,9 @@ def _to_customer(sentence: str) -> str:
     sentence = re.sub(rf"^\W*{_PERSON}\s+(?:is|was|seems|sounds)\s+\w+\s*[:;]\s*", "", sentence)
     sentence = _REPORTS.sub("you told us", sentence)
     sentence = re.sub(
-        r"\b(?:[Hh]e|[Ss]he)(['’](?:s|ll|d))\b", lambda m: "you" + _CONTRACTED[m.group(1)], sentence
+        r"\b(?:[Hh]e|[Ss]he)(['’](?:s|ll|d))\b",
+        lambda m: "you" + _CONTRACTED.get(m.group(1), m.group(1)),
+        sentence,
     )
     sentence = _ASKED.sub("you asked", sentence)
     sentence = _POSSESSIVE.sub("your", sentence)
