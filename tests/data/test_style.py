@@ -657,7 +657,8 @@ def test_a_forbidden_phrase_the_guide_gives_words_for_is_replaced_not_dropped():
     )
     fixed = repair(draft, rules, "Mr. Tomasz Nowak")
     assert fixed == (
-        "Dear Mr. Nowak,\n\nPast due accounts face service disconnection on 5/2/2025.\n\nSincerely,"
+        "Dear Mr. Nowak,\n\nPast due accounts face service disconnection on May 2, 2025.\n\n"
+        "Sincerely,"
     )
     assert "Per our policy" in rules.forbidden and not problems(fixed, rules, "", "Mr. Nowak")
 

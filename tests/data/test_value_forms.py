@@ -95,3 +95,34 @@ def test_times_are_written_as_the_guides_example():
     assert apply_forms(text, forms) == (
         "Booked for 9:30 a.m.; restored at 4:15 p.m., or 9 a.m. tomorrow. I am 3.5 pm"
     )
+
+
+def test_deadlines_get_the_day_of_the_week_the_guide_shows():
+    forms = read_forms(
+        [
+            "Write dates as Month D, YYYY, for example March 4, 2025.",
+            'For deadlines, include the day of the week: "by Friday, March 14, 2025."',
+        ]
+    )
+    assert [(f.kind, f.example, f.weekday) for f in forms] == [
+        ("date", "March 4, 2025", "deadlines")
+    ]
+    written = apply_forms(
+        "We met on 10/01/2025; Tom replies by 10/10/25 or before July 21, 2025.", forms
+    )
+    # A deadline's date only, the day computed; a day already named is not named twice.
+    assert written == (
+        "We met on October 1, 2025; Tom replies by Friday, October 10, 2025 or before Monday, "
+        "July 21, 2025."
+    )
+    assert apply_forms(written, forms) == written
+    # Not a day: left as written.
+    assert apply_forms("by February 30, 2025", forms) == "by February 30, 2025"
+
+
+def test_a_guide_writing_every_date_with_its_day_names_every_one():
+    forms = read_forms(['Always write the day: for example "Monday, 3 March 2025".'])
+    assert forms[0].weekday == "always"
+    assert apply_forms("on 4 March 2025", forms) == "on Tuesday, 4 March 2025"
+    # A weekday with no rule asking for it is no form.
+    assert read_forms(["We are closed on Friday, March 14, 2025."]) == []

@@ -85,3 +85,18 @@ def test_a_card_number_and_the_advisers_view_of_the_customer_are_not_said_back()
         "It posted 03/14/2025.",
         "You told us the crew came on 10/01/2025.",
     ]
+
+
+def test_what_an_instruction_asks_to_say_is_told_a_topic_is_not():
+    request = (
+        "Ms. Harriet Boateng's complaint went to Tom Reyes. Need a quick acknowledgment email to "
+        "her (she signed 'Harriet Boateng') saying Tom will send her a written response by "
+        "10/10/25. From me, Kelly Nguyen, ext. 3122."
+    )
+    assert told(request) == ["Tom will send you a written response by 10/10/25."]
+    assert told("Write Mr. Lee a reply and let him know that the part ships Monday.") == [
+        "The part ships Monday."
+    ]
+    # What to write about, not what to say: a question word, or no clause.
+    assert told("Reply to Mr. Vo and tell him how he can pay from now on.") == []
+    assert told("Write to Ms. Fox, confirming the fee and asking her to approve it.") == []

@@ -151,6 +151,25 @@ def test_a_draft_that_tells_the_advisers_account_is_no_echo_and_needs_no_passage
     assert verify_reply(request, wrong, PASSAGES, ABSTAIN).status != "verified"
 
 
+def test_a_drafts_sentences_about_the_customer_in_the_third_person_are_not_shown():
+    request = "Mr. Ito's parcel 4410 will now arrive on 6 June. Write him an update."
+    draft = (
+        "Dear Mr. Ito,\n\nYour parcel 4410 will now arrive on 6 June. The customer asked for "
+        "a refund and we agreed. He is happy.\n\nKind regards,\nAnna"
+    )
+    shown = verify_reply(request, draft, PASSAGES, ABSTAIN).message
+    assert (
+        shown
+        == "Dear Mr. Ito,\n\nYour parcel 4410 will now arrive on 6 June.\n\nKind regards,\nAnna"
+    )
+    # Nothing but such sentences: the request's account is the body.
+    only = "Dear Mr. Ito,\n\nThe customer wants parcel 4410.\n\nKind regards,\nAnna"
+    assert (
+        "Your parcel 4410 will now arrive on 6 June."
+        in verify_reply(request, only, PASSAGES, ABSTAIN).message
+    )
+
+
 # --- the style post-check -----------------------------------------------------------------
 
 GUIDE_RULES = {
@@ -374,3 +393,52 @@ def test_a_draft_is_signed_as_the_adviser_asks_and_greets_the_customer_not_the_a
     rules = {"greeting": "Dear [Title] [Last name],", "sign_off": "Sincerely,"}
     shown = follow_style(request, "Hi,\n\nYes, a plan is possible.", rules)
     assert shown == "Dear Ms. Ng,\n\nYes, a plan is possible.\n\nSincerely,\nTasha Greene\next 3105"
+
+
+MASKING_GUIDE = (
+    "# Writing to customers\n\n"
+    'Open letters with "Dear [Title] [Last name],". Close every letter with "Sincerely,".\n\n'
+    "In emails and text messages, never write the full account number. Show only the last "
+    'four digits: "your account ending in 1307."\n'
+)
+
+
+def test_a_draft_names_the_account_masked_unless_the_request_is_for_a_printed_letter():
+    rules = extract_rules(MASKING_GUIDE).model_dump()
+    draft = "Dear Mr. Haddad,\n\nWe booked a meter test on June 10, 2025.\n\nSincerely,"
+    request = "Mr. Haddad (acct 210-55817-03) emailed about his bill. Reply to him."
+    shown = follow_style(request, draft, rules)
+    assert "This is about your account ending in 1703. We booked a meter test" in shown
+    assert "55817" not in shown and shown.startswith("Dear Mr. Haddad,\n\n")
+    # A draft that writes the full number gets the masked one, and no second mention.
+    full = draft.replace("We booked", "Your account 210-55817-03 is fine; we booked")
+    assert follow_style(request, full, rules).count("ending in 1703") == 1
+    letter = "Printed letter for Mr. Haddad, account 210-55817-03. Reply to him."
+    assert "ending in 1703" not in follow_style(letter, draft, rules)
+
+
+def test_a_customer_signing_with_a_first_name_only_is_greeted_by_it_where_the_guide_says_so():
+    guide = (
+        "# Writing to customers\n\n## Greetings\n\n"
+        '- **Letters:** "Dear [Title] [Last name],".\n'
+        '- **Emails:** If the customer signs with a first name only, you may write "Hello '
+        '[First name],". Otherwise use the letter format.\n\n'
+        'Close every message with "Thank you,".\n'
+    )
+    rules = extract_rules(guide)
+    assert (rules.greeting, rules.first_name_greeting) == (
+        "Dear [Title] [Last name],",
+        "Hello [First name],",
+    )
+    draft = "We can set up a payment plan.\n\nThank you,"
+    emailed = "Ms. Dana Morales emailed: 'Can I pay later? Thanks, Dana'. Write her back."
+    assert follow_style(emailed, draft, rules.model_dump()).startswith("Hello Dana,\n\n")
+    said = "Kevin from Bayline emailed, just signed 'Kevin': is there a fee? Answer him."
+    assert follow_style(said, draft, rules.model_dump()).startswith("Hello Kevin,\n\n")
+    # A full name signed, or a printed letter: the letter's greeting.
+    full = "Ms. Dana Morales emailed: 'Can I pay later? Thanks, Dana Morales'. Write her back."
+    assert follow_style(full, draft, rules.model_dump()).startswith("Dear Ms. Morales,")
+    letter = (
+        "Printed letter to Ms. Dana Morales, who wrote: 'Can I pay later? - Dana'. Write her back."
+    )
+    assert follow_style(letter, draft, rules.model_dump()).startswith("Dear Ms. Morales,")

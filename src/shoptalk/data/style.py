@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from shoptalk.data.augment import qa
 from shoptalk.data.clean import source_file
+from shoptalk.data.masked_numbers import MaskForm, read_mask
 from shoptalk.data.value_forms import (
     EXAMPLE,
     ValueForm,
@@ -83,6 +84,11 @@ class StyleRules(BaseModel, extra="forbid"):
     greeting_fallback: str = Field(
         "", description="the greeting when the customer's name is not known, e.g. 'Dear Member,'"
     )
+    first_name_greeting: str = Field(
+        "",
+        description="the greeting for a customer who signs with a first name only, when the "
+        "guide gives one besides its usual greeting ('Hello [First name],')",
+    )
     sign_off: str = Field("", description="the line (or lines) a draft ends with")
     channel_closings: dict[str, str] = Field(
         default_factory=dict,
@@ -126,6 +132,11 @@ class StyleRules(BaseModel, extra="forbid"):
         default_factory=list,
         description="how codes, dates and amounts are written, by the guide's examples",
     )
+    masked: MaskForm | None = Field(
+        None,
+        description="how an account number appears in a message, when the guide shows only "
+        "its last digits ('your account ending in 1307')",
+    )
 
     def empty(self) -> bool:
         return not (
@@ -136,6 +147,7 @@ class StyleRules(BaseModel, extra="forbid"):
             or self.lines
             or self.situations
             or self.formats
+            or self.masked
         )
 
 
@@ -200,6 +212,8 @@ _LIMIT = re.compile(
 _SENTENCE_WORD = re.compile(r"\bsentences?\b|每句|句子", re.I)
 # The greeting names the customer ("Dear" followed by the first name) ...
 _NAME_WORD = re.compile(r"\b(first\s+|last\s+|family\s+)?name\b|\bsurname\b|姓名|名字|姓氏", re.I)
+# ... by the first name alone, in a slot: "Hello [First name],".
+_FIRST_NAME_SLOT = re.compile(r"[\[{<]\s*first[\s_-]*name\s*[\]}>]", re.I)
 # ... and says what to write when the name is not known.
 _UNKNOWN = re.compile(
     r"\b(not known|unknown|no name|not given|is missing|don't know|do not know)\b|不知道|未知|没有提供|不详",
@@ -488,6 +502,10 @@ def extract_rules(text: str) -> StyleRules:
     for heading, section in _sections(text):
         _read_section(rules, _topic(heading), section)
     rules.formats = read_forms(rule_sentences(text))
+    rules.masked = read_mask(rule_sentences(text))
+    if rules.masked:  # "In emails and text messages, never write the full account number."
+        named = {_channel(m) for m in _REQUEST_CHANNEL.finditer(rules.masked.source)}
+        rules.masked.channels = sorted(named)
     if rules.greeting and not rules.greeting_fallback:
         rules.greeting_fallback = _unnamed_greeting(rules.greeting, rules.sources["greeting"])
     return rules
@@ -514,6 +532,10 @@ def _read_section(rules: StyleRules, topic: str | None, text: str) -> None:
         if quotes and greets and rules.greeting and _UNKNOWN.search(s):
             if not rules.greeting_fallback:
                 rules.greeting_fallback, rules.sources["greeting_fallback"] = quotes[0], s
+        elif quotes and greets and rules.greeting and _FIRST_NAME_SLOT.search(quotes[0]):
+            # "If the customer signs with a first name only, you may write "Hello [First name],"."
+            if not rules.first_name_greeting:
+                rules.first_name_greeting, rules.sources["first_name_greeting"] = quotes[0], s
         elif quotes and not rules.greeting and greets:
             rules.greeting, rules.sources["greeting"] = _named_greeting(quotes[0], s), s
         elif quotes and not rules.sign_off and signs:
@@ -855,13 +877,18 @@ def _is_closing(quote: str) -> bool:
     return len(quote.split()) <= 4 and quote.rstrip()[-1:] in ",，!"
 
 
+def request_channel(request: str) -> str:
+    """The one channel the request names ("emailed us": 'email'), or "" (none, or two: a
+    printed letter about an e-mail)."""
+    named = {_channel(m) for m in _REQUEST_CHANNEL.finditer(request)}
+    return next(iter(named)) if len(named) == 1 else ""
+
+
 def for_channel(rules: StyleRules, request: str) -> StyleRules:
     """`rules` with the closing of the channel the request names ("emailed us": "Thank you,"
     where letters close with "Sincerely,"); unchanged when it names none the guide has, or
     when it names two (a printed letter about an e-mail)."""
-    named = {_channel(m) for m in _REQUEST_CHANNEL.finditer(request)}
-    channel = next(iter(named)) if len(named) == 1 else ""
-    closing = rules.channel_closings.get(channel)
+    closing = rules.channel_closings.get(request_channel(request))
     if not closing or not rules.sign_off:
         return rules
     _, *signature = rules.sign_off.split("\n", 1)  # the closing line gives way, not the rest
@@ -1138,6 +1165,26 @@ def addressee(message: str, titled_first: bool = False) -> str:
     return chinese.group(1) if chinese else ""
 
 
+# The customer signing with one name: a message ending "Thanks, Dana" or "- Kevin", or the
+# adviser saying so ("just signed 'Kevin'"; not "signed 'Harriet Boateng'").
+_FIRST_NAME_SIGNATURE = re.compile(
+    r"(?:\b(?:thanks|thank you|regards|best|cheers|sincerely)\s*[,!]?\s+|\n\s*|[-–—]+\s*)"
+    r"([A-Z][a-z'’-]+)[\s.!\"”']*$",
+    re.IGNORECASE,
+)
+_SIGNED_ONE_NAME = re.compile(r"\bsign(?:ed|s)\b[^.'\"‘“]{0,30}['‘\"“]([A-Z][a-z'’-]+)['’\"”]")
+
+
+def first_name_only(request: str, message: str) -> str:
+    """The first name the customer signs with when they sign with it alone, or ""."""
+    said = _SIGNED_ONE_NAME.search(request)
+    if said:
+        return said.group(1)
+    signed = _FIRST_NAME_SIGNATURE.search(message.strip()) if message else None
+    name = signed.group(1) if signed else ""
+    return "" if _CLOSING_LINE.match(name) else name
+
+
 def _quotes_reference(rules: StyleRules, reference: str) -> bool:
     """The guide asks for the case number quoted, or gives the form of its code: a reply
     about RMA-2024-01387 quotes it as the guide writes it."""
@@ -1164,6 +1211,7 @@ def merge(first: StyleRules, second: StyleRules) -> StyleRules:
     for name in (
         "greeting",
         "greeting_fallback",
+        "first_name_greeting",
         "sign_off",
         "reference_form",
         "formality",
@@ -1179,6 +1227,7 @@ def merge(first: StyleRules, second: StyleRules) -> StyleRules:
         mine += added
         if added and name in second.sources:
             out.sources.setdefault(name, second.sources[name])
+    out.masked = out.masked or second.masked
     out.instead = {**second.instead, **out.instead}
     out.channel_closings = {**second.channel_closings, **out.channel_closings}
     for name in set(second.sources) - set(out.sources):

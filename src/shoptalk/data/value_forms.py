@@ -18,6 +18,7 @@ a format from an example sentence; dates use the standard library's month names.
 from __future__ import annotations
 
 import calendar
+import datetime
 import re
 from typing import Literal
 
@@ -51,6 +52,20 @@ _TIME = re.compile(
     r"(?<![\d:.])(\d{1,2})(?::(\d{2}))?\s?((?:[ap]\.\s?m\.?|[ap]m|[AP]\.\s?M\.?|[AP]M))(?![A-Za-z])"
 )
 _AMOUNT = re.compile(r"([$£€¥])\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:\s?([A-Z]{3})\b)?")
+# English day names, not the locale's (`calendar.day_name` follows it): Monday is 0.
+_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+# A date the guide shows with its day of the week: "by Friday, March 14, 2025".
+_WEEKDAY_DATE = re.compile(rf"\b(?:{'|'.join(_WEEKDAYS)}),?\s+{_WORD_DATE.pattern}")
+# A sentence asking for the day of the week ("For deadlines, include the day of the week").
+_WEEKDAY_RULE = re.compile(r"\bday of the week\b|\bweekdays?\b|\bday names?\b", re.I)
+# What a deadline's date follows ("pay by", "no later than", "due on").
+_DEADLINE = re.compile(rf"\bdeadlines?\b|\bdue\b|\bby\s+\W?(?:{'|'.join(_WEEKDAYS)})\b", re.I)
+_BEFORE_DEADLINE = re.compile(
+    r"\b(?:by|before|until|till|no later than|due(?:\s+(?:on|by))?)\s+$", re.I
+)
+# A word date in a text, its parts: month first ("March 14, 2025") or day first.
+_MONTH_FIRST = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}})(,?)\s+(\d{{4}})\b")
+_DAY_FIRST = re.compile(rf"\b(\d{{1,2}})\s+({_MONTH})\s+(\d{{4}})\b")
 
 
 class ValueForm(BaseModel, extra="forbid"):
@@ -64,6 +79,11 @@ class ValueForm(BaseModel, extra="forbid"):
     day_first: list[str] = Field(
         default_factory=list,
         description="dates: separators of numeric dates read day first ('.' for 14.6.24)",
+    )
+    weekday: Literal["", "deadlines", "always"] = Field(
+        "",
+        description="dates: the day of the week written before them ('by Friday, March 14, "
+        "2025'), for deadlines only or always",
     )
     source: str = Field("", description="the guide's sentence it was read from")
 
@@ -90,6 +110,29 @@ def read_forms(sentences: list[str]) -> list[ValueForm]:
         for form in _forms_in(sentence, avoided):
             if not any(f.kind == form.kind and _prefix(f) == _prefix(form) for f in forms):
                 forms.append(form)
+    return _with_weekdays(forms, sentences)
+
+
+def _with_weekdays(forms: list[ValueForm], sentences: list[str]) -> list[ValueForm]:
+    """The date form with the day of the week when a sentence asks for it by example ("For
+    deadlines, include the day of the week: "by Friday, March 14, 2025.""): for deadlines
+    when the sentence speaks of them, else always."""
+    for sentence in sentences:
+        shown = _WEEKDAY_DATE.search(sentence)
+        if not (shown and (_WEEKDAY_RULE.search(sentence) or _WRITES.search(sentence))):
+            continue
+        weekday = "deadlines" if _DEADLINE.search(sentence) else "always"
+        date = next((f for f in forms if f.kind == "date"), None)
+        if date is None:
+            example = _WORD_DATE.search(shown.group()).group()
+            date = ValueForm(
+                kind="date", example=example, day_first=_day_first(example, ""), source=sentence
+            )
+            forms.append(date)
+        if not _ZH_DATE.fullmatch(date.example):
+            date.weekday = weekday
+            date.source = date.source if sentence in date.source else f"{date.source} {sentence}"
+        break
     return forms
 
 
@@ -172,6 +215,7 @@ def apply_forms(text: str, forms: list[ValueForm]) -> str:
             text = _YEAR_FIRST.sub(_write_zh_date, text)
         elif form.kind == "date":
             text = _NUMERIC_DATE.sub(lambda m, f=form: _write_date(m, f), text)
+            text = _with_weekday(text, form.weekday) if form.weekday else text
         elif form.kind == "time":
             text = _TIME.sub(lambda m, f=form: _write_time(m, f), text)
         else:
@@ -232,6 +276,28 @@ def _write_date(match: re.Match[str], form: ValueForm) -> str:
         return f"{day} {name} {full}"
     comma = "," if "," in form.example else ""
     return f"{name} {day}{comma} {full}"
+
+
+def _with_weekday(text: str, when: str) -> str:
+    """`text` with the day of the week before its word dates ("by March 14, 2025" -> "by
+    Friday, March 14, 2025"): every date, or a deadline's only (after "by", "before", "due")."""
+
+    def named(match: re.Match[str], month: str, day: str, year: str) -> str:
+        before = text[: match.start()]
+        if re.search(rf"(?:{'|'.join(_WEEKDAYS)}),?\s+$", before):
+            return match.group()
+        if when == "deadlines" and not _BEFORE_DEADLINE.search(before):
+            return match.group()
+        try:
+            weekday = _WEEKDAYS[
+                datetime.date(int(year), _MONTHS.index(month) + 1, int(day)).weekday()
+            ]
+        except ValueError:  # "February 30, 2025": not a day, left as written
+            return match.group()
+        return f"{weekday}, {match.group()}"
+
+    text = _MONTH_FIRST.sub(lambda m: named(m, m.group(1), m.group(2), m.group(4)), text)
+    return _DAY_FIRST.sub(lambda m: named(m, m.group(2), m.group(1), m.group(3)), text)
 
 
 def _write_zh_date(match: re.Match[str]) -> str:

@@ -113,9 +113,10 @@ _WORD_DATE = re.compile(
 
 
 def told(request: str, customer_words: str = "") -> list[str]:
-    """The request's sentences that state a value, turned to the customer, in order;
-    `customer_words` (the message the request quotes) are left out: the reply answers them,
-    it does not repeat them."""
+    """The request's sentences that state a value, and what an instruction asks to say
+    ("... saying Tom will send her a written response by 10/10/25"), turned to the customer,
+    in order; `customer_words` (the message the request quotes) are left out: the reply
+    answers them, it does not repeat them."""
     text = _QUOTED_AFTER_COLON.sub(".", request)
     text = text.replace(customer_words, " ") if customer_words else text
     out = []
@@ -124,7 +125,39 @@ def told(request: str, customer_words: str = "") -> list[str]:
         sentence = _to_customer(raw)
         if _stated(raw) and _stated(sentence):
             out.append(sentence)
+        elif said := _to_say(raw):
+            out.append(_to_customer(said))
     return out
+
+
+# What an instruction asks the reply to say: "saying X", "tell her (that) X", "let him know
+# (that) X", "explain that X". X is a statement ("Tom will send her ..."), not a topic ("how
+# he can pay", "the fee").
+_TO_SAY = re.compile(
+    r"\b(?:saying|say|tell(?:ing)?\s+(?:him|her|them|the\s+customer)|let(?:ting)?\s+(?:him|her"
+    r"|them|the\s+customer)\s+know|explain(?:ing)?|inform(?:ing)?\s+(?:him|her|them)|confirm(?:ing)?)"
+    r"\s+(?P<that>that\s+)?(?P<what>[^.;!?]{8,})",
+    re.IGNORECASE,
+)
+# A statement: it has a verb a clause has ("will", "is", "has been", "can").
+_CLAUSE_VERB = re.compile(
+    r"\b(?:will|would|can|could|is|are|was|were|has|have|had|must|should|may|might|does|did)\b",
+    re.IGNORECASE,
+)
+_TOPIC = re.compile(r"^(?:how|what|when|where|why|which|who|whether|if|about)\b", re.IGNORECASE)
+
+
+def _to_say(sentence: str) -> str:
+    """What the instruction `sentence` asks the reply to say, as a sentence; "" if none."""
+    if not (drafting(sentence) or _INSTRUCTION.match(sentence)):
+        return ""
+    found = _TO_SAY.search(sentence)
+    if not found:
+        return ""
+    what = found.group("what").strip(" ,")
+    if _TOPIC.match(what) or not (found.group("that") or _CLAUSE_VERB.search(what)):
+        return ""
+    return what[:1].upper() + what[1:] + "."
 
 
 def missing(sentences: list[str], draft: str) -> list[str]:

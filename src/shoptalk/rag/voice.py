@@ -22,21 +22,25 @@ import dataclasses
 import re
 from typing import Literal
 
+from shoptalk.data.masked_numbers import MaskForm, last_digits, masked, phrase, request_numbers
 from shoptalk.data.style import (
     PLACEHOLDER,
     Situation,
     StyleRules,
     addressee,
     copies_message,
+    first_name_only,
     for_channel,
     problems,
     reference_in,
     repair,
+    request_channel,
 )
 from shoptalk.modeling.chat_format import drafting, with_system
 from shoptalk.modeling.embed import Embedder
 from shoptalk.rag import account
 from shoptalk.rag.abstain import Abstention
+from shoptalk.rag.chunk import sentence_spans
 from shoptalk.rag.citations import support
 from shoptalk.rag.select import Passage
 from shoptalk.rag.verify import (
@@ -216,28 +220,56 @@ def verify_reply(
         checked = Verification(status="verified", message=body(text), generated=text)
     elif checked.status == "repaired" and checked.unsupported:
         checked = _without_unsupported(question, text, passages, checked)
-    checked = _with_account(question, text, checked)
+    checked = _with_account(question, checked)
     checked.message = keep_frame(text, checked.message)
     return checked
 
 
-def _with_account(request: str, draft: str, checked: Verification) -> Verification:
-    """The checked body with the request's account of the case (`rag.account`) where the
-    draft lost it: a passage quoted in place of the body gives way to the account ("the new
-    ship date is 07/22/2024" is the letter's news, a lead-time table is not), and when a
-    told sentence's numbers are not in the draft, the account opens the body. A "not in
-    the documents" reply stays as it is: it tells the person drafting what is missing."""
-    told = account.told(request, customer_message(request))
-    if not told or checked.status == "not_found":
+# A sentence about the customer in the third person ("The customer has requested a refund.",
+# "She can't pay it all now."): the model restating the request to the adviser, never a
+# line of a letter to the customer. The request's own account (`rag.account`) tells the
+# facts to them.
+_ABOUT_THE_CUSTOMER = re.compile(
+    r"^\W*(?:the\s+(?:customer|client|caller|user|member|patient|account\s+holder)s?|he|she)\b"
+    r"|^\W*(?:该?客户|顾客|[他她](?!们))",
+    re.IGNORECASE,
+)
+
+
+def _addressed(text: str) -> str:
+    """`text` without its sentences about the customer in the third person ("" if that is
+    every sentence)."""
+    spans = [text[start:end].strip() for start, end in sentence_spans(text)]
+    kept = [sentence for sentence in spans if not _ABOUT_THE_CUSTOMER.match(sentence)]
+    if len(kept) == len(spans):
+        return text
+    chinese = re.search(r"[\u4e00-\u9fff]", text)
+    return ("" if chinese else " ").join(kept)
+
+
+def _with_account(request: str, checked: Verification) -> Verification:
+    """The checked body addressed to the customer, with the request's account of the case
+    (`rag.account`) where it lost it: a passage quoted in place of the body gives way to the
+    account ("the new ship date is 07/22/2024" is the letter's news, a lead-time table is
+    not), sentences about the customer in the third person are dropped (`_addressed`), and
+    when a told sentence's numbers are not in what is left, the account opens it. A "not
+    in the documents" reply stays as it is: it tells the person drafting what is missing."""
+    if checked.status == "not_found":
         return checked
+    told = account.told(request, customer_message(request))
     if checked.status == "repaired" and checked.quote:  # the best passage, quoted
+        if not told:
+            return checked  # a quote is the passage's words, as they are
         return Verification(
             status="repaired",
             message=" ".join(told),
             generated=checked.generated,
             unsupported=checked.unsupported,
         )
-    if account.missing(told, draft):  # the whole account: "It ships on ..." needs its order
+    addressed = _addressed(checked.message)
+    checked.message = addressed if addressed or told else checked.message
+    # The whole account, not the missing sentence alone: "It ships on ..." needs its order.
+    if told and account.missing(told, checked.message):
         checked.message = " ".join([*told, checked.message]).strip()
     return checked
 
@@ -296,11 +328,42 @@ def follow_style(
     named = addressee(instruction, titled_first=True)
     titled = re.match(r"(?:Mr|Ms|Mrs|Miss|Mx|Dr|Prof)\b", named)
     name = named if titled else (addressee(message) if message else "") or named
+    # "If the customer signs with a first name only, write "Hello [First name],"" (not in a
+    # printed letter): "Thanks, Dana" is greeted "Hello Dana,".
+    first = first_name_only(question, message)
+    if rules.first_name_greeting and first and request_channel(question) != "letter":
+        rules = rules.model_copy(update={"greeting": rules.first_name_greeting})
+        name = first
     reference = reference_in(question, rules.formats)
     situation = situation_for(question, rules, embedder)
     if problems(text, rules, "", name, reference, situation):
         text = repair(text, rules, name, reference, situation)
+    channel = request_channel(question)
+    # Masked unless the request names a channel the rule is not for (a printed letter):
+    # a draft whose channel is not known may go out by e-mail.
+    if rules.masked and (
+        not channel or not rules.masked.channels or channel in rules.masked.channels
+    ):
+        text = with_masked_numbers(text, question, rules.masked)
     return signed(text, account.signature(question))
+
+
+def with_masked_numbers(draft: str, request: str, form: MaskForm) -> str:
+    """`draft` with the request's account numbers as the guide masks them ("your account
+    ending in 1703"), and naming the account that way when it does not: a reply about an
+    account says which, never by its full number."""
+    numbers = request_numbers(request, form)
+    draft = masked(draft, request, form)
+    kept = [last_digits(n, form) for n in numbers]
+    if not numbers or any(re.search(rf"(?<!\d){k}(?!\d)", draft) for k in kept):
+        return draft
+    named = phrase(numbers[0], form)
+    line = f"关于{named}。" if re.search(r"[\u4e00-\u9fff]", named) else f"This is about {named}."
+    greeting, _ = frame(draft)
+    if not greeting:
+        return f"{line} {draft}".strip()
+    rest = draft.strip()[len(greeting) :].lstrip("\n")
+    return f"{greeting}\n\n{line} {rest}"
 
 
 def signed(draft: str, signature: list[str]) -> str:
