@@ -716,3 +716,14 @@ def test_a_closing_per_channel_is_the_one_of_the_channel_the_request_names():
     assert for_channel(rules, "Reply to Mr. Vo about his bill.").sign_off == rules.sign_off
     both = "Printed letter for Ms. Ng, who emailed us twice."
     assert for_channel(rules, both).sign_off == rules.sign_off
+
+
+def test_the_guides_closing_inside_a_sentence_does_not_cut_the_draft():
+    rules = StyleRules(greeting="Dear {name},", sign_off="Thank you,")
+    draft = (
+        "Dear Ann,\n\nThe repair is done. I would like to thank you for your patience while "
+        "we worked.\n\nThank you,\nBo"
+    )
+    fixed = repair(draft, rules, "Ann Lee")
+    assert "I would like to thank you for your patience while we worked." in fixed
+    assert fixed.endswith("Thank you,") and fixed.count("Thank you") == 1

@@ -442,3 +442,23 @@ def test_a_customer_signing_with_a_first_name_only_is_greeted_by_it_where_the_gu
         "Printed letter to Ms. Dana Morales, who wrote: 'Can I pay later? - Dana'. Write her back."
     )
     assert follow_style(letter, draft, rules.model_dump()).startswith("Dear Ms. Morales,")
+
+
+def test_a_draft_that_copies_its_prompt_keeps_only_the_passages_whole_sentences():
+    request = "Write back to Mr. Cole about the refund he asked for."
+    draft = (
+        f"[1] (docs/policy.md#Refunds) - {FACT}\n[2] (docs/policy.md#Contact) - **Phone:** line "
+        f"at 555-0100\n\nQuestion: {request}\nDear Mr. Cole, thanks."
+    )
+    checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
+    assert checked.message == FACT and checked.generated == draft
+    # A last sentence the token limit cut off is not shown.
+    cut = f"Dear Mr. Cole,\n\n{FACT} We hope this helps and we would like to"
+    assert verify_reply(request, cut, PASSAGES, ABSTAIN).message == f"Dear Mr. Cole,\n\n{FACT}"
+
+
+def test_a_draft_that_says_nothing_to_the_customer_is_the_passage_quoted():
+    request = "Write back to Mr. Cole about the refund he asked for."
+    for draft in ("Mr. Cole:\n\nCole:\n\nCole:", "The customer asked for a refund. He wants it."):
+        checked = verify_reply(request, draft, PASSAGES, ABSTAIN)
+        assert checked.status == "repaired" and FACT in checked.message

@@ -1111,7 +1111,10 @@ def _without_closing(text: str, rules: StyleRules) -> str:
     if not opening:
         return text
     first = opening[0].strip(" ,，")
-    found = [m.start() for m in re.finditer(re.escape(first), text, re.IGNORECASE)]
+    # Where a line or sentence starts with it, as a closing ("Thank you," / "Thank you!"),
+    # not inside a sentence ("I would like to thank you for your patience").
+    closing = rf"(?:^|(?<=[\n.!?。！？]))[ \t]*{re.escape(first)}(?=[ \t]*(?:[,，!.。]|\n|$))"
+    found = [m.start() for m in re.finditer(closing, text, re.IGNORECASE)]
     found += [m.start() for m in _CLOSING_LINE.finditer(text)]
     late = [at for at in found if at > len(text) // 3]
     return text[: min(late)].strip() if late else text

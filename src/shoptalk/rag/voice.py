@@ -211,17 +211,27 @@ def verify_reply(
     abstention = abstention_for(question, abstention)
     if route(question) != "draft":
         return verify_answer(question, text, passages, abstention, persona)
+    generated, text = text, _without_prompt_echo(text)
     given = account.as_written_in_drafts(question, text)
     checked = verify_answer(question, body(text), passages, abstention, persona, given=given)
-    checked.generated = text
-    if echoes(text, question):  # the customer's own message is no reply, nor is its frame
-        return repaired(question, text, passages, checked.unsupported, abstention)
-    if checked.status == "repaired" and not checked.unsupported and tells(body(text), question):
-        checked = Verification(status="verified", message=body(text), generated=text)
+    checked.generated = generated
+    # The customer's own message is no reply, nor is its frame.
+    echo = echoes(text, question)
+    told = account.told(question, customer_message(question))
+    # Nothing said to the customer: no words ("Kevin:" repeated until the token limit), or
+    # only the request restated about them, when the request gives no account to tell.
+    said = _addressed(body(text)) if not told else body(text)
+    if echo or len(set(re.findall(r"[^\W\d_]{2,}", said))) < 2:
+        checked = repaired(question, text, passages, checked.unsupported, abstention)
+        checked.generated = generated
+    elif checked.status == "repaired" and not checked.unsupported and tells(body(text), question):
+        checked = Verification(status="verified", message=body(text), generated=generated)
     elif checked.status == "repaired" and checked.unsupported:
         checked = _without_unsupported(question, text, passages, checked)
     checked = _with_account(question, checked)
-    checked.message = keep_frame(text, checked.message)
+    # A "not in the documents" reply is for the person drafting: no letter's frame.
+    if not (echo or checked.status == "not_found"):
+        checked.message = keep_frame(text, checked.message)
     return checked
 
 
@@ -230,7 +240,8 @@ def verify_reply(
 # line of a letter to the customer. The request's own account (`rag.account`) tells the
 # facts to them.
 _ABOUT_THE_CUSTOMER = re.compile(
-    r"^\W*(?:the\s+(?:customer|client|caller|user|member|patient|account\s+holder)s?|he|she)\b"
+    r"^\W*(?:the\s+(?:customer|client|caller|user|member|patient|account\s+holder)s?"
+    r"(?!\s+(?:care|service|support|team|cent(?:er|re)|desk|portal)\b)|he|she)\b"
     r"|^\W*(?:该?客户|顾客|[他她](?!们))",
     re.IGNORECASE,
 )
@@ -245,6 +256,35 @@ def _addressed(text: str) -> str:
         return text
     chinese = re.search(r"[\u4e00-\u9fff]", text)
     return ("" if chinese else " ").join(kept)
+
+
+# The prompt copied back: its passage lines ("[1] (docs/rates.md#Fees) - ...") and, from its
+# "Question: ..." line on, the request.
+_PASSAGE_LINE = re.compile(r"^[ \t]*\[\d+\][ \t]*\([^)\n]*\)(.*)\n?", re.MULTILINE)
+# A passage line's text that is a sentence of its own ("A returned check fee of $35 applies
+# to any check returned unpaid."), not a list item's fragment ("**Phone:** line at ...").
+_WHOLE_SENTENCE = re.compile(r"^[A-Z][^:\n]{25,}[.!?]$|^[\u4e00-\u9fff][^：:\n]{8,}[。！？]$")
+_QUESTION_ECHO = re.compile(r"^[ \t]*Question:.*", re.MULTILINE | re.DOTALL)
+# A sentence the token limit cut off: the last paragraph, long, ends in a word.
+_CUT_OFF = re.compile(r"(?<=[.!?。！？])[^.!?。！？\n]*\w$")
+
+
+def _without_prompt_echo(draft: str) -> str:
+    """`draft` without the prompt it copied (`_PASSAGE_LINE`: a copied passage's sentence
+    stays, `_QUESTION_ECHO`) and without a last sentence the token limit cut off ("I hope
+    that you will take a")."""
+    draft = _QUESTION_ECHO.sub("", _PASSAGE_LINE.sub(_copied_sentence, draft)).rstrip()
+    last = re.split(r"\n\s*\n", draft)[-1]
+    if len(last.split()) > _MAX_FRAME_WORDS:
+        draft = _CUT_OFF.sub("", draft)
+    return draft
+
+
+def _copied_sentence(line: re.Match[str]) -> str:
+    """A copied passage line's text when it is a whole sentence (a fact the reply may
+    state, verified like the rest), else nothing."""
+    text = re.sub(r"^[\s*+-]+|\*\*", "", line.group(1)).strip()
+    return text + "\n" if _WHOLE_SENTENCE.match(text) else ""
 
 
 def _with_account(request: str, checked: Verification) -> Verification:
