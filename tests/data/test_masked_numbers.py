@@ -48,3 +48,14 @@ def test_a_chinese_account_number_is_masked_in_chinese_text():
     request = "客户王女士（账号：6222 0212 3456 7788）来信说扣款两次。"
     assert request_numbers(request, form) == ["6222 0212 3456 7788"]
     assert masked("您的账号6222021234567788已退款。", request, form) == "您尾号7788的账户已退款。"
+
+
+def test_a_form_shown_in_markdown_code_quotes_is_read():
+    form = read_mask(
+        ["In any reply, show only the last four digits: `your Heron Card ending in 4821`."]
+    )
+    assert (form.example, form.label) == ("your Heron Card ending in 4821", "card")
+    request = "Mr. Ode's Heron Card 6012 3456 7890 1234 was charged twice. Reply to him."
+    assert masked("Card 6012345678901234 is refunded.", request, form) == (
+        "Your Heron Card ending in 1234 is refunded."
+    )

@@ -727,3 +727,11 @@ def test_the_guides_closing_inside_a_sentence_does_not_cut_the_draft():
     fixed = repair(draft, rules, "Ann Lee")
     assert "I would like to thank you for your patience while we worked." in fixed
     assert fixed.endswith("Thank you,") and fixed.count("Thank you") == 1
+
+
+def test_forms_in_markdown_code_quotes_are_read_like_quoted_ones():
+    rules = extract_rules(
+        "# Writing to riders\n\n## Greeting\n\nOpen every email with `Hello [First name],`.\n\n"
+        "## Closing\n\nClose every email with `With thanks,`.\n"
+    )
+    assert (rules.greeting, rules.sign_off) == ("Hello [First name],", "With thanks,")

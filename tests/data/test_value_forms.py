@@ -126,3 +126,13 @@ def test_a_guide_writing_every_date_with_its_day_names_every_one():
     assert apply_forms("on 4 March 2025", forms) == "on Tuesday, 4 March 2025"
     # A weekday with no rule asking for it is no form.
     assert read_forms(["We are closed on Friday, March 14, 2025."]) == []
+
+
+def test_a_day_the_customer_must_act_on_is_a_deadline():
+    forms = read_forms(
+        ["Add the weekday when the rider must do something on that day: `Friday, March 14, 2025`."]
+    )
+    assert forms[0].weekday == "deadlines"
+    assert apply_forms("Renew it by 03/14/2025; we met on 03/10/2025.", forms) == (
+        "Renew it by Friday, March 14, 2025; we met on March 10, 2025."
+    )

@@ -26,7 +26,7 @@ _LAST_DIGITS = re.compile(
     r"|尾号|后\s*[一二三四五六1-6]\s*位",
     re.IGNORECASE,
 )
-_QUOTED = re.compile(r'"([^"\n]{4,80})"|“([^”\n]{4,80})”|「([^」\n]{4,80})」')
+_QUOTED = re.compile(r'"([^"\n]{4,80})"|“([^”\n]{4,80})”|「([^」\n]{4,80})」|`([^`\n]{4,80})`')
 # The kept digits in the guide's example: "ending in 1307", "尾号1307".
 _KEPT = re.compile(r"(?<![\d-])\d{2,6}(?![\d-])")
 # Which number the example names: the word before "ending" ("your account ending in 1307").

@@ -45,10 +45,19 @@ _SENTENCE = re.compile(
     r"(?<=[.!?])\s+(?![a-z])|(?<=[.!?][\"”’'」』])\s+(?![a-z])|(?<=[。！？])(?![”」』\"])"
     r"|(?<=[。！？][”」』])|\n+"
 )
-# Double and CJK quotes anywhere; single quotes only off word edges, so "that's" stays whole.
+# Double and CJK quotes anywhere; single quotes only off word edges, so "that's" stays whole;
+# Markdown's code quotes (`Hello Marcus,`), which some guides show their forms in.
 _QUOTE = re.compile(
     r"[\"“「『]([^\"“”「」『』\n]{1,240})[\"”」』]|(?<!\w)['‘]([^'‘’\n]{1,80}?)['’](?!\w)"
+    r"|`([^`\n]{1,240})`"
 )
+
+
+def _quote_text(match: re.Match[str]) -> str:
+    """What a `_QUOTE` match quotes."""
+    return next((g for g in match.groups() if g), "")
+
+
 # A list item's bold label ("- **Greeting.** Always ..."): the topic of the sentences after it.
 _LABEL = re.compile(r"^\s*(?:[-*+]|\d+[.)])?\s*\*\*([^*\n]{1,80}?)[.:：。]?\*\*[.:：]?\s*")
 # A label that tells a situation ("**A bill is disputed.**", "**The patient is upset about
@@ -186,7 +195,7 @@ def is_style_guide(title: str, text: str) -> tuple[bool, str]:
 
 
 def _quoted(sentence: str) -> list[str]:
-    found = [a or b for a, b in _QUOTE.findall(sentence)]
+    found = [_quote_text(m) for m in _QUOTE.finditer(sentence)]
     return [q.strip() for q in found if q.strip(" ,，")]
 
 
@@ -305,7 +314,7 @@ def _table_instead(text: str) -> dict[str, str]:
             column = None  # text between tables
         elif column is not None and column < len(row) and not set(row[0]) <= set("-: "):
             said = _QUOTE.match(row[column])
-            quoted = (said.group(1) or said.group(2) or "") if said else ""
+            quoted = _quote_text(said) if said else ""
             words = quoted.strip(" .。")
             if words and len(words.split()) <= 6 and not re.search(r"…|\.\.\.", quoted):
                 found.update(dict.fromkeys(_cell_phrases(row[0]), words))
@@ -334,17 +343,17 @@ def _cell_phrases(cell: str) -> list[str]:
 def _forms(sentence: str) -> list[str]:
     """The quoted forms of `sentence` a rule lists together: "Warm regards," and then "The
     Team" are two lines of one sign-off; "Best regards" or "Kind regards" is a choice (the first)."""
-    spans = [m for m in _QUOTE.finditer(sentence) if (m.group(1) or m.group(2) or "").strip(" ,，")]
+    spans = [m for m in _QUOTE.finditer(sentence) if _quote_text(m).strip(" ,，")]
     if not spans:
         return []
-    forms = [(spans[0].group(1) or spans[0].group(2)).strip()]
+    forms = [_quote_text(spans[0]).strip()]
     for before, after in zip(spans, spans[1:], strict=False):
         between = sentence[before.end() : after.start()]
         if _ALTERNATIVE.search(between) or EXAMPLE.search(between):
             break
         if _SIGNER_WORDS.search(between):  # '"Kind regards," then your name, then "The Team"'
             forms.append(SIGNER)
-        forms.append((after.group(1) or after.group(2)).strip())
+        forms.append(_quote_text(after).strip())
     return forms
 
 

@@ -56,10 +56,14 @@ _AMOUNT = re.compile(r"([$£€¥])\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:\
 _WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 # A date the guide shows with its day of the week: "by Friday, March 14, 2025".
 _WEEKDAY_DATE = re.compile(rf"\b(?:{'|'.join(_WEEKDAYS)}),?\s+{_WORD_DATE.pattern}")
-# A sentence asking for the day of the week ("For deadlines, include the day of the week").
+# A sentence asking for the day of the week ("For deadlines, include the day of the week";
+# "Add the weekday when the rider must do something on that day": a deadline too).
 _WEEKDAY_RULE = re.compile(r"\bday of the week\b|\bweekdays?\b|\bday names?\b", re.I)
 # What a deadline's date follows ("pay by", "no later than", "due on").
-_DEADLINE = re.compile(rf"\bdeadlines?\b|\bdue\b|\bby\s+\W?(?:{'|'.join(_WEEKDAYS)})\b", re.I)
+_DEADLINE = re.compile(
+    rf"\bdeadlines?\b|\bdue\b|\bmust\b|\b(?:has|have|needs?) to\b|\bby\s+\W?(?:{'|'.join(_WEEKDAYS)})\b",
+    re.I,
+)
 _BEFORE_DEADLINE = re.compile(
     r"\b(?:by|before|until|till|no later than|due(?:\s+(?:on|by))?)\s+$", re.I
 )
