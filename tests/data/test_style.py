@@ -735,3 +735,43 @@ def test_forms_in_markdown_code_quotes_are_read_like_quoted_ones():
         "## Closing\n\nClose every email with `With thanks,`.\n"
     )
     assert (rules.greeting, rules.sign_off) == ("Hello [First name],", "With thanks,")
+
+
+GUIDE_CHANNEL_TABLES = """# Writing to riders
+
+## Openings
+
+| Situation | Email | Printed letter |
+|---|---|---|
+| Rider gave a first and last name | `Hello Marcus,` (first name) | `Dear Marcus Hale,` |
+| Rider signed with a first name only | `Hello Dana,` | `Dear Dana,` |
+| No name, or only a username | `Dear Rider,` | `Dear Rider,` |
+
+## Closings
+
+| Channel | Closing line | Then |
+|---|---|---|
+| Email | `With thanks,` | Full signature block |
+| Printed letter | `Sincerely,` | Full signature block |
+"""
+
+
+def test_greetings_and_closings_are_read_from_tables_per_channel():
+    rules = extract_rules(GUIDE_CHANNEL_TABLES)
+    assert (rules.greeting, rules.first_name_greeting, rules.greeting_fallback) == (
+        "Hello [First name],",
+        "Hello [First name],",
+        "Dear Rider,",
+    )
+    assert rules.channel_greetings == {"email": "Hello [First name],", "letter": "Dear [Name],"}
+    assert (rules.sign_off, rules.channel_closings) == (
+        "With thanks,",
+        {"email": "With thanks,", "letter": "Sincerely,"},
+    )
+    # The first channel is the default; a printed letter gets its own greeting and closing.
+    assert greeting_for(rules, "Marcus Hale") == "Hello Marcus,"
+    letter = for_channel(rules, "Printed letter to Marcus Hale about his refund.")
+    assert (greeting_for(letter, "Marcus Hale"), letter.sign_off) == (
+        "Dear Marcus Hale,",
+        "Sincerely,",
+    )

@@ -99,6 +99,12 @@ class StyleRules(BaseModel, extra="forbid"):
         "guide gives one besides its usual greeting ('Hello [First name],')",
     )
     sign_off: str = Field("", description="the line (or lines) a draft ends with")
+    channel_greetings: dict[str, str] = Field(
+        default_factory=dict,
+        description="channel -> its greeting, when the guide's table gives one per channel "
+        "(Email: 'Hello [First name],', Printed letter: 'Dear [Name],'); `greeting` is the "
+        "first channel's",
+    )
     channel_closings: dict[str, str] = Field(
         default_factory=dict,
         description="channel ('email', 'letter', 'text', 'chat') -> its closing line, when "
@@ -521,7 +527,9 @@ def extract_rules(text: str) -> StyleRules:
 
 
 def _read_section(rules: StyleRules, topic: str | None, text: str) -> None:
-    """Add to `rules` what the sentences of one section of the guide say."""
+    """Add to `rules` what the sentences of one section of the guide say, and its tables of
+    greetings or closings per channel (`_read_channel_tables`)."""
+    _read_channel_tables(rules, topic, text)
     for s in rule_sentences(text):
         # Quotes after "never/avoid/禁止" are forbidden; quotes before it are the form to use.
         neg = _prohibition(s)
@@ -576,6 +584,82 @@ def _read_section(rules: StyleRules, topic: str | None, text: str) -> None:
         if limit and rules.max_words is None and not _SENTENCE_WORD.search(s):
             rules.max_words = int(limit.group(1) or limit.group(3))
             rules.sources["max_words"] = s
+
+
+def _tables(text: str) -> list[list[list[str]]]:
+    """Each Markdown table of `text` as its rows of cells, header first, separator left out."""
+    tables: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.strip().startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def _cell_channel(cell: str) -> str:
+    return _channel(_LABELLED_CHANNEL.match(cell.replace("*", "").replace("`", "") + " "))
+
+
+# A table row for a customer who signs with a first name only ("Rider signed with a first
+# name only").
+_FIRST_NAME_ONLY = re.compile(
+    r"\bfirst\s+name\s+(?:only|alone)\b|\bonly\s+(?:a|their)\s+first\s+name", re.I
+)
+
+
+def _read_channel_tables(rules: StyleRules, topic: str | None, text: str) -> None:
+    """Greetings and closings a table gives per channel. A greeting table has a column per
+    channel and a row per case ("| Rider gave a first and last name | `Hello Marcus,` |
+    `Dear Marcus Hale,` |", a first name only, no name); a closing table a row per channel
+    ("| Email | `With thanks,` | Full signature block |"). The first channel is the default."""
+    for header, *rows in _tables(text):
+        channels = [_cell_channel(cell) for cell in header]
+        if topic == "greeting" and any(channels):
+            for row in rows:
+                _read_greeting_row(rules, channels, row, " | ".join(header))
+        elif topic == "sign_off":
+            for row in rows:
+                channel = _cell_channel(row[0])
+                closing = next((q for c in row[1:] for q in _quoted(c) if _is_closing(q)), "")
+                if channel and closing:
+                    rules.channel_closings.setdefault(channel, closing)
+                    if not rules.sign_off:
+                        rules.sign_off, rules.sources["sign_off"] = closing, " | ".join(row)
+
+
+def _read_greeting_row(rules: StyleRules, channels: list[str], row: list[str], source: str) -> None:
+    """One case of a greeting table: each channel's form, its example name made a slot."""
+    for column, channel in enumerate(channels):
+        forms = _quoted(row[column]) if channel and column < len(row) else []
+        if not forms:
+            continue
+        first = not any(channels[:column])  # the default channel's column
+        if _UNKNOWN.search(row[0]):
+            if first and not rules.greeting_fallback:
+                rules.greeting_fallback, rules.sources["greeting_fallback"] = forms[0], source
+        elif _FIRST_NAME_ONLY.search(row[0]):
+            if first and not rules.first_name_greeting:
+                rules.first_name_greeting = _slotted(forms[0])
+                rules.sources["first_name_greeting"] = source
+        else:
+            rules.channel_greetings.setdefault(channel, _slotted(forms[0]))
+            if first and not rules.greeting:
+                rules.greeting, rules.sources["greeting"] = _slotted(forms[0]), source
+
+
+def _slotted(form: str) -> str:
+    """A greeting shown with an example name, the name made a slot: "Hello Marcus," ->
+    "Hello [First name],"; "Dear Marcus Hale," -> "Dear [Name],"."""
+    shown = re.match(r"^(\W*\w+\s+)((?:[A-Z][a-z'’-]+\s*){1,3}?)([,:，：!]?)$", form.strip())
+    if not shown:
+        return form
+    slot = "[First name]" if len(shown.group(2).split()) == 1 else "[Name]"
+    return f"{shown.group(1)}{slot}{shown.group(3)}"
 
 
 def _unnamed_greeting(greeting: str, sentence: str) -> str:
@@ -894,10 +978,13 @@ def request_channel(request: str) -> str:
 
 
 def for_channel(rules: StyleRules, request: str) -> StyleRules:
-    """`rules` with the closing of the channel the request names ("emailed us": "Thank you,"
-    where letters close with "Sincerely,"); unchanged when it names none the guide has, or
-    when it names two (a printed letter about an e-mail)."""
-    closing = rules.channel_closings.get(request_channel(request))
+    """`rules` with the greeting and closing of the channel the request names ("emailed
+    us": "Thank you," where letters close with "Sincerely,"); unchanged when it names none
+    the guide has, or when it names two (a printed letter about an e-mail)."""
+    channel = request_channel(request)
+    greeting = rules.channel_greetings.get(channel)
+    rules = rules.model_copy(update={"greeting": greeting}) if greeting else rules
+    closing = rules.channel_closings.get(channel)
     if not closing or not rules.sign_off:
         return rules
     _, *signature = rules.sign_off.split("\n", 1)  # the closing line gives way, not the rest
@@ -1242,6 +1329,7 @@ def merge(first: StyleRules, second: StyleRules) -> StyleRules:
     out.masked = out.masked or second.masked
     out.instead = {**second.instead, **out.instead}
     out.channel_closings = {**second.channel_closings, **out.channel_closings}
+    out.channel_greetings = {**second.channel_greetings, **out.channel_greetings}
     for name in set(second.sources) - set(out.sources):
         if name in out.required:
             out.sources[name] = second.sources[name]
