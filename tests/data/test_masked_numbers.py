@@ -56,6 +56,10 @@ def test_a_form_shown_in_markdown_code_quotes_is_read():
     )
     assert (form.example, form.label) == ("your Heron Card ending in 4821", "card")
     request = "Mr. Ode's Heron Card 6012 3456 7890 1234 was charged twice. Reply to him."
-    assert masked("Card 6012345678901234 is refunded.", request, form) == (
+    # Named, the words before the label stay as written; bare, the whole form.
+    assert masked("The Heron Card 6012 3456 7890 1234 is refunded.", request, form) == (
+        "The Heron Card ending in 1234 is refunded."
+    )
+    assert masked("6012345678901234 is refunded.", request, form) == (
         "Your Heron Card ending in 1234 is refunded."
     )

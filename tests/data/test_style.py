@@ -10,6 +10,7 @@ from shoptalk.data.style import (
     is_style_guide,
     merge,
     problems,
+    recipient,
     reference_in,
     reference_line,
     repair,
@@ -775,3 +776,16 @@ def test_greetings_and_closings_are_read_from_tables_per_channel():
         "Dear Marcus Hale,",
         "Sincerely,",
     )
+
+
+def test_the_recipient_an_instruction_names_without_a_title():
+    assert recipient("Reply to an email from Marcus Hale. He asks about passes.") == "Marcus Hale"
+    assert recipient("Reply to Harold Jensen's email.") == "Harold Jensen"
+    assert recipient("Email Olivia Brandt back: her wallet turned up.") == "Olivia Brandt"
+    assert recipient("Draft a letter to be mailed to Robert Castellano, 18 Birch Lane.") == (
+        "Robert Castellano"
+    )
+    # A company, the adviser's own name, a place: no recipient.
+    assert recipient("Kevin from Bayline Plumbing emailed. Answer him.") == ""
+    assert recipient("Sign it from me: Priya Nandakumar, ext. 4417.") == ""
+    assert recipient("Write him about the move to Port Alder Central Station.") == ""

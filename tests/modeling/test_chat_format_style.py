@@ -90,3 +90,12 @@ def test_drafting_requests_are_told_apart_from_questions():
     assert drafting("Web contact form, no name, reply goes out by email: 'How much is it?'")
     assert not drafting("Do I need a letter from my employer for the deposit?")
     assert not drafting("How do I send an email to the billing office?")
+    # To a person named without a title, a rider, a message; "Can you write ...".
+    assert drafting("Reply to an email from Marcus Hale. He asks about the monthly pass.")
+    assert drafting("Reply to Harold Jensen's email. He needs to cancel a trip.")
+    assert drafting("Write back to Kenji Watanabe. His card was stolen.")
+    assert drafting("Email Olivia Brandt back: her wallet turned up.")
+    assert drafting('Need an email to a rider who signed her message just "Dana".')
+    assert drafting("Can you write a short reply to this comment on our page: 'how long?'")
+    assert not drafting("Can I reply to an email from the billing team after hours?")
+    assert not drafting("Where do I email the lost and found office?")

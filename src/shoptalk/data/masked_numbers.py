@@ -91,19 +91,32 @@ def last_digits(number: str, form: MaskForm) -> str:
 
 def masked(text: str, request: str, form: MaskForm) -> str:
     """`text` with every number of `request` that the form masks written as the form
-    writes it, in any grouping ("210-55817-03", "2105581703"); the words naming it before
-    it ("your account", "acct #") become the form's own."""
+    writes it, in any grouping ("210-55817-03", "2105581703"). Named, the number gives way
+    to the form's words from its label on ("acct 210-55817-03" -> "account ending in 1703";
+    "the Heron Card 6012 ..." -> "the Heron Card ending in 2290"); bare, to the whole form."""
     for number in request_numbers(request, form):
         spaced = r"[\s-]?".join(_digits(number))
-        named = rf"(?:(?:your|the)\s+|您的)?(?:(?:{_labels(form.label)})\.?\s*(?:no\.?|number|#|:|：)?\s*)?"
-        pattern = re.compile(rf"(?<![A-Za-z0-9_-]){named}{spaced}(?![A-Za-z0-9_-])", re.IGNORECASE)
-        text = pattern.sub(lambda m, n=number: _in_place(m, phrase(n, form)), text)
+        named = rf"(?P<label>(?:{_labels(form.label)})\.?\s*(?:no\.?|number|#|:|：)?\s*)?"
+        pattern = re.compile(
+            rf"(?<![A-Za-z0-9_-])(?P<lead>(?:your|the)\s+|您的)?{named}{spaced}(?![A-Za-z0-9_-])",
+            re.IGNORECASE,
+        )
+        text = pattern.sub(lambda m, n=number: _in_place(m, n, form), text)
     return text
 
 
-def _in_place(match: re.Match[str], written: str) -> str:
-    # Capitalized where the match opened a sentence ("Your account ending in 1703 ...").
-    return written[:1].upper() + written[1:] if match.group()[:1].isupper() else written
+def _in_place(match: re.Match[str], number: str, form: MaskForm) -> str:
+    """What replaces one written number (`masked`)."""
+    written = phrase(number, form)
+    at = re.search(rf"\b{re.escape(form.label)}", written, re.IGNORECASE)
+    if match.group("label") and at and at.start() < written.find(last_digits(number, form)):
+        label = written[at.start() : at.end()]
+        label = label[:1].upper() + label[1:] if match.group("label")[:1].isupper() else label
+        return (match.group("lead") or "") + label + written[at.end() :]
+    # Capitalized where it opens a sentence ("Your account ending in 1703 ...").
+    before = match.string[: match.start()].rstrip()
+    opens = match.group()[:1].isupper() or not before or before[-1] in ".!?\n"
+    return written[:1].upper() + written[1:] if opens else written
 
 
 def _labels(label: str) -> str:

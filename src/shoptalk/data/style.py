@@ -1264,6 +1264,22 @@ def addressee(message: str, titled_first: bool = False) -> str:
     return chinese.group(1) if chinese else ""
 
 
+# Whom an instruction writes to, by full name without a title: "Reply to an email from Marcus
+# Hale", "Write back to Kenji Watanabe", "Reply to Harold Jensen's email", "Email Olivia
+# Brandt back", "mailed to Robert Castellano".
+_RECIPIENT = re.compile(
+    r"(?:\b(?i:to)\s+|\b(?i:e-?mail|message|note|letter|comment|text|voicemail)s?\s+(?i:from)\s+"
+    r"|\b(?i:e-?mail)\s+(?=\S+\s+\S+\s+(?i:back)\b))"
+    r"([A-Z][a-z-]+\s+[A-Z][a-z-]+)(?![\w-]|\s+[A-Z])"
+)
+
+
+def recipient(instruction: str) -> str:
+    """The full name an adviser's instruction writes to, when it gives one without a title."""
+    found = _RECIPIENT.search(instruction)
+    return found.group(1) if found else ""
+
+
 # The customer signing with one name: a message ending "Thanks, Dana" or "- Kevin", or the
 # adviser saying so ("just signed 'Kevin'"; not "signed 'Harriet Boateng'").
 _FIRST_NAME_SIGNATURE = re.compile(

@@ -104,16 +104,26 @@ STYLE_HEADER = ("When you draft a reply to a customer:", "起草给客户的回�
 # arrived damaged. Reply to her with next steps."): any sentence may give it.
 _LETTER = r"(?:reply|response|answer|email|e-mail|message|letter|update|confirmation|note|apology|acknowledge?ment)"
 _ADDRESSEE = r"(?:him|her|them|mr|ms|mrs|miss|mx|dr|prof)\b"
+# Whom a reply goes to, named or not: "Marcus Hale", "Harold Jensen's email", "a rider",
+# "this comment", "an email from ...". A name is capitalized whatever the request's case.
+_PERSON = r"(?-i:[A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+)+)"
+_RECIPIENT = (
+    rf"(?:{_ADDRESSEE}|{_PERSON}|(?:a|an|the|this|that|our)\s+(?:\w+\s+){{0,2}}?"
+    rf"(?:{_LETTER}|comment|post|review|rider|customer|client|member|patient|caller|guest"
+    r"|tenant|passenger|resident|applicant|policyholder)s?\b)"
+)
 _DRAFT = re.compile(
-    r"(?:^|[.!?:]\s+|\n)\W*(?:please\s+)?(?:"
+    r"(?:^|[.!?:]\s+|\n)\W*(?:please\s+|(?:can|could|would|will)\s+you\s+(?:please\s+)?)?(?:"
     rf"(?:draft|write|compose|prepare)\b.{{0,40}}\b{_LETTER}\b"
     r"|draft\s+(?:a|an|the|my|our|this|that|me|him|her|them|quick|short|brief|polite)\b"
     rf"|write\s+(?:back\s+)?(?:to\s+)?{_ADDRESSEE}"
-    rf"|(?:reply|respond)\s+(?:to\s+{_ADDRESSEE}|confirming\b|with\b)"
+    rf"|(?:reply|respond|write\s+back)\s+(?:to\s+{_RECIPIENT}|confirming\b|with\b)"
+    # "Email Olivia Brandt back: ...", "Email her back."
+    rf"|e-?mail\s+(?:{_ADDRESSEE}|{_PERSON})\s+back\b"
     # "Send her a reply.", "Answer him.", "Need a quick confirmation for Mr. Vo."
     rf"|send\s+(?:{_ADDRESSEE}\s+)?(?:(?:a|an|the|our)\s+)?(?:\w+\s+)?{_LETTER}\b"
     rf"|answer\s+{_ADDRESSEE}"
-    rf"|need\s+(?:a|an)\s+(?:\w+\s+){{0,2}}{_LETTER}(?:\s+\w+)?\s+(?:to|for)\s+{_ADDRESSEE}"
+    rf"|need\s+(?:a|an)\s+(?:\w+\s+){{0,2}}{_LETTER}(?:\s+\w+)?\s+(?:to|for)\s+{_RECIPIENT}"
     # "Printed letter going to the service address for Mr. Okonkwo."
     rf"|(?:\w+\s+)?(?:letter|email|e-mail)\s+(?:going\s+)?(?:out\s+)?to\b[^.?!]{{0,40}}\b(?:for|to)\s+{_ADDRESSEE})"
     r"|\b(reply|respond)\s+to\s+(this|the|a|our)\s+(customer|client|message|email|e-mail|complaint)"

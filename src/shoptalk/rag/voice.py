@@ -32,6 +32,7 @@ from shoptalk.data.style import (
     first_name_only,
     for_channel,
     problems,
+    recipient,
     reference_in,
     repair,
     request_channel,
@@ -228,7 +229,7 @@ def verify_reply(
         checked = Verification(status="verified", message=body(text), generated=generated)
     elif checked.status == "repaired" and checked.unsupported:
         checked = _without_unsupported(question, text, passages, checked)
-    checked = _with_account(question, checked)
+    checked = _with_account(told, checked)
     # A "not in the documents" reply is for the person drafting: no letter's frame.
     if not (echo or checked.status == "not_found"):
         checked.message = keep_frame(text, checked.message)
@@ -287,16 +288,15 @@ def _copied_sentence(line: re.Match[str]) -> str:
     return text + "\n" if _WHOLE_SENTENCE.match(text) else ""
 
 
-def _with_account(request: str, checked: Verification) -> Verification:
+def _with_account(told: list[str], checked: Verification) -> Verification:
     """The checked body addressed to the customer, with the request's account of the case
-    (`rag.account`) where it lost it: a passage quoted in place of the body gives way to the
+    (`told`, `rag.account`) where it lost it: a passage quoted in place of the body gives way to the
     account ("the new ship date is 07/22/2024" is the letter's news, a lead-time table is
     not), sentences about the customer in the third person are dropped (`_addressed`), and
     when a told sentence's numbers are not in what is left, the account opens it. A "not
     in the documents" reply stays as it is: it tells the person drafting what is missing."""
     if checked.status == "not_found":
         return checked
-    told = account.told(request, customer_message(request))
     if checked.status == "repaired" and checked.quote:  # the best passage, quoted
         if not told:
             return checked  # a quote is the passage's words, as they are
@@ -363,22 +363,28 @@ def follow_style(
     rules = for_channel(rules, question)  # "emailed us": the guide's closing for e-mails
     message = customer_message(question)
     instruction = question.replace(message, " ") if message else question
-    # The adviser's "Reply to Mr. Haddad" names them as the greeting does; else the name the
-    # customer signs with ("Gregory Haddad"); never the adviser's own ("I'm Tasha Greene").
+    # The adviser's "Reply to Mr. Haddad" or "Write back to Kenji Watanabe" names them as the
+    # greeting does; else the name the customer signs with ("Gregory Haddad"), else the one
+    # name they sign with ("Rosa"); never the adviser's own ("I'm Tasha Greene").
     named = addressee(instruction, titled_first=True)
     titled = re.match(r"(?:Mr|Ms|Mrs|Miss|Mx|Dr|Prof)\b", named)
-    name = named if titled else (addressee(message) if message else "") or named
+    first = first_name_only(question, message)
+    channel = request_channel(question)
+    name = (
+        (named if titled else recipient(instruction))
+        or (addressee(message) if message else "")
+        or first
+        or named
+    )
     # "If the customer signs with a first name only, write "Hello [First name],"" (not in a
     # printed letter): "Thanks, Dana" is greeted "Hello Dana,".
-    first = first_name_only(question, message)
-    if rules.first_name_greeting and first and request_channel(question) != "letter":
+    if rules.first_name_greeting and first and channel != "letter":
         rules = rules.model_copy(update={"greeting": rules.first_name_greeting})
         name = first
     reference = reference_in(question, rules.formats)
     situation = situation_for(question, rules, embedder)
     if problems(text, rules, "", name, reference, situation):
         text = repair(text, rules, name, reference, situation)
-    channel = request_channel(question)
     # Masked unless the request names a channel the rule is not for (a printed letter):
     # a draft whose channel is not known may go out by e-mail.
     if rules.masked and (
