@@ -789,3 +789,15 @@ def test_the_recipient_an_instruction_names_without_a_title():
     assert recipient("Kevin from Bayline Plumbing emailed. Answer him.") == ""
     assert recipient("Sign it from me: Priya Nandakumar, ext. 4417.") == ""
     assert recipient("Write him about the move to Port Alder Central Station.") == ""
+
+
+def test_a_numbered_list_of_what_a_signature_holds_gives_its_lines():
+    guide = (
+        "# Writing to riders\n\n## Closings\n\nClose every email with `With thanks,`.\n\n"
+        "**Every email signature must contain, in this order:**\n\n1. Your full name\n"
+        "2. Your job title (for example, Customer Care Specialist)\n"
+        '3. `Sable River Transit` — written out in full; "SRT" alone is not enough\n'
+        "4. The care number with your extension, written `(555) 318-2200, ext. 4417`\n"
+    )
+    # The signer's own lines come from whoever signs; an extension shown is an example.
+    assert extract_rules(guide).sign_off == "With thanks,\n{your name}\nSable River Transit"

@@ -100,3 +100,8 @@ def test_what_an_instruction_asks_to_say_is_told_a_topic_is_not():
     # What to write about, not what to say: a question word, or no clause.
     assert told("Reply to Mr. Vo and tell him how he can pay from now on.") == []
     assert told("Write to Ms. Fox, confirming the fee and asking her to approve it.") == []
+
+
+def test_sign_it_from_me_names_the_signer():
+    request = "Write back to Kenji. Sign it from me: Priya Nandakumar, Care Specialist, ext. 4417."
+    assert signature(request) == ["Priya Nandakumar", "Care Specialist", "ext. 4417"]

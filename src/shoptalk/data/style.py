@@ -419,6 +419,36 @@ def inline_blocks(text: str) -> str:
     return "\n".join(out)
 
 
+# A line introducing what a signature holds: "**Every signature must contain, in this order:**".
+_SIGNATURE_INTRO = re.compile(r"\bsignature\b[^\n]*[:：]\W*$", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*)$")
+# A signature's personal line shown by example: an extension, a phone with one.
+_PERSONAL = re.compile(r"\bext\.?\s*\d|\bextension\b", re.IGNORECASE)
+
+
+def _signature_list(text: str) -> list[str]:
+    """The lines a guide's list of what every signature holds gives word for word: "3.
+    `Sable River Transit Authority` — written out in full" gives that line; "Your full name"
+    and "Your job title" are the signer's (their lines come from whoever signs), and a phone
+    with an extension is the signer's own, shown by example."""
+    lines = text.splitlines()
+    for at, line in enumerate(lines):
+        if not _SIGNATURE_INTRO.search(line.replace("*", "")):
+            continue
+        found: list[str] = []
+        for item in lines[at + 1 :]:
+            listed = _LIST_ITEM.match(item)
+            if not listed:
+                if item.strip():
+                    break
+                continue
+            quote = _QUOTE.match(listed.group(1).strip())  # the item opens with the form
+            if quote and not _PERSONAL.search(_quote_text(quote)):
+                found.append(_quote_text(quote).strip(" ,，"))
+        return found
+    return []
+
+
 def _introduced(lines: list[str], start: int) -> tuple[list[str], int]:
     """The quotes of the block quote or quoted-phrase list from `start` (blank lines before
     it skipped), and the index after it; ([], start) when none follows."""
@@ -516,6 +546,9 @@ def extract_rules(text: str) -> StyleRules:
         rules.sources["forbidden"] = table
     for heading, section in _sections(text):
         _read_section(rules, _topic(heading), section)
+    lines = _signature_list(text)
+    if lines and SIGNER not in rules.sign_off:
+        rules.sign_off = "\n".join([rules.sign_off, SIGNER, *lines]).strip()
     rules.formats = read_forms(rule_sentences(text))
     rules.masked = read_mask(rule_sentences(text))
     if rules.masked:  # "In emails and text messages, never write the full account number."

@@ -67,9 +67,10 @@ _INSTRUCTION = re.compile(
     re.IGNORECASE,
 )
 # Who signs the reply, as the adviser says it: "Sign it Jordan Pike, Billing Specialist, ext.
-# 3127", "From me, Kelly Nguyen, ...", "I'm Tasha Greene, Customer Service Rep, ext 3105".
+# 3127", "From me, Kelly Nguyen, ...", "Sign it from me: Priya Nandakumar, ...", "I'm Tasha
+# Greene, Customer Service Rep, ext 3105".
 _SIGNER = re.compile(
-    r"\W*(?:(?:please\s+)?sign(?:ed)?(?:\s+(?:it|off|as|with|this))*\s*[:,]?|from(?:\s+me)?\s*[:,]?"
+    r"\W*(?:(?:please\s+)?sign(?:ed)?(?:\s+(?:it|off|as|with|this|from|me))*\s*[:,]?|from(?:\s+me)?\s*[:,]?"
     r"|I(?:'m|’m|\s+am))\s+(?P<name>[A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+){1,2})"
     r"(?P<rest>(?:\s*,\s*(?:ext\.?\s*\d+|\(?\d[\d() .-]{6,}\d(?:,?\s*ext\.?\s*\d+)?|[^,.\n]+))*)",
     re.IGNORECASE,
