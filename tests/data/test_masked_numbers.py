@@ -63,3 +63,11 @@ def test_a_form_shown_in_markdown_code_quotes_is_read():
     assert masked("6012345678901234 is refunded.", request, form) == (
         "Your Heron Card ending in 1234 is refunded."
     )
+
+
+def test_a_bare_number_after_an_article_takes_no_second_one():
+    form = read_mask(['Show only the last four digits: "your Heron Card ending in 4821".'])
+    request = "His Heron Card 6012 3400 7781 0456 was stolen. Write back to Kenji Watanabe."
+    assert masked("It is a 6012340077810456 card.", request, form) == (
+        "It is a Heron Card ending in 0456 card."
+    )

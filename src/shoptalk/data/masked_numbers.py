@@ -113,8 +113,10 @@ def _in_place(match: re.Match[str], number: str, form: MaskForm) -> str:
         label = written[at.start() : at.end()]
         label = label[:1].upper() + label[1:] if match.group("label")[:1].isupper() else label
         return (match.group("lead") or "") + label + written[at.end() :]
-    # Capitalized where it opens a sentence ("Your account ending in 1703 ...").
     before = match.string[: match.start()].rstrip()
+    if re.search(r"\b(?:a|an|the|your|our)$", before, re.IGNORECASE):  # "a your Heron Card"
+        written = re.sub(r"^(?:your|the|our)\s+", "", written, flags=re.IGNORECASE)
+    # Capitalized where it opens a sentence ("Your account ending in 1703 ...").
     opens = match.group()[:1].isupper() or not before or before[-1] in ".!?\n"
     return written[:1].upper() + written[1:] if opens else written
 
