@@ -445,7 +445,8 @@ def _signature_list(text: str) -> list[str]:
             quote = _QUOTE.match(listed.group(1).strip())  # the item opens with the form
             if quote and not _PERSONAL.search(_quote_text(quote)):
                 found.append(_quote_text(quote).strip(" ,，"))
-        return found
+        if found:
+            return found
     return []
 
 

@@ -68,7 +68,7 @@ _BEFORE_DEADLINE = re.compile(
     r"\b(?:by|before|until|till|no later than|due(?:\s+(?:on|by))?)\s+$", re.I
 )
 # A word date in a text, its parts: month first ("March 14, 2025") or day first.
-_MONTH_FIRST = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}})(,?)\s+(\d{{4}})\b")
+_MONTH_FIRST = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}}),?\s+(\d{{4}})\b")
 _DAY_FIRST = re.compile(rf"\b(\d{{1,2}})\s+({_MONTH})\s+(\d{{4}})\b")
 
 
@@ -300,7 +300,7 @@ def _with_weekday(text: str, when: str) -> str:
             return match.group()
         return f"{weekday}, {match.group()}"
 
-    text = _MONTH_FIRST.sub(lambda m: named(m, m.group(1), m.group(2), m.group(4)), text)
+    text = _MONTH_FIRST.sub(lambda m: named(m, m.group(1), m.group(2), m.group(3)), text)
     return _DAY_FIRST.sub(lambda m: named(m, m.group(2), m.group(1), m.group(3)), text)
 
 
