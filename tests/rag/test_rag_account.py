@@ -105,3 +105,16 @@ def test_what_an_instruction_asks_to_say_is_told_a_topic_is_not():
 def test_sign_it_from_me_names_the_signer():
     request = "Write back to Kenji. Sign it from me: Priya Nandakumar, Care Specialist, ext. 4417."
     assert signature(request) == ["Priya Nandakumar", "Care Specialist", "ext. 4417"]
+
+
+def test_a_second_verb_and_a_has_contraction_are_told_to_the_customer_too():
+    request = (
+        "Mr. Hale rides Route 501 every weekday and wants to know the pass price, since he's "
+        "been paying $2.50 a ride. Ms. Ng ordered 40 bolts and nuts on 3/2/2025 and she's "
+        "happy. Reply to them."
+    )
+    assert told(request) == [
+        "You ride Route 501 every weekday and want to know the pass price, since you've been "
+        "paying $2.50 a ride.",
+        "You ordered 40 bolts and nuts on 3/2/2025 and you're happy.",
+    ]

@@ -82,8 +82,16 @@ _BARE_SIGNER = re.compile(
 )
 # Sixteen digits in fours, as people type a card number (Luhn-valid or not).
 _CARD_SHAPED = re.compile(r"(?<!\d)\d{4}([ -]?)\d{4}\1\d{4}\1\d{1,4}(?!\d)")
-# "he's" -> "you're"; "he'll", "he'd" keep their ending.
+# "he's" -> "you're", but "he's been" (has) -> "you've been"; "he'll", "he'd" keep their ending.
 _CONTRACTED = {"'s": "'re", "’s": "’re"}
+_HAS_CONTRACTED = {"'s": "'ve", "’s": "’ve"}
+_PARTICIPLE = re.compile(r"\s+(?:been|got|gotten|had|\w+ed)\b")
+# A second verb of the customer's, after "and": "you ride ... and wants to know" -> "want".
+# Only verbs that report or want (a noun after "and" keeps its -s: "bolts and nuts").
+_AND_VERB = re.compile(
+    r"(\byou\s[^.;:!?]*?\band\s+)(wants|asks|needs|says|hopes|expects|plans|wonders|wishes"
+    r"|prefers|requests|is|was|has|does)\b"
+)
 # Chinese: the third person (他, 她; not 其他, 他们); names are jieba's (`chinese_names`).
 _ZH_THIRD = re.compile(r"(?<!其)[他她](?!们)")
 _ZH_INSTRUCTION = re.compile(r"^\W*(?:请|帮我|麻烦|起草|撰写|拟写|写一|回复)")
@@ -239,17 +247,22 @@ def _to_customer(sentence: str) -> str:
     # How the adviser found them ("Ms. Boateng is furious: she says ..."): not told to them.
     sentence = re.sub(rf"^\W*{_PERSON}\s+(?:is|was|seems|sounds)\s+\w+\s*[:;]\s*", "", sentence)
     sentence = _REPORTS.sub("you told us", sentence)
-    sentence = re.sub(
-        r"\b(?:[Hh]e|[Ss]he)(['’](?:s|ll|d))\b",
-        lambda m: "you" + _CONTRACTED.get(m.group(1), m.group(1)),
-        sentence,
-    )
+    sentence = re.sub(r"\b(?:[Hh]e|[Ss]he)(['’](?:s|ll|d))\b", _contracted, sentence)
     sentence = _ASKED.sub("you asked", sentence)
     sentence = _POSSESSIVE.sub("your", sentence)
     sentence = _SUBJECT.sub(lambda m: f"you {_agree(m.group(1))}", sentence)
+    sentence = _AND_VERB.sub(lambda m: m.group(1) + _agree(m.group(2)), sentence)
     sentence = _OBJECT.sub("you", sentence)
     sentence = _HER.sub(_her, sentence)
     return sentence[:1].upper() + sentence[1:]
+
+
+def _contracted(match: re.Match[str]) -> str:
+    """ "he's" -> "you're"; "he's been" -> "you've been"; "he'll" -> "you'll"."""
+    ending = match.group(1)
+    after = match.string[match.end() :]
+    forms = _HAS_CONTRACTED if _PARTICIPLE.match(after) else _CONTRACTED
+    return "you" + forms.get(ending, ending)
 
 
 def _agree(verb: str) -> str:
