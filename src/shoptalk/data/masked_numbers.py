@@ -20,13 +20,14 @@ import re
 
 from pydantic import BaseModel, Field
 
+from shoptalk.data.value_forms import quoted
+
 # A sentence asking for the last digits only: "Show only the last four digits", "尾号".
 _LAST_DIGITS = re.compile(
     r"\blast\s+(?:one|two|three|four|five|six|\d)\s+(?:digits|numbers)\b"
     r"|尾号|后\s*[一二三四五六1-6]\s*位",
     re.IGNORECASE,
 )
-_QUOTED = re.compile(r'"([^"\n]{4,80})"|“([^”\n]{4,80})”|「([^」\n]{4,80})」|`([^`\n]{4,80})`')
 # The kept digits in the guide's example: "ending in 1307", "尾号1307".
 _KEPT = re.compile(r"(?<![\d-])\d{2,6}(?![\d-])")
 # Which number the example names: the word before "ending" ("your account ending in 1307").
@@ -57,7 +58,7 @@ def read_mask(sentences: list[str]) -> MaskForm | None:
     for at, sentence in enumerate(sentences):
         if not _LAST_DIGITS.search(sentence):
             continue
-        for quote in (next(g for g in m.groups() if g) for m in _QUOTED.finditer(sentence)):
+        for quote in quoted(sentence):
             kept = _KEPT.search(quote)
             named = _NAMED.search(quote) or _ZH_NAMED.search(quote)
             if kept and named:

@@ -17,10 +17,13 @@ from shoptalk.data.clean import source_file
 from shoptalk.data.masked_numbers import MaskForm, read_mask
 from shoptalk.data.value_forms import (
     EXAMPLE,
+    QUOTE,
     ValueForm,
     apply_forms,
     dated,
     form_code,
+    quote_text,
+    quoted,
     read_forms,
 )
 from shoptalk.records import Chunk, Conversation
@@ -45,19 +48,6 @@ _SENTENCE = re.compile(
     r"(?<=[.!?])\s+(?![a-z])|(?<=[.!?][\"”’'」』])\s+(?![a-z])|(?<=[。！？])(?![”」』\"])"
     r"|(?<=[。！？][”」』])|\n+"
 )
-# Double and CJK quotes anywhere; single quotes only off word edges, so "that's" stays whole;
-# Markdown's code quotes (`Hello Marcus,`), which some guides show their forms in.
-_QUOTE = re.compile(
-    r"[\"“「『]([^\"“”「」『』\n]{1,240})[\"”」』]|(?<!\w)['‘]([^'‘’\n]{1,80}?)['’](?!\w)"
-    r"|`([^`\n]{1,240})`"
-)
-
-
-def _quote_text(match: re.Match[str]) -> str:
-    """What a `_QUOTE` match quotes."""
-    return next((g for g in match.groups() if g), "")
-
-
 # A list item's bold label ("- **Greeting.** Always ..."): the topic of the sentences after it.
 _LABEL = re.compile(r"^\s*(?:[-*+]|\d+[.)])?\s*\*\*([^*\n]{1,80}?)[.:：。]?\*\*[.:：]?\s*")
 # A label that tells a situation ("**A bill is disputed.**", "**The patient is upset about
@@ -200,11 +190,6 @@ def is_style_guide(title: str, text: str) -> tuple[bool, str]:
     return False, ""
 
 
-def _quoted(sentence: str) -> list[str]:
-    found = [_quote_text(m) for m in _QUOTE.finditer(sentence)]
-    return [q.strip() for q in found if q.strip(" ,，")]
-
-
 _GREETING = re.compile(r"\b(greet|open|start|begin|salutation|address)\w*|开头|称呼|问候", re.I)
 _SIGN_OFF = re.compile(r"\b(sign[- ]?off|sign|close|closing|end)\w*|落款|结尾|结束语|署名", re.I)
 _FORBID = re.compile(
@@ -319,10 +304,10 @@ def _table_instead(text: str) -> dict[str, str]:
         elif len(row) < 2 and "".join(row).strip():
             column = None  # text between tables
         elif column is not None and column < len(row) and not set(row[0]) <= set("-: "):
-            said = _QUOTE.match(row[column])
-            quoted = _quote_text(said) if said else ""
-            words = quoted.strip(" .。")
-            if words and len(words.split()) <= 6 and not re.search(r"…|\.\.\.", quoted):
+            said = QUOTE.match(row[column])
+            said_text = quote_text(said) if said else ""
+            words = said_text.strip(" .。")
+            if words and len(words.split()) <= 6 and not re.search(r"…|\.\.\.", said_text):
                 found.update(dict.fromkeys(_cell_phrases(row[0]), words))
     return found
 
@@ -334,9 +319,9 @@ def _cell_phrases(cell: str) -> list[str]:
     """The phrases a table cell forbids: its quotes, or its text without a note in brackets
     ("Policyholder (when writing to the customer)"), alternatives after " / " each whole
     ("has been denied / rejected" -> "has been denied", "has been rejected")."""
-    quoted = _quoted(cell)
-    if quoted:
-        return quoted
+    phrases = quoted(cell)
+    if phrases:
+        return phrases
     bare = re.sub(r"\s*[(（][^)）]*[)）]", "", cell).strip()
     parts = [p.strip() for p in re.split(r"\s+/\s+|／", bare) if p.strip()]
     if not parts:
@@ -349,17 +334,17 @@ def _cell_phrases(cell: str) -> list[str]:
 def _forms(sentence: str) -> list[str]:
     """The quoted forms of `sentence` a rule lists together: "Warm regards," and then "The
     Team" are two lines of one sign-off; "Best regards" or "Kind regards" is a choice (the first)."""
-    spans = [m for m in _QUOTE.finditer(sentence) if _quote_text(m).strip(" ,，")]
+    spans = [m for m in QUOTE.finditer(sentence) if quote_text(m).strip(" ,，")]
     if not spans:
         return []
-    forms = [_quote_text(spans[0]).strip()]
+    forms = [quote_text(spans[0]).strip()]
     for before, after in zip(spans, spans[1:], strict=False):
         between = sentence[before.end() : after.start()]
         if _ALTERNATIVE.search(between) or EXAMPLE.search(between):
             break
         if _SIGNER_WORDS.search(between):  # '"Kind regards," then your name, then "The Team"'
             forms.append(SIGNER)
-        forms.append(_quote_text(after).strip())
+        forms.append(quote_text(after).strip())
     return forms
 
 
@@ -442,9 +427,9 @@ def _signature_list(text: str) -> list[str]:
                 if item.strip():
                     break
                 continue
-            quote = _QUOTE.match(listed.group(1).strip())  # the item opens with the form
-            if quote and not _PERSONAL.search(_quote_text(quote)):
-                found.append(_quote_text(quote).strip(" ,，"))
+            quote = QUOTE.match(listed.group(1).strip())  # the item opens with the form
+            if quote and not _PERSONAL.search(quote_text(quote)):
+                found.append(quote_text(quote).strip(" ,，"))
         if found:
             return found
     return []
@@ -461,7 +446,7 @@ def _introduced(lines: list[str], start: int) -> tuple[list[str], int]:
     while i < len(lines):
         line = lines[i].strip()
         item = re.match(r"^(?:[-*+]|\d+[.)])\s+(.*)$", line)
-        phrase = _quoted(item.group(1)) if item else []
+        phrase = quoted(item.group(1)) if item else []
         if line.startswith(">"):
             quoted_block.append(line.lstrip("> ").strip())
         elif item and len(phrase) == 1 and item.group(1).strip(" \"“”'‘’「」.,;") == phrase[0]:
@@ -568,8 +553,8 @@ def _read_section(rules: StyleRules, topic: str | None, text: str) -> None:
         # Quotes after "never/avoid/禁止" are forbidden; quotes before it are the form to use.
         neg = _prohibition(s)
         forbids = neg is not None
-        banned = _quoted(s[neg.start() :]) if neg else []
-        quotes = _quoted(s[: neg.start()]) if neg else _quoted(s)
+        banned = quoted(s[neg.start() :]) if neg else []
+        quotes = quoted(s[: neg.start()]) if neg else quoted(s)
         if banned:
             known = {f.lower() for f in rules.forbidden}
             rules.forbidden += [q for q in dict.fromkeys(banned) if q.lower() not in known]
@@ -659,7 +644,7 @@ def _read_channel_tables(rules: StyleRules, topic: str | None, text: str) -> Non
         elif topic == "sign_off":
             for row in rows:
                 channel = _cell_channel(row[0])
-                closing = next((q for c in row[1:] for q in _quoted(c) if _is_closing(q)), "")
+                closing = next((q for c in row[1:] for q in quoted(c) if _is_closing(q)), "")
                 if channel and closing:
                     rules.channel_closings.setdefault(channel, closing)
                     if not rules.sign_off:
@@ -669,7 +654,7 @@ def _read_channel_tables(rules: StyleRules, topic: str | None, text: str) -> Non
 def _read_greeting_row(rules: StyleRules, channels: list[str], row: list[str], source: str) -> None:
     """One case of a greeting table: each channel's form, its example name made a slot."""
     for column, channel in enumerate(channels):
-        forms = _quoted(row[column]) if channel and column < len(row) else []
+        forms = quoted(row[column]) if channel and column < len(row) else []
         if not forms:
             continue
         first = not any(channels[:column])  # the default channel's column
@@ -788,7 +773,7 @@ def _forbidding(lines: list[str]) -> list[str]:
         s
         for line in lines
         for s in sentences(line)
-        if (neg := _prohibition(s)) and _quoted(s[neg.start() :])
+        if (neg := _prohibition(s)) and quoted(s[neg.start() :])
     ]
 
 
@@ -848,10 +833,10 @@ def _situation(when: str, lines: list[str]) -> Situation:
         s = s.replace("**", "")
         neg = _prohibition(s)
         if neg:
-            banned = _quoted(s[neg.start() :]) + _mentions(s)
+            banned = quoted(s[neg.start() :]) + _mentions(s)
             situation.forbidden += [b for b in banned if b not in situation.forbidden]
             continue
-        quotes = _quoted(s)
+        quotes = quoted(s)
         if quotes and _OPENING.search(s) and not situation.opening:
             situation.opening = quotes[0]
             continue

@@ -41,6 +41,26 @@ _MONEY_FORM = re.compile(r"[$£€¥]\s?\d{1,3}(?:[,.]\d{3})*[.,]\d{2}(?:\s?[A-Z
 # A reference code: capital letters, then groups of digits joined by dashes ("SO-48213",
 # "RMA-2024-01387"); not a part number with letters after its digits ("BW-HF-2200-08-SS").
 _CODE_FORM = re.compile(r"(?<![A-Za-z0-9_-])([A-Z]{2,6})-(\d{2,}(?:-\d{2,})*)(?![A-Za-z0-9_-])")
+# A guide's quoted form: double and CJK quotes anywhere; single quotes only off word edges,
+# so "that's" stays whole; Markdown's code quotes (`Hello Marcus,`), which some guides show
+# their forms in. Shared by `data.style` and `data.masked_numbers`.
+QUOTE = re.compile(
+    r"[\"“「『]([^\"“”「」『』\n]{1,240})[\"”」』]|(?<!\w)['‘]([^'‘’\n]{1,80}?)['’](?!\w)"
+    r"|`([^`\n]{1,240})`"
+)
+
+
+def quote_text(match: re.Match[str]) -> str:
+    """What a `QUOTE` match quotes."""
+    return next((g for g in match.groups() if g), "")
+
+
+def quoted(sentence: str) -> list[str]:
+    """The forms `sentence` quotes, stripped, empty ones left out."""
+    found = [quote_text(m) for m in QUOTE.finditer(sentence)]
+    return [q.strip() for q in found if q.strip(" ,，")]
+
+
 # What introduces an example (of a value's form here, of a phrase in `data.style`).
 EXAMPLE = re.compile(r"\b(for example|for instance|e\.g\.|such as|like)\b|例如|比如|如：", re.I)
 # A numeric date in a text: 06/14/2024, 14.6.24, 2024-06-14 is ISO and left as written.
