@@ -7,7 +7,7 @@ from shoptalk.errors import ShoptalkError
 from shoptalk.project import Project
 from shoptalk.rag.bm25 import BM25, terms
 from shoptalk.rag.index import index_project
-from shoptalk.rag.retrieve import open_index
+from shoptalk.rag.retrieve import interleaved, open_index, reciprocal_rank
 
 
 @pytest.fixture
@@ -96,6 +96,28 @@ def test_bm25_scores_words_chinese_included_and_honours_allowed():
     assert np.argmax(bm25.scores(terms("退货期限"))) == 2
     assert bm25.scores(terms("退货期限"), np.array([True, True, False]))[2] == 0
     assert terms("KX-340 costs $1,200 (13.5%)") == ["kx-340", "costs", "1,200", "13.5%"]
+
+
+def test_interleaving_reads_each_rankings_first_chunk_where_reciprocal_ranks_lose_it():
+    # Chunk 9 is the embedding's first and absent from BM25 (a question in other words
+    # than the document's); 1-4 both rankings hold in the middle.
+    by_vector, by_words = [9, 1, 2, 3, 4], [5, 1, 2, 3, 4, 6]
+    rows, scores = interleaved([by_vector, by_words])
+    assert rows[:4] == [9, 5, 1, 2] and rows.count(1) == 1
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6, 9] and scores == sorted(scores, reverse=True)
+    fused, _ = reciprocal_rank([by_vector, by_words])
+    assert fused[:2] == [1, 2] and fused.index(9) > 2
+    assert interleaved([[], by_words])[0] == by_words, "one ranking alone (Chinese) is kept"
+
+
+def test_the_fusion_setting_chooses_how_rankings_meet(index):
+    question = "How many days do customers have to file a freight claim?"
+    first = index.search(question, None, top_k=3)
+    index.settings.fusion = "rrf"
+    fused = index.search(question, None, top_k=3)
+    assert sources(first)[0] == sources(fused)[0] == "docs/handbook.md#Claims"
+    assert [h.score for h in first.hits] == [1.0, 0.5, 1 / 3]
+    assert all(h.score < 2 / 60 for h in fused.hits)
 
 
 class KeywordReranker:

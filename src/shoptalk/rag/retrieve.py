@@ -1,4 +1,4 @@
-"""Hybrid retrieval: BM25 and vectors fused by reciprocal rank, filtered by the caller's groups.
+"""Hybrid retrieval: BM25 and vectors, fused (`rag.fusion`) and filtered by the caller's groups.
 
     index = open_index(project)
     result = index.search("How long is the claim window?", groups=["support"])
@@ -11,6 +11,7 @@ score, so it can neither be returned nor push a readable chunk out of the top k.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -140,12 +141,8 @@ class RagIndex:
             by_vector, found = [], bool(by_words)
         else:
             found = bool(by_vector) and similarity[by_vector[0]] >= self.settings.min_similarity
-        fused: dict[int, float] = {}
-        for ranking in (by_vector, by_words):
-            for rank, row in enumerate(ranking):
-                fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
-        rows = sorted(fused, key=lambda r: -fused[r])
-        scores = [fused[r] for r in rows]
+        fuse = interleaved if self.settings.fusion == "interleave" else reciprocal_rank
+        rows, scores = fuse([by_vector, by_words])
         if self.reranker is not None:
             rows, scores = self._rerank(question, rows[:RERANKED])
         hits = [
@@ -174,6 +171,32 @@ class RagIndex:
         scores = self.reranker.predict([(question, t) for t in texts])
         order = sorted(range(len(rows)), key=lambda i: -float(scores[i]))
         return [rows[i] for i in order], [float(scores[i]) for i in order]
+
+
+def interleaved(rankings: list[list[int]]) -> tuple[list[int], list[float]]:
+    """The rankings' rows taken in turn (first of each, then second of each, ...), once each.
+
+    A chunk one ranking puts first is always among the first chunks read: with reciprocal
+    ranks a chunk only the embedding finds (a user's scenario in other words than the
+    document's) lost to chunks both rankings put in the middle (bench/RESULTS.md, Fusion).
+    The score is 1 / position, for the order only.
+    """
+    rows: list[int] = []
+    for tier in itertools.zip_longest(*rankings):
+        for row in tier:
+            if row is not None and row not in rows:
+                rows.append(row)
+    return rows, [1.0 / (i + 1) for i in range(len(rows))]
+
+
+def reciprocal_rank(rankings: list[list[int]]) -> tuple[list[int], list[float]]:
+    """Rows by the sum of 1 / (RRF_K + rank) over the rankings, best first, with that sum."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, row in enumerate(ranking):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
+    rows = sorted(fused, key=lambda r: -fused[r])
+    return rows, [fused[r] for r in rows]
 
 
 def _ranked(scores: np.ndarray, allowed: np.ndarray, positive: bool = False) -> list[int]:
