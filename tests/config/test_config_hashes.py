@@ -63,7 +63,9 @@ RECORDED = {
         "eval": "338bb622bad3756e",
         # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
-        "rag": "2c24a03eefaacc84",
+        # Changed on purpose (issue 17): rag.fusion (the RAFT view and the abstention fit read
+        # what retrieval returns).
+        "rag": "7cac2ec5d96aecb3",
         "pii": "7354763fcc621605",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "1a2e7697d480f509",
@@ -80,7 +82,9 @@ RECORDED = {
         "eval": "f448ab4cf419ab69",
         # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
-        "rag": "2c24a03eefaacc84",
+        # Changed on purpose (issue 17): rag.fusion (the RAFT view and the abstention fit read
+        # what retrieval returns).
+        "rag": "7cac2ec5d96aecb3",
         "pii": "c4d1a51ab02142af",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2193e5af2dabf32a",
@@ -95,7 +99,9 @@ RECORDED = {
         "eval": "f448ab4cf419ab69",
         # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
-        "rag": "2c24a03eefaacc84",
+        # Changed on purpose (issue 17): rag.fusion (the RAFT view and the abstention fit read
+        # what retrieval returns).
+        "rag": "7cac2ec5d96aecb3",
         "pii": "54188a03df6694e4",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2cd9ede7af392399",
@@ -108,8 +114,8 @@ RECORDED = {
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
         "eval": "b232627de4e00985",
         # Changed on purpose (issue 17): RAFT reads the selected passages (rag.select in the
-        # view's name) and lost chunks/oracle_ratio/candidates.
-        "rag": "37e4ad747d3d27b5",
+        # view's name) and lost chunks/oracle_ratio/candidates; then rag.fusion.
+        "rag": "903b5aae364ce26f",
         "pii": "117e5a1413bd6223",
         "manifest_settings": "de1ca69fc69ad9d1",
     },
