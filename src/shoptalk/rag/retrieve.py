@@ -181,11 +181,8 @@ def interleaved(rankings: list[list[int]]) -> tuple[list[int], list[float]]:
     document's) lost to chunks both rankings put in the middle (bench/RESULTS.md, Fusion).
     The score is 1 / position, for the order only.
     """
-    rows: list[int] = []
-    for tier in itertools.zip_longest(*rankings):
-        for row in tier:
-            if row is not None and row not in rows:
-                rows.append(row)
+    turns = (row for tier in itertools.zip_longest(*rankings) for row in tier)
+    rows = list(dict.fromkeys(row for row in turns if row is not None))
     return rows, [1.0 / (i + 1) for i in range(len(rows))]
 
 
