@@ -38,6 +38,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "project": STAGES,
     "text": STAGES,
     "progress": STAGES,
+    "memory": STAGES,
 }
 # serve may start pipeline work only through the pipeline's public face.
 PUBLIC_ONLY = {("serve", "pipeline")}

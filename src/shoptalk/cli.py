@@ -17,6 +17,7 @@ from typer.core import TyperCommand
 
 from shoptalk import progress
 from shoptalk.errors import ShoptalkError
+from shoptalk.memory import keep_freed_memory
 from shoptalk.modeling.load import check_base_model
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def main(
         ),
     ] = False,
 ) -> None:
-    pass
+    keep_freed_memory()
 
 
 data_app = typer.Typer(help="Check and inspect the project's data.", no_args_is_help=True)

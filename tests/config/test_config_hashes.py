@@ -60,12 +60,13 @@ RECORDED = {
         "run_id": "run-e87922916d87",
         "dpo_run_id": "run-e87922916d87-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
-        "eval": "338bb622bad3756e",
+        # Then eval.batch_size 16 -> 32 (a new eval folder; the same answers on the example).
+        "eval": "266794b32c080876",
         # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
         # Changed on purpose (issue 17): rag.fusion (the RAFT view and the abstention fit read
-        # what retrieval returns).
-        "rag": "7cac2ec5d96aecb3",
+        # what retrieval returns); then rag.select.sentences 3 -> 4.
+        "rag": "e8d335eb4379dc86",
         "pii": "7354763fcc621605",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "1a2e7697d480f509",
@@ -79,12 +80,13 @@ RECORDED = {
         "run_id": "run-709cb1530fd1",
         "dpo_run_id": "run-709cb1530fd1-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
-        "eval": "f448ab4cf419ab69",
+        # Then eval.batch_size 16 -> 32 (a new eval folder; the same answers on the example).
+        "eval": "42ca3d5e0bfa0328",
         # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
         # Changed on purpose (issue 17): rag.fusion (the RAFT view and the abstention fit read
-        # what retrieval returns).
-        "rag": "7cac2ec5d96aecb3",
+        # what retrieval returns); then rag.select.sentences 3 -> 4.
+        "rag": "e8d335eb4379dc86",
         "pii": "c4d1a51ab02142af",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2193e5af2dabf32a",
@@ -96,12 +98,13 @@ RECORDED = {
         "run_id": "run-62b59ef6e0d0",
         "dpo_run_id": "run-62b59ef6e0d0-dpo-c14d97",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
-        "eval": "f448ab4cf419ab69",
+        # Then eval.batch_size 16 -> 32 (a new eval folder; the same answers on the example).
+        "eval": "42ca3d5e0bfa0328",
         # Changed on purpose (issue 17): RAFT is on by default (rag.raft, 100 examples),
         # so a default build trains on the RAFT view and its run changes at run time.
         # Changed on purpose (issue 17): rag.fusion (the RAFT view and the abstention fit read
-        # what retrieval returns).
-        "rag": "7cac2ec5d96aecb3",
+        # what retrieval returns); then rag.select.sentences 3 -> 4.
+        "rag": "e8d335eb4379dc86",
         "pii": "54188a03df6694e4",
         # Changed on purpose (issue 17): self-replay on by default (data.replay).
         "manifest_settings": "2cd9ede7af392399",
@@ -112,10 +115,12 @@ RECORDED = {
         "run_id": "run-122e62353774",
         "dpo_run_id": "run-122e62353774-dpo-ebe34b",
         # Changed on purpose (issue 17): eval.gate.defaults, eval.promote and eval.coverage.
-        "eval": "b232627de4e00985",
+        # Then eval.batch_size 16 -> 32 (a new eval folder; the same answers on the example).
+        "eval": "25718b7b05f9fcbd",
         # Changed on purpose (issue 17): RAFT reads the selected passages (rag.select in the
-        # view's name) and lost chunks/oracle_ratio/candidates; then rag.fusion.
-        "rag": "903b5aae364ce26f",
+        # view's name) and lost chunks/oracle_ratio/candidates; then rag.fusion; then
+        # rag.select.sentences 3 -> 4.
+        "rag": "b48c37588b220c62",
         "pii": "117e5a1413bd6223",
         "manifest_settings": "de1ca69fc69ad9d1",
     },

@@ -283,8 +283,8 @@ def self_answers(
     from shoptalk.modeling.load import resolve_base_model
 
     path = base_path or resolve_base_model(cfg.base_model, root)
-    # Short prompts and answers: four eval batches in one cost little more than one.
-    batch = 4 * cfg.eval.batch_size
+    # Short prompts and answers: two eval batches in one cost little more than one.
+    batch = 2 * cfg.eval.batch_size
     return self_answer_pool(cfg.data.replay, path, system_prompt, cfg.train.device, batch, wanted)
 
 

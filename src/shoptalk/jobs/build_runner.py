@@ -21,6 +21,7 @@ import sys
 
 from shoptalk import pipeline
 from shoptalk.jobs import log_to
+from shoptalk.memory import keep_freed_memory
 from shoptalk.pipeline import record
 from shoptalk.pipeline.events import OnEvent
 from shoptalk.pipeline.record import served_root
@@ -66,6 +67,7 @@ def data_report(project: Project, on_event: OnEvent) -> dict:
 
 
 def main() -> None:
+    keep_freed_memory()  # a job trains or answers like the CLI: shoptalk/memory.py
     project = Project.open(sys.argv[1])
     log_to(project.state / "logs" / "builds.log")
     run_build(project, sys.argv[2])

@@ -24,6 +24,7 @@ from shoptalk.data.preferences import read_preferences
 from shoptalk.errors import SourceError
 from shoptalk.jobs import log_to
 from shoptalk.jobs.checkpoints import keep_checkpoints, model_name
+from shoptalk.memory import keep_freed_memory
 from shoptalk.pipeline.events import TRAINING_STAGES, Event
 from shoptalk.pipeline.jobs import FineTuneJob, fine_tune, hyperparameters_used
 from shoptalk.pipeline.record import Recorder
@@ -178,6 +179,7 @@ def finish(sessions, job: JobRow, run: RunArtifact) -> None:
 
 
 def main() -> None:
+    keep_freed_memory()  # a job trains or answers like the CLI: shoptalk/memory.py
     project = Project.open(sys.argv[1])
     log_to(project.state / "logs" / "jobs.log")
     run_job(project, sys.argv[2])
