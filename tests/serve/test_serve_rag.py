@@ -16,7 +16,7 @@ from shoptalk.registry.keys import KeyLimits
 from shoptalk.serve.app import create_app
 from shoptalk.serve.server import BackgroundServer
 
-from projects import write_ops_project, write_project
+from projects import DOC, FAQ, write_ops_project, write_project
 
 QUESTION = [{"role": "user", "content": "How often do forklift drivers renew their licence?"}]
 
@@ -143,8 +143,9 @@ def test_a_question_about_the_assistant_is_answered_in_the_personas_words(served
 
 def test_a_grounded_reply_writes_only_the_passages_numbers(tmp_path, tiny_model):
     # A model that writes digits whenever it can: without passages it makes numbers up; from
-    # the handbook's passages it writes only theirs (modeling.copy_numbers), in both engines'
-    # sampling, so the verifier finds no number to repair.
+    # the passages it writes only theirs (modeling.copy_numbers), in both engines' sampling.
+    # One from a passage it does not cite (the FAQ row read beside the handbook's sentence)
+    # is repaired: the reply shows only its citations' numbers.
     from tiny_model import build_digit_model
 
     digits = build_digit_model(tmp_path / "digits", tiny_model)
@@ -163,4 +164,9 @@ def test_a_grounded_reply_writes_only_the_passages_numbers(tmp_path, tiny_model)
     assert made_up
     unsupported = grounded.model_extra["verification"]["unsupported"]
     assert grounded.usage.completion_tokens > 0
-    assert not [v for v in unsupported if re.fullmatch(r"[\d.,:/-]+", v)]
+    theirs = set(re.findall(r"\d+", DOC + " ".join(answer for _, answer in FAQ)))
+    assert {v for v in unsupported if re.fullmatch(r"[\d.,:/-]+", v)} <= theirs
+    reply = re.sub(r"\[\d+\]", "", grounded.choices[0].message.content)  # without its markers
+    shown = set(re.findall(r"\d+", reply))
+    quoted = {n for c in grounded.model_extra["citations"] for n in re.findall(r"\d+", c["quote"])}
+    assert shown <= quoted
